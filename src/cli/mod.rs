@@ -1,0 +1,1 @@
+//! The command line: verbs and output formatting. The only module that prints.

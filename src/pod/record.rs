@@ -1,0 +1,171 @@
+//! The files that describe one pod, under `Paths::pod_dir(uid)`.
+//!
+//! `pod.json` is written once by `apply` (the Pod as applied, with uid and creation time);
+//! `status.json` (a Kubernetes `PodStatus`), `state.json` (every host resource the pod holds,
+//! recorded *before* it is created) and `events.json` are written by the pod's supervisor only;
+//! `delete.json` is written by `delete` to ask the supervisor to stop the pod.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{read_json, Paths, StoreError};
+
+pub const POD_FILE: &str = "pod.json";
+pub const STATUS_FILE: &str = "status.json";
+pub const STATE_FILE: &str = "state.json";
+pub const EVENTS_FILE: &str = "events.json";
+pub const DELETE_FILE: &str = "delete.json";
+
+/// A process we started, identified by pid and by its start time (field 22 of
+/// `/proc/<pid>/stat`), so that a recycled pid is never mistaken for ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+/// The sandbox (pause) process and the network it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxState {
+    pub process: Option<ProcessRef>,
+    /// Increments each time the sandbox is re-created.
+    pub attempt: u32,
+    pub ip: Option<Ipv4Addr>,
+    /// Host-side veth name.
+    pub veth: Option<String>,
+}
+
+/// One container instance (a restart makes a new one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    /// `k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`, hashed to a 64-hex container ID.
+    pub id: String,
+    pub restart_count: u32,
+    pub process: Option<ProcessRef>,
+    /// The instance's bundle directory (config.json, writable layer).
+    pub bundle: Option<PathBuf>,
+    pub cgroup: Option<PathBuf>,
+    pub log_path: Option<PathBuf>,
+}
+
+/// Everything on the host the pod holds, recorded before each resource is created so that
+/// delete and crash recovery can always find it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodState {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub supervisor: Option<ProcessRef>,
+    pub sandbox: SandboxState,
+    pub pod_cgroup: Option<PathBuf>,
+    /// By container name (init and app containers).
+    pub containers: BTreeMap<String, ContainerState>,
+}
+
+/// A request to stop and remove the pod, written by `peapod delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteRequest {
+    pub grace_period_seconds: i64,
+    /// RFC 3339 time of the request.
+    pub requested_at: String,
+}
+
+/// A Kubernetes-style event, deduplicated by (type, reason, message, object) with a count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub message: String,
+    /// `spec.containers{name}` or empty for the pod.
+    #[serde(default)]
+    pub field_path: String,
+    pub first_timestamp: String,
+    pub last_timestamp: String,
+    pub count: u32,
+}
+
+/// Everything the CLI reads about one pod.
+#[derive(Debug, Clone)]
+pub struct PodRecord {
+    pub pod: Pod,
+    pub status: Option<PodStatus>,
+    pub state: Option<PodState>,
+    pub events: Vec<Event>,
+    pub deleting: Option<DeleteRequest>,
+}
+
+fn optional<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl PodRecord {
+    pub fn load(paths: &Paths, uid: &str) -> Result<PodRecord, StoreError> {
+        let dir = paths.pod_dir(uid);
+        Ok(PodRecord {
+            pod: read_json(&dir.join(POD_FILE))?,
+            status: optional(read_json(&dir.join(STATUS_FILE)))?,
+            state: optional(read_json(&dir.join(STATE_FILE)))?,
+            events: optional(read_json(&dir.join(EVENTS_FILE)))?.unwrap_or_default(),
+            deleting: optional(read_json(&dir.join(DELETE_FILE)))?,
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    pub fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or("")
+    }
+}
+
+/// The uids of every pod on record (directories under `Paths::pods`).
+pub fn list_uids(paths: &Paths) -> Result<Vec<String>, StoreError> {
+    let dir = paths.pods();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    let mut uids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+        if entry.path().join(POD_FILE).exists() {
+            uids.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    uids.sort();
+    Ok(uids)
+}
+
+/// Every pod on record, skipping pods removed while we read.
+pub fn load_all(paths: &Paths) -> Result<Vec<PodRecord>, StoreError> {
+    let mut out = Vec::new();
+    for uid in list_uids(paths)? {
+        match PodRecord::load(paths, &uid) {
+            Ok(r) => out.push(r),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Finds a pod by namespace and name.
+pub fn find(paths: &Paths, namespace: &str, name: &str) -> Result<Option<PodRecord>, StoreError> {
+    Ok(load_all(paths)?
+        .into_iter()
+        .find(|r| r.namespace() == namespace && r.name() == name))
+}

@@ -1,0 +1,271 @@
+//! The on-disk layout shared by the CLI and the per-pod supervisors, atomic writes and locks.
+//!
+//! State on disk is the API between peapod's processes: `/var/lib/peapod` holds what survives a
+//! reboot (images, layers, pod records, the IP allocator), `/run/peapod` what does not (sandbox
+//! files, per-pod runtime state), `/var/log/pods` the container logs. Every write that another
+//! process may read goes through [`write_atomic`]. This module must not know what a pod is.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Overrides for the three roots, mainly for tests and for running several instances side by side.
+pub const ENV_LIB_DIR: &str = "PEAPOD_LIB_DIR";
+pub const ENV_RUN_DIR: &str = "PEAPOD_RUN_DIR";
+pub const ENV_LOG_DIR: &str = "PEAPOD_LOG_DIR";
+
+pub const DEFAULT_LIB_DIR: &str = "/var/lib/peapod";
+pub const DEFAULT_RUN_DIR: &str = "/run/peapod";
+pub const DEFAULT_LOG_DIR: &str = "/var/log/pods";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the underlying cause is a missing file.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// The roots of peapod's on-disk state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// Persistent state: `/var/lib/peapod`.
+    pub lib: PathBuf,
+    /// Runtime state, gone at reboot: `/run/peapod`.
+    pub run: PathBuf,
+    /// Container logs: `/var/log/pods`.
+    pub log: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            lib: PathBuf::from(DEFAULT_LIB_DIR),
+            run: PathBuf::from(DEFAULT_RUN_DIR),
+            log: PathBuf::from(DEFAULT_LOG_DIR),
+        }
+    }
+}
+
+impl Paths {
+    /// The defaults, each overridable by its `PEAPOD_*_DIR` environment variable.
+    pub fn from_env() -> Self {
+        let pick = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        Paths {
+            lib: pick(ENV_LIB_DIR, DEFAULT_LIB_DIR),
+            run: pick(ENV_RUN_DIR, DEFAULT_RUN_DIR),
+            log: pick(ENV_LOG_DIR, DEFAULT_LOG_DIR),
+        }
+    }
+
+    /// All three roots under one directory (tests).
+    pub fn under(root: &Path) -> Self {
+        Paths {
+            lib: root.join("lib"),
+            run: root.join("run"),
+            log: root.join("log"),
+        }
+    }
+
+    /// The content store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`).
+    pub fn images(&self) -> PathBuf {
+        self.lib.join("images")
+    }
+
+    /// Unpacked layers, one directory per layer. Kept short: overlay's mount options are limited
+    /// to one page, so lowerdir paths must stay small.
+    pub fn layers(&self) -> PathBuf {
+        self.lib.join("l")
+    }
+
+    /// Per-pod persistent records: `pods/<uid>/`.
+    pub fn pods(&self) -> PathBuf {
+        self.lib.join("pods")
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods().join(uid)
+    }
+
+    /// Per-pod runtime directory: sandbox files (hosts, resolv.conf, hostname, shm) and the
+    /// containers' writable layers.
+    pub fn pod_run_dir(&self, uid: &str) -> PathBuf {
+        self.run.join("pods").join(uid)
+    }
+
+    /// `/var/log/pods/<namespace>_<pod>_<uid>`, as the kubelet lays it out.
+    pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
+        self.log.join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    /// `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
+    pub fn container_log(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        container: &str,
+        restart_count: u32,
+    ) -> PathBuf {
+        self.pod_log_dir(namespace, name, uid)
+            .join(container)
+            .join(format!("{restart_count}.log"))
+    }
+
+    /// The pod-network state (IP allocations).
+    pub fn network(&self) -> PathBuf {
+        self.lib.join("network")
+    }
+
+    /// The lock taken while pods are created or removed, so two `apply`s cannot claim one name.
+    pub fn pods_lock(&self) -> PathBuf {
+        self.lib.join("pods.lock")
+    }
+}
+
+/// Writes `data` to `path` so that a reader sees either the old or the new content, never a
+/// torn one: a temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::io(path, e));
+    }
+    Ok(())
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let data = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &data)
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
+    let data = fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    serde_json::from_slice(&data).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// An exclusive advisory lock (flock) held until dropped.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Blocks until the lock on `path` (created if missing) is held.
+    pub fn exclusive(path: &Path) -> Result<FileLock, StoreError> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::io(path, e))?;
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                break;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(StoreError::io(path, err));
+            }
+        }
+        Ok(FileLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/state.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn json_round_trip_and_missing_file_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        write_json(&p, &vec![1, 2, 3]).unwrap();
+        let v: Vec<i32> = read_json(&p).unwrap();
+        assert_eq!(v, vec![1, 2, 3]);
+        let err = read_json::<Vec<i32>>(&dir.path().join("missing.json")).unwrap_err();
+        assert!(err.is_not_found());
+    }
+
+    #[test]
+    fn log_path_matches_kubelet_layout() {
+        let p = Paths::under(Path::new("/t"));
+        assert_eq!(
+            p.container_log("default", "web", "u1", "nginx", 2),
+            PathBuf::from("/t/log/default_web_u1/nginx/2.log")
+        );
+    }
+}
