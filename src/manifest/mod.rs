@@ -8,3 +8,5 @@
 //!   terminationGracePeriodSeconds 30, imagePullPolicy, terminationMessagePath, ...).
 //! - `Resources` / `container_resources(&Container)`: parsed cpu/memory requests and limits.
 //! - `QosClass` / `qos_class(&Pod)`.
+
+pub mod resources;

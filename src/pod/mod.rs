@@ -2,3 +2,4 @@
 //! and back-off, and the per-pod supervisor process.
 
 pub mod record;
+pub mod lifecycle;
