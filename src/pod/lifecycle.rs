@@ -1,14 +1,38 @@
 //! Creating and removing pods: what `apply` and `delete` do.
+//!
+//! `apply` records the pod (`pod.json`, with a fresh UID) under the pods lock, so two applies
+//! cannot claim one name, and starts its supervisor as a detached process. `delete` writes
+//! `delete.json`, signals the supervisor and waits until the pod is gone; if the supervisor
+//! is dead it releases the pod's resources itself from the recorded state.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
-use crate::store::Paths;
+use crate::pod::record::{self, DeleteRequest, PodState, DELETE_FILE, POD_FILE, STATE_FILE};
+use crate::pod::supervisor::{SUPERVISE_VERB, SUPERVISOR_LOG};
+use crate::store::{read_json, write_json, FileLock, Paths};
+
+/// How long `apply` waits for a new supervisor to check in.
+const SUPERVISOR_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Extra time `delete` gives a supervisor beyond the grace period before cleaning up itself.
+const DELETE_MARGIN: Duration = Duration::from_secs(30);
 
 /// What `apply` did with one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
     /// `pod/<name> created`
-    Created { namespace: String, name: String, uid: String },
+    Created {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
     /// The name is taken in its namespace; the running pod was left alone.
     AlreadyExists { namespace: String, name: String },
 }
@@ -19,24 +43,170 @@ pub enum LifecycleError {
     NotFound { namespace: String, name: String },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("{0}")]
-    Other(String),
+    #[error("pod {pod}: {message}")]
+    Pod { pod: String, message: String },
 }
 
-/// Records each (already validated) pod and starts its supervisor.
-pub fn apply(_paths: &Paths, _pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, LifecycleError> {
-    todo!("apply")
+fn ns_name(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Records each (already validated) pod and starts its supervisor. Pods whose limits this
+/// host cannot enforce are refused before anything is created.
+pub fn apply(paths: &Paths, pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, LifecycleError> {
+    let support = crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT));
+    for pod in &pods {
+        crate::cgroup::check_limits_supported(pod, &support).map_err(|e| {
+            let (ns, name) = ns_name(pod);
+            LifecycleError::Pod {
+                pod: format!("{ns}/{name}"),
+                message: e.to_string(),
+            }
+        })?;
+    }
+    let _lock = FileLock::exclusive(&paths.pods_lock())?;
+    let mut outcomes = Vec::new();
+    for mut pod in pods {
+        let (namespace, name) = ns_name(&pod);
+        if record::find(paths, &namespace, &name)?.is_some() {
+            outcomes.push(ApplyOutcome::AlreadyExists { namespace, name });
+            continue;
+        }
+        let uid = uuid::Uuid::new_v4().to_string();
+        pod.metadata.uid = Some(uid.clone());
+        pod.metadata.namespace = Some(namespace.clone());
+        pod.metadata.creation_timestamp = Some(Time(
+            jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_else(|_| jiff::Timestamp::now()),
+        ));
+        pod.status = None;
+        write_json(&paths.pod_dir(&uid).join(POD_FILE), &pod)?;
+        if let Err(e) = start_supervisor(paths, &uid) {
+            let _ = fs::remove_dir_all(paths.pod_dir(&uid));
+            return Err(LifecycleError::Pod {
+                pod: format!("{namespace}/{name}"),
+                message: format!("cannot start its supervisor: {e}"),
+            });
+        }
+        outcomes.push(ApplyOutcome::Created {
+            namespace,
+            name,
+            uid,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Starts `peapod __supervise <uid>` in its own session, detached from the CLI, and waits
+/// until it has recorded itself.
+fn start_supervisor(paths: &Paths, uid: &str) -> std::io::Result<()> {
+    let run_dir = paths.pod_run_dir(uid);
+    fs::create_dir_all(&run_dir)?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join(SUPERVISOR_LOG))?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(SUPERVISE_VERB)
+        .arg(uid)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let state_file = paths.pod_dir(uid).join(STATE_FILE);
+    let deadline = Instant::now() + SUPERVISOR_START_TIMEOUT;
+    while Instant::now() < deadline {
+        if state_file.exists() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(std::io::Error::other(format!(
+                "supervisor exited with {status}; see {}",
+                run_dir.join(SUPERVISOR_LOG).display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Err(std::io::Error::other("supervisor did not start in time"))
 }
 
 /// Stops a pod (stop signal, grace period, SIGKILL) and removes everything it holds.
 /// `grace_period_seconds: None` uses the pod's terminationGracePeriodSeconds; `force` with 0
 /// kills at once. Returns when the pod is gone.
 pub fn delete(
-    _paths: &Paths,
-    _namespace: &str,
-    _name: &str,
-    _grace_period_seconds: Option<i64>,
-    _force: bool,
+    paths: &Paths,
+    namespace: &str,
+    name: &str,
+    grace_period_seconds: Option<i64>,
+    force: bool,
 ) -> Result<(), LifecycleError> {
-    todo!("delete")
+    let rec = record::find(paths, namespace, name)?.ok_or_else(|| LifecycleError::NotFound {
+        namespace: namespace.into(),
+        name: name.into(),
+    })?;
+    let uid = rec.pod.metadata.uid.clone().unwrap_or_default();
+    let pod_default = rec
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    // As kubectl: 0 means "immediately" only with --force (else 1s); negative means the
+    // pod's own terminationGracePeriodSeconds.
+    let grace = match grace_period_seconds {
+        Some(0) if force => 0,
+        Some(0) => 1,
+        Some(g) if g < 0 => pod_default,
+        Some(g) => g,
+        None if force => 0,
+        None => pod_default,
+    };
+    let dir = paths.pod_dir(&uid);
+    write_json(
+        &dir.join(DELETE_FILE),
+        &DeleteRequest {
+            grace_period_seconds: grace,
+            requested_at: jiff::Timestamp::now().to_string(),
+        },
+    )?;
+    let supervisor = rec.state.as_ref().and_then(|s| s.supervisor.clone());
+    if let Some(sup) = supervisor.filter(|s| s.is_alive()) {
+        let _ = kill(Pid::from_raw(sup.pid), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(grace as u64) + DELETE_MARGIN;
+        while sup.is_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if sup.is_alive() {
+            let _ = kill(Pid::from_raw(sup.pid), Signal::SIGKILL);
+        }
+    }
+    // The supervisor removes the pod when it finishes; if it could not (killed, crashed),
+    // release what the record says the pod holds.
+    if dir.exists() {
+        let state: PodState = read_json(&dir.join(STATE_FILE)).unwrap_or_else(|_| PodState {
+            uid: uid.clone(),
+            namespace: namespace.into(),
+            name: name.into(),
+            ..Default::default()
+        });
+        crate::pod::teardown::release_all(paths, &state).map_err(|e| LifecycleError::Pod {
+            pod: format!("{namespace}/{name}"),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
 }

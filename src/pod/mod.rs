@@ -1,5 +1,10 @@
 //! Pods: the records shared by the CLI and the supervisor, the status model, the restart policy
-//! and back-off, and the per-pod supervisor process.
+//! and back-off, the per-pod supervisor process, and creating and removing pods.
 
-pub mod record;
+pub mod backoff;
+pub mod events;
 pub mod lifecycle;
+pub mod model;
+pub mod record;
+pub mod supervisor;
+pub mod teardown;

@@ -28,6 +28,27 @@ pub struct ProcessRef {
     pub start_time: u64,
 }
 
+impl ProcessRef {
+    /// The process `pid` as it is now, or None if it does not exist.
+    pub fn of(pid: i32) -> Option<ProcessRef> {
+        start_time(pid).map(|start_time| ProcessRef { pid, start_time })
+    }
+
+    /// True while the very process we recorded (same pid, same start time) exists.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 (starttime) of `/proc/<pid>/stat`, read after the last `)` since the command name
+/// may contain spaces and parentheses [proc(5)].
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ')' come field 3 (state) onwards; starttime is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// The sandbox (pause) process and the network it holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxState {
@@ -164,8 +185,26 @@ pub fn load_all(paths: &Paths) -> Result<Vec<PodRecord>, StoreError> {
 }
 
 /// Finds a pod by namespace and name.
+///
+/// Scans every record: fine for the pod counts one host runs.
 pub fn find(paths: &Paths, namespace: &str, name: &str) -> Result<Option<PodRecord>, StoreError> {
     Ok(load_all(paths)?
         .into_iter()
         .find(|r| r.namespace() == namespace && r.name() == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_a_changed_start_time_is_not() {
+        let me = ProcessRef::of(std::process::id() as i32).unwrap();
+        assert!(me.is_alive());
+        let other = ProcessRef {
+            start_time: me.start_time + 1,
+            ..me.clone()
+        };
+        assert!(!other.is_alive());
+    }
 }

@@ -1,0 +1,730 @@
+//! The supervisor's side of containers: building each instance (image, writable layer, spec,
+//! cgroup, log), starting it, collecting its output and exit, and the restart decision.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::pipe2;
+
+use super::{Instance, Supervisor};
+use crate::cgroup::PodLimits;
+use crate::container::runtime::{self, ContainerStdio};
+use crate::container::spec::{self, RootfsLayout, SpecInput};
+use crate::image::{Image, ImageStore};
+use crate::logs::{CriLogWriter, Stream};
+use crate::manifest::resources::{container_resources, qos_class};
+use crate::pod::events;
+use crate::pod::model::{
+    self, RunState, Terminated, CONTAINER_ID_SCHEME, REASON_CRASH_LOOP_BACK_OFF,
+    REASON_CREATE_CONTAINER_CONFIG_ERROR, REASON_ERR_IMAGE_PULL, REASON_IMAGE_PULL_BACK_OFF,
+};
+use crate::pod::record::{ContainerState, ProcessRef};
+
+/// The terminated reason when the runtime could not start the process [containerd].
+pub const REASON_START_ERROR: &str = "StartError";
+/// Exit code reported for a StartError, as containerd does.
+pub const START_ERROR_EXIT_CODE: i32 = 128;
+/// The kubelet reads at most this much of the termination message file.
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+/// FallbackToLogsOnError: the last lines of the log, at most 2048 bytes / 80 lines.
+const FALLBACK_LOG_BYTES: usize = 2048;
+const FALLBACK_LOG_LINES: usize = 80;
+const CONTAINERS_DIR: &str = "containers";
+const TERMINATION_LOG: &str = "termination-log";
+
+/// Pod-level limits: a cpu (memory) limit only when every container has one, summed over the
+/// app containers and at least the largest init container's.
+pub(super) fn pod_limits(pod: &Pod) -> Result<PodLimits, String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let app: Vec<_> = spec
+        .containers
+        .iter()
+        .map(container_resources)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let init: Vec<_> = spec
+        .init_containers
+        .unwrap_or_default()
+        .iter()
+        .map(container_resources)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let total = |f: &dyn Fn(&crate::manifest::resources::Resources) -> Option<u64>| {
+        let mut sum = 0u64;
+        for r in &app {
+            sum = sum.saturating_add(f(r)?);
+        }
+        let mut max_init = 0u64;
+        for r in &init {
+            max_init = max_init.max(f(r)?);
+        }
+        Some(sum.max(max_init))
+    };
+    Ok(PodLimits {
+        cpu_limit_millis: total(&|r| r.cpu_limit_millis),
+        memory_limit_bytes: total(&|r| r.memory_limit_bytes),
+    })
+}
+
+fn restart_wanted(pod: &Pod, init: bool, exit_code: i32) -> bool {
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    match policy {
+        "Never" => false,
+        // Init containers restart only on failure, even under Always.
+        "OnFailure" => exit_code != 0,
+        _ if init => exit_code != 0,
+        _ => true,
+    }
+}
+
+fn stop_signal(image: &Image) -> Signal {
+    image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.stop_signal().clone())
+        .and_then(|s| {
+            let name = s.trim().to_ascii_uppercase();
+            let name = if name.starts_with("SIG") {
+                name
+            } else {
+                format!("SIG{name}")
+            };
+            name.parse::<Signal>().ok()
+        })
+        .unwrap_or(Signal::SIGTERM)
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+/// The container's termination message: its file, or with FallbackToLogsOnError and an
+/// error exit, the tail of its log.
+fn termination_message(c: &Container, file: &Path, log: &Path, exit_code: i32) -> Option<String> {
+    let mut buf = String::new();
+    if let Ok(f) = fs::File::open(file) {
+        let _ = f.take(MAX_TERMINATION_MESSAGE).read_to_string(&mut buf);
+    }
+    if buf.is_empty()
+        && exit_code != 0
+        && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+    {
+        if let Ok(lines) = crate::logs::read_log(
+            log,
+            crate::logs::ReadOptions {
+                timestamps: false,
+                tail: Some(FALLBACK_LOG_LINES),
+            },
+        ) {
+            let text = lines.join("\n");
+            let start = text.len().saturating_sub(FALLBACK_LOG_BYTES);
+            let start = (start..text.len())
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(text.len());
+            buf = text[start..].to_string();
+        }
+    }
+    (!buf.is_empty()).then_some(buf)
+}
+
+impl Supervisor {
+    /// Starts every container whose time has come.
+    pub(super) fn start_due_containers(&mut self, now: Instant) {
+        for i in 0..self.runs.len() {
+            let r = &self.runs[i];
+            if r.instance.is_none() && r.next_start.is_some_and(|t| now >= t) {
+                self.runs[i].next_start = None;
+                self.start_container(i);
+            }
+        }
+    }
+
+    /// Schedules every app container that has not finished for good.
+    pub(super) fn schedule_app_containers(&mut self) {
+        let now = Instant::now();
+        for r in self.runs.iter_mut().filter(|r| !r.init) {
+            if r.instance.is_none() && r.next_start.is_none() && !r.view.done {
+                r.next_start = Some(now);
+            }
+        }
+    }
+
+    fn image_for(&mut self, c: &Container) -> Result<Image, String> {
+        let reference = c.image.clone().unwrap_or_default();
+        if let Some(img) = self.images.get(&reference) {
+            return Ok(img.clone());
+        }
+        let store = ImageStore::open(&self.paths).map_err(|e| e.to_string())?;
+        let image = store.resolve(&reference).map_err(|e| e.to_string())?;
+        self.images.insert(reference.clone(), image.clone());
+        Ok(image)
+    }
+
+    fn start_container(&mut self, i: usize) {
+        let c = self.runs[i].spec.clone();
+        let field = self.runs[i].field_path();
+        let image_ref = c.image.clone().unwrap_or_default();
+        let first_image_use = !self.images.contains_key(&image_ref);
+        let image = match self.image_for(&c) {
+            Ok(img) => img,
+            Err(message) => {
+                let r = &mut self.runs[i];
+                let reason = if matches!(&r.view.state, RunState::Waiting { reason, .. } if reason == REASON_ERR_IMAGE_PULL || reason == REASON_IMAGE_PULL_BACK_OFF)
+                {
+                    REASON_IMAGE_PULL_BACK_OFF
+                } else {
+                    REASON_ERR_IMAGE_PULL
+                };
+                let delay = r
+                    .backoff
+                    .on_exit(Duration::ZERO)
+                    .max(Duration::from_secs(1));
+                r.next_start = Some(Instant::now() + delay);
+                r.view.state = RunState::Waiting {
+                    reason: reason.into(),
+                    message: Some(message.clone()),
+                };
+                self.event(
+                    events::WARNING,
+                    events::REASON_FAILED,
+                    &field,
+                    format!("Failed to pull image \"{image_ref}\": {message}"),
+                );
+                return;
+            }
+        };
+        if first_image_use {
+            self.event(
+                events::NORMAL,
+                events::REASON_PULLED,
+                &field,
+                format!("Container image \"{image_ref}\" already present on machine"),
+            );
+        }
+        self.runs[i].view.image_id = format!(
+            "{}@{}",
+            image
+                .reference
+                .split(['@'])
+                .next()
+                .unwrap_or("")
+                .rsplit_once(':')
+                .filter(|(repo, _)| !repo.ends_with('/') && !repo.is_empty())
+                .map(|(repo, _)| repo)
+                .unwrap_or(&image.reference),
+            image.manifest_digest
+        );
+
+        match self.create_instance(i, &c, &image) {
+            Ok(()) => {
+                let r = &mut self.runs[i];
+                r.instances += 1;
+                r.view.restart_count = r.instances - 1;
+                r.view.ever_started = true;
+                r.killed_by_sandbox = false;
+                self.event(
+                    events::NORMAL,
+                    events::REASON_CREATED,
+                    &field,
+                    format!("Created container: {}", c.name),
+                );
+                self.event(
+                    events::NORMAL,
+                    events::REASON_STARTED,
+                    &field,
+                    format!("Started container {}", c.name),
+                );
+            }
+            Err(StartFailure::Config(message)) => {
+                let r = &mut self.runs[i];
+                let delay = r
+                    .backoff
+                    .on_exit(Duration::ZERO)
+                    .max(Duration::from_secs(1));
+                r.next_start = Some(Instant::now() + delay);
+                r.view.state = RunState::Waiting {
+                    reason: REASON_CREATE_CONTAINER_CONFIG_ERROR.into(),
+                    message: Some(message.clone()),
+                };
+                self.event(
+                    events::WARNING,
+                    events::REASON_FAILED,
+                    &field,
+                    format!("Error: {message}"),
+                );
+            }
+            Err(StartFailure::Start {
+                message,
+                container_id,
+            }) => {
+                self.event(
+                    events::WARNING,
+                    events::REASON_FAILED,
+                    &field,
+                    format!("Error: failed to start container \"{}\": {message}", c.name),
+                );
+                let r = &mut self.runs[i];
+                r.instances += 1;
+                r.view.restart_count = r.instances - 1;
+                r.view.ever_started = true;
+                let now = Timestamp::now();
+                let t = Terminated {
+                    exit_code: START_ERROR_EXIT_CODE,
+                    signal: None,
+                    reason: REASON_START_ERROR.into(),
+                    message: Some(message),
+                    started_at: Some(now),
+                    finished_at: now,
+                    container_id,
+                };
+                self.after_exit(i, t, Duration::ZERO);
+            }
+        }
+        self.mark_dirty();
+    }
+
+    /// Builds and starts one instance. Everything it creates is recorded first and released
+    /// again if a later step fails.
+    fn create_instance(
+        &mut self,
+        i: usize,
+        c: &Container,
+        image: &Image,
+    ) -> Result<(), StartFailure> {
+        let uid = self.uid.clone();
+        let attempt = self.runs[i].instances;
+        let name = spec::container_name(self.pod_name(), self.namespace(), &uid, &c.name, attempt);
+        let id = spec::container_id(&name, &Timestamp::now().to_string());
+        let container_id = format!("{CONTAINER_ID_SCHEME}{id}");
+        let dir = self
+            .paths
+            .pod_dir(&uid)
+            .join(CONTAINERS_DIR)
+            .join(&c.name)
+            .join(attempt.to_string());
+        let cgroup = self
+            .cgroups
+            .as_ref()
+            .map(|cg| cg.container_path(&uid, &c.name, attempt));
+        let log_path =
+            self.paths
+                .container_log(self.namespace(), self.pod_name(), &uid, &c.name, attempt);
+        self.state.containers.insert(
+            c.name.clone(),
+            ContainerState {
+                id: id.clone(),
+                restart_count: attempt,
+                process: None,
+                bundle: Some(dir.clone()),
+                cgroup: cgroup.clone(),
+                log_path: Some(log_path.clone()),
+            },
+        );
+        self.save_state()
+            .map_err(|e| StartFailure::Config(e.to_string()))?;
+        let result = self.build_and_spawn(
+            i,
+            c,
+            image,
+            &dir,
+            cgroup.as_deref(),
+            &log_path,
+            &container_id,
+        );
+        if let Err(e) = &result {
+            tracing::warn!(container = %c.name, error = ?e, "container start failed");
+            self.release_instance(&dir, cgroup.as_deref());
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_and_spawn(
+        &mut self,
+        i: usize,
+        c: &Container,
+        image: &Image,
+        dir: &Path,
+        cgroup: Option<&Path>,
+        log_path: &Path,
+        container_id: &str,
+    ) -> Result<(), StartFailure> {
+        let config = |e: String| StartFailure::Config(e);
+        let rootfs = RootfsLayout {
+            lower: image.layers.clone(),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            merged: dir.join("rootfs"),
+        };
+        for d in [&rootfs.upper, &rootfs.work, &rootfs.merged] {
+            fs::create_dir_all(d).map_err(|e| config(format!("{}: {e}", d.display())))?;
+        }
+        let termination_log = dir.join(TERMINATION_LOG);
+        fs::write(&termination_log, b"")
+            .map_err(|e| config(format!("{}: {e}", termination_log.display())))?;
+        let volume_dirs = self.prepare_volumes().map_err(config)?;
+        let run_dir = self.paths.pod_run_dir(&self.uid);
+        let resources = container_resources(c).map_err(|e| config(e.to_string()))?;
+        let sandbox_pid = self
+            .sandbox
+            .as_ref()
+            .map(|s| s.pid.as_raw())
+            .ok_or_else(|| config("the pod sandbox is not running".into()))?;
+        let input = SpecInput {
+            pod: &self.pod,
+            container: c,
+            image_config: &image.config,
+            rootfs,
+            sandbox_pid,
+            pod_ip: self.state.sandbox.ip,
+            hosts_path: run_dir.join(super::sandbox::HOSTS_FILE),
+            resolv_path: run_dir.join(super::sandbox::RESOLV_FILE),
+            hostname_path: run_dir.join(super::sandbox::HOSTNAME_FILE),
+            shm_path: run_dir.join(super::sandbox::SHM_DIR),
+            termination_log_path: termination_log.clone(),
+            volume_dirs,
+            cgroup_path: cgroup.map(Path::to_path_buf),
+            resources,
+            qos: qos_class(&self.pod),
+            node_name: self.node_name.clone(),
+            node_memory_bytes: self.node_memory,
+        };
+        let oci = spec::build_spec(&input).map_err(|e| config(e.to_string()))?;
+        runtime::write_bundle(dir, &oci).map_err(|e| config(e.to_string()))?;
+        if let (Some(cg), Some(mgr)) = (cgroup, self.cgroups.as_ref()) {
+            let res = oci
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone())
+                .unwrap_or_default();
+            mgr.create(cg, &res).map_err(|e| config(e.to_string()))?;
+        }
+
+        let start = |message: String| StartFailure::Start {
+            message,
+            container_id: container_id.to_string(),
+        };
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| start(format!("pipe: {e}")))?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| start(format!("pipe: {e}")))?;
+        set_nonblocking(&out_r);
+        set_nonblocking(&err_r);
+        let log = CriLogWriter::create(log_path).map_err(|e| start(e.to_string()))?;
+        let spawned = runtime::spawn(
+            &oci,
+            dir,
+            ContainerStdio {
+                stdin: None,
+                stdout: out_w,
+                stderr: err_w,
+            },
+        )
+        .map_err(|e| start(e.to_string()))?;
+        let pid = spawned.pid;
+        let process = ProcessRef::of(pid).unwrap_or(ProcessRef { pid, start_time: 0 });
+        if let Some(s) = self.state.containers.get_mut(&c.name) {
+            s.process = Some(process.clone());
+        }
+        let _ = self.save_state();
+        let now = Timestamp::now();
+        let r = &mut self.runs[i];
+        r.view.state = RunState::Running {
+            started_at: now,
+            container_id: container_id.to_string(),
+        };
+        r.instance = Some(Instance {
+            pid: nix::unistd::Pid::from_raw(pid),
+            process,
+            container_id: container_id.to_string(),
+            dir: dir.to_path_buf(),
+            cgroup: cgroup.map(Path::to_path_buf),
+            started_at: now,
+            started: Instant::now(),
+            pipes: [Some(out_r), Some(err_r)],
+            log,
+            termination_log,
+            stop_signal: stop_signal(image),
+        });
+        Ok(())
+    }
+
+    /// emptyDir directories (memory-backed ones as tmpfs), made once per pod.
+    fn prepare_volumes(&self) -> Result<std::collections::BTreeMap<String, PathBuf>, String> {
+        let mut dirs = std::collections::BTreeMap::new();
+        let volumes = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        for v in volumes {
+            let Some(ed) = &v.empty_dir else { continue };
+            let dir = self.paths.pod_dir(&self.uid).join("volumes").join(&v.name);
+            if !dir.exists() {
+                fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                // World-writable like the kubelet's emptyDir (0777).
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                if ed.medium.as_deref() == Some("Memory") {
+                    let mut opts = String::from("mode=0777");
+                    if let Some(limit) = &ed.size_limit {
+                        let bytes = crate::manifest::quantity::parse_quantity(&limit.0)
+                            .map_err(|e| e.to_string())?
+                            .value_ceil();
+                        opts.push_str(&format!(",size={bytes}"));
+                    }
+                    nix::mount::mount(
+                        Some("tmpfs"),
+                        &dir,
+                        Some("tmpfs"),
+                        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                        Some(opts.as_str()),
+                    )
+                    .map_err(|e| format!("mount tmpfs emptyDir {}: {e}", v.name))?;
+                }
+            }
+            dirs.insert(v.name.clone(), dir);
+        }
+        Ok(dirs)
+    }
+
+    fn release_instance(&self, dir: &Path, cgroup: Option<&Path>) {
+        if let (Some(cg), Some(mgr)) = (cgroup, self.cgroups.as_ref()) {
+            if let Err(e) = mgr.remove(cg) {
+                tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup removal failed");
+            }
+        }
+        if let Err(e) = fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "writable layer removal failed");
+            }
+        }
+    }
+
+    /// Reads what a container wrote on stdout (0) or stderr (1) into its log.
+    pub(super) fn drain_pipe(&mut self, ri: usize, pi: usize) {
+        let Some(inst) = self.runs[ri].instance.as_mut() else {
+            return;
+        };
+        let stream = if pi == 0 {
+            Stream::Stdout
+        } else {
+            Stream::Stderr
+        };
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Some(fd) = inst.pipes[pi].as_ref() else {
+                return;
+            };
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    inst.pipes[pi] = None;
+                    return;
+                }
+                Ok(n) => {
+                    if let Err(e) = inst.log.write(stream, &buf[..n]) {
+                        tracing::warn!(error = %e, "log write failed");
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(_) => {
+                    inst.pipes[pi] = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A container process exited with `exit_code` (128+N when killed by signal N).
+    pub(super) fn on_container_exit(&mut self, i: usize, exit_code: i32, signal: Option<i32>) {
+        self.drain_pipe(i, 0);
+        self.drain_pipe(i, 1);
+        let Some(mut inst) = self.runs[i].instance.take() else {
+            return;
+        };
+        if let Err(e) = inst.log.flush_partial() {
+            tracing::warn!(error = %e, "log flush failed");
+        }
+        let oom = match (&inst.cgroup, &self.cgroups) {
+            (Some(cg), Some(mgr)) => mgr.oom_killed(cg).unwrap_or(false),
+            _ => false,
+        };
+        let log_path = self
+            .state
+            .containers
+            .get(&self.runs[i].spec.name)
+            .and_then(|s| s.log_path.clone())
+            .unwrap_or_default();
+        let message = termination_message(
+            &self.runs[i].spec,
+            &inst.termination_log,
+            &log_path,
+            exit_code,
+        );
+        let (exit_code, signal) = if oom {
+            (137, Some(9))
+        } else {
+            (exit_code, signal)
+        };
+        let t = Terminated {
+            exit_code,
+            signal,
+            reason: model::terminated_reason(exit_code, oom).into(),
+            message,
+            started_at: Some(inst.started_at),
+            finished_at: Timestamp::now(),
+            container_id: inst.container_id.clone(),
+        };
+        tracing::info!(container = %self.runs[i].spec.name, exit_code, oom, "container exited");
+        if let Some(s) = self.state.containers.get_mut(&self.runs[i].spec.name) {
+            s.process = None;
+        }
+        self.release_instance(&inst.dir, inst.cgroup.as_deref());
+        let ran_for = inst.started.elapsed();
+        drop(inst);
+        self.after_exit(i, t, ran_for);
+        self.sandbox_lost_check();
+        self.mark_dirty();
+    }
+
+    /// Applies the restart policy and back-off to a finished instance.
+    fn after_exit(&mut self, i: usize, t: Terminated, ran_for: Duration) {
+        let exit_code = t.exit_code;
+        let init = self.runs[i].init;
+        let stopping = self.stopping.is_some();
+        let by_sandbox = self.runs[i].killed_by_sandbox;
+        let restart = !stopping && restart_wanted(&self.pod, init, exit_code)
+            || (by_sandbox && !stopping && restart_wanted(&self.pod, false, exit_code));
+        let r = &mut self.runs[i];
+        if !restart {
+            // Finished for good; the previous instance stays as lastState.
+            r.view.state = RunState::Terminated(t);
+            r.view.done = true;
+            if init && !stopping {
+                if exit_code == 0 {
+                    self.start_next_after_init(i);
+                } else {
+                    self.init_failed = true;
+                }
+            }
+            return;
+        }
+        r.view.last_terminated = Some(t.clone());
+        if by_sandbox || self.sandbox_lost {
+            // Restarts once the new sandbox is up (see schedule_after_sandbox).
+            r.view.state = RunState::Terminated(t);
+            return;
+        }
+        let delay = r.backoff.on_exit(ran_for);
+        if delay.is_zero() {
+            r.view.state = RunState::Terminated(t);
+            r.next_start = Some(Instant::now());
+            return;
+        }
+        r.next_start = Some(Instant::now() + delay);
+        let name = r.spec.name.clone();
+        let field = r.field_path();
+        let pod = format!("{}_{}({})", self.pod_name(), self.namespace(), self.uid);
+        self.runs[i].view.state = RunState::Waiting {
+            reason: REASON_CRASH_LOOP_BACK_OFF.into(),
+            message: Some(format!(
+                "back-off {} restarting failed container={name} pod={pod}",
+                humantime(delay)
+            )),
+        };
+        self.event(
+            events::WARNING,
+            events::REASON_BACKOFF,
+            &field,
+            format!("Back-off restarting failed container {name} in pod {pod}"),
+        );
+    }
+
+    /// An init container succeeded: start the next one, or the app containers.
+    fn start_next_after_init(&mut self, i: usize) {
+        let next = self
+            .runs
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, r)| r.init)
+            .map(|(j, _)| j);
+        match next {
+            Some(j) => self.runs[j].next_start = Some(Instant::now()),
+            None => self.schedule_app_containers(),
+        }
+    }
+
+    /// Sends each running container its stop signal (SIGTERM unless the image says otherwise).
+    pub(super) fn stop_containers_gracefully(&mut self) {
+        let mut stopping = Vec::new();
+        for r in &self.runs {
+            if let Some(inst) = &r.instance {
+                let _ = kill(inst.pid, inst.stop_signal);
+                stopping.push((r.field_path(), r.spec.name.clone()));
+            }
+        }
+        for (field, name) in stopping {
+            self.event(
+                events::NORMAL,
+                events::REASON_KILLING,
+                &field,
+                format!("Stopping container {name}"),
+            );
+        }
+    }
+
+    /// SIGKILL to every container (through its cgroup when there is one).
+    pub(super) fn kill_all_containers(&mut self) {
+        for r in &self.runs {
+            if let Some(inst) = &r.instance {
+                if let (Some(cg), Some(mgr)) = (&inst.cgroup, &self.cgroups) {
+                    let _ = mgr.kill_all(cg);
+                }
+                let _ = kill(inst.pid, Signal::SIGKILL);
+            }
+        }
+        if let Some(s) = self.stopping.as_mut() {
+            s.killed = true;
+        }
+    }
+}
+
+/// `10s`, `5m0s`, as Go prints durations in the back-off message.
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[derive(Debug)]
+enum StartFailure {
+    /// The container could not be configured (spec, volumes, cgroup): retried, stays Waiting.
+    Config(String),
+    /// The runtime could not start the process: a StartError instance.
+    Start {
+        message: String,
+        container_id: String,
+    },
+}

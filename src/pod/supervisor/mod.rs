@@ -1,0 +1,574 @@
+//! The per-pod supervisor: one process per pod, detached from the CLI (`peapod __supervise
+//! <uid>`). It starts the sandbox and the containers, captures their output into CRI logs,
+//! restarts them per restartPolicy with the kubelet's back-off, re-creates the sandbox if it
+//! dies, stops the pod on request, and writes status, state and events for the CLI.
+//!
+//! It is single-threaded on purpose: it forks (sandbox) and clones (containers), which is only
+//! safe with one thread, and one poll loop over a signalfd and the containers' pipes is all the
+//! concurrency it needs. It must not print: it logs through `tracing` to its log file.
+
+mod containers;
+mod sandbox;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cgroup::{CgroupManager, CgroupSupport};
+use crate::image::Image;
+use crate::logs::CriLogWriter;
+use crate::network::NetworkConfig;
+use crate::pod::backoff::RestartBackoff;
+use crate::pod::events;
+use crate::pod::model::{ContainerView, PodView};
+use crate::pod::record::{
+    DeleteRequest, Event, PodState, ProcessRef, DELETE_FILE, EVENTS_FILE, POD_FILE, STATE_FILE,
+    STATUS_FILE,
+};
+use crate::store::{read_json, write_json, Paths, StoreError};
+
+/// The hidden verb that runs [`main`].
+pub const SUPERVISE_VERB: &str = "__supervise";
+/// The supervisor's own log, in the pod's runtime directory.
+pub const SUPERVISOR_LOG: &str = "supervisor.log";
+/// How often logs are checked for rotation, as the kubelet does.
+const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
+pub const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub const LOG_MAX_FILES: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("pod {pod}: {message}")]
+    Setup { pod: String, message: String },
+}
+
+/// Entry point of `peapod __supervise <uid>`; returns the process exit code.
+pub fn main(uid: &str) -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PEAPOD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let paths = Paths::from_env();
+    match Supervisor::new(paths, uid).and_then(|mut s| s.run()) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(%uid, error = %e, "supervisor failed");
+            1
+        }
+    }
+}
+
+/// A running container instance.
+pub(crate) struct Instance {
+    pub pid: Pid,
+    pub process: ProcessRef,
+    pub container_id: String,
+    pub dir: PathBuf,
+    pub cgroup: Option<PathBuf>,
+    pub started_at: Timestamp,
+    pub started: Instant,
+    /// stdout, stderr read ends; None once at EOF.
+    pub pipes: [Option<OwnedFd>; 2],
+    pub log: CriLogWriter,
+    pub termination_log: PathBuf,
+    pub stop_signal: Signal,
+}
+
+/// One container of the pod across its instances.
+pub(crate) struct ContainerRun {
+    pub spec: Container,
+    pub init: bool,
+    /// The `spec.containers[i]` / `spec.initContainers[i]` index.
+    pub index: usize,
+    pub view: ContainerView,
+    pub backoff: RestartBackoff,
+    pub next_start: Option<Instant>,
+    pub instance: Option<Instance>,
+    /// Instances started so far; the next instance's restartCount.
+    pub instances: u32,
+    /// Killed because the sandbox went away: restart without back-off.
+    pub killed_by_sandbox: bool,
+}
+
+impl ContainerRun {
+    pub fn field_path(&self) -> String {
+        let list = if self.init {
+            "spec.initContainers"
+        } else {
+            "spec.containers"
+        };
+        format!("{list}{{{}}}", self.spec.name)
+    }
+}
+
+/// The sandbox process.
+pub(crate) struct SandboxRun {
+    pub pid: Pid,
+}
+
+/// The state of a requested stop.
+pub(crate) struct Stopping {
+    pub deadline: Instant,
+    pub killed: bool,
+}
+
+pub(crate) struct Supervisor {
+    pub paths: Paths,
+    pub uid: String,
+    pub pod: Pod,
+    pub state: PodState,
+    pub events: Vec<Event>,
+    pub status: Option<PodStatus>,
+    pub runs: Vec<ContainerRun>,
+    pub sandbox: Option<SandboxRun>,
+    pub sandbox_backoff: RestartBackoff,
+    pub sandbox_next: Option<Instant>,
+    /// The sandbox died: containers are being killed before it is re-created.
+    pub sandbox_lost: bool,
+    pub net: NetworkConfig,
+    pub cgroups: Option<CgroupManager>,
+    pub images: HashMap<String, Image>,
+    pub stopping: Option<Stopping>,
+    pub start_time: Timestamp,
+    pub node_name: String,
+    pub node_memory: u64,
+    pub host_ip: Option<String>,
+    pub init_failed: bool,
+    dirty: bool,
+    signals: SignalFd,
+    next_rotation: Instant,
+}
+
+/// RFC 3339 with second precision, as Kubernetes timestamps are shown.
+pub(crate) fn now_string() -> String {
+    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn node_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+impl Supervisor {
+    fn new(paths: Paths, uid: &str) -> Result<Supervisor, SupervisorError> {
+        let dir = paths.pod_dir(uid);
+        let pod: Pod = read_json(&dir.join(POD_FILE))?;
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let setup_err = |message: String| SupervisorError::Setup {
+            pod: format!("{namespace}/{name}"),
+            message,
+        };
+
+        // Signals arrive through a signalfd; children get a clean mask (the runtime and std
+        // reset it before exec).
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
+            mask.add(s);
+        }
+        mask.thread_block()
+            .map_err(|e| setup_err(format!("block signals: {e}")))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| setup_err(format!("signalfd: {e}")))?;
+
+        let net = NetworkConfig::load(&paths).map_err(|e| setup_err(e.to_string()))?;
+        let cgroups = match crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT))
+        {
+            CgroupSupport::V2 { root } => Some(CgroupManager::new(root)),
+            CgroupSupport::Unavailable { reason } => {
+                tracing::warn!(%reason, "no cgroup v2 cpu/memory controllers; pod runs without a cgroup");
+                None
+            }
+        };
+
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut runs = Vec::new();
+        for (index, c) in spec
+            .init_containers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            runs.push(ContainerRun::new(c, true, index));
+        }
+        for (index, c) in spec.containers.into_iter().enumerate() {
+            runs.push(ContainerRun::new(c, false, index));
+        }
+        let state = PodState {
+            uid: uid.to_string(),
+            namespace,
+            name,
+            supervisor: ProcessRef::of(std::process::id() as i32),
+            ..Default::default()
+        };
+        let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
+        Ok(Supervisor {
+            paths,
+            uid: uid.to_string(),
+            pod,
+            state,
+            events,
+            status: None,
+            runs,
+            sandbox: None,
+            sandbox_backoff: RestartBackoff::default(),
+            sandbox_next: Some(Instant::now()),
+            sandbox_lost: false,
+            net,
+            cgroups,
+            images: HashMap::new(),
+            stopping: None,
+            start_time: Timestamp::now(),
+            node_name: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+            node_memory: node_memory_bytes(),
+            host_ip: None,
+            init_failed: false,
+            dirty: true,
+            signals,
+            next_rotation: Instant::now() + LOG_ROTATION_CHECK,
+        })
+    }
+
+    pub fn pod_name(&self) -> &str {
+        &self.state.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.state.namespace
+    }
+
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    pub fn event(&mut self, type_: &str, reason: &str, field_path: &str, message: String) {
+        tracing::info!(%reason, %message, "event");
+        events::record(
+            &mut self.events,
+            type_,
+            reason,
+            field_path,
+            message,
+            &now_string(),
+        );
+        self.dirty = true;
+    }
+
+    /// Records the state file now: called before each host resource is created.
+    pub fn save_state(&self) -> Result<(), StoreError> {
+        write_json(&self.paths.pod_dir(&self.uid).join(STATE_FILE), &self.state)
+    }
+
+    fn write_status(&mut self) -> Result<(), StoreError> {
+        let view = PodView {
+            init: self
+                .runs
+                .iter()
+                .filter(|r| r.init)
+                .map(|r| r.view.clone())
+                .collect(),
+            app: self
+                .runs
+                .iter()
+                .filter(|r| !r.init)
+                .map(|r| r.view.clone())
+                .collect(),
+            pod_ip: self.state.sandbox.ip,
+            host_ip: self.host_ip.clone(),
+            start_time: Some(self.start_time),
+            qos_class: crate::manifest::resources::qos_class(&self.pod)
+                .as_str()
+                .to_string(),
+            sandbox_ready: self.sandbox.is_some() && !self.sandbox_lost,
+            init_failed: self.init_failed,
+        };
+        let status = crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
+        let dir = self.paths.pod_dir(&self.uid);
+        write_json(&dir.join(STATUS_FILE), &status)?;
+        write_json(&dir.join(EVENTS_FILE), &self.events)?;
+        self.save_state()?;
+        self.status = Some(status);
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), SupervisorError> {
+        self.save_state()?;
+        let node = self.node_name.clone();
+        self.event(
+            events::NORMAL,
+            events::REASON_SCHEDULED,
+            "",
+            format!(
+                "Successfully assigned {}/{} to {node}",
+                self.namespace(),
+                self.pod_name()
+            ),
+        );
+        loop {
+            self.on_timers();
+            if self.finished() {
+                break;
+            }
+            if self.dirty {
+                self.write_status()?;
+            }
+            self.wait_and_dispatch();
+        }
+        self.finish()
+    }
+
+    /// Acts on what is due: sandbox (re)creation, container starts, the stop deadline, log
+    /// rotation.
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        if let Some(stop) = &self.stopping {
+            if !stop.killed && now >= stop.deadline {
+                self.kill_all_containers();
+            }
+            if !self.any_running() {
+                self.stop_sandbox();
+            }
+            return;
+        }
+        if self.sandbox.is_none()
+            && !self.sandbox_lost
+            && self.sandbox_next.is_some_and(|t| now >= t)
+        {
+            self.start_sandbox();
+        }
+        if self.sandbox.is_some() && !self.sandbox_lost {
+            self.start_due_containers(now);
+        }
+        if now >= self.next_rotation {
+            self.next_rotation = now + LOG_ROTATION_CHECK;
+            for r in self.runs.iter_mut() {
+                if let Some(i) = r.instance.as_mut() {
+                    if let Err(e) = i.log.rotate_if_needed(LOG_MAX_BYTES, LOG_MAX_FILES) {
+                        tracing::warn!(container = %r.spec.name, error = %e, "log rotation failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn any_running(&self) -> bool {
+        self.runs.iter().any(|r| r.instance.is_some())
+    }
+
+    /// Done when a stop was requested and everything is gone.
+    fn finished(&self) -> bool {
+        self.stopping.is_some() && !self.any_running() && self.sandbox.is_none()
+    }
+
+    /// The next moment something is due, for the poll timeout.
+    fn next_deadline(&self) -> Instant {
+        let mut next = self.next_rotation;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = next.min(t);
+            }
+        };
+        if let Some(s) = &self.stopping {
+            if !s.killed {
+                consider(Some(s.deadline));
+            }
+            // While stopping, poll briskly: processes may exit without a SIGCHLD of ours
+            // (the sandbox is killed by us and reaped below).
+            consider(Some(Instant::now() + Duration::from_millis(100)));
+        } else {
+            if self.sandbox.is_none() && !self.sandbox_lost {
+                consider(self.sandbox_next);
+            }
+            for r in &self.runs {
+                consider(r.next_start);
+            }
+        }
+        next
+    }
+
+    fn wait_and_dispatch(&mut self) {
+        let timeout = self
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
+        let timeout_ms = timeout.as_millis().min(10_000) as u16;
+        // Poll the signalfd and every open pipe.
+        let mut owners: Vec<(usize, usize)> = Vec::new();
+        let ready: Vec<(usize, usize)>;
+        let mut sig_ready = false;
+        {
+            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            for (ri, r) in self.runs.iter().enumerate() {
+                if let Some(inst) = &r.instance {
+                    for (pi, p) in inst.pipes.iter().enumerate() {
+                        if let Some(fd) = p {
+                            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                            owners.push((ri, pi));
+                        }
+                    }
+                }
+            }
+            match poll(&mut fds, PollTimeout::from(timeout_ms)) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "poll failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                    return;
+                }
+            }
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                sig_ready = true;
+            }
+            ready = fds[1..]
+                .iter()
+                .zip(owners.iter())
+                .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, o)| *o)
+                .collect();
+        }
+        for (ri, pi) in ready {
+            self.drain_pipe(ri, pi);
+        }
+        if sig_ready {
+            self.handle_signals();
+        }
+    }
+
+    fn handle_signals(&mut self) {
+        let mut child = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => child = true,
+                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => {
+                    self.begin_stop();
+                }
+                _ => {}
+            }
+        }
+        if child {
+            self.reap();
+        }
+    }
+
+    /// Collects every exited child.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(WaitStatus::Exited(pid, code)) => self.on_child_exit(pid, code, None),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.on_child_exit(pid, 128 + sig as i32, Some(sig as i32))
+                }
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    fn on_child_exit(&mut self, pid: Pid, exit_code: i32, signal: Option<i32>) {
+        if self.sandbox.as_ref().is_some_and(|s| s.pid == pid) {
+            self.on_sandbox_exit();
+            return;
+        }
+        if let Some(ri) = self
+            .runs
+            .iter()
+            .position(|r| r.instance.as_ref().is_some_and(|i| i.pid == pid))
+        {
+            self.on_container_exit(ri, exit_code, signal);
+        }
+    }
+
+    /// A stop was requested (`peapod delete` wrote delete.json and sent SIGTERM).
+    fn begin_stop(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let req: Option<DeleteRequest> =
+            read_json(&self.paths.pod_dir(&self.uid).join(DELETE_FILE)).ok();
+        let grace = req.map(|r| r.grace_period_seconds).unwrap_or_else(|| {
+            self.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+        });
+        let grace = Duration::from_secs(grace.max(0) as u64);
+        tracing::info!(grace_secs = grace.as_secs(), "stopping pod");
+        for r in self.runs.iter_mut() {
+            r.next_start = None;
+        }
+        self.stopping = Some(Stopping {
+            deadline: Instant::now() + grace,
+            killed: false,
+        });
+        self.stop_containers_gracefully();
+        if grace.is_zero() {
+            self.kill_all_containers();
+        }
+    }
+
+    /// Releases everything and removes the pod's files.
+    fn finish(&mut self) -> Result<(), SupervisorError> {
+        let pod = format!("{}/{}", self.namespace(), self.pod_name());
+        crate::pod::teardown::release_all(&self.paths, &self.state).map_err(|e| {
+            SupervisorError::Setup {
+                pod,
+                message: e.to_string(),
+            }
+        })
+    }
+}
+
+impl ContainerRun {
+    fn new(spec: Container, init: bool, index: usize) -> Self {
+        let waiting = if init {
+            crate::pod::model::REASON_POD_INITIALIZING
+        } else {
+            crate::pod::model::REASON_CONTAINER_CREATING
+        };
+        let view = ContainerView::new(&spec.name, spec.image.as_deref().unwrap_or(""), waiting);
+        ContainerRun {
+            spec,
+            init,
+            index,
+            view,
+            backoff: RestartBackoff::default(),
+            next_start: None,
+            instance: None,
+            instances: 0,
+            killed_by_sandbox: false,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The supervisor's side of the sandbox: the pod cgroup, the shared files and /dev/shm, the
+//! pause process and its network; re-creating it when it dies.
+
+use std::fs;
+use std::time::Instant;
+
+use nix::mount::{mount, MsFlags};
+use nix::sys::signal::{kill, Signal};
+
+use super::{SandboxRun, Supervisor};
+use crate::network::{self, Ipam};
+use crate::pod::events;
+use crate::pod::record::ProcessRef;
+use crate::sandbox::{files, pause};
+use crate::store::write_atomic;
+
+/// Size of the pod-wide /dev/shm, as the kubelet's default.
+pub const SHM_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+pub const HOSTS_FILE: &str = "hosts";
+pub const RESOLV_FILE: &str = "resolv.conf";
+pub const HOSTNAME_FILE: &str = "hostname";
+pub const SHM_DIR: &str = "shm";
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+impl Supervisor {
+    /// Creates the sandbox; on failure records an event, releases what it took and retries
+    /// with back-off.
+    pub(super) fn start_sandbox(&mut self) {
+        self.sandbox_next = None;
+        match self.try_start_sandbox() {
+            Ok(()) => {
+                self.schedule_after_sandbox();
+            }
+            Err(message) => {
+                tracing::error!(%message, "sandbox creation failed");
+                if let Some(s) = self.sandbox.take() {
+                    let _ = kill(s.pid, Signal::SIGKILL);
+                }
+                if let Some(veth) = &self.state.sandbox.veth {
+                    let _ = network::detach(veth);
+                }
+                let delay = self
+                    .sandbox_backoff
+                    .on_exit(std::time::Duration::ZERO)
+                    .max(std::time::Duration::from_secs(1));
+                self.sandbox_next = Some(Instant::now() + delay);
+                self.event(
+                    events::WARNING,
+                    events::REASON_FAILED_SANDBOX,
+                    "",
+                    format!("Failed to create pod sandbox: {message}"),
+                );
+            }
+        }
+        self.mark_dirty();
+    }
+
+    fn try_start_sandbox(&mut self) -> Result<(), String> {
+        let uid = self.uid.clone();
+        let run_dir = self.paths.pod_run_dir(&uid);
+        fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+
+        // The pod cgroup, recorded before it is made.
+        let mut sandbox_cgroup = None;
+        if let Some(cg) = &self.cgroups {
+            let pod_path = cg.pod_path(&uid);
+            if self.state.pod_cgroup.is_none() {
+                self.state.pod_cgroup = Some(pod_path.clone());
+                self.save_state().map_err(|e| e.to_string())?;
+                let limits = super::containers::pod_limits(&self.pod)?;
+                cg.create_pod(&uid, limits).map_err(|e| e.to_string())?;
+            }
+            let sb = cg.sandbox_path(&uid);
+            cg.create(&sb, &Default::default())
+                .map_err(|e| e.to_string())?;
+            sandbox_cgroup = Some(sb);
+        }
+
+        // The pod-wide /dev/shm: a 64 MiB tmpfs.
+        let shm = run_dir.join(SHM_DIR);
+        if !shm.exists() {
+            fs::create_dir_all(&shm).map_err(|e| format!("{}: {e}", shm.display()))?;
+            mount(
+                Some("shm"),
+                &shm,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some(format!("mode=1777,size={SHM_SIZE_BYTES}").as_str()),
+            )
+            .map_err(|e| format!("mount /dev/shm tmpfs at {}: {e}", shm.display()))?;
+        }
+
+        // The pause process.
+        let hostname = files::pod_hostname(&self.pod);
+        let child = pause::spawn(&hostname, sandbox_cgroup.as_deref())
+            .map_err(|e| format!("start sandbox process: {e}"))?;
+        let pid = child.id() as i32;
+        drop(child);
+        self.sandbox = Some(SandboxRun {
+            pid: nix::unistd::Pid::from_raw(pid),
+        });
+        self.state.sandbox.process = ProcessRef::of(pid);
+        self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
+
+        // Its network: bridge, IP (by owner, so a retry or a re-created sandbox keeps it), veth.
+        network::ensure_bridge(&self.net).map_err(|e| e.to_string())?;
+        let ip = Ipam::new(&self.paths, &self.net)
+            .allocate(&uid)
+            .map_err(|e| e.to_string())?;
+        let veth = network::veth_name(&uid);
+        self.state.sandbox.ip = Some(ip);
+        self.state.sandbox.veth = Some(veth.clone());
+        self.save_state().map_err(|e| e.to_string())?;
+        network::detach(&veth).map_err(|e| e.to_string())?;
+        network::attach(&self.net, pid, &uid, ip).map_err(|e| e.to_string())?;
+        self.host_ip = Some(self.net.gateway().to_string());
+
+        // The files every container shares.
+        let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+        let resolv =
+            files::resolv_conf(&self.pod, &host_resolv, None).map_err(|e| e.to_string())?;
+        let hosts = files::hosts_file(&self.pod, Some(ip), files::DEFAULT_CLUSTER_DOMAIN);
+        for (name, content) in [
+            (HOSTS_FILE, hosts),
+            (RESOLV_FILE, resolv),
+            (HOSTNAME_FILE, format!("{hostname}\n")),
+        ] {
+            write_atomic(&run_dir.join(name), content.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        tracing::info!(%pid, %ip, "sandbox ready");
+        Ok(())
+    }
+
+    /// Decides which containers start once a sandbox is (again) ready.
+    fn schedule_after_sandbox(&mut self) {
+        let now = Instant::now();
+        let has_init = self.runs.iter().any(|r| r.init);
+        if has_init {
+            // Init containers run again in a new sandbox, as the kubelet does.
+            for r in self.runs.iter_mut().filter(|r| r.init) {
+                r.view.done = false;
+                r.next_start = None;
+            }
+            if let Some(first) = self.runs.iter_mut().find(|r| r.init) {
+                first.next_start = Some(now);
+            }
+        } else {
+            self.schedule_app_containers();
+        }
+    }
+
+    /// The sandbox process exited.
+    pub(super) fn on_sandbox_exit(&mut self) {
+        self.sandbox = None;
+        self.state.sandbox.process = None;
+        self.mark_dirty();
+        if self.stopping.is_some() {
+            return;
+        }
+        tracing::warn!("sandbox died; re-creating the pod sandbox");
+        self.event(
+            events::NORMAL,
+            events::REASON_SANDBOX_CHANGED,
+            "",
+            "Pod sandbox changed, it will be killed and re-created.".into(),
+        );
+        self.sandbox_lost = true;
+        for r in self.runs.iter_mut() {
+            r.next_start = None;
+            if r.instance.is_some() {
+                r.killed_by_sandbox = true;
+            }
+        }
+        self.kill_all_containers();
+        self.sandbox_lost_check();
+    }
+
+    /// Once every container of a lost sandbox is gone, make a new sandbox.
+    pub(super) fn sandbox_lost_check(&mut self) {
+        if self.sandbox_lost && !self.runs.iter().any(|r| r.instance.is_some()) {
+            if let Some(veth) = self.state.sandbox.veth.clone() {
+                let _ = network::detach(&veth);
+            }
+            self.sandbox_lost = false;
+            self.sandbox_next = Some(Instant::now());
+        }
+    }
+
+    /// Kills the sandbox at the end of a stop.
+    pub(super) fn stop_sandbox(&mut self) {
+        if let Some(s) = &self.sandbox {
+            let _ = kill(s.pid, Signal::SIGKILL);
+        }
+    }
+}

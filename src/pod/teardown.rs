@@ -1,0 +1,224 @@
+//! Releasing everything a pod holds on the host, from its recorded `PodState`.
+//!
+//! Used by the supervisor at the end of a delete, and by `peapod delete` itself when the
+//! supervisor is gone (killed, crashed): the state file is written before each resource is
+//! created, so this can always find what to release. Every step is idempotent and a failure in
+//! one step does not stop the others.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cgroup::CgroupManager;
+use crate::network;
+use crate::pod::record::{PodState, ProcessRef};
+use crate::store::Paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error("pod {pod}: could not release {what}: {message}")]
+    Step {
+        pod: String,
+        what: String,
+        message: String,
+    },
+}
+
+/// Sends SIGKILL to a recorded process if it is still the one we started.
+pub fn kill_recorded(p: &ProcessRef) {
+    if p.is_alive() {
+        let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+    }
+}
+
+/// Decodes the octal escapes (`\040` for space) of a /proc/self/mountinfo path field.
+fn unescape_mount_path(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from(
+        String::from_utf8_lossy(&out).into_owned(),
+    ))
+}
+
+/// Mount points in this mount namespace at or under any of `roots`, deepest first.
+pub fn mounts_under(mountinfo: &str, roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|m| roots.iter().any(|r| m.starts_with(r)))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// Lazily unmounts everything mounted at or under `roots` (a pod's shm, memory-backed
+/// emptyDirs).
+pub fn unmount_under(roots: &[PathBuf]) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return vec!["cannot read /proc/self/mountinfo".into()];
+    };
+    for m in mounts_under(&info, roots) {
+        if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+            if e != nix::errno::Errno::EINVAL && e != nix::errno::Errno::ENOENT {
+                errors.push(format!("umount {}: {e}", m.display()));
+            }
+        }
+    }
+    errors
+}
+
+fn remove_dir(path: &Path) -> Option<String> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(format!("remove {}: {e}", path.display())),
+    }
+}
+
+/// Releases every resource recorded in `state`, then removes the pod's directories.
+/// Returns the steps that failed, if any (after trying all of them).
+pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError> {
+    let uid = state.uid.as_str();
+    let mut errors: Vec<String> = Vec::new();
+
+    // 1. Processes: containers first, then the sandbox; the pod cgroup catches any we missed.
+    for c in state.containers.values() {
+        if let Some(p) = &c.process {
+            kill_recorded(p);
+        }
+    }
+    if let Some(p) = &state.sandbox.process {
+        kill_recorded(p);
+    }
+    let cgroups = CgroupManager::new(PathBuf::from(crate::cgroup::CGROUP_ROOT));
+    if let Some(cg) = &state.pod_cgroup {
+        if cg.exists() {
+            if let Err(e) = cgroups.kill_all(cg) {
+                errors.push(format!("kill cgroup {}: {e}", cg.display()));
+            }
+        }
+    }
+    wait_gone(state);
+
+    // 2. Network: the veth (its peer goes with it), then the IP.
+    let veth = state
+        .sandbox
+        .veth
+        .clone()
+        .unwrap_or_else(|| network::veth_name(uid));
+    if let Err(e) = network::detach(&veth) {
+        errors.push(format!("veth {veth}: {e}"));
+    }
+    match network::NetworkConfig::load(paths) {
+        Ok(cfg) => {
+            if let Err(e) = network::Ipam::new(paths, &cfg).release(uid) {
+                errors.push(format!("ip of {uid}: {e}"));
+            }
+        }
+        Err(e) => errors.push(format!("network config: {e}")),
+    }
+
+    // 3. Mounts under the pod's directories.
+    let run_dir = paths.pod_run_dir(uid);
+    let lib_dir = paths.pod_dir(uid);
+    errors.extend(unmount_under(&[run_dir.clone(), lib_dir.clone()]));
+
+    // 4. cgroups (children first; the manager handles nesting).
+    if let Some(cg) = &state.pod_cgroup {
+        if let Err(e) = cgroups.remove(cg) {
+            errors.push(format!("cgroup {}: {e}", cg.display()));
+        }
+    }
+
+    // 5. Files: runtime dir, logs, and the record itself last so a retry can find it.
+    errors.extend(remove_dir(&run_dir));
+    errors.extend(remove_dir(&paths.pod_log_dir(
+        &state.namespace,
+        &state.name,
+        uid,
+    )));
+    if errors.is_empty() {
+        errors.extend(remove_dir(&lib_dir));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(TeardownError::Step {
+            pod: format!("{}/{}", state.namespace, state.name),
+            what: "resources".into(),
+            message: errors.join("; "),
+        })
+    }
+}
+
+/// Waits (briefly) until the recorded processes are gone, so that mounts and cgroups can go.
+fn wait_gone(state: &PodState) {
+    let procs: Vec<&ProcessRef> = state
+        .containers
+        .values()
+        .filter_map(|c| c.process.as_ref())
+        .chain(state.sandbox.process.as_ref())
+        .collect();
+    for _ in 0..200 {
+        if procs.iter().all(|p| !p.is_alive() || is_zombie(p.pid)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(|f| f == "Z"))
+        })
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_mounts_under_roots_deepest_first() {
+        let info = "\
+22 1 0:21 / / rw - ext4 /dev/vda rw
+40 22 0:40 / /run/peapod/pods/u1/shm rw - tmpfs shm rw
+41 22 0:41 / /var/lib/peapod/pods/u1/volumes/cache rw - tmpfs tmpfs rw
+42 41 0:42 / /var/lib/peapod/pods/u1/volumes/cache/x\\040y rw - tmpfs tmpfs rw
+43 22 0:43 / /run/peapod/pods/u2/shm rw - tmpfs shm rw
+";
+        let roots = vec![
+            PathBuf::from("/run/peapod/pods/u1"),
+            PathBuf::from("/var/lib/peapod/pods/u1"),
+        ];
+        let m = mounts_under(info, &roots);
+        assert_eq!(
+            m,
+            vec![
+                PathBuf::from("/var/lib/peapod/pods/u1/volumes/cache/x y"),
+                PathBuf::from("/var/lib/peapod/pods/u1/volumes/cache"),
+                PathBuf::from("/run/peapod/pods/u1/shm"),
+            ]
+        );
+    }
+}
