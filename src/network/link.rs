@@ -88,6 +88,13 @@ pub fn attach(
     owner: &str,
     ip: Ipv4Addr,
 ) -> Result<String, NetworkError> {
+    if !cfg.contains(ip) || ip == cfg.gateway() || ip == cfg.subnet || ip == cfg.broadcast() {
+        return Err(NetworkError::Config {
+            value: ip.to_string(),
+            origin: format!("the address given for pod {owner}"),
+            reason: format!("not a pod address of {}", cfg.cidr()),
+        });
+    }
     let host = veth_name(owner);
     let peer = temp_peer_name(owner);
     let ns_path = format!("/proc/{netns_pid}/ns/net");

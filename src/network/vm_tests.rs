@@ -153,6 +153,10 @@ fn failed_attach_leaves_no_veth_behind() {
     assert!(err.to_string().contains("eth0"), "{err}");
     assert!(!link_exists(&veth_name(uid)).unwrap());
 
+    // An address outside the pod CIDR is refused before anything is created.
+    let err = attach(&cfg, pod.pid(), uid, Ipv4Addr::new(10, 88, 0, 9)).unwrap_err();
+    assert!(err.to_string().contains("10.77.0.0/24"), "{err}");
+
     // A pid that does not exist.
     let err = attach(&cfg, i32::MAX, uid, Ipv4Addr::new(10, 77, 0, 3)).unwrap_err();
     assert!(matches!(err, NetworkError::Namespace { .. }), "{err}");
