@@ -1,0 +1,211 @@
+//! The pod IP allocator: one JSON file (`<lib>/network/ipam.json`) guarded by a file lock
+//! (`ipam.lock`), so concurrent peapod processes never hand out one address twice.
+//!
+//! Next-fit, as host-local IPAM does: the search starts after the last address handed out, so
+//! an address just released is not reused at once (a late packet or a stale /etc/hosts entry
+//! then reaches nobody rather than the wrong pod). Network, gateway and broadcast are never given.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{host_mask, NetworkConfig};
+use super::NetworkError;
+use crate::store::{read_json, write_json, FileLock, Paths};
+
+pub const STATE_FILE: &str = "ipam.json";
+pub const LOCK_FILE: &str = "ipam.lock";
+
+/// What `ipam.json` holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IpamState {
+    /// The last address handed out: the next search starts after it.
+    #[serde(default)]
+    last: Option<Ipv4Addr>,
+    /// Pod UID to address.
+    #[serde(default)]
+    allocations: BTreeMap<String, Ipv4Addr>,
+}
+
+/// The allocator of one pod CIDR.
+#[derive(Debug, Clone)]
+pub struct Ipam {
+    cfg: NetworkConfig,
+    state: PathBuf,
+    lock: PathBuf,
+}
+
+impl Ipam {
+    pub fn new(paths: &Paths, cfg: &NetworkConfig) -> Ipam {
+        Ipam {
+            cfg: cfg.clone(),
+            state: paths.network().join(STATE_FILE),
+            lock: paths.network().join(LOCK_FILE),
+        }
+    }
+
+    /// The address of `owner` (a pod UID): the one it already has, else the next free one.
+    pub fn allocate(&self, owner: &str) -> Result<Ipv4Addr, NetworkError> {
+        let _lock = FileLock::exclusive(&self.lock)?;
+        let mut state = self.read()?;
+        if let Some(ip) = state.allocations.get(owner) {
+            return Ok(*ip);
+        }
+        let ip = self.next_free(&state)?;
+        state.allocations.insert(owner.to_string(), ip);
+        state.last = Some(ip);
+        write_json(&self.state, &state)?;
+        tracing::debug!(owner, %ip, "allocated pod IP");
+        Ok(ip)
+    }
+
+    /// Gives back the address of `owner`; Ok when it has none.
+    pub fn release(&self, owner: &str) -> Result<(), NetworkError> {
+        let _lock = FileLock::exclusive(&self.lock)?;
+        let mut state = self.read()?;
+        if let Some(ip) = state.allocations.remove(owner) {
+            write_json(&self.state, &state)?;
+            tracing::debug!(owner, %ip, "released pod IP");
+        }
+        Ok(())
+    }
+
+    /// Every current allocation, pod UID to address.
+    pub fn allocations(&self) -> Result<BTreeMap<String, Ipv4Addr>, NetworkError> {
+        let _lock = FileLock::exclusive(&self.lock)?;
+        Ok(self.read()?.allocations)
+    }
+
+    fn read(&self) -> Result<IpamState, NetworkError> {
+        match read_json(&self.state) {
+            Ok(s) => Ok(s),
+            Err(e) if e.is_not_found() => Ok(IpamState::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn next_free(&self, state: &IpamState) -> Result<Ipv4Addr, NetworkError> {
+        let network = u32::from(self.cfg.subnet);
+        // Pods get network+2 ..= broadcast-1: network+1 is the gateway.
+        let first = network + 2;
+        let last = network | host_mask(self.cfg.prefix_len);
+        let last = last.saturating_sub(1);
+        let used: BTreeSet<u32> = state
+            .allocations
+            .values()
+            .map(|ip| u32::from(*ip))
+            .collect();
+        if first <= last {
+            let start = match state.last.map(u32::from) {
+                Some(prev) if prev >= first && prev < last => prev + 1,
+                _ => first,
+            };
+            let candidates = (start..=last).chain(first..start);
+            if let Some(ip) = candidates.into_iter().find(|ip| !used.contains(ip)) {
+                return Ok(Ipv4Addr::from(ip));
+            }
+        }
+        Err(NetworkError::Exhausted {
+            cidr: self.cfg.cidr(),
+            allocated: state.allocations.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(cidr: &str) -> NetworkConfig {
+        let (subnet, prefix_len) = super::super::config::parse_cidr(cidr, "test").unwrap();
+        NetworkConfig {
+            bridge: "pptest0".into(),
+            subnet,
+            prefix_len,
+        }
+    }
+
+    #[test]
+    fn skips_network_and_gateway_and_is_idempotent_per_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(&Paths::under(dir.path()), &cfg("10.88.0.0/16"));
+        let a = ipam.allocate("pod-a").unwrap();
+        assert_eq!(a, Ipv4Addr::new(10, 88, 0, 2));
+        assert_eq!(ipam.allocate("pod-a").unwrap(), a);
+        assert_eq!(ipam.allocate("pod-b").unwrap(), Ipv4Addr::new(10, 88, 0, 3));
+    }
+
+    #[test]
+    fn slash_30_holds_one_pod_then_reports_exhaustion_naming_the_cidr() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(&Paths::under(dir.path()), &cfg("10.88.0.0/30"));
+        assert_eq!(ipam.allocate("a").unwrap(), Ipv4Addr::new(10, 88, 0, 2));
+        let err = ipam.allocate("b").unwrap_err();
+        assert!(matches!(err, NetworkError::Exhausted { .. }));
+        assert!(err.to_string().contains("10.88.0.0/30"), "{err}");
+        ipam.release("a").unwrap();
+        assert_eq!(ipam.allocate("b").unwrap(), Ipv4Addr::new(10, 88, 0, 2));
+    }
+
+    #[test]
+    fn next_fit_does_not_reuse_a_just_released_address_then_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        // 10.88.0.0/29: pods get .2 to .6.
+        let ipam = Ipam::new(&Paths::under(dir.path()), &cfg("10.88.0.0/29"));
+        assert_eq!(ipam.allocate("a").unwrap().octets()[3], 2);
+        assert_eq!(ipam.allocate("b").unwrap().octets()[3], 3);
+        ipam.release("a").unwrap();
+        ipam.release("a").unwrap();
+        assert_eq!(ipam.allocate("c").unwrap().octets()[3], 4);
+        assert_eq!(ipam.allocate("d").unwrap().octets()[3], 5);
+        assert_eq!(ipam.allocate("e").unwrap().octets()[3], 6);
+        // The end of the range: wrap around to the freed .2, never the broadcast .7.
+        assert_eq!(ipam.allocate("f").unwrap().octets()[3], 2);
+        assert!(ipam.allocate("g").is_err());
+    }
+
+    #[test]
+    fn state_persists_across_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        let a = Ipam::new(&paths, &cfg("10.88.0.0/16"))
+            .allocate("a")
+            .unwrap();
+        let other = Ipam::new(&paths, &cfg("10.88.0.0/16"));
+        assert_eq!(other.allocations().unwrap().get("a"), Some(&a));
+        assert_eq!(other.allocate("a").unwrap(), a);
+        assert_ne!(other.allocate("b").unwrap(), a);
+        other.release("a").unwrap();
+        let third = Ipam::new(&paths, &cfg("10.88.0.0/16"));
+        assert!(!third.allocations().unwrap().contains_key("a"));
+    }
+
+    #[test]
+    fn concurrent_allocations_never_share_an_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let ipam = Ipam::new(&paths, &cfg("10.88.0.0/24"));
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|i| ipam.allocate(&format!("pod-{t}-{i}")).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<Ipv4Addr> = threads
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(all.len(), 80);
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 80, "an address was handed out twice");
+        let ipam = Ipam::new(&paths, &cfg("10.88.0.0/24"));
+        assert_eq!(ipam.allocations().unwrap().len(), 80);
+    }
+}

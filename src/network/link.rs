@@ -1,0 +1,356 @@
+//! Netlink work for the pod network: the bridge, one veth pair per pod, and the pod side's
+//! address and default route.
+//!
+//! The API is synchronous: each call builds a tokio current-thread runtime, runs one rtnetlink
+//! connection on it and drops both before returning, so a single-threaded caller (the per-pod
+//! supervisor, which may fork later) stays single-threaded. Work inside a pod's network
+//! namespace runs on a scoped thread that `setns(2)`s into it: a netlink socket talks to the
+//! namespace of the thread that created it, and the caller's own namespace is never changed.
+//! This module touches only the links it is given or creates.
+
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use netlink_packet_route::address::AddressAttribute;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::{NetworkConfig, NetworkError};
+
+/// The interface name the pod sees, as in every Kubernetes network plugin.
+pub const POD_IFNAME: &str = "eth0";
+pub const LOOPBACK: &str = "lo";
+const HOST_VETH_PREFIX: &str = "pp";
+/// The pod end's name between its creation and its move into the pod's namespace.
+const TEMP_PEER_PREFIX: &str = "pt";
+const UID_CHARS: usize = 12;
+
+/// The host end of a pod's veth pair: `pp` + the first 12 hex digits of the pod UID.
+pub fn veth_name(owner: &str) -> String {
+    let hex: String = owner
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .map(|c| c.to_ascii_lowercase())
+        .take(UID_CHARS)
+        .collect();
+    format!("{HOST_VETH_PREFIX}{hex}")
+}
+
+fn temp_peer_name(owner: &str) -> String {
+    let host = veth_name(owner);
+    format!("{TEMP_PEER_PREFIX}{}", &host[HOST_VETH_PREFIX.len()..])
+}
+
+/// Creates the bridge if missing, gives it the gateway address and brings it up. Idempotent,
+/// and tolerant of another process doing the same at the same time.
+pub fn ensure_bridge(cfg: &NetworkConfig) -> Result<(), NetworkError> {
+    let name = cfg.bridge.clone();
+    let gateway = cfg.gateway();
+    let prefix_len = cfg.prefix_len;
+    run_netlink(|handle| async move {
+        let index = match link_index(&handle, &name).await? {
+            Some(i) => i,
+            None => {
+                let msg = LinkBridge::new(&name).build();
+                if let Err(e) = handle.link().add(msg).execute().await {
+                    if errno(&e) != Some(libc::EEXIST) {
+                        return Err(nl(format!("create bridge {name}"), e));
+                    }
+                }
+                tracing::info!(bridge = %name, "created bridge");
+                link_index(&handle, &name)
+                    .await?
+                    .ok_or(NetworkError::LinkNotFound { name: name.clone() })?
+            }
+        };
+        if !has_address(&handle, index, IpAddr::V4(gateway)).await? {
+            let add = handle.address().add(index, IpAddr::V4(gateway), prefix_len);
+            if let Err(e) = add.execute().await {
+                if errno(&e) != Some(libc::EEXIST) {
+                    return Err(nl(format!("add {gateway}/{prefix_len} to {name}"), e));
+                }
+            }
+        }
+        set_up(&handle, index, &name).await
+    })
+}
+
+/// Connects the network namespace of process `netns_pid` to the bridge: a veth pair whose host
+/// end ([`veth_name`]) joins the bridge, and whose other end becomes the pod's `eth0` with
+/// `ip/prefix_len` and a default route via the gateway; `lo` comes up too. Returns the host
+/// end's name. On failure the host end (and with it the pair) is deleted again.
+pub fn attach(
+    cfg: &NetworkConfig,
+    netns_pid: i32,
+    owner: &str,
+    ip: Ipv4Addr,
+) -> Result<String, NetworkError> {
+    if !cfg.contains(ip) || ip == cfg.gateway() || ip == cfg.subnet || ip == cfg.broadcast() {
+        return Err(NetworkError::Config {
+            value: ip.to_string(),
+            origin: format!("the address given for pod {owner}"),
+            reason: format!("not a pod address of {}", cfg.cidr()),
+        });
+    }
+    let host = veth_name(owner);
+    let peer = temp_peer_name(owner);
+    let ns_path = format!("/proc/{netns_pid}/ns/net");
+    let netns = File::open(&ns_path).map_err(|source| NetworkError::Namespace {
+        pid: netns_pid,
+        source,
+    })?;
+
+    let result = attach_host_side(cfg, &netns, &host, &peer)
+        .and_then(|()| configure_pod_side(cfg, &netns, netns_pid, &peer, ip));
+    match result {
+        Ok(()) => {
+            tracing::info!(veth = %host, pid = netns_pid, %ip, "attached pod to bridge");
+            Ok(host)
+        }
+        Err(e) => {
+            tracing::error!(veth = %host, pid = netns_pid, error = %e, "failed to attach pod");
+            if let Err(cleanup) = detach(&host) {
+                tracing::warn!(veth = %host, error = %cleanup, "failed to remove veth after error");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Deletes a pod's host veth (its peer goes with it). Ok when it is already gone.
+pub fn detach(host_veth: &str) -> Result<(), NetworkError> {
+    let name = host_veth.to_string();
+    run_netlink(|handle| async move {
+        let Some(index) = link_index(&handle, &name).await? else {
+            return Ok(());
+        };
+        match handle.link().del(index).execute().await {
+            Ok(()) => {
+                tracing::debug!(veth = %name, "deleted veth");
+                Ok(())
+            }
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+            Err(e) => Err(nl(format!("delete link {name}"), e)),
+        }
+    })
+}
+
+/// True when a link of that name exists in the caller's network namespace.
+pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
+    let name = name.to_string();
+    run_netlink(|handle| async move { Ok(link_index(&handle, &name).await?.is_some()) })
+}
+
+/// Host side: create the pair, move the peer into the pod's namespace, enslave and up the host end.
+fn attach_host_side(
+    cfg: &NetworkConfig,
+    netns: &File,
+    host: &str,
+    peer: &str,
+) -> Result<(), NetworkError> {
+    let (bridge, host, peer) = (cfg.bridge.clone(), host.to_string(), peer.to_string());
+    let ns_fd = netns.as_raw_fd();
+    run_netlink(|handle| async move {
+        let bridge_index =
+            link_index(&handle, &bridge)
+                .await?
+                .ok_or(NetworkError::LinkNotFound {
+                    name: bridge.clone(),
+                })?;
+        // A stale pair of this pod (a crash between creation and record) is ours to replace.
+        if let Some(stale) = link_index(&handle, &host).await? {
+            tracing::warn!(veth = %host, "replacing stale veth");
+            if let Err(e) = handle.link().del(stale).execute().await {
+                if errno(&e) != Some(libc::ENODEV) {
+                    return Err(nl(format!("delete stale link {host}"), e));
+                }
+            }
+        }
+        let add = handle.link().add(LinkVeth::new(&host, &peer).build());
+        add.execute()
+            .await
+            .map_err(|e| nl(format!("create veth pair {host}/{peer}"), e))?;
+        let peer_index = link_index(&handle, &peer)
+            .await?
+            .ok_or(NetworkError::LinkNotFound { name: peer.clone() })?;
+        let host_index = link_index(&handle, &host)
+            .await?
+            .ok_or(NetworkError::LinkNotFound { name: host.clone() })?;
+        let to_pod = LinkUnspec::new_with_index(peer_index)
+            .setns_by_fd(ns_fd)
+            .build();
+        handle
+            .link()
+            .set(to_pod)
+            .execute()
+            .await
+            .map_err(|e| nl(format!("move {peer} into the pod's network namespace"), e))?;
+        let enslave = LinkUnspec::new_with_index(host_index)
+            .controller(bridge_index)
+            .up()
+            .build();
+        handle
+            .link()
+            .set(enslave)
+            .execute()
+            .await
+            .map_err(|e| nl(format!("attach {host} to bridge {bridge} and set it up"), e))
+    })
+}
+
+/// Pod side, on a scoped thread inside the pod's namespace: eth0, its address, lo, the route.
+fn configure_pod_side(
+    cfg: &NetworkConfig,
+    netns: &File,
+    pid: i32,
+    peer: &str,
+    ip: Ipv4Addr,
+) -> Result<(), NetworkError> {
+    let (gateway, prefix_len, peer) = (cfg.gateway(), cfg.prefix_len, peer.to_string());
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                NetworkError::Namespace {
+                    pid,
+                    source: io::Error::from(e),
+                }
+            })?;
+            run_netlink(|handle| async move {
+                let index = link_index(&handle, &peer)
+                    .await?
+                    .ok_or(NetworkError::LinkNotFound { name: peer.clone() })?;
+                let rename = LinkUnspec::new_with_index(index).name(POD_IFNAME).build();
+                handle
+                    .link()
+                    .set(rename)
+                    .execute()
+                    .await
+                    .map_err(|e| nl(format!("rename {peer} to {POD_IFNAME} in the pod"), e))?;
+                let add = handle.address().add(index, IpAddr::V4(ip), prefix_len);
+                add.execute()
+                    .await
+                    .map_err(|e| nl(format!("add {ip}/{prefix_len} to the pod's eth0"), e))?;
+                set_up(&handle, index, POD_IFNAME).await?;
+                let lo =
+                    link_index(&handle, LOOPBACK)
+                        .await?
+                        .ok_or(NetworkError::LinkNotFound {
+                            name: LOOPBACK.to_string(),
+                        })?;
+                set_up(&handle, lo, LOOPBACK).await?;
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gateway)
+                    .output_interface(index)
+                    .build();
+                handle
+                    .route()
+                    .add(route)
+                    .execute()
+                    .await
+                    .map_err(|e| nl(format!("add default route via {gateway} in the pod"), e))
+            })
+        });
+        worker.join().unwrap_or_else(|_| {
+            Err(NetworkError::Io {
+                op: "configure the pod's interfaces".into(),
+                source: io::Error::other("worker thread panicked"),
+            })
+        })
+    })
+}
+
+/// Runs one netlink conversation on a fresh current-thread runtime, dropped before returning.
+fn run_netlink<T, F, Fut>(f: F) -> Result<T, NetworkError>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T, NetworkError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|source| NetworkError::Io {
+            op: "start the netlink runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async move {
+        let (connection, handle, _messages) =
+            rtnetlink::new_connection().map_err(|source| NetworkError::Io {
+                op: "open a netlink socket".into(),
+                source,
+            })?;
+        let driver = tokio::spawn(connection);
+        let result = f(handle).await;
+        driver.abort();
+        result
+    })
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(nl(format!("look up link {name}"), e)),
+    }
+}
+
+async fn has_address(handle: &Handle, index: u32, ip: IpAddr) -> Result<bool, NetworkError> {
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(msg) = addrs
+        .try_next()
+        .await
+        .map_err(|e| nl(format!("list addresses of link {index}"), e))?
+    {
+        let found = msg.header.index == index
+            && msg.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Address(a) | AddressAttribute::Local(a) if *a == ip)
+            });
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetworkError> {
+    let msg = LinkUnspec::new_with_index(index).up().build();
+    handle
+        .link()
+        .set(msg)
+        .execute()
+        .await
+        .map_err(|e| nl(format!("set {name} up"), e))
+}
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => msg.to_io().raw_os_error(),
+        _ => None,
+    }
+}
+
+fn nl(op: String, source: rtnetlink::Error) -> NetworkError {
+    NetworkError::Netlink { op, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_ifnamsiz_and_come_from_the_uid() {
+        let uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        assert_eq!(veth_name(uid), "pp0f1e2d3c4b5a");
+        assert_eq!(temp_peer_name(uid), "pt0f1e2d3c4b5a");
+        assert!(veth_name(uid).len() <= super::super::config::MAX_IFNAME_LEN);
+        assert_eq!(veth_name("ABCDEF"), "ppabcdef");
+    }
+}
