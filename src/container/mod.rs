@@ -2,6 +2,7 @@
 //! (`spec`), and the executor (`runtime`) starts a process from that Spec alone.
 
 pub mod env;
+mod mounts;
 pub mod names;
 pub mod spec;
 mod user;

@@ -3,6 +3,7 @@
 use super::*;
 use crate::container::env;
 use serde_json::json;
+use std::path::Path;
 
 fn pod(containers: serde_json::Value) -> Pod {
     serde_json::from_value(json!({
@@ -286,8 +287,29 @@ fn run_as_non_root_rejects_root() {
     );
     assert_eq!(
         f.build().unwrap_err().to_string(),
-        "container \"app\" has runAsNonRoot and image will run as root"
+        "container has runAsNonRoot and image will run as root (pod: \"web_prod(uid-1)\", container: app)"
     );
+    let f = Fixture::new(
+        app(json!({"securityContext": {"runAsNonRoot": true, "runAsUser": 0}})),
+        json!({}),
+    );
+    assert!(f
+        .build()
+        .unwrap_err()
+        .to_string()
+        .starts_with("container's runAsUser breaks non-root policy"));
+    let f = Fixture::new(
+        app(json!({"securityContext": {"runAsNonRoot": true}})),
+        json!({"User": "nobody"}),
+    );
+    assert!(f.build().unwrap_err().to_string().starts_with(
+        "container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root"
+    ));
+    let f = Fixture::new(
+        app(json!({"securityContext": {"runAsNonRoot": true}})),
+        json!({"User": "1000:1000"}),
+    );
+    assert!(f.build().is_ok());
     let f = Fixture::new(
         app(json!({"securityContext": {"runAsNonRoot": true, "runAsUser": 5}})),
         json!({}),

@@ -135,6 +135,17 @@ fn resolve_image_user(
     Ok((uid, gid, name))
 }
 
+/// The kubelet's `format.Pod`: `<name>_<namespace>(<uid>)`.
+fn pod_label(pod: &Pod) -> String {
+    let meta = &pod.metadata;
+    format!(
+        "{}_{}({})",
+        meta.name.as_deref().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.uid.as_deref().unwrap_or_default()
+    )
+}
+
 fn to_id(value: i64, field: &str) -> Result<u32, SpecError> {
     u32::try_from(value).map_err(|_| SpecError::InvalidValue {
         field: field.to_string(),
@@ -169,6 +180,35 @@ pub(crate) fn resolve_user(
     };
     let image_user = image_user.map(str::trim).filter(|u| !u.is_empty());
 
+    // The kubelet's runAsNonRoot checks come before any user lookup.
+    let non_root = csc
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| psc.and_then(|s| s.run_as_non_root))
+        .unwrap_or(false);
+    let refuse = |reason: String| SpecError::RunAsNonRoot {
+        reason,
+        pod: pod_label(pod),
+        container: container.name.clone(),
+    };
+    if non_root {
+        if run_as_user == Some(0) {
+            return Err(refuse(
+                "container's runAsUser breaks non-root policy".into(),
+            ));
+        }
+        let image_name = image_user.filter(|_| run_as_user.is_none()).filter(|u| {
+            u.split(':')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_err())
+        });
+        if let Some(user) = image_name {
+            return Err(refuse(format!(
+                "container has runAsNonRoot and image has non-numeric user ({user}), \
+                 cannot verify user is non-root"
+            )));
+        }
+    }
+
     let (uid, mut gid, name) = match run_as_user {
         Some(u) => {
             let uid = to_id(u, &user_field)?;
@@ -187,14 +227,10 @@ pub(crate) fn resolve_user(
         gid = to_id(g, &group_field)?;
     }
 
-    let non_root = csc
-        .and_then(|s| s.run_as_non_root)
-        .or_else(|| psc.and_then(|s| s.run_as_non_root))
-        .unwrap_or(false);
     if non_root && uid == 0 {
-        return Err(SpecError::RunAsNonRoot {
-            container: container.name.clone(),
-        });
+        return Err(refuse(
+            "container has runAsNonRoot and image will run as root".into(),
+        ));
     }
 
     // Groups listing the user in the image's /etc/group, then the pod's supplementalGroups and
