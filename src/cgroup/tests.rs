@@ -1,0 +1,283 @@
+//! Tests against a temp dir that mimics cgroupfs: control files are plain files.
+
+use super::*;
+use crate::manifest::resources::Resources;
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+};
+use serde_json::json;
+
+fn fake_root() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join(FILE_CONTROLLERS),
+        "cpuset cpu io memory hugetlb pids rdma misc\n",
+    )
+    .unwrap();
+    tmp
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn weight_formula_table() {
+    let table = [
+        (0, 0),
+        (2, 1),
+        (1024, 100),
+        (512, 59),
+        (102, 17),
+        (2048, 174),
+        (262_144, 10_000),
+        (1_000_000, 10_000),
+    ];
+    for (shares, weight) in table {
+        assert_eq!(cpu_weight_from_shares(shares), weight, "shares {shares}");
+    }
+}
+
+#[test]
+fn paths() {
+    let m = CgroupManager::new("/sys/fs/cgroup".into());
+    assert_eq!(m.pod_path("u1"), Path::new("/sys/fs/cgroup/peapod/pod-u1"));
+    assert_eq!(
+        m.container_path("u1", "app", 3),
+        Path::new("/sys/fs/cgroup/peapod/pod-u1/app-3")
+    );
+    assert_eq!(
+        m.sandbox_path("u1"),
+        Path::new("/sys/fs/cgroup/peapod/pod-u1/sandbox")
+    );
+}
+
+#[test]
+fn create_pod_enables_controllers_and_sets_limits() {
+    let tmp = fake_root();
+    let m = CgroupManager::new(tmp.path().to_path_buf());
+    let limits = PodLimits {
+        cpu_limit_millis: Some(1500),
+        memory_limit_bytes: Some(256 << 20),
+    };
+    let pod = m.create_pod("u1", limits).unwrap();
+    assert_eq!(pod, m.pod_path("u1"));
+    for dir in [
+        tmp.path().to_path_buf(),
+        tmp.path().join("peapod"),
+        pod.clone(),
+    ] {
+        assert_eq!(read(&dir.join(FILE_SUBTREE_CONTROL)), "+cpu +memory +pids");
+    }
+    assert_eq!(read(&pod.join(FILE_CPU_MAX)), "150000 100000");
+    assert_eq!(read(&pod.join(FILE_MEMORY_MAX)), (256u64 << 20).to_string());
+
+    let pod2 = m.create_pod("u2", PodLimits::default()).unwrap();
+    assert!(!pod2.join(FILE_CPU_MAX).exists());
+    assert!(!pod2.join(FILE_MEMORY_MAX).exists());
+}
+
+#[test]
+fn pod_limit_rules() {
+    let full = Resources {
+        cpu_limit_millis: Some(500),
+        memory_limit_bytes: Some(100),
+        ..Default::default()
+    };
+    let cpu_only = Resources {
+        cpu_limit_millis: Some(250),
+        ..Default::default()
+    };
+    assert_eq!(
+        pod_limits(&[full, full], &[]),
+        PodLimits {
+            cpu_limit_millis: Some(1000),
+            memory_limit_bytes: Some(200)
+        }
+    );
+    assert_eq!(
+        pod_limits(&[full, cpu_only], &[]),
+        PodLimits {
+            cpu_limit_millis: Some(750),
+            memory_limit_bytes: None
+        }
+    );
+    let big_init = Resources {
+        cpu_limit_millis: Some(4000),
+        memory_limit_bytes: Some(50),
+        ..Default::default()
+    };
+    assert_eq!(
+        pod_limits(&[full], &[big_init]),
+        PodLimits {
+            cpu_limit_millis: Some(4000),
+            memory_limit_bytes: Some(100)
+        }
+    );
+    assert_eq!(
+        pod_limits(&[full], &[Resources::default()]),
+        PodLimits::default()
+    );
+}
+
+#[test]
+fn create_writes_container_values() {
+    let tmp = fake_root();
+    let m = CgroupManager::new(tmp.path().to_path_buf());
+    let path = m.container_path("u1", "app", 0);
+    let res = LinuxResourcesBuilder::default()
+        .cpu(
+            LinuxCpuBuilder::default()
+                .shares(512u64)
+                .quota(50_000i64)
+                .period(100_000u64)
+                .build()
+                .unwrap(),
+        )
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(128i64 << 20)
+                .build()
+                .unwrap(),
+        )
+        .pids(LinuxPidsBuilder::default().limit(4096i64).build().unwrap())
+        .build()
+        .unwrap();
+    m.create(&path, &res).unwrap();
+    assert_eq!(read(&path.join(FILE_CPU_MAX)), "50000 100000");
+    assert_eq!(read(&path.join(FILE_CPU_WEIGHT)), "59");
+    assert_eq!(
+        read(&path.join(FILE_MEMORY_MAX)),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(read(&path.join(FILE_MEMORY_OOM_GROUP)), "1");
+    assert_eq!(read(&path.join(FILE_PIDS_MAX)), "4096");
+
+    let unlimited = LinuxResourcesBuilder::default()
+        .cpu(LinuxCpuBuilder::default().shares(2u64).build().unwrap())
+        .build()
+        .unwrap();
+    let path = m.container_path("u1", "app", 1);
+    m.create(&path, &unlimited).unwrap();
+    assert_eq!(read(&path.join(FILE_CPU_MAX)), "max 100000");
+    assert_eq!(read(&path.join(FILE_CPU_WEIGHT)), "1");
+    assert!(!path.join(FILE_MEMORY_MAX).exists());
+
+    m.add_process(&path, 4242).unwrap();
+    assert_eq!(read(&path.join(FILE_PROCS)), "4242");
+    assert_eq!(m.pids(&path).unwrap(), [4242]);
+}
+
+#[test]
+fn oom_detection() {
+    let tmp = fake_root();
+    let m = CgroupManager::new(tmp.path().to_path_buf());
+    let dir = tmp.path();
+    let events = dir.join(FILE_MEMORY_EVENTS);
+    std::fs::write(
+        &events,
+        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\noom_group_kill 0\n",
+    )
+    .unwrap();
+    assert!(!m.oom_killed(dir).unwrap());
+    std::fs::write(
+        &events,
+        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+    )
+    .unwrap();
+    assert!(m.oom_killed(dir).unwrap());
+    std::fs::write(&events, "oom_kill 0\noom_group_kill 2\n").unwrap();
+    assert!(m.oom_killed(dir).unwrap());
+    std::fs::write(&events, "oom_kill x\n").unwrap();
+    assert!(m
+        .oom_killed(dir)
+        .unwrap_err()
+        .to_string()
+        .contains("memory.events"));
+    std::fs::remove_file(&events).unwrap();
+    assert!(m.oom_killed(dir).is_err());
+}
+
+#[test]
+fn kill_all_uses_cgroup_kill_or_empty_procs() {
+    let tmp = fake_root();
+    let m = CgroupManager::new(tmp.path().to_path_buf());
+    let path = tmp.path().join("c");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join(FILE_PROCS), "").unwrap();
+    // No cgroup.kill (old kernel) and no processes: nothing to signal.
+    m.kill_all(&path).unwrap();
+    std::fs::write(path.join(FILE_KILL), "").unwrap();
+    m.kill_all(&path).unwrap();
+    assert_eq!(read(&path.join(FILE_KILL)), "1");
+}
+
+#[test]
+fn remove_nested_and_missing() {
+    let tmp = fake_root();
+    let m = CgroupManager::new(tmp.path().to_path_buf());
+    let pod = m.create_pod("u1", PodLimits::default()).unwrap();
+    let res = LinuxResourcesBuilder::default().build().unwrap();
+    m.create(&m.container_path("u1", "app", 0), &res).unwrap();
+    m.create(&m.sandbox_path("u1"), &res).unwrap();
+    std::fs::create_dir_all(pod.join("app-0/nested/deeper")).unwrap();
+    m.remove(&pod).unwrap();
+    assert!(!pod.exists());
+    assert!(tmp.path().join("peapod").exists());
+    m.remove(&pod).unwrap();
+
+    // A directory with a non-cgroup file is never emptied.
+    let odd = tmp.path().join("odd");
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("data.txt"), "keep").unwrap();
+    assert!(m.remove(&odd).is_err());
+    assert_eq!(read(&odd.join("data.txt")), "keep");
+}
+
+#[test]
+fn detect_v2_and_hybrid() {
+    let tmp = fake_root();
+    assert_eq!(
+        detect(tmp.path()),
+        CgroupSupport::V2 {
+            root: tmp.path().to_path_buf()
+        }
+    );
+    std::fs::write(tmp.path().join(FILE_CONTROLLERS), "hugetlb\n").unwrap();
+    let CgroupSupport::Unavailable { reason } = detect(tmp.path()) else {
+        panic!("expected unavailable")
+    };
+    assert!(reason.contains("cpu/memory/pids"), "{reason}");
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        detect(empty.path()),
+        CgroupSupport::Unavailable { .. }
+    ));
+}
+
+#[test]
+fn limits_refused_without_cgroup_v2() {
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [
+            {"name": "a", "image": "x", "resources": {"requests": {"cpu": "100m"}}},
+            {"name": "b", "image": "x", "resources": {"limits": {"memory": "64Mi"}}}
+        ]}
+    }))
+    .unwrap();
+    let unavailable = CgroupSupport::Unavailable {
+        reason: "this host has no cgroup v2 cpu/memory controller(s)".into(),
+    };
+    let err = check_limits_supported(&pod, &unavailable).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.containers[1].resources.limits.memory: the limit cannot be enforced: this host has no cgroup v2 cpu/memory controller(s)"
+    );
+    check_limits_supported(&pod, &CgroupSupport::V2 { root: "/x".into() }).unwrap();
+    let no_limits: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "a", "image": "x"}]}
+    }))
+    .unwrap();
+    check_limits_supported(&no_limits, &unavailable).unwrap();
+}

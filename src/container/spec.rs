@@ -1,0 +1,499 @@
+//! PodSpec container + image config -> OCI runtime [`Spec`]: the one place where Kubernetes
+//! semantics (command/args, env, securityContext, volumes, resources, QoS) become a runtime
+//! config. The executor knows only the Spec this module returns.
+//!
+//! Matches the kubelet and containerd's CRI plugin (internal/cri/server/container_create_linux.go,
+//! internal/cri/opts/spec_linux.go). Pure: reads only /etc/passwd and /etc/group in image layers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
+};
+
+use super::env::{container_env, process_args, process_env, EnvContext};
+use super::mounts::{default_devices, mounts};
+use super::user::resolve_user;
+use crate::manifest::resources::{QosClass, Resources};
+
+/// Overlay lower dirs, joined by ':' with the TOP layer first (overlayfs order).
+pub const ANNOTATION_ROOTFS_LOWERDIRS: &str = "io.peapod.rootfs.lowerdirs";
+/// Overlay upper dir (the container's writable layer).
+pub const ANNOTATION_ROOTFS_UPPERDIR: &str = "io.peapod.rootfs.upperdir";
+/// Overlay work dir (same filesystem as the upper dir).
+pub const ANNOTATION_ROOTFS_WORKDIR: &str = "io.peapod.rootfs.workdir";
+pub const ANNOTATION_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const ANNOTATION_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const ANNOTATION_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const ANNOTATION_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// pids.max for every container. Not a Kubernetes field (the kubelet's podPidsLimit defaults to
+/// unlimited); a fork bomb in one pod must not take the host down, and 4096 is far above what a
+/// pod's processes normally use.
+pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
+/// CFS period the kubelet uses [pkg/kubelet/cm/helpers_linux.go].
+pub const CPU_PERIOD_US: u64 = 100_000;
+/// Smallest quota the kernel accepts (1ms).
+pub const MIN_CPU_QUOTA_US: i64 = 1_000;
+pub const MIN_CPU_SHARES: u64 = 2;
+/// terminationMessagePath when the manifest sets none.
+pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// containerd's default capability set (pkg/oci/spec.go `defaultUnixCaps`).
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+/// Every capability oci-spec knows, for privileged containers.
+const ALL_CAPABILITIES: [&str; 41] = [
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETGID",
+    "SETFCAP",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
+    "WAKE_ALARM",
+];
+/// containerd's default masked paths (pkg/oci/spec.go).
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+/// containerd's default read-only paths.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Errors turning a PodSpec container into a runtime Spec. Each names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{field}: no command specified (the image has no ENTRYPOINT or CMD either)")]
+    NoCommand { field: String },
+    #[error("{field}: {what} is not supported by peapod")]
+    Unsupported { field: String, what: String },
+    #[error("{field}: {reason}")]
+    InvalidValue { field: String, reason: String },
+    #[error("image user {user:?}: {reason}")]
+    ImageUser { user: String, reason: String },
+    /// The kubelet's runAsNonRoot refusals (a `CreateContainerConfigError`), worded as upstream
+    /// [pkg/kubelet/kuberuntime/security_context_others.go].
+    #[error("{reason} (pod: {pod:?}, container: {container})")]
+    RunAsNonRoot {
+        reason: String,
+        pod: String,
+        container: String,
+    },
+    #[error("container {container:?} is not in the pod's spec.containers or spec.initContainers")]
+    UnknownContainer { container: String },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the oci runtime spec: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
+}
+
+/// The container's overlay rootfs, prepared by the image store and the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RootfsLayout {
+    /// Unpacked layer dirs, BOTTOM layer first (image manifest order).
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+}
+
+/// Everything [`build_spec`] needs; the pod has its defaults applied.
+#[derive(Debug, Clone)]
+pub struct SpecInput<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a Container,
+    pub image_config: &'a ImageConfiguration,
+    pub rootfs: RootfsLayout,
+    /// The sandbox (pause) process; its net/uts/ipc namespaces are joined.
+    pub sandbox_pid: i32,
+    pub pod_ip: Option<Ipv4Addr>,
+    pub hosts_path: PathBuf,
+    pub resolv_path: PathBuf,
+    pub hostname_path: PathBuf,
+    /// The pod-wide /dev/shm directory (a tmpfs the supervisor mounts).
+    pub shm_path: PathBuf,
+    /// Host file bind-mounted at terminationMessagePath.
+    pub termination_log_path: PathBuf,
+    /// Volume name -> host dir prepared by the supervisor (emptyDir and friends).
+    pub volume_dirs: BTreeMap<String, PathBuf>,
+    /// Absolute cgroupfs dir for this container; None = no cgroup (host without cgroup v2).
+    pub cgroup_path: Option<PathBuf>,
+    pub resources: Resources,
+    pub qos: QosClass,
+    pub node_name: String,
+    pub node_memory_bytes: u64,
+}
+
+/// The kubelet's oom_score_adj for a container [pkg/kubelet/qos/policy.go].
+pub fn oom_score_adj(qos: QosClass, memory_request_bytes: u64, node_memory_bytes: u64) -> i32 {
+    match qos {
+        QosClass::Guaranteed => -997,
+        QosClass::BestEffort => 1000,
+        QosClass::Burstable => {
+            if node_memory_bytes == 0 {
+                return 999;
+            }
+            let req = u128::from(memory_request_bytes);
+            let cap = u128::from(node_memory_bytes);
+            let adj = 1000i128 - (1000 * req / cap).min(2000) as i128;
+            adj.clamp(3, 999) as i32
+        }
+    }
+}
+
+/// The container's field path in the pod (`spec.containers[1]`, `spec.initContainers[0]`).
+fn container_field(pod: &Pod, container: &Container) -> Result<String, SpecError> {
+    let spec = pod.spec.as_ref();
+    if let Some(i) = spec.and_then(|s| s.containers.iter().position(|c| c.name == container.name)) {
+        return Ok(format!("spec.containers[{i}]"));
+    }
+    if let Some(i) = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .and_then(|v| v.iter().position(|c| c.name == container.name))
+    {
+        return Ok(format!("spec.initContainers[{i}]"));
+    }
+    Err(SpecError::UnknownContainer {
+        container: container.name.clone(),
+    })
+}
+
+/// Parses a Kubernetes capability name (`NET_ADMIN`, `CAP_NET_ADMIN`, any case).
+fn parse_capability(name: &str, field: &str) -> Result<Capability, SpecError> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    bare.parse().map_err(|_| SpecError::InvalidValue {
+        field: field.to_string(),
+        reason: format!("unknown capability {name:?}"),
+    })
+}
+
+fn capability_set(names: &[&str]) -> Capabilities {
+    names.iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+/// containerd's defaults, then drop (`ALL` clears), then add (`ALL` = every capability);
+/// privileged containers get every capability and ignore add/drop.
+fn capabilities(
+    sc: Option<&SecurityContext>,
+    privileged: bool,
+    field: &str,
+) -> Result<Capabilities, SpecError> {
+    if privileged {
+        return Ok(capability_set(&ALL_CAPABILITIES));
+    }
+    let mut caps = capability_set(&DEFAULT_CAPABILITIES);
+    let requested = sc.and_then(|s| s.capabilities.as_ref());
+    let field = format!("{field}.securityContext.capabilities");
+    let drop = requested.and_then(|c| c.drop.clone()).unwrap_or_default();
+    for (j, name) in drop.iter().enumerate() {
+        if name.eq_ignore_ascii_case("ALL") {
+            caps.clear();
+        } else {
+            caps.remove(&parse_capability(name, &format!("{field}.drop[{j}]"))?);
+        }
+    }
+    let add = requested.and_then(|c| c.add.clone()).unwrap_or_default();
+    for (j, name) in add.iter().enumerate() {
+        if name.eq_ignore_ascii_case("ALL") {
+            caps.extend(capability_set(&ALL_CAPABILITIES));
+        } else {
+            caps.insert(parse_capability(name, &format!("{field}.add[{j}]"))?);
+        }
+    }
+    Ok(caps)
+}
+
+/// cgroup resources from parsed requests/limits [pkg/kubelet/cm/helpers_linux.go].
+pub fn linux_resources(res: &Resources) -> Result<LinuxResources, SpecError> {
+    let mut cpu = LinuxCpuBuilder::default();
+    let shares = res
+        .cpu_request_millis
+        .map(|m| (m.saturating_mul(1024) / 1000).max(MIN_CPU_SHARES))
+        .unwrap_or(MIN_CPU_SHARES);
+    cpu = cpu.shares(shares);
+    if let Some(limit) = res.cpu_limit_millis {
+        let quota = i64::try_from(limit.saturating_mul(100))
+            .unwrap_or(i64::MAX)
+            .max(MIN_CPU_QUOTA_US);
+        cpu = cpu.quota(quota).period(CPU_PERIOD_US);
+    }
+    let mut builder = LinuxResourcesBuilder::default().cpu(cpu.build()?).pids(
+        LinuxPidsBuilder::default()
+            .limit(DEFAULT_PIDS_LIMIT)
+            .build()?,
+    );
+    if let Some(mem) = res.memory_limit_bytes {
+        let limit = i64::try_from(mem).unwrap_or(i64::MAX);
+        builder = builder.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
+    }
+    Ok(builder.build()?)
+}
+
+fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxNamespace, SpecError> {
+    let b = LinuxNamespaceBuilder::default().typ(typ);
+    Ok(match path {
+        Some(p) => b.path(p).build()?,
+        None => b.build()?,
+    })
+}
+
+/// spec.hostname, else the pod name, cut to 63 characters without a trailing '-' or '.'
+/// [pkg/kubelet/kubelet_pods.go GeneratePodHostNameAndDomain].
+fn pod_hostname(pod: &Pod) -> String {
+    let full = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    if full.len() <= 63 {
+        return full;
+    }
+    let cut: String = full.chars().take(63).collect();
+    cut.trim_end_matches(['-', '.']).to_string()
+}
+
+/// Turns one container of the pod into its OCI runtime Spec.
+pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
+    let pod = input.pod;
+    let container = input.container;
+    let field = container_field(pod, container)?;
+    let image = input.image_config.config().as_ref();
+    let sc = container.security_context.as_ref();
+    let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
+    let ro_rootfs = sc
+        .and_then(|s| s.read_only_root_filesystem)
+        .unwrap_or(false);
+    let hostname = pod_hostname(pod);
+
+    let node_cpu_millis = std::thread::available_parallelism()
+        .map(|n| n.get() as u64 * 1000)
+        .unwrap_or(1000);
+    let ctx = EnvContext {
+        pod,
+        container,
+        field: &field,
+        resources: input.resources,
+        pod_ip: input.pod_ip,
+        node_name: &input.node_name,
+        node_memory_bytes: input.node_memory_bytes,
+        node_cpu_millis,
+    };
+    let vars = container_env(&ctx)?;
+    let args = process_args(container, image, &vars, &field)?;
+    let env = process_env(image, &hostname, &vars);
+
+    let cwd = container
+        .working_dir
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| {
+            image
+                .and_then(|c| c.working_dir().clone())
+                .filter(|d| !d.is_empty())
+        })
+        .unwrap_or_else(|| "/".to_string());
+
+    let user = resolve_user(
+        pod,
+        container,
+        image.and_then(|c| c.user().as_deref()),
+        &input.rootfs.lower,
+        &field,
+    )?;
+    let mut user_builder = UserBuilder::default().uid(user.uid).gid(user.gid);
+    if !user.additional_gids.is_empty() {
+        user_builder = user_builder.additional_gids(user.additional_gids.clone());
+    }
+
+    let caps = capabilities(sc, privileged, &field)?;
+    let linux_caps = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()?;
+    // The kubelet sets no_new_privs only when allowPrivilegeEscalation is explicitly false.
+    let no_new_privileges = sc.and_then(|s| s.allow_privilege_escalation) == Some(false);
+
+    let process = ProcessBuilder::default()
+        .terminal(container.tty.unwrap_or(false))
+        .user(user_builder.build()?)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .capabilities(linux_caps)
+        // No rlimits: the process inherits the supervisor's, as under containerd 2.x (oci-spec's
+        // builder default would pin RLIMIT_NOFILE to 1024).
+        .rlimits(Vec::new())
+        .no_new_privileges(no_new_privileges)
+        .oom_score_adj(oom_score_adj(
+            input.qos,
+            input.resources.memory_request_bytes.unwrap_or(0),
+            input.node_memory_bytes,
+        ))
+        .build()?;
+
+    let ns_path = |name: &str| {
+        Some(PathBuf::from(format!(
+            "/proc/{}/ns/{name}",
+            input.sandbox_pid
+        )))
+    };
+    let namespaces = vec![
+        namespace(LinuxNamespaceType::Pid, None)?,
+        namespace(LinuxNamespaceType::Mount, None)?,
+        namespace(LinuxNamespaceType::Cgroup, None)?,
+        namespace(LinuxNamespaceType::Network, ns_path("net"))?,
+        namespace(LinuxNamespaceType::Uts, ns_path("uts"))?,
+        namespace(LinuxNamespaceType::Ipc, ns_path("ipc"))?,
+    ];
+    let (masked, readonly): (Vec<String>, Vec<String>) = if privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+            READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(masked)
+        .readonly_paths(readonly)
+        .devices(default_devices()?)
+        .resources(linux_resources(&input.resources)?);
+    if let Some(path) = &input.cgroup_path {
+        linux = linux.cgroups_path(path.clone());
+    }
+
+    let meta = &pod.metadata;
+    let lower: Vec<String> = input
+        .rootfs
+        .lower
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let annotations: HashMap<String, String> = [
+        (ANNOTATION_ROOTFS_LOWERDIRS, lower.join(":")),
+        (
+            ANNOTATION_ROOTFS_UPPERDIR,
+            input.rootfs.upper.display().to_string(),
+        ),
+        (
+            ANNOTATION_ROOTFS_WORKDIR,
+            input.rootfs.work.display().to_string(),
+        ),
+        (ANNOTATION_POD_NAME, meta.name.clone().unwrap_or_default()),
+        (
+            ANNOTATION_POD_NAMESPACE,
+            meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        ),
+        (ANNOTATION_POD_UID, meta.uid.clone().unwrap_or_default()),
+        (ANNOTATION_CONTAINER_NAME, container.name.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    tracing::debug!(container = %container.name, %field, "built oci runtime spec");
+    let mut spec = SpecBuilder::default()
+        .version(OCI_VERSION)
+        .root(
+            RootBuilder::default()
+                .path(&input.rootfs.merged)
+                .readonly(ro_rootfs)
+                .build()?,
+        )
+        .mounts(mounts(input, &field, privileged, ro_rootfs)?)
+        .process(process)
+        .annotations(annotations)
+        .linux(linux.build()?)
+        .build()?;
+    // The builder starts from oci-spec's example defaults (hostname "youki"); the uts namespace
+    // is the sandbox's, which already carries the pod hostname.
+    spec.set_hostname(None);
+    Ok(spec)
+}
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod tests;
