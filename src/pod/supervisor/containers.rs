@@ -39,38 +39,17 @@ const FALLBACK_LOG_LINES: usize = 80;
 const CONTAINERS_DIR: &str = "containers";
 const TERMINATION_LOG: &str = "termination-log";
 
-/// Pod-level limits: a cpu (memory) limit only when every container has one, summed over the
-/// app containers and at least the largest init container's.
+/// The pod cgroup's limits (the rule lives in `cgroup::pod_limits`).
 pub(super) fn pod_limits(pod: &Pod) -> Result<PodLimits, String> {
     let spec = pod.spec.clone().unwrap_or_default();
-    let app: Vec<_> = spec
-        .containers
-        .iter()
-        .map(container_resources)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let init: Vec<_> = spec
-        .init_containers
-        .unwrap_or_default()
-        .iter()
-        .map(container_resources)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let total = |f: &dyn Fn(&crate::manifest::resources::Resources) -> Option<u64>| {
-        let mut sum = 0u64;
-        for r in &app {
-            sum = sum.saturating_add(f(r)?);
-        }
-        let mut max_init = 0u64;
-        for r in &init {
-            max_init = max_init.max(f(r)?);
-        }
-        Some(sum.max(max_init))
+    let parse = |cs: &[Container]| -> Result<Vec<_>, String> {
+        cs.iter()
+            .map(|c| container_resources(c).map_err(|e| e.to_string()))
+            .collect()
     };
-    Ok(PodLimits {
-        cpu_limit_millis: total(&|r| r.cpu_limit_millis),
-        memory_limit_bytes: total(&|r| r.memory_limit_bytes),
-    })
+    let app = parse(&spec.containers)?;
+    let init = parse(&spec.init_containers.unwrap_or_default())?;
+    Ok(crate::cgroup::pod_limits(&app, &init))
 }
 
 fn restart_wanted(pod: &Pod, init: bool, exit_code: i32) -> bool {
@@ -310,8 +289,8 @@ impl Supervisor {
     ) -> Result<(), StartFailure> {
         let uid = self.uid.clone();
         let attempt = self.runs[i].instances;
-        let name = spec::container_name(self.pod_name(), self.namespace(), &uid, &c.name, attempt);
-        let id = spec::container_id(&name, &Timestamp::now().to_string());
+        let name = crate::container::names::container_name(self.pod_name(), self.namespace(), &uid, &c.name, attempt);
+        let id = crate::container::names::container_id(&name, &Timestamp::now().to_string());
         let container_id = format!("{CONTAINER_ID_SCHEME}{id}");
         let dir = self
             .paths
