@@ -13,6 +13,7 @@
 
 mod decode;
 mod defaults;
+pub mod names;
 pub mod quantity;
 pub mod resources;
 pub mod support;

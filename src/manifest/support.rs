@@ -4,8 +4,8 @@
 //!
 //! The table is matched against the decoded Pod re-serialized to JSON; paths use the manifest's
 //! camelCase names, and `[]` stands for any element of a list. A refused feature that is set to
-//! its no-op value (`false`, `""`, `[]`, `{}`, or the value given in [`Support::UnlessEquals`])
-//! is accepted.
+//! its no-op value (`false`, `""`, `[]`, `{}` for [`Support::No`]; exactly the value given in
+//! [`Support::UnlessEquals`]) is accepted.
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
@@ -224,7 +224,7 @@ fn walk(value: &Value, path: String, pattern: String, doc: usize, out: &mut Vec<
         }
         UnlessEquals(allowed) => {
             let no_op = serde_json::from_str::<Value>(allowed).ok();
-            if !is_no_op(value) && no_op.as_ref() != Some(value) {
+            if !value.is_null() && no_op.as_ref() != Some(value) {
                 out.push(Problem::new(doc, path, Reason::NotSupported(None)));
             }
         }

@@ -269,3 +269,138 @@ fn yaml_syntax_error_is_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn no_op_values_of_refused_features_are_accepted() {
+    let text = GOOD.replace(
+        "    - containerPort: 80",
+        "    - containerPort: 80\n      hostPort: 0\n    securityContext: {procMount: Default}\n    stdin: false",
+    );
+    one(&format!(
+        "{text}  hostUsers: true\n  shareProcessNamespace: false\n  ephemeralContainers: []\n"
+    ));
+    let err = errors(&GOOD.replace(
+        "    - containerPort: 80",
+        "    - containerPort: 80\n      hostPort: 8080",
+    ));
+    assert!(
+        err.contains("not supported: spec.containers[0].ports[0].hostPort"),
+        "{err}"
+    );
+    let err = errors(&format!("{GOOD}  hostUsers: false\n"));
+    assert!(err.contains("not supported: spec.hostUsers"), "{err}");
+}
+
+#[test]
+fn type_error_inside_refused_feature_is_not_supported() {
+    let err = errors(&format!(
+        "{GOOD}  volumes:\n  - name: v\n    emptyDir:\n      mode: \"01777\"\n"
+    ));
+    assert!(
+        err.contains("not supported: spec.volumes[0].emptyDir.mode"),
+        "{err}"
+    );
+    assert!(!err.contains("Invalid value"), "{err}");
+}
+
+#[test]
+fn volumes_and_mounts() {
+    let with = |volumes: &str, mounts: &str| {
+        GOOD.replace(
+            "    ports:",
+            &format!("    volumeMounts:\n{mounts}    ports:"),
+        ) + "  volumes:\n"
+            + volumes
+    };
+    let ok = with(
+        "  - name: data\n    emptyDir: {medium: Memory, sizeLimit: 64Mi}\n  - name: host\n    hostPath: {path: /srv, type: Directory}\n",
+        "    - {name: data, mountPath: /data}\n    - {name: host, mountPath: /host, readOnly: true}\n",
+    );
+    one(&ok);
+    let err = errors(&with(
+        "  - name: data\n    emptyDir: {}\n",
+        "    - {name: nope, mountPath: /data}\n",
+    ));
+    assert!(
+        err.contains("spec.containers[0].volumeMounts[0].name: Invalid value: \"nope\": not found"),
+        "{err}"
+    );
+    let err = errors(&with(
+        "  - name: data\n    emptyDir: {medium: HugePages}\n",
+        "",
+    ));
+    assert!(
+        err.contains("not supported: spec.volumes[0].emptyDir.medium"),
+        "{err}"
+    );
+    let err = errors(&with(
+        "  - name: data\n    hostPath: {path: srv, type: Dir}\n",
+        "",
+    ));
+    assert!(err.contains("spec.volumes[0].hostPath.path"), "{err}");
+    assert!(err.contains("spec.volumes[0].hostPath.type"), "{err}");
+    let err = errors(&with("  - name: data\n    configMap: {name: cm}\n", ""));
+    assert!(
+        err.contains("not supported: spec.volumes[0].configMap"),
+        "{err}"
+    );
+    let err = errors(&with(
+        "  - name: data\n    emptyDir: {}\n",
+        "    - {name: data, mountPath: /d, subPath: x}\n",
+    ));
+    assert!(
+        err.contains("not supported: spec.containers[0].volumeMounts[0].subPath"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ports_env_and_dns() {
+    let err = errors(&GOOD.replace(
+        "containerPort: 80",
+        "containerPort: 70000\n      protocol: ICMP",
+    ));
+    assert!(
+        err.contains("spec.containers[0].ports[0].containerPort: Invalid value: 70000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.containers[0].ports[0].protocol"),
+        "{err}"
+    );
+    let err = errors(&GOOD.replace("    ports:", "    env:\n    - {name: 1BAD, value: x}\n    envFrom: [{configMapRef: {name: c}}]\n    ports:"));
+    assert!(
+        err.contains("spec.containers[0].env[0].name: Invalid value"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not supported: spec.containers[0].envFrom"),
+        "{err}"
+    );
+    let dns =
+        "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [1.1.1.1, 8.8.8.8, 9.9.9.9, 1.0.0.1]\n";
+    let err = errors(&format!("{GOOD}{dns}"));
+    assert!(
+        err.contains("spec.dnsConfig.nameservers: Invalid value: must not have more than 3"),
+        "{err}"
+    );
+    let pod = one(&format!("{GOOD}  dnsPolicy: None\n  dnsConfig: {{nameservers: [10.0.0.10], searches: [svc.local]}}\n  hostname: h1\n  subdomain: s\n"));
+    assert_eq!(pod.spec.and_then(|s| s.hostname).as_deref(), Some("h1"));
+    let err = errors(&format!("{GOOD}  hostname: Not_A_Label\n"));
+    assert!(err.contains("spec.hostname: Invalid value"), "{err}");
+}
+
+#[test]
+fn init_containers_get_defaults() {
+    let text = GOOD.replace(
+        "  containers:",
+        "  initContainers:\n  - name: setup\n    image: busybox:1.36\n  containers:",
+    );
+    let spec = one(&text).spec.unwrap_or_default();
+    let init = spec.init_containers.unwrap_or_default();
+    assert_eq!(init[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(
+        init[0].termination_message_path.as_deref(),
+        Some("/dev/termination-log")
+    );
+}

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodDNSConfig, PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
+use super::names::{is_dns1123_label, is_dns1123_subdomain, is_env_name, is_port_name};
 use super::quantity::parse_quantity;
 use super::support::{
     SUPPORTED_EMPTY_DIR_MEDIA, SUPPORTED_FIELD_REFS, SUPPORTED_RESOURCE_FIELD_REFS,
@@ -491,62 +492,5 @@ pub(crate) fn check_unique_pods(pods: &[(usize, Pod)], out: &mut Vec<Problem>) {
                 Reason::Duplicate(format!("pod {name:?} appears in an earlier document")),
             ));
         }
-    }
-}
-
-pub fn is_dns1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
-}
-
-fn is_env_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && !b[0].is_ascii_digit()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-}
-
-/// IANA service name, as ports are named [RFC 6335].
-fn is_port_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 15
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.iter().any(|c| c.is_ascii_lowercase())
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-        && !s.contains("--")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(is_dns1123_label("web-1"));
-        assert!(!is_dns1123_label("Web"));
-        assert!(!is_dns1123_label("-a"));
-        assert!(!is_dns1123_label(&"a".repeat(64)));
-        assert!(is_dns1123_subdomain("a.b-c.d"));
-        assert!(!is_dns1123_subdomain("a..b"));
-        assert!(!is_dns1123_subdomain(&"a.".repeat(127)));
-        assert!(is_env_name("MY_VAR.x-1"));
-        assert!(!is_env_name("1X"));
-        assert!(!is_env_name("A=B"));
-        assert!(is_port_name("http"));
-        assert!(!is_port_name("80"));
-        assert!(!is_port_name("a--b"));
     }
 }
