@@ -3,6 +3,8 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
+use super::quantity::parse_quantity;
+
 pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_RESTART_POLICY: &str = "Always";
 pub const DEFAULT_DNS_POLICY: &str = "ClusterFirst";
@@ -52,7 +54,9 @@ fn apply_container(c: &mut Container) {
     if let Some(resources) = c.resources.as_mut() {
         if let Some(limits) = resources.limits.as_ref() {
             let requests = resources.requests.get_or_insert_with(Default::default);
-            for (name, limit) in limits {
+            // An unparseable limit is reported once, at the limit, not copied.
+            let valid = limits.iter().filter(|(_, q)| parse_quantity(&q.0).is_ok());
+            for (name, limit) in valid {
                 requests
                     .entry(name.clone())
                     .or_insert_with(|| limit.clone());

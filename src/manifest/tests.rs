@@ -404,3 +404,13 @@ fn init_containers_get_defaults() {
         Some("/dev/termination-log")
     );
 }
+
+#[test]
+fn invalid_limit_is_reported_once() {
+    let err = errors(&GOOD.replace("cpu: 500m", "cpu: 5x"));
+    assert_eq!(err.matches("quantity \"5x\"").count(), 1, "{err}");
+    assert!(
+        err.contains("spec.containers[0].resources.limits.cpu: Invalid value"),
+        "{err}"
+    );
+}
