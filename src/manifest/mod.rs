@@ -12,7 +12,7 @@
 //! - [`parse_quantity`] / [`Quantity`]: exact Kubernetes quantities.
 
 mod decode;
-mod defaults;
+pub mod defaults;
 pub mod names;
 pub mod quantity;
 pub mod resources;
