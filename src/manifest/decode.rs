@@ -1,0 +1,223 @@
+//! Strict decoding of manifest text into `Pod`s. k8s-openapi's types accept and drop unknown
+//! fields, so the decoder is wrapped: `serde_ignored` reports every ignored key (a typo) and
+//! `serde_path_to_error` the path of a type error. To report every type error of a document and
+//! not only the first, the offending member is removed and decoding is retried.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::support::{self, Support};
+use super::{Problem, Reason};
+
+/// Enough retries for any hand-written manifest; bounds the work on a pathological one.
+const MAX_TYPE_ERRORS: usize = 64;
+
+/// Splits `text` into documents: a stream of JSON objects, or `---`-separated YAML.
+/// A document that does not parse ends the stream (later positions are unknown).
+pub(crate) fn split_documents(text: &str) -> Vec<Result<Value, String>> {
+    let mut out = Vec::new();
+    if text.trim_start().starts_with('{') {
+        for doc in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+            match doc {
+                Ok(v) => out.push(Ok(v)),
+                Err(e) => {
+                    out.push(Err(format!("not valid JSON: {e}")));
+                    break;
+                }
+            }
+        }
+        return out;
+    }
+    for doc in serde_norway::Deserializer::from_str(text) {
+        match Value::deserialize(doc) {
+            Ok(v) => out.push(Ok(v)),
+            Err(e) => {
+                out.push(Err(format!("not valid YAML: {e}")));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// apiVersion and kind are checked before decoding, so a Deployment gets a clear answer.
+pub(crate) fn check_kind(value: &Value, document: usize) -> Result<(), Vec<Problem>> {
+    let Value::Object(map) = value else {
+        return Err(vec![Problem::new(
+            document,
+            "",
+            Reason::Invalid("a document must be a mapping (a Pod object)".into()),
+        )]);
+    };
+    let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
+    let mut problems = Vec::new();
+    match text("kind") {
+        "" => problems.push(Problem::new(document, "kind", Reason::Required)),
+        "Pod" => {}
+        other => problems.push(Problem::new(
+            document,
+            "kind",
+            Reason::Invalid(format!(
+                "kind {other} is not supported, peapod runs Pods (kind: Pod)"
+            )),
+        )),
+    }
+    match text("apiVersion") {
+        "" => problems.push(Problem::new(document, "apiVersion", Reason::Required)),
+        "v1" => {}
+        other => problems.push(Problem::new(
+            document,
+            "apiVersion",
+            Reason::Invalid(format!("{other:?}, a Pod is apiVersion v1")),
+        )),
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Decodes one document strictly; every unknown field and every type error becomes a problem.
+pub(crate) fn decode_pod(value: &Value, document: usize) -> Result<Pod, Vec<Problem>> {
+    let mut working = value.clone();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    for _ in 0..MAX_TYPE_ERRORS {
+        let mut ignored = Vec::new();
+        let result = {
+            let mut note = |path: serde_ignored::Path| ignored.push(ignored_path(&path));
+            let de = serde_ignored::Deserializer::new(&working, &mut note);
+            serde_path_to_error::deserialize::<_, Pod>(de)
+        };
+        for path in ignored {
+            if !unknown.contains(&path) {
+                unknown.push(path);
+            }
+        }
+        match result {
+            Ok(pod) => {
+                if problems.is_empty() && unknown.is_empty() {
+                    return Ok(pod);
+                }
+                break;
+            }
+            Err(err) => {
+                let segments: Vec<_> = err.path().iter().cloned().collect();
+                problems.push(type_problem(&segments, &err.inner().to_string(), document));
+                if !remove_member(&mut working, &segments) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut all: Vec<Problem> = unknown
+        .into_iter()
+        .map(|path| Problem::new(document, path, Reason::UnknownField))
+        .collect();
+    all.append(&mut problems);
+    Err(all)
+}
+
+/// `spec.containers[0].resorces` from serde_ignored's path.
+fn ignored_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        P::Map { parent, key } => join_key(ignored_path(parent), key),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+fn join_key(parent: String, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn segments_path(segments: &[serde_path_to_error::Segment]) -> String {
+    use serde_path_to_error::Segment as S;
+    segments
+        .iter()
+        .fold(String::new(), |acc, segment| match segment {
+            S::Seq { index } => format!("{acc}[{index}]"),
+            S::Map { key } => join_key(acc, key),
+            S::Enum { variant } => join_key(acc, variant),
+            S::Unknown => join_key(acc, "?"),
+        })
+}
+
+fn type_problem(segments: &[serde_path_to_error::Segment], message: &str, doc: usize) -> Problem {
+    if let Some(refused) = refused_ancestor(segments) {
+        return Problem::new(doc, refused, Reason::NotSupported(None));
+    }
+    let path = segments_path(segments);
+    // serde says "missing field `name`" at the enclosing object; kubectl names the field.
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        return Problem::new(doc, join_key(path, field), Reason::Required);
+    }
+    Problem::new(doc, path, Reason::Invalid(message.to_string()))
+}
+
+/// A type error inside a feature the runtime refuses anyway is reported as that feature being
+/// not supported: the user has to remove it either way. Returns the refused field's path.
+fn refused_ancestor(segments: &[serde_path_to_error::Segment]) -> Option<String> {
+    use serde_path_to_error::Segment as S;
+    let (mut path, mut pattern) = (String::new(), String::new());
+    for segment in segments {
+        match segment {
+            S::Seq { index } => {
+                path = format!("{path}[{index}]");
+                pattern.push_str("[]");
+                continue;
+            }
+            S::Map { key } => {
+                path = join_key(path, key);
+                pattern = join_key(pattern, key);
+            }
+            S::Enum { .. } | S::Unknown => return None,
+        }
+        match support::lookup(&pattern) {
+            Some(Support::Into) => {}
+            Some(Support::Yes) => return None,
+            Some(Support::No | Support::UnlessEquals(_)) | None => return Some(path),
+        }
+    }
+    None
+}
+
+/// Removes the member at `segments` so that decoding can go on to find further errors. Only an
+/// object member can go: removing an array element would shift the indices of later errors.
+fn remove_member(value: &mut Value, segments: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment as S;
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for segment in parents {
+        node = match (segment, node) {
+            (S::Map { key }, Value::Object(map)) => match map.get_mut(key) {
+                Some(child) => child,
+                None => return false,
+            },
+            (S::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
+                Some(child) => child,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (S::Map { key }, Value::Object(map)) => map.remove(key).is_some(),
+        _ => false,
+    }
+}

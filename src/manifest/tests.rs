@@ -1,0 +1,416 @@
+//! Tests of `decode_pods` as a user sees it: messages, paths, defaults.
+
+use super::*;
+
+const GOOD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: app
+    image: nginx
+    ports:
+    - containerPort: 80
+    resources:
+      limits:
+        cpu: 500m
+        memory: 128Mi
+";
+
+fn errors(text: &str) -> String {
+    match decode_pods(text, "pod.yaml") {
+        Ok(pods) => panic!("expected an error, got {} pods", pods.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn one(text: &str) -> Pod {
+    match decode_pods(text, "pod.yaml") {
+        Ok(mut pods) if pods.len() == 1 => pods.remove(0),
+        other => panic!("expected one pod, got {other:?}"),
+    }
+}
+
+#[test]
+fn typo_names_the_path() {
+    let text = GOOD.replace("    resources:", "    resorces:");
+    let err = errors(&text);
+    assert!(
+        err.contains("pod.yaml: document 1: spec.containers[0].resorces: unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn collects_all_errors_of_a_document() {
+    let text = GOOD
+        .replace("    resources:", "    resorces:")
+        .replace("  name: web", "  name: web\n  lables: {}")
+        .replace("containerPort: 80", "containerPort: eighty")
+        .replace("kind: Pod", "kind: Pod\nspec2: 1");
+    let err = errors(&text);
+    for needle in [
+        "spec.containers[0].resorces: unknown field",
+        "metadata.lables: unknown field",
+        "spec2: unknown field",
+        "spec.containers[0].ports[0].containerPort: Invalid value: invalid type: string \"eighty\"",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn wrong_type_names_the_path() {
+    let err = errors(&GOOD.replace("image: nginx", "image: [nginx]"));
+    assert!(
+        err.contains("spec.containers[0].image: Invalid value: invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_kind_and_api_version() {
+    let err = errors(&GOOD.replace("kind: Pod", "kind: Deployment"));
+    assert!(
+        err.contains("kind Deployment is not supported, peapod runs Pods"),
+        "{err}"
+    );
+    let err = errors(&GOOD.replace("apiVersion: v1", "apiVersion: apps/v1"));
+    assert!(err.contains("document 1: apiVersion"), "{err}");
+}
+
+#[test]
+fn bad_names() {
+    let err = errors(&GOOD.replace("name: web", "name: Web_1"));
+    assert!(err.contains("metadata.name: Invalid value"), "{err}");
+    let err = errors(&GOOD.replace("name: app", "name: app.1"));
+    assert!(
+        err.contains("spec.containers[0].name: Invalid value"),
+        "{err}"
+    );
+    let err = errors(&GOOD.replace("  name: web\n", "  namespace: a\n"));
+    assert!(err.contains("metadata.name: Required value"), "{err}");
+}
+
+#[test]
+fn missing_image_and_containers() {
+    let err = errors(&GOOD.replace("    image: nginx\n", ""));
+    assert!(
+        err.contains("spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    let err = errors("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: []\n");
+    assert!(err.contains("spec.containers: Required value"), "{err}");
+}
+
+#[test]
+fn bad_quantities() {
+    let err = errors(&GOOD.replace("cpu: 500m", "cpu: 500 m"));
+    assert!(
+        err.contains("spec.containers[0].resources.limits.cpu: Invalid value"),
+        "{err}"
+    );
+    let err = errors(&GOOD.replace("memory: 128Mi", "memory: 128MB"));
+    assert!(err.contains("resources.limits.memory"), "{err}");
+    let text = GOOD.replace(
+        "      limits:",
+        "      requests:\n        cpu: \"2\"\n      limits:",
+    );
+    let err = errors(&text);
+    assert!(err.contains("resources.requests.cpu: Invalid value: \"2\": must be less than or equal to cpu limit of 500m"), "{err}");
+    let err = errors(&GOOD.replace("memory: 128Mi", "gpus: 1"));
+    assert!(err.contains("resources.limits.gpus"), "{err}");
+}
+
+#[test]
+fn duplicate_container_names_across_init() {
+    let text = GOOD.replace(
+        "  containers:",
+        "  initContainers:\n  - name: app\n    image: busybox\n  containers:",
+    );
+    let err = errors(&text);
+    assert!(
+        err.contains("spec.containers[0].name: Duplicate value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn multi_document_with_one_bad_returns_nothing() {
+    let text = format!(
+        "{GOOD}---\n---\n{}",
+        GOOD.replace("name: web", "name: db")
+            .replace("image: nginx", "image: \"\"")
+    );
+    let err = errors(&text);
+    assert!(
+        err.contains("document 3: spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    let text = format!(
+        "---\n{GOOD}---\n# only a comment\n---\n{}",
+        GOOD.replace("name: web", "name: db")
+    );
+    let pods = decode_pods(&text, "-").unwrap_or_default();
+    assert_eq!(pods.len(), 2);
+    let err = errors(&format!("{GOOD}---\n{GOOD}"));
+    assert!(
+        err.contains("document 2: metadata.name: Duplicate value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_is_accepted() {
+    let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},
+        "spec":{"containers":[{"name":"c","image":"busybox:1.36","resources":{"limits":{"cpu":0.5}}}]}}"#;
+    let pod = one(json);
+    let c = &pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default()[0];
+    assert_eq!(
+        container_resources(c)
+            .map(|r| r.cpu_request_millis)
+            .ok()
+            .flatten(),
+        Some(500)
+    );
+}
+
+#[test]
+fn unsupported_features_are_named() {
+    let text = GOOD.replace(
+        "    ports:",
+        "    livenessProbe:\n      exec: {command: [true]}\n    tty: false\n    ports:",
+    );
+    let err = errors(&text);
+    assert!(
+        err.contains("pod.yaml: document 1: not supported: spec.containers[0].livenessProbe"),
+        "{err}"
+    );
+    assert!(!err.contains("tty"), "{err}");
+    let text = format!(
+        "{GOOD}  volumes:\n  - name: v\n    downwardAPI: {{items: []}}\n  hostNetwork: true\n"
+    );
+    let err = errors(&text);
+    assert!(
+        err.contains("not supported: spec.volumes[0].downwardAPI"),
+        "{err}"
+    );
+    assert!(err.contains("not supported: spec.hostNetwork"), "{err}");
+    let text = format!("{GOOD}  hostNetwork: false\n  nodeSelector: {{disk: ssd}}\n");
+    one(&text);
+    let text = GOOD.replace("    ports:", "    env:\n    - name: X\n      valueFrom: {fieldRef: {fieldPath: status.hostIP}}\n    ports:");
+    assert!(errors(&text)
+        .contains("not supported: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath"));
+}
+
+#[test]
+fn defaults_are_applied() {
+    let pod = one(
+        &format!("{GOOD}    - name: other\n      containerPort: 81\n")
+            .replace("    - name: other\n      containerPort: 81\n", ""),
+    );
+    assert_eq!(pod.metadata.namespace.as_deref(), Some("default"));
+    let spec = pod.spec.unwrap_or_default();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirst"));
+    assert_eq!(spec.termination_grace_period_seconds, Some(30));
+    let c = &spec.containers[0];
+    assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        c.termination_message_path.as_deref(),
+        Some("/dev/termination-log")
+    );
+    assert_eq!(c.termination_message_policy.as_deref(), Some("File"));
+    let ports = c.ports.clone().unwrap_or_default();
+    assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+    let requests = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default();
+    assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("500m"));
+    assert_eq!(requests.get("memory").map(|q| q.0.as_str()), Some("128Mi"));
+    assert_eq!(qos_class(&one(GOOD)), QosClass::Guaranteed);
+
+    let pod = one(&GOOD
+        .replace("image: nginx", "image: nginx:1.29")
+        .replace("name: web", "name: web\n  namespace: prod"));
+    assert_eq!(pod.metadata.namespace.as_deref(), Some("prod"));
+    let spec = pod.spec.unwrap_or_default();
+    assert_eq!(
+        spec.containers[0].image_pull_policy.as_deref(),
+        Some("IfNotPresent")
+    );
+}
+
+#[test]
+fn restart_and_dns_policies() {
+    let err = errors(&format!("{GOOD}  restartPolicy: Sometimes\n"));
+    assert!(
+        err.contains("spec.restartPolicy: Invalid value: \"Sometimes\""),
+        "{err}"
+    );
+    let err = errors(&format!("{GOOD}  dnsPolicy: None\n"));
+    assert!(err.contains("spec.dnsConfig"), "{err}");
+    let err = errors(&format!("{GOOD}  terminationGracePeriodSeconds: -1\n"));
+    assert!(err.contains("spec.terminationGracePeriodSeconds"), "{err}");
+}
+
+#[test]
+fn yaml_syntax_error_is_reported() {
+    let err = errors("apiVersion: v1\nkind: [Pod\n");
+    assert!(
+        err.contains("pod.yaml: document 1: <document>: Invalid value: not valid YAML"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_op_values_of_refused_features_are_accepted() {
+    let text = GOOD.replace(
+        "    - containerPort: 80",
+        "    - containerPort: 80\n      hostPort: 0\n    securityContext: {procMount: Default}\n    stdin: false",
+    );
+    one(&format!(
+        "{text}  hostUsers: true\n  shareProcessNamespace: false\n  ephemeralContainers: []\n"
+    ));
+    let err = errors(&GOOD.replace(
+        "    - containerPort: 80",
+        "    - containerPort: 80\n      hostPort: 8080",
+    ));
+    assert!(
+        err.contains("not supported: spec.containers[0].ports[0].hostPort"),
+        "{err}"
+    );
+    let err = errors(&format!("{GOOD}  hostUsers: false\n"));
+    assert!(err.contains("not supported: spec.hostUsers"), "{err}");
+}
+
+#[test]
+fn type_error_inside_refused_feature_is_not_supported() {
+    let err = errors(&format!(
+        "{GOOD}  volumes:\n  - name: v\n    emptyDir:\n      mode: \"01777\"\n"
+    ));
+    assert!(
+        err.contains("not supported: spec.volumes[0].emptyDir.mode"),
+        "{err}"
+    );
+    assert!(!err.contains("Invalid value"), "{err}");
+}
+
+#[test]
+fn volumes_and_mounts() {
+    let with = |volumes: &str, mounts: &str| {
+        GOOD.replace(
+            "    ports:",
+            &format!("    volumeMounts:\n{mounts}    ports:"),
+        ) + "  volumes:\n"
+            + volumes
+    };
+    let ok = with(
+        "  - name: data\n    emptyDir: {medium: Memory, sizeLimit: 64Mi}\n  - name: host\n    hostPath: {path: /srv, type: Directory}\n",
+        "    - {name: data, mountPath: /data}\n    - {name: host, mountPath: /host, readOnly: true}\n",
+    );
+    one(&ok);
+    let err = errors(&with(
+        "  - name: data\n    emptyDir: {}\n",
+        "    - {name: nope, mountPath: /data}\n",
+    ));
+    assert!(
+        err.contains("spec.containers[0].volumeMounts[0].name: Invalid value: \"nope\": not found"),
+        "{err}"
+    );
+    let err = errors(&with(
+        "  - name: data\n    emptyDir: {medium: HugePages}\n",
+        "",
+    ));
+    assert!(
+        err.contains("not supported: spec.volumes[0].emptyDir.medium"),
+        "{err}"
+    );
+    let err = errors(&with(
+        "  - name: data\n    hostPath: {path: srv, type: Dir}\n",
+        "",
+    ));
+    assert!(err.contains("spec.volumes[0].hostPath.path"), "{err}");
+    assert!(err.contains("spec.volumes[0].hostPath.type"), "{err}");
+    let err = errors(&with("  - name: data\n    configMap: {name: cm}\n", ""));
+    assert!(
+        err.contains("not supported: spec.volumes[0].configMap"),
+        "{err}"
+    );
+    let err = errors(&with(
+        "  - name: data\n    emptyDir: {}\n",
+        "    - {name: data, mountPath: /d, subPath: x}\n",
+    ));
+    assert!(
+        err.contains("not supported: spec.containers[0].volumeMounts[0].subPath"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ports_env_and_dns() {
+    let err = errors(&GOOD.replace(
+        "containerPort: 80",
+        "containerPort: 70000\n      protocol: ICMP",
+    ));
+    assert!(
+        err.contains("spec.containers[0].ports[0].containerPort: Invalid value: 70000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.containers[0].ports[0].protocol"),
+        "{err}"
+    );
+    let err = errors(&GOOD.replace("    ports:", "    env:\n    - {name: 1BAD, value: x}\n    envFrom: [{configMapRef: {name: c}}]\n    ports:"));
+    assert!(
+        err.contains("spec.containers[0].env[0].name: Invalid value"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not supported: spec.containers[0].envFrom"),
+        "{err}"
+    );
+    let dns =
+        "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [1.1.1.1, 8.8.8.8, 9.9.9.9, 1.0.0.1]\n";
+    let err = errors(&format!("{GOOD}{dns}"));
+    assert!(
+        err.contains("spec.dnsConfig.nameservers: Invalid value: must not have more than 3"),
+        "{err}"
+    );
+    let pod = one(&format!("{GOOD}  dnsPolicy: None\n  dnsConfig: {{nameservers: [10.0.0.10], searches: [svc.local]}}\n  hostname: h1\n  subdomain: s\n"));
+    assert_eq!(pod.spec.and_then(|s| s.hostname).as_deref(), Some("h1"));
+    let err = errors(&format!("{GOOD}  hostname: Not_A_Label\n"));
+    assert!(err.contains("spec.hostname: Invalid value"), "{err}");
+}
+
+#[test]
+fn init_containers_get_defaults() {
+    let text = GOOD.replace(
+        "  containers:",
+        "  initContainers:\n  - name: setup\n    image: busybox:1.36\n  containers:",
+    );
+    let spec = one(&text).spec.unwrap_or_default();
+    let init = spec.init_containers.unwrap_or_default();
+    assert_eq!(init[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(
+        init[0].termination_message_path.as_deref(),
+        Some("/dev/termination-log")
+    );
+}
+
+#[test]
+fn invalid_limit_is_reported_once() {
+    let err = errors(&GOOD.replace("cpu: 500m", "cpu: 5x"));
+    assert_eq!(err.matches("quantity \"5x\"").count(), 1, "{err}");
+    assert!(
+        err.contains("spec.containers[0].resources.limits.cpu: Invalid value"),
+        "{err}"
+    );
+}

@@ -1,0 +1,496 @@
+//! Validation of a decoded, defaulted Pod, after the rules of the API server
+//! [pkg/apis/core/validation]: names, enumerations, ports, env names, quantities and limits.
+//! Values that are valid Kubernetes but not implemented are reported as not supported, using
+//! the lists in [`super::support`].
+
+use std::collections::BTreeMap;
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodDNSConfig, PodSpec, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+
+use super::names::{is_dns1123_label, is_dns1123_subdomain, is_env_name, is_port_name};
+use super::quantity::parse_quantity;
+use super::support::{
+    SUPPORTED_EMPTY_DIR_MEDIA, SUPPORTED_FIELD_REFS, SUPPORTED_RESOURCE_FIELD_REFS,
+};
+use super::{Problem, Reason};
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
+const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
+const MESSAGE_POLICIES: &[&str] = &["File", "FallbackToLogsOnError"];
+const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
+const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+];
+const MAX_NAMESERVERS: usize = 3;
+const MAX_SEARCHES: usize = 32;
+
+struct Check<'a> {
+    doc: usize,
+    out: &'a mut Vec<Problem>,
+}
+
+impl Check<'_> {
+    fn push(&mut self, path: impl Into<String>, reason: Reason) {
+        self.out.push(Problem::new(self.doc, path, reason));
+    }
+    fn invalid(&mut self, path: impl Into<String>, why: impl Into<String>) {
+        self.push(path, Reason::Invalid(why.into()));
+    }
+    fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+            self.invalid(
+                path,
+                format!("{value:?}: supported values: {}", list.join(", ")),
+            );
+        }
+    }
+    fn label(&mut self, path: &str, value: &str) {
+        if !is_dns1123_label(value) {
+            self.invalid(path, format!("{value:?}: {DNS_LABEL_RULE}"));
+        }
+    }
+}
+
+const DNS_LABEL_RULE: &str = "a lowercase RFC 1123 label must consist of lower case \
+alphanumeric characters or '-', start and end with an alphanumeric character, at most 63 long";
+
+/// Appends every problem of `pod` to `out`.
+pub(crate) fn validate(pod: &Pod, doc: usize, out: &mut Vec<Problem>) {
+    let mut check = Check { doc, out };
+    match pod.metadata.name.as_deref() {
+        None | Some("") => check.push("metadata.name", Reason::Required),
+        Some(name) if !is_dns1123_subdomain(name) => check.invalid(
+            "metadata.name",
+            format!("{name:?}: a lowercase RFC 1123 subdomain of at most 253 characters"),
+        ),
+        Some(_) => {}
+    }
+    if let Some(ns) = pod.metadata.namespace.as_deref() {
+        check.label("metadata.namespace", ns);
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        check.push("spec", Reason::Required);
+        return;
+    };
+    validate_spec(spec, &mut check);
+}
+
+fn validate_spec(spec: &PodSpec, check: &mut Check) {
+    if spec.containers.is_empty() {
+        check.push("spec.containers", Reason::Required);
+    }
+    let volumes = validate_volumes(spec.volumes.as_deref().unwrap_or_default(), check);
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    let all_names: Vec<&str> = init
+        .iter()
+        .chain(&spec.containers)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut seen = HashSet::new();
+    let lists = [
+        ("spec.initContainers", init),
+        ("spec.containers", &spec.containers[..]),
+    ];
+    for (list, containers) in lists {
+        for (i, c) in containers.iter().enumerate() {
+            let path = format!("{list}[{i}]");
+            if !c.name.is_empty() && !seen.insert(c.name.as_str()) {
+                check.push(
+                    format!("{path}.name"),
+                    Reason::Duplicate(format!("{:?}", c.name)),
+                );
+            }
+            validate_container(c, &path, &volumes, &all_names, check);
+        }
+    }
+    if let Some(p) = spec.restart_policy.as_deref() {
+        check.one_of("spec.restartPolicy", p, RESTART_POLICIES);
+    }
+    if let Some(p) = spec.dns_policy.as_deref() {
+        check.one_of("spec.dnsPolicy", p, DNS_POLICIES);
+        if p == "None" && spec.dns_config.is_none() {
+            check.invalid("spec.dnsConfig", "must be provided when dnsPolicy is None");
+        }
+    }
+    if let Some(dns) = spec.dns_config.as_ref() {
+        validate_dns_config(dns, check);
+    }
+    for (field, value) in [
+        ("spec.hostname", &spec.hostname),
+        ("spec.subdomain", &spec.subdomain),
+    ] {
+        if let Some(v) = value.as_deref() {
+            check.label(field, v);
+        }
+    }
+    for (i, alias) in spec.host_aliases.iter().flatten().enumerate() {
+        let path = format!("spec.hostAliases[{i}]");
+        match alias.ip.parse::<std::net::IpAddr>() {
+            Ok(_) => {}
+            Err(_) => check.invalid(
+                format!("{path}.ip"),
+                format!("{:?}: must be an IP address", alias.ip),
+            ),
+        }
+        for (j, host) in alias.hostnames.iter().flatten().enumerate() {
+            if !is_dns1123_subdomain(host) {
+                check.invalid(
+                    format!("{path}.hostnames[{j}]"),
+                    format!("{host:?}: must be a DNS name"),
+                );
+            }
+        }
+    }
+    if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
+        check.invalid(
+            "spec.terminationGracePeriodSeconds",
+            "must be greater than or equal to 0",
+        );
+    }
+    if let Some(sc) = spec.security_context.as_ref() {
+        for (field, id) in [
+            ("runAsUser", sc.run_as_user),
+            ("runAsGroup", sc.run_as_group),
+        ] {
+            if id.is_some_and(|id| id < 0) {
+                check.invalid(
+                    format!("spec.securityContext.{field}"),
+                    "must be between 0 and 2147483647",
+                );
+            }
+        }
+    }
+}
+
+fn validate_dns_config(dns: &PodDNSConfig, check: &mut Check) {
+    let nameservers = dns.nameservers.as_deref().unwrap_or_default();
+    if nameservers.len() > MAX_NAMESERVERS {
+        check.invalid(
+            "spec.dnsConfig.nameservers",
+            format!("must not have more than {MAX_NAMESERVERS} nameservers"),
+        );
+    }
+    for (i, ns) in nameservers.iter().enumerate() {
+        if ns.parse::<std::net::IpAddr>().is_err() {
+            check.invalid(
+                format!("spec.dnsConfig.nameservers[{i}]"),
+                format!("{ns:?}: must be an IP address"),
+            );
+        }
+    }
+    let searches = dns.searches.as_deref().unwrap_or_default();
+    if searches.len() > MAX_SEARCHES {
+        check.invalid(
+            "spec.dnsConfig.searches",
+            format!("must not have more than {MAX_SEARCHES} search paths"),
+        );
+    }
+    for (i, s) in searches.iter().enumerate() {
+        if !is_dns1123_subdomain(s.strip_suffix('.').unwrap_or(s)) {
+            check.invalid(
+                format!("spec.dnsConfig.searches[{i}]"),
+                format!("{s:?}: must be a DNS name"),
+            );
+        }
+    }
+    for (i, o) in dns.options.iter().flatten().enumerate() {
+        if o.name.as_deref().unwrap_or_default().is_empty() {
+            check.push(
+                format!("spec.dnsConfig.options[{i}].name"),
+                Reason::Required,
+            );
+        }
+    }
+}
+
+/// Checks the volumes and returns their names.
+fn validate_volumes<'a>(volumes: &'a [Volume], check: &mut Check) -> HashSet<&'a str> {
+    let mut names = HashSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let path = format!("spec.volumes[{i}]");
+        check.label(&format!("{path}.name"), &v.name);
+        if !names.insert(v.name.as_str()) {
+            check.push(
+                format!("{path}.name"),
+                Reason::Duplicate(format!("{:?}", v.name)),
+            );
+        }
+        let sources = serde_json::to_value(v)
+            .ok()
+            .and_then(|value| value.as_object().map(|m| m.len()))
+            .unwrap_or(1);
+        if sources <= 1 {
+            check.invalid(&path, "must specify a volume type (emptyDir or hostPath)");
+        }
+        if let Some(e) = v.empty_dir.as_ref() {
+            let medium = e.medium.as_deref().unwrap_or_default();
+            if !SUPPORTED_EMPTY_DIR_MEDIA.contains(&medium) {
+                check.push(
+                    format!("{path}.emptyDir.medium"),
+                    Reason::NotSupported(Some(format!("medium {medium:?}"))),
+                );
+            }
+            if let Some(q) = e.size_limit.as_ref() {
+                quantity(&format!("{path}.emptyDir.sizeLimit"), q, check);
+            }
+        }
+        if let Some(h) = v.host_path.as_ref() {
+            if !h.path.starts_with('/') {
+                check.invalid(
+                    format!("{path}.hostPath.path"),
+                    format!("{:?}: must be an absolute path", h.path),
+                );
+            }
+            check.one_of(
+                &format!("{path}.hostPath.type"),
+                h.type_.as_deref().unwrap_or_default(),
+                HOST_PATH_TYPES,
+            );
+        }
+    }
+    names
+}
+
+fn validate_container(
+    c: &Container,
+    path: &str,
+    volumes: &HashSet<&str>,
+    containers: &[&str],
+    check: &mut Check,
+) {
+    if c.name.is_empty() {
+        check.push(format!("{path}.name"), Reason::Required);
+    } else {
+        check.label(&format!("{path}.name"), &c.name);
+    }
+    if c.image.as_deref().unwrap_or_default().trim().is_empty() {
+        check.push(format!("{path}.image"), Reason::Required);
+    }
+    if let Some(p) = c.image_pull_policy.as_deref() {
+        check.one_of(&format!("{path}.imagePullPolicy"), p, PULL_POLICIES);
+    }
+    if let Some(p) = c.termination_message_policy.as_deref() {
+        check.one_of(
+            &format!("{path}.terminationMessagePolicy"),
+            p,
+            MESSAGE_POLICIES,
+        );
+    }
+    let mut port_names = HashSet::new();
+    for (i, port) in c.ports.iter().flatten().enumerate() {
+        let p = format!("{path}.ports[{i}]");
+        if !(1..=65535).contains(&port.container_port) {
+            check.invalid(
+                format!("{p}.containerPort"),
+                format!(
+                    "{}: must be between 1 and 65535, inclusive",
+                    port.container_port
+                ),
+            );
+        }
+        check.one_of(
+            &format!("{p}.protocol"),
+            port.protocol.as_deref().unwrap_or_default(),
+            PROTOCOLS,
+        );
+        if let Some(name) = port.name.as_deref() {
+            if !is_port_name(name) {
+                check.invalid(format!("{p}.name"), format!("{name:?}: must be at most 15 lower case letters, digits or '-', with a letter"));
+            } else if !port_names.insert(name) {
+                check.push(format!("{p}.name"), Reason::Duplicate(format!("{name:?}")));
+            }
+        }
+    }
+    for (i, env) in c.env.iter().flatten().enumerate() {
+        validate_env(env, &format!("{path}.env[{i}]"), containers, check);
+    }
+    if let Some(r) = c.resources.as_ref() {
+        let limits = validate_resource_map(
+            &format!("{path}.resources.limits"),
+            r.limits.as_ref(),
+            check,
+        );
+        let requests = validate_resource_map(
+            &format!("{path}.resources.requests"),
+            r.requests.as_ref(),
+            check,
+        );
+        for (name, request) in &requests {
+            if let Some(limit) = limits.get(name) {
+                if request.1.cmp_value(&limit.1).is_gt() {
+                    check.invalid(
+                        format!("{path}.resources.requests.{name}"),
+                        format!(
+                            "{:?}: must be less than or equal to {name} limit of {}",
+                            request.0, limit.0
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut mount_paths = HashSet::new();
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let p = format!("{path}.volumeMounts[{i}]");
+        if !volumes.contains(m.name.as_str()) {
+            check.invalid(
+                format!("{p}.name"),
+                format!("{:?}: not found in spec.volumes", m.name),
+            );
+        }
+        if m.mount_path.is_empty() {
+            check.push(format!("{p}.mountPath"), Reason::Required);
+        } else if !mount_paths.insert(m.mount_path.as_str()) {
+            check.push(
+                format!("{p}.mountPath"),
+                Reason::Duplicate(format!("{:?}", m.mount_path)),
+            );
+        }
+    }
+    if let Some(sc) = c.security_context.as_ref() {
+        for (field, id) in [
+            ("runAsUser", sc.run_as_user),
+            ("runAsGroup", sc.run_as_group),
+        ] {
+            if id.is_some_and(|id| id < 0) {
+                check.invalid(
+                    format!("{path}.securityContext.{field}"),
+                    "must be between 0 and 2147483647",
+                );
+            }
+        }
+    }
+}
+
+fn validate_env(env: &EnvVar, path: &str, containers: &[&str], check: &mut Check) {
+    if env.name.is_empty() {
+        check.push(format!("{path}.name"), Reason::Required);
+    } else if !is_env_name(&env.name) {
+        check.invalid(format!("{path}.name"), format!("{:?}: must consist of letters, digits, '_', '-' or '.', and not start with a digit", env.name));
+    }
+    let Some(from) = env.value_from.as_ref() else {
+        return;
+    };
+    if env.value.as_deref().is_some_and(|v| !v.is_empty()) {
+        check.invalid(
+            format!("{path}.valueFrom"),
+            "may not be specified when `value` is not empty",
+        );
+    }
+    if let Some(f) = from.field_ref.as_ref() {
+        let p = format!("{path}.valueFrom.fieldRef.fieldPath");
+        let fp = f.field_path.as_str();
+        if !SUPPORTED_FIELD_REFS.contains(&fp) {
+            if ["metadata.", "spec.", "status."]
+                .iter()
+                .any(|s| fp.starts_with(s))
+            {
+                check.push(p, Reason::NotSupported(Some(format!("fieldPath {fp}"))));
+            } else {
+                check.invalid(p, format!("{fp:?}: not a pod field"));
+            }
+        }
+    }
+    if let Some(r) = from.resource_field_ref.as_ref() {
+        let p = format!("{path}.valueFrom.resourceFieldRef");
+        let res = r.resource.as_str();
+        if !SUPPORTED_RESOURCE_FIELD_REFS.contains(&res) {
+            if res.starts_with("limits.") || res.starts_with("requests.") {
+                check.push(
+                    format!("{p}.resource"),
+                    Reason::NotSupported(Some(format!("resource {res}"))),
+                );
+            } else {
+                check.invalid(format!("{p}.resource"), format!("{res:?}: supported values: limits.cpu, limits.memory, requests.cpu, requests.memory"));
+            }
+        }
+        if let Some(name) = r.container_name.as_deref().filter(|n| !n.is_empty()) {
+            if !containers.contains(&name) {
+                check.invalid(
+                    format!("{p}.containerName"),
+                    format!("{name:?}: not a container of this pod"),
+                );
+            }
+        }
+        if let Some(d) = r.divisor.as_ref() {
+            quantity(&format!("{p}.divisor"), d, check);
+        }
+    }
+}
+
+type Parsed<'a> = BTreeMap<&'a str, (&'a str, super::quantity::Quantity)>;
+
+/// Checks resource names and quantities; returns those that parsed.
+fn validate_resource_map<'a>(
+    path: &str,
+    map: Option<&'a BTreeMap<String, K8sQuantity>>,
+    check: &mut Check,
+) -> Parsed<'a> {
+    let mut parsed = BTreeMap::new();
+    for (name, q) in map.into_iter().flatten() {
+        let p = format!("{path}.{name}");
+        let standard = matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage")
+            || name
+                .strip_prefix("hugepages-")
+                .is_some_and(|size| parse_quantity(size).is_ok());
+        if !standard {
+            if name.contains('/') {
+                check.push(p, Reason::NotSupported(Some("extended resources".into())));
+            } else {
+                check.invalid(
+                    p,
+                    format!("{name:?}: must be cpu, memory, ephemeral-storage or hugepages-<size>"),
+                );
+            }
+            continue;
+        }
+        if let Some(value) = quantity(&p, q, check) {
+            parsed.insert(name.as_str(), (q.0.as_str(), value));
+        }
+    }
+    parsed
+}
+
+fn quantity(path: &str, q: &K8sQuantity, check: &mut Check) -> Option<super::quantity::Quantity> {
+    match parse_quantity(&q.0) {
+        Ok(v) if v.is_negative() => {
+            check.invalid(
+                path,
+                format!("{:?}: must be greater than or equal to 0", q.0),
+            );
+            None
+        }
+        Ok(v) => Some(v),
+        Err(e) => {
+            check.invalid(path, e.to_string());
+            None
+        }
+    }
+}
+
+/// Two documents may not describe the same pod.
+pub(crate) fn check_unique_pods(pods: &[(usize, Pod)], out: &mut Vec<Problem>) {
+    let mut seen = HashSet::new();
+    for (doc, pod) in pods {
+        let key = (pod.metadata.namespace.clone(), pod.metadata.name.clone());
+        if !seen.insert(key) {
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            out.push(Problem::new(
+                *doc,
+                "metadata.name",
+                Reason::Duplicate(format!("pod {name:?} appears in an earlier document")),
+            ));
+        }
+    }
+}
