@@ -185,6 +185,18 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// The pod's app and init container names, in spec order.
+pub(crate) fn container_names(rec: &PodRecord) -> (Vec<String>, Vec<String>) {
+    let spec = rec.pod.spec.as_ref();
+    let names = |l: Option<&Vec<k8s_openapi::api::core::v1::Container>>| {
+        l.into_iter().flatten().map(|c| c.name.clone()).collect()
+    };
+    (
+        names(spec.map(|s| &s.containers)),
+        names(spec.and_then(|s| s.init_containers.as_ref())),
+    )
+}
+
 /// The pod or kubectl's NotFound error.
 pub(crate) fn find_pod(paths: &Paths, namespace: &str, name: &str) -> Result<PodRecord> {
     record::find(paths, namespace, name)
