@@ -338,11 +338,10 @@ fn short_id(id: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
 
-fn images(paths: &Paths) -> Result<i32> {
-    let store = crate::image::ImageStore::open(paths)?;
-    let now = jiff::Timestamp::now();
+/// The `images` table: REPOSITORY TAG IMAGE ID CREATED SIZE.
+pub fn images_table(images: &[crate::image::ImageSummary], now: jiff::Timestamp) -> String {
     let mut text = String::from("REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE");
-    for img in store.list()? {
+    for img in images {
         let created = img
             .created
             .as_deref()
@@ -351,14 +350,21 @@ fn images(paths: &Paths) -> Result<i32> {
             .unwrap_or_else(|| "N/A".to_string());
         text.push_str(&format!(
             "\n{}\t{}\t{}\t{}\t{}",
-            img.repository,
+            format::or_none(&img.repository),
             format::or_none(&img.tag),
             short_id(&img.id),
             created,
             human_size(img.size)
         ));
     }
-    println!("{}", tabwrite(&text, 6, 3));
+    let mut out = tabwrite(&text, 6, 3);
+    out.push('\n');
+    out
+}
+
+fn images(paths: &Paths) -> Result<i32> {
+    let store = crate::image::ImageStore::open(paths)?;
+    print!("{}", images_table(&store.list()?, jiff::Timestamp::now()));
     Ok(0)
 }
 
@@ -378,6 +384,25 @@ mod tests {
         assert_eq!(grace_period(None, false, true).unwrap(), (Some(1), false));
         assert_eq!(grace_period(Some(-1), false, false).unwrap(), (None, false));
         assert!(grace_period(Some(5), false, true).is_err());
+    }
+
+    #[test]
+    fn images_table_columns() {
+        let img = crate::image::ImageSummary {
+            reference: "docker.io/library/busybox:1.36".into(),
+            repository: "docker.io/library/busybox".into(),
+            tag: "1.36".into(),
+            manifest_digest: "sha256:aa".into(),
+            id: "sha256:0123456789abcdef0123".into(),
+            created: Some("2024-01-01T00:00:00Z".into()),
+            size: 4_200_000,
+        };
+        let now: jiff::Timestamp = "2024-01-04T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            images_table(&[img], now),
+            "REPOSITORY                  TAG    IMAGE ID       CREATED   SIZE\n\
+             docker.io/library/busybox   1.36   0123456789ab   3d ago    4.2MB\n"
+        );
     }
 
     #[test]
