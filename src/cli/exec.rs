@@ -1,0 +1,138 @@
+//! `peapod exec` (run a command in a running container) and `peapod inspect` (print a
+//! container's OCI runtime Spec).
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::Spec;
+
+use super::{container_names, find_pod, DEFAULT_NAMESPACE};
+use crate::pod::record::{PodRecord, ProcessRef};
+use crate::store::Paths;
+
+/// The bundle's runtime Spec, as the OCI runtime spec names it.
+const CONFIG_FILE: &str = "config.json";
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    pub pod: String,
+    #[arg(short, long)]
+    pub container: Option<String>,
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Pass stdin to the container.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Stdin is a TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// The named container, or the first app container (kubectl's default, with its notice).
+fn pick(rec: &PodRecord, requested: Option<&str>) -> Result<String> {
+    let (apps, inits) = container_names(rec);
+    match requested {
+        Some(c) if apps.iter().chain(&inits).any(|n| n == c) => Ok(c.to_string()),
+        Some(c) => bail!("container {c} not found in pod {}", rec.name()),
+        None => {
+            let first = apps
+                .first()
+                .ok_or_else(|| anyhow!("pod {} has no containers", rec.name()))?;
+            if apps.len() > 1 {
+                eprintln!(
+                    "Defaulted container \"{first}\" out of: {}",
+                    apps.join(", ")
+                );
+            }
+            Ok(first.clone())
+        }
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the start time that tells our process from a recycled pid.
+fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it start past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn alive(p: &ProcessRef) -> bool {
+    proc_start_time(p.pid) == Some(p.start_time)
+}
+
+fn bundle_config(rec: &PodRecord, name: &str) -> Result<PathBuf> {
+    let bundle = rec
+        .state
+        .as_ref()
+        .and_then(|s| s.containers.get(name))
+        .and_then(|c| c.bundle.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "container \"{name}\" in pod \"{}\" has not been created",
+                rec.name()
+            )
+        })?;
+    Ok(bundle.join(CONFIG_FILE))
+}
+
+pub fn run(paths: &Paths, args: &ExecArgs) -> Result<i32> {
+    let rec = find_pod(paths, &args.namespace, &args.pod)?;
+    let phase = rec
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
+    if matches!(phase, "Succeeded" | "Failed") {
+        bail!("cannot exec into a container in a completed pod; current phase is {phase}");
+    }
+    let name = pick(&rec, args.container.as_deref())?;
+    let process = rec
+        .state
+        .as_ref()
+        .and_then(|s| s.containers.get(&name))
+        .and_then(|c| c.process.clone())
+        .filter(alive)
+        .ok_or_else(|| anyhow!("unable to upgrade connection: container not found (\"{name}\")"))?;
+    let config = bundle_config(&rec, &name)?;
+    let spec = Spec::load(&config).with_context(|| format!("reading {}", config.display()))?;
+    let code = crate::container::runtime::exec_in(process.pid, &spec, &args.command, args.tty)
+        .map_err(|e| {
+            anyhow!(
+                "exec in container \"{name}\" of pod \"{}\": {e}",
+                rec.name()
+            )
+        })?;
+    Ok(code)
+}
+
+/// `peapod inspect POD [-c NAME]`: the container's config.json, pretty-printed.
+pub fn inspect(paths: &Paths, namespace: &str, pod: &str, container: Option<&str>) -> Result<i32> {
+    let rec = find_pod(paths, namespace, pod)?;
+    let name = pick(&rec, container)?;
+    let config = bundle_config(&rec, &name)?;
+    let spec = Spec::load(&config).with_context(|| format!("reading {}", config.display()))?;
+    println!("{}", serde_json::to_string_pretty(&spec)?);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
+        let pid = std::process::id() as i32;
+        let start = proc_start_time(pid).unwrap();
+        assert!(alive(&ProcessRef {
+            pid,
+            start_time: start
+        }));
+        assert!(!alive(&ProcessRef {
+            pid,
+            start_time: start + 1
+        }));
+    }
+}
