@@ -11,20 +11,50 @@ use crate::pod::record::{load_all, PodRecord};
 use crate::store::Paths;
 
 /// `-o` of `get`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Wide,
     Json,
     Yaml,
     Name,
+    /// `jsonpath=TEMPLATE`
+    JsonPath(String),
 }
 
-/// The status to show for a pod whose supervisor has not written one yet.
+/// Parses `-o`: `wide|json|yaml|name|jsonpath=TEMPLATE`.
+pub fn parse_output(s: &str) -> Result<Output, String> {
+    match s {
+        "wide" => Ok(Output::Wide),
+        "json" => Ok(Output::Json),
+        "yaml" => Ok(Output::Yaml),
+        "name" => Ok(Output::Name),
+        _ => s
+            .strip_prefix("jsonpath=")
+            .map(|t| Output::JsonPath(t.to_string()))
+            .ok_or_else(|| {
+                format!("unable to match a printer suitable for the output format {s:?}, allowed formats are: json,jsonpath,name,wide,yaml")
+            }),
+    }
+}
+
+/// The status to show: the supervisor's, `Pending` before it wrote one, and `Unknown` when
+/// the supervisor is gone (its pod's state can no longer be known).
 pub fn effective_status(rec: &PodRecord) -> PodStatus {
-    rec.status.clone().unwrap_or_else(|| PodStatus {
+    let mut status = rec.status.clone().unwrap_or_else(|| PodStatus {
         phase: Some("Pending".to_string()),
         ..Default::default()
-    })
+    });
+    let supervisor_gone = rec
+        .state
+        .as_ref()
+        .and_then(|s| s.supervisor.as_ref())
+        .is_some_and(|p| !p.is_alive());
+    if supervisor_gone && rec.deleting.is_none() {
+        status.phase = Some("Unknown".to_string());
+        status.reason = Some("SupervisorLost".to_string());
+        status.message = Some("the pod's supervisor process is gone; delete the pod to clean up".to_string());
+    }
+    status
 }
 
 /// The Pod as the API would return it: `pod.json` with `status.json` as `.status`, and a
@@ -168,6 +198,15 @@ pub fn run(
         Some(o @ (Output::Json | Output::Yaml)) => {
             let pods = records.iter().map(pod_object).collect();
             print!("{}", render_objects(pods, name.is_none(), o)?);
+        }
+        Some(Output::JsonPath(template)) => {
+            let pods: Vec<_> = records.iter().map(pod_object).collect();
+            let root = if name.is_some() {
+                serde_json::to_value(&pods[0])?
+            } else {
+                serde_json::json!({"kind": "List", "apiVersion": "v1", "items": pods})
+            };
+            print!("{}", super::jsonpath::render(&template, &root)?);
         }
         Some(Output::Name) => {
             for r in &records {

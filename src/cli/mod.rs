@@ -9,8 +9,10 @@ mod describe;
 mod exec;
 mod format;
 mod get;
+mod jsonpath;
 mod logs;
 mod status;
+mod wait;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -66,8 +68,21 @@ enum Verb {
         namespace: String,
         #[arg(short = 'A', long)]
         all_namespaces: bool,
-        #[arg(short, long, value_enum)]
+        /// wide, json, yaml, name or jsonpath=TEMPLATE
+        #[arg(short, long, value_parser = get::parse_output)]
         output: Option<Output>,
+    },
+    /// Wait until a pod meets a condition (`--for=condition=Ready`, `--for=delete`,
+    /// `--for=jsonpath='{.status.phase}'=Running`).
+    Wait {
+        kind: String,
+        name: String,
+        #[arg(long = "for", value_parser = wait::parse_for)]
+        for_: wait::WaitFor,
+        #[arg(long, default_value = "30s", value_parser = wait::parse_timeout)]
+        timeout: std::time::Duration,
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
     },
     /// Show a pod in detail.
     Describe {
@@ -158,6 +173,16 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
                 describe_pod(&rec, jiff::Timestamp::now(), &hostname())
             );
             Ok(0)
+        }
+        Verb::Wait {
+            kind,
+            name,
+            for_,
+            timeout,
+            namespace,
+        } => {
+            check_pods_kind(&kind)?;
+            wait::run(paths, &namespace, &name, &for_, timeout)
         }
         Verb::Logs(args) => logs::run(paths, &args),
         Verb::Exec(args) => exec::run(paths, &args),

@@ -145,8 +145,8 @@ fn start_supervisor(paths: &Paths, uid: &str) -> std::io::Result<()> {
 }
 
 /// Stops a pod (stop signal, grace period, SIGKILL) and removes everything it holds.
-/// `grace_period_seconds: None` uses the pod's terminationGracePeriodSeconds; `force` with 0
-/// kills at once. Returns when the pod is gone.
+/// `grace_period_seconds: None` uses the pod's terminationGracePeriodSeconds (0 with `force`).
+/// Returns when the pod is gone.
 pub fn delete(
     paths: &Paths,
     namespace: &str,
@@ -165,15 +165,11 @@ pub fn delete(
         .as_ref()
         .and_then(|s| s.termination_grace_period_seconds)
         .unwrap_or(30);
-    // As kubectl: 0 means "immediately" only with --force (else 1s); negative means the
-    // pod's own terminationGracePeriodSeconds.
+    // The CLI applies kubectl's rules (0 only with --force); here None is the pod's own period.
     let grace = match grace_period_seconds {
-        Some(0) if force => 0,
-        Some(0) => 1,
-        Some(g) if g < 0 => pod_default,
-        Some(g) => g,
-        None if force => 0,
-        None => pod_default,
+        Some(g) if g >= 0 => g,
+        _ if force => 0,
+        _ => pod_default,
     };
     let dir = paths.pod_dir(&uid);
     write_json(

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,12 +107,15 @@ fn termination_message(c: &Container, file: &Path, log: &Path, exit_code: i32) -
     {
         if let Ok(lines) = crate::logs::read_log(
             log,
-            crate::logs::ReadOptions {
-                timestamps: false,
+            &crate::logs::ReadOptions {
                 tail: Some(FALLBACK_LOG_LINES),
             },
         ) {
-            let text = lines.join("\n");
+            let text = lines
+                .iter()
+                .map(|l| l.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
             let start = text.len().saturating_sub(FALLBACK_LOG_BYTES);
             let start = (start..text.len())
                 .find(|i| text.is_char_boundary(*i))
@@ -512,7 +515,7 @@ impl Supervisor {
             let Some(fd) = inst.pipes[pi].as_ref() else {
                 return;
             };
-            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            match nix::unistd::read(fd, &mut buf) {
                 Ok(0) => {
                     inst.pipes[pi] = None;
                     return;
