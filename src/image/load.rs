@@ -60,7 +60,7 @@ impl ImageStore {
             let manifest_desc = self.copy_image(&layout, desc, 0)?;
             let digest = manifest_desc.digest().to_string();
             let manifest = self.read_manifest(&digest)?;
-            let config = self.read_config(&manifest.config().digest().to_string())?;
+            let config = self.read_config(manifest.config().digest().as_ref())?;
             self.unpack_layers(&digest, &manifest, &config)?;
             tracing::info!(image = %name, manifest = %digest, "loaded image");
             loaded.push((name, manifest_desc));

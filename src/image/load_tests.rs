@@ -270,3 +270,46 @@ fn loads_the_built_busybox_image_if_present() {
         .unwrap()
         .contains("hello from peapod"));
 }
+
+/// An archive written by skopeo (`oci-archive:` transport) loads, named by its ref.name.
+#[test]
+fn loads_a_skopeo_archive_if_available() {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("out/images/busybox");
+    if !built.join("index.json").is_file() || !Path::new("/usr/bin/skopeo").exists() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("s.tar");
+    let status = std::process::Command::new("/usr/bin/skopeo")
+        .arg("--insecure-policy")
+        .arg("copy")
+        .arg("--quiet")
+        .arg(format!("oci:{}", built.display()))
+        .arg(format!("oci-archive:{}:busybox:v9", archive.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_t, s) = store();
+    let loaded = s.load(&archive, None).unwrap();
+    assert_eq!(loaded[0].reference, "docker.io/library/busybox:v9");
+    assert!(s.resolve("busybox:v9").unwrap().layers[0]
+        .join("bin/busybox")
+        .is_file());
+}
+
+/// The examples are Pods whose images name what `scripts/build-image` builds.
+#[test]
+fn examples_are_pods_using_the_built_image() {
+    for f in ["examples/web.yaml", "examples/hello.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+        let pod: k8s_openapi::api::core::v1::Pod =
+            serde_norway::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        for c in pod.spec.unwrap().containers {
+            let image = c.image.unwrap();
+            assert_eq!(
+                normalize_reference(&image).unwrap(),
+                "docker.io/library/busybox:latest"
+            );
+        }
+    }
+}
