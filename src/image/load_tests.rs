@@ -121,6 +121,11 @@ fn load_layout_dir_then_list_and_resolve() {
         .unwrap();
     assert_eq!(by_id.manifest_digest, sum.manifest_digest);
     assert_eq!(s.resolve(&sum.manifest_digest).unwrap().id, sum.id);
+    let pinned = format!("busybox@{}", sum.manifest_digest);
+    assert_eq!(s.resolve(&pinned).unwrap().id, sum.id);
+    assert!(s
+        .resolve(&format!("other@{}", sum.manifest_digest))
+        .is_err());
 
     let err = s.resolve("nginx").unwrap_err();
     assert!(matches!(err, ImageError::NotFound { .. }));

@@ -233,7 +233,7 @@ impl ImageStore {
         let images = self.list()?;
         let found = match normalize_reference(reference)
             .ok()
-            .and_then(|n| images.iter().find(|s| s.reference == n))
+            .and_then(|n| find_by_name(&n, &images))
         {
             Some(s) => s.clone(),
             None => by_prefix(reference, &images)?,
@@ -290,6 +290,18 @@ pub(crate) fn ref_name(d: &Descriptor) -> Option<&str> {
         .as_ref()
         .and_then(|a: &HashMap<String, String>| a.get(REF_NAME_ANNOTATION))
         .map(String::as_str)
+}
+
+/// An exact name, or `repo@digest` for any image of that repository with that manifest.
+fn find_by_name<'a>(normalized: &str, images: &'a [ImageSummary]) -> Option<&'a ImageSummary> {
+    if let Some(s) = images.iter().find(|s| s.reference == normalized) {
+        return Some(s);
+    }
+    let (name, digest) = normalized.split_once('@')?;
+    let (repository, _) = split_reference(name);
+    images
+        .iter()
+        .find(|s| s.manifest_digest == digest && s.repository == repository)
 }
 
 fn by_prefix(reference: &str, images: &[ImageSummary]) -> Result<ImageSummary, ImageError> {

@@ -25,6 +25,7 @@ pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 /// The xattr overlayfs reads to hide a lower directory's content (overlayfs.rst).
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +252,10 @@ fn unpack_entry<R: Read>(
         return set_xattr(&parent, OVERLAY_OPAQUE_XATTR, b"y").map_err(io_err);
     }
     if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        // `.wh.` alone, `.wh..` and `.wh...` would whiteout the parent or escape it.
+        if matches!(hidden, b"" | b"." | b"..") {
+            return Err(refuse("whiteout names no file".into()));
+        }
         let target = parent.join(std::ffi::OsStr::from_bytes(hidden));
         remove_existing(&target).map_err(io_err)?;
         return mknod(&target, libc::S_IFCHR, 0, 0).map_err(io_err);
@@ -312,6 +317,10 @@ fn unpack_entry<R: Read>(
             // link(2) does not follow a symlink source, so the link stays inside the layer.
             return fs::hard_link(&source, &target).map_err(io_err);
         }
+        tar::EntryType::Char | tar::EntryType::Block if !is_root() => {
+            tracing::warn!(layer = digest, entry = %name, "skipping a device node: not root");
+            return Ok(());
+        }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
             let (fmt, major, minor) = match kind {
                 tar::EntryType::Fifo => (libc::S_IFIFO, 0, 0),
@@ -360,8 +369,13 @@ fn apply_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, path: &Path) -> io::Resu
     for ext in exts {
         let ext = ext?;
         if let Ok(key) = ext.key() {
-            if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                attrs.push((name.to_string(), ext.value_bytes().to_vec()));
+            match key.strip_prefix(PAX_XATTR_PREFIX) {
+                // overlayfs trusts these (redirect, metacopy, opaque): only whiteouts set them.
+                Some(name) if name.starts_with(OVERLAY_XATTR_PREFIX) => {
+                    tracing::warn!(?path, xattr = %name, "ignoring an overlay xattr from a layer");
+                }
+                Some(name) => attrs.push((name.to_string(), ext.value_bytes().to_vec())),
+                None => {}
             }
         }
     }

@@ -227,6 +227,8 @@ fn hostile_entries_are_refused_and_leave_nothing() {
             vec![link("a", tar::EntryType::Symlink, &out), dir("a/sub/")],
             "a/sub/",
         ),
+        (vec![file(".wh...", b"", 0o644)], ".wh..."),
+        (vec![dir("d/"), file("d/.wh.", b"", 0o644)], "d/.wh."),
         (vec![link("h", tar::EntryType::Link, "/etc/passwd")], "h"),
         (vec![link("h", tar::EntryType::Link, "../secret")], "h"),
         (
@@ -283,4 +285,51 @@ fn clean_path_rules() {
     assert_eq!(clean_path(b"./").unwrap(), None);
     assert!(clean_path(b"a/../b").is_err());
     assert!(clean_path(b"/a").is_err());
+}
+
+fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = cpath(path).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let len =
+        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(len).ok().map(|l| buf[..l].to_vec())
+}
+
+/// One PAX record: "<len> <key>=<value>\n", where len counts itself.
+fn pax_record(key: &str, value: &str) -> String {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    format!("{len}{body}")
+}
+
+#[test]
+fn pax_xattrs_are_applied_but_overlay_ones_are_not() {
+    let pax = pax_record("SCHILY.xattr.user.peapod", "v")
+        + &pax_record("SCHILY.xattr.trusted.overlay.redirect", "/etc");
+    let raw = tar_of(&[
+        Ent {
+            path: "PaxHeaders/f",
+            kind: tar::EntryType::XHeader,
+            data: pax.as_bytes(),
+            link: None,
+            mode: 0o644,
+        },
+        file("f", b"x", 0o644),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let blob = tmp.path().join("blob");
+    fs::write(&blob, &raw).unwrap();
+    let layers = tmp.path().join("l");
+    let root = ensure_unpacked(&layers, &blob, &sha(&raw), Compression::None, &sha(&raw)).unwrap();
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"x");
+    assert_eq!(
+        get_xattr(&root.join("f"), "user.peapod").as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(get_xattr(&root.join("f"), "trusted.overlay.redirect"), None);
 }
