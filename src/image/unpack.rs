@@ -130,6 +130,10 @@ pub fn unpack_layer(
         // Directory modes and mtimes last: creating children would change the mtime, and a
         // read-only directory would stop a non-root unpacker from filling it.
         for (path, (mode, mtime)) in dirs {
+            let still_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+            if !still_dir {
+                continue;
+            }
             fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                 .and_then(|()| set_mtime(&path, mtime))
                 .map_err(|e| ImageError::io(&path, e))?;
@@ -257,14 +261,14 @@ fn unpack_entry<R: Read>(
             return Err(refuse("whiteout names no file".into()));
         }
         let target = parent.join(std::ffi::OsStr::from_bytes(hidden));
-        remove_existing(&target).map_err(io_err)?;
+        remove_existing(&target, dirs).map_err(io_err)?;
         return mknod(&target, libc::S_IFCHR, 0, 0).map_err(io_err);
     }
 
     let target = root.join(&rel);
     match fs::symlink_metadata(&target) {
         Ok(m) if m.is_dir() && kind.is_dir() => {}
-        Ok(_) => remove_existing(&target).map_err(io_err)?,
+        Ok(_) => remove_existing(&target, dirs).map_err(io_err)?,
         Err(_) => {}
     }
 
@@ -351,7 +355,10 @@ fn unpack_entry<R: Read>(
     set_mtime(&target, mtime).map_err(io_err)
 }
 
-fn remove_existing(path: &Path) -> io::Result<()> {
+/// Removes what an entry replaces, and forgets the deferred metadata of directories at or
+/// below it: a later symlink in their place must not redirect the final chmod.
+fn remove_existing(path: &Path, dirs: &mut BTreeMap<PathBuf, (u32, u64)>) -> io::Result<()> {
+    dirs.retain(|p, _| !p.starts_with(path));
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),

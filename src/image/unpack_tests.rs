@@ -257,6 +257,45 @@ fn hostile_entries_are_refused_and_leave_nothing() {
 }
 
 #[test]
+fn a_directory_replaced_by_a_symlink_does_not_redirect_its_chmod() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("v");
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    let target = victim.to_str().unwrap().to_string();
+    let l = layer(
+        &[
+            Ent {
+                mode: 0o777,
+                ..dir("a/")
+            },
+            Ent {
+                mode: 0o777,
+                ..dir("a/b/")
+            },
+            link(
+                "a",
+                tar::EntryType::Symlink,
+                outside.path().to_str().unwrap(),
+            ),
+            Ent {
+                mode: 0o777,
+                ..dir("d/")
+            },
+            link("d", tar::EntryType::Symlink, &target),
+        ],
+        Compression::None,
+    );
+    let root = unpack(&l, Compression::None).unwrap();
+    assert!(fs::symlink_metadata(root.join("d"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o7777, 0o700);
+    assert!(!outside.path().join("b").exists());
+}
+
+#[test]
 fn diff_id_mismatch_is_refused_and_leaves_nothing() {
     let mut l = layer(&[file("f", b"x", 0o644)], Compression::Gzip);
     l.diff_id = sha(b"something else");
