@@ -318,3 +318,26 @@ fn examples_are_pods_using_the_built_image() {
         }
     }
 }
+
+/// The store stays a plain OCI layout: skopeo finds an image in it by its full reference.
+#[test]
+fn store_is_readable_by_skopeo_if_available() {
+    if !Path::new("/usr/bin/skopeo").exists() {
+        return;
+    }
+    let (_t, s) = store();
+    let src = tempfile::tempdir().unwrap();
+    simple_layout(src.path(), "busybox:1.0");
+    let sum = s.load(src.path(), None).unwrap().remove(0);
+    let out = std::process::Command::new("/usr/bin/skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{}", s.root().display(), sum.reference))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&sum.manifest_digest));
+}
