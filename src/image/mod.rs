@@ -1,8 +1,58 @@
 //! Images: references, the content store (an OCI image layout under `Paths::images`), loading
 //! OCI layouts and archives, and safe layer unpacking into `Paths::layers`.
 //!
-//! INTERFACE (filled in by the image work):
-//! - `ImageStore::open(&Paths)`, `load(path, name: Option<&str>) -> Vec<ImageSummary>`,
-//!   `list() -> Vec<ImageSummary>`, `resolve(reference) -> Image` (layers unpacked on demand).
-//! - `Image { reference, manifest_digest, id, config: ImageConfiguration, layers: Vec<PathBuf> }`
-//!   with `layers` bottom first.
+//! - [`ImageStore::open`] creates/opens the store; [`ImageStore::load`] copies a layout or
+//!   archive in (every blob verified), [`ImageStore::list`] lists, [`ImageStore::resolve`] finds
+//!   an image by reference or id prefix and unpacks its layers on demand.
+//! - [`Image::layers`] are unpacked layer directories, bottom first, ready as overlay lowerdirs
+//!   (overlay wants them top first: reverse them).
+//!
+//! No registry access yet: images come in through `peapod load`.
+
+mod error;
+mod load;
+mod reference;
+mod store;
+mod unpack;
+
+use std::path::PathBuf;
+
+use oci_spec::image::ImageConfiguration;
+
+pub use error::ImageError;
+pub use reference::{is_bare_tag, normalize_reference, split_reference, NO_TAG};
+pub use store::ImageStore;
+
+/// The OCI annotation naming an image in an index (image-spec annotations.md).
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// The full image name containerd's `ctr export` writes next to a bare-tag ref.name.
+pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
+/// Set on a stored manifest descriptor that was picked out of a multi-platform index.
+pub const INDEX_DIGEST_ANNOTATION: &str = "dev.peapod.image.index.digest";
+
+/// One image of the store, as `peapod images` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageSummary {
+    /// The full normalized reference, `docker.io/library/busybox:latest`.
+    pub reference: String,
+    pub repository: String,
+    /// The tag, or [`NO_TAG`] for an image named by digest only.
+    pub tag: String,
+    pub manifest_digest: String,
+    /// The config digest, as Docker's image id.
+    pub id: String,
+    pub created: Option<String>,
+    /// Compressed layer sizes plus the config size.
+    pub size: u64,
+}
+
+/// A resolved image with its layers unpacked.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub reference: String,
+    pub manifest_digest: String,
+    pub id: String,
+    pub config: ImageConfiguration,
+    /// Unpacked layer directories, bottom layer first.
+    pub layers: Vec<PathBuf>,
+}
