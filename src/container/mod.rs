@@ -1,2 +1,3 @@
 //! Containers: a PodSpec container plus its image config becomes an OCI runtime Spec
 //! (`spec`), and the executor (`runtime`) starts a process from that Spec alone.
+pub mod runtime;
