@@ -122,11 +122,12 @@ pub(crate) fn set_user(process: &Process) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Sets the permitted, inheritable, effective and ambient sets from the Spec.
+/// Sets the inheritable, effective, permitted and ambient sets from the Spec.
 ///
-/// Order matters: first make everything still permitted effective (to hold CAP_SETPCAP for the
-/// inheritable set), then shrink inheritable and permitted, then set effective, and raise the
-/// ambient ones last (a cap must be permitted and inheritable to enter the ambient set).
+/// Order matters because capset(2) checks every call against the sets as they are: the
+/// inheritable set first (it may only grow within the still full permitted set), then effective
+/// (it must stay a subset of permitted), then shrink permitted, and raise the ambient ones last
+/// (a cap must be permitted and inheritable to enter the ambient set, capabilities(7)).
 pub(crate) fn apply_capabilities(caps_spec: Option<&LinuxCapabilities>) -> Result<(), InitError> {
     let get = |f: fn(&LinuxCapabilities) -> &Option<Capabilities>| {
         to_caps(&caps_spec.and_then(|c| f(c).clone()))
@@ -137,13 +138,10 @@ pub(crate) fn apply_capabilities(caps_spec: Option<&LinuxCapabilities>) -> Resul
     let ambient = get(LinuxCapabilities::ambient)?;
     let err =
         |what: &'static str| move |e: caps::errors::CapsError| InitError::new(what, e.to_string());
-    let current =
-        caps::read(None, CapSet::Permitted).map_err(err("read permitted capabilities"))?;
-    caps::set(None, CapSet::Effective, &current).map_err(err("set effective capabilities"))?;
     caps::set(None, CapSet::Inheritable, &inheritable)
         .map_err(err("set inheritable capabilities"))?;
-    caps::set(None, CapSet::Permitted, &permitted).map_err(err("set permitted capabilities"))?;
     caps::set(None, CapSet::Effective, &effective).map_err(err("set effective capabilities"))?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(err("set permitted capabilities"))?;
     if caps::runtime::ambient_set_supported().is_ok() {
         caps::clear(None, CapSet::Ambient).map_err(err("clear ambient capabilities"))?;
         for cap in ambient {

@@ -28,7 +28,7 @@ use oci_spec::runtime::Spec;
 pub use error::{errno_text, InitError, RuntimeError};
 pub use exec::exec_in;
 pub use init::init_main;
-pub use spawn::spawn;
+pub use spawn::{spawn, spawn_with_init};
 
 /// The hidden argv[1] that turns the peapod binary into the container init.
 pub const INIT_ARG: &str = "__init";

@@ -32,6 +32,9 @@ use super::{ContainerStdio, Spawned, INIT_ARG, INIT_PIPE_ENV};
 /// onto 0, 1 and 2 can never overwrite a source that has not been duplicated yet.
 const HIGH_FD: RawFd = 100;
 
+/// The running binary: the supervisor is peapod itself, so the init is the same executable.
+const SELF_EXE: &str = "/proc/self/exe";
+
 /// Separates the failed step from the errno digits in a message written by the raw child,
 /// which cannot format strerror text without allocating; the parent formats it.
 const ERRNO_MARK: u8 = 0;
@@ -65,9 +68,20 @@ struct Prepared {
 /// Returns once the init has exec'd the user program, or `RuntimeError::Start` with the init's
 /// message (`exec: "x": executable file not found in $PATH`) after reaping it.
 pub fn spawn(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Spawned, RuntimeError> {
+    spawn_with_init(spec, bundle, stdio, Path::new(SELF_EXE))
+}
+
+/// [`spawn`] with an explicit peapod binary to run as `<init_exe> __init <bundle>`, for callers
+/// that are not the peapod binary themselves (integration tests use `CARGO_BIN_EXE_peapod`).
+pub fn spawn_with_init(
+    spec: &Spec,
+    bundle: &Path,
+    stdio: ContainerStdio,
+    init_exe: &Path,
+) -> Result<Spawned, RuntimeError> {
     let (pipe_rd, pipe_wr) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
-    let prepared = prepare(spec, bundle, stdio, pipe_wr.as_raw_fd())?;
+    let prepared = prepare(spec, bundle, stdio, pipe_wr.as_raw_fd(), init_exe)?;
 
     // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2): the child continues
     // on a copy of this stack. The child only runs `child_main`, which uses async-signal-safe
@@ -129,6 +143,7 @@ fn prepare(
     bundle: &Path,
     stdio: ContainerStdio,
     pipe_fd: RawFd,
+    init_exe: &Path,
 ) -> Result<Prepared, RuntimeError> {
     let linux = spec
         .linux()
@@ -228,8 +243,7 @@ fn prepare(
         high_dup(&stdio.stderr)?,
     ];
 
-    let exe =
-        CString::new("/proc/self/exe").map_err(|_| RuntimeError::InvalidSpec("exe".into()))?;
+    let exe = cstring(init_exe.as_os_str().as_bytes())?;
     let bundle_abs: PathBuf =
         std::path::absolute(bundle).map_err(|e| RuntimeError::io(bundle, e))?;
     let argv_store = vec![
@@ -317,7 +331,7 @@ fn child_main(p: &Prepared, pipe: RawFd) -> ! {
             child_fail(pipe, b"clear cloexec on init pipe");
         }
         libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
-        child_fail(pipe, b"exec /proc/self/exe");
+        child_fail(pipe, b"exec peapod init");
     }
 }
 
