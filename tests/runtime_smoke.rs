@@ -229,7 +229,17 @@ fn pipe() -> Pipe {
 
 /// Spawns `args` and returns (pid, stdout reader, stderr reader).
 fn start(l: &Layout, sandbox: u32, args: &[&str]) -> Result<(i32, OwnedFd, OwnedFd), RuntimeError> {
-    let spec = spec_for(l, sandbox, args);
+    start_custom(l, sandbox, args, |_| {})
+}
+
+fn start_custom(
+    l: &Layout,
+    sandbox: u32,
+    args: &[&str],
+    customize: impl FnOnce(&mut Spec),
+) -> Result<(i32, OwnedFd, OwnedFd), RuntimeError> {
+    let mut spec = spec_for(l, sandbox, args);
+    customize(&mut spec);
     write_bundle(&l.bundle, &spec).unwrap();
     let (out, err) = (pipe(), pipe());
     let stdio = ContainerStdio {
@@ -339,6 +349,10 @@ fn run_checks(l: &Layout, sbx: u32) {
         .iter()
         .map(|s| s.to_string())
         .collect();
+    assert!(
+        !host_mountinfo_mentions(&l.merged),
+        "a running container's rootfs must not be visible in the host's mount table"
+    );
     let code = exec_in(pid, &spec, &cmd, false).expect("exec_in");
     assert_eq!(code, 3);
     let seen = std::fs::read_to_string(l.upper.join("tmp/exec.out")).unwrap();
@@ -362,6 +376,91 @@ fn run_checks(l: &Layout, sbx: u32) {
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     assert_eq!(wait_exit(pid), 137);
     drop((out, err));
+    assert!(
+        !host_mountinfo_mentions(&l.merged),
+        "rootfs mount leaked to the host"
+    );
+
+    // 4. Non-root user, read-only root, clean signals, and so many lowerdirs that the overlay
+    //    options only fit in a page with relative paths.
+    let parent = l
+        .lower
+        .parent()
+        .unwrap()
+        .join(format!("layers-{}", "x".repeat(60)));
+    let mut lowers = Vec::new();
+    for i in 0..40 {
+        let dir = parent.join(format!("layer-{i:03}-{}", "y".repeat(40)));
+        std::fs::create_dir_all(&dir).unwrap();
+        lowers.push(dir.display().to_string());
+    }
+    let busybox_layer = parent.join("busybox");
+    std::fs::rename(&l.lower, &busybox_layer).unwrap();
+    lowers.push(busybox_layer.display().to_string());
+    let lowerdirs = lowers.join(":");
+    assert!(lowerdirs.len() > 4096, "test needs a long lowerdir list");
+    let (up2, work2) = (
+        l.upper.with_file_name("upper2"),
+        l.work.with_file_name("work2"),
+    );
+    std::fs::create_dir_all(&up2).unwrap();
+    std::fs::create_dir_all(&work2).unwrap();
+    let script = "id -u; id -G; grep SigIgn /proc/self/status; grep CapEff /proc/self/status; \
+                  touch /x 2>/dev/null || echo ro-ok";
+    let (pid, out, err) = start_custom(l, sbx, &["sh", "-c", script], |spec| {
+        let mut ann = spec.annotations().clone().unwrap();
+        ann.insert(ANNOTATION_LOWERDIRS.into(), lowerdirs.clone());
+        ann.insert(ANNOTATION_UPPERDIR.into(), up2.display().to_string());
+        ann.insert(ANNOTATION_WORKDIR.into(), work2.display().to_string());
+        spec.set_annotations(Some(ann));
+        let mut root = spec.root().clone().unwrap();
+        root.set_readonly(Some(true));
+        spec.set_root(Some(root));
+        let mut process = spec.process().clone().unwrap();
+        process.set_user(
+            UserBuilder::default()
+                .uid(1000u32)
+                .gid(1000u32)
+                .additional_gids(vec![2000u32, 3000])
+                .build()
+                .unwrap(),
+        );
+        spec.set_process(Some(process));
+    })
+    .expect("spawn as uid 1000");
+    let stdout = read_all(out);
+    let stderr = read_all(err);
+    let code = wait_exit(pid);
+    println!("--- uid 1000 / ro root / 41 layers ---\n{stdout}--- stderr ---\n{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "1000");
+    assert_eq!(lines[1], "1000 2000 3000");
+    assert_eq!(lines[2].split_whitespace().nth(1), Some("0000000000000000"));
+    // The default Spec lists the default caps as ambient too, so uid 1000 keeps them.
+    assert_eq!(lines[3].split_whitespace().nth(1), Some("0000000020000420"));
+    assert_eq!(lines[4], "ro-ok");
+    std::fs::rename(&busybox_layer, &l.lower).unwrap();
+
+    // 5. A failing mount names the mount and the cause.
+    let bad = MountBuilder::default()
+        .destination("/mnt/data")
+        .typ("bind")
+        .source("/nonexistent-peapod-src")
+        .options(vec!["rbind".to_string()])
+        .build()
+        .unwrap();
+    match start_custom(l, sbx, &["true"], |spec| {
+        let mut mounts = spec.mounts().clone().unwrap();
+        mounts.push(bad);
+        spec.set_mounts(Some(mounts));
+    }) {
+        Err(RuntimeError::Start { message }) => {
+            println!("bad mount: {message}");
+            assert!(message.contains("/mnt/data") && message.contains("no such file"));
+        }
+        other => panic!("expected a start error, got {other:?}"),
+    }
     assert!(
         !host_mountinfo_mentions(&l.merged),
         "rootfs mount leaked to the host"

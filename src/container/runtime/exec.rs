@@ -68,6 +68,10 @@ pub fn exec_in(
     }
     let cgroup_procs = container_cgroup_procs(target_pid)?;
 
+    // Our own pid namespace, to restore our pid_for_children after the fork: left pointing at
+    // the container's namespace, a later clone(CLONE_NEWPID) by this process (spawn) would
+    // fail with EINVAL once that container is gone.
+    let own_pid_ns = open_ro(Path::new("/proc/self/ns/pid"))?;
     setns(&pid_ns, CloneFlags::CLONE_NEWPID)
         .map_err(|e| RuntimeError::sys(format!("setns {}", ns_dir.join("pid").display()), e))?;
     let (pipe_rd, pipe_wr) =
@@ -75,9 +79,15 @@ pub fn exec_in(
 
     // SAFETY: the caller is single-threaded (documented requirement), so the child may use the
     // allocator and any library code; it ends in execve or exit.
-    match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", e))? {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        setns(&own_pid_ns, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| RuntimeError::sys("setns back to our own pid namespace", e))?;
+    }
+    match forked.map_err(|e| RuntimeError::sys("fork", e))? {
         ForkResult::Child => {
             drop(pipe_rd);
+            drop(own_pid_ns);
             child(&process, command, cgroup_procs, &joins, pipe_wr)
         }
         ForkResult::Parent { child } => {

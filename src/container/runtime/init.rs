@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Process, Spec};
 
 use super::error::InitError;
 use super::mounts::{self, Kind};
@@ -67,6 +67,8 @@ fn run(bundle: &Path) -> Result<Infallible, InitError> {
     mounts::resolve_in_root(&rootfs, process.cwd(), Some(Kind::Dir))
         .map_err(|e| InitError::io(format!("create cwd {}", process.cwd().display()), &e))?;
     mounts::pivot_into(&rootfs)?;
+    // Before the read-only paths: /proc/sys is usually one of them.
+    apply_sysctls(&spec)?;
     mounts::mask_paths(&spec)?;
     mounts::readonly_paths(&spec)?;
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
@@ -100,6 +102,7 @@ pub(crate) fn finish_and_exec(process: &Process, args: &[String]) -> Result<Infa
         .collect::<Result<Vec<_>, _>>()?;
 
     close_stray_fds();
+    reset_signals();
     // A blocked or ignored signal mask survives execve (signal(7)); the user program must
     // start with a clean one.
     let _ = nix::sys::signal::sigprocmask(
@@ -112,6 +115,59 @@ pub(crate) fn finish_and_exec(process: &Process, args: &[String]) -> Result<Infa
         format!("exec: \"{}\"", args[0]),
         super::errno_text(err as i32),
     ))
+}
+
+/// Writes `linux.sysctl` under /proc/sys (`net.ipv4.ip_forward` -> `net/ipv4/ip_forward`).
+/// Namespaced sysctls only make sense here; the Spec builder decides which are allowed.
+fn apply_sysctls(spec: &Spec) -> Result<(), InitError> {
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone());
+    for (key, value) in sysctls.unwrap_or_default() {
+        if key.contains('/') || key.split('.').any(str::is_empty) {
+            return Err(InitError::new(format!("sysctl {key}"), "invalid name"));
+        }
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value.as_bytes())
+            .map_err(|e| InitError::io(format!("sysctl {key}"), &e))?;
+    }
+    Ok(())
+}
+
+/// Resets every signal to its default disposition. Ignored signals survive execve
+/// (signal(7)), and the Rust runtime ignores SIGPIPE at startup: without this, `yes | head`
+/// inside the container would spin instead of dying on a closed pipe. The raw rt_sigaction
+/// syscall is used because glibc refuses to touch the two real-time signals it reserves for
+/// itself (32 and 33), which an ignoring parent may still have passed down.
+fn reset_signals() {
+    /// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads the struct we own (sized for the 8-byte kernel sigset)
+        // and writes nothing (NULL old action); SIG_DFL installs no handler code.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
 }
 
 fn to_cstring(bytes: &[u8]) -> Result<CString, InitError> {
