@@ -1,14 +1,23 @@
 //! The `peapod` binary: hidden modes for the processes peapod re-executes itself as, then the CLI.
 
+use peapod::container::runtime::INIT_ARG;
+use peapod::pod::supervisor::SUPERVISE_VERB;
+use peapod::sandbox::pause::SANDBOX_VERB;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
-        Some(peapod::sandbox::pause::SANDBOX_VERB) => peapod::sandbox::pause::pause_main(),
-        Some("__init") => match args.get(2) {
-            Some(bundle) => peapod::container::runtime::init_main(std::path::Path::new(bundle)),
-            None => 127,
-        },
-        Some(peapod::pod::supervisor::SUPERVISE_VERB) => match args.get(2) {
+        // Container init and the sandbox come first: they are pid 1 of a container or a pause
+        // process and must not parse the CLI or start anything.
+        Some(INIT_ARG) => {
+            let bundle = args
+                .get(2)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_default();
+            peapod::container::runtime::init_main(&bundle)
+        }
+        Some(SANDBOX_VERB) => peapod::sandbox::pause::pause_main(),
+        Some(SUPERVISE_VERB) => match args.get(2) {
             Some(uid) => peapod::pod::supervisor::main(uid),
             None => 2,
         },

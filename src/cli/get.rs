@@ -52,7 +52,8 @@ pub fn effective_status(rec: &PodRecord) -> PodStatus {
     if supervisor_gone && rec.deleting.is_none() {
         status.phase = Some("Unknown".to_string());
         status.reason = Some("SupervisorLost".to_string());
-        status.message = Some("the pod's supervisor process is gone; delete the pod to clean up".to_string());
+        status.message =
+            Some("the pod's supervisor process is gone; delete the pod to clean up".to_string());
     }
     status
 }

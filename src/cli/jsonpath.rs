@@ -20,7 +20,7 @@ pub fn render(template: &str, root: &Value) -> Result<String> {
             continue;
         }
         let values = eval(expr, root)?;
-        let texts: Vec<String> = values.iter().map(|v| text(v)).collect();
+        let texts: Vec<String> = values.iter().map(text).collect();
         out.push_str(&texts.join(" "));
     }
     out.push_str(&unescape(rest));

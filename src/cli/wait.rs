@@ -78,7 +78,13 @@ pub fn parse_timeout(s: &str) -> Result<Duration> {
     Ok(total)
 }
 
-pub fn run(paths: &Paths, namespace: &str, name: &str, what: &WaitFor, timeout: Duration) -> Result<i32> {
+pub fn run(
+    paths: &Paths,
+    namespace: &str,
+    name: &str,
+    what: &WaitFor,
+    timeout: Duration,
+) -> Result<i32> {
     let deadline = Instant::now() + timeout;
     loop {
         let rec = record::find(paths, namespace, name)?;
@@ -94,8 +100,9 @@ pub fn run(paths: &Paths, namespace: &str, name: &str, what: &WaitFor, timeout: 
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_.eq_ignore_ascii_case(cond) && c.status.eq_ignore_ascii_case(status))
+                    cs.iter().any(|c| {
+                        c.type_.eq_ignore_ascii_case(cond) && c.status.eq_ignore_ascii_case(status)
+                    })
                 }),
             (Some(r), WaitFor::JsonPath { expr, value }) => {
                 let obj = serde_json::to_value(pod_object(r))?;

@@ -4,5 +4,6 @@
 pub mod env;
 mod mounts;
 pub mod names;
+pub mod runtime;
 pub mod spec;
 mod user;

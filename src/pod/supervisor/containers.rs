@@ -292,7 +292,13 @@ impl Supervisor {
     ) -> Result<(), StartFailure> {
         let uid = self.uid.clone();
         let attempt = self.runs[i].instances;
-        let name = crate::container::names::container_name(self.pod_name(), self.namespace(), &uid, &c.name, attempt);
+        let name = crate::container::names::container_name(
+            self.pod_name(),
+            self.namespace(),
+            &uid,
+            &c.name,
+            attempt,
+        );
         let id = crate::container::names::container_id(&name, &Timestamp::now().to_string());
         let container_id = format!("{CONTAINER_ID_SCHEME}{id}");
         let dir = self
@@ -421,7 +427,7 @@ impl Supervisor {
         let pid = spawned.pid;
         let process = ProcessRef::of(pid).unwrap_or(ProcessRef { pid, start_time: 0 });
         if let Some(s) = self.state.containers.get_mut(&c.name) {
-            s.process = Some(process.clone());
+            s.process = Some(process);
         }
         let _ = self.save_state();
         let now = Timestamp::now();
@@ -432,7 +438,6 @@ impl Supervisor {
         };
         r.instance = Some(Instance {
             pid: nix::unistd::Pid::from_raw(pid),
-            process,
             container_id: container_id.to_string(),
             dir: dir.to_path_buf(),
             cgroup: cgroup.map(Path::to_path_buf),

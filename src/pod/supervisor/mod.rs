@@ -76,7 +76,6 @@ pub fn main(uid: &str) -> i32 {
 /// A running container instance.
 pub(crate) struct Instance {
     pub pid: Pid,
-    pub process: ProcessRef,
     pub container_id: String,
     pub dir: PathBuf,
     pub cgroup: Option<PathBuf>,
@@ -93,8 +92,6 @@ pub(crate) struct Instance {
 pub(crate) struct ContainerRun {
     pub spec: Container,
     pub init: bool,
-    /// The `spec.containers[i]` / `spec.initContainers[i]` index.
-    pub index: usize,
     pub view: ContainerView,
     pub backoff: RestartBackoff,
     pub next_start: Option<Instant>,
@@ -211,16 +208,11 @@ impl Supervisor {
 
         let spec = pod.spec.clone().unwrap_or_default();
         let mut runs = Vec::new();
-        for (index, c) in spec
-            .init_containers
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            runs.push(ContainerRun::new(c, true, index));
+        for c in spec.init_containers.unwrap_or_default() {
+            runs.push(ContainerRun::new(c, true));
         }
-        for (index, c) in spec.containers.into_iter().enumerate() {
-            runs.push(ContainerRun::new(c, false, index));
+        for c in spec.containers {
+            runs.push(ContainerRun::new(c, false));
         }
         let state = PodState {
             uid: uid.to_string(),
@@ -552,7 +544,7 @@ impl Supervisor {
 }
 
 impl ContainerRun {
-    fn new(spec: Container, init: bool, index: usize) -> Self {
+    fn new(spec: Container, init: bool) -> Self {
         let waiting = if init {
             crate::pod::model::REASON_POD_INITIALIZING
         } else {
@@ -562,7 +554,6 @@ impl ContainerRun {
         ContainerRun {
             spec,
             init,
-            index,
             view,
             backoff: RestartBackoff::default(),
             next_start: None,

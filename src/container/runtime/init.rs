@@ -1,0 +1,250 @@
+//! The container init, `peapod __init <bundle>`: runs as pid 1 of the container's new pid and
+//! mount namespaces (already in its cgroup and the sandbox's net/uts/ipc namespaces, with its
+//! stdio installed by `spawn`), prepares the rootfs and the process, and execs the user program.
+//!
+//! It reports the first failing step on the pipe named by `PEAPOD_INIT_PIPE` and exits 127.
+//! The pipe is close-on-exec, so a successful execve closes it with nothing written: that EOF
+//! is how `spawn` learns that the user program is running.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Process, Spec};
+
+use super::error::InitError;
+use super::mounts::{self, Kind};
+use super::{creds, devices, read_bundle, INIT_PIPE_ENV};
+
+/// PATH used when the Spec's env has none (the value runc and Docker use).
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Entry point of the hidden `peapod __init <bundle>` mode. Never returns: it execs the user
+/// program or exits 127 after writing what failed to the init pipe.
+pub fn init_main(bundle: &Path) -> ! {
+    let pipe_fd: Option<RawFd> = std::env::var(INIT_PIPE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let Some(pipe_fd) = pipe_fd else {
+        tracing::error!("{INIT_PIPE_ENV} is not set: __init is only started by peapod itself");
+        std::process::exit(127);
+    };
+    // SAFETY: the fd number was handed to us by `spawn`, which left exactly this fd open for
+    // us; nothing else in this fresh process owns it.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(pipe_fd) };
+    // SAFETY: fcntl on an fd we own; restores close-on-exec so the user program never sees it.
+    unsafe { libc::fcntl(pipe_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    match run(bundle) {
+        Ok(never) => match never {},
+        Err(err) => {
+            let _ = pipe.write_all(err.to_string().as_bytes());
+            std::process::exit(127);
+        }
+    }
+}
+
+fn run(bundle: &Path) -> Result<Infallible, InitError> {
+    let spec = read_bundle(bundle).map_err(|e| InitError::new("read spec", e.to_string()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| InitError::new("read spec", "process: missing"))?;
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(InitError::new("read spec", "process.args: empty"));
+    }
+
+    mounts::make_root_private()?;
+    let rootfs = mounts::mount_rootfs(&spec)?;
+    mounts::mount_all(&rootfs, &spec)?;
+    devices::create_devices(&rootfs, &spec)?;
+    // Kubernetes creates a missing workingDir; resolve it inside the rootfs like a mount target.
+    mounts::resolve_in_root(&rootfs, process.cwd(), Some(Kind::Dir))
+        .map_err(|e| InitError::io(format!("create cwd {}", process.cwd().display()), &e))?;
+    mounts::pivot_into(&rootfs)?;
+    // Before the read-only paths: /proc/sys is usually one of them.
+    apply_sysctls(&spec)?;
+    mounts::mask_paths(&spec)?;
+    mounts::readonly_paths(&spec)?;
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        mounts::remount_readonly(Path::new("/"))
+            .map_err(|e| InitError::sys("remount / read-only", e))?;
+    }
+    finish_and_exec(process, &args)
+}
+
+/// The common tail of the init and `exec_in`: credentials, cwd, fd hygiene, signal mask, and
+/// the execve of `args` with the Spec's env. Only returns on failure.
+pub(crate) fn finish_and_exec(process: &Process, args: &[String]) -> Result<Infallible, InitError> {
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    creds::apply_all(process)?;
+    let cwd = process.cwd();
+    std::env::set_current_dir(cwd)
+        .map_err(|e| InitError::io(format!("chdir {}", cwd.display()), &e))?;
+
+    let env = process.env().clone().unwrap_or_default();
+    let program = resolve_program(&args[0], &env)?;
+    let c_program = to_cstring(program.as_os_str().as_bytes())?;
+    let c_args = args
+        .iter()
+        .map(|a| to_cstring(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c_env = env
+        .iter()
+        .map(|e| to_cstring(e.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    close_stray_fds();
+    reset_signals();
+    // A blocked or ignored signal mask survives execve (signal(7)); the user program must
+    // start with a clean one.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    let err = nix::unistd::execve(&c_program, &c_args, &c_env).unwrap_err();
+    Err(InitError::new(
+        format!("exec: \"{}\"", args[0]),
+        super::errno_text(err as i32),
+    ))
+}
+
+/// Writes `linux.sysctl` under /proc/sys (`net.ipv4.ip_forward` -> `net/ipv4/ip_forward`).
+/// Namespaced sysctls only make sense here; the Spec builder decides which are allowed.
+fn apply_sysctls(spec: &Spec) -> Result<(), InitError> {
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone());
+    for (key, value) in sysctls.unwrap_or_default() {
+        if key.contains('/') || key.split('.').any(str::is_empty) {
+            return Err(InitError::new(format!("sysctl {key}"), "invalid name"));
+        }
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value.as_bytes())
+            .map_err(|e| InitError::io(format!("sysctl {key}"), &e))?;
+    }
+    Ok(())
+}
+
+/// Resets every signal to its default disposition. Ignored signals survive execve
+/// (signal(7)), and the Rust runtime ignores SIGPIPE at startup: without this, `yes | head`
+/// inside the container would spin instead of dying on a closed pipe. The raw rt_sigaction
+/// syscall is used because glibc refuses to touch the two real-time signals it reserves for
+/// itself (32 and 33), which an ignoring parent may still have passed down.
+fn reset_signals() {
+    /// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads the struct we own (sized for the 8-byte kernel sigset)
+        // and writes nothing (NULL old action); SIG_DFL installs no handler code.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+}
+
+fn to_cstring(bytes: &[u8]) -> Result<CString, InitError> {
+    CString::new(bytes).map_err(|_| {
+        InitError::new(
+            "exec",
+            format!("{:?} contains a NUL byte", String::from_utf8_lossy(bytes)),
+        )
+    })
+}
+
+/// Finds `name` like execvp(3) but with the container's PATH (from `env`, not ours). A name
+/// with a '/' is used as is. The error text matches what kubectl users know from runc.
+pub(crate) fn resolve_program(name: &str, env: &[String]) -> Result<PathBuf, InitError> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(InitError::new(
+        format!("exec: \"{name}\""),
+        "executable file not found in $PATH",
+    ))
+}
+
+/// Marks every fd above 2 close-on-exec so that nothing of peapod's leaks into the user
+/// program. close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11); older kernels: walk
+/// /proc/self/fd.
+fn close_stray_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags; no memory is passed.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: setting FD_CLOEXEC on a possibly already closed fd is harmless (EBADF).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_not_found_message() {
+        let err = resolve_program("nosuch-peapod", &["PATH=/nonexistent".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exec: \"nosuch-peapod\": executable file not found in $PATH"
+        );
+    }
+
+    #[test]
+    fn program_found_on_path() {
+        let p = resolve_program("sh", &["PATH=/nonexistent:/bin".into()]).unwrap();
+        assert_eq!(p, Path::new("/bin/sh"));
+        assert_eq!(resolve_program("/x/y", &[]).unwrap(), Path::new("/x/y"));
+    }
+}

@@ -1,0 +1,118 @@
+//! The executor: starts a container process from an OCI runtime [`Spec`] alone, and runs
+//! commands inside a running container.
+//!
+//! It owns process creation (`spawn`), the in-container init (`init`: rootfs, mounts, devices,
+//! pivot_root, credentials, exec), and `exec_in`. It knows nothing about pods: the Spec builder
+//! (`container::spec`) encodes everything pod-shaped into the Spec, including the overlay layers
+//! through the `io.peapod.rootfs.*` annotations. It must not create or delete cgroups (the caller
+//! does) and must leave no mount on the host: every mount happens in the container's own
+//! private mount namespace and vanishes with it.
+//!
+//! Where things live: `spawn.rs` clones the container's pid 1; `init.rs` is the `peapod __init`
+//! mode that prepares the container and execs the user program; `mounts.rs` rootfs and mounts;
+//! `devices.rs` /dev; `creds.rs` user, capabilities, rlimits; `exec.rs` `peapod exec`.
+
+mod creds;
+mod devices;
+mod error;
+mod exec;
+mod init;
+mod mounts;
+mod spawn;
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+
+pub use error::{errno_text, InitError, RuntimeError};
+pub use exec::exec_in;
+pub use init::init_main;
+pub use spawn::{spawn, spawn_with_init};
+
+/// The hidden argv[1] that turns the peapod binary into the container init.
+pub const INIT_ARG: &str = "__init";
+/// Environment variable carrying the number of the init's sync/error pipe fd.
+pub const INIT_PIPE_ENV: &str = "PEAPOD_INIT_PIPE";
+/// The Spec's file name inside a bundle directory, as in the OCI runtime spec.
+pub const CONFIG_FILE: &str = "config.json";
+/// Overlay lowerdirs, ':'-joined, top layer first.
+pub const ANNOTATION_LOWERDIRS: &str = "io.peapod.rootfs.lowerdirs";
+pub const ANNOTATION_UPPERDIR: &str = "io.peapod.rootfs.upperdir";
+pub const ANNOTATION_WORKDIR: &str = "io.peapod.rootfs.workdir";
+
+/// The container's standard streams. `stdin: None` means `/dev/null`.
+#[derive(Debug)]
+pub struct ContainerStdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// A started container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawned {
+    /// The container's pid 1 as seen from the host; a child of the caller of [`spawn`].
+    pub pid: i32,
+}
+
+/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), which
+/// together with the pid names a process uniquely across pid reuse.
+pub fn process_start_time(pid: i32) -> Result<u64, RuntimeError> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| RuntimeError::io(path, e))?;
+    parse_start_time(&text).ok_or_else(|| RuntimeError::Stat {
+        pid,
+        reason: "no start time field".into(),
+    })
+}
+
+/// Parses field 22 of a stat line. The comm field (2) may itself hold spaces and ')', so
+/// counting starts after the LAST ')': the next field is 3 (state), hence index 19 is field 22.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Writes `<bundle>/config.json` atomically, creating the bundle directory if needed.
+pub fn write_bundle(bundle: &Path, spec: &Spec) -> Result<(), RuntimeError> {
+    let data = serde_json::to_vec_pretty(spec)
+        .map_err(|e| RuntimeError::InvalidSpec(format!("cannot serialize: {e}")))?;
+    crate::store::write_atomic(&bundle.join(CONFIG_FILE), &data)?;
+    Ok(())
+}
+
+/// Reads `<bundle>/config.json`.
+pub fn read_bundle(bundle: &Path) -> Result<Spec, RuntimeError> {
+    let path = bundle.join(CONFIG_FILE);
+    let data = std::fs::read(&path).map_err(|e| RuntimeError::io(&path, e))?;
+    serde_json::from_slice(&data)
+        .map_err(|e| RuntimeError::InvalidSpec(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_after_last_paren() {
+        let line = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_start_time(line), Some(98765));
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        let pid = std::process::id() as i32;
+        assert!(process_start_time(pid).is_ok());
+    }
+
+    #[test]
+    fn bundle_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = Spec::default();
+        write_bundle(dir.path(), &spec).unwrap();
+        let back = read_bundle(dir.path()).unwrap();
+        assert_eq!(back, spec);
+    }
+}

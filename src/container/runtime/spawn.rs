@@ -1,0 +1,374 @@
+//! `spawn`: creates the container's pid 1 as a direct child of the caller and re-executes
+//! peapod as `peapod __init <bundle>` inside the new pid and mount namespaces.
+//!
+//! Why a raw `clone(2)` and not `fork` + `unshare`: `unshare(CLONE_NEWPID)` does not move the
+//! caller, only its future children (see pid_namespaces(7)), so the caller would have to fork
+//! twice and would no longer be the parent that waitpid()s the container. `clone` with
+//! `CLONE_NEWPID` makes the child itself pid 1 of the new namespace, and SIGCHLD as the exit
+//! signal keeps it an ordinary waitable child. With a NULL stack the kernel gives the child a
+//! copy-on-write copy of the caller's stack, like fork.
+//!
+//! Between clone and execve the child may only use async-signal-safe calls (signal-safety(7)):
+//! the caller may hold allocator locks it will never release in the child. Everything that
+//! allocates (C strings, argv/envp arrays, opened namespace and cgroup fds) is prepared first.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::error::{errno_text, RuntimeError};
+use super::{ContainerStdio, Spawned, INIT_ARG, INIT_PIPE_ENV};
+
+/// Lowest fd number used for the child's prepared copies of its stdio, so that the final dup2
+/// onto 0, 1 and 2 can never overwrite a source that has not been duplicated yet.
+const HIGH_FD: RawFd = 100;
+
+/// The running binary: the supervisor is peapod itself, so the init is the same executable.
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// Separates the failed step from the errno digits in a message written by the raw child,
+/// which cannot format strerror text without allocating; the parent formats it.
+const ERRNO_MARK: u8 = 0;
+
+/// A namespace to enter with setns(2) in the child.
+struct Join {
+    fd: OwnedFd,
+    nstype: libc::c_int,
+    what: &'static [u8],
+}
+
+/// Everything the child needs, prepared before clone.
+struct Prepared {
+    exe: CString,
+    // Keep the CStrings alive: argv/envp point into them.
+    _argv_store: Vec<CString>,
+    _envp_store: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    cgroup_procs: Option<OwnedFd>,
+    new_cgroup_ns: bool,
+    joins: Vec<Join>,
+    stdio: [OwnedFd; 3],
+    clone_flags: libc::c_ulong,
+}
+
+/// Starts the container described by `spec`, whose `config.json` is in `bundle`.
+///
+/// The caller must be single-threaded (the child runs async-signal-safe code only, but the
+/// kernel copies only the calling thread) and becomes the parent of the container's pid 1.
+/// Returns once the init has exec'd the user program, or `RuntimeError::Start` with the init's
+/// message (`exec: "x": executable file not found in $PATH`) after reaping it.
+pub fn spawn(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Spawned, RuntimeError> {
+    spawn_with_init(spec, bundle, stdio, Path::new(SELF_EXE))
+}
+
+/// [`spawn`] with an explicit peapod binary to run as `<init_exe> __init <bundle>`, for callers
+/// that are not the peapod binary themselves (integration tests use `CARGO_BIN_EXE_peapod`).
+pub fn spawn_with_init(
+    spec: &Spec,
+    bundle: &Path,
+    stdio: ContainerStdio,
+    init_exe: &Path,
+) -> Result<Spawned, RuntimeError> {
+    let (pipe_rd, pipe_wr) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
+    let prepared = prepare(spec, bundle, stdio, pipe_wr.as_raw_fd(), init_exe)?;
+
+    // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2): the child continues
+    // on a copy of this stack. The child only runs `child_main`, which uses async-signal-safe
+    // syscalls on memory prepared above and never returns. x86_64 argument order is
+    // (flags, stack, parent_tid, child_tid, tls).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            prepared.clone_flags,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(RuntimeError::sys("clone", Errno::last()));
+    }
+    if ret == 0 {
+        child_main(&prepared, pipe_wr.as_raw_fd());
+    }
+    let pid = ret as i32;
+    drop(pipe_wr);
+    drop(prepared);
+
+    let mut message = Vec::new();
+    let mut reader = std::fs::File::from(pipe_rd);
+    if let Err(e) = reader.read_to_end(&mut message) {
+        tracing::warn!(pid, error = %e, "reading the init pipe failed");
+    }
+    if message.is_empty() {
+        tracing::debug!(pid, "container started");
+        return Ok(Spawned { pid });
+    }
+    // The init failed and exits 127: reap it so that no zombie is left behind.
+    let _ = waitpid(Pid::from_raw(pid), None);
+    let message = decode_child_message(&message);
+    tracing::error!(pid, %message, "container init failed");
+    Err(RuntimeError::Start { message })
+}
+
+/// Turns `step\0<errno>` (from the raw child) into `step: strerror`; init messages are text.
+fn decode_child_message(raw: &[u8]) -> String {
+    match raw.iter().position(|b| *b == ERRNO_MARK) {
+        Some(i) => {
+            let step = String::from_utf8_lossy(&raw[..i]);
+            let errno = String::from_utf8_lossy(&raw[i + 1..])
+                .parse::<i32>()
+                .map(errno_text)
+                .unwrap_or_else(|_| "unknown error".into());
+            format!("{step}: {errno}")
+        }
+        None => String::from_utf8_lossy(raw).into_owned(),
+    }
+}
+
+fn prepare(
+    spec: &Spec,
+    bundle: &Path,
+    stdio: ContainerStdio,
+    pipe_fd: RawFd,
+    init_exe: &Path,
+) -> Result<Prepared, RuntimeError> {
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::InvalidSpec("linux: missing".into()))?;
+    // The init always needs its own mount namespace (the overlay must not leak to the host).
+    let mut clone_flags = (libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong;
+    let mut new_cgroup_ns = false;
+    let mut has_pid = false;
+    let mut joins = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let typ = ns.typ();
+        match (typ, ns.path()) {
+            (LinuxNamespaceType::Pid, None) => {
+                has_pid = true;
+                clone_flags |= libc::CLONE_NEWPID as libc::c_ulong;
+            }
+            (LinuxNamespaceType::Mount, None) => {}
+            (LinuxNamespaceType::Cgroup, None) => new_cgroup_ns = true,
+            (
+                LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc,
+                None,
+            ) => {
+                clone_flags |= typ as libc::c_ulong;
+            }
+            (
+                LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc,
+                Some(path),
+            ) => {
+                let fd = open(
+                    path.as_path(),
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| RuntimeError::sys(format!("open namespace {}", path.display()), e))?;
+                let what: &'static [u8] = match typ {
+                    LinuxNamespaceType::Network => b"setns net",
+                    LinuxNamespaceType::Uts => b"setns uts",
+                    _ => b"setns ipc",
+                };
+                joins.push(Join {
+                    fd,
+                    nstype: typ as libc::c_int,
+                    what,
+                });
+            }
+            (other, _) => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "linux.namespaces: {other} namespace {} is not supported",
+                    if ns.path().is_some() {
+                        "joining"
+                    } else {
+                        "creation"
+                    }
+                )))
+            }
+        }
+    }
+    if !has_pid {
+        return Err(RuntimeError::InvalidSpec(
+            "linux.namespaces: a new pid namespace is required".into(),
+        ));
+    }
+
+    let cgroup_procs = match linux.cgroups_path() {
+        Some(dir) if dir.is_absolute() => {
+            let path = dir.join("cgroup.procs");
+            let fd = open(
+                path.as_path(),
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| RuntimeError::sys(format!("open {}", path.display()), e))?;
+            Some(fd)
+        }
+        Some(dir) => {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "linux.cgroupsPath: {} is not an absolute cgroupfs directory",
+                dir.display()
+            )))
+        }
+        None => None,
+    };
+
+    let stdin = match stdio.stdin {
+        Some(fd) => fd,
+        None => open(
+            "/dev/null",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::sys("open /dev/null", e))?,
+    };
+    let stdio = [
+        high_dup(&stdin)?,
+        high_dup(&stdio.stdout)?,
+        high_dup(&stdio.stderr)?,
+    ];
+
+    let exe = cstring(init_exe.as_os_str().as_bytes())?;
+    let bundle_abs: PathBuf =
+        std::path::absolute(bundle).map_err(|e| RuntimeError::io(bundle, e))?;
+    let argv_store = vec![
+        cstring(b"peapod")?,
+        cstring(INIT_ARG.as_bytes())?,
+        cstring(bundle_abs.as_os_str().as_bytes())?,
+    ];
+    let mut envp_store = vec![cstring(format!("{INIT_PIPE_ENV}={pipe_fd}").as_bytes())?];
+    for key in ["RUST_LOG", "RUST_BACKTRACE"] {
+        if let Ok(v) = std::env::var(key) {
+            envp_store.push(cstring(format!("{key}={v}").as_bytes())?);
+        }
+    }
+    let argv = null_terminated(&argv_store);
+    let envp = null_terminated(&envp_store);
+    Ok(Prepared {
+        exe,
+        _argv_store: argv_store,
+        _envp_store: envp_store,
+        argv,
+        envp,
+        cgroup_procs,
+        new_cgroup_ns,
+        joins,
+        stdio,
+        clone_flags,
+    })
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString, RuntimeError> {
+    CString::new(bytes).map_err(|_| {
+        RuntimeError::InvalidSpec(format!(
+            "{}: contains a NUL byte",
+            String::from_utf8_lossy(bytes)
+        ))
+    })
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd (or -1) and touches no memory.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+    if new < 0 {
+        return Err(RuntimeError::sys("dup stdio", Errno::last()));
+    }
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// The child between clone and execve: join the cgroup, the cgroup and sandbox namespaces,
+/// install stdio, keep the pipe open across exec, and exec `peapod __init`.
+fn child_main(p: &Prepared, pipe: RawFd) -> ! {
+    // SAFETY (whole function): only async-signal-safe syscalls on fds and memory prepared
+    // before clone; every path ends in execve or _exit.
+    unsafe {
+        if let Some(fd) = &p.cgroup_procs {
+            // Writing "0" moves the writer itself (cgroups(7)). It must happen before the
+            // cgroup namespace is created so that the namespace root is the container's cgroup.
+            if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) < 0 {
+                child_fail(pipe, b"join cgroup");
+            }
+        }
+        if p.new_cgroup_ns && libc::unshare(libc::CLONE_NEWCGROUP) < 0 {
+            child_fail(pipe, b"unshare cgroup namespace");
+        }
+        for join in &p.joins {
+            if libc::setns(join.fd.as_raw_fd(), join.nstype) < 0 {
+                child_fail(pipe, join.what);
+            }
+        }
+        for (target, fd) in p.stdio.iter().enumerate() {
+            // dup2 clears FD_CLOEXEC on the new descriptor, so 0-2 survive the exec.
+            if libc::dup2(fd.as_raw_fd(), target as RawFd) < 0 {
+                child_fail(pipe, b"dup2 stdio");
+            }
+        }
+        if libc::fcntl(pipe, libc::F_SETFD, 0) < 0 {
+            child_fail(pipe, b"clear cloexec on init pipe");
+        }
+        libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+        child_fail(pipe, b"exec peapod init");
+    }
+}
+
+/// Writes `what\0<errno>` to the pipe without allocating and exits 127.
+fn child_fail(pipe: RawFd, what: &[u8]) -> ! {
+    let errno = Errno::last_raw();
+    let mut buf = [0u8; 12];
+    let mut n = errno.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffers are valid for their
+    // lengths.
+    unsafe {
+        libc::write(pipe, what.as_ptr().cast(), what.len());
+        libc::write(pipe, [ERRNO_MARK].as_ptr().cast(), 1);
+        libc::write(pipe, buf[i..].as_ptr().cast(), buf.len() - i);
+        libc::_exit(127);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_raw_child_message() {
+        assert_eq!(
+            decode_child_message(b"setns net\x001"),
+            "setns net: operation not permitted"
+        );
+        assert_eq!(decode_child_message(b"mount /proc: x"), "mount /proc: x");
+    }
+}
