@@ -156,7 +156,8 @@ fn container_status(c: &ContainerView) -> ContainerStatus {
     let container_id = match &c.state {
         RunState::Running { container_id, .. } => Some(container_id.clone()),
         RunState::Terminated(t) => Some(t.container_id.clone()),
-        RunState::Waiting { .. } => None,
+        // While waiting to restart, the kubelet keeps reporting the last instance's ID.
+        RunState::Waiting { .. } => c.last_terminated.as_ref().map(|t| t.container_id.clone()),
     };
     ContainerStatus {
         name: c.name.clone(),
