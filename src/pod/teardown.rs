@@ -177,21 +177,11 @@ fn wait_gone(state: &PodState) {
         .chain(state.sandbox.process.as_ref())
         .collect();
     for _ in 0..200 {
-        if procs.iter().all(|p| !p.is_alive() || is_zombie(p.pid)) {
+        if procs.iter().all(|p| !p.is_alive()) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-}
-
-fn is_zombie(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .and_then(|i| s[i + 1..].split_whitespace().next().map(|f| f == "Z"))
-        })
-        .unwrap_or(true)
 }
 
 #[cfg(test)]
