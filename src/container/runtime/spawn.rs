@@ -85,7 +85,13 @@ pub fn spawn_with_init(
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
     // A daemonized caller may have closed 0-2, so pipe2 could hand out one of them and the
     // child's dup2 of the stdio would clobber it: move the write end up as well.
-    let pipe_wr = high_dup(&pipe_wr)?;
+    let pipe_wr = {
+        let high = high_dup(&pipe_wr)?;
+        // Drop the low copy now: a stray write end in the parent would keep the read below
+        // from ever seeing EOF.
+        drop(pipe_wr);
+        high
+    };
     let prepared = prepare(spec, bundle, stdio, pipe_wr.as_raw_fd(), init_exe)?;
 
     // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2): the child continues
