@@ -50,18 +50,41 @@ fn busybox_rootfs(dir: &Path) {
 
 /// A sandbox stand-in: a process owning new net/uts/ipc namespaces, with its own hostname.
 fn start_sandbox() -> Child {
-    let child = Command::new("unshare")
-        .args(["--net", "--uts", "--ipc", "sh", "-c"])
-        .arg(format!("hostname {SANDBOX_HOSTNAME} && exec sleep 120"))
+    // Only busybox is needed, so this also runs in the VM's minimal userland.
+    let child = Command::new("/bin/busybox")
+        .args([
+            "unshare",
+            "--net",
+            "--uts",
+            "--ipc",
+            "/bin/busybox",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "/bin/busybox hostname {SANDBOX_HOSTNAME} && exec /bin/busybox sleep 120"
+        ))
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let comm = format!("/proc/{}/comm", child.id());
-    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+    let cmdline = format!("/proc/{}/cmdline", child.id());
+    // Ready once the shell has set the hostname and exec'd sleep.
+    while !std::fs::read(&cmdline)
+        .unwrap_or_default()
+        .starts_with(b"/bin/busybox\0sleep\0")
+    {
         assert!(Instant::now() < deadline, "sandbox did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     child
+}
+
+/// The peapod binary to run as the init: `PEAPOD_BIN` in the VM (where the build tree is
+/// absent), else the one cargo built next to this test.
+fn peapod_bin() -> PathBuf {
+    std::env::var_os("PEAPOD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_peapod")))
 }
 
 struct Layout {
@@ -247,8 +270,7 @@ fn start_custom(
         stdout: out.write,
         stderr: err.write,
     };
-    let init = Path::new(env!("CARGO_BIN_EXE_peapod"));
-    let spawned = spawn_with_init(&spec, &l.bundle, stdio, init)?;
+    let spawned = spawn_with_init(&spec, &l.bundle, stdio, &peapod_bin())?;
     Ok((spawned.pid, out.read, err.read))
 }
 
@@ -276,6 +298,13 @@ fn host_mountinfo_mentions(path: &Path) -> bool {
 #[ignore = "privileged: runs in the test VM"]
 fn container_lifecycle_smoke() {
     require_vm();
+    // A hung spawn (an init that never closes its pipe) must fail the run, not stall it; every
+    // process this test starts ends by itself within 120 s (sleep 60/120).
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(90));
+        eprintln!("runtime_smoke: watchdog expired after 90 s");
+        std::process::exit(1);
+    });
     let l = layout();
     let mut sandbox = start_sandbox();
     let sbx = sandbox.id();

@@ -31,7 +31,8 @@ pub fn init_main(bundle: &Path) -> ! {
         .ok()
         .and_then(|v| v.parse().ok());
     let Some(pipe_fd) = pipe_fd else {
-        tracing::error!("{INIT_PIPE_ENV} is not set: __init is only started by peapod itself");
+        // No pipe means no one to report to but our stderr: this mode was started by hand.
+        eprintln!("peapod __init: {INIT_PIPE_ENV} is not set: this mode is only started by peapod");
         std::process::exit(127);
     };
     // SAFETY: the fd number was handed to us by `spawn`, which left exactly this fd open for

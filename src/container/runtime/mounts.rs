@@ -505,5 +505,8 @@ mod tests {
         assert!(root.join("outside/x").is_file());
         let q = resolve_in_root(root, Path::new("/link/../../a"), None).unwrap();
         assert_eq!(q, root.join("a"));
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        let err = resolve_in_root(root, Path::new("/loop/x"), None).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
     }
 }

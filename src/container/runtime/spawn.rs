@@ -63,8 +63,10 @@ struct Prepared {
 
 /// Starts the container described by `spec`, whose `config.json` is in `bundle`.
 ///
-/// The caller must be single-threaded (the child runs async-signal-safe code only, but the
-/// kernel copies only the calling thread) and becomes the parent of the container's pid 1.
+/// The caller becomes the parent of the container's pid 1 and must waitpid() it. Between clone
+/// and exec the child runs async-signal-safe code only, so calling this from a multi-threaded
+/// process is sound too (the integration test does), though peapod calls it from the
+/// single-threaded per-pod supervisor.
 /// Returns once the init has exec'd the user program, or `RuntimeError::Start` with the init's
 /// message (`exec: "x": executable file not found in $PATH`) after reaping it.
 pub fn spawn(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Spawned, RuntimeError> {
@@ -81,6 +83,15 @@ pub fn spawn_with_init(
 ) -> Result<Spawned, RuntimeError> {
     let (pipe_rd, pipe_wr) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
+    // A daemonized caller may have closed 0-2, so pipe2 could hand out one of them and the
+    // child's dup2 of the stdio would clobber it: move the write end up as well.
+    let pipe_wr = {
+        let high = high_dup(&pipe_wr)?;
+        // Drop the low copy now: a stray write end in the parent would keep the read below
+        // from ever seeing EOF.
+        drop(pipe_wr);
+        high
+    };
     let prepared = prepare(spec, bundle, stdio, pipe_wr.as_raw_fd(), init_exe)?;
 
     // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2): the child continues
