@@ -156,8 +156,21 @@ impl Paths {
 }
 
 /// Writes `data` to `path` so that a reader sees either the old or the new content, never a
-/// torn one: a temp file in the same directory, fsync, rename.
+/// torn one, and the content survives a power loss: a temp file in the same directory, fsync,
+/// rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write_replace(path, data, true)
+}
+
+/// Like [`write_atomic`] without the fsync: readers never see a torn file, but a power loss may
+/// lose the update. For runtime state that a reboot makes moot anyway (status, events, the
+/// resources a pod holds, sandbox files, bundles), where an fsync per write would cost
+/// milliseconds on every pod start.
+pub fn write_volatile(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write_replace(path, data, false)
+}
+
+fn write_replace(path: &Path, data: &[u8], durable: bool) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let name = path
@@ -173,7 +186,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
@@ -189,6 +204,15 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError
         source,
     })?;
     write_atomic(path, &data)
+}
+
+/// [`write_json`] through [`write_volatile`].
+pub fn write_json_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let data = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_volatile(path, &data)
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {

@@ -78,7 +78,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 pub fn write_bundle(bundle: &Path, spec: &Spec) -> Result<(), RuntimeError> {
     let data = serde_json::to_vec_pretty(spec)
         .map_err(|e| RuntimeError::InvalidSpec(format!("cannot serialize: {e}")))?;
-    crate::store::write_atomic(&bundle.join(CONFIG_FILE), &data)?;
+    crate::store::write_volatile(&bundle.join(CONFIG_FILE), &data)?;
     Ok(())
 }
 

@@ -34,7 +34,7 @@ use crate::pod::record::{
     DeleteRequest, Event, PodState, ProcessRef, DELETE_FILE, EVENTS_FILE, POD_FILE, STATE_FILE,
     STATUS_FILE,
 };
-use crate::store::{read_json, write_json, Paths, StoreError};
+use crate::store::{read_json, write_json_volatile, Paths, StoreError};
 
 /// The hidden verb that runs [`main`].
 pub const SUPERVISE_VERB: &str = "__supervise";
@@ -278,7 +278,7 @@ impl Supervisor {
 
     /// Records the state file now: called before each host resource is created.
     pub fn save_state(&self) -> Result<(), StoreError> {
-        write_json(&self.paths.pod_dir(&self.uid).join(STATE_FILE), &self.state)
+        write_json_volatile(&self.paths.pod_dir(&self.uid).join(STATE_FILE), &self.state)
     }
 
     fn write_status(&mut self) -> Result<(), StoreError> {
@@ -306,8 +306,8 @@ impl Supervisor {
         };
         let status = crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
         let dir = self.paths.pod_dir(&self.uid);
-        write_json(&dir.join(STATUS_FILE), &status)?;
-        write_json(&dir.join(EVENTS_FILE), &self.events)?;
+        write_json_volatile(&dir.join(STATUS_FILE), &status)?;
+        write_json_volatile(&dir.join(EVENTS_FILE), &self.events)?;
         self.save_state()?;
         self.status = Some(status);
         self.dirty = false;

@@ -12,7 +12,7 @@ use crate::network::{self, Ipam};
 use crate::pod::events;
 use crate::pod::record::ProcessRef;
 use crate::sandbox::{files, pause};
-use crate::store::write_atomic;
+use crate::store::write_volatile;
 
 /// Size of the pod-wide /dev/shm, as the kubelet's default.
 pub const SHM_SIZE_BYTES: u64 = 64 * 1024 * 1024;
@@ -125,7 +125,7 @@ impl Supervisor {
             (RESOLV_FILE, resolv),
             (HOSTNAME_FILE, format!("{hostname}\n")),
         ] {
-            write_atomic(&run_dir.join(name), content.as_bytes()).map_err(|e| e.to_string())?;
+            write_volatile(&run_dir.join(name), content.as_bytes()).map_err(|e| e.to_string())?;
         }
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
