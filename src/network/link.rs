@@ -16,7 +16,10 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use super::{NetworkConfig, NetworkError};
 
@@ -24,8 +27,6 @@ use super::{NetworkConfig, NetworkError};
 pub const POD_IFNAME: &str = "eth0";
 pub const LOOPBACK: &str = "lo";
 const HOST_VETH_PREFIX: &str = "pp";
-/// The pod end's name between its creation and its move into the pod's namespace.
-const TEMP_PEER_PREFIX: &str = "pt";
 const UID_CHARS: usize = 12;
 
 /// The host end of a pod's veth pair: `pp` + the first 12 hex digits of the pod UID.
@@ -37,11 +38,6 @@ pub fn veth_name(owner: &str) -> String {
         .take(UID_CHARS)
         .collect();
     format!("{HOST_VETH_PREFIX}{hex}")
-}
-
-fn temp_peer_name(owner: &str) -> String {
-    let host = veth_name(owner);
-    format!("{TEMP_PEER_PREFIX}{}", &host[HOST_VETH_PREFIX.len()..])
 }
 
 /// Creates the bridge if missing, gives it the gateway address and brings it up. Idempotent,
@@ -96,15 +92,14 @@ pub fn attach(
         });
     }
     let host = veth_name(owner);
-    let peer = temp_peer_name(owner);
     let ns_path = format!("/proc/{netns_pid}/ns/net");
     let netns = File::open(&ns_path).map_err(|source| NetworkError::Namespace {
         pid: netns_pid,
         source,
     })?;
 
-    let result = attach_host_side(cfg, &netns, &host, &peer)
-        .and_then(|()| configure_pod_side(cfg, &netns, netns_pid, &peer, ip));
+    let result = attach_host_side(cfg, &netns, &host)
+        .and_then(|()| configure_pod_side(cfg, &netns, netns_pid, ip));
     match result {
         Ok(()) => {
             tracing::info!(veth = %host, pid = netns_pid, %ip, "attached pod to bridge");
@@ -144,14 +139,11 @@ pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
     run_netlink(|handle| async move { Ok(link_index(&handle, &name).await?.is_some()) })
 }
 
-/// Host side: create the pair, move the peer into the pod's namespace, enslave and up the host end.
-fn attach_host_side(
-    cfg: &NetworkConfig,
-    netns: &File,
-    host: &str,
-    peer: &str,
-) -> Result<(), NetworkError> {
-    let (bridge, host, peer) = (cfg.bridge.clone(), host.to_string(), peer.to_string());
+/// Host side: create the pair with its peer born inside the pod's namespace as `eth0` (moving
+/// an existing link between namespaces waits for an RCU grace period, tens of milliseconds),
+/// the host end already on the bridge and up.
+fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(), NetworkError> {
+    let (bridge, host) = (cfg.bridge.clone(), host.to_string());
     let ns_fd = netns.as_raw_fd();
     run_netlink(|handle| async move {
         let bridge_index =
@@ -169,35 +161,21 @@ fn attach_host_side(
                 }
             }
         }
-        let add = handle.link().add(LinkVeth::new(&host, &peer).build());
-        add.execute()
-            .await
-            .map_err(|e| nl(format!("create veth pair {host}/{peer}"), e))?;
-        let peer_index = link_index(&handle, &peer)
-            .await?
-            .ok_or(NetworkError::LinkNotFound { name: peer.clone() })?;
-        let host_index = link_index(&handle, &host)
-            .await?
-            .ok_or(NetworkError::LinkNotFound { name: host.clone() })?;
-        let to_pod = LinkUnspec::new_with_index(peer_index)
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(POD_IFNAME.to_string())
             .setns_by_fd(ns_fd)
             .build();
-        handle
-            .link()
-            .set(to_pod)
-            .execute()
-            .await
-            .map_err(|e| nl(format!("move {peer} into the pod's network namespace"), e))?;
-        let enslave = LinkUnspec::new_with_index(host_index)
+        let pair = LinkVeth::new(&host, POD_IFNAME)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .controller(bridge_index)
             .up()
             .build();
-        handle
-            .link()
-            .set(enslave)
-            .execute()
-            .await
-            .map_err(|e| nl(format!("attach {host} to bridge {bridge} and set it up"), e))
+        handle.link().add(pair).execute().await.map_err(|e| {
+            nl(
+                format!("create veth pair {host} (on {bridge}) / {POD_IFNAME} (in the pod)"),
+                e,
+            )
+        })
     })
 }
 
@@ -206,10 +184,9 @@ fn configure_pod_side(
     cfg: &NetworkConfig,
     netns: &File,
     pid: i32,
-    peer: &str,
     ip: Ipv4Addr,
 ) -> Result<(), NetworkError> {
-    let (gateway, prefix_len, peer) = (cfg.gateway(), cfg.prefix_len, peer.to_string());
+    let (gateway, prefix_len) = (cfg.gateway(), cfg.prefix_len);
     std::thread::scope(|scope| {
         let worker = scope.spawn(move || {
             nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
@@ -219,16 +196,12 @@ fn configure_pod_side(
                 }
             })?;
             run_netlink(|handle| async move {
-                let index = link_index(&handle, &peer)
-                    .await?
-                    .ok_or(NetworkError::LinkNotFound { name: peer.clone() })?;
-                let rename = LinkUnspec::new_with_index(index).name(POD_IFNAME).build();
-                handle
-                    .link()
-                    .set(rename)
-                    .execute()
-                    .await
-                    .map_err(|e| nl(format!("rename {peer} to {POD_IFNAME} in the pod"), e))?;
+                let index =
+                    link_index(&handle, POD_IFNAME)
+                        .await?
+                        .ok_or(NetworkError::LinkNotFound {
+                            name: POD_IFNAME.to_string(),
+                        })?;
                 let add = handle.address().add(index, IpAddr::V4(ip), prefix_len);
                 add.execute()
                     .await
@@ -349,7 +322,6 @@ mod tests {
     fn veth_names_fit_ifnamsiz_and_come_from_the_uid() {
         let uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
         assert_eq!(veth_name(uid), "pp0f1e2d3c4b5a");
-        assert_eq!(temp_peer_name(uid), "pt0f1e2d3c4b5a");
         assert!(veth_name(uid).len() <= super::super::config::MAX_IFNAME_LEN);
         assert_eq!(veth_name("ABCDEF"), "ppabcdef");
     }
