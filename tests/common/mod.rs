@@ -99,11 +99,11 @@ pub fn load_test_image() {
     static LOAD: Once = Once::new();
     LOAD.call_once(|| {
         let layout = std::env::var(IMAGE_ENV).unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
-        if std::path::Path::new(&layout).exists() {
-            peapod_ok(&["load", &layout]);
-        } else {
-            eprintln!("warning: test image {layout} is missing; pods using it will fail");
-        }
+        assert!(
+            std::path::Path::new(&layout).exists(),
+            "test image {layout} is missing: scripts/build-image makes it, scripts/test copies it"
+        );
+        peapod_ok(&["load", &layout]);
     });
 }
 
