@@ -1,0 +1,367 @@
+//! The harness of peapod's privileged integration tests.
+//!
+//! These tests create bridges, veths, mounts and cgroups, so they run only inside the throwaway
+//! test VM that `scripts/test` boots (see `scripts/vm/README.md`). On the host they are
+//! `#[ignore]`d, and [`require_vm`] stops them even under `--ignored` unless the VM said so.
+//!
+//! The VM lays out its inputs like this and passes them through the environment:
+//! - `PEAPOD_VM_TESTS=1`: set only by the VM's test runner.
+//! - `PEAPOD_BIN=/peapod/bin/peapod`: the CLI under test.
+//! - `PEAPOD_TEST_IMAGE=/peapod/images/busybox`: an OCI layout of the busybox image; the harness
+//!   loads it once per test binary with `peapod load`, after which pods use `image: busybox`.
+//! - the test binaries themselves sit in `/peapod/tests/`.
+//!
+//! Every helper drives the real `peapod` binary, as a user would; none links to the library.
+
+// Each test binary uses only some of the helpers.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// The environment variable that marks a run inside the test VM.
+pub const VM_TESTS_ENV: &str = "PEAPOD_VM_TESTS";
+/// The environment variable naming the peapod binary under test.
+pub const BIN_ENV: &str = "PEAPOD_BIN";
+/// The environment variable naming the OCI layout of the busybox test image.
+pub const IMAGE_ENV: &str = "PEAPOD_TEST_IMAGE";
+/// Where the VM puts the peapod binary when `PEAPOD_BIN` is unset.
+pub const DEFAULT_BIN: &str = "/peapod/bin/peapod";
+/// Where the VM puts the busybox OCI layout when `PEAPOD_TEST_IMAGE` is unset.
+pub const DEFAULT_IMAGE: &str = "/peapod/images/busybox";
+/// iproute2's `ip`, by full path: busybox's `ip` ignores `peer name`.
+pub const IP: &str = "/usr/sbin/ip";
+/// peapod's persistent state (images, pods); `PEAPOD_LIB_DIR` overrides it.
+pub const LIB_DIR: &str = "/var/lib/peapod";
+/// peapod's runtime state (sockets, locks).
+pub const RUN_DIR: &str = "/run/peapod";
+/// The cgroup under which peapod puts its pods.
+pub const CGROUP_DIR: &str = "/sys/fs/cgroup/peapod";
+/// How long a pod may take to reach Running under QEMU's software emulation.
+pub const RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stops the test unless it runs inside the test VM (`PEAPOD_VM_TESTS=1`).
+pub fn require_vm() {
+    if std::env::var(VM_TESTS_ENV).as_deref() != Ok("1") {
+        panic!(
+            "this test needs root and makes bridges, mounts and cgroups: it runs only in the \
+             throwaway test VM. Run `scripts/test` (or see scripts/vm/README.md); \
+             {VM_TESTS_ENV}=1 is set there"
+        );
+    }
+    load_test_image();
+}
+
+/// The peapod binary under test.
+pub fn peapod_bin() -> PathBuf {
+    std::env::var_os(BIN_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_BIN.into())
+}
+
+/// Runs `peapod ARGS...` and returns its output; logs the call and its result.
+pub fn peapod(args: &[&str]) -> Output {
+    let out = Command::new(peapod_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", peapod_bin().display()));
+    eprintln!(
+        "$ peapod {} -> {}\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `peapod ARGS...`, panics unless it exits 0, and returns its stdout.
+pub fn peapod_ok(args: &[&str]) -> String {
+    let out = peapod(args);
+    assert!(
+        out.status.success(),
+        "peapod {} failed: {}",
+        args.join(" "),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of a command, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Loads the busybox test image once per test binary (`peapod load <layout>`).
+pub fn load_test_image() {
+    static LOAD: Once = Once::new();
+    LOAD.call_once(|| {
+        let layout = std::env::var(IMAGE_ENV).unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
+        assert!(
+            std::path::Path::new(&layout).exists(),
+            "test image {layout} is missing: scripts/build-image makes it, scripts/test copies it"
+        );
+        peapod_ok(&["load", &layout]);
+    });
+}
+
+/// Writes `yaml` to a temporary file and runs `peapod apply -f` on it.
+pub fn apply_yaml(yaml: &str) -> Output {
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let path = dir.path().join("pod.yaml");
+    std::fs::write(&path, yaml).expect("cannot write the pod manifest");
+    peapod(&[
+        "apply",
+        "-f",
+        path.to_str().expect("temporary path is not UTF-8"),
+    ])
+}
+
+/// Applies `yaml` and panics unless peapod accepts it.
+pub fn apply_ok(yaml: &str) {
+    let out = apply_yaml(yaml);
+    assert!(
+        out.status.success(),
+        "peapod apply failed: {}",
+        stderr(&out)
+    );
+}
+
+/// Polls `cond` every 250 ms until it holds; false if `timeout` passes first.
+pub fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Like [`wait_for`], but panics with `what` and the pod's last state on timeout.
+pub fn wait_until(pod: &str, what: &str, cond: impl FnMut() -> bool, timeout: Duration) {
+    if !wait_for(cond, timeout) {
+        let state = try_pod_json(pod).map(|v| v.to_string()).unwrap_or_default();
+        panic!("pod {pod}: timed out after {timeout:?} waiting for {what}; pod: {state}");
+    }
+}
+
+/// The pod as JSON (`peapod get pods NAME -o json`), or None if it cannot be read.
+pub fn try_pod_json(name: &str) -> Option<serde_json::Value> {
+    let out = peapod(&["get", "pods", name, "-o", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The pod as JSON (`peapod get pods NAME -o json`); panics if it cannot be read.
+pub fn pod_json(name: &str) -> serde_json::Value {
+    try_pod_json(name).unwrap_or_else(|| panic!("cannot read pod {name} with peapod get -o json"))
+}
+
+/// `status.phase` of the pod, or "" if unknown.
+pub fn phase(name: &str) -> String {
+    try_pod_json(name)
+        .and_then(|v| v["status"]["phase"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `status.podIP` of the pod, once it has one.
+pub fn pod_ip(name: &str) -> Option<String> {
+    try_pod_json(name)?["status"]["podIP"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// The `containerStatuses[]` entry of `container`, if present.
+pub fn container_status(pod: &str, container: &str) -> Option<serde_json::Value> {
+    let v = try_pod_json(pod)?;
+    v["status"]["containerStatuses"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == container)
+        .cloned()
+}
+
+/// `restartCount` of `container` (0 when unknown).
+pub fn restart_count(pod: &str, container: &str) -> u64 {
+    container_status(pod, container)
+        .and_then(|c| c["restartCount"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The STATUS column of `peapod get pods NAME`, or "" if the pod is not listed.
+pub fn status_column(name: &str) -> String {
+    let out = peapod(&["get", "pods", name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return String::new();
+    };
+    let Some(col) = header.split_whitespace().position(|h| h == "STATUS") else {
+        return String::new();
+    };
+    lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.first() == Some(&name))
+        .and_then(|cols| cols.get(col).map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Waits until the pod's phase is Running and all its containers are running.
+pub fn wait_running(name: &str) {
+    wait_until(
+        name,
+        "phase Running",
+        || {
+            try_pod_json(name).is_some_and(|v| {
+                v["status"]["phase"] == "Running"
+                    && v["status"]["containerStatuses"]
+                        .as_array()
+                        .is_some_and(|cs| {
+                            !cs.is_empty() && cs.iter().all(|c| c["state"]["running"].is_object())
+                        })
+            })
+        },
+        RUNNING_TIMEOUT,
+    );
+}
+
+/// Runs `peapod exec POD -c CONTAINER -- CMD...`; returns (exit code, stdout).
+pub fn exec(pod: &str, container: &str, cmd: &[&str]) -> (i32, String) {
+    let mut args = vec!["exec", pod, "-c", container, "--"];
+    args.extend_from_slice(cmd);
+    let out = peapod(&args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Deletes the pod at once (`--grace-period 0 --force`); returns peapod's output.
+pub fn delete(name: &str) -> Output {
+    peapod(&["delete", "pod", name, "--grace-period", "0", "--force"])
+}
+
+/// peapod's persistent state directory.
+pub fn lib_dir() -> PathBuf {
+    std::env::var_os("PEAPOD_LIB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| LIB_DIR.into())
+}
+
+/// The pod's `state.json` (`<lib>/pods/<uid>/state.json`).
+pub fn pod_state(name: &str) -> serde_json::Value {
+    let uid = pod_json(name)["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!uid.is_empty(), "pod {name} has no metadata.uid");
+    let path = lib_dir().join("pods").join(&uid).join("state.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad {}: {e}", path.display()))
+}
+
+/// Host pid of a container's process, from the pod's state.json.
+pub fn container_pid(pod: &str, container: &str) -> i32 {
+    let state = pod_state(pod);
+    let pid = state["containers"][container]["process"]["pid"].as_i64();
+    pid.unwrap_or_else(|| panic!("no pid for container {container} of {pod} in state: {state}"))
+        as i32
+}
+
+/// Host pid of the pod's sandbox (pause) process, from the pod's state.json.
+pub fn sandbox_pid(pod: &str) -> i32 {
+    let state = pod_state(pod);
+    state["sandbox"]["process"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no sandbox pid for {pod} in state: {state}")) as i32
+}
+
+/// Sends `signal` (e.g. "KILL", "TERM") to a host pid with the `kill` command.
+pub fn kill(pid: i32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// The cgroup v2 directory of a host pid (from `/proc/<pid>/cgroup`).
+pub fn cgroup_of(pid: i32) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/cgroup: {e}"));
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("pid {pid} has no cgroup v2 entry: {text}"));
+    PathBuf::from(format!("/sys/fs/cgroup{rel}"))
+}
+
+/// Everything peapod may leave behind on the host: links, mounts, pod cgroups, pod dirs.
+pub fn leftovers() -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(out) = Command::new(IP).args(["-o", "link"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split(':').nth(1).unwrap_or("").trim();
+            // the bridge itself is shared by all pods and may stay
+            if (name.starts_with("pp") || name.contains("peapod")) && !is_bridge(name) {
+                found.push(format!("link {name}"));
+            }
+        }
+    }
+    let lib = lib_dir();
+    let lib = lib.to_string_lossy();
+    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in info.lines() {
+            let mnt = line.split(' ').nth(4).unwrap_or("");
+            if mnt.starts_with(&*lib) || mnt.starts_with(RUN_DIR) {
+                found.push(format!("mount {mnt}"));
+            }
+        }
+    }
+    found.extend(
+        dir_entries(CGROUP_DIR, "pod-")
+            .into_iter()
+            .map(|d| format!("cgroup {d}")),
+    );
+    let pods = lib_dir().join("pods");
+    found.extend(
+        dir_entries(&pods.to_string_lossy(), "")
+            .into_iter()
+            .map(|d| format!("pod dir {d}")),
+    );
+    found
+}
+
+fn is_bridge(link: &str) -> bool {
+    std::path::Path::new(&format!("/sys/class/net/{link}/bridge")).exists()
+}
+
+fn dir_entries(dir: &str, prefix: &str) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with(prefix)))
+        .collect()
+}
+
+/// A pod that is force-deleted when the test ends, even by panic.
+pub struct PodGuard(pub String);
+
+impl Drop for PodGuard {
+    fn drop(&mut self) {
+        let _ = delete(&self.0);
+    }
+}
