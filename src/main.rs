@@ -2,13 +2,12 @@
 
 use peapod::container::runtime::INIT_ARG;
 use peapod::pod::supervisor::SUPERVISE_VERB;
-use peapod::sandbox::pause::SANDBOX_VERB;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
-        // Container init and the sandbox come first: they are pid 1 of a container or a pause
-        // process and must not parse the CLI or start anything.
+        // Container init comes first: it is pid 1 of a container and must not parse the CLI or
+        // start anything.
         Some(INIT_ARG) => {
             let bundle = args
                 .get(2)
@@ -16,7 +15,6 @@ fn main() {
                 .unwrap_or_default();
             peapod::container::runtime::init_main(&bundle)
         }
-        Some(SANDBOX_VERB) => peapod::sandbox::pause::pause_main(),
         Some(SUPERVISE_VERB) => match args.get(2) {
             Some(uid) => peapod::pod::supervisor::main(uid),
             None => 2,

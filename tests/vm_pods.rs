@@ -79,10 +79,22 @@ fn hostname_hosts_and_resolv_conf_match_the_kubelet() {
          fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{ip}\tfiles\n"
     );
     assert_eq!(hosts, expected, "/etc/hosts differs from the kubelet's");
-    // no cluster DNS: ClusterFirst behaves like Default and copies the node's resolv.conf
+    // No cluster DNS: ClusterFirst behaves like Default and carries the node's nameservers,
+    // search domains and options (re-emitted in containerd's order: search, nameserver, options).
     let (_, resolv) = exec("files", "app", &["cat", "/etc/resolv.conf"]);
     let node = std::fs::read_to_string("/etc/resolv.conf").unwrap();
-    assert_eq!(resolv, node, "resolv.conf is not the node's");
+    let mut pod_lines: Vec<&str> = resolv.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut node_lines: Vec<&str> = node
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    pod_lines.sort_unstable();
+    node_lines.sort_unstable();
+    assert_eq!(
+        pod_lines, node_lines,
+        "resolv.conf does not carry the node's settings"
+    );
+    assert!(resolv.starts_with("search "), "search line first: {resolv}");
 }
 
 #[test]

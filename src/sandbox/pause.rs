@@ -1,29 +1,43 @@
-//! The pause process: peapod's own binary re-executed as `peapod __sandbox`, holding a pod's
-//! network, UTS and IPC namespaces for as long as the pod lives. No image is pulled for it.
+//! The pause process: it holds a pod's network, UTS and IPC namespaces for as long as the pod
+//! lives. No image is pulled for it: it is peapod itself, forked from the pod's supervisor.
+//!
+//! Why fork and not re-exec: a re-executed binary pays its dynamic relocations and start-up
+//! allocations again in private memory (about 500 kB here), while a forked child shares every
+//! page with the supervisor copy-on-write and dirties only its stack. Forking without exec is
+//! safe only from a single-threaded process, which the supervisor is (see
+//! `pod::supervisor`); `spawn` checks it and refuses otherwise.
 
 use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::io::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::unistd::{fork, ForkResult, Pid};
 
-/// The hidden verb that runs [`pause_main`].
-pub const SANDBOX_VERB: &str = "__sandbox";
+/// The name the pause process shows in `ps -o comm` and `/proc/<pid>/comm`.
+pub const PAUSE_COMM: &str = "peapod-pause";
 /// The sandbox's oom_score_adj, as the kubelet gives the pause container.
-pub const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
+pub const SANDBOX_OOM_SCORE_ADJ: &str = "-998";
 
-/// Starts the pause process in new net, uts and ipc namespaces with `hostname` set, inside
-/// `cgroup` (a cgroup v2 directory) when given.
-///
-/// Must be called from a single-threaded process: the child runs code between fork and exec.
-pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Child> {
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Forks the pause process into new net, uts and ipc namespaces with `hostname` set, inside
+/// `cgroup` (a cgroup v2 directory) when given. Returns its pid; the caller reaps it.
+pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pid> {
+    if threads() != 1 {
+        return Err(io::Error::other(
+            "the pause process must be forked from a single-threaded process",
+        ));
+    }
     let host = CString::new(hostname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
-    // Opened before fork: the child only writes to it (allocation-free).
     let procs = match cgroup {
         Some(cg) => Some(
             OpenOptions::new()
@@ -32,43 +46,73 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Child> {
         ),
         None => None,
     };
-    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(SANDBOX_VERB)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: between fork and exec the closure only makes async-signal-safe syscalls
-    // (write, unshare, sethostname) on data prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(fd) = procs_fd {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(io::Error::last_os_error());
-                }
+    // The child reports a failed setup step through this pipe before it pauses.
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: the caller is single-threaded (checked above), so the child may run ordinary
+    // code; it never returns from `pause_child`.
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Child => {
+            drop(err_r);
+            let fd = err_w.as_raw_fd();
+            pause_child(&host, procs.as_ref().map(|f| f.as_raw_fd()), fd)
+        }
+        ForkResult::Parent { child } => {
+            drop(err_w);
+            let mut msg = Vec::new();
+            let _ = io::Read::read_to_end(&mut std::fs::File::from(err_r), &mut msg);
+            if msg.is_empty() {
+                Ok(child)
+            } else {
+                let _ = nix::sys::wait::waitpid(child, None);
+                Err(io::Error::other(String::from_utf8_lossy(&msg).into_owned()))
             }
-            unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
-                .map_err(io::Error::from)?;
-            if libc::sethostname(host.as_ptr(), host.as_bytes().len()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        }
     }
-    cmd.spawn()
 }
 
-/// The body of `peapod __sandbox`: waits for a signal. SIGTERM/SIGINT/SIGKILL end it with
-/// their default action; nothing else needs handling since it starts no children.
-pub fn pause_main() -> ! {
+/// The forked child: join the cgroup, make the namespaces, name itself, report, then pause.
+fn pause_child(host: &CString, cgroup_procs: Option<i32>, report: i32) -> ! {
+    let fail = |step: &str, e: io::Error| -> ! {
+        let msg = format!("{step}: {e}");
+        // SAFETY: writing a buffer we own to a pipe fd we own, then leaving without unwinding.
+        unsafe {
+            libc::write(report, msg.as_ptr().cast(), msg.len());
+            libc::_exit(1)
+        }
+    };
+    if let Some(fd) = cgroup_procs {
+        // SAFETY: write(2) of a static buffer to an fd opened by the parent.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            fail("join the sandbox cgroup", io::Error::last_os_error());
+        }
+    }
+    if let Err(e) =
+        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
+    {
+        fail("unshare net, uts, ipc", e.into());
+    }
+    // SAFETY: sethostname with a NUL-terminated buffer and its length.
+    if unsafe { libc::sethostname(host.as_ptr(), host.as_bytes().len()) } != 0 {
+        fail("sethostname", io::Error::last_os_error());
+    }
+    let _ = nix::sys::prctl::set_name(&CString::new(PAUSE_COMM).unwrap_or_default());
     // Lower than any container, like the kubelet's pause; hosts without CAP_SYS_RESOURCE refuse
     // negative values, which only costs OOM protection.
-    if let Ok(mut f) = OpenOptions::new()
-        .write(true)
-        .open("/proc/self/oom_score_adj")
-    {
-        let _ = f.write_all(SANDBOX_OOM_SCORE_ADJ.to_string().as_bytes());
+    let _ = std::fs::write("/proc/self/oom_score_adj", SANDBOX_OOM_SCORE_ADJ);
+    // The supervisor blocks the signals it reads from a signalfd; the pause process must die
+    // of SIGTERM like any process.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // Keep nothing of the supervisor's open files (pipes, logs, locks): fds 0-2 go to
+    // /dev/null, everything else is closed, the report pipe last, which tells the parent we
+    // are ready.
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for target in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), target) };
+        }
     }
+    // SAFETY: close_range(2) on descriptors this process owns; nothing uses them afterwards.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     loop {
         // SAFETY: pause(2) has no preconditions.
         unsafe { libc::pause() };

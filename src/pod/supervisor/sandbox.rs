@@ -94,11 +94,8 @@ impl Supervisor {
         let hostname = files::pod_hostname(&self.pod);
         let child = pause::spawn(&hostname, sandbox_cgroup.as_deref())
             .map_err(|e| format!("start sandbox process: {e}"))?;
-        let pid = child.id() as i32;
-        drop(child);
-        self.sandbox = Some(SandboxRun {
-            pid: nix::unistd::Pid::from_raw(pid),
-        });
+        let pid = child.as_raw();
+        self.sandbox = Some(SandboxRun { pid: child });
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
 
