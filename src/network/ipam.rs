@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{host_mask, NetworkConfig};
 use super::NetworkError;
-use crate::store::{read_json, write_json, FileLock, Paths};
+use crate::store::{read_json, write_json_volatile, FileLock, Paths};
 
 pub const STATE_FILE: &str = "ipam.json";
 pub const LOCK_FILE: &str = "ipam.lock";
@@ -57,7 +57,9 @@ impl Ipam {
         let ip = self.next_free(&state)?;
         state.allocations.insert(owner.to_string(), ip);
         state.last = Some(ip);
-        write_json(&self.state, &state)?;
+        // No fsync: an allocation only matters while its pod's processes live, and a power
+        // loss ends those too.
+        write_json_volatile(&self.state, &state)?;
         tracing::debug!(owner, %ip, "allocated pod IP");
         Ok(ip)
     }
@@ -67,7 +69,7 @@ impl Ipam {
         let _lock = FileLock::exclusive(&self.lock)?;
         let mut state = self.read()?;
         if let Some(ip) = state.allocations.remove(owner) {
-            write_json(&self.state, &state)?;
+            write_json_volatile(&self.state, &state)?;
             tracing::debug!(owner, %ip, "released pod IP");
         }
         Ok(())

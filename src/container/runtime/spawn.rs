@@ -1,5 +1,7 @@
-//! `spawn`: creates the container's pid 1 as a direct child of the caller and re-executes
-//! peapod as `peapod __init <bundle>` inside the new pid and mount namespaces.
+//! `spawn`: creates the container's pid 1 as a direct child of the caller, which then runs the
+//! init (rootfs, mounts, pivot_root, credentials, exec) inside the new pid and mount
+//! namespaces: directly when the caller is single-threaded (the supervisor), else by
+//! re-executing peapod as `peapod __init <bundle>`.
 //!
 //! Why a raw `clone(2)` and not `fork` + `unshare`: `unshare(CLONE_NEWPID)` does not move the
 //! caller, only its future children (see pid_namespaces(7)), so the caller would have to fork
@@ -8,9 +10,11 @@
 //! signal keeps it an ordinary waitable child. With a NULL stack the kernel gives the child a
 //! copy-on-write copy of the caller's stack, like fork.
 //!
-//! Between clone and execve the child may only use async-signal-safe calls (signal-safety(7)):
-//! the caller may hold allocator locks it will never release in the child. Everything that
-//! allocates (C strings, argv/envp arrays, opened namespace and cgroup fds) is prepared first.
+//! On the re-exec path the child may only use async-signal-safe calls until execve
+//! (signal-safety(7)): a multi-threaded caller may hold allocator locks it will never release in
+//! the child. Everything that allocates (C strings, argv/envp arrays, opened namespace and
+//! cgroup fds) is prepared first. The direct path is taken only when the caller has one thread,
+//! so no lock can be held by a thread that does not exist in the child.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -70,7 +74,16 @@ struct Prepared {
 /// Returns once the init has exec'd the user program, or `RuntimeError::Start` with the init's
 /// message (`exec: "x": executable file not found in $PATH`) after reaping it.
 pub fn spawn(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Spawned, RuntimeError> {
-    spawn_with_init(spec, bundle, stdio, Path::new(SELF_EXE))
+    // From a single-threaded caller (the supervisor) the child may run the init directly; a
+    // multi-threaded caller gets the async-signal-safe path that re-executes peapod.
+    let direct = thread_count() == 1;
+    spawn_inner(spec, bundle, stdio, Path::new(SELF_EXE), direct)
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// [`spawn`] with an explicit peapod binary to run as `<init_exe> __init <bundle>`, for callers
@@ -80,6 +93,16 @@ pub fn spawn_with_init(
     bundle: &Path,
     stdio: ContainerStdio,
     init_exe: &Path,
+) -> Result<Spawned, RuntimeError> {
+    spawn_inner(spec, bundle, stdio, init_exe, false)
+}
+
+fn spawn_inner(
+    spec: &Spec,
+    bundle: &Path,
+    stdio: ContainerStdio,
+    init_exe: &Path,
+    direct: bool,
 ) -> Result<Spawned, RuntimeError> {
     let (pipe_rd, pipe_wr) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
@@ -112,7 +135,7 @@ pub fn spawn_with_init(
         return Err(RuntimeError::sys("clone", Errno::last()));
     }
     if ret == 0 {
-        child_main(&prepared, pipe_wr.as_raw_fd());
+        child_main(&prepared, pipe_wr.as_raw_fd(), direct.then_some(spec));
     }
     let pid = ret as i32;
     drop(pipe_wr);
@@ -312,8 +335,10 @@ fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
 }
 
 /// The child between clone and execve: join the cgroup, the cgroup and sandbox namespaces,
-/// install stdio, keep the pipe open across exec, and exec `peapod __init`.
-fn child_main(p: &Prepared, pipe: RawFd) -> ! {
+/// install stdio, then either run the init right here (`direct`: the caller was
+/// single-threaded, so ordinary code is safe in the child) or keep the pipe open across exec
+/// and exec `peapod __init`.
+fn child_main(p: &Prepared, pipe: RawFd, direct: Option<&Spec>) -> ! {
     // SAFETY (whole function): only async-signal-safe syscalls on fds and memory prepared
     // before clone; every path ends in execve or _exit.
     unsafe {
@@ -337,6 +362,9 @@ fn child_main(p: &Prepared, pipe: RawFd) -> ! {
             if libc::dup2(fd.as_raw_fd(), target as RawFd) < 0 {
                 child_fail(pipe, b"dup2 stdio");
             }
+        }
+        if let Some(spec) = direct {
+            super::init::run_direct(spec, pipe);
         }
         if libc::fcntl(pipe, libc::F_SETFD, 0) < 0 {
             child_fail(pipe, b"clear cloexec on init pipe");

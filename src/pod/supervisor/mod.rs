@@ -55,6 +55,16 @@ pub enum SupervisorError {
 
 /// Entry point of `peapod __supervise <uid>`; returns the process exit code.
 pub fn main(uid: &str) -> i32 {
+    run_main(uid, None)
+}
+
+/// Entry point of a supervisor forked by `apply`: `ready` gets one byte once the pod's state
+/// file exists, then is closed.
+pub fn main_forked(uid: &str, ready: OwnedFd) -> i32 {
+    run_main(uid, Some(ready))
+}
+
+fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -64,7 +74,10 @@ pub fn main(uid: &str) -> i32 {
         )
         .try_init();
     let paths = Paths::from_env();
-    match Supervisor::new(paths, uid).and_then(|mut s| s.run()) {
+    match Supervisor::new(paths, uid).and_then(|mut s| {
+        s.ready = ready;
+        s.run()
+    }) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(%uid, error = %e, "supervisor failed");
@@ -146,6 +159,8 @@ pub(crate) struct Supervisor {
     pub node_memory: u64,
     pub host_ip: Option<String>,
     pub init_failed: bool,
+    /// Told (and closed) once the state file exists, when `apply` forked us.
+    ready: Option<OwnedFd>,
     dirty: bool,
     signals: SignalFd,
     next_rotation: Instant,
@@ -245,6 +260,7 @@ impl Supervisor {
             node_memory: node_memory_bytes(),
             host_ip: None,
             init_failed: false,
+            ready: None,
             dirty: true,
             signals,
             next_rotation: Instant::now() + LOG_ROTATION_CHECK,
@@ -316,6 +332,9 @@ impl Supervisor {
 
     fn run(&mut self) -> Result<(), SupervisorError> {
         self.save_state()?;
+        if let Some(ready) = self.ready.take() {
+            let _ = nix::unistd::write(&ready, b"1");
+        }
         let node = self.node_name.clone();
         self.event(
             events::NORMAL,

@@ -108,7 +108,7 @@ impl Supervisor {
         self.state.sandbox.ip = Some(ip);
         self.state.sandbox.veth = Some(veth.clone());
         self.save_state().map_err(|e| e.to_string())?;
-        network::detach(&veth).map_err(|e| e.to_string())?;
+        // attach replaces a stale pair of this pod left by an earlier sandbox.
         network::attach(&self.net, pid, &uid, ip).map_err(|e| e.to_string())?;
         self.host_ip = Some(self.net.gateway().to_string());
 
