@@ -75,7 +75,7 @@ for i in range(runs):
 # Memory: PSS of each idle pod's supervisor and sandbox processes.
 for i in range(idle):
     apply_until_running(f"idle{i}", sleeper)
-time.sleep(1)
+time.sleep(3)
 pss = []
 for path in glob.glob(f"{lib}/pods/*/state.json"):
     st = json.load(open(path))

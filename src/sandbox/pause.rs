@@ -38,6 +38,13 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pid> {
     }
     let host = CString::new(hostname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
+    // Opened before the fork so that the child allocates nothing: every heap page it touched
+    // would become its own copy.
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let comm = CString::new(PAUSE_COMM).unwrap_or_default();
     let procs = match cgroup {
         Some(cg) => Some(
             OpenOptions::new()
@@ -54,7 +61,12 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pid> {
         ForkResult::Child => {
             drop(err_r);
             let fd = err_w.as_raw_fd();
-            pause_child(&host, procs.as_ref().map(|f| f.as_raw_fd()), fd)
+            let fds = ChildFds {
+                cgroup_procs: procs.as_ref().map(|f| f.as_raw_fd()),
+                null: null.as_raw_fd(),
+                report: fd,
+            };
+            pause_child(&host, &comm, &fds)
         }
         ForkResult::Parent { child } => {
             drop(err_w);
@@ -70,8 +82,16 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pid> {
     }
 }
 
+/// Descriptors the pause child uses, opened by the parent.
+struct ChildFds {
+    cgroup_procs: Option<i32>,
+    null: i32,
+    report: i32,
+}
+
 /// The forked child: join the cgroup, make the namespaces, name itself, report, then pause.
-fn pause_child(host: &CString, cgroup_procs: Option<i32>, report: i32) -> ! {
+fn pause_child(host: &CString, comm: &CString, fds: &ChildFds) -> ! {
+    let report = fds.report;
     let fail = |step: &str, e: io::Error| -> ! {
         let msg = format!("{step}: {e}");
         // SAFETY: writing a buffer we own to a pipe fd we own, then leaving without unwinding.
@@ -80,7 +100,7 @@ fn pause_child(host: &CString, cgroup_procs: Option<i32>, report: i32) -> ! {
             libc::_exit(1)
         }
     };
-    if let Some(fd) = cgroup_procs {
+    if let Some(fd) = fds.cgroup_procs {
         // SAFETY: write(2) of a static buffer to an fd opened by the parent.
         if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
             fail("join the sandbox cgroup", io::Error::last_os_error());
@@ -95,21 +115,30 @@ fn pause_child(host: &CString, cgroup_procs: Option<i32>, report: i32) -> ! {
     if unsafe { libc::sethostname(host.as_ptr(), host.as_bytes().len()) } != 0 {
         fail("sethostname", io::Error::last_os_error());
     }
-    let _ = nix::sys::prctl::set_name(&CString::new(PAUSE_COMM).unwrap_or_default());
+    let _ = nix::sys::prctl::set_name(comm);
     // Lower than any container, like the kubelet's pause; hosts without CAP_SYS_RESOURCE refuse
-    // negative values, which only costs OOM protection.
-    let _ = std::fs::write("/proc/self/oom_score_adj", SANDBOX_OOM_SCORE_ADJ);
+    // negative values, which only costs OOM protection. Raw calls: no allocation.
+    // SAFETY: open/write/close on a constant NUL-terminated path and a static buffer.
+    unsafe {
+        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+        if fd >= 0 {
+            libc::write(
+                fd,
+                SANDBOX_OOM_SCORE_ADJ.as_ptr().cast(),
+                SANDBOX_OOM_SCORE_ADJ.len(),
+            );
+            libc::close(fd);
+        }
+    }
     // The supervisor blocks the signals it reads from a signalfd; the pause process must die
     // of SIGTERM like any process.
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // Keep nothing of the supervisor's open files (pipes, logs, locks): fds 0-2 go to
     // /dev/null, everything else is closed, the report pipe last, which tells the parent we
     // are ready.
-    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
-        for target in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(null.as_raw_fd(), target) };
-        }
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe { libc::dup2(fds.null, target) };
     }
     // SAFETY: close_range(2) on descriptors this process owns; nothing uses them afterwards.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };

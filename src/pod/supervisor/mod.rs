@@ -9,6 +9,7 @@
 
 mod containers;
 mod sandbox;
+mod trim;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -40,6 +41,8 @@ use crate::store::{read_json, write_json_volatile, Paths, StoreError};
 pub const SUPERVISE_VERB: &str = "__supervise";
 /// The supervisor's own log, in the pod's runtime directory.
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
+/// After this long without anything to do, the supervisor releases its start-up code pages.
+const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
 /// How often logs are checked for rotation, as the kubelet does.
 const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
 pub const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -161,6 +164,9 @@ pub(crate) struct Supervisor {
     pub init_failed: bool,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
+    /// When something last happened, and whether code pages were released since.
+    last_activity: Instant,
+    trimmed: bool,
     dirty: bool,
     signals: SignalFd,
     next_rotation: Instant,
@@ -261,6 +267,8 @@ impl Supervisor {
             host_ip: None,
             init_failed: false,
             ready: None,
+            last_activity: Instant::now(),
+            trimmed: false,
             dirty: true,
             signals,
             next_rotation: Instant::now() + LOG_ROTATION_CHECK,
@@ -429,9 +437,11 @@ impl Supervisor {
     }
 
     fn wait_and_dispatch(&mut self) {
-        let timeout = self
-            .next_deadline()
-            .saturating_duration_since(Instant::now());
+        let mut deadline = self.next_deadline();
+        if !self.trimmed {
+            deadline = deadline.min(self.last_activity + IDLE_TRIM_AFTER);
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let timeout_ms = timeout.as_millis().min(10_000) as u16;
         // Poll the signalfd and every open pipe.
         let mut owners: Vec<(usize, usize)> = Vec::new();
@@ -450,7 +460,13 @@ impl Supervisor {
                 }
             }
             match poll(&mut fds, PollTimeout::from(timeout_ms)) {
-                Ok(0) => return,
+                Ok(0) => {
+                    if !self.trimmed && self.last_activity.elapsed() >= IDLE_TRIM_AFTER {
+                        trim::release_code_pages();
+                        self.trimmed = true;
+                    }
+                    return;
+                }
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => return,
                 Err(e) => {
@@ -469,6 +485,8 @@ impl Supervisor {
                 .map(|(_, o)| *o)
                 .collect();
         }
+        self.last_activity = Instant::now();
+        self.trimmed = false;
         for (ri, pi) in ready {
             self.drain_pipe(ri, pi);
         }
