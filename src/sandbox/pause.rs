@@ -10,6 +10,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -28,9 +29,33 @@ fn threads() -> usize {
         .unwrap_or(0)
 }
 
+/// A forked pause process whose namespaces may still be in the making.
+#[derive(Debug)]
+pub struct Pause {
+    pub pid: Pid,
+    report: OwnedFd,
+}
+
+impl Pause {
+    /// Waits until the namespaces exist and the hostname is set; on failure the child is
+    /// reaped and its message returned.
+    pub fn wait_ready(self) -> io::Result<Pid> {
+        let mut msg = Vec::new();
+        let _ = io::Read::read_to_end(&mut std::fs::File::from(self.report), &mut msg);
+        if msg.is_empty() {
+            Ok(self.pid)
+        } else {
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+            Err(io::Error::other(String::from_utf8_lossy(&msg).into_owned()))
+        }
+    }
+}
+
 /// Forks the pause process into new net, uts and ipc namespaces with `hostname` set, inside
-/// `cgroup` (a cgroup v2 directory) when given. Returns its pid; the caller reaps it.
-pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pid> {
+/// `cgroup` (a cgroup v2 directory) when given. Returns at once: the caller can work while the
+/// kernel builds the network namespace, and calls [`Pause::wait_ready`] before using it. The
+/// caller reaps the process.
+pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pause> {
     if threads() != 1 {
         return Err(io::Error::other(
             "the pause process must be forked from a single-threaded process",
@@ -70,14 +95,10 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pid> {
         }
         ForkResult::Parent { child } => {
             drop(err_w);
-            let mut msg = Vec::new();
-            let _ = io::Read::read_to_end(&mut std::fs::File::from(err_r), &mut msg);
-            if msg.is_empty() {
-                Ok(child)
-            } else {
-                let _ = nix::sys::wait::waitpid(child, None);
-                Err(io::Error::other(String::from_utf8_lossy(&msg).into_owned()))
-            }
+            Ok(Pause {
+                pid: child,
+                report: err_r,
+            })
         }
     }
 }

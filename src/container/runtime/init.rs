@@ -18,7 +18,7 @@ use oci_spec::runtime::{Process, Spec};
 
 use super::error::InitError;
 use super::mounts::{self, Kind};
-use super::{creds, devices, read_bundle, INIT_PIPE_ENV};
+use super::{creds, devices, read_bundle, INIT_GATE_ENV, INIT_PIPE_ENV};
 
 /// PATH used when the Spec's env has none (the value runc and Docker use).
 pub(crate) const DEFAULT_PATH: &str =
@@ -40,7 +40,14 @@ pub fn init_main(bundle: &Path) -> ! {
     let mut pipe = unsafe { std::fs::File::from_raw_fd(pipe_fd) };
     // SAFETY: fcntl on an fd we own; restores close-on-exec so the user program never sees it.
     unsafe { libc::fcntl(pipe_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    match run(bundle) {
+    let gate: Option<RawFd> = std::env::var(INIT_GATE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    if let Some(fd) = gate {
+        // SAFETY: fcntl on the gate fd `spawn` left open for us.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    match run(bundle, gate) {
         Ok(never) => match never {},
         Err(err) => {
             let _ = pipe.write_all(err.to_string().as_bytes());
@@ -53,12 +60,12 @@ pub fn init_main(bundle: &Path) -> ! {
 /// Spec already in memory: the same steps as `peapod __init` without the cost of executing
 /// peapod again (dynamic loading and relocation, parsing config.json: about 2 ms).
 /// Reports a failure on `pipe` (close-on-exec, so a successful exec closes it) and exits 127.
-pub(crate) fn run_direct(spec: &Spec, pipe: RawFd) -> ! {
+pub(crate) fn run_direct(spec: &Spec, pipe: RawFd, gate: RawFd) -> ! {
     // The caller's log subscriber writes to fd 2, which is now the container's stderr: nothing
     // of peapod's own logging may end up in the container's log.
     let result =
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            run_spec(spec)
+            run_spec(spec, Some(gate))
         });
     let Err(err) = result;
     let msg = err.to_string();
@@ -70,12 +77,31 @@ pub(crate) fn run_direct(spec: &Spec, pipe: RawFd) -> ! {
     }
 }
 
-fn run(bundle: &Path) -> Result<Infallible, InitError> {
+fn run(bundle: &Path, gate: Option<RawFd>) -> Result<Infallible, InitError> {
     let spec = read_bundle(bundle).map_err(|e| InitError::new("read spec", e.to_string()))?;
-    run_spec(&spec)
+    run_spec(&spec, gate)
 }
 
-fn run_spec(spec: &Spec) -> Result<Infallible, InitError> {
+/// Blocks until the parent opens the start gate; EOF means it gave up on this container, so
+/// the init leaves quietly.
+fn wait_at_gate(gate: RawFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: read(2) into a one-byte buffer we own, from the gate fd we were given.
+        let n = unsafe { libc::read(gate, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            // SAFETY: closing our own gate fd; nothing uses it afterwards.
+            unsafe { libc::close(gate) };
+            return;
+        }
+        if n == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            // SAFETY: leaving without unwinding; nothing was started.
+            unsafe { libc::_exit(0) };
+        }
+    }
+}
+
+fn run_spec(spec: &Spec, gate: Option<RawFd>) -> Result<Infallible, InitError> {
     let process = spec
         .process()
         .as_ref()
@@ -100,6 +126,9 @@ fn run_spec(spec: &Spec) -> Result<Infallible, InitError> {
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         mounts::remount_readonly(Path::new("/"))
             .map_err(|e| InitError::sys("remount / read-only", e))?;
+    }
+    if let Some(gate) = gate {
+        wait_at_gate(gate);
     }
     finish_and_exec(process, &args)
 }

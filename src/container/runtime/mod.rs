@@ -28,12 +28,15 @@ use oci_spec::runtime::Spec;
 pub use error::{errno_text, InitError, RuntimeError};
 pub use exec::exec_in;
 pub use init::init_main;
-pub use spawn::{spawn, spawn_with_init};
+pub use spawn::{create, spawn, spawn_with_init, Created};
 
 /// The hidden argv[1] that turns the peapod binary into the container init.
 pub const INIT_ARG: &str = "__init";
 /// Environment variable carrying the number of the init's sync/error pipe fd.
 pub const INIT_PIPE_ENV: &str = "PEAPOD_INIT_PIPE";
+/// Environment variable carrying the number of the init's start gate fd: the init prepares
+/// everything, then waits for one byte on it before it execs the user program.
+pub const INIT_GATE_ENV: &str = "PEAPOD_INIT_GATE";
 /// The Spec's file name inside a bundle directory, as in the OCI runtime spec.
 pub const CONFIG_FILE: &str = "config.json";
 /// Overlay lowerdirs, ':'-joined, top layer first.

@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::error::{errno_text, RuntimeError};
-use super::{ContainerStdio, Spawned, INIT_ARG, INIT_PIPE_ENV};
+use super::{ContainerStdio, Spawned, INIT_ARG, INIT_GATE_ENV, INIT_PIPE_ENV};
 
 /// Lowest fd number used for the child's prepared copies of its stdio, so that the final dup2
 /// onto 0, 1 and 2 can never overwrite a source that has not been duplicated yet.
@@ -74,10 +74,67 @@ struct Prepared {
 /// Returns once the init has exec'd the user program, or `RuntimeError::Start` with the init's
 /// message (`exec: "x": executable file not found in $PATH`) after reaping it.
 pub fn spawn(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Spawned, RuntimeError> {
+    create(spec, bundle, stdio)?.start()
+}
+
+/// Creates the container without starting it: the child prepares its root filesystem, mounts
+/// and devices, then waits at a gate until [`Created::start`]; dropping the handle instead makes
+/// it exit. The caller can do other work (the pod's network) while the child mounts.
+pub fn create(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Created, RuntimeError> {
     // From a single-threaded caller (the supervisor) the child may run the init directly; a
     // multi-threaded caller gets the async-signal-safe path that re-executes peapod.
     let direct = thread_count() == 1;
-    spawn_inner(spec, bundle, stdio, Path::new(SELF_EXE), direct)
+    create_inner(spec, bundle, stdio, Path::new(SELF_EXE), direct)
+}
+
+/// A container whose init is prepared and waiting to exec the user program.
+#[derive(Debug)]
+pub struct Created {
+    pid: i32,
+    pipe_rd: Option<OwnedFd>,
+    gate_w: Option<OwnedFd>,
+}
+
+impl Created {
+    /// The container's pid 1 as seen from the host.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Opens the gate and waits until the init has exec'd the user program; returns
+    /// `RuntimeError::Start` with the init's message (after reaping it) if any step failed.
+    pub fn start(mut self) -> Result<Spawned, RuntimeError> {
+        let pid = self.pid;
+        if let Some(gate) = self.gate_w.take() {
+            // EPIPE means the init already failed; its message is on the pipe.
+            let _ = nix::unistd::write(&gate, b"1");
+        }
+        let mut message = Vec::new();
+        if let Some(pipe) = self.pipe_rd.take() {
+            let mut reader = std::fs::File::from(pipe);
+            if let Err(e) = reader.read_to_end(&mut message) {
+                tracing::warn!(pid, error = %e, "reading the init pipe failed");
+            }
+        }
+        if message.is_empty() {
+            tracing::debug!(pid, "container started");
+            return Ok(Spawned { pid });
+        }
+        // The init failed and exits 127: reap it so that no zombie is left behind.
+        let _ = waitpid(Pid::from_raw(pid), None);
+        let message = decode_child_message(&message);
+        tracing::error!(pid, %message, "container init failed");
+        Err(RuntimeError::Start { message })
+    }
+}
+
+impl Drop for Created {
+    /// Not started: closing the gate makes the init exit; reap it.
+    fn drop(&mut self) {
+        if self.gate_w.take().is_some() {
+            let _ = waitpid(Pid::from_raw(self.pid), None);
+        }
+    }
 }
 
 fn thread_count() -> usize {
@@ -94,16 +151,25 @@ pub fn spawn_with_init(
     stdio: ContainerStdio,
     init_exe: &Path,
 ) -> Result<Spawned, RuntimeError> {
-    spawn_inner(spec, bundle, stdio, init_exe, false)
+    create_inner(spec, bundle, stdio, init_exe, false)?.start()
 }
 
-fn spawn_inner(
+fn create_inner(
     spec: &Spec,
     bundle: &Path,
     stdio: ContainerStdio,
     init_exe: &Path,
     direct: bool,
-) -> Result<Spawned, RuntimeError> {
+) -> Result<Created, RuntimeError> {
+    // The gate's read end goes to the child (moved up like the pipe, so stdio cannot clobber
+    // it); the write end stays here and is close-on-exec.
+    let (gate_rd, gate_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
+    let gate_rd = {
+        let high = high_dup(&gate_rd)?;
+        drop(gate_rd);
+        high
+    };
     let (pipe_rd, pipe_wr) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
     // A daemonized caller may have closed 0-2, so pipe2 could hand out one of them and the
@@ -115,7 +181,14 @@ fn spawn_inner(
         drop(pipe_wr);
         high
     };
-    let prepared = prepare(spec, bundle, stdio, pipe_wr.as_raw_fd(), init_exe)?;
+    let prepared = prepare(
+        spec,
+        bundle,
+        stdio,
+        pipe_wr.as_raw_fd(),
+        gate_rd.as_raw_fd(),
+        init_exe,
+    )?;
 
     // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2): the child continues
     // on a copy of this stack. The child only runs `child_main`, which uses async-signal-safe
@@ -135,26 +208,29 @@ fn spawn_inner(
         return Err(RuntimeError::sys("clone", Errno::last()));
     }
     if ret == 0 {
-        child_main(&prepared, pipe_wr.as_raw_fd(), direct.then_some(spec));
+        let gate = Gate {
+            read: gate_rd.as_raw_fd(),
+            write: gate_w.as_raw_fd(),
+        };
+        child_main(&prepared, pipe_wr.as_raw_fd(), gate, direct.then_some(spec));
     }
     let pid = ret as i32;
     drop(pipe_wr);
+    drop(gate_rd);
     drop(prepared);
+    Ok(Created {
+        pid,
+        pipe_rd: Some(pipe_rd),
+        gate_w: Some(gate_w),
+    })
+}
 
-    let mut message = Vec::new();
-    let mut reader = std::fs::File::from(pipe_rd);
-    if let Err(e) = reader.read_to_end(&mut message) {
-        tracing::warn!(pid, error = %e, "reading the init pipe failed");
-    }
-    if message.is_empty() {
-        tracing::debug!(pid, "container started");
-        return Ok(Spawned { pid });
-    }
-    // The init failed and exits 127: reap it so that no zombie is left behind.
-    let _ = waitpid(Pid::from_raw(pid), None);
-    let message = decode_child_message(&message);
-    tracing::error!(pid, %message, "container init failed");
-    Err(RuntimeError::Start { message })
+/// The start gate's two ends as the child sees them: it closes `write` (else it could never see
+/// EOF) and waits on `read`.
+#[derive(Clone, Copy)]
+struct Gate {
+    read: RawFd,
+    write: RawFd,
 }
 
 /// Turns `step\0<errno>` (from the raw child) into `step: strerror`; init messages are text.
@@ -177,6 +253,7 @@ fn prepare(
     bundle: &Path,
     stdio: ContainerStdio,
     pipe_fd: RawFd,
+    gate_fd: RawFd,
     init_exe: &Path,
 ) -> Result<Prepared, RuntimeError> {
     let linux = spec
@@ -285,7 +362,10 @@ fn prepare(
         cstring(INIT_ARG.as_bytes())?,
         cstring(bundle_abs.as_os_str().as_bytes())?,
     ];
-    let mut envp_store = vec![cstring(format!("{INIT_PIPE_ENV}={pipe_fd}").as_bytes())?];
+    let mut envp_store = vec![
+        cstring(format!("{INIT_PIPE_ENV}={pipe_fd}").as_bytes())?,
+        cstring(format!("{INIT_GATE_ENV}={gate_fd}").as_bytes())?,
+    ];
     for key in ["RUST_LOG", "RUST_BACKTRACE"] {
         if let Ok(v) = std::env::var(key) {
             envp_store.push(cstring(format!("{key}={v}").as_bytes())?);
@@ -338,10 +418,11 @@ fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
 /// install stdio, then either run the init right here (`direct`: the caller was
 /// single-threaded, so ordinary code is safe in the child) or keep the pipe open across exec
 /// and exec `peapod __init`.
-fn child_main(p: &Prepared, pipe: RawFd, direct: Option<&Spec>) -> ! {
+fn child_main(p: &Prepared, pipe: RawFd, gate: Gate, direct: Option<&Spec>) -> ! {
     // SAFETY (whole function): only async-signal-safe syscalls on fds and memory prepared
     // before clone; every path ends in execve or _exit.
     unsafe {
+        libc::close(gate.write);
         if let Some(fd) = &p.cgroup_procs {
             // Writing "0" moves the writer itself (cgroups(7)). It must happen before the
             // cgroup namespace is created so that the namespace root is the container's cgroup.
@@ -364,9 +445,9 @@ fn child_main(p: &Prepared, pipe: RawFd, direct: Option<&Spec>) -> ! {
             }
         }
         if let Some(spec) = direct {
-            super::init::run_direct(spec, pipe);
+            super::init::run_direct(spec, pipe, gate.read);
         }
-        if libc::fcntl(pipe, libc::F_SETFD, 0) < 0 {
+        if libc::fcntl(pipe, libc::F_SETFD, 0) < 0 || libc::fcntl(gate.read, libc::F_SETFD, 0) < 0 {
             child_fail(pipe, b"clear cloexec on init pipe");
         }
         libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());

@@ -160,12 +160,24 @@ impl Supervisor {
     }
 
     fn start_container(&mut self, i: usize) {
+        if let Some(pending) = self.create_container(i) {
+            self.start_created(i, pending);
+        }
+    }
+
+    /// Everything up to a created (not yet started) container: image, writable layer, Spec,
+    /// cgroup, and the cloned init preparing its mounts. None when it failed; the status and
+    /// events say why and a retry is scheduled.
+    pub(super) fn create_container(&mut self, i: usize) -> Option<Pending> {
         let c = self.runs[i].spec.clone();
         let field = self.runs[i].field_path();
         let image_ref = c.image.clone().unwrap_or_default();
         let first_image_use = !self.images.contains_key(&image_ref);
         let image = match self.image_for(&c) {
-            Ok(img) => img,
+            Ok(img) => {
+                tracing::debug!(image = %image_ref, "image resolved");
+                img
+            }
             Err(message) => {
                 let r = &mut self.runs[i];
                 let reason = if matches!(&r.view.state, RunState::Waiting { reason, .. } if reason == REASON_ERR_IMAGE_PULL || reason == REASON_IMAGE_PULL_BACK_OFF)
@@ -189,7 +201,8 @@ impl Supervisor {
                     &field,
                     format!("Failed to pull image \"{image_ref}\": {message}"),
                 );
-                return;
+                self.mark_dirty();
+                return None;
             }
         };
         if first_image_use {
@@ -214,26 +227,10 @@ impl Supervisor {
             image.manifest_digest
         );
 
-        match self.create_instance(i, &c, &image) {
-            Ok(()) => {
-                let r = &mut self.runs[i];
-                r.instances += 1;
-                r.view.restart_count = r.instances - 1;
-                r.view.ever_started = true;
-                r.killed_by_sandbox = false;
-                self.event(
-                    events::NORMAL,
-                    events::REASON_CREATED,
-                    &field,
-                    format!("Created container: {}", c.name),
-                );
-                self.event(
-                    events::NORMAL,
-                    events::REASON_STARTED,
-                    &field,
-                    format!("Started container {}", c.name),
-                );
-            }
+        let result = self.create_instance(i, &c, &image);
+        self.mark_dirty();
+        match result {
+            Ok(pending) => return Some(pending),
             Err(StartFailure::Config(message)) => {
                 let r = &mut self.runs[i];
                 let delay = r
@@ -255,41 +252,128 @@ impl Supervisor {
             Err(StartFailure::Start {
                 message,
                 container_id,
-            }) => {
-                self.event(
-                    events::WARNING,
-                    events::REASON_FAILED,
-                    &field,
-                    format!("Error: failed to start container \"{}\": {message}", c.name),
-                );
-                let r = &mut self.runs[i];
-                r.instances += 1;
-                r.view.restart_count = r.instances - 1;
-                r.view.ever_started = true;
-                let now = Timestamp::now();
-                let t = Terminated {
-                    exit_code: START_ERROR_EXIT_CODE,
-                    signal: None,
-                    reason: REASON_START_ERROR.into(),
-                    message: Some(message),
-                    started_at: Some(now),
-                    finished_at: now,
-                    container_id,
-                };
-                self.after_exit(i, t, Duration::ZERO);
-            }
+            }) => self.start_error(i, message, container_id),
         }
+        None
+    }
+
+    /// The runtime could not start the process: a StartError instance, then the restart policy.
+    fn start_error(&mut self, i: usize, message: String, container_id: String) {
+        let field = self.runs[i].field_path();
+        let name = self.runs[i].spec.name.clone();
+        self.event(
+            events::WARNING,
+            events::REASON_FAILED,
+            &field,
+            format!("Error: failed to start container \"{name}\": {message}"),
+        );
+        let r = &mut self.runs[i];
+        r.instances += 1;
+        r.view.restart_count = r.instances - 1;
+        r.view.ever_started = true;
+        let now = Timestamp::now();
+        let t = Terminated {
+            exit_code: START_ERROR_EXIT_CODE,
+            signal: None,
+            reason: REASON_START_ERROR.into(),
+            message: Some(message),
+            started_at: Some(now),
+            finished_at: now,
+            container_id,
+        };
+        self.after_exit(i, t, Duration::ZERO);
         self.mark_dirty();
     }
 
-    /// Builds and starts one instance. Everything it creates is recorded first and released
+    /// Opens a created container's gate and records the running instance.
+    pub(super) fn start_created(&mut self, i: usize, p: Pending) {
+        let Pending {
+            created,
+            dir,
+            cgroup,
+            container_id,
+            pipes,
+            log,
+            termination_log,
+            stop_signal,
+        } = p;
+        let name = self.runs[i].spec.name.clone();
+        let pid = match created.start() {
+            Ok(spawned) => spawned.pid,
+            Err(e) => {
+                tracing::warn!(container = %name, error = %e, "container start failed");
+                self.release_instance(&dir, cgroup.as_deref());
+                self.start_error(i, e.to_string(), container_id);
+                return;
+            }
+        };
+        tracing::debug!(container = %name, %pid, "container process running");
+        let process = ProcessRef::of(pid).unwrap_or(ProcessRef { pid, start_time: 0 });
+        if let Some(s) = self.state.containers.get_mut(&name) {
+            s.process = Some(process);
+        }
+        let _ = self.save_state();
+        let now = Timestamp::now();
+        let field = self.runs[i].field_path();
+        let r = &mut self.runs[i];
+        r.view.state = RunState::Running {
+            started_at: now,
+            container_id: container_id.clone(),
+        };
+        r.instance = Some(Instance {
+            pid: nix::unistd::Pid::from_raw(pid),
+            container_id,
+            dir,
+            cgroup,
+            started_at: now,
+            started: Instant::now(),
+            pipes: pipes.map(Some),
+            log,
+            termination_log,
+            stop_signal,
+        });
+        r.instances += 1;
+        r.view.restart_count = r.instances - 1;
+        r.view.ever_started = true;
+        r.killed_by_sandbox = false;
+        self.event(
+            events::NORMAL,
+            events::REASON_CREATED,
+            &field,
+            format!("Created container: {name}"),
+        );
+        self.event(
+            events::NORMAL,
+            events::REASON_STARTED,
+            &field,
+            format!("Started container {name}"),
+        );
+        self.mark_dirty();
+    }
+
+    /// Drops created containers that will not start (their init exits at the closed gate) and
+    /// releases their writable layers and cgroups.
+    pub(super) fn abandon_created(&mut self, pending: Vec<(usize, Pending)>) {
+        for (_, p) in pending {
+            let Pending {
+                created,
+                dir,
+                cgroup,
+                ..
+            } = p;
+            drop(created);
+            self.release_instance(&dir, cgroup.as_deref());
+        }
+    }
+
+    /// Builds and creates one instance. Everything it creates is recorded first and released
     /// again if a later step fails.
     fn create_instance(
         &mut self,
         i: usize,
         c: &Container,
         image: &Image,
-    ) -> Result<(), StartFailure> {
+    ) -> Result<Pending, StartFailure> {
         let uid = self.uid.clone();
         let attempt = self.runs[i].instances;
         let name = crate::container::names::container_name(
@@ -327,15 +411,8 @@ impl Supervisor {
         );
         self.save_state()
             .map_err(|e| StartFailure::Config(e.to_string()))?;
-        let result = self.build_and_spawn(
-            i,
-            c,
-            image,
-            &dir,
-            cgroup.as_deref(),
-            &log_path,
-            &container_id,
-        );
+        let result =
+            self.build_and_create(c, image, &dir, cgroup.as_deref(), &log_path, &container_id);
         if let Err(e) = &result {
             tracing::warn!(container = %c.name, error = ?e, "container start failed");
             self.release_instance(&dir, cgroup.as_deref());
@@ -343,17 +420,15 @@ impl Supervisor {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn build_and_spawn(
+    fn build_and_create(
         &mut self,
-        i: usize,
         c: &Container,
         image: &Image,
         dir: &Path,
         cgroup: Option<&Path>,
         log_path: &Path,
         container_id: &str,
-    ) -> Result<(), StartFailure> {
+    ) -> Result<Pending, StartFailure> {
         let config = |e: String| StartFailure::Config(e);
         let rootfs = RootfsLayout {
             lower: image.layers.clone(),
@@ -395,7 +470,9 @@ impl Supervisor {
             node_memory_bytes: self.node_memory,
         };
         let oci = spec::build_spec(&input).map_err(|e| config(e.to_string()))?;
+        tracing::debug!(container = %c.name, "spec built");
         runtime::write_bundle(dir, &oci).map_err(|e| config(e.to_string()))?;
+        tracing::debug!(container = %c.name, "bundle written");
         if let (Some(cg), Some(mgr)) = (cgroup, self.cgroups.as_ref()) {
             let res = oci
                 .linux()
@@ -414,7 +491,7 @@ impl Supervisor {
         set_nonblocking(&out_r);
         set_nonblocking(&err_r);
         let log = CriLogWriter::create(log_path).map_err(|e| start(e.to_string()))?;
-        let spawned = runtime::spawn(
+        let created = runtime::create(
             &oci,
             dir,
             ContainerStdio {
@@ -424,31 +501,16 @@ impl Supervisor {
             },
         )
         .map_err(|e| start(e.to_string()))?;
-        let pid = spawned.pid;
-        let process = ProcessRef::of(pid).unwrap_or(ProcessRef { pid, start_time: 0 });
-        if let Some(s) = self.state.containers.get_mut(&c.name) {
-            s.process = Some(process);
-        }
-        let _ = self.save_state();
-        let now = Timestamp::now();
-        let r = &mut self.runs[i];
-        r.view.state = RunState::Running {
-            started_at: now,
-            container_id: container_id.to_string(),
-        };
-        r.instance = Some(Instance {
-            pid: nix::unistd::Pid::from_raw(pid),
-            container_id: container_id.to_string(),
+        Ok(Pending {
+            created,
             dir: dir.to_path_buf(),
             cgroup: cgroup.map(Path::to_path_buf),
-            started_at: now,
-            started: Instant::now(),
-            pipes: [Some(out_r), Some(err_r)],
+            container_id: container_id.to_string(),
+            pipes: [out_r, err_r],
             log,
             termination_log,
             stop_signal: stop_signal(image),
-        });
-        Ok(())
+        })
     }
 
     /// emptyDir directories (memory-backed ones as tmpfs), made once per pod.
@@ -703,6 +765,19 @@ fn humantime(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// A created container waiting for [`Supervisor::start_created`].
+pub(super) struct Pending {
+    created: runtime::Created,
+    dir: PathBuf,
+    cgroup: Option<PathBuf>,
+    container_id: String,
+    /// stdout, stderr read ends.
+    pipes: [OwnedFd; 2],
+    log: CriLogWriter,
+    termination_log: PathBuf,
+    stop_signal: Signal,
 }
 
 #[derive(Debug)]

@@ -339,6 +339,7 @@ impl Supervisor {
     }
 
     fn run(&mut self) -> Result<(), SupervisorError> {
+        tracing::debug!("supervisor started");
         self.save_state()?;
         if let Some(ready) = self.ready.take() {
             let _ = nix::unistd::write(&ready, b"1");

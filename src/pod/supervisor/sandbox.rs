@@ -24,37 +24,54 @@ const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 impl Supervisor {
     /// Creates the sandbox; on failure records an event, releases what it took and retries
-    /// with back-off.
+    /// with back-off. The first containers are created (their init mounting their rootfs)
+    /// while the network is wired, and started once it is.
     pub(super) fn start_sandbox(&mut self) {
         self.sandbox_next = None;
-        match self.try_start_sandbox() {
-            Ok(()) => {
-                self.schedule_after_sandbox();
-            }
-            Err(message) => {
-                tracing::error!(%message, "sandbox creation failed");
-                if let Some(s) = self.sandbox.take() {
-                    let _ = kill(s.pid, Signal::SIGKILL);
+        let mut result = self.try_start_sandbox();
+        if result.is_ok() {
+            let first = self.first_wave();
+            let mut created = Vec::new();
+            for i in first {
+                if let Some(p) = self.create_container(i) {
+                    created.push((i, p));
                 }
-                if let Some(veth) = &self.state.sandbox.veth {
-                    let _ = network::detach(veth);
-                }
-                let delay = self
-                    .sandbox_backoff
-                    .on_exit(std::time::Duration::ZERO)
-                    .max(std::time::Duration::from_secs(1));
-                self.sandbox_next = Some(Instant::now() + delay);
-                self.event(
-                    events::WARNING,
-                    events::REASON_FAILED_SANDBOX,
-                    "",
-                    format!("Failed to create pod sandbox: {message}"),
-                );
             }
+            result = self.connect_network();
+            match result {
+                Ok(()) => {
+                    for (i, p) in created {
+                        self.start_created(i, p);
+                    }
+                }
+                Err(_) => self.abandon_created(created),
+            }
+        }
+        if let Err(message) = result {
+            tracing::error!(%message, "sandbox creation failed");
+            if let Some(s) = self.sandbox.take() {
+                let _ = kill(s.pid, Signal::SIGKILL);
+            }
+            if let Some(veth) = &self.state.sandbox.veth {
+                let _ = network::detach(veth);
+            }
+            let delay = self
+                .sandbox_backoff
+                .on_exit(std::time::Duration::ZERO)
+                .max(std::time::Duration::from_secs(1));
+            self.sandbox_next = Some(Instant::now() + delay);
+            self.event(
+                events::WARNING,
+                events::REASON_FAILED_SANDBOX,
+                "",
+                format!("Failed to create pod sandbox: {message}"),
+            );
         }
         self.mark_dirty();
     }
 
+    /// The pod cgroup, /dev/shm, the pause process and its namespaces, the pod IP and the
+    /// shared files. The pause process builds its namespaces while the IP is allocated.
     fn try_start_sandbox(&mut self) -> Result<(), String> {
         let uid = self.uid.clone();
         let run_dir = self.paths.pod_run_dir(&uid);
@@ -92,27 +109,25 @@ impl Supervisor {
 
         // The pause process.
         let hostname = files::pod_hostname(&self.pod);
-        let child = pause::spawn(&hostname, sandbox_cgroup.as_deref())
+        let pause = pause::spawn(&hostname, sandbox_cgroup.as_deref())
             .map_err(|e| format!("start sandbox process: {e}"))?;
-        let pid = child.as_raw();
-        self.sandbox = Some(SandboxRun { pid: child });
+        let pid = pause.pid.as_raw();
+        tracing::debug!(%pid, "pause process forked");
+        self.sandbox = Some(SandboxRun { pid: pause.pid });
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
 
-        // Its network: bridge, IP (by owner, so a retry or a re-created sandbox keeps it), veth.
-        network::ensure_bridge(&self.net).map_err(|e| e.to_string())?;
+        // Its IP (by owner, so a retry or a re-created sandbox keeps it) and veth, recorded
+        // before the veth exists.
         let ip = Ipam::new(&self.paths, &self.net)
             .allocate(&uid)
             .map_err(|e| e.to_string())?;
-        let veth = network::veth_name(&uid);
         self.state.sandbox.ip = Some(ip);
-        self.state.sandbox.veth = Some(veth.clone());
+        self.state.sandbox.veth = Some(network::veth_name(&uid));
         self.save_state().map_err(|e| e.to_string())?;
-        // attach replaces a stale pair of this pod left by an earlier sandbox.
-        network::attach(&self.net, pid, &uid, ip).map_err(|e| e.to_string())?;
-        self.host_ip = Some(self.net.gateway().to_string());
+        tracing::debug!(%ip, "address allocated");
 
-        // The files every container shares.
+        // The files every container shares (bind-mounted: final before any container starts).
         let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
         let resolv =
             files::resolv_conf(&self.pod, &host_resolv, None).map_err(|e| e.to_string())?;
@@ -124,26 +139,44 @@ impl Supervisor {
         ] {
             write_volatile(&run_dir.join(name), content.as_bytes()).map_err(|e| e.to_string())?;
         }
+        pause
+            .wait_ready()
+            .map_err(|e| format!("sandbox process: {e}"))?;
+        Ok(())
+    }
+
+    /// The bridge and the pod's veth, eth0, address and route.
+    fn connect_network(&mut self) -> Result<(), String> {
+        let (Some(sandbox), Some(ip)) = (self.sandbox.as_ref(), self.state.sandbox.ip) else {
+            return Err("the sandbox is gone".into());
+        };
+        let pid = sandbox.pid.as_raw();
+        network::ensure_bridge(&self.net).map_err(|e| e.to_string())?;
+        // attach replaces a stale pair of this pod left by an earlier sandbox.
+        network::attach(&self.net, pid, &self.uid, ip).map_err(|e| e.to_string())?;
+        self.host_ip = Some(self.net.gateway().to_string());
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
     }
 
-    /// Decides which containers start once a sandbox is (again) ready.
-    fn schedule_after_sandbox(&mut self) {
-        let now = Instant::now();
+    /// The containers to create with a new sandbox: the first init container (init containers
+    /// run again in a new sandbox, as the kubelet does), else every app container that has not
+    /// finished for good.
+    fn first_wave(&mut self) -> Vec<usize> {
         let has_init = self.runs.iter().any(|r| r.init);
         if has_init {
-            // Init containers run again in a new sandbox, as the kubelet does.
             for r in self.runs.iter_mut().filter(|r| r.init) {
                 r.view.done = false;
                 r.next_start = None;
             }
-            if let Some(first) = self.runs.iter_mut().find(|r| r.init) {
-                first.next_start = Some(now);
-            }
-        } else {
-            self.schedule_app_containers();
+            return self.runs.iter().position(|r| r.init).into_iter().collect();
         }
+        self.runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.init && r.instance.is_none() && !r.view.done)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// The sandbox process exited.
