@@ -43,35 +43,44 @@ pub fn veth_name(owner: &str) -> String {
 /// Creates the bridge if missing, gives it the gateway address and brings it up. Idempotent,
 /// and tolerant of another process doing the same at the same time.
 pub fn ensure_bridge(cfg: &NetworkConfig) -> Result<(), NetworkError> {
+    let cfg = cfg.clone();
+    run_netlink(None, |handle| async move {
+        bridge_index(&handle, &cfg).await.map(|_| ())
+    })
+}
+
+/// The bridge's index, creating it, its gateway address and its up state when missing.
+async fn bridge_index(handle: &Handle, cfg: &NetworkConfig) -> Result<u32, NetworkError> {
     let name = cfg.bridge.clone();
     let gateway = cfg.gateway();
     let prefix_len = cfg.prefix_len;
-    run_netlink(|handle| async move {
-        let index = match link_index(&handle, &name).await? {
-            Some(i) => i,
-            None => {
-                let msg = LinkBridge::new(&name).build();
-                if let Err(e) = handle.link().add(msg).execute().await {
-                    if errno(&e) != Some(libc::EEXIST) {
-                        return Err(nl(format!("create bridge {name}"), e));
-                    }
-                }
-                tracing::info!(bridge = %name, "created bridge");
-                link_index(&handle, &name)
-                    .await?
-                    .ok_or(NetworkError::LinkNotFound { name: name.clone() })?
-            }
-        };
-        if !has_address(&handle, index, IpAddr::V4(gateway)).await? {
-            let add = handle.address().add(index, IpAddr::V4(gateway), prefix_len);
-            if let Err(e) = add.execute().await {
+    let (index, up) = match link_state(handle, &name).await? {
+        Some(found) => found,
+        None => {
+            let msg = LinkBridge::new(&name).build();
+            if let Err(e) = handle.link().add(msg).execute().await {
                 if errno(&e) != Some(libc::EEXIST) {
-                    return Err(nl(format!("add {gateway}/{prefix_len} to {name}"), e));
+                    return Err(nl(format!("create bridge {name}"), e));
                 }
+            }
+            tracing::info!(bridge = %name, "created bridge");
+            link_state(handle, &name)
+                .await?
+                .ok_or(NetworkError::LinkNotFound { name: name.clone() })?
+        }
+    };
+    if !has_address(handle, index, IpAddr::V4(gateway)).await? {
+        let add = handle.address().add(index, IpAddr::V4(gateway), prefix_len);
+        if let Err(e) = add.execute().await {
+            if errno(&e) != Some(libc::EEXIST) {
+                return Err(nl(format!("add {gateway}/{prefix_len} to {name}"), e));
             }
         }
-        set_up(&handle, index, &name).await
-    })
+    }
+    if !up {
+        set_up(handle, index, &name).await?;
+    }
+    Ok(index)
 }
 
 /// Connects the network namespace of process `netns_pid` to the bridge: a veth pair whose host
@@ -98,8 +107,8 @@ pub fn attach(
         source,
     })?;
 
-    let result = attach_host_side(cfg, &netns, &host)
-        .and_then(|()| configure_pod_side(cfg, &netns, netns_pid, ip));
+    let result =
+        attach_host_side(cfg, &netns, &host).and_then(|()| configure_pod_side(cfg, &netns, ip));
     match result {
         Ok(()) => {
             tracing::info!(veth = %host, pid = netns_pid, %ip, "attached pod to bridge");
@@ -118,7 +127,7 @@ pub fn attach(
 /// Deletes a pod's host veth (its peer goes with it). Ok when it is already gone.
 pub fn detach(host_veth: &str) -> Result<(), NetworkError> {
     let name = host_veth.to_string();
-    run_netlink(|handle| async move {
+    run_netlink(None, |handle| async move {
         let Some(index) = link_index(&handle, &name).await? else {
             return Ok(());
         };
@@ -136,7 +145,9 @@ pub fn detach(host_veth: &str) -> Result<(), NetworkError> {
 /// True when a link of that name exists in the caller's network namespace.
 pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
     let name = name.to_string();
-    run_netlink(|handle| async move { Ok(link_index(&handle, &name).await?.is_some()) })
+    run_netlink(None, |handle| async move {
+        Ok(link_index(&handle, &name).await?.is_some())
+    })
 }
 
 /// Host side: create the pair with its peer born inside the pod's namespace as `eth0` (moving
@@ -144,14 +155,11 @@ pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
 /// the host end already on the bridge and up.
 fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(), NetworkError> {
     let (bridge, host) = (cfg.bridge.clone(), host.to_string());
+    let cfg = cfg.clone();
     let ns_fd = netns.as_raw_fd();
-    run_netlink(|handle| async move {
-        let bridge_index =
-            link_index(&handle, &bridge)
-                .await?
-                .ok_or(NetworkError::LinkNotFound {
-                    name: bridge.clone(),
-                })?;
+    run_netlink(None, |handle| async move {
+        // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
+        let bridge_index = bridge_index(&handle, &cfg).await?;
         // A stale pair of this pod (a crash between creation and record) is ours to replace.
         if let Some(stale) = link_index(&handle, &host).await? {
             tracing::warn!(veth = %host, "replacing stale veth");
@@ -179,64 +187,45 @@ fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(),
     })
 }
 
-/// Pod side, on a scoped thread inside the pod's namespace: eth0, its address, lo, the route.
-fn configure_pod_side(
-    cfg: &NetworkConfig,
-    netns: &File,
-    pid: i32,
-    ip: Ipv4Addr,
-) -> Result<(), NetworkError> {
+/// Pod side, over a netlink socket opened inside the pod's namespace: eth0's address, eth0 and
+/// lo up, the default route.
+fn configure_pod_side(cfg: &NetworkConfig, netns: &File, ip: Ipv4Addr) -> Result<(), NetworkError> {
     let (gateway, prefix_len) = (cfg.gateway(), cfg.prefix_len);
-    std::thread::scope(|scope| {
-        let worker = scope.spawn(move || {
-            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-                NetworkError::Namespace {
-                    pid,
-                    source: io::Error::from(e),
-                }
+    run_netlink(Some(netns), |handle| async move {
+        let index = link_index(&handle, POD_IFNAME)
+            .await?
+            .ok_or(NetworkError::LinkNotFound {
+                name: POD_IFNAME.to_string(),
             })?;
-            run_netlink(|handle| async move {
-                let index =
-                    link_index(&handle, POD_IFNAME)
-                        .await?
-                        .ok_or(NetworkError::LinkNotFound {
-                            name: POD_IFNAME.to_string(),
-                        })?;
-                let add = handle.address().add(index, IpAddr::V4(ip), prefix_len);
-                add.execute()
-                    .await
-                    .map_err(|e| nl(format!("add {ip}/{prefix_len} to the pod's eth0"), e))?;
-                set_up(&handle, index, POD_IFNAME).await?;
-                let lo =
-                    link_index(&handle, LOOPBACK)
-                        .await?
-                        .ok_or(NetworkError::LinkNotFound {
-                            name: LOOPBACK.to_string(),
-                        })?;
-                set_up(&handle, lo, LOOPBACK).await?;
-                let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(gateway)
-                    .output_interface(index)
-                    .build();
-                handle
-                    .route()
-                    .add(route)
-                    .execute()
-                    .await
-                    .map_err(|e| nl(format!("add default route via {gateway} in the pod"), e))
-            })
-        });
-        worker.join().unwrap_or_else(|_| {
-            Err(NetworkError::Io {
-                op: "configure the pod's interfaces".into(),
-                source: io::Error::other("worker thread panicked"),
-            })
-        })
+        let add = handle.address().add(index, IpAddr::V4(ip), prefix_len);
+        add.execute()
+            .await
+            .map_err(|e| nl(format!("add {ip}/{prefix_len} to the pod's eth0"), e))?;
+        set_up(&handle, index, POD_IFNAME).await?;
+        let lo = link_index(&handle, LOOPBACK)
+            .await?
+            .ok_or(NetworkError::LinkNotFound {
+                name: LOOPBACK.to_string(),
+            })?;
+        set_up(&handle, lo, LOOPBACK).await?;
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .output_interface(index)
+            .build();
+        handle
+            .route()
+            .add(route)
+            .execute()
+            .await
+            .map_err(|e| nl(format!("add default route via {gateway} in the pod"), e))
     })
 }
 
 /// Runs one netlink conversation on a fresh current-thread runtime, dropped before returning.
-fn run_netlink<T, F, Fut>(f: F) -> Result<T, NetworkError>
+/// With `netns`, the socket is opened inside that network namespace: a socket stays bound to
+/// the namespace it was created in, so the calling thread enters the namespace just for the
+/// socket(2) call and returns to its own at once (no helper thread).
+fn run_netlink<T, F, Fut>(netns: Option<&File>, f: F) -> Result<T, NetworkError>
 where
     F: FnOnce(Handle) -> Fut,
     Fut: Future<Output = Result<T, NetworkError>>,
@@ -249,11 +238,14 @@ where
             source,
         })?;
     runtime.block_on(async move {
-        let (connection, handle, _messages) =
-            rtnetlink::new_connection().map_err(|source| NetworkError::Io {
-                op: "open a netlink socket".into(),
-                source,
-            })?;
+        let (connection, handle, _messages) = match netns {
+            None => rtnetlink::new_connection(),
+            Some(ns) => in_netns(ns, rtnetlink::new_connection)?,
+        }
+        .map_err(|source| NetworkError::Io {
+            op: "open a netlink socket".into(),
+            source,
+        })?;
         let driver = tokio::spawn(connection);
         let result = f(handle).await;
         driver.abort();
@@ -261,14 +253,42 @@ where
     })
 }
 
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+/// Runs `f` with the calling thread in the network namespace `ns`, then moves it back.
+fn in_netns<T>(ns: &File, f: impl FnOnce() -> T) -> Result<T, NetworkError> {
+    let ns_err = |op: &str, e: nix::errno::Errno| NetworkError::Io {
+        op: op.to_string(),
+        source: io::Error::from(e),
+    };
+    let own = File::open("/proc/thread-self/ns/net").map_err(|source| NetworkError::Io {
+        op: "open this thread's network namespace".into(),
+        source,
+    })?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| ns_err("enter the pod's network namespace", e))?;
+    let out = f();
+    nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| ns_err("return to the host network namespace", e))?;
+    Ok(out)
+}
+
+/// A link's index and whether it is up.
+async fn link_state(handle: &Handle, name: &str) -> Result<Option<(u32, bool)>, NetworkError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
-        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(Some(msg)) => Ok(Some((
+            msg.header.index,
+            msg.header
+                .flags
+                .contains(netlink_packet_route::link::LinkFlags::Up),
+        ))),
         Ok(None) => Ok(None),
         Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(nl(format!("look up link {name}"), e)),
     }
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+    Ok(link_state(handle, name).await?.map(|(index, _)| index))
 }
 
 async fn has_address(handle: &Handle, index: u32, ip: IpAddr) -> Result<bool, NetworkError> {

@@ -151,8 +151,8 @@ impl Supervisor {
             return Err("the sandbox is gone".into());
         };
         let pid = sandbox.pid.as_raw();
-        network::ensure_bridge(&self.net).map_err(|e| e.to_string())?;
-        // attach replaces a stale pair of this pod left by an earlier sandbox.
+        // attach ensures the bridge, and replaces a stale pair of this pod left by an earlier
+        // sandbox.
         network::attach(&self.net, pid, &self.uid, ip).map_err(|e| e.to_string())?;
         self.host_ip = Some(self.net.gateway().to_string());
         tracing::info!(%pid, %ip, "sandbox ready");
