@@ -206,9 +206,9 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError
     write_atomic(path, &data)
 }
 
-/// [`write_json`] through [`write_volatile`].
+/// [`write_json`] through [`write_volatile`], compact (these files are rewritten often).
 pub fn write_json_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let data = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+    let data = serde_json::to_vec(value).map_err(|source| StoreError::Json {
         path: path.to_path_buf(),
         source,
     })?;

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::pod::record::{self, DeleteRequest, PodState, DELETE_FILE, POD_FILE, STATE_FILE};
 use crate::pod::supervisor::{SUPERVISE_VERB, SUPERVISOR_LOG};
-use crate::store::{read_json, write_json, FileLock, Paths};
+use crate::store::{read_json, write_json, write_json_volatile, FileLock, Paths};
 
 /// How long `apply` waits for a new supervisor to check in.
 const SUPERVISOR_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,8 +87,11 @@ pub fn apply(paths: &Paths, pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, Lifecyc
                 .unwrap_or_else(|_| jiff::Timestamp::now()),
         ));
         pod.status = None;
-        write_json(&paths.pod_dir(&uid).join(POD_FILE), &pod)?;
-        if let Err(e) = start_supervisor(paths, &uid) {
+        // Written now, made durable while the supervisor starts (off the pod's critical path),
+        // and durable before `apply` reports the pod created.
+        let pod_file = paths.pod_dir(&uid).join(POD_FILE);
+        write_json_volatile(&pod_file, &pod)?;
+        if let Err(e) = start_supervisor(paths, &uid, &pod_file) {
             let _ = fs::remove_dir_all(paths.pod_dir(&uid));
             return Err(LifecycleError::Pod {
                 pod: format!("{namespace}/{name}"),
@@ -107,7 +110,7 @@ pub fn apply(paths: &Paths, pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, Lifecyc
 /// Starts the pod's supervisor in its own session, detached from the CLI, and waits until it
 /// has recorded itself. A single-threaded CLI forks it (no second exec of peapod: about 2 ms
 /// and the relocated pages stay shared); otherwise it runs `peapod __supervise <uid>`.
-fn start_supervisor(paths: &Paths, uid: &str) -> std::io::Result<()> {
+fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std::io::Result<()> {
     let run_dir = paths.pod_run_dir(uid);
     fs::create_dir_all(&run_dir)?;
     let log = fs::OpenOptions::new()
@@ -115,7 +118,7 @@ fn start_supervisor(paths: &Paths, uid: &str) -> std::io::Result<()> {
         .append(true)
         .open(run_dir.join(SUPERVISOR_LOG))?;
     if thread_count() == 1 {
-        return fork_supervisor(uid, log, &run_dir);
+        return fork_supervisor(uid, log, &run_dir, durable);
     }
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(SUPERVISE_VERB)
@@ -131,6 +134,7 @@ fn start_supervisor(paths: &Paths, uid: &str) -> std::io::Result<()> {
         });
     }
     let mut child = cmd.spawn()?;
+    fs::File::open(durable)?.sync_all()?;
     let state_file = paths.pod_dir(uid).join(STATE_FILE);
     let deadline = Instant::now() + SUPERVISOR_START_TIMEOUT;
     while Instant::now() < deadline {
@@ -157,7 +161,12 @@ fn thread_count() -> usize {
 /// Forks the supervisor. The child gets a new session, /dev/null and the log as stdio, and no
 /// other descriptor of the CLI's (the pods lock above all) but the readiness pipe, on which it
 /// writes once its state file exists.
-fn fork_supervisor(uid: &str, log: fs::File, run_dir: &std::path::Path) -> std::io::Result<()> {
+fn fork_supervisor(
+    uid: &str,
+    log: fs::File,
+    run_dir: &std::path::Path,
+    durable: &std::path::Path,
+) -> std::io::Result<()> {
     use std::io::Read;
     use std::os::fd::AsRawFd;
 
@@ -187,6 +196,7 @@ fn fork_supervisor(uid: &str, log: fs::File, run_dir: &std::path::Path) -> std::
         }
         nix::unistd::ForkResult::Parent { .. } => {
             drop(ready_w);
+            fs::File::open(durable)?.sync_all()?;
             let mut answer = Vec::new();
             fs::File::from(ready_r).read_to_end(&mut answer)?;
             if answer.is_empty() {

@@ -330,9 +330,10 @@ impl Supervisor {
         };
         let status = crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
         let dir = self.paths.pod_dir(&self.uid);
+        // State first (it is what teardown needs), then what readers wait on.
+        self.save_state()?;
         write_json_volatile(&dir.join(STATUS_FILE), &status)?;
         write_json_volatile(&dir.join(EVENTS_FILE), &self.events)?;
-        self.save_state()?;
         self.status = Some(status);
         self.dirty = false;
         Ok(())
