@@ -16,5 +16,6 @@ pub mod logs;
 pub mod manifest;
 pub mod network;
 pub mod pod;
+pub mod procfs;
 pub mod sandbox;
 pub mod store;

@@ -191,15 +191,8 @@ fn char_device(path: &str, major: i64, minor: i64) -> Result<LinuxDevice, SpecEr
 
 /// The standard devices every container gets (runc's `AllowedDevices` that are created as nodes).
 pub(crate) fn default_devices() -> Result<Vec<LinuxDevice>, SpecError> {
-    [
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ]
-    .iter()
-    .map(|(p, maj, min)| char_device(p, *maj, *min))
-    .collect()
+    super::DEFAULT_DEVICES
+        .iter()
+        .map(|(p, maj, min)| char_device(p, *maj as i64, *min as i64))
+        .collect()
 }

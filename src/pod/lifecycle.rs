@@ -117,7 +117,7 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
         .create(true)
         .append(true)
         .open(run_dir.join(SUPERVISOR_LOG))?;
-    if thread_count() == 1 {
+    if crate::procfs::thread_count() == 1 {
         return fork_supervisor(uid, log, &run_dir, durable);
     }
     let mut cmd = Command::new("/proc/self/exe");
@@ -150,12 +150,6 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
         std::thread::sleep(Duration::from_millis(1));
     }
     Err(std::io::Error::other("supervisor did not start in time"))
-}
-
-fn thread_count() -> usize {
-    fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 /// Forks the supervisor. The child gets a new session, /dev/null and the log as stdio, and no

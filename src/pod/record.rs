@@ -37,24 +37,14 @@ impl ProcessRef {
     /// True while the very process we recorded (same pid, same start time) exists and has not
     /// exited: a zombie waiting for its parent to reap it counts as gone.
     pub fn is_alive(&self) -> bool {
-        stat_fields(self.pid).is_some_and(|(state, start)| start == self.start_time && state != 'Z')
+        crate::procfs::stat(self.pid)
+            .is_some_and(|s| s.start_time == self.start_time && s.state != 'Z')
     }
-}
-
-/// The state letter (field 3) and starttime (field 22) of `/proc/<pid>/stat`, read after the
-/// last `)` since the command name may contain spaces and parentheses [proc(5)].
-fn stat_fields(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    // Field 3 was consumed; starttime is field 22, 18 further on.
-    let start = rest.nth(18)?.parse().ok()?;
-    Some((state, start))
 }
 
 /// Field 22 (starttime) of `/proc/<pid>/stat`.
 pub fn start_time(pid: i32) -> Option<u64> {
-    stat_fields(pid).map(|(_, start)| start)
+    crate::procfs::stat(pid).map(|s| s.start_time)
 }
 
 /// The sandbox (pause) process and the network it holds.

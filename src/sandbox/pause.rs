@@ -23,12 +23,6 @@ pub const PAUSE_COMM: &str = "peapod-pause";
 /// The sandbox's oom_score_adj, as the kubelet gives the pause container.
 pub const SANDBOX_OOM_SCORE_ADJ: &str = "-998";
 
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 /// A forked pause process whose namespaces may still be in the making.
 #[derive(Debug)]
 pub struct Pause {
@@ -56,7 +50,7 @@ impl Pause {
 /// kernel builds the network namespace, and calls [`Pause::wait_ready`] before using it. The
 /// caller reaps the process.
 pub fn spawn(hostname: &str, cgroup: Option<&Path>) -> io::Result<Pause> {
-    if threads() != 1 {
+    if crate::procfs::thread_count() != 1 {
         return Err(io::Error::other(
             "the pause process must be forked from a single-threaded process",
         ));

@@ -26,15 +26,7 @@ struct Device {
     gid: u32,
 }
 
-/// The devices every OCI container gets ("Default Devices" in the runtime spec, config-linux.md).
-const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
+use crate::container::DEFAULT_DEVICES;
 
 const SYMLINKS: &[(&str, &str)] = &[
     ("/proc/self/fd", "/dev/fd"),

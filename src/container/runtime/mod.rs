@@ -62,19 +62,12 @@ pub struct Spawned {
 /// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), which
 /// together with the pid names a process uniquely across pid reuse.
 pub fn process_start_time(pid: i32) -> Result<u64, RuntimeError> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).map_err(|e| RuntimeError::io(path, e))?;
-    parse_start_time(&text).ok_or_else(|| RuntimeError::Stat {
-        pid,
-        reason: "no start time field".into(),
-    })
-}
-
-/// Parses field 22 of a stat line. The comm field (2) may itself hold spaces and ')', so
-/// counting starts after the LAST ')': the next field is 3 (state), hence index 19 is field 22.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    crate::procfs::stat(pid)
+        .map(|s| s.start_time)
+        .ok_or_else(|| RuntimeError::Stat {
+            pid,
+            reason: "no such process, or no start time in /proc/<pid>/stat".into(),
+        })
 }
 
 /// Writes `<bundle>/config.json` atomically, creating the bundle directory if needed.
@@ -96,13 +89,6 @@ pub fn read_bundle(bundle: &Path) -> Result<Spec, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn start_time_after_last_paren() {
-        let line = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        assert_eq!(parse_start_time(line), Some(98765));
-        assert_eq!(parse_start_time("garbage"), None);
-    }
 
     #[test]
     fn own_start_time_is_readable() {

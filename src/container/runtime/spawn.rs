@@ -83,7 +83,7 @@ pub fn spawn(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Spawne
 pub fn create(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Created, RuntimeError> {
     // From a single-threaded caller (the supervisor) the child may run the init directly; a
     // multi-threaded caller gets the async-signal-safe path that re-executes peapod.
-    let direct = thread_count() == 1;
+    let direct = crate::procfs::thread_count() == 1;
     create_inner(spec, bundle, stdio, Path::new(SELF_EXE), direct)
 }
 
@@ -135,12 +135,6 @@ impl Drop for Created {
             let _ = waitpid(Pid::from_raw(self.pid), None);
         }
     }
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 /// [`spawn`] with an explicit peapod binary to run as `<init_exe> __init <bundle>`, for callers

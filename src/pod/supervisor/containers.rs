@@ -186,22 +186,8 @@ impl Supervisor {
                 } else {
                     REASON_ERR_IMAGE_PULL
                 };
-                let delay = r
-                    .backoff
-                    .on_exit(Duration::ZERO)
-                    .max(Duration::from_secs(1));
-                r.next_start = Some(Instant::now() + delay);
-                r.view.state = RunState::Waiting {
-                    reason: reason.into(),
-                    message: Some(message.clone()),
-                };
-                self.event(
-                    events::WARNING,
-                    events::REASON_FAILED,
-                    &field,
-                    format!("Failed to pull image \"{image_ref}\": {message}"),
-                );
-                self.mark_dirty();
+                let event = format!("Failed to pull image \"{image_ref}\": {message}");
+                self.wait_and_retry(i, reason, message, event);
                 return None;
             }
         };
@@ -213,17 +199,10 @@ impl Supervisor {
                 format!("Container image \"{image_ref}\" already present on machine"),
             );
         }
+        // The resolved image ID, `<repository>@sha256:...`, as the kubelet reports it.
         self.runs[i].view.image_id = format!(
             "{}@{}",
-            image
-                .reference
-                .split(['@'])
-                .next()
-                .unwrap_or("")
-                .rsplit_once(':')
-                .filter(|(repo, _)| !repo.ends_with('/') && !repo.is_empty())
-                .map(|(repo, _)| repo)
-                .unwrap_or(&image.reference),
+            crate::image::split_reference(&image.reference).0,
             image.manifest_digest
         );
 
@@ -232,22 +211,8 @@ impl Supervisor {
         match result {
             Ok(pending) => return Some(pending),
             Err(StartFailure::Config(message)) => {
-                let r = &mut self.runs[i];
-                let delay = r
-                    .backoff
-                    .on_exit(Duration::ZERO)
-                    .max(Duration::from_secs(1));
-                r.next_start = Some(Instant::now() + delay);
-                r.view.state = RunState::Waiting {
-                    reason: REASON_CREATE_CONTAINER_CONFIG_ERROR.into(),
-                    message: Some(message.clone()),
-                };
-                self.event(
-                    events::WARNING,
-                    events::REASON_FAILED,
-                    &field,
-                    format!("Error: {message}"),
-                );
+                let event = format!("Error: {message}");
+                self.wait_and_retry(i, REASON_CREATE_CONTAINER_CONFIG_ERROR, message, event);
             }
             Err(StartFailure::Start {
                 message,
@@ -255,6 +220,24 @@ impl Supervisor {
             }) => self.start_error(i, message, container_id),
         }
         None
+    }
+
+    /// The container cannot be made yet: it waits with `reason`, a Warning `Failed` event is
+    /// recorded, and another try comes after the back-off (at least a second).
+    fn wait_and_retry(&mut self, i: usize, reason: &str, message: String, event: String) {
+        let field = self.runs[i].field_path();
+        let r = &mut self.runs[i];
+        let delay = r
+            .backoff
+            .on_exit(Duration::ZERO)
+            .max(Duration::from_secs(1));
+        r.next_start = Some(Instant::now() + delay);
+        r.view.state = RunState::Waiting {
+            reason: reason.into(),
+            message: Some(message),
+        };
+        self.event(events::WARNING, events::REASON_FAILED, &field, event);
+        self.mark_dirty();
     }
 
     /// The runtime could not start the process: a StartError instance, then the restart policy.

@@ -1,0 +1,62 @@
+//! Small facts about processes read from /proc [proc(5)], shared by the modules that fork,
+//! clone and track processes.
+
+use std::fs;
+
+/// The fields of `/proc/<pid>/stat` peapod needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 3: `R`, `S`, `Z`, ...
+    pub state: char,
+    /// Field 22: start time in clock ticks since boot; with the pid it names a process uniquely
+    /// across pid reuse.
+    pub start_time: u64,
+}
+
+/// `/proc/<pid>/stat` of a live (or zombie) process, None if there is none.
+pub fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses a stat line. The comm field (2) may itself hold spaces and ')', so counting starts
+/// after the LAST ')': the next field is 3 (state), and field 22 is 19 further on.
+pub fn parse_stat(line: &str) -> Option<Stat> {
+    let mut rest = line[line.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let start_time = rest.nth(18)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+/// The number of threads of this process. Code that forks and then keeps running (instead of
+/// exec'ing at once) is only sound when this is 1.
+pub fn thread_count() -> usize {
+    fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_after_the_last_parenthesis() {
+        let line = "42 (a) b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                start_time: 98765
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_process() {
+        let me = stat(std::process::id() as i32).unwrap();
+        assert_ne!(me.state, 'Z');
+        assert!(me.start_time > 0);
+        assert!(thread_count() >= 1);
+    }
+}
