@@ -31,7 +31,10 @@ pub struct ProcessRef {
 impl ProcessRef {
     /// The process `pid` as it is now, or None if it does not exist.
     pub fn of(pid: i32) -> Option<ProcessRef> {
-        start_time(pid).map(|start_time| ProcessRef { pid, start_time })
+        crate::procfs::stat(pid).map(|s| ProcessRef {
+            pid,
+            start_time: s.start_time,
+        })
     }
 
     /// True while the very process we recorded (same pid, same start time) exists and has not
@@ -40,11 +43,6 @@ impl ProcessRef {
         crate::procfs::stat(self.pid)
             .is_some_and(|s| s.start_time == self.start_time && s.state != 'Z')
     }
-}
-
-/// Field 22 (starttime) of `/proc/<pid>/stat`.
-pub fn start_time(pid: i32) -> Option<u64> {
-    crate::procfs::stat(pid).map(|s| s.start_time)
 }
 
 /// The sandbox (pause) process and the network it holds.

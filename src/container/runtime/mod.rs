@@ -59,17 +59,6 @@ pub struct Spawned {
     pub pid: i32,
 }
 
-/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), which
-/// together with the pid names a process uniquely across pid reuse.
-pub fn process_start_time(pid: i32) -> Result<u64, RuntimeError> {
-    crate::procfs::stat(pid)
-        .map(|s| s.start_time)
-        .ok_or_else(|| RuntimeError::Stat {
-            pid,
-            reason: "no such process, or no start time in /proc/<pid>/stat".into(),
-        })
-}
-
 /// Writes `<bundle>/config.json` atomically, creating the bundle directory if needed.
 pub fn write_bundle(bundle: &Path, spec: &Spec) -> Result<(), RuntimeError> {
     let data = serde_json::to_vec_pretty(spec)
@@ -89,12 +78,6 @@ pub fn read_bundle(bundle: &Path) -> Result<Spec, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_start_time_is_readable() {
-        let pid = std::process::id() as i32;
-        assert!(process_start_time(pid).is_ok());
-    }
 
     #[test]
     fn bundle_round_trip() {
