@@ -29,7 +29,7 @@ pub use format::{format_age, human_size, tabwrite};
 pub use get::{pod_object, pods_table, Output};
 pub use status::{status_string, summarize, PodSummary};
 
-const DEFAULT_NAMESPACE: &str = "default";
+use crate::manifest::defaults::DEFAULT_NAMESPACE;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -38,13 +38,11 @@ pub const ANNOTATION_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 /// unlimited); a fork bomb in one pod must not take the host down, and 4096 is far above what a
 /// pod's processes normally use.
 pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
-/// CFS period the kubelet uses [pkg/kubelet/cm/helpers_linux.go].
-pub const CPU_PERIOD_US: u64 = 100_000;
+pub use crate::cgroup::CPU_PERIOD_US;
 /// Smallest quota the kernel accepts (1ms).
 pub const MIN_CPU_QUOTA_US: i64 = 1_000;
 pub const MIN_CPU_SHARES: u64 = 2;
-/// terminationMessagePath when the manifest sets none.
-pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+pub use crate::manifest::defaults::DEFAULT_TERMINATION_MESSAGE_PATH;
 pub const OCI_VERSION: &str = "1.2.0";
 
 /// containerd's default capability set (pkg/oci/spec.go `defaultUnixCaps`).

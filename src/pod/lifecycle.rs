@@ -52,7 +52,7 @@ fn ns_name(pod: &Pod) -> (String, String) {
         pod.metadata
             .namespace
             .clone()
-            .unwrap_or_else(|| "default".into()),
+            .unwrap_or_else(|| crate::manifest::defaults::DEFAULT_NAMESPACE.into()),
         pod.metadata.name.clone().unwrap_or_default(),
     )
 }

@@ -140,7 +140,11 @@ impl PodRecord {
     }
 
     pub fn namespace(&self) -> &str {
-        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+        self.pod
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(crate::manifest::defaults::DEFAULT_NAMESPACE)
     }
 
     pub fn name(&self) -> &str {

@@ -20,9 +20,8 @@ use super::error::InitError;
 use super::mounts::{self, Kind};
 use super::{creds, devices, read_bundle, INIT_GATE_ENV, INIT_PIPE_ENV};
 
-/// PATH used when the Spec's env has none (the value runc and Docker use).
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+// PATH used when the Spec's env has none (the value runc and Docker use).
+use crate::container::env::DEFAULT_PATH;
 
 /// Entry point of the hidden `peapod __init <bundle>` mode. Never returns: it execs the user
 /// program or exits 127 after writing what failed to the init pipe.
