@@ -9,7 +9,7 @@ def sh(*args, **kw):
 
 def pod_yaml(name, command):
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                       "spec": {"containers": [{"name": "c", "image": "busybox", "command": command}]}})
+                       "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent", "command": command}]}})
 
 def running(name):
     for path in glob.glob(f"{lib}/pods/*/status.json"):

@@ -1,7 +1,7 @@
 //! The `peapod` binary: hidden modes for the processes peapod re-executes itself as, then the CLI.
 
 use peapod::container::runtime::INIT_ARG;
-use peapod::pod::supervisor::SUPERVISE_VERB;
+use peapod::pod::supervisor::{PULL_VERB, SUPERVISE_VERB};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -17,6 +17,10 @@ fn main() {
         }
         Some(SUPERVISE_VERB) => match args.get(2) {
             Some(uid) => peapod::pod::supervisor::main(uid),
+            None => 2,
+        },
+        Some(PULL_VERB) => match args.get(2) {
+            Some(reference) => peapod::pod::supervisor::pull_main(reference),
             None => 2,
         },
         _ => peapod::cli::run(),

@@ -20,6 +20,7 @@ spec:
   containers:
   - name: app
     image: busybox
+    imagePullPolicy: IfNotPresent
     command: [\"sh\", \"-c\", {cmd:?}]
 {extra}"
     )
@@ -110,9 +111,11 @@ spec:
   containers:
   - name: web
     image: busybox
+    imagePullPolicy: IfNotPresent
     command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www\"]
   - name: client
     image: busybox
+    imagePullPolicy: IfNotPresent
     command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]
 ";
     let _pod = start("localhost", yaml);

@@ -414,3 +414,27 @@ fn invalid_limit_is_reported_once() {
         "{err}"
     );
 }
+
+#[test]
+fn invalid_image_reference_is_refused_naming_it() {
+    for bad in ["Nginx:1.25", "nginx:", "nginx@sha256:abc", "host:5000/Team/app", "a//b"] {
+        let err = errors(&GOOD.replace("image: nginx", &format!("image: \"{bad}\"")));
+        assert!(
+            err.contains(&format!(
+                "spec.containers[0].image: Invalid value: {bad:?}: InvalidImageName"
+            )),
+            "{bad}: {err}"
+        );
+    }
+    for good in [
+        "nginx",
+        "nginx:1.25",
+        "library/nginx",
+        "docker.io/library/nginx",
+        "host:5000/team/app:v1",
+        "app:v1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
+        let pods = decode_pods(&GOOD.replace("image: nginx", &format!("image: {good}")), "t");
+        assert!(pods.is_ok(), "{good}: {pods:?}");
+    }
+}

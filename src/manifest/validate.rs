@@ -15,6 +15,7 @@ use super::support::{
     SUPPORTED_EMPTY_DIR_MEDIA, SUPPORTED_FIELD_REFS, SUPPORTED_RESOURCE_FIELD_REFS,
 };
 use super::{Problem, Reason};
+use crate::pod::model::REASON_INVALID_IMAGE_NAME;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
@@ -274,8 +275,22 @@ fn validate_container(
     } else {
         check.label(&format!("{path}.name"), &c.name);
     }
-    if c.image.as_deref().unwrap_or_default().trim().is_empty() {
-        check.push(format!("{path}.image"), Reason::Required);
+    match c.image.as_deref().map(str::trim) {
+        None | Some("") => check.push(format!("{path}.image"), Reason::Required),
+        Some(image) => {
+            // The kubelet would accept the pod and leave the container waiting with
+            // InvalidImageName forever; refusing it here names the reference at once.
+            if let Err(e) = crate::image::normalize_reference(image) {
+                let why = match e {
+                    crate::image::ImageError::InvalidReference { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                check.invalid(
+                    format!("{path}.image"),
+                    format!("{image:?}: {REASON_INVALID_IMAGE_NAME}: {why}"),
+                );
+            }
+        }
     }
     if let Some(p) = c.image_pull_policy.as_deref() {
         check.one_of(&format!("{path}.imagePullPolicy"), p, PULL_POLICIES);

@@ -34,9 +34,35 @@ impl RestartBackoff {
     }
 }
 
+/// The kubelet's back-off between failed pulls of one image for one pod: 10s after the first
+/// failure, doubling to 300s [pkg/kubelet/images/image_manager.go, same flowcontrol back-off].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullBackoff {
+    last: Duration,
+}
+
+impl PullBackoff {
+    /// Records a failed pull and returns how long the next pull must wait.
+    pub fn on_failure(&mut self) -> Duration {
+        self.last = if self.last.is_zero() {
+            INITIAL_BACKOFF
+        } else {
+            (self.last * 2).min(MAX_BACKOFF)
+        };
+        self.last
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_backoff_starts_at_ten_seconds_and_doubles_to_the_cap() {
+        let mut b = PullBackoff::default();
+        let delays: Vec<u64> = (0..7).map(|_| b.on_failure().as_secs()).collect();
+        assert_eq!(delays, vec![10, 20, 40, 80, 160, 300, 300]);
+    }
 
     #[test]
     fn first_restart_is_immediate_then_doubles_to_the_cap() {

@@ -8,6 +8,7 @@ pub const WARNING: &str = "Warning";
 
 // Reasons the kubelet uses [pkg/kubelet/events/event.go].
 pub const REASON_SCHEDULED: &str = "Scheduled";
+pub const REASON_PULLING: &str = "Pulling";
 pub const REASON_PULLED: &str = "Pulled";
 pub const REASON_FAILED: &str = "Failed";
 pub const REASON_CREATED: &str = "Created";

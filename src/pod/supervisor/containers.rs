@@ -13,6 +13,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::pipe2;
 
+use super::pulls::ImageStep;
 use super::{Instance, Supervisor};
 use crate::cgroup::PodLimits;
 use crate::container::runtime::{self, ContainerStdio};
@@ -148,17 +149,6 @@ impl Supervisor {
         }
     }
 
-    fn image_for(&mut self, c: &Container) -> Result<Image, String> {
-        let reference = c.image.clone().unwrap_or_default();
-        if let Some(img) = self.images.get(&reference) {
-            return Ok(img.clone());
-        }
-        let store = ImageStore::open(&self.paths).map_err(|e| e.to_string())?;
-        let image = store.resolve(&reference).map_err(|e| e.to_string())?;
-        self.images.insert(reference.clone(), image.clone());
-        Ok(image)
-    }
-
     fn start_container(&mut self, i: usize) {
         if let Some(pending) = self.create_container(i) {
             self.start_created(i, pending);
@@ -171,40 +161,18 @@ impl Supervisor {
     pub(super) fn create_container(&mut self, i: usize) -> Option<Pending> {
         let c = self.runs[i].spec.clone();
         let field = self.runs[i].field_path();
-        let image_ref = c.image.clone().unwrap_or_default();
-        let first_image_use = !self.images.contains_key(&image_ref);
-        let image = match self.image_for(&c) {
-            Ok(img) => {
-                tracing::debug!(image = %image_ref, "image resolved");
-                img
-            }
-            Err(message) => {
-                let r = &mut self.runs[i];
-                let reason = if matches!(&r.view.state, RunState::Waiting { reason, .. } if reason == REASON_ERR_IMAGE_PULL || reason == REASON_IMAGE_PULL_BACK_OFF)
-                {
-                    REASON_IMAGE_PULL_BACK_OFF
-                } else {
-                    REASON_ERR_IMAGE_PULL
-                };
-                let event = format!("Failed to pull image \"{image_ref}\": {message}");
-                self.wait_and_retry(i, reason, message, event);
-                return None;
-            }
+        let image = match self.image_step(i) {
+            ImageStep::Ready(img) => img,
+            ImageStep::Wait => return None,
         };
-        if first_image_use {
-            self.event(
-                events::NORMAL,
-                events::REASON_PULLED,
-                &field,
-                format!("Container image \"{image_ref}\" already present on machine"),
-            );
-        }
         // The resolved image ID, `<repository>@sha256:...`, as the kubelet reports it.
-        self.runs[i].view.image_id = format!(
-            "{}@{}",
-            crate::image::split_reference(&image.reference).0,
-            image.manifest_digest
-        );
+        self.runs[i].view.image_id = image.repo_digest.clone().unwrap_or_else(|| {
+            format!(
+                "{}@{}",
+                crate::image::split_reference(&image.reference).0,
+                image.manifest_digest
+            )
+        });
 
         let result = self.create_instance(i, &c, &image);
         self.mark_dirty();
@@ -224,7 +192,7 @@ impl Supervisor {
 
     /// The container cannot be made yet: it waits with `reason`, a Warning `Failed` event is
     /// recorded, and another try comes after the back-off (at least a second).
-    fn wait_and_retry(&mut self, i: usize, reason: &str, message: String, event: String) {
+    pub(super) fn wait_and_retry(&mut self, i: usize, reason: &str, message: String, event: String) {
         let field = self.runs[i].field_path();
         let r = &mut self.runs[i];
         let delay = r

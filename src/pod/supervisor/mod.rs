@@ -8,8 +8,11 @@
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
 mod containers;
+mod pulls;
 mod sandbox;
 mod trim;
+
+pub use pulls::{pull_main, PULL_VERB};
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -28,7 +31,7 @@ use crate::cgroup::{CgroupManager, CgroupSupport};
 use crate::image::Image;
 use crate::logs::CriLogWriter;
 use crate::network::NetworkConfig;
-use crate::pod::backoff::RestartBackoff;
+use crate::pod::backoff::{PullBackoff, RestartBackoff};
 use crate::pod::events;
 use crate::pod::model::{ContainerView, PodView};
 use crate::pod::record::{
@@ -116,6 +119,9 @@ pub(crate) struct ContainerRun {
     pub instances: u32,
     /// Killed because the sandbox went away: restart without back-off.
     pub killed_by_sandbox: bool,
+    /// A pull for this container's next start has just succeeded (pull policy Always must
+    /// not pull again for the same start).
+    pub image_pulled: bool,
 }
 
 impl ContainerRun {
@@ -156,6 +162,10 @@ pub(crate) struct Supervisor {
     pub net: NetworkConfig,
     pub cgroups: Option<CgroupManager>,
     pub images: HashMap<String, Image>,
+    /// Pull children in flight, one per image reference.
+    pub pulls: Vec<pulls::PullJob>,
+    /// Per image reference: the pull back-off and when the next pull may start.
+    pub pull_backoff: HashMap<String, (PullBackoff, Instant)>,
     pub stopping: Option<Stopping>,
     pub start_time: Timestamp,
     pub node_name: String,
@@ -258,6 +268,8 @@ impl Supervisor {
             net,
             cgroups,
             images: HashMap::new(),
+            pulls: Vec::new(),
+            pull_backoff: HashMap::new(),
             stopping: None,
             start_time: Timestamp::now(),
             node_name: nix::unistd::gethostname()
@@ -409,7 +421,10 @@ impl Supervisor {
 
     /// Done when a stop was requested and everything is gone.
     fn finished(&self) -> bool {
-        self.stopping.is_some() && !self.any_running() && self.sandbox.is_none()
+        self.stopping.is_some()
+            && !self.any_running()
+            && self.sandbox.is_none()
+            && self.pulls.is_empty()
     }
 
     /// The next moment something is due, for the poll timeout.
@@ -528,6 +543,9 @@ impl Supervisor {
     }
 
     fn on_child_exit(&mut self, pid: Pid, exit_code: i32, signal: Option<i32>) {
+        if self.on_pull_exit(pid, exit_code) {
+            return;
+        }
         if self.sandbox.as_ref().is_some_and(|s| s.pid == pid) {
             self.on_sandbox_exit();
             return;
@@ -564,6 +582,7 @@ impl Supervisor {
             deadline: Instant::now() + grace,
             killed: false,
         });
+        self.kill_pulls();
         self.stop_containers_gracefully();
         if grace.is_zero() {
             self.kill_all_containers();
@@ -599,6 +618,7 @@ impl ContainerRun {
             instance: None,
             instances: 0,
             killed_by_sandbox: false,
+            image_pulled: false,
         }
     }
 }

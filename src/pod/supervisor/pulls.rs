@@ -1,0 +1,433 @@
+//! Image pulls for the supervisor, the way the kubelet's image manager does them: the pull
+//! policy decides between the local store and a pull; a pull runs in a child process
+//! (`peapod __pull <ref>`) so the supervisor stays single-threaded and small; failures put the
+//! container in ErrImagePull, then ImagePullBackOff with a per-image back-off of 10s doubling
+//! to 300s; events say `Pulling image`, `Successfully pulled image ... in 1.234s`.
+//!
+//! One child per image reference: several containers of the pod waiting on the same image
+//! share it. Two pods pulling one image share the download in the store (blob locks).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::Supervisor;
+use crate::image::{Image, ImageError, ImageStore, PullOptions};
+use crate::manifest::defaults::default_pull_policy;
+use crate::store::Paths;
+use crate::pod::backoff::PullBackoff;
+use crate::pod::events;
+use crate::pod::model::{
+    RunState, REASON_ERR_IMAGE_NEVER_PULL, REASON_ERR_IMAGE_PULL, REASON_IMAGE_PULL_BACK_OFF,
+};
+
+/// The hidden verb of the pull child: `peapod __pull <reference>`.
+pub const PULL_VERB: &str = "__pull";
+/// After a failed pull, ErrImagePull shows this long before the back-off takes over (the
+/// kubelet's next pod sync comes within seconds and reports ImagePullBackOff).
+const ERR_IMAGE_PULL_SHOWN_FOR: Duration = Duration::from_secs(2);
+
+pub const POLICY_ALWAYS: &str = "Always";
+pub const POLICY_NEVER: &str = "Never";
+
+/// A pull child in flight.
+pub(crate) struct PullJob {
+    pub reference: String,
+    pub pid: Pid,
+    stdout: OwnedFd,
+    started: Instant,
+    /// Container runs waiting for this image.
+    waiters: Vec<usize>,
+}
+
+/// What the pull child prints on stdout, one JSON line.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullReport {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub repo_digest: Option<String>,
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// Whether a container can be created now.
+pub(crate) enum ImageStep {
+    Ready(Image),
+    /// Waiting for a pull, a back-off or a retry; status and events say which.
+    Wait,
+}
+
+/// Go's `time.Duration` text for a duration truncated to milliseconds, as kubelet events
+/// print it: `850ms`, `1.234s`, `2m3.5s`.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (mins, rest_ms) = (ms / 60_000, ms % 60_000);
+    let secs = rest_ms / 1000;
+    let frac = format!("{:03}", rest_ms % 1000);
+    let frac = frac.trim_end_matches('0');
+    let secs = if frac.is_empty() {
+        format!("{secs}s")
+    } else {
+        format!("{secs}.{frac}s")
+    };
+    if mins > 0 {
+        format!("{mins}m{secs}")
+    } else {
+        secs
+    }
+}
+
+/// The `Successfully pulled image` event text [pkg/kubelet/images/image_manager.go].
+pub fn pulled_message(reference: &str, took: Duration, waited: Duration, size: u64) -> String {
+    format!(
+        "Successfully pulled image \"{reference}\" in {} ({} including waiting). Image size: {size} bytes.",
+        go_duration(took),
+        go_duration(waited)
+    )
+}
+
+impl Supervisor {
+    /// The pull policy decides whether container `i` can use a local image, must wait for a
+    /// pull, or waits because its image may not be pulled.
+    pub(super) fn image_step(&mut self, i: usize) -> ImageStep {
+        let reference = self.runs[i].spec.image.clone().unwrap_or_default();
+        let policy = self.runs[i]
+            .spec
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| default_pull_policy(&reference).to_string());
+        let field = self.runs[i].field_path();
+
+        // The pull this start waited for has just finished.
+        if std::mem::take(&mut self.runs[i].image_pulled) {
+            if let Some(img) = self.images.get(&reference) {
+                return ImageStep::Ready(img.clone());
+            }
+        }
+        if policy != POLICY_ALWAYS {
+            match self.local_image(&reference) {
+                Ok(img) => {
+                    self.event(
+                        events::NORMAL,
+                        events::REASON_PULLED,
+                        &field,
+                        format!("Container image \"{reference}\" already present on machine"),
+                    );
+                    return ImageStep::Ready(img);
+                }
+                Err(ImageError::NotFound { .. }) if policy == POLICY_NEVER => {
+                    let message = format!(
+                        "Container image \"{reference}\" is not present with pull policy of Never"
+                    );
+                    self.event(
+                        events::WARNING,
+                        REASON_ERR_IMAGE_NEVER_PULL,
+                        &field,
+                        message.clone(),
+                    );
+                    self.wait_and_retry(
+                        i,
+                        REASON_ERR_IMAGE_NEVER_PULL,
+                        message,
+                        format!("Error: {REASON_ERR_IMAGE_NEVER_PULL}"),
+                    );
+                    return ImageStep::Wait;
+                }
+                Err(ImageError::NotFound { .. }) => {}
+                Err(e) => {
+                    // The store itself failed (unreadable index, corrupt layer): a pull
+                    // rewrites what it needs, so try one.
+                    tracing::warn!(image = %reference, error = %e, "local image unusable; pulling");
+                }
+            }
+        }
+        self.request_pull(i, &reference, &field);
+        ImageStep::Wait
+    }
+
+    fn local_image(&mut self, reference: &str) -> Result<Image, ImageError> {
+        if let Some(img) = self.images.get(reference) {
+            return Ok(img.clone());
+        }
+        let store = ImageStore::open(&self.paths)?;
+        let image = store.resolve(reference)?;
+        self.images.insert(reference.to_string(), image.clone());
+        Ok(image)
+    }
+
+    /// Joins a pull in flight, waits out the back-off, or starts a pull child.
+    fn request_pull(&mut self, i: usize, reference: &str, field: &str) {
+        if let Some(job) = self.pulls.iter_mut().find(|j| j.reference == reference) {
+            if !job.waiters.contains(&i) {
+                job.waiters.push(i);
+            }
+            return;
+        }
+        let now = Instant::now();
+        if let Some(until) = self
+            .pull_backoff
+            .get(reference)
+            .map(|(_, until)| *until)
+            .filter(|until| now < *until)
+        {
+            let message = format!("Back-off pulling image \"{reference}\"");
+            self.event(events::NORMAL, events::REASON_BACKOFF, field, message.clone());
+            self.event(
+                events::WARNING,
+                events::REASON_FAILED,
+                field,
+                format!("Error: {REASON_IMAGE_PULL_BACK_OFF}"),
+            );
+            let r = &mut self.runs[i];
+            r.view.state = RunState::Waiting {
+                reason: REASON_IMAGE_PULL_BACK_OFF.into(),
+                message: Some(message),
+            };
+            r.next_start = Some(until);
+            self.mark_dirty();
+            return;
+        }
+        self.event(
+            events::NORMAL,
+            events::REASON_PULLING,
+            field,
+            format!("Pulling image \"{reference}\""),
+        );
+        match spawn_pull(reference) {
+            Ok((pid, stdout)) => {
+                tracing::info!(image = %reference, pid = pid.as_raw(), "pulling image");
+                self.pulls.push(PullJob {
+                    reference: reference.to_string(),
+                    pid,
+                    stdout,
+                    started: now,
+                    waiters: vec![i],
+                });
+            }
+            Err(e) => {
+                let message = format!("cannot start the image pull: {e}");
+                self.pull_failed(reference, vec![i], message);
+            }
+        }
+    }
+
+    /// Reaped `pid`: true when it was a pull child (and its result has been handled).
+    pub(super) fn on_pull_exit(&mut self, pid: Pid, exit_code: i32) -> bool {
+        let Some(pos) = self.pulls.iter().position(|j| j.pid == pid) else {
+            return false;
+        };
+        let job = self.pulls.swap_remove(pos);
+        let took = job.started.elapsed();
+        let mut out = String::new();
+        let _ = File::from(job.stdout).read_to_string(&mut out);
+        let report: Option<PullReport> = out
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok());
+        if self.stopping.is_some() {
+            return true;
+        }
+        match report {
+            Some(PullReport {
+                ok: true,
+                repo_digest,
+                size,
+                ..
+            }) => self.pull_succeeded(&job.reference, job.waiters, repo_digest, size, took),
+            Some(PullReport { error, .. }) => {
+                let message = error.unwrap_or_else(|| "unknown error".into());
+                self.pull_failed(&job.reference, job.waiters, message)
+            }
+            None => {
+                let message = format!("the pull process ended with exit code {exit_code}");
+                self.pull_failed(&job.reference, job.waiters, message)
+            }
+        }
+        true
+    }
+
+    fn pull_succeeded(
+        &mut self,
+        reference: &str,
+        waiters: Vec<usize>,
+        repo_digest: Option<String>,
+        size: u64,
+        took: Duration,
+    ) {
+        self.pull_backoff.remove(reference);
+        self.images.remove(reference);
+        let image = match self.local_image(reference) {
+            Ok(mut img) => {
+                if img.repo_digest.is_none() {
+                    img.repo_digest = repo_digest;
+                }
+                self.images.insert(reference.to_string(), img.clone());
+                img
+            }
+            Err(e) => {
+                self.pull_failed(reference, waiters, e.to_string());
+                return;
+            }
+        };
+        tracing::info!(image = %reference, id = %image.id, ?took, "image pulled");
+        let now = Instant::now();
+        for i in waiters {
+            let field = self.runs[i].field_path();
+            self.event(
+                events::NORMAL,
+                events::REASON_PULLED,
+                &field,
+                pulled_message(reference, took, took, size),
+            );
+            let r = &mut self.runs[i];
+            if r.instance.is_none() {
+                r.image_pulled = true;
+                r.next_start = Some(now);
+            }
+        }
+        self.mark_dirty();
+    }
+
+    fn pull_failed(&mut self, reference: &str, waiters: Vec<usize>, message: String) {
+        let now = Instant::now();
+        let entry = self
+            .pull_backoff
+            .entry(reference.to_string())
+            .or_insert_with(|| (PullBackoff::default(), now));
+        let delay = entry.0.on_failure();
+        entry.1 = now + delay;
+        tracing::warn!(image = %reference, error = %message, retry_in = ?delay, "image pull failed");
+        for i in waiters {
+            let field = self.runs[i].field_path();
+            self.event(
+                events::WARNING,
+                events::REASON_FAILED,
+                &field,
+                format!("Failed to pull image \"{reference}\": {message}"),
+            );
+            self.event(
+                events::WARNING,
+                events::REASON_FAILED,
+                &field,
+                format!("Error: {REASON_ERR_IMAGE_PULL}"),
+            );
+            let r = &mut self.runs[i];
+            r.view.state = RunState::Waiting {
+                reason: REASON_ERR_IMAGE_PULL.into(),
+                message: Some(message.clone()),
+            };
+            // The next look comes soon and finds the back-off running: ImagePullBackOff.
+            if r.instance.is_none() {
+                r.next_start = Some(now + ERR_IMAGE_PULL_SHOWN_FOR.min(delay));
+            }
+        }
+        self.mark_dirty();
+    }
+
+    /// Stops every pull in flight (the pod is going away); they are reaped as usual.
+    pub(super) fn kill_pulls(&mut self) {
+        for job in &self.pulls {
+            // The child is ours and not yet reaped, so the PID is still its own.
+            let _ = kill(job.pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Starts `peapod __pull <reference>` with its stdout on a pipe. The child inherits the
+/// environment (registries config and auth file locations) and logs to our stderr.
+fn spawn_pull(reference: &str) -> std::io::Result<(Pid, OwnedFd)> {
+    let mut child = Command::new("/proc/self/exe")
+        .arg(PULL_VERB)
+        .arg(reference)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout pipe"))?;
+    // The supervisor reaps every child itself (waitpid(-1) on SIGCHLD); the handle is dropped
+    // without waiting.
+    Ok((Pid::from_raw(child.id() as i32), OwnedFd::from(stdout)))
+}
+
+/// Entry point of `peapod __pull <reference>`: pulls into the store and prints one
+/// [`PullReport`] line on stdout. Exit code 0 on success, 1 on failure.
+pub fn pull_main(reference: &str) -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PEAPOD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let paths = Paths::from_env();
+    let result = ImageStore::open(&paths).and_then(|store| {
+        let opts = PullOptions::from_env(&paths)?;
+        store.pull(reference, &opts, &|_| {})
+    });
+    let (report, code) = match result {
+        Ok(outcome) => (
+            PullReport {
+                ok: true,
+                error: None,
+                repo_digest: Some(outcome.repo_digest),
+                size: outcome.size,
+            },
+            0,
+        ),
+        Err(e) => (
+            PullReport {
+                ok: false,
+                error: Some(e.to_string()),
+                repo_digest: None,
+                size: 0,
+            },
+            1,
+        ),
+    };
+    match serde_json::to_string(&report) {
+        Ok(line) => println!("{line}"),
+        Err(_) => return 1,
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(Duration::from_millis(0)), "0s");
+        assert_eq!(go_duration(Duration::from_micros(850_900)), "850ms");
+        assert_eq!(go_duration(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(go_duration(Duration::from_millis(2000)), "2s");
+        assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
+        assert_eq!(go_duration(Duration::from_millis(123_500)), "2m3.5s");
+    }
+
+    #[test]
+    fn pulled_event_text_matches_the_kubelet() {
+        assert_eq!(
+            pulled_message("busybox", Duration::from_millis(1234), Duration::from_millis(1234), 2_000_000),
+            "Successfully pulled image \"busybox\" in 1.234s (1.234s including waiting). Image size: 2000000 bytes."
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Pods whose images are not local: the supervisor pulls them from a real registry (Debian's
+//! `docker-registry` on the VM's loopback, filled on the host by `scripts/test`), through a
+//! docker.io / registry.k8s.io mirror, with the kubelet's pull policies, reasons and events.
+//! Runs only in the test VM (`scripts/test`).
+//!
+//! The VM provides `/peapod/registry`: the registry's storage, holding `library/busybox:1.28`,
+//! `busybox:1.27.2` and `team/app:v1`, all the busybox test image.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The registry's storage, prepared on the host.
+const STORAGE: &str = "/peapod/registry";
+/// Where the registry listens inside the VM (nothing else runs there).
+const REGISTRY: &str = "127.0.0.1:5000";
+/// peapod's default registries configuration file, written once per test binary.
+const REGISTRIES_CONFIG: &str = "/etc/peapod/registries.toml";
+/// How long a pull of the busybox image may take under QEMU's emulation.
+const PULL_TIMEOUT: Duration = Duration::from_secs(120);
+
+static REGISTRY_PROCESS: Mutex<Option<Child>> = Mutex::new(None);
+
+/// Starts the registry (once) and writes the mirror configuration.
+fn setup() {
+    require_vm();
+    let mut guard = REGISTRY_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_some() {
+        return;
+    }
+    let dir = std::path::Path::new("/tmp/vm-registry");
+    std::fs::create_dir_all(dir).expect("cannot create the registry's directory");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {STORAGE}\nhttp:\n  addr: {REGISTRY}\n"
+        ),
+    )
+    .expect("cannot write the registry config");
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .spawn()
+        .expect("cannot start docker-registry (scripts/test copies it into the VM)");
+    *guard = Some(child);
+    let up = wait_for(
+        || std::net::TcpStream::connect(REGISTRY).is_ok(),
+        Duration::from_secs(30),
+    );
+    assert!(up, "the registry did not start listening on {REGISTRY}");
+    std::fs::create_dir_all("/etc/peapod").expect("cannot create /etc/peapod");
+    std::fs::write(
+        REGISTRIES_CONFIG,
+        format!(
+            "[registries.\"docker.io\"]\nmirrors = [\"http://{REGISTRY}\"]\n\n[registries.\"registry.k8s.io\"]\nmirrors = [\"http://{REGISTRY}\"]\n"
+        ),
+    )
+    .expect("cannot write the registries config");
+}
+
+fn sleeper(name: &str, image: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]
+{extra}"
+    )
+}
+
+/// `peapod describe pod NAME` output (events included).
+fn describe(name: &str) -> String {
+    peapod_ok(&["describe", "pod", name])
+}
+
+fn waiting_reason(pod: &str) -> String {
+    container_status(pod, "app")
+        .and_then(|c| c["state"]["waiting"]["reason"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn wait_running_within(name: &str, timeout: Duration) {
+    wait_until(
+        name,
+        "a running container",
+        || {
+            container_status(name, "app").is_some_and(|c| c["state"]["running"].is_object())
+                || container_status(name, "count").is_some_and(|c| c["state"]["running"].is_object())
+        },
+        timeout,
+    );
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn pod_with_a_remote_image_runs_after_the_pull() {
+    setup();
+    let image = format!("{REGISTRY}/team/app:v1");
+    apply_ok(&sleeper("pull-remote", &image, ""));
+    let _pod = PodGuard("pull-remote".into());
+    wait_running_within("pull-remote", PULL_TIMEOUT);
+
+    let status = container_status("pull-remote", "app").expect("no container status");
+    let image_id = status["imageID"].as_str().unwrap_or_default();
+    assert!(
+        image_id.starts_with(&format!("{REGISTRY}/team/app@sha256:")),
+        "imageID {image_id:?} is not <repo>@sha256:..."
+    );
+    let text = describe("pull-remote");
+    assert!(
+        text.contains(&format!("Pulling image \"{image}\"")),
+        "no Pulling event:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("Successfully pulled image \"{image}\" in ")),
+        "no Pulled event:\n{text}"
+    );
+    let images = peapod_ok(&["images"]);
+    assert!(
+        images.contains(&format!("{REGISTRY}/team/app")),
+        "pulled image not listed:\n{images}"
+    );
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn docker_hub_short_name_runs_through_a_mirror() {
+    setup();
+    // The shape of the corpus's debug/counter-pod.yaml: a Docker Hub short name with a tag and
+    // no pull policy, as users write it.
+    apply_ok(
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "counter"},
+  "spec": {"containers": [{"name": "count", "image": "busybox:1.28",
+    "args": ["/bin/sh", "-c", "i=0; while true; do echo \"$i: $(date)\"; i=$((i+1)); sleep 1; done"]}]}}"#,
+    );
+    let _pod = PodGuard("counter".into());
+    wait_running_within("counter", PULL_TIMEOUT);
+    let ok = wait_for(
+        || peapod_ok(&["logs", "counter"]).contains("0: "),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "the counter pod printed nothing");
+    let status = container_status("counter", "count").expect("no container status");
+    let image_id = status["imageID"].as_str().unwrap_or_default();
+    assert!(
+        image_id.starts_with("docker.io/library/busybox@sha256:"),
+        "imageID {image_id:?}"
+    );
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn missing_image_shows_err_image_pull_then_image_pull_back_off() {
+    setup();
+    let image = format!("{REGISTRY}/team/missing:v1");
+    apply_ok(&sleeper("pull-missing", &image, ""));
+    let _pod = PodGuard("pull-missing".into());
+    wait_until(
+        "pull-missing",
+        "ErrImagePull",
+        || waiting_reason("pull-missing") == "ErrImagePull",
+        PULL_TIMEOUT,
+    );
+    assert_eq!(status_column("pull-missing"), "ErrImagePull");
+    wait_until(
+        "pull-missing",
+        "ImagePullBackOff",
+        || waiting_reason("pull-missing") == "ImagePullBackOff",
+        Duration::from_secs(30),
+    );
+    let text = describe("pull-missing");
+    assert!(
+        text.contains(&format!("Failed to pull image \"{image}\"")),
+        "no Failed event:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("Back-off pulling image \"{image}\"")),
+        "no BackOff event:\n{text}"
+    );
+    assert_eq!(phase("pull-missing"), "Pending");
+    let images = peapod_ok(&["images"]);
+    assert!(
+        !images.contains("team/missing"),
+        "a failed pull left an image:\n{images}"
+    );
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn never_policy_without_the_image_waits_with_err_image_never_pull() {
+    setup();
+    let image = format!("{REGISTRY}/team/never:v1");
+    apply_ok(&sleeper(
+        "pull-never",
+        &image,
+        "    imagePullPolicy: Never\n",
+    ));
+    let _pod = PodGuard("pull-never".into());
+    wait_until(
+        "pull-never",
+        "ErrImageNeverPull",
+        || waiting_reason("pull-never") == "ErrImageNeverPull",
+        Duration::from_secs(30),
+    );
+    let text = describe("pull-never");
+    assert!(
+        text.contains(&format!(
+            "Container image \"{image}\" is not present with pull policy of Never"
+        )),
+        "no ErrImageNeverPull event:\n{text}"
+    );
+    assert!(!text.contains("Pulling image"), "Never pulled:\n{text}");
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn two_pods_pulling_one_image_at_once_both_run() {
+    setup();
+    // registry.k8s.io/busybox:1.27.2, through the second mirror; not pulled by other tests.
+    let image = "registry.k8s.io/busybox:1.27.2";
+    apply_ok(&format!(
+        "{}---\n{}",
+        sleeper("pull-twin-a", image, ""),
+        sleeper("pull-twin-b", image, "")
+    ));
+    let _a = PodGuard("pull-twin-a".into());
+    let _b = PodGuard("pull-twin-b".into());
+    wait_running_within("pull-twin-a", PULL_TIMEOUT);
+    wait_running_within("pull-twin-b", PULL_TIMEOUT);
+    let images = peapod_ok(&["images"]);
+    let rows = images
+        .lines()
+        .filter(|l| l.starts_with("registry.k8s.io/busybox "))
+        .count();
+    assert_eq!(rows, 1, "one image expected:\n{images}");
+}
