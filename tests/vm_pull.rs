@@ -95,7 +95,8 @@ fn wait_running_within(name: &str, timeout: Duration) {
         "a running container",
         || {
             container_status(name, "app").is_some_and(|c| c["state"]["running"].is_object())
-                || container_status(name, "count").is_some_and(|c| c["state"]["running"].is_object())
+                || container_status(name, "count")
+                    .is_some_and(|c| c["state"]["running"].is_object())
         },
         timeout,
     );

@@ -417,7 +417,13 @@ fn invalid_limit_is_reported_once() {
 
 #[test]
 fn invalid_image_reference_is_refused_naming_it() {
-    for bad in ["Nginx:1.25", "nginx:", "nginx@sha256:abc", "host:5000/Team/app", "a//b"] {
+    for bad in [
+        "Nginx:1.25",
+        "nginx:",
+        "nginx@sha256:abc",
+        "host:5000/Team/app",
+        "a//b",
+    ] {
         let err = errors(&GOOD.replace("image: nginx", &format!("image: \"{bad}\"")));
         assert!(
             err.contains(&format!(
@@ -434,7 +440,10 @@ fn invalid_image_reference_is_refused_naming_it() {
         "host:5000/team/app:v1",
         "app:v1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     ] {
-        let pods = decode_pods(&GOOD.replace("image: nginx", &format!("image: {good}")), "t");
+        let pods = decode_pods(
+            &GOOD.replace("image: nginx", &format!("image: {good}")),
+            "t",
+        );
         assert!(pods.is_ok(), "{good}: {pods:?}");
     }
 }

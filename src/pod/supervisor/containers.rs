@@ -13,18 +13,17 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::pipe2;
 
-use super::pulls::ImageStep;
 use super::{Instance, Supervisor};
 use crate::cgroup::PodLimits;
 use crate::container::runtime::{self, ContainerStdio};
 use crate::container::spec::{self, RootfsLayout, SpecInput};
-use crate::image::{Image, ImageStore};
+use crate::image::Image;
 use crate::logs::{CriLogWriter, Stream};
 use crate::manifest::resources::{container_resources, qos_class};
 use crate::pod::events;
 use crate::pod::model::{
     self, RunState, Terminated, CONTAINER_ID_SCHEME, REASON_CRASH_LOOP_BACK_OFF,
-    REASON_CREATE_CONTAINER_CONFIG_ERROR, REASON_ERR_IMAGE_PULL, REASON_IMAGE_PULL_BACK_OFF,
+    REASON_CREATE_CONTAINER_CONFIG_ERROR,
 };
 use crate::pod::record::{ContainerState, ProcessRef};
 
@@ -160,11 +159,7 @@ impl Supervisor {
     /// events say why and a retry is scheduled.
     pub(super) fn create_container(&mut self, i: usize) -> Option<Pending> {
         let c = self.runs[i].spec.clone();
-        let field = self.runs[i].field_path();
-        let image = match self.image_step(i) {
-            ImageStep::Ready(img) => img,
-            ImageStep::Wait => return None,
-        };
+        let image = self.image_step(i)?;
         // The resolved image ID, `<repository>@sha256:...`, as the kubelet reports it.
         self.runs[i].view.image_id = image.repo_digest.clone().unwrap_or_else(|| {
             format!(
@@ -192,7 +187,13 @@ impl Supervisor {
 
     /// The container cannot be made yet: it waits with `reason`, a Warning `Failed` event is
     /// recorded, and another try comes after the back-off (at least a second).
-    pub(super) fn wait_and_retry(&mut self, i: usize, reason: &str, message: String, event: String) {
+    pub(super) fn wait_and_retry(
+        &mut self,
+        i: usize,
+        reason: &str,
+        message: String,
+        event: String,
+    ) {
         let field = self.runs[i].field_path();
         let r = &mut self.runs[i];
         let delay = r

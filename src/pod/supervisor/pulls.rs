@@ -19,12 +19,12 @@ use nix::unistd::Pid;
 use super::Supervisor;
 use crate::image::{Image, ImageError, ImageStore, PullOptions};
 use crate::manifest::defaults::default_pull_policy;
-use crate::store::Paths;
 use crate::pod::backoff::PullBackoff;
 use crate::pod::events;
 use crate::pod::model::{
     RunState, REASON_ERR_IMAGE_NEVER_PULL, REASON_ERR_IMAGE_PULL, REASON_IMAGE_PULL_BACK_OFF,
 };
+use crate::store::Paths;
 
 /// The hidden verb of the pull child: `peapod __pull <reference>`.
 pub const PULL_VERB: &str = "__pull";
@@ -56,13 +56,6 @@ pub struct PullReport {
     pub repo_digest: Option<String>,
     #[serde(default)]
     pub size: u64,
-}
-
-/// Whether a container can be created now.
-pub(crate) enum ImageStep {
-    Ready(Image),
-    /// Waiting for a pull, a back-off or a retry; status and events say which.
-    Wait,
 }
 
 /// Go's `time.Duration` text for a duration truncated to milliseconds, as kubelet events
@@ -101,9 +94,9 @@ pub fn pulled_message(reference: &str, took: Duration, waited: Duration, size: u
 }
 
 impl Supervisor {
-    /// The pull policy decides whether container `i` can use a local image, must wait for a
-    /// pull, or waits because its image may not be pulled.
-    pub(super) fn image_step(&mut self, i: usize) -> ImageStep {
+    /// The pull policy decides whether container `i` can use a local image now (Some), or
+    /// waits (None) for a pull, a back-off or a retry; its status and events say which.
+    pub(super) fn image_step(&mut self, i: usize) -> Option<Image> {
         let reference = self.runs[i].spec.image.clone().unwrap_or_default();
         let policy = self.runs[i]
             .spec
@@ -115,7 +108,7 @@ impl Supervisor {
         // The pull this start waited for has just finished.
         if std::mem::take(&mut self.runs[i].image_pulled) {
             if let Some(img) = self.images.get(&reference) {
-                return ImageStep::Ready(img.clone());
+                return Some(img.clone());
             }
         }
         if policy != POLICY_ALWAYS {
@@ -127,7 +120,7 @@ impl Supervisor {
                         &field,
                         format!("Container image \"{reference}\" already present on machine"),
                     );
-                    return ImageStep::Ready(img);
+                    return Some(img);
                 }
                 Err(ImageError::NotFound { .. }) if policy == POLICY_NEVER => {
                     let message = format!(
@@ -145,7 +138,7 @@ impl Supervisor {
                         message,
                         format!("Error: {REASON_ERR_IMAGE_NEVER_PULL}"),
                     );
-                    return ImageStep::Wait;
+                    return None;
                 }
                 Err(ImageError::NotFound { .. }) => {}
                 Err(e) => {
@@ -156,7 +149,7 @@ impl Supervisor {
             }
         }
         self.request_pull(i, &reference, &field);
-        ImageStep::Wait
+        None
     }
 
     fn local_image(&mut self, reference: &str) -> Result<Image, ImageError> {
@@ -185,7 +178,12 @@ impl Supervisor {
             .filter(|until| now < *until)
         {
             let message = format!("Back-off pulling image \"{reference}\"");
-            self.event(events::NORMAL, events::REASON_BACKOFF, field, message.clone());
+            self.event(
+                events::NORMAL,
+                events::REASON_BACKOFF,
+                field,
+                message.clone(),
+            );
             self.event(
                 events::WARNING,
                 events::REASON_FAILED,
@@ -234,10 +232,8 @@ impl Supervisor {
         let took = job.started.elapsed();
         let mut out = String::new();
         let _ = File::from(job.stdout).read_to_string(&mut out);
-        let report: Option<PullReport> = out
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok());
+        let report: Option<PullReport> =
+            out.lines().rev().find_map(|l| serde_json::from_str(l).ok());
         if self.stopping.is_some() {
             return true;
         }
