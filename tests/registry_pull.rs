@@ -40,11 +40,22 @@ fn pull_by_tag_names_the_image_and_unpacks_it() {
     }
     peapod.assert_no_partial("after a pull");
 
-    // Pulling again finds everything local and changes nothing.
+    // Pulling again finds everything local, downloads no blob and changes nothing.
+    let layer = &layer_digests("busybox")[0];
+    assert_eq!(
+        reg.blob_gets(layer),
+        1,
+        "downloads of {layer} by the first pull"
+    );
     let blobs = peapod.blobs();
     assert_eq!(peapod.pull_ok(&reference), want_id);
     assert_eq!(peapod.blobs(), blobs);
     assert_eq!(peapod.index_names(), vec![reference]);
+    assert_eq!(
+        reg.blob_gets(layer),
+        1,
+        "the second pull downloaded {layer} again"
+    );
 }
 
 #[test]
@@ -342,4 +353,20 @@ fn two_concurrent_pulls_share_a_consistent_store() {
         got_layers, want_layers,
         "unpacked layer dirs after concurrent pulls"
     );
+
+    // Two processes share one download: every layer came over the wire once (busybox's layer,
+    // common to both images, too).
+    let mut layers: Vec<String> = ["big", "multilayer"]
+        .iter()
+        .flat_map(|n| layer_digests(n))
+        .collect();
+    layers.sort();
+    layers.dedup();
+    for digest in layers {
+        assert_eq!(
+            reg.blob_gets(&digest),
+            1,
+            "downloads of layer {digest} by two concurrent pulls"
+        );
+    }
 }

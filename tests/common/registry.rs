@@ -90,7 +90,15 @@ fn build_test_images() -> PathBuf {
     require_tools();
     let root = repo_root();
     let mut key = Sha256::new();
-    for input in ["scripts/build-test-images", "scripts/build-image"] {
+    // Everything the layouts are made of, so that a change rebuilds them.
+    for input in [
+        "scripts/build-test-images",
+        "scripts/build-image",
+        "rootfs/passwd",
+        "rootfs/group",
+        "rootfs/index.html",
+        "/bin/busybox",
+    ] {
         let p = root.join(input);
         key.update(fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display())));
     }
@@ -362,7 +370,18 @@ impl Registry {
         );
     }
 
-    /// The registry's log (distribution logs at warn level), for failure messages.
+    /// How many times blob `digest` was served in full or in part (GET answered 200 or 206),
+    /// from the registry's access log.
+    pub fn blob_gets(&self, digest: &str) -> usize {
+        let needle = format!("/blobs/{digest} HTTP/");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"GET ") && l.contains(&needle))
+            .filter(|l| l.contains("\" 200 ") || l.contains("\" 206 "))
+            .count()
+    }
+
+    /// The registry's log (warnings and an access log line per request).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
