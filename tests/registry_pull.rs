@@ -370,3 +370,43 @@ fn two_concurrent_pulls_share_a_consistent_store() {
         );
     }
 }
+
+#[test]
+fn docker_schema2_manifests_and_manifest_lists() {
+    let reg = Registry::start();
+    reg.push_docker_format("busybox", "docker/busybox:latest");
+    reg.push_docker_format("multiarch", "docker/multiarch:latest");
+    let manifest = reg.manifest("docker/busybox", "latest");
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let list = reg.manifest("docker/multiarch", "latest");
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let amd64 = list["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .and_then(|m| m["digest"].as_str())
+        .expect("the manifest list has an amd64 entry")
+        .to_string();
+    let amd64_config = reg.manifest("docker/multiarch", &amd64)["config"]["digest"].clone();
+
+    let peapod = Peapod::new();
+    let id = peapod.pull_ok(&format!("{}/docker/busybox:latest", reg.host()));
+    assert_eq!(
+        id,
+        manifest["config"]["digest"].as_str().unwrap_or_default()
+    );
+    let id = peapod.pull_ok(&format!("{}/docker/multiarch:latest", reg.host()));
+    assert_eq!(
+        id,
+        amd64_config.as_str().unwrap_or_default(),
+        "the amd64 image of the list"
+    );
+    peapod.assert_no_partial("after Docker-format pulls");
+}

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::pull::{expect_failure, Peapod};
 use common::registry::{file_digest, fixture_image, layer_digests, layout, mirrors_toml, Registry};
 
@@ -137,7 +135,7 @@ fn a_registry_that_dies_mid_pull_leaves_nothing_and_a_retry_works() {
     let _proxy = CutProxy::start(reg.port, port, None);
     assert_eq!(peapod.pull_ok(&reference), want_id);
     let random = peapod.layer_dir(&diff_ids[1]).join("random.bin");
-    let want = file_digest(&extract_random_bin());
+    let want = random_bin_digest();
     assert_eq!(
         file_digest(&random),
         want,
@@ -146,10 +144,9 @@ fn a_registry_that_dies_mid_pull_leaves_nothing_and_a_retry_works() {
     peapod.assert_no_partial("after the re-pull");
 }
 
-/// The fixture's random.bin, extracted from the big image's plain tar layer with tar(1).
-fn extract_random_bin() -> PathBuf {
-    static OUT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = OUT.get_or_init(|| tempfile::tempdir().expect("cannot create a temporary directory"));
+/// The digest of the fixture's random.bin, extracted from the big image's plain tar layer.
+fn random_bin_digest() -> String {
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let (path, _) = layout("big");
     let blob = path
         .join("blobs/sha256")
@@ -162,7 +159,7 @@ fn extract_random_bin() -> PathBuf {
             .arg(dir.path())
             .arg("./random.bin"),
     );
-    dir.path().join("random.bin")
+    file_digest(&dir.path().join("random.bin"))
 }
 
 #[test]

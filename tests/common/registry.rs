@@ -162,6 +162,12 @@ pub fn layout_top_digest(layout: &Path) -> String {
         .to_string()
 }
 
+/// Every manifest format the tests push, for curl's requests to the registry.
+const MANIFEST_ACCEPT: &str = "Accept: application/vnd.oci.image.index.v1+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
 /// A registry process with storage in its own temp dir; stopped and removed on drop.
 pub struct Registry {
     dir: tempfile::TempDir,
@@ -239,6 +245,38 @@ impl Registry {
         cmd.arg(format!("oci:{}:{tag}", path.display()))
             .arg(format!("docker://{}/{dest}", self.host()));
         run_ok(&mut cmd);
+    }
+
+    /// Pushes the fixture image `name` converted to Docker's formats (schema 2 manifests, a
+    /// manifest list for an index), as registries that predate OCI serve them.
+    pub fn push_docker_format(&self, name: &str, dest: &str) {
+        let (path, tag) = layout(name);
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--all",
+            "--format",
+            "v2s2",
+        ])
+        .arg("--dest-tls-verify=false");
+        if let Some(c) = &self.creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        cmd.arg(format!("oci:{}:{tag}", path.display()))
+            .arg(format!("docker://{}/{dest}", self.host()));
+        run_ok(&mut cmd);
+    }
+
+    /// The manifest (or index / manifest list) of `REPO:REF` as the registry serves it.
+    pub fn manifest(&self, repo: &str, reference: &str) -> serde_json::Value {
+        let out = run_ok(self.curl().args(["-f", "-H", MANIFEST_ACCEPT]).arg(format!(
+            "http://{}/v2/{repo}/manifests/{reference}",
+            self.host()
+        )));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("the manifest of {repo}:{reference} is not JSON: {e}"))
     }
 
     /// Pushes a single-manifest fixture byte for byte through the registry API with curl: the
@@ -320,12 +358,9 @@ impl Registry {
 
     /// The digest the registry gives for `REPO:TAG` (`Docker-Content-Digest` of a HEAD).
     pub fn manifest_digest(&self, repo: &str, tag: &str) -> String {
-        let accept = "Accept: application/vnd.oci.image.index.v1+json, \
-                      application/vnd.oci.image.manifest.v1+json, \
-                      application/vnd.docker.distribution.manifest.v2+json";
         let out = run_ok(
             self.curl()
-                .args(["-f", "-I", "-H", accept])
+                .args(["-f", "-I", "-H", MANIFEST_ACCEPT])
                 .arg(format!("http://{}/v2/{repo}/manifests/{tag}", self.host())),
         );
         let headers = String::from_utf8_lossy(&out.stdout);
