@@ -16,6 +16,12 @@
 // Each test binary uses only some of the helpers.
 #![allow(dead_code)]
 
+// The host-side registry tests (tests/registry_*.rs): a local registry, its images, a cutting
+// proxy and a peapod runner with throwaway state. They need no VM.
+pub mod proxy;
+pub mod pull;
+pub mod registry;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Once;
