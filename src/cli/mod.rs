@@ -12,6 +12,7 @@ mod get;
 mod images;
 mod jsonpath;
 mod logs;
+mod pull;
 mod rmi;
 mod status;
 mod wait;
@@ -40,6 +41,12 @@ use crate::manifest::defaults::DEFAULT_NAMESPACE;
     about = "Run Kubernetes pods on raw Linux namespaces"
 )]
 struct Cli {
+    /// Registries configuration (mirrors, plain-HTTP hosts); default /etc/peapod/registries.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    registries_config: Option<PathBuf>,
+    /// Registry credentials file (docker config.json format); default <lib dir>/auth.json.
+    #[arg(long, global = true, value_name = "FILE")]
+    authfile: Option<PathBuf>,
     #[command(subcommand)]
     verb: Verb,
 }
@@ -67,6 +74,13 @@ enum Verb {
     Image {
         #[command(subcommand)]
         verb: ImageVerb,
+    },
+    /// Pull an image from a registry into the content store.
+    Pull {
+        reference: String,
+        /// Print only the image ID.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// List pods.
     Get {
@@ -149,6 +163,13 @@ pub fn run() -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
+    // Through the environment so that supervisors forked or executed from here see them too.
+    if let Some(f) = &cli.registries_config {
+        std::env::set_var(crate::image::registry::ENV_REGISTRIES_CONFIG, f);
+    }
+    if let Some(f) = &cli.authfile {
+        std::env::set_var(crate::image::registry::ENV_AUTH_FILE, f);
+    }
     let paths = Paths::from_env();
     match dispatch(&paths, cli.verb) {
         Ok(code) => code,
@@ -181,6 +202,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         Verb::Image {
             verb: ImageVerb::Prune(args),
         } => rmi::prune(paths, &args),
+        Verb::Pull { reference, quiet } => pull::run(paths, &reference, quiet),
         Verb::Get {
             kind,
             name,

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use oci_spec::image::Descriptor;
 
 use super::error::ImageError;
+use super::fetch::LOCKS_DIR;
 use super::reference::{normalize_reference, split_reference};
 use super::store::{kind, read_index_file, ref_name, Kind, TMP_DIR};
 use super::unpack::sha256_hex;
@@ -190,6 +191,18 @@ impl ImageStore {
         let mut out = Pruned::default();
         self.prune_blobs(&blobs, &mut out)?;
         self.prune_layers(&layers, layers_in_use, &mut out)?;
+        // Per-blob download locks of blobs that are gone (a pull holding one would hold the
+        // content guard too, so none is live here; the probe is a second safety).
+        let locks = self.root().join(LOCKS_DIR);
+        for name in read_dir_or_empty(&locks)? {
+            let path = locks.join(&name);
+            let gone = name
+                .strip_suffix(".lock")
+                .is_some_and(|hex| is_hex64(hex) && !blobs.contains(hex));
+            if gone && !FileLock::is_held(&path)? {
+                fs::remove_file(&path).map_err(|e| ImageError::io(&path, e))?;
+            }
+        }
         let tmp = self.root().join(TMP_DIR);
         for entry in read_dir_or_empty(&tmp)? {
             let path = tmp.join(&entry);

@@ -283,11 +283,20 @@ fn prune_removes_stale_temp_entries_that_no_one_holds() {
         .layers()
         .join(format!("{GC_PREFIX}{}", "b".repeat(64)));
     fs::create_dir(&gc_left).unwrap();
+    // Download locks: one of a blob that is gone, one of a blob that is still there.
+    let locks = f.store.root().join(LOCKS_DIR);
+    fs::create_dir_all(&locks).unwrap();
+    let gone_lock = locks.join(format!("{}.lock", "c".repeat(64)));
+    let manifest = f.store.list().unwrap()[0].manifest_digest.clone();
+    let live_lock = locks.join(format!("{}.lock", &manifest["sha256:".len()..]));
+    fs::write(&gone_lock, b"").unwrap();
+    fs::write(&live_lock, b"").unwrap();
 
     let p = f.store.prune(&HashSet::new()).unwrap();
     assert_eq!((p.blobs, p.layers, p.temp), (0, 0, 4), "{p:?}");
     assert!(!stale.exists() && !stale_dir.exists() && !crashed.exists() && !gc_left.exists());
     assert!(fresh.exists() && held.exists());
+    assert!(!gone_lock.exists() && live_lock.exists());
 }
 
 #[test]
