@@ -11,8 +11,11 @@ mod format;
 mod get;
 mod images;
 mod jsonpath;
+mod login;
 mod logs;
+mod progress;
 mod pull;
+mod push;
 mod rmi;
 mod status;
 mod wait;
@@ -82,6 +85,12 @@ enum Verb {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Upload an image of the store to a registry.
+    Push(push::PushArgs),
+    /// Check and store credentials for a registry.
+    Login(login::LoginArgs),
+    /// Remove the stored credentials for a registry.
+    Logout(login::LogoutArgs),
     /// List pods.
     Get {
         /// Only `pods` (also `pod`, `po`).
@@ -203,6 +212,9 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             verb: ImageVerb::Prune(args),
         } => rmi::prune(paths, &args),
         Verb::Pull { reference, quiet } => pull::run(paths, &reference, quiet),
+        Verb::Push(args) => push::run(paths, &args),
+        Verb::Login(args) => login::login(paths, &args),
+        Verb::Logout(args) => login::logout(paths, &args),
         Verb::Get {
             kind,
             name,
@@ -488,6 +500,17 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["peapod", "rmi"]).is_err());
+        let c =
+            Cli::try_parse_from(["peapod", "login", "-u", "u", "--password-stdin", "h:1"]).unwrap();
+        let Verb::Login(a) = c.verb else { panic!() };
+        assert!(a.password_stdin && a.username.as_deref() == Some("u") && a.host == "h:1");
+        assert!(
+            Cli::try_parse_from(["peapod", "login", "-p", "x", "--password-stdin", "h"]).is_err()
+        );
+        let c = Cli::try_parse_from(["peapod", "push", "busybox", "127.0.0.1:5000/b:1"]).unwrap();
+        let Verb::Push(a) = c.verb else { panic!() };
+        assert_eq!(a.dest.as_deref(), Some("127.0.0.1:5000/b:1"));
+        assert!(Cli::try_parse_from(["peapod", "logout", "h"]).is_ok());
         let c = Cli::try_parse_from(["peapod", "image", "prune"]).unwrap();
         assert!(matches!(
             c.verb,
