@@ -232,6 +232,44 @@ pub struct FileLock {
 impl FileLock {
     /// Blocks until the lock on `path` (created if missing) is held.
     pub fn exclusive(path: &Path) -> Result<FileLock, StoreError> {
+        Self::acquire(path, libc::LOCK_EX)
+    }
+
+    /// Blocks until a shared lock on `path` (created if missing) is held: any number of shared
+    /// holders, none while an exclusive one holds it.
+    pub fn shared(path: &Path) -> Result<FileLock, StoreError> {
+        Self::acquire(path, libc::LOCK_SH)
+    }
+
+    /// The exclusive lock on `path` if no one holds it now, else None (does not wait).
+    pub fn try_exclusive(path: &Path) -> Result<Option<FileLock>, StoreError> {
+        match Self::acquire(path, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when some process holds a lock on the existing file `path` (a probe: takes and
+    /// drops an exclusive lock without waiting).
+    pub fn is_held(path: &Path) -> Result<bool, StoreError> {
+        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(false);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::WouldBlock {
+            Ok(true)
+        } else {
+            Err(StoreError::io(path, err))
+        }
+    }
+
+    fn acquire(path: &Path, op: libc::c_int) -> Result<FileLock, StoreError> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -245,7 +283,7 @@ impl FileLock {
             .map_err(|e| StoreError::io(path, e))?;
         loop {
             // SAFETY: flock on a file descriptor we own; no memory is involved.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
             if rc == 0 {
                 break;
             }

@@ -9,9 +9,14 @@ mod describe;
 mod exec;
 mod format;
 mod get;
+mod images;
 mod jsonpath;
+mod login;
 mod logs;
+mod progress;
 mod pull;
+mod push;
+mod rmi;
 mod status;
 mod wait;
 
@@ -65,7 +70,14 @@ enum Verb {
         name: Option<String>,
     },
     /// List the images in the content store.
-    Images,
+    Images(images::ImagesArgs),
+    /// Remove images by name or ID (refuses images that pods use unless --force).
+    Rmi(rmi::RmiArgs),
+    /// Manage images: ls, rm, prune.
+    Image {
+        #[command(subcommand)]
+        verb: ImageVerb,
+    },
     /// Pull an image from a registry into the content store.
     Pull {
         reference: String,
@@ -73,6 +85,12 @@ enum Verb {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Upload an image of the store to a registry.
+    Push(push::PushArgs),
+    /// Check and store credentials for a registry.
+    Login(login::LoginArgs),
+    /// Remove the stored credentials for a registry.
+    Logout(login::LogoutArgs),
     /// List pods.
     Get {
         /// Only `pods` (also `pod`, `po`).
@@ -134,6 +152,17 @@ enum Verb {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ImageVerb {
+    /// List the images in the content store (as `peapod images`).
+    #[command(visible_alias = "list")]
+    Ls(images::ImagesArgs),
+    /// Remove images (as `peapod rmi`).
+    Rm(rmi::RmiArgs),
+    /// Delete the blobs and unpacked layers that no image names, except layers pods use.
+    Prune(rmi::PruneArgs),
+}
+
 /// Parses `std::env::args` and runs the verb; returns the process exit code.
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
@@ -171,8 +200,21 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
     match verb {
         Verb::Apply { files, dry_run } => apply(paths, &files, dry_run),
         Verb::Load { path, name } => load(paths, &path, name.as_deref()),
-        Verb::Images => images(paths),
+        Verb::Images(args)
+        | Verb::Image {
+            verb: ImageVerb::Ls(args),
+        } => images::run(paths, &args),
+        Verb::Rmi(args)
+        | Verb::Image {
+            verb: ImageVerb::Rm(args),
+        } => rmi::rmi(paths, &args),
+        Verb::Image {
+            verb: ImageVerb::Prune(args),
+        } => rmi::prune(paths, &args),
         Verb::Pull { reference, quiet } => pull::run(paths, &reference, quiet),
+        Verb::Push(args) => push::run(paths, &args),
+        Verb::Login(args) => login::login(paths, &args),
+        Verb::Logout(args) => login::logout(paths, &args),
         Verb::Get {
             kind,
             name,
@@ -379,42 +421,6 @@ fn load(paths: &Paths, path: &std::path::Path, name: Option<&str>) -> Result<i32
     Ok(0)
 }
 
-/// The IMAGE ID column: 12 hex digits of the config digest.
-fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    hex.get(..12).unwrap_or(hex)
-}
-
-/// The `images` table: REPOSITORY TAG IMAGE ID CREATED SIZE.
-pub fn images_table(images: &[crate::image::ImageSummary], now: jiff::Timestamp) -> String {
-    let mut text = String::from("REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE");
-    for img in images {
-        let created = img
-            .created
-            .as_deref()
-            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
-            .map(|t| format!("{} ago", format_age(now.duration_since(t))))
-            .unwrap_or_else(|| "N/A".to_string());
-        text.push_str(&format!(
-            "\n{}\t{}\t{}\t{}\t{}",
-            format::or_none(&img.repository),
-            format::or_none(&img.tag),
-            short_id(&img.id),
-            created,
-            human_size(img.size)
-        ));
-    }
-    let mut out = tabwrite(&text, 6, 3);
-    out.push('\n');
-    out
-}
-
-fn images(paths: &Paths) -> Result<i32> {
-    let store = crate::image::ImageStore::open(paths)?;
-    print!("{}", images_table(&store.list()?, jiff::Timestamp::now()));
-    Ok(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,31 +437,6 @@ mod tests {
         assert_eq!(grace_period(None, false, true).unwrap(), (Some(1), false));
         assert_eq!(grace_period(Some(-1), false, false).unwrap(), (None, false));
         assert!(grace_period(Some(5), false, true).is_err());
-    }
-
-    #[test]
-    fn images_table_columns() {
-        let img = crate::image::ImageSummary {
-            reference: "docker.io/library/busybox:1.36".into(),
-            repository: "docker.io/library/busybox".into(),
-            tag: "1.36".into(),
-            manifest_digest: "sha256:aa".into(),
-            id: "sha256:0123456789abcdef0123".into(),
-            created: Some("2024-01-01T00:00:00Z".into()),
-            size: 4_200_000,
-        };
-        let now: jiff::Timestamp = "2024-01-04T00:00:00Z".parse().unwrap();
-        assert_eq!(
-            images_table(&[img], now),
-            "REPOSITORY                  TAG    IMAGE ID       CREATED   SIZE\n\
-             docker.io/library/busybox   1.36   0123456789ab   3d ago    4.2MB\n"
-        );
-    }
-
-    #[test]
-    fn short_ids() {
-        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
-        assert_eq!(short_id("abc"), "abc");
     }
 
     #[test]
@@ -494,5 +475,48 @@ mod tests {
         assert_eq!(e.command, ["sh", "-c", "ls -l"]);
         assert!(e.stdin && e.tty);
         assert!(Cli::try_parse_from(["peapod", "apply", "-f", "-", "--dry-run"]).is_ok());
+    }
+
+    #[test]
+    fn clap_parses_the_image_verbs() {
+        let c = Cli::try_parse_from(["peapod", "images", "-q", "--digests", "-o", "json"]).unwrap();
+        let Verb::Images(a) = c.verb else { panic!() };
+        assert!(a.quiet && a.digests && a.output == Some(images::ImagesFormat::Json));
+        let c = Cli::try_parse_from(["peapod", "image", "list", "--format", "yaml"]).unwrap();
+        assert!(matches!(
+            c.verb,
+            Verb::Image {
+                verb: ImageVerb::Ls(_)
+            }
+        ));
+        let c = Cli::try_parse_from(["peapod", "rmi", "-f", "a", "b"]).unwrap();
+        let Verb::Rmi(a) = c.verb else { panic!() };
+        assert!(a.force && a.images == ["a", "b"]);
+        let c = Cli::try_parse_from(["peapod", "image", "rm", "--force", "a"]).unwrap();
+        assert!(matches!(
+            c.verb,
+            Verb::Image {
+                verb: ImageVerb::Rm(_)
+            }
+        ));
+        assert!(Cli::try_parse_from(["peapod", "rmi"]).is_err());
+        let c =
+            Cli::try_parse_from(["peapod", "login", "-u", "u", "--password-stdin", "h:1"]).unwrap();
+        let Verb::Login(a) = c.verb else { panic!() };
+        assert!(a.password_stdin && a.username.as_deref() == Some("u") && a.host == "h:1");
+        assert!(
+            Cli::try_parse_from(["peapod", "login", "-p", "x", "--password-stdin", "h"]).is_err()
+        );
+        let c = Cli::try_parse_from(["peapod", "push", "busybox", "127.0.0.1:5000/b:1"]).unwrap();
+        let Verb::Push(a) = c.verb else { panic!() };
+        assert_eq!(a.dest.as_deref(), Some("127.0.0.1:5000/b:1"));
+        assert!(Cli::try_parse_from(["peapod", "logout", "h"]).is_ok());
+        let c = Cli::try_parse_from(["peapod", "image", "prune"]).unwrap();
+        assert!(matches!(
+            c.verb,
+            Verb::Image {
+                verb: ImageVerb::Prune(_)
+            }
+        ));
     }
 }

@@ -1,11 +1,12 @@
-//! `peapod pull REF`: pulls an image into the store. Progress goes to stderr as plain lines
-//! (one per layer start and end, retries, a summary); the last stdout line is the image ID.
+//! `peapod pull REF`: pulls an image into the store. Progress goes to stderr (`progress`: bars
+//! on a terminal, else plain lines, one per layer start and end, retries, a summary); the last
+//! stdout line is the image ID. `event_line` is the plain form of an event, also for `push`.
 
-use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::Result;
 
+use super::progress::{Progress, Verb};
 use crate::image::{ImageStore, PullEvent, PullOptions};
 use crate::store::Paths;
 
@@ -16,7 +17,7 @@ fn short(digest: &str) -> &str {
 }
 
 /// One stderr line for an event, or none (progress ticks are not worth a line each).
-pub fn event_line(event: &PullEvent) -> Option<String> {
+pub fn event_line(event: &PullEvent, verb: Verb) -> Option<String> {
     match event {
         PullEvent::Resolving {
             reference,
@@ -32,18 +33,23 @@ pub fn event_line(event: &PullEvent) -> Option<String> {
             if layers.len() == 1 { "" } else { "s" }
         )),
         PullEvent::LayerStarted { digest, size } => Some(format!(
-            "{}: pulling ({})",
+            "{}: {} ({})",
             short(digest),
+            match verb {
+                Verb::Pull => "pulling",
+                Verb::Push => "pushing",
+            },
             super::human_size(*size)
         )),
         PullEvent::LayerProgress { .. } => None,
         PullEvent::LayerDone { digest, cached } => Some(format!(
             "{}: {}",
             short(digest),
-            if *cached {
-                "already exists"
-            } else {
-                "pull complete"
+            match (verb, *cached) {
+                (Verb::Pull, true) => "already exists",
+                (Verb::Pull, false) => "pull complete",
+                (Verb::Push, true) => "layer already exists",
+                (Verb::Push, false) => "pushed",
             }
         )),
         PullEvent::Retrying {
@@ -62,15 +68,10 @@ pub fn run(paths: &Paths, reference: &str, quiet: bool) -> Result<i32> {
     let store = ImageStore::open(paths)?;
     let opts = PullOptions::from_env(paths)?;
     let started = Instant::now();
-    let progress = move |event: PullEvent| {
-        if quiet {
-            return;
-        }
-        if let Some(line) = event_line(&event) {
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
-        }
-    };
-    let outcome = store.pull(reference, &opts, &progress)?;
+    let sink = Progress::new(Verb::Pull, quiet);
+    let outcome = store.pull(reference, &opts, &|e| sink.event(e));
+    sink.finish();
+    let outcome = outcome?;
     if !quiet {
         eprintln!(
             "Pulled {} in {:.3}s ({} bytes)",

@@ -17,6 +17,19 @@ pub enum ImageError {
     #[error("image reference {reference:?} is ambiguous: it matches {matches}")]
     Ambiguous { reference: String, matches: String },
 
+    #[error("image {reference:?} is in use by {pods}; delete the pods first or pass --force")]
+    InUse { reference: String, pods: String },
+
+    #[error("image {reference:?} ({id}) is referenced by several names ({names}); remove them by name or pass --force")]
+    ManyNames {
+        reference: String,
+        id: String,
+        names: String,
+    },
+
+    #[error("cannot prune: image {reference:?} is unreadable ({reason}), so what it references is unknown; remove it with `peapod rmi --force {reference}` first")]
+    PruneUnreadable { reference: String, reason: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -27,7 +27,7 @@ use super::unpack::{
 };
 use crate::store::FileLock;
 
-const LOCKS_DIR: &str = ".locks";
+pub(crate) const LOCKS_DIR: &str = ".locks";
 /// Chunks in flight between the network and the unpacker (a chunk is one HTTP read, a few
 /// tens of KiB at most).
 const CHANNEL_DEPTH: usize = 32;

@@ -35,6 +35,8 @@ impl ImageStore {
     /// Loads the images of an OCI layout directory or OCI archive at `src`. `name` names the
     /// image (the layout must then hold exactly one); otherwise the index annotations do.
     pub fn load(&self, src: &Path, name: Option<&str>) -> Result<Vec<ImageSummary>, ImageError> {
+        // Blobs land before index.json names them: keep `prune` away until then.
+        let _guard = self.content_guard()?;
         let meta = fs::metadata(src).map_err(|e| ImageError::io(src, e))?;
         let _extracted;
         let layout = if meta.is_dir() {

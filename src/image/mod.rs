@@ -7,10 +7,14 @@
 //! - [`Image::layers`] are unpacked layer directories, bottom first, ready as overlay lowerdirs
 //!   (overlay wants them top first: reverse them).
 //!
+//! - [`ImageStore::remove`] untags and deletes images (`rmi`), [`ImageStore::prune`] deletes
+//!   the blobs and unpacked layers no image reaches (`image prune`).
+//!
 //! No registry access yet: images come in through `peapod load`.
 
 mod error;
 mod fetch;
+mod gc;
 mod load;
 mod pull;
 mod push;
@@ -24,6 +28,7 @@ use std::path::PathBuf;
 use oci_spec::image::ImageConfiguration;
 
 pub use error::ImageError;
+pub use gc::{Pruned, RemovalCheck, Removed, TMP_MAX_AGE};
 pub use pull::PullOutcome;
 pub use push::check_login;
 pub use reference::{is_bare_tag, normalize_reference, split_reference, NO_TAG};
@@ -50,6 +55,10 @@ pub struct ImageSummary {
     /// The tag, or [`NO_TAG`] for an image named by digest only.
     pub tag: String,
     pub manifest_digest: String,
+    /// The digest of the multi-platform index the manifest was picked from, if it was: what a
+    /// registry knows the image by (`images --digests`, Docker's RepoDigests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
     /// The config digest, as Docker's image id.
     pub id: String,
     pub created: Option<String>,

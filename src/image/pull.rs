@@ -95,6 +95,8 @@ impl ImageStore {
         progress: &(dyn Fn(PullEvent) + Send + Sync),
     ) -> Result<PullOutcome, ImageError> {
         let normalized = normalize_reference(reference)?;
+        // Blobs and layers land before index.json names the image: keep `prune` away.
+        let _guard = self.content_guard()?;
         let wrap = |e| ImageError::Pull {
             reference: normalized.clone(),
             cause: Box::new(e),

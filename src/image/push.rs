@@ -38,6 +38,8 @@ impl ImageStore {
             reference: dest.clone(),
             cause: Box::new(e),
         };
+        // The blobs are read while they upload: keep `prune` (after an `rmi`) away.
+        let _guard = self.content_guard()?;
         let image = self.resolve(local_ref)?;
         let rt = runtime().map_err(wrap)?;
         rt.block_on(self.push_async(&image, &dest, opts, progress))

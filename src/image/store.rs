@@ -16,14 +16,16 @@ use sha2::{Digest as _, Sha256};
 use super::error::ImageError;
 use super::reference::{normalize_reference, split_reference};
 use super::unpack::{ensure_unpacked, sha256_hex, Compression};
-use super::{Image, ImageSummary, REF_NAME_ANNOTATION, REPO_DIGEST_ANNOTATION};
+use super::{
+    Image, ImageSummary, INDEX_DIGEST_ANNOTATION, REF_NAME_ANNOTATION, REPO_DIGEST_ANNOTATION,
+};
 use crate::store::{write_atomic, FileLock, Paths};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub const OCI_LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 pub const INDEX_FILE: &str = "index.json";
 const LOCK_FILE: &str = ".lock";
-const TMP_DIR: &str = ".tmp";
+pub(crate) const TMP_DIR: &str = ".tmp";
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -150,7 +152,7 @@ impl ImageStore {
         read_index_file(&path)
     }
 
-    fn write_index(&self, index: &ImageIndex) -> Result<(), ImageError> {
+    pub(crate) fn write_index(&self, index: &ImageIndex) -> Result<(), ImageError> {
         let path = self.root.join(INDEX_FILE);
         let data = index
             .to_string_pretty()
@@ -221,6 +223,11 @@ impl ImageStore {
             repository,
             tag,
             manifest_digest,
+            index_digest: d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(INDEX_DIGEST_ANNOTATION))
+                .cloned(),
             id,
             created: config.created().clone(),
             size,

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod events;
+pub mod image_use;
 pub mod lifecycle;
 pub mod model;
 pub mod record;

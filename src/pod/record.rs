@@ -19,6 +19,8 @@ pub const STATUS_FILE: &str = "status.json";
 pub const STATE_FILE: &str = "state.json";
 pub const EVENTS_FILE: &str = "events.json";
 pub const DELETE_FILE: &str = "delete.json";
+/// Container instances: `containers/<name>/<restart count>/` (bundle, writable layer).
+pub const CONTAINERS_DIR: &str = "containers";
 
 /// A process we started, identified by pid and by its start time (field 22 of
 /// `/proc/<pid>/stat`), so that a recycled pid is never mistaken for ours.

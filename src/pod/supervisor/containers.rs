@@ -25,7 +25,7 @@ use crate::pod::model::{
     self, RunState, Terminated, CONTAINER_ID_SCHEME, REASON_CRASH_LOOP_BACK_OFF,
     REASON_CREATE_CONTAINER_CONFIG_ERROR,
 };
-use crate::pod::record::{ContainerState, ProcessRef};
+use crate::pod::record::{ContainerState, ProcessRef, CONTAINERS_DIR};
 
 /// The terminated reason when the runtime could not start the process [containerd].
 pub const REASON_START_ERROR: &str = "StartError";
@@ -36,7 +36,6 @@ const MAX_TERMINATION_MESSAGE: u64 = 4096;
 /// FallbackToLogsOnError: the last lines of the log, at most 2048 bytes / 80 lines.
 const FALLBACK_LOG_BYTES: usize = 2048;
 const FALLBACK_LOG_LINES: usize = 80;
-const CONTAINERS_DIR: &str = "containers";
 const TERMINATION_LOG: &str = "termination-log";
 
 /// The pod cgroup's limits (the rule lives in `cgroup::pod_limits`).
