@@ -75,7 +75,16 @@ pub fn build_client(endpoints: &[Endpoint]) -> Result<Client, ImageError> {
     Client::try_from(config).map_err(|e| ImageError::Registry {
         endpoint: endpoints.first().map(Endpoint::url).unwrap_or_default(),
         status: None,
-        message: format!("cannot set up the HTTP client: {}", root_cause(&e)),
+        message: {
+            let cause = root_cause(&e);
+            // rustls refuses to build a client without any trusted root, even for plain HTTP.
+            let hint = if cause.contains("No CA certificates") {
+                " (this host has no CA certificates: install the ca-certificates package)"
+            } else {
+                ""
+            };
+            format!("cannot set up the HTTP client: {cause}{hint}")
+        },
         transient: false,
     })
 }
