@@ -37,13 +37,14 @@ fn setup() {
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {STORAGE}\nhttp:\n  addr: {REGISTRY}\n"
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {STORAGE}\nhttp:\n  addr: {REGISTRY}\n"
         ),
     )
     .expect("cannot write the registry config");
     let child = Command::new("docker-registry")
         .arg("serve")
         .arg(&config)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .expect("cannot start docker-registry (scripts/test copies it into the VM)");
     *guard = Some(child);
