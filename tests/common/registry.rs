@@ -8,6 +8,9 @@
 //!   ([`Registry::push_raw`], for uncompressed layers that skopeo would gzip on the way).
 //! - [`Registry::corrupt_blob`] flips a byte of a stored blob so the registry serves bytes that do
 //!   not match their digest.
+//! - [`RegistryKind`] picks anonymous, basic auth or Docker's bearer-token auth (a token server
+//!   beside the registry, `scripts/registry-token-server`), over plain HTTP or HTTPS with a
+//!   private CA ([`Registry::ca_file`]).
 //!
 //! These tests need no VM: they only talk HTTP on loopback and write under temp dirs.
 
@@ -168,36 +171,87 @@ const MANIFEST_ACCEPT: &str = "Accept: application/vnd.oci.image.index.v1+json, 
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
+/// How a test registry authenticates and whether it speaks TLS.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryKind {
+    /// `user:password` the registry requires (basic auth, or the token server's check).
+    pub creds: Option<String>,
+    /// Bearer-token auth through a token server instead of basic auth.
+    pub token: bool,
+    /// HTTPS only, with a certificate signed by a private CA ([`Registry::ca_file`]).
+    pub tls: bool,
+}
+
 /// A registry process with storage in its own temp dir; stopped and removed on drop.
 pub struct Registry {
     dir: tempfile::TempDir,
     pub port: u16,
-    /// `user:password` when the registry requires basic auth.
+    /// `user:password` when the registry requires credentials.
     pub creds: Option<String>,
+    kind: RegistryKind,
 }
 
 impl Registry {
     /// An anonymous registry on a free loopback port.
     pub fn start() -> Registry {
-        Self::launch(None)
+        Self::launch(RegistryKind::default())
     }
 
     /// A registry that requires basic auth with `user:password` for everything.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Self::launch(Some(format!("{user}:{password}")))
+        Self::launch(RegistryKind {
+            creds: Some(format!("{user}:{password}")),
+            ..RegistryKind::default()
+        })
     }
 
-    fn launch(creds: Option<String>) -> Registry {
+    /// A registry behind Docker's token flow: a token server that takes `user:password`.
+    pub fn start_with_token(user: &str, password: &str) -> Registry {
+        Self::launch(RegistryKind {
+            creds: Some(format!("{user}:{password}")),
+            token: true,
+            tls: false,
+        })
+    }
+
+    /// An anonymous HTTPS-only registry whose certificate a private CA signed.
+    pub fn start_tls() -> Registry {
+        Self::launch(RegistryKind {
+            tls: true,
+            ..RegistryKind::default()
+        })
+    }
+
+    pub fn launch(kind: RegistryKind) -> Registry {
         require_tools();
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let mut cmd = Command::new(repo_root().join("scripts/registry"));
-        cmd.arg("start").arg(dir.path());
-        if let Some(c) = &creds {
-            cmd.args(["--htpasswd", c]);
-        }
+        cmd.arg("start").arg(dir.path()).args(kind.start_args());
         run_ok(&mut cmd);
         let port = read_port(dir.path());
-        Registry { dir, port, creds }
+        Registry {
+            dir,
+            port,
+            creds: kind.creds.clone(),
+            kind,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://...`.
+    pub fn url(&self) -> String {
+        let scheme = if self.kind.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
+    }
+
+    /// The PEM of the private CA that signed an HTTPS registry's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(self.kind.tls, "ca_file of a plain-HTTP registry");
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    /// The token server's log: a `token: user=... scopes=[...] -> ...` line per token request.
+    pub fn token_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("token.log")).unwrap_or_default()
     }
 
     /// `127.0.0.1:PORT`, the registry host part of references.
@@ -219,10 +273,8 @@ impl Registry {
         let mut cmd = Command::new(repo_root().join("scripts/registry"));
         cmd.arg("start")
             .arg(self.dir.path())
-            .args(["--port", &self.port.to_string()]);
-        if let Some(c) = &self.creds {
-            cmd.args(["--htpasswd", c]);
-        }
+            .args(["--port", &self.port.to_string()])
+            .args(self.kind.start_args());
         run_ok(&mut cmd);
     }
 
@@ -271,10 +323,11 @@ impl Registry {
 
     /// The manifest (or index / manifest list) of `REPO:REF` as the registry serves it.
     pub fn manifest(&self, repo: &str, reference: &str) -> serde_json::Value {
-        let out = run_ok(self.curl().args(["-f", "-H", MANIFEST_ACCEPT]).arg(format!(
-            "http://{}/v2/{repo}/manifests/{reference}",
-            self.host()
-        )));
+        let out = run_ok(
+            self.curl(repo)
+                .args(["-f", "-H", MANIFEST_ACCEPT])
+                .arg(format!("{}/v2/{repo}/manifests/{reference}", self.url())),
+        );
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("the manifest of {repo}:{reference} is not JSON: {e}"))
     }
@@ -298,9 +351,9 @@ impl Registry {
                 .join("blobs/sha256")
                 .join(digest.trim_start_matches("sha256:"));
             let out = run_ok(
-                self.curl()
+                self.curl(repo)
                     .args(["-X", "POST", "-D", "-", "-o", "/dev/null"])
-                    .arg(format!("http://{}/v2/{repo}/blobs/uploads/", self.host())),
+                    .arg(format!("{}/v2/{repo}/blobs/uploads/", self.url())),
             );
             let headers = String::from_utf8_lossy(&out.stdout);
             let location = headers
@@ -314,11 +367,11 @@ impl Registry {
             let url = if location.starts_with("http") {
                 location
             } else {
-                format!("http://{}{location}", self.host())
+                format!("{}{location}", self.url())
             };
             let sep = if url.contains('?') { '&' } else { '?' };
             run_ok(
-                self.curl()
+                self.curl(repo)
                     .args([
                         "-f",
                         "-X",
@@ -335,7 +388,7 @@ impl Registry {
             .join("blobs/sha256")
             .join(manifest_digest.trim_start_matches("sha256:"));
         run_ok(
-            self.curl()
+            self.curl(repo)
                 .args(["-f", "-X", "PUT", "-H"])
                 .arg(format!(
                     "Content-Type: {}",
@@ -343,25 +396,56 @@ impl Registry {
                 ))
                 .arg("--data-binary")
                 .arg(format!("@{}", file.display()))
-                .arg(format!("http://{}/v2/{repo}/manifests/{tag}", self.host())),
+                .arg(format!("{}/v2/{repo}/manifests/{tag}", self.url())),
         );
     }
 
-    fn curl(&self) -> Command {
+    /// curl with the registry's CA and credentials for `repo` (with a token registry, a bearer
+    /// token for pull and push on `repo` from the token server).
+    fn curl(&self, repo: &str) -> Command {
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "-S"]);
-        if let Some(c) = &self.creds {
-            cmd.args(["-u", c]);
+        if self.kind.tls {
+            cmd.arg("--cacert").arg(self.ca_file());
+        }
+        match &self.creds {
+            Some(c) if self.kind.token => {
+                let header = format!("Authorization: Bearer {}", self.token(c, repo));
+                cmd.args(["-H", &header]);
+            }
+            Some(c) => {
+                cmd.args(["-u", c]);
+            }
+            None => {}
         }
         cmd
+    }
+
+    /// A token for pull and push on `repo` from the token server, asked with `creds`.
+    fn token(&self, creds: &str, repo: &str) -> String {
+        let port = fs::read_to_string(self.dir.path().join("token.port")).unwrap_or_default();
+        let out = run_ok(
+            Command::new("curl")
+                .args(["-s", "-S", "-f", "-u", creds])
+                .arg(format!(
+                "http://127.0.0.1:{}/token?service=peapod-test&scope=repository:{repo}:pull,push",
+                port.trim()
+            )),
+        );
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("the token server's answer is not JSON: {e}"));
+        body["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token from the token server: {body}"))
+            .to_string()
     }
 
     /// The digest the registry gives for `REPO:TAG` (`Docker-Content-Digest` of a HEAD).
     pub fn manifest_digest(&self, repo: &str, tag: &str) -> String {
         let out = run_ok(
-            self.curl()
+            self.curl(repo)
                 .args(["-f", "-I", "-H", MANIFEST_ACCEPT])
-                .arg(format!("http://{}/v2/{repo}/manifests/{tag}", self.host())),
+                .arg(format!("{}/v2/{repo}/manifests/{tag}", self.url())),
         );
         let headers = String::from_utf8_lossy(&out.stdout);
         headers
@@ -419,6 +503,21 @@ impl Registry {
     /// The registry's log (warnings and an access log line per request).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl RegistryKind {
+    /// The `scripts/registry start` flags for this kind.
+    fn start_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(c) = &self.creds {
+            let flag = if self.token { "--token" } else { "--htpasswd" };
+            args.extend([flag.to_string(), c.clone()]);
+        }
+        if self.tls {
+            args.push("--tls".to_string());
+        }
+        args
     }
 }
 

@@ -209,6 +209,31 @@ impl Remote {
             message,
             transient,
         };
+        let by_status = |code: u16, message: &str| match code {
+            404 => not_found(),
+            401 | 403 => unauthorized(code),
+            429 => registry(Some(code), format!("too many requests ({code})"), true),
+            500..=599 => registry(
+                Some(code),
+                format!("server error ({code}){}", brief(message)),
+                true,
+            ),
+            // Go's net/http answers this to plain HTTP on a TLS port.
+            400 if self.endpoint.plain_http && message.contains("HTTPS server") => registry(
+                Some(code),
+                format!(
+                    "the registry speaks HTTPS, not plain HTTP: name its CA with `ca_file` \
+                     (or set `insecure = false`) for {} in the registries config",
+                    self.endpoint.host
+                ),
+                false,
+            ),
+            _ => registry(
+                Some(code),
+                format!("unexpected answer ({code}){}", brief(message)),
+                false,
+            ),
+        };
         match e {
             OciDistributionError::UnauthorizedError { .. } => unauthorized(401),
             OciDistributionError::AuthenticationFailure(_) => unauthorized(401),
@@ -236,22 +261,7 @@ impl Remote {
                 }
             }
             OciDistributionError::ServerError { code, message, .. } => {
-                let message = message.trim().to_string();
-                match code {
-                    404 => not_found(),
-                    401 | 403 => unauthorized(code),
-                    429 => registry(Some(code), format!("too many requests ({code})"), true),
-                    500..=599 => registry(
-                        Some(code),
-                        format!("server error ({code}){}", brief(&message)),
-                        true,
-                    ),
-                    _ => registry(
-                        Some(code),
-                        format!("unexpected answer ({code}){}", brief(&message)),
-                        false,
-                    ),
-                }
+                by_status(code, message.trim())
             }
             OciDistributionError::DigestError(DigestError::VerificationError {
                 expected,
@@ -268,7 +278,12 @@ impl Remote {
                     actual,
                 },
             },
-            OciDistributionError::RequestError(e) => network_error(&endpoint, &e),
+            // Some oci-client calls (a blob HEAD before a push) turn an HTTP status into a
+            // request error: a 401 there is a refusal, not a network failure to retry.
+            OciDistributionError::RequestError(e) => match e.status() {
+                Some(status) => by_status(status.as_u16(), ""),
+                None => network_error(&endpoint, &e),
+            },
             OciDistributionError::IoError(e) => {
                 if let Some(DigestError::VerificationError { actual, .. }) =
                     e.get_ref().and_then(|i| i.downcast_ref::<DigestError>())
@@ -297,7 +312,8 @@ pub fn network_error(endpoint: &str, e: &(dyn std::error::Error + 'static)) -> I
             endpoint: endpoint.to_string(),
             status: None,
             message: format!(
-                "TLS failed: {cause} (for a plain-HTTP registry, set `insecure = true` for it in the registries config)"
+                "TLS failed: {cause} (to trust a private CA, name it with `ca_file` for this host \
+                 in the registries config; for a plain-HTTP registry, set `insecure = true`)"
             ),
             transient: false,
         };
@@ -336,10 +352,13 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         _ => cur.to_string(),
     };
     let msg = if msg.is_empty() { e.to_string() } else { msg };
+    // Lowercase only a capitalized word: "Connection reset", not "HTTP status".
     let mut chars = msg.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => msg,
+    match (chars.next(), chars.next()) {
+        (Some(c), second) if !second.is_some_and(char::is_uppercase) => {
+            c.to_lowercase().chain(msg.chars().skip(1)).collect()
+        }
+        _ => msg,
     }
 }
 
@@ -463,6 +482,28 @@ mod tests {
         }
         let e = r.classify(envelope("TOOMANYREQUESTS"), &tag);
         assert!(e.is_transient());
+        // Plain HTTP to a TLS port: Go's answer, turned into a hint naming the host.
+        let e = r.classify(
+            OciDistributionError::ServerError {
+                code: 400,
+                url: "u".into(),
+                message: "Client sent an HTTP request to an HTTPS server.\n".into(),
+            },
+            &tag,
+        );
+        assert!(
+            e.to_string().contains("speaks HTTPS") && e.to_string().contains("127.0.0.1:5000"),
+            "{e}"
+        );
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn root_cause_keeps_acronyms() {
+        let e = std::io::Error::other("HTTP status client error");
+        assert_eq!(root_cause(&e), "HTTP status client error");
+        let e = std::io::Error::other("Broken pipe");
+        assert_eq!(root_cause(&e), "broken pipe");
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! allowed over plain HTTP, extra trusted CAs; and the endpoint list a pull tries for a host
 //! (mirrors in order, then the registry itself). Parsing is strict: an unknown key is an error
 //! naming the key and the file. No network access here.
+//!
+//! HTTP or HTTPS for a host: `insecure` decides when the host's entry sets it; otherwise a loopback
+//! host (localhost, 127.0.0.0/8, [::1]) is plain HTTP, as with Docker, unless its entry names a
+//! `ca_file` (a CA only makes sense for TLS), and every other host is HTTPS. A mirror URL's scheme
+//! decides for that mirror (`insecure = true` in the mirror host's own entry still allows HTTP).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -34,9 +39,9 @@ pub struct RegistryConfig {
     /// Mirror URLs (`http://127.0.0.1:5000`, `https://mirror.example.com`), tried in order.
     #[serde(default)]
     pub mirrors: Vec<String>,
-    /// Plain HTTP allowed for this host.
+    /// Plain HTTP for this host when true, HTTPS when false; unset: see [`plain_http_by_default`].
     #[serde(default)]
-    pub insecure: bool,
+    pub insecure: Option<bool>,
     /// An extra trusted CA (PEM) for this host's TLS.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -126,9 +131,13 @@ impl RegistriesConfig {
             let Ok((host, plain_http)) = mirror_host(m) else {
                 continue;
             };
+            let own = self.lookup(&host);
             out.push(Endpoint {
-                ca_file: self.lookup(&host).and_then(|c| c.ca_file.clone()),
-                plain_http: plain_http || self.lookup(&host).is_some_and(|c| c.insecure),
+                ca_file: own.and_then(|c| c.ca_file.clone()),
+                plain_http: match plain_http {
+                    Some(scheme_http) => scheme_http || own.and_then(|c| c.insecure) == Some(true),
+                    None => plain_http_by_default(&host, own),
+                },
                 host,
                 mirror: true,
             });
@@ -139,7 +148,7 @@ impl RegistriesConfig {
             registry.to_string()
         };
         out.push(Endpoint {
-            plain_http: is_loopback(&host) || conf.is_some_and(|c| c.insecure),
+            plain_http: plain_http_by_default(&host, conf),
             ca_file: conf.and_then(|c| c.ca_file.clone()),
             host,
             mirror: false,
@@ -180,15 +189,25 @@ fn span(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// A mirror URL's `host[:port]` and whether it is plain HTTP. Paths are refused: the v2 API
-/// lives at the root.
-pub fn mirror_host(url: &str) -> Result<(String, bool), String> {
+/// Whether `host` is reached over plain HTTP given its entry `conf`: `insecure` if set, else
+/// loopback hosts without a `ca_file` (a CA is only for TLS, so naming one asks for HTTPS).
+pub fn plain_http_by_default(host: &str, conf: Option<&RegistryConfig>) -> bool {
+    match conf.and_then(|c| c.insecure) {
+        Some(insecure) => insecure,
+        None => is_loopback(host) && conf.is_none_or(|c| c.ca_file.is_none()),
+    }
+}
+
+/// A mirror URL's `host[:port]` and whether its scheme says plain HTTP (`None` without a scheme:
+/// the host's own entry and the loopback default decide). Paths are refused: the v2 API lives
+/// at the root.
+pub fn mirror_host(url: &str) -> Result<(String, Option<bool>), String> {
     let (rest, plain_http) = if let Some(r) = url.strip_prefix("http://") {
-        (r, true)
+        (r, Some(true))
     } else if let Some(r) = url.strip_prefix("https://") {
-        (r, false)
+        (r, Some(false))
     } else {
-        (url, is_loopback(url))
+        (url, None)
     };
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains('/') || host.contains('@') || host.contains('?') {
@@ -293,6 +312,49 @@ ca_file = "/etc/ca.pem"
             assert!(!c.endpoints(h)[0].plain_http, "{h}");
         }
         assert_eq!(c.endpoints("docker.io")[0].host, DOCKER_HUB_API_HOST);
+    }
+
+    #[test]
+    fn loopback_with_a_ca_file_or_insecure_false_is_https() {
+        let c = parse(
+            r#"
+[registries."127.0.0.1:5443"]
+ca_file = "/tmp/ca.pem"
+[registries."localhost:5444"]
+insecure = false
+[registries."127.0.0.1:5445"]
+insecure = true
+ca_file = "/tmp/ca.pem"
+[registries."127.0.0.1:5446"]
+mirrors = ["https://127.0.0.1:5447"]
+[registries."docker.io"]
+mirrors = ["127.0.0.1:5443", "127.0.0.1:5000", "http://127.0.0.1:5443"]
+"#,
+        )
+        .unwrap();
+        let ep = &c.endpoints("127.0.0.1:5443")[0];
+        assert!(!ep.plain_http);
+        assert_eq!(ep.ca_file.as_deref(), Some(Path::new("/tmp/ca.pem")));
+        assert!(!c.endpoints("localhost:5444")[0].plain_http);
+        assert!(c.endpoints("127.0.0.1:5445")[0].plain_http);
+        // A registry's own entry (no ca_file, no insecure) keeps the loopback default.
+        assert!(c.endpoints("127.0.0.1:5446")[1].plain_http);
+        assert!(!c.endpoints("127.0.0.1:5446")[0].plain_http);
+        let hub: Vec<_> = c
+            .endpoints("docker.io")
+            .iter()
+            .map(|e| (e.host.clone(), e.plain_http))
+            .collect();
+        assert_eq!(
+            hub,
+            [
+                ("127.0.0.1:5443".to_string(), false),
+                ("127.0.0.1:5000".to_string(), true),
+                ("127.0.0.1:5443".to_string(), true),
+                (DOCKER_HUB_API_HOST.to_string(), false),
+            ]
+        );
+        assert!(!c.direct_endpoint("127.0.0.1:5443").plain_http);
     }
 
     #[test]
