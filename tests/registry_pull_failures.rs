@@ -184,3 +184,41 @@ fn a_stopped_registry_fails_the_pull_and_a_restarted_one_serves_it() {
     let (want_id, _) = fixture_image("busybox");
     assert_eq!(peapod.pull_ok(&reference), want_id);
 }
+
+#[test]
+fn a_pull_killed_mid_layer_leaves_no_name_and_the_next_pull_cleans_up() {
+    use common::proxy::CutProxy;
+    let reg = Registry::start();
+    reg.push_raw("big", "test/big:latest");
+    let (want_id, _) = fixture_image("big");
+    // The registry hangs 4 MiB into the 24 MiB layer: the pull is mid-layer when it is killed.
+    let mut proxy = CutProxy::stalling(reg.port, 4 << 20);
+    let hung = format!("127.0.0.1:{}/test/big:latest", proxy.port());
+    let peapod = Peapod::new();
+    let mut child = peapod.spawn_pull(&hung);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !proxy.has_cut() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(proxy.has_cut(), "the pull never reached the stall");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().expect("cannot SIGKILL the pull");
+    let _ = child.wait();
+    // A SIGKILL runs no cleanup: the temp file is there, but nothing is named.
+    assert!(
+        !peapod.partial_leftovers().is_empty(),
+        "the killed pull left no temp file: the test proves nothing"
+    );
+    assert!(
+        peapod.index_names().is_empty(),
+        "a killed pull named an image"
+    );
+    proxy.stop();
+
+    // The next pull (straight from the registry) removes what the dead one left and lands.
+    assert_eq!(
+        peapod.pull_ok(&format!("{}/test/big:latest", reg.host())),
+        want_id
+    );
+    peapod.assert_no_partial("after the pull that followed a killed one");
+}

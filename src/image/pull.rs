@@ -97,6 +97,7 @@ impl ImageStore {
         let normalized = normalize_reference(reference)?;
         // Blobs and layers land before index.json names the image: keep `prune` away.
         let _guard = self.content_guard()?;
+        self.sweep_orphan_temps();
         let wrap = |e| ImageError::Pull {
             reference: normalized.clone(),
             cause: Box::new(e),

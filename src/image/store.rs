@@ -125,6 +125,35 @@ impl ImageStore {
         Ok(dir.join(format!("{what}-{}-{n}", std::process::id())))
     }
 
+    /// Removes temp files whose writer is gone (`<what>-<pid>-<n>` with no process `<pid>`):
+    /// what a pull killed with SIGKILL left behind. A recycled PID only delays the cleanup
+    /// (to the next pull or to `image prune`); a live writer's file is never touched.
+    pub(crate) fn sweep_orphan_temps(&self) {
+        let dir = self.root.join(TMP_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = temp_owner(&name.to_string_lossy()) else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let path = entry.path();
+            let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => tracing::info!(?path, "removed a temp file left by a dead process"),
+                Err(e) => tracing::warn!(?path, error = %e, "cannot remove an orphaned temp file"),
+            }
+        }
+    }
+
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
         let hex = sha256_hex(digest)?;
         Ok(self.root.join("blobs").join("sha256").join(hex))
@@ -405,4 +434,42 @@ fn copy_verified(src: &Path, tmp: &Path, digest: &str, size: u64) -> Result<(), 
         });
     }
     out.sync_all().map_err(|e| ImageError::io(tmp, e))
+}
+
+/// The writer's PID in a temp name made by [`ImageStore::temp_path`] (`<what>-<pid>-<n>`).
+fn temp_owner(name: &str) -> Option<u32> {
+    let mut parts = name.rsplitn(3, '-');
+    let _n: u64 = parts.next()?.parse().ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some(pid)
+}
+
+#[cfg(test)]
+mod temp_tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_give_their_writer() {
+        assert_eq!(temp_owner("blob-1234-7"), Some(1234));
+        assert_eq!(temp_owner("load-99-0"), Some(99));
+        assert_eq!(temp_owner("blob-x-7"), None);
+        assert_eq!(temp_owner("1234-7"), None);
+        assert_eq!(temp_owner("notes.txt"), None);
+    }
+
+    #[test]
+    fn orphan_temps_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        let store = ImageStore::open(&paths).unwrap();
+        let mine = store.temp_path("blob").unwrap();
+        fs::write(&mine, b"in flight").unwrap();
+        // PIDs above the kernel's pid_max cannot exist.
+        let orphan = store.root().join(TMP_DIR).join("blob-99999999-3");
+        fs::write(&orphan, b"left by a SIGKILL").unwrap();
+        store.sweep_orphan_temps();
+        assert!(mine.exists());
+        assert!(!orphan.exists());
+    }
 }

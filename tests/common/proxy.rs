@@ -16,6 +16,8 @@ struct Shared {
     upstream: u16,
     /// Bytes still allowed towards clients; `u64::MAX` for no limit.
     budget: AtomicU64,
+    /// At the budget, hold every connection open without forwarding instead of cutting it.
+    stall: bool,
     cut: AtomicBool,
     stopping: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
@@ -32,12 +34,23 @@ impl CutProxy {
     /// Forwards 127.0.0.1:`port` (0: a free port) to 127.0.0.1:`upstream`; after `cut_after`
     /// bytes towards clients (None: never) it cuts every connection and stops listening.
     pub fn start(upstream: u16, port: u16, cut_after: Option<u64>) -> CutProxy {
+        Self::launch(upstream, port, cut_after, false)
+    }
+
+    /// Like [`CutProxy::start`] with a budget, but when it runs out the connections stay open
+    /// and silent (a hung registry): the client waits mid-transfer until it is killed.
+    pub fn stalling(upstream: u16, stall_after: u64) -> CutProxy {
+        Self::launch(upstream, 0, Some(stall_after), true)
+    }
+
+    fn launch(upstream: u16, port: u16, cut_after: Option<u64>, stall: bool) -> CutProxy {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port}: {e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
         let shared = Arc::new(Shared {
             upstream,
             budget: AtomicU64::new(cut_after.unwrap_or(u64::MAX)),
+            stall,
             cut: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
@@ -55,7 +68,7 @@ impl CutProxy {
         self.shared.port
     }
 
-    /// True once the byte budget ran out and the proxy cut the connections.
+    /// True once the byte budget ran out and the proxy cut (or stalled) the connections.
     pub fn has_cut(&self) -> bool {
         self.shared.cut.load(Ordering::SeqCst)
     }
@@ -133,6 +146,13 @@ fn pump(mut from: TcpStream, mut to: TcpStream, budget: Option<Arc<Shared>>) {
             break;
         }
         if allowed < n {
+            if let Some(s) = budget.as_ref().filter(|s| s.stall) {
+                s.cut.store(true, Ordering::SeqCst);
+                while !s.stopping.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                break;
+            }
             if let Some(s) = &budget {
                 s.cut.store(true, Ordering::SeqCst);
                 stop_listening(s);
