@@ -311,5 +311,25 @@ fn sink(
             actual,
         });
     }
-    unpacked
+    unpacked?;
+    // The blob and the layer are trusted as soon as their final names exist, so their bytes
+    // must be on disk before the renames: otherwise a power cut could leave a named but empty
+    // file that every later pull would take as verified. One syncfs covers the blob and every
+    // file of the layer (and whatever else is dirty on that filesystem, written anyway).
+    reader
+        .file
+        .sync_all()
+        .and_then(|()| syncfs(&reader.file))
+        .map_err(|e| ImageError::io(blob_tmp, e))
+}
+
+/// syncfs(2) on the filesystem holding `file`.
+fn syncfs(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the duration of the call; syncfs only reads it.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
