@@ -11,6 +11,7 @@ mod format;
 mod get;
 mod jsonpath;
 mod logs;
+mod pull;
 mod status;
 mod wait;
 
@@ -38,6 +39,12 @@ use crate::manifest::defaults::DEFAULT_NAMESPACE;
     about = "Run Kubernetes pods on raw Linux namespaces"
 )]
 struct Cli {
+    /// Registries configuration (mirrors, plain-HTTP hosts); default /etc/peapod/registries.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    registries_config: Option<PathBuf>,
+    /// Registry credentials file (docker config.json format); default <lib dir>/auth.json.
+    #[arg(long, global = true, value_name = "FILE")]
+    authfile: Option<PathBuf>,
     #[command(subcommand)]
     verb: Verb,
 }
@@ -59,6 +66,13 @@ enum Verb {
     },
     /// List the images in the content store.
     Images,
+    /// Pull an image from a registry into the content store.
+    Pull {
+        reference: String,
+        /// Print only the image ID.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// List pods.
     Get {
         /// Only `pods` (also `pod`, `po`).
@@ -129,6 +143,13 @@ pub fn run() -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
+    // Through the environment so that supervisors forked or executed from here see them too.
+    if let Some(f) = &cli.registries_config {
+        std::env::set_var(crate::image::registry::ENV_REGISTRIES_CONFIG, f);
+    }
+    if let Some(f) = &cli.authfile {
+        std::env::set_var(crate::image::registry::ENV_AUTH_FILE, f);
+    }
     let paths = Paths::from_env();
     match dispatch(&paths, cli.verb) {
         Ok(code) => code,
@@ -151,6 +172,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         Verb::Apply { files, dry_run } => apply(paths, &files, dry_run),
         Verb::Load { path, name } => load(paths, &path, name.as_deref()),
         Verb::Images => images(paths),
+        Verb::Pull { reference, quiet } => pull::run(paths, &reference, quiet),
         Verb::Get {
             kind,
             name,

@@ -131,15 +131,28 @@ fn source_blob(layout: &Path, digest: &str) -> Result<PathBuf, ImageError> {
         .join(sha256_hex(digest)?))
 }
 
-/// linux/amd64 from a multi-platform index; a single entry without a platform is taken as is.
-fn pick_platform<'a>(index: &'a ImageIndex, digest: &str) -> Result<&'a Descriptor, ImageError> {
+/// linux/amd64 from a multi-platform index, preferring an entry without a variant (or the
+/// baseline `v1`) over micro-architecture variants such as `v3` this CPU may lack; a single
+/// entry without a platform is taken as is.
+pub(crate) fn pick_platform<'a>(
+    index: &'a ImageIndex,
+    digest: &str,
+) -> Result<&'a Descriptor, ImageError> {
     let ms = index.manifests();
+    let amd64 = |d: &&Descriptor| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| *p.os() == Os::Linux && *p.architecture() == Arch::Amd64)
+    };
+    let baseline = |d: &&Descriptor| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| matches!(p.variant().as_deref(), None | Some("v1")))
+    };
     ms.iter()
-        .find(|d| {
-            d.platform()
-                .as_ref()
-                .is_some_and(|p| *p.os() == Os::Linux && *p.architecture() == Arch::Amd64)
-        })
+        .filter(amd64)
+        .find(baseline)
+        .or_else(|| ms.iter().find(amd64))
         .or_else(|| match ms.as_slice() {
             [only] if only.platform().is_none() => Some(only),
             _ => None,

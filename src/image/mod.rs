@@ -10,8 +10,12 @@
 //! No registry access yet: images come in through `peapod load`.
 
 mod error;
+mod fetch;
 mod load;
+mod pull;
+mod push;
 mod reference;
+pub mod registry;
 mod store;
 mod unpack;
 
@@ -20,7 +24,12 @@ use std::path::PathBuf;
 use oci_spec::image::ImageConfiguration;
 
 pub use error::ImageError;
+pub use pull::PullOutcome;
+pub use push::check_login;
 pub use reference::{is_bare_tag, normalize_reference, split_reference, NO_TAG};
+pub use registry::{
+    Credential, Credentials, PullEvent, PullOptions, RegistriesConfig, DEFAULT_REGISTRIES_CONFIG,
+};
 pub use store::ImageStore;
 
 /// The OCI annotation naming an image in an index (image-spec annotations.md).
@@ -29,6 +38,8 @@ pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
 /// Set on a stored manifest descriptor that was picked out of a multi-platform index.
 pub const INDEX_DIGEST_ANNOTATION: &str = "dev.peapod.image.index.digest";
+/// Set on a pulled image's manifest descriptor: `<repository>@<top-level digest>`.
+pub const REPO_DIGEST_ANNOTATION: &str = "dev.peapod.image.repo.digest";
 
 /// One image of the store, as `peapod images` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -55,4 +66,7 @@ pub struct Image {
     pub config: ImageConfiguration,
     /// Unpacked layer directories, bottom layer first.
     pub layers: Vec<PathBuf>,
+    /// `<repository>@sha256:...` of what the registry served (the index digest when the
+    /// reference named an index); `None` for images that came in through `peapod load`.
+    pub repo_digest: Option<String>,
 }

@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use super::error::ImageError;
 use super::reference::{normalize_reference, split_reference};
 use super::unpack::{ensure_unpacked, sha256_hex, Compression};
-use super::{Image, ImageSummary, REF_NAME_ANNOTATION};
+use super::{Image, ImageSummary, REF_NAME_ANNOTATION, REPO_DIGEST_ANNOTATION};
 use crate::store::{write_atomic, FileLock, Paths};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -33,7 +33,6 @@ pub(crate) enum Kind {
     Index,
     Manifest,
     Layer(Compression),
-    LayerZstd,
     Other,
 }
 
@@ -54,23 +53,19 @@ pub(crate) fn kind(mt: &MediaType) -> Kind {
         }
         "application/vnd.oci.image.layer.v1.tar+zstd"
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-        | "application/zstd" => Kind::LayerZstd,
+        | "application/zstd" => Kind::Layer(Compression::Zstd),
         _ => Kind::Other,
     }
 }
 
-/// The compression of a layer descriptor, refusing what cannot be unpacked yet.
+/// The compression of a layer descriptor, refusing what is not a layer peapod can unpack.
 pub(crate) fn layer_compression(layer: &Descriptor) -> Result<Compression, ImageError> {
     match kind(layer.media_type()) {
         Kind::Layer(c) => Ok(c),
-        k => Err(ImageError::UnsupportedLayer {
+        _ => Err(ImageError::UnsupportedLayer {
             digest: layer.digest().to_string(),
             media_type: layer.media_type().to_string(),
-            hint: if k == Kind::LayerZstd {
-                " (zstd layers are not supported yet; recompress the image with gzip, e.g. `skopeo copy --dest-compress-format gzip`)"
-            } else {
-                ""
-            },
+            hint: "",
         }),
     }
 }
@@ -109,6 +104,11 @@ impl ImageStore {
     /// The layout directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where unpacked layers live (`Paths::layers`).
+    pub(crate) fn layers_dir(&self) -> &Path {
+        &self.layers
     }
 
     pub(crate) fn lock(&self) -> Result<FileLock, ImageError> {
@@ -241,13 +241,27 @@ impl ImageStore {
         let manifest = self.read_manifest(&found.manifest_digest)?;
         let config = self.read_config(&found.id)?;
         let layers = self.unpack_layers(&found.manifest_digest, &manifest, &config)?;
+        let repo_digest = self.repo_digest_of(&found.reference)?;
         Ok(Image {
+            repo_digest,
             reference: found.reference,
             manifest_digest: found.manifest_digest,
             id: found.id,
             config,
             layers,
         })
+    }
+
+    /// The `<repo>@<digest>` a pull recorded for the image named `name`.
+    fn repo_digest_of(&self, name: &str) -> Result<Option<String>, ImageError> {
+        let index = self.read_index()?;
+        Ok(index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d) == Some(name))
+            .and_then(|d| d.annotations().as_ref())
+            .and_then(|a| a.get(REPO_DIGEST_ANNOTATION))
+            .cloned())
     }
 
     /// Unpacks every layer of `manifest` (once each); returns their directories, bottom first.

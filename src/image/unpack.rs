@@ -32,6 +32,7 @@ const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 pub enum Compression {
     None,
     Gzip,
+    Zstd,
 }
 
 /// The hex part of a `sha256:` digest, checked to be 64 lowercase hex digits.
@@ -61,17 +62,11 @@ pub fn ensure_unpacked(
     if dest.is_dir() {
         return Ok(dest);
     }
-    fs::create_dir_all(layers_dir).map_err(|e| ImageError::io(layers_dir, e))?;
-    let _lock = FileLock::exclusive(&layers_dir.join(format!(".{hex}.lock")))?;
+    let _lock = lock_layer(layers_dir, hex)?;
     if dest.is_dir() {
         return Ok(dest);
     }
-    // Under the lock no one else uses this temp name: whatever is there is a crash leftover.
-    let tmp = layers_dir.join(format!(".tmp-{hex}"));
-    if fs::symlink_metadata(&tmp).is_ok() {
-        fs::remove_dir_all(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
-    }
-    fs::create_dir(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
+    let tmp = fresh_layer_tmp(layers_dir, hex)?;
     let result = unpack_layer(&tmp, blob, digest, compression, diff_id)
         .and_then(|()| fs::rename(&tmp, &dest).map_err(|e| ImageError::io(&dest, e)));
     if let Err(e) = result {
@@ -82,6 +77,25 @@ pub fn ensure_unpacked(
     }
     tracing::debug!(layer = digest, ?dest, "unpacked layer");
     Ok(dest)
+}
+
+/// Takes the lock that serializes unpackers of the layer with diff_id hex `hex`.
+pub(crate) fn lock_layer(layers_dir: &Path, hex: &str) -> Result<FileLock, ImageError> {
+    fs::create_dir_all(layers_dir).map_err(|e| ImageError::io(layers_dir, e))?;
+    Ok(FileLock::exclusive(
+        &layers_dir.join(format!(".{hex}.lock")),
+    )?)
+}
+
+/// The (new, empty) temp directory a layer unpacks into; call with [`lock_layer`] held.
+pub(crate) fn fresh_layer_tmp(layers_dir: &Path, hex: &str) -> Result<PathBuf, ImageError> {
+    // Under the lock no one else uses this temp name: whatever is there is a crash leftover.
+    let tmp = layers_dir.join(format!(".tmp-{hex}"));
+    if fs::symlink_metadata(&tmp).is_ok() {
+        fs::remove_dir_all(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
+    }
+    fs::create_dir(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
+    Ok(tmp)
 }
 
 /// Passes bytes through while hashing them: the diff_id is the sha256 of the uncompressed tar.
@@ -107,18 +121,31 @@ pub fn unpack_layer(
     diff_id: &str,
 ) -> Result<(), ImageError> {
     let file = File::open(blob).map_err(|e| ImageError::io(blob, e))?;
-    let reader: Box<dyn Read> = match compression {
-        Compression::None => Box::new(BufReader::new(file)),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
-    };
-    let mut hashing = HashingReader {
-        inner: reader,
-        hasher: Sha256::new(),
-    };
+    unpack_layer_from(root, BufReader::new(file), digest, compression, diff_id)
+}
+
+/// Unpacks a layer read from `input` (compressed as `compression`) into the (empty) directory
+/// `root` and checks its diff_id. Reads `input` to its end.
+pub fn unpack_layer_from<R: Read>(
+    root: &Path,
+    input: R,
+    digest: &str,
+    compression: Compression,
+    diff_id: &str,
+) -> Result<(), ImageError> {
     let stream_err = |source| ImageError::Entry {
         digest: digest.to_string(),
         entry: "<tar stream>".to_string(),
         source,
+    };
+    let reader: Box<dyn Read + '_> = match compression {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).map_err(stream_err)?),
+    };
+    let mut hashing = HashingReader {
+        inner: reader,
+        hasher: Sha256::new(),
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
