@@ -20,13 +20,14 @@ def sh(*args, env=None, log=None):
 
 
 def timed(name, *args, env=None):
-    """Runs under /usr/bin/time: (wall seconds, max RSS in KiB, stdout)."""
+    """Runs under /usr/bin/time: (wall seconds, max RSS in KiB, CPU seconds, stdout)."""
     tf = os.path.join(work, "time.out")
     log = os.path.join(work, f"{name}.log")
     t0 = time.perf_counter()
-    out = sh("/usr/bin/time", "-f", "%e %M", "-o", tf, *args, env=env, log=log)
+    out = sh("/usr/bin/time", "-f", "%e %M %U %S", "-o", tf, *args, env=env, log=log)
     wall = time.perf_counter() - t0
-    return wall, int(open(tf).read().split()[-1]), out
+    _, rss, user, system = open(tf).read().split()[-4:]
+    return wall, int(rss), float(user) + float(system), out
 
 
 def start_registry():
@@ -136,72 +137,88 @@ def run(host, regconf):
                                stderr=subprocess.DEVNULL).returncode == 0
     if not have_pull:
         print(f"bench-pull: {peapod} has no pull verb; measuring the peer only", file=sys.stderr)
-    pea, pea_rss, sk, sk_rss, um, um_rss, peer = [], [], [], [], [], [], []
+    # Every run gets fresh directories and nothing is deleted until the end: on ext4 without
+    # a journal (this machine's disk), creating files in the seconds after deleting thousands
+    # makes the allocator skip each recently freed inode, which tripled the system time of
+    # whichever run came next. For the same reason, settle before the first run.
+    need = runs * 2.5 * sum(l["tar_size"] + l["size"] for l in facts["layers"])
+    if shutil.disk_usage(work).free < need:
+        sys.exit(f"bench-pull: {need / (1 << 30):.1f} GiB free needed under {work}")
+    sh("sync")
+    time.sleep(10)
+    # label -> [(wall s, peak RSS KiB, CPU s)], one per run
+    res = {"peapod": [], "skopeo": [], "umoci": [], "peer": []}
     check = {}
     for i in range(runs):
         if have_pull:
-            d = os.path.join(work, "peapod")
+            d = os.path.join(work, f"peapod{i}")
             env = dict(os.environ, PEAPOD_LIB_DIR=f"{d}/lib", PEAPOD_RUN_DIR=f"{d}/run",
                        PEAPOD_LOG_DIR=f"{d}/log", PEAPOD_REGISTRIES_CONFIG=regconf,
                        DOCKER_CONFIG=os.path.join(work, "docker"))
             env.pop("PEAPOD_AUTH_FILE", None)
-            wall, rss, out = timed("peapod", peapod, "pull", ref, env=env)
+            *m, out = timed("peapod", peapod, "pull", ref, env=env)
             lines = out.split()
             if not lines or lines[-1] != facts["config"]:
                 sys.exit(f"bench-pull: peapod pull printed {out!r}, expected the image id {facts['config']}")
-            pea.append(wall)
-            pea_rss.append(rss)
+            res["peapod"].append(m)
             if i == 0:
                 check["peapod"] = stack_layers([f"{d}/lib/l/{l['diff_id'][7:]}" for l in facts["layers"]])
-            shutil.rmtree(d)
             sh("sync")
-        d = os.path.join(work, "peer")
+        d = os.path.join(work, f"peer{i}")
         os.makedirs(d)
-        w1, r1, _ = timed("skopeo", "skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                          f"docker://{ref}", f"oci:{d}/oci:v1")
-        w2, r2, _ = timed("umoci", "umoci", "unpack", "--image", f"{d}/oci:v1", f"{d}/bundle")
-        sk.append(w1), sk_rss.append(r1), um.append(w2), um_rss.append(r2), peer.append(w1 + w2)
+        *a, _ = timed("skopeo", "skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                      f"docker://{ref}", f"oci:{d}/oci:v1")
+        *b, _ = timed("umoci", "umoci", "unpack", "--image", f"{d}/oci:v1", f"{d}/bundle")
+        res["skopeo"].append(a), res["umoci"].append(b)
+        res["peer"].append((a[0] + b[0], max(a[1], b[1]), a[2] + b[2]))
         if i == 0:
             check["peer"] = walk(f"{d}/bundle/rootfs")
-        shutil.rmtree(d)
         sh("sync")
-    report(push_s, pea, pea_rss, sk, sk_rss, um, um_rss, peer, check)
+    report(push_s, res, check)
 
 
-def row(label, walls, rss):
-    if not walls:
-        return f"{label:<36} {'-':>9} {'-':>9} {'-':>13}"
-    return f"{label:<36} {statistics.median(walls):9.2f} {min(walls):9.2f} {max(rss) / 1024:13.1f}"
+def med(xs, k):
+    return statistics.median(x[k] for x in xs)
 
 
-def report(push_s, pea, pea_rss, sk, sk_rss, um, um_rss, peer, check):
+def row(label, xs):
+    if not xs:
+        return f"{label:<38} {'-':>9} {'-':>7} {'-':>13} {'-':>11}"
+    return (f"{label:<38} {med(xs, 0):9.2f} {min(x[0] for x in xs):7.2f} "
+            f"{max(x[1] for x in xs) / 1024:13.1f} {med(xs, 2):11.2f}")
+
+
+def report(push_s, res, check):
     layers = facts["layers"]
     comp = sum(l["size"] for l in layers) / MIB
     tar = sum(l["tar_size"] for l in layers) / MIB
     final = counts(check["peer"])
-    print(f"\npull benchmark: {len(layers)} gzip layers, {comp:.1f} MiB compressed, {tar:.1f} MiB of tar, "
-          f"rootfs {final['files']} files / {final['dirs']} dirs / {final['symlinks']} symlinks / "
-          f"{final['bytes'] / MIB:.1f} MiB; {runs} runs each, alternating, {os.cpu_count()} cores "
-          f"(registry on loopback; push took {push_s:.1f}s)")
-    print(f"{'':<36} {'median s':>9} {'min s':>9} {'peak RSS MiB':>13}")
-    print(row("peapod pull", pea, pea_rss))
-    print(row("skopeo copy (registry -> OCI layout)", sk, sk_rss))
-    print(row("umoci unpack (layout -> rootfs)", um, um_rss))
-    print(row("skopeo copy + umoci unpack", peer, sk_rss + um_rss))
+    load = os.getloadavg()[0]
+    print(f"\npull benchmark: {len(layers)} gzip layers, {comp:.1f} MiB compressed, {tar:.1f} MiB of tar; "
+          f"rootfs {final['files']} files, {final['dirs']} dirs, {final['symlinks']} symlinks, "
+          f"{final['bytes'] / MIB:.1f} MiB")
+    print(f"{runs} runs each, alternating; {os.cpu_count()} cores, load average {load:.1f}; "
+          f"registry on loopback (push took {push_s:.1f}s)")
+    print(f"{'':<38} {'median s':>9} {'min s':>7} {'peak RSS MiB':>13} {'CPU s (med)':>11}")
+    print(row("peapod pull", res["peapod"]))
+    print(row("skopeo copy (registry -> OCI layout)", res["skopeo"]))
+    print(row("umoci unpack (layout -> rootfs)", res["umoci"]))
+    print(row("skopeo copy + umoci unpack", res["peer"]))
+    pea, peer = res["peapod"], res["peer"]
     if not pea:
         return
-    ratio = statistics.median(peer) / statistics.median(pea)
-    best = min(peer) / min(pea)
-    rss = max(pea_rss) / 1024
-    print(f"speed-up (skopeo+umoci / peapod): {ratio:.2f}x on medians, {best:.2f}x on minimums; "
-          f"peapod throughput {comp / statistics.median(pea):.0f} MiB/s compressed")
+    ratio = med(peer, 0) / med(pea, 0)
+    best = min(x[0] for x in peer) / min(x[0] for x in pea)
+    rss = max(x[1] for x in pea) / 1024
+    print(f"speed-up (skopeo+umoci / peapod): {ratio:.2f}x on medians, {best:.2f}x on minimums, "
+          f"{med(peer, 2) / med(pea, 2):.2f}x in CPU time; peapod {comp / med(pea, 0):.0f} MiB/s compressed")
     met = ratio >= 1.5 and rss < 64
     print(f"goal: >= 1.5x faster, peak RSS < 64 MiB: {'met' if met else 'NOT met'} "
           f"({ratio:.2f}x, {rss:.1f} MiB)")
     mine = counts(check["peapod"])
     diffs, sample = compare(check["peapod"], check["peer"])
     same = "identical" if not diffs else f"{len(diffs)} entries differ, e.g. {sample}"
-    print(f"unpacked trees (peapod's layers stacked vs umoci's rootfs; type, size, mode, owner): {same}; "
+    print(f"unpacked trees, peapod's layers stacked vs umoci's rootfs (type, size, mode, owner): {same}; "
           f"peapod {mine['files']} files / {mine['bytes'] / MIB:.1f} MiB, "
           f"umoci {final['files']} files / {final['bytes'] / MIB:.1f} MiB")
 
