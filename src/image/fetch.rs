@@ -28,10 +28,9 @@ use super::unpack::{
 use crate::store::FileLock;
 
 const LOCKS_DIR: &str = ".locks";
-/// Chunks in flight between the network and the unpacker. A chunk is one HTTP read, and on a
-/// fast link hyper's adaptive read buffer makes that up to ~400 KiB, so the depth is what
-/// bounds a pull's memory: 4 chunks, ~1.6 MiB per layer downloading.
-const CHANNEL_DEPTH: usize = 4;
+/// Chunks in flight between the network and the unpacker (a chunk is one HTTP read, a few
+/// tens of KiB at most).
+const CHANNEL_DEPTH: usize = 32;
 
 /// One layer to bring in.
 #[derive(Debug, Clone)]
