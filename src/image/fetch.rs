@@ -28,9 +28,10 @@ use super::unpack::{
 use crate::store::FileLock;
 
 const LOCKS_DIR: &str = ".locks";
-/// Chunks in flight between the network and the unpacker (a chunk is one HTTP read, a few
-/// tens of KiB at most).
-const CHANNEL_DEPTH: usize = 32;
+/// Chunks in flight between the network and the unpacker per layer. A chunk is one HTTP read,
+/// which hyper's adaptive buffer lets grow to a few hundred KiB on a fast link: keep the queue
+/// short so peak memory stays flat (depth x chunk x parallel layers).
+const CHANNEL_DEPTH: usize = 8;
 
 /// One layer to bring in.
 #[derive(Debug, Clone)]

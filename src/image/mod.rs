@@ -1,13 +1,19 @@
-//! Images: references, the content store (an OCI image layout under `Paths::images`), loading
-//! OCI layouts and archives, and safe layer unpacking into `Paths::layers`.
+//! Images: references, the content store (an OCI image layout under `Paths::images`), pulling
+//! from and pushing to registries, loading OCI layouts and archives, and safe layer unpacking
+//! into `Paths::layers`.
 //!
-//! - [`ImageStore::open`] creates/opens the store; [`ImageStore::load`] copies a layout or
-//!   archive in (every blob verified), [`ImageStore::list`] lists, [`ImageStore::resolve`] finds
-//!   an image by reference or id prefix and unpacks its layers on demand.
+//! - [`ImageStore::open`] creates/opens the store; [`ImageStore::list`] lists,
+//!   [`ImageStore::resolve`] finds an image by reference or id prefix and unpacks its layers on
+//!   demand.
+//! - [`ImageStore::pull`] (`pull.rs`, layers streamed by `fetch.rs`) brings an image in from a
+//!   registry: endpoints and credentials come from [`PullOptions`] (`registry::config`,
+//!   `registry::auth`), the HTTP side is `registry::client` over oci-client, retries are
+//!   `registry::retry`. Layers are verified and unpacked while they download; nothing is named
+//!   in `index.json` until every piece is in place. [`ImageStore::push`] and [`check_login`]
+//!   are in `push.rs`.
+//! - [`ImageStore::load`] copies a layout or archive in (every blob verified).
 //! - [`Image::layers`] are unpacked layer directories, bottom first, ready as overlay lowerdirs
 //!   (overlay wants them top first: reverse them).
-//!
-//! No registry access yet: images come in through `peapod load`.
 
 mod error;
 mod fetch;

@@ -17,7 +17,7 @@ use super::load::pick_platform;
 use super::reference::{normalize_reference, split_reference};
 use super::registry::client::{build_client, Remote, Target};
 use super::registry::config::{Endpoint, DOCKER_HUB};
-use super::registry::retry::with_retry;
+use super::registry::retry::{with_retry, with_retry_limit, MAX_ATTEMPTS};
 use super::registry::{PullEvent, PullOptions};
 use super::store::{kind, layer_compression, ImageStore, Kind};
 use super::unpack::sha256_hex;
@@ -366,10 +366,16 @@ async fn fetch_manifest(
     tag_or_digest: &str,
     progress: &(dyn Fn(PullEvent) + Send + Sync),
 ) -> Result<(bytes::Bytes, String), ImageError> {
-    let (bytes, digest) = with_retry(&format!("manifest {tag_or_digest}"), progress, || {
-        remote.manifest(tag_or_digest)
-    })
-    .await?;
+    // A mirror gets one quick retry: a dead mirror should not delay every pull by seconds
+    // when the registry itself is the fallback.
+    let attempts = if remote.endpoint.mirror {
+        2
+    } else {
+        MAX_ATTEMPTS
+    };
+    let what = format!("manifest {tag_or_digest}");
+    let (bytes, digest) =
+        with_retry_limit(attempts, &what, progress, || remote.manifest(tag_or_digest)).await?;
     // oci-client checked the body against Docker-Content-Digest and a digest reference; the
     // store addresses blobs by sha256 of the bytes, so that is the digest we keep.
     let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));

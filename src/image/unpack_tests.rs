@@ -92,6 +92,7 @@ fn layer(entries: &[Ent<'_>], compression: Compression) -> Layer {
     let data = match compression {
         Compression::None => raw,
         Compression::Gzip => gzip(&raw),
+        Compression::Zstd => zstd::encode_all(&raw[..], 3).unwrap(),
     };
     let blob = tmp.path().join("blob");
     fs::write(&blob, &data).unwrap();
@@ -120,7 +121,7 @@ fn assert_nothing_left(l: &Layer) {
 
 #[test]
 fn unpacks_files_dirs_links_devices_and_metadata() {
-    for c in [Compression::None, Compression::Gzip] {
+    for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
         let l = layer(
             &[
                 dir("./"),

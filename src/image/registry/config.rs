@@ -89,7 +89,7 @@ impl RegistriesConfig {
     pub fn from_file(path: &Path) -> Result<RegistriesConfig, ImageError> {
         let text = std::fs::read_to_string(path).map_err(|e| ImageError::Config {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: super::client::root_cause(&e),
         })?;
         Self::parse(&text, path)
     }

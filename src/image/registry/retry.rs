@@ -41,11 +41,27 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ImageError>>,
 {
-    retry_from(FIRST_DELAY, what, progress, op).await
+    retry_from(FIRST_DELAY, MAX_ATTEMPTS, what, progress, op).await
+}
+
+/// [`with_retry`] with at most `max_attempts` attempts (mirrors get fewer: the registry
+/// itself is the fallback).
+pub async fn with_retry_limit<T, F, Fut>(
+    max_attempts: u32,
+    what: &str,
+    progress: &(dyn Fn(PullEvent) + Send + Sync),
+    op: F,
+) -> Result<T, ImageError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ImageError>>,
+{
+    retry_from(FIRST_DELAY, max_attempts, what, progress, op).await
 }
 
 async fn retry_from<T, F, Fut>(
     first: Duration,
+    max_attempts: u32,
     what: &str,
     progress: &(dyn Fn(PullEvent) + Send + Sync),
     mut op: F,
@@ -58,7 +74,7 @@ where
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
+            Err(e) if e.is_transient() && attempt < max_attempts => {
                 let base = scaled_backoff(first, attempt);
                 let delay = base + jitter(base);
                 tracing::debug!(what, attempt, error = %e, ?delay, "retrying");
@@ -123,6 +139,7 @@ mod tests {
         let events = std::sync::Mutex::new(Vec::new());
         let r: Result<(), _> = run(retry_from(
             Duration::from_millis(1),
+            MAX_ATTEMPTS,
             "manifest",
             &|e| events.lock().unwrap().push(e),
             || async {
@@ -148,6 +165,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = run(retry_from(
             Duration::from_millis(1),
+            MAX_ATTEMPTS,
             "manifest",
             &|_| {},
             || async {
@@ -168,6 +186,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let r = run(retry_from(
             Duration::from_millis(1),
+            MAX_ATTEMPTS,
             "blob",
             &|_| {},
             || async {
