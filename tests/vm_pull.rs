@@ -44,7 +44,13 @@ fn setup() {
     let child = Command::new("docker-registry")
         .arg("serve")
         .arg(&config)
+        // Not the test's stdout/stderr: the registry outlives this binary, and the VM's
+        // console pipe must reach EOF when the tests end.
         .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join("registry.log"))
+                .expect("cannot create the registry's log"),
+        )
         .spawn()
         .expect("cannot start docker-registry (scripts/test copies it into the VM)");
     *guard = Some(child);

@@ -281,38 +281,21 @@ impl Registry {
     /// Pushes the fixture image `name` (see [`test_images`]) as `REPO:TAG` with skopeo, every
     /// platform of an index included, digests unchanged (skopeo fails rather than recompress).
     pub fn push(&self, name: &str, dest: &str) {
-        let (path, tag) = layout(name);
-        let mut cmd = Command::new("skopeo");
-        cmd.args([
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--all",
-            "--preserve-digests",
-        ])
-        .arg("--dest-tls-verify=false");
-        if let Some(c) = &self.creds {
-            cmd.args(["--dest-creds", c]);
-        }
-        cmd.arg(format!("oci:{}:{tag}", path.display()))
-            .arg(format!("docker://{}/{dest}", self.host()));
-        run_ok(&mut cmd);
+        self.skopeo_push(name, dest, &["--preserve-digests"]);
     }
 
     /// Pushes the fixture image `name` converted to Docker's formats (schema 2 manifests, a
     /// manifest list for an index), as registries that predate OCI serve them.
     pub fn push_docker_format(&self, name: &str, dest: &str) {
+        self.skopeo_push(name, dest, &["--format", "v2s2"]);
+    }
+
+    fn skopeo_push(&self, name: &str, dest: &str, extra: &[&str]) {
         let (path, tag) = layout(name);
         let mut cmd = Command::new("skopeo");
-        cmd.args([
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--all",
-            "--format",
-            "v2s2",
-        ])
-        .arg("--dest-tls-verify=false");
+        cmd.args(["--insecure-policy", "copy", "-q", "--all"])
+            .args(extra)
+            .arg("--dest-tls-verify=false");
         if let Some(c) = &self.creds {
             cmd.args(["--dest-creds", c]);
         }

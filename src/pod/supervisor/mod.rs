@@ -70,7 +70,9 @@ pub fn main_forked(uid: &str, ready: OwnedFd) -> i32 {
     run_main(uid, Some(ready))
 }
 
-fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
+/// Logging of the supervisor and its pull children: plain lines on stderr (the supervisor's
+/// log file), level from `PEAPOD_LOG`, `info` by default.
+pub(crate) fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -79,6 +81,10 @@ fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+}
+
+fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
+    init_logging();
     let paths = Paths::from_env();
     match Supervisor::new(paths, uid).and_then(|mut s| {
         s.ready = ready;

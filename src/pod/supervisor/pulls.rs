@@ -365,14 +365,7 @@ fn spawn_pull(reference: &str) -> std::io::Result<(Pid, OwnedFd)> {
 /// Entry point of `peapod __pull <reference>`: pulls into the store and prints one
 /// [`PullReport`] line on stdout. Exit code 0 on success, 1 on failure.
 pub fn pull_main(reference: &str) -> i32 {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PEAPOD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    super::init_logging();
     let paths = Paths::from_env();
     let result = ImageStore::open(&paths).and_then(|store| {
         let opts = PullOptions::from_env(&paths)?;
