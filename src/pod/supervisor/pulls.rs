@@ -154,7 +154,13 @@ impl Supervisor {
 
     fn local_image(&mut self, reference: &str) -> Result<Image, ImageError> {
         if let Some(img) = self.images.get(reference) {
-            return Ok(img.clone());
+            // `rmi -f` and `image prune` may have removed the layers since the last start:
+            // then look again (and pull, per the policy) rather than mount what is gone.
+            if img.layers.iter().all(|l| l.is_dir()) {
+                return Ok(img.clone());
+            }
+            tracing::info!(image = %reference, "cached image lost its layers; resolving again");
+            self.images.remove(reference);
         }
         let store = ImageStore::open(&self.paths)?;
         let image = store.resolve(reference)?;
