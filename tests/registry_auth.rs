@@ -8,7 +8,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::pull::{expect_failure, Peapod};
+use common::pull::{assert_unauthorized, expect_failure, Peapod};
 use common::registry::{docker_config, mirrors_toml, Registry};
 
 const USER: &str = "peapod";
@@ -19,27 +19,6 @@ fn auth_registry() -> Registry {
     reg.push("busybox", "test/busybox:latest");
     reg.push("busybox", "library/busybox:latest");
     reg
-}
-
-/// Panics unless pulling `reference` fails at once as unauthorized and stores nothing.
-fn assert_unauthorized(what: &str, reference: &str, peapod: &Peapod) {
-    let started = std::time::Instant::now();
-    let err = expect_failure(what, &peapod.pull(reference));
-    assert!(
-        err.to_lowercase().contains("unauthorized"),
-        "{what}: error does not say unauthorized: {err}"
-    );
-    assert!(
-        err.contains(reference),
-        "{what}: error does not name {reference}: {err}"
-    );
-    // 401 is permanent: no retry back-off (0.5 + 1 + 2 s).
-    assert!(
-        started.elapsed().as_secs_f64() < 3.0,
-        "{what}: a 401 was retried: {:?}",
-        started.elapsed()
-    );
-    peapod.assert_nothing_stored(what);
 }
 
 #[test]

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::pull::{expect_failure, Peapod};
+use common::pull::{assert_unauthorized, expect_failure, Peapod};
 use common::registry::{docker_config, fixture_image, Registry};
 
 const USER: &str = "tokenuser";
@@ -27,27 +27,6 @@ fn token_registry() -> Registry {
 
 fn app_ref(reg: &Registry) -> String {
     format!("{}/{REPO}:latest", reg.host())
-}
-
-/// Panics unless pulling `reference` fails at once as unauthorized and stores nothing.
-fn assert_unauthorized(what: &str, reference: &str, peapod: &Peapod) {
-    let started = Instant::now();
-    let err = expect_failure(what, &peapod.pull(reference));
-    assert!(
-        err.to_lowercase().contains("unauthorized"),
-        "{what}: error does not say unauthorized: {err}"
-    );
-    assert!(
-        err.contains(reference),
-        "{what}: error does not name {reference}: {err}"
-    );
-    // 401 is permanent: no retry back-off (0.5 + 1 + 2 s).
-    assert!(
-        started.elapsed().as_secs_f64() < 3.0,
-        "{what}: a 401 was retried: {:?}",
-        started.elapsed()
-    );
-    peapod.assert_nothing_stored(what);
 }
 
 /// Panics unless the token server granted `user` the actions `actions` on `repo`.

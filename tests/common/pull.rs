@@ -208,6 +208,27 @@ impl Peapod {
     }
 }
 
+/// Panics unless pulling `reference` fails at once as unauthorized and stores nothing.
+pub fn assert_unauthorized(what: &str, reference: &str, peapod: &Peapod) {
+    let started = std::time::Instant::now();
+    let err = expect_failure(what, &peapod.pull(reference));
+    assert!(
+        err.to_lowercase().contains("unauthorized"),
+        "{what}: error does not say unauthorized: {err}"
+    );
+    assert!(
+        err.contains(reference),
+        "{what}: error does not name {reference}: {err}"
+    );
+    // 401 is permanent: no retry back-off (0.5 + 1 + 2 s).
+    assert!(
+        started.elapsed().as_secs_f64() < 3.0,
+        "{what}: a 401 was retried: {:?}",
+        started.elapsed()
+    );
+    peapod.assert_nothing_stored(what);
+}
+
 /// The image ID (`sha256:<config digest>`) on the last stdout line of a successful pull.
 pub fn image_id_of(reference: &str, out: &Output) -> String {
     assert!(

@@ -41,7 +41,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ImageError>>,
 {
-    retry_from(FIRST_DELAY, MAX_ATTEMPTS, what, progress, op).await
+    with_retry_limit(MAX_ATTEMPTS, what, progress, op).await
 }
 
 /// [`with_retry`] with at most `max_attempts` attempts (mirrors get fewer: the registry
