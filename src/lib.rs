@@ -15,6 +15,7 @@ pub mod image;
 pub mod logs;
 pub mod manifest;
 pub mod network;
+pub mod object;
 pub mod pod;
 pub mod procfs;
 pub mod sandbox;

@@ -149,6 +149,11 @@ impl Paths {
         self.lib.join("network")
     }
 
+    /// Stored API objects other than pods: `objects/<resource>/<namespace>/<name>.json`.
+    pub fn objects(&self) -> PathBuf {
+        self.lib.join("objects")
+    }
+
     /// The lock taken while pods are created or removed, so two `apply`s cannot claim one name.
     pub fn pods_lock(&self) -> PathBuf {
         self.lib.join("pods.lock")
@@ -159,7 +164,12 @@ impl Paths {
 /// torn one, and the content survives a power loss: a temp file in the same directory, fsync,
 /// rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    write_replace(path, data, true)
+    write_replace(path, data, true, 0o644)
+}
+
+/// [`write_atomic`] for a file only root may read (mode 0600): stored Secrets, credentials.
+pub fn write_atomic_private(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write_replace(path, data, true, 0o600)
 }
 
 /// Like [`write_atomic`] without the fsync: readers never see a torn file, but a power loss may
@@ -167,10 +177,10 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
 /// resources a pod holds, sandbox files, bundles), where an fsync per write would cost
 /// milliseconds on every pod start.
 pub fn write_volatile(path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    write_replace(path, data, false)
+    write_replace(path, data, false, 0o644)
 }
 
-fn write_replace(path: &Path, data: &[u8], durable: bool) -> Result<(), StoreError> {
+fn write_replace(path: &Path, data: &[u8], durable: bool, mode: u32) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let name = path
@@ -183,7 +193,7 @@ fn write_replace(path: &Path, data: &[u8], durable: bool) -> Result<(), StoreErr
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
         if durable {

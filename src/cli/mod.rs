@@ -26,6 +26,10 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+
+use crate::manifest::Object;
+use crate::object::{ObjectError, ObjectStore, PutMode, StoredObject};
 use crate::pod::lifecycle::{self, ApplyOutcome, LifecycleError};
 use crate::pod::record::{self, PodRecord};
 use crate::store::Paths;
@@ -56,8 +60,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Verb {
-    /// Create pods from manifest files (`-f -` reads stdin).
+    /// Create or update pods, ConfigMaps, Secrets and claims from manifest files (`-f -`
+    /// reads stdin).
     Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Create objects from manifest files; an object that exists is an error.
+    Create {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
         #[arg(long)]
@@ -198,7 +210,8 @@ fn check_pods_kind(kind: &str) -> Result<()> {
 
 fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
     match verb {
-        Verb::Apply { files, dry_run } => apply(paths, &files, dry_run),
+        Verb::Apply { files, dry_run } => apply(paths, &files, dry_run, PutMode::Apply),
+        Verb::Create { files, dry_run } => apply(paths, &files, dry_run, PutMode::Create),
         Verb::Load { path, name } => load(paths, &path, name.as_deref()),
         Verb::Images(args)
         | Verb::Image {
@@ -305,38 +318,81 @@ fn read_manifest(file: &str) -> Result<String> {
     }
 }
 
-fn decode_files(files: &[String]) -> Result<Vec<k8s_openapi::api::core::v1::Pod>> {
-    let mut pods = Vec::new();
+fn decode_files(files: &[String]) -> Result<Vec<Object>> {
+    let mut objects = Vec::new();
     for file in files {
         let text = read_manifest(file)?;
         let source = if file == "-" { "STDIN" } else { file.as_str() };
-        pods.extend(crate::manifest::decode_pods(&text, source).map_err(|e| anyhow!("{e}"))?);
+        objects.extend(crate::manifest::decode_objects(&text, source).map_err(|e| anyhow!("{e}"))?);
     }
-    Ok(pods)
+    Ok(objects)
 }
 
-fn apply(paths: &Paths, files: &[String], dry_run: bool) -> Result<i32> {
-    let pods = decode_files(files)?;
+/// `apply -f` / `create -f`. Every document is decoded and validated first: one bad document
+/// and nothing is stored. Then ConfigMaps, Secrets and claims are stored before any pod starts
+/// (a pod never waits for an object of its own file), and each object's outcome is printed in
+/// file order; an object the store refuses (immutable, AlreadyExists) is reported and the
+/// others go on, as kubectl does.
+fn apply(paths: &Paths, files: &[String], dry_run: bool, mode: PutMode) -> Result<i32> {
+    let objects = decode_files(files)?;
     if dry_run {
-        for p in &pods {
-            println!(
-                "pod/{} created (dry run)",
-                p.metadata.name.as_deref().unwrap_or("")
-            );
+        for o in &objects {
+            println!("{}/{} created (dry run)", o.kind_name(), o.name());
         }
         return Ok(0);
     }
+    let store = ObjectStore::new(paths);
+    let mut lines: Vec<Option<Result<String, String>>> = vec![None; objects.len()];
+    let mut pods = Vec::new();
+    for (i, object) in objects.into_iter().enumerate() {
+        let kind = object.kind_name();
+        let name = object.name().to_string();
+        let outcome = match object {
+            Object::Pod(pod) => {
+                pods.push((i, *pod));
+                continue;
+            }
+            Object::ConfigMap(o) => store.put(*o, mode).map(|(_, out)| out),
+            Object::Secret(o) => store.put(*o, mode).map(|(_, out)| out),
+            Object::PersistentVolumeClaim(o) => store.put(*o, mode).map(|(_, out)| out),
+        };
+        lines[i] = Some(match outcome {
+            Ok(out) => Ok(format!("{kind}/{name} {}", out.as_str())),
+            Err(e) => Err(server_error(&e)),
+        });
+    }
+    let (positions, pods): (Vec<usize>, Vec<_>) = pods.into_iter().unzip();
+    if !pods.is_empty() {
+        for (i, outcome) in positions.into_iter().zip(lifecycle::apply(paths, pods)?) {
+            lines[i] = Some(match outcome {
+                ApplyOutcome::Created { name, .. } => Ok(format!("pod/{name} created")),
+                ApplyOutcome::AlreadyExists { name, .. } => Err(format!(
+                    "Error from server (AlreadyExists): pods \"{name}\" already exists"
+                )),
+            });
+        }
+    }
     let mut code = 0;
-    for outcome in lifecycle::apply(paths, pods)? {
-        match outcome {
-            ApplyOutcome::Created { name, .. } => println!("pod/{name} created"),
-            ApplyOutcome::AlreadyExists { name, .. } => {
-                eprintln!("Error from server (AlreadyExists): pods \"{name}\" already exists");
+    for line in lines.into_iter().flatten() {
+        match line {
+            Ok(text) => println!("{text}"),
+            Err(text) => {
+                eprintln!("{text}");
                 code = 1;
             }
         }
     }
     Ok(code)
+}
+
+/// An object store error as kubectl prints the API server's answer.
+fn server_error(e: &ObjectError) -> String {
+    match e {
+        ObjectError::AlreadyExists { .. } => format!("Error from server (AlreadyExists): {e}"),
+        ObjectError::NotFound { .. } => format!("Error from server (NotFound): {e}"),
+        ObjectError::Invalid { .. } => format!("The {e}"),
+        ObjectError::Store(_) => format!("error: {e}"),
+    }
 }
 
 /// kubectl's grace-period rules: `--now` is 1s; 0 without `--force` becomes 1; `--force`
@@ -368,20 +424,33 @@ fn delete(
     force: bool,
     now: bool,
 ) -> Result<i32> {
+    let mut code = 0;
     let targets: Vec<(String, String)> = if !files.is_empty() {
         if !args.is_empty() {
             bail!("resource names cannot be given with -f");
         }
-        decode_files(files)?
-            .into_iter()
-            .map(|p| {
-                let ns = p
-                    .metadata
-                    .namespace
-                    .unwrap_or_else(|| namespace.to_string());
-                (ns, p.metadata.name.unwrap_or_default())
-            })
-            .collect()
+        let mut pods = Vec::new();
+        for object in decode_files(files)? {
+            let (ns, name) = (object.namespace().to_string(), object.name().to_string());
+            let removed = match object {
+                Object::Pod(_) => {
+                    pods.push((ns, name));
+                    continue;
+                }
+                Object::ConfigMap(_) => remove::<ConfigMap>(paths, &ns, &name),
+                Object::Secret(_) => remove::<Secret>(paths, &ns, &name),
+                Object::PersistentVolumeClaim(_) => {
+                    remove::<PersistentVolumeClaim>(paths, &ns, &name)
+                }
+            };
+            if !removed? {
+                code = 1;
+            }
+        }
+        if pods.is_empty() {
+            return Ok(code);
+        }
+        pods
     } else {
         let Some((kind, names)) = args.split_first() else {
             bail!("You must provide one or more resources by argument or filename.");
@@ -399,7 +468,6 @@ fn delete(
     if warn {
         eprintln!("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.");
     }
-    let mut code = 0;
     for (ns, name) in targets {
         match lifecycle::delete(paths, &ns, &name, grace, force) {
             Ok(()) => println!("pod \"{name}\" deleted"),
@@ -411,6 +479,23 @@ fn delete(
         }
     }
     Ok(code)
+}
+
+/// Deletes a stored object as kubectl does: `configmap "x" deleted`, or NotFound (false).
+fn remove<T: StoredObject>(paths: &Paths, namespace: &str, name: &str) -> Result<bool> {
+    match ObjectStore::new(paths).remove::<T>(namespace, name)? {
+        Some(_) => {
+            println!("{} \"{name}\" deleted", T::SINGULAR);
+            Ok(true)
+        }
+        None => {
+            eprintln!(
+                "Error from server (NotFound): {} \"{name}\" not found",
+                T::URL_PATH_SEGMENT
+            );
+            Ok(false)
+        }
+    }
 }
 
 fn load(paths: &Paths, path: &std::path::Path, name: Option<&str>) -> Result<i32> {

@@ -3,11 +3,11 @@
 //! `serde_path_to_error` the path of a type error. To report every type error of a document and
 //! not only the first, the offending member is removed and decoding is retried.
 
-use k8s_openapi::api::core::v1::Pod;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::support::{self, Support};
+use super::support::{Support, Table};
 use super::{Problem, Reason};
 
 /// Enough retries for any hand-written manifest; bounds the work on a pathological one.
@@ -41,46 +41,70 @@ pub(crate) fn split_documents(text: &str) -> Vec<Result<Value, String>> {
     out
 }
 
+/// The kinds a manifest may hold, by their `kind` field; all are core `v1` objects.
+pub(crate) const KINDS: &[&str] = &[
+    "Pod",
+    "ConfigMap",
+    "Secret",
+    "PersistentVolumeClaim",
+    "List",
+];
+
 /// apiVersion and kind are checked before decoding, so a Deployment gets a clear answer.
-pub(crate) fn check_kind(value: &Value, document: usize) -> Result<(), Vec<Problem>> {
+/// Returns the kind.
+pub(crate) fn check_kind<'a>(
+    value: &'a Value,
+    document: usize,
+    prefix: &str,
+) -> Result<&'a str, Vec<Problem>> {
     let Value::Object(map) = value else {
         return Err(vec![Problem::new(
             document,
-            "",
-            Reason::Invalid("a document must be a mapping (a Pod object)".into()),
+            prefix.trim_end_matches('.'),
+            Reason::Invalid("a document must be a mapping (a Kubernetes object)".into()),
         )]);
     };
     let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
+    let at = |field: &str| format!("{prefix}{field}");
     let mut problems = Vec::new();
-    match text("kind") {
-        "" => problems.push(Problem::new(document, "kind", Reason::Required)),
-        "Pod" => {}
+    let kind = text("kind");
+    match kind {
+        "" => problems.push(Problem::new(document, at("kind"), Reason::Required)),
+        k if KINDS.contains(&k) => {}
         other => problems.push(Problem::new(
             document,
-            "kind",
+            at("kind"),
             Reason::Invalid(format!(
-                "kind {other} is not supported, peapod runs Pods (kind: Pod)"
+                "kind {other} is not supported, peapod takes {}",
+                KINDS.join(", ")
             )),
         )),
     }
     match text("apiVersion") {
-        "" => problems.push(Problem::new(document, "apiVersion", Reason::Required)),
+        "" => problems.push(Problem::new(document, at("apiVersion"), Reason::Required)),
         "v1" => {}
         other => problems.push(Problem::new(
             document,
-            "apiVersion",
-            Reason::Invalid(format!("{other:?}, a Pod is apiVersion v1")),
+            at("apiVersion"),
+            Reason::Invalid(format!("{other:?}, a {kind} is apiVersion v1")),
         )),
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(kind)
     } else {
         Err(problems)
     }
 }
 
-/// Decodes one document strictly; every unknown field and every type error becomes a problem.
-pub(crate) fn decode_pod(value: &Value, document: usize) -> Result<Pod, Vec<Problem>> {
+/// Decodes one object strictly; every unknown field and every type error becomes a problem.
+/// `prefix` locates the object in its document (`items[2].` inside a List); `table` is the
+/// kind's support table, for errors inside refused features.
+pub(crate) fn decode_strict<T: DeserializeOwned>(
+    value: &Value,
+    document: usize,
+    prefix: &str,
+    table: Table,
+) -> Result<T, Vec<Problem>> {
     let mut working = value.clone();
     let mut unknown: Vec<String> = Vec::new();
     let mut problems = Vec::new();
@@ -89,7 +113,7 @@ pub(crate) fn decode_pod(value: &Value, document: usize) -> Result<Pod, Vec<Prob
         let result = {
             let mut note = |path: serde_ignored::Path| ignored.push(ignored_path(&path));
             let de = serde_ignored::Deserializer::new(&working, &mut note);
-            serde_path_to_error::deserialize::<_, Pod>(de)
+            serde_path_to_error::deserialize::<_, T>(de)
         };
         for path in ignored {
             if !unknown.contains(&path) {
@@ -97,15 +121,20 @@ pub(crate) fn decode_pod(value: &Value, document: usize) -> Result<Pod, Vec<Prob
             }
         }
         match result {
-            Ok(pod) => {
+            Ok(object) => {
                 if problems.is_empty() && unknown.is_empty() {
-                    return Ok(pod);
+                    return Ok(object);
                 }
                 break;
             }
             Err(err) => {
                 let segments: Vec<_> = err.path().iter().cloned().collect();
-                problems.push(type_problem(&segments, &err.inner().to_string(), document));
+                problems.push(type_problem(
+                    &segments,
+                    &err.inner().to_string(),
+                    document,
+                    table,
+                ));
                 if !remove_member(&mut working, &segments) {
                     break;
                 }
@@ -117,6 +146,9 @@ pub(crate) fn decode_pod(value: &Value, document: usize) -> Result<Pod, Vec<Prob
         .map(|path| Problem::new(document, path, Reason::UnknownField))
         .collect();
     all.append(&mut problems);
+    for p in &mut all {
+        p.path = format!("{prefix}{}", p.path);
+    }
     Err(all)
 }
 
@@ -153,8 +185,13 @@ fn segments_path(segments: &[serde_path_to_error::Segment]) -> String {
         })
 }
 
-fn type_problem(segments: &[serde_path_to_error::Segment], message: &str, doc: usize) -> Problem {
-    if let Some(refused) = refused_ancestor(segments) {
+fn type_problem(
+    segments: &[serde_path_to_error::Segment],
+    message: &str,
+    doc: usize,
+    table: Table,
+) -> Problem {
+    if let Some(refused) = refused_ancestor(segments, table) {
         return Problem::new(doc, refused, Reason::NotSupported(None));
     }
     let path = segments_path(segments);
@@ -170,7 +207,7 @@ fn type_problem(segments: &[serde_path_to_error::Segment], message: &str, doc: u
 
 /// A type error inside a feature the runtime refuses anyway is reported as that feature being
 /// not supported: the user has to remove it either way. Returns the refused field's path.
-fn refused_ancestor(segments: &[serde_path_to_error::Segment]) -> Option<String> {
+fn refused_ancestor(segments: &[serde_path_to_error::Segment], table: Table) -> Option<String> {
     use serde_path_to_error::Segment as S;
     let (mut path, mut pattern) = (String::new(), String::new());
     for segment in segments {
@@ -186,7 +223,7 @@ fn refused_ancestor(segments: &[serde_path_to_error::Segment]) -> Option<String>
             }
             S::Enum { .. } | S::Unknown => return None,
         }
-        match support::lookup(&pattern) {
+        match table.lookup(&pattern) {
             Some(Support::Into) => {}
             Some(Support::Yes) => return None,
             Some(Support::No | Support::UnlessEquals(_)) | None => return Some(path),

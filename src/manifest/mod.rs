@@ -2,11 +2,13 @@
 //! runtime does not implement, API-server defaults, validation with kubectl-style field paths,
 //! and resource quantities. Owns nothing on the host and must not touch it.
 //!
-//! - [`decode_pods`]: every `---` document, strictly decoded (an unknown field is an error naming
-//!   `spec.containers[0].resorces`), checked against the support table in [`support`], defaulted
-//!   (namespace `default`, restartPolicy Always, dnsPolicy ClusterFirst,
-//!   terminationGracePeriodSeconds 30, imagePullPolicy, terminationMessagePath, ...) and
-//!   validated. Nothing is returned when any document has a problem.
+//! - [`decode_objects`]: every `---` document (Pods, ConfigMaps, Secrets,
+//!   PersistentVolumeClaims, `kind: List`s of them), strictly decoded (an unknown field is an
+//!   error naming `spec.containers[0].resorces`), checked against the kind's support table in
+//!   [`support`], defaulted (namespace `default`, restartPolicy Always, dnsPolicy ClusterFirst,
+//!   terminationGracePeriodSeconds 30, imagePullPolicy, a Secret's type Opaque and its
+//!   stringData merged, ...) and validated ([`objects`] for the kinds other than Pod). Nothing
+//!   is returned when any document has a problem. [`decode_pods`] takes only Pods.
 //! - [`Resources`] / [`container_resources`]: parsed cpu/memory requests and limits.
 //! - [`QosClass`] / [`qos_class`].
 //! - [`parse_quantity`] / [`Quantity`]: exact Kubernetes quantities.
@@ -14,6 +16,7 @@
 mod decode;
 pub mod defaults;
 pub mod names;
+pub mod objects;
 pub mod quantity;
 pub mod resources;
 pub mod support;
@@ -26,7 +29,8 @@ mod tests;
 
 use std::fmt;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use quantity::{parse_quantity, Quantity, QuantityError};
 pub use resources::{container_resources, qos_class, QosClass, Resources};
@@ -99,6 +103,8 @@ pub enum Reason {
     Duplicate(String),
     /// A valid Kubernetes feature that peapod's runtime does not implement; optional detail.
     NotSupported(Option<String>),
+    /// The value is longer than the API allows (bytes).
+    TooLong(usize),
 }
 
 impl Problem {
@@ -126,17 +132,62 @@ impl fmt::Display for Problem {
             Reason::Duplicate(what) => write!(f, "{path}: Duplicate value: {what}"),
             Reason::NotSupported(None) => write!(f, "not supported: {path}"),
             Reason::NotSupported(Some(detail)) => write!(f, "not supported: {path} ({detail})"),
+            Reason::TooLong(max) => write!(f, "{path}: Too long: must have at most {max} bytes"),
         }
     }
 }
 
-/// Decodes, checks, defaults and validates every Pod document of `text`.
+/// One object of a manifest, decoded, defaulted and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Pod(Box<Pod>),
+    ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
+    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
+}
+
+impl Object {
+    /// `pod`, `configmap`, `secret`, `persistentvolumeclaim`: how kubectl names the kind in
+    /// `<kind>/<name> created`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Object::Pod(_) => "pod",
+            Object::ConfigMap(_) => "configmap",
+            Object::Secret(_) => "secret",
+            Object::PersistentVolumeClaim(_) => "persistentvolumeclaim",
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Pod(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::PersistentVolumeClaim(o) => &o.metadata,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.metadata().name.as_deref().unwrap_or_default()
+    }
+
+    /// The namespace (defaulted on decode).
+    pub fn namespace(&self) -> &str {
+        self.metadata()
+            .namespace
+            .as_deref()
+            .unwrap_or(defaults::DEFAULT_NAMESPACE)
+    }
+}
+
+/// Decodes, checks, defaults and validates every object of `text`: Pods, ConfigMaps, Secrets,
+/// PersistentVolumeClaims, and `kind: List`s of them (flattened, in order).
 ///
-/// `source` names the input in messages (a file name, or `-`/`<stdin>`). Empty documents are
+/// `source` names the input in messages (a file name, or `STDIN`). Empty documents are
 /// skipped. When any document has a problem, nothing is returned and the error lists every
 /// problem of every document.
-pub fn decode_pods(text: &str, source: &str) -> Result<Vec<Pod>, ManifestError> {
-    let mut pods = Vec::new();
+pub fn decode_objects(text: &str, source: &str) -> Result<Vec<Object>, ManifestError> {
+    let mut objects = Vec::new();
     let mut problems = Vec::new();
     for (index, document) in decode::split_documents(text).into_iter().enumerate() {
         let number = index + 1;
@@ -148,29 +199,124 @@ pub fn decode_pods(text: &str, source: &str) -> Result<Vec<Pod>, ManifestError> 
                 continue;
             }
         };
-        match check_document(&value, number) {
-            Ok(pod) => pods.push((number, pod)),
-            Err(mut found) => problems.append(&mut found),
-        }
+        check_document(&value, number, &mut objects, &mut problems);
     }
-    validate::check_unique_pods(&pods, &mut problems);
+    validate::check_unique(&objects, &mut problems);
     if !problems.is_empty() {
-        tracing::debug!(source, problems = problems.len(), "pod manifest refused");
+        tracing::debug!(source, problems = problems.len(), "manifest refused");
         return Err(ManifestError::Invalid {
             file: source.to_string(),
             problems,
         });
     }
-    Ok(pods.into_iter().map(|(_, pod)| pod).collect())
+    Ok(objects.into_iter().map(|(_, object)| object).collect())
 }
 
-/// One document: kind check, strict decode, support table, defaults, validation.
-fn check_document(value: &serde_json::Value, document: usize) -> Result<Pod, Vec<Problem>> {
-    decode::check_kind(value, document)?;
-    let mut pod = decode::decode_pod(value, document)?;
-    let mut problems = support::check(&pod, document);
+/// Like [`decode_objects`], for input that must hold only Pods.
+pub fn decode_pods(text: &str, source: &str) -> Result<Vec<Pod>, ManifestError> {
+    let mut pods = Vec::new();
+    let mut problems = Vec::new();
+    for (index, object) in decode_objects(text, source)?.into_iter().enumerate() {
+        match object {
+            Object::Pod(pod) => pods.push(*pod),
+            other => problems.push(Problem::new(
+                index + 1,
+                "kind",
+                Reason::Invalid(format!(
+                    "a Pod is expected here, not a {}",
+                    other.kind_name()
+                )),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(pods)
+    } else {
+        Err(ManifestError::Invalid {
+            file: source.to_string(),
+            problems,
+        })
+    }
+}
+
+/// One document: kind check, then each object (a List's items one by one).
+fn check_document(
+    value: &serde_json::Value,
+    document: usize,
+    objects: &mut Vec<(usize, Object)>,
+    problems: &mut Vec<Problem>,
+) {
+    match decode::check_kind(value, document, "") {
+        Ok("List") => {
+            let items = value.get("items").and_then(serde_json::Value::as_array);
+            let extra = value.as_object().into_iter().flatten().filter(|(k, _)| {
+                !matches!(k.as_str(), "apiVersion" | "kind" | "items" | "metadata")
+            });
+            for (key, _) in extra {
+                problems.push(Problem::new(document, key.as_str(), Reason::UnknownField));
+            }
+            for (i, item) in items.into_iter().flatten().enumerate() {
+                let prefix = format!("items[{i}].");
+                match decode::check_kind(item, document, &prefix) {
+                    Ok("List") => problems.push(Problem::new(
+                        document,
+                        format!("{prefix}kind"),
+                        Reason::Invalid("a List may not hold a List".into()),
+                    )),
+                    Ok(kind) => check_object(kind, item, document, &prefix, objects, problems),
+                    Err(mut found) => problems.append(&mut found),
+                }
+            }
+        }
+        Ok(kind) => check_object(kind, value, document, "", objects, problems),
+        Err(mut found) => problems.append(&mut found),
+    }
+}
+
+/// One object: strict decode, support table, defaults, validation.
+fn check_object(
+    kind: &str,
+    value: &serde_json::Value,
+    document: usize,
+    prefix: &str,
+    objects: &mut Vec<(usize, Object)>,
+    problems: &mut Vec<Problem>,
+) {
+    let result = match kind {
+        "Pod" => check_pod(value, document, prefix).map(|p| Object::Pod(Box::new(p))),
+        "ConfigMap" => objects::check_config_map(value, document, prefix)
+            .map(|o| Object::ConfigMap(Box::new(o))),
+        "Secret" => {
+            objects::check_secret(value, document, prefix).map(|o| Object::Secret(Box::new(o)))
+        }
+        "PersistentVolumeClaim" => objects::check_claim(value, document, prefix)
+            .map(|o| Object::PersistentVolumeClaim(Box::new(o))),
+        other => Err(vec![Problem::new(
+            document,
+            format!("{prefix}kind"),
+            Reason::Invalid(format!("kind {other} is not supported")),
+        )]),
+    };
+    match result {
+        Ok(object) => objects.push((document, object)),
+        Err(mut found) => problems.append(&mut found),
+    }
+}
+
+fn check_pod(
+    value: &serde_json::Value,
+    document: usize,
+    prefix: &str,
+) -> Result<Pod, Vec<Problem>> {
+    let mut pod: Pod = decode::decode_strict(value, document, prefix, support::Table::Pod)?;
+    let mut problems = support::check(&pod, support::Table::Pod, document, prefix);
     defaults::apply(&mut pod);
-    validate::validate(&pod, document, &mut problems);
+    let mut found = Vec::new();
+    validate::validate(&pod, document, &mut found);
+    for p in &mut found {
+        p.path = format!("{prefix}{}", p.path);
+    }
+    problems.append(&mut found);
     if problems.is_empty() {
         Ok(pod)
     } else {

@@ -7,7 +7,6 @@
 //! its no-op value (`false`, `""`, `[]`, `{}` for [`Support::No`]; exactly the value given in
 //! [`Support::UnlessEquals`]) is accepted.
 
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::{Problem, Reason};
@@ -27,11 +26,34 @@ pub enum Support {
 
 use Support::{Into, No, UnlessEquals, Yes};
 
-/// Pod-level fields. Container fields are in [`CONTAINER_FIELDS`].
-pub const POD_FIELDS: &[(&str, Support)] = &[
+/// The support table of one kind of object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Pod,
+    ConfigMap,
+    Secret,
+    PersistentVolumeClaim,
+}
+
+impl Table {
+    /// Finds the row for a normalized path (`spec.containers[].env[].name`).
+    pub fn lookup(self, pattern: &str) -> Option<Support> {
+        if let Some(found) = find(META_FIELDS, pattern) {
+            return Some(found);
+        }
+        match self {
+            Table::Pod => lookup(pattern),
+            Table::ConfigMap => find(CONFIG_MAP_FIELDS, pattern),
+            Table::Secret => find(SECRET_FIELDS, pattern),
+            Table::PersistentVolumeClaim => find(CLAIM_FIELDS, pattern),
+        }
+    }
+}
+
+/// Fields every kind has: type, object metadata, and a status the API server ignores on create.
+pub const META_FIELDS: &[(&str, Support)] = &[
     ("apiVersion", Yes),
     ("kind", Yes),
-    ("status", Yes), // written by the runtime; ignored on create, as the API server does
     ("metadata", Into),
     ("metadata.name", Yes),
     ("metadata.namespace", Yes),
@@ -48,6 +70,11 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("metadata.finalizers", No),
     ("metadata.deletionTimestamp", No),
     ("metadata.deletionGracePeriodSeconds", No),
+];
+
+/// Pod-level fields. Container fields are in [`CONTAINER_FIELDS`].
+pub const POD_FIELDS: &[(&str, Support)] = &[
+    ("status", Yes), // written by the runtime; ignored on create, as the API server does
     ("spec", Into),
     ("spec.containers", Into),
     ("spec.initContainers", Into), // run in order before the containers
@@ -153,14 +180,43 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("tty", No),
 ];
 
-/// Finds the row for a normalized path (`spec.containers[].env[].name`).
+/// A ConfigMap: all of it.
+pub const CONFIG_MAP_FIELDS: &[(&str, Support)] =
+    &[("data", Yes), ("binaryData", Yes), ("immutable", Yes)];
+
+/// A Secret: all of it.
+pub const SECRET_FIELDS: &[(&str, Support)] = &[
+    ("data", Yes),
+    ("stringData", Yes),
+    ("type", Yes),
+    ("immutable", Yes),
+];
+
+/// A PersistentVolumeClaim, served by peapod's local-path provisioner: a directory per claim.
+pub const CLAIM_FIELDS: &[(&str, Support)] = &[
+    ("status", Yes), // written by the provisioner; ignored on create
+    ("spec", Into),
+    ("spec.accessModes", Yes),
+    ("spec.resources", Into),
+    ("spec.resources.requests", Yes), // storage, checked in validate
+    ("spec.resources.limits", Yes),
+    ("spec.storageClassName", Yes),
+    ("spec.volumeMode", UnlessEquals("\"Filesystem\"")),
+    ("spec.volumeName", No), // pre-binding to a named volume: no static volumes here
+    ("spec.selector", No),   // a provisioner cannot honour a selector
+    ("spec.dataSource", No),
+    ("spec.dataSourceRef", No),
+    ("spec.volumeAttributesClassName", No),
+];
+
+/// Finds the row of a Pod field for a normalized path (`spec.containers[].env[].name`).
 pub fn lookup(pattern: &str) -> Option<Support> {
     for prefix in ["spec.containers[].", "spec.initContainers[]."] {
         if let Some(rest) = pattern.strip_prefix(prefix) {
             return find(CONTAINER_FIELDS, rest);
         }
     }
-    find(POD_FIELDS, pattern)
+    find(META_FIELDS, pattern).or_else(|| find(POD_FIELDS, pattern))
 }
 
 fn find(table: &[(&str, Support)], pattern: &str) -> Option<Support> {
@@ -170,82 +226,99 @@ fn find(table: &[(&str, Support)], pattern: &str) -> Option<Support> {
         .map(|(_, support)| *support)
 }
 
-/// Every refused feature the pod uses, as `not supported` problems.
-pub(crate) fn check(pod: &Pod, document: usize) -> Vec<Problem> {
+/// Every refused feature the object uses, as `not supported` problems. `prefix` locates the
+/// object in its document (`items[2].`).
+pub(crate) fn check<T: serde::Serialize>(
+    object: &T,
+    table: Table,
+    document: usize,
+    prefix: &str,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
-    match serde_json::to_value(pod) {
-        Ok(value) => walk(
-            &value,
-            String::new(),
-            String::new(),
-            document,
-            &mut problems,
-        ),
+    match serde_json::to_value(object) {
+        Ok(value) => {
+            let mut walker = Walker {
+                table,
+                doc: document,
+                out: &mut problems,
+            };
+            walker.walk(&value, String::new(), String::new());
+        }
         Err(e) => problems.push(Problem::new(
             document,
             "",
-            Reason::Invalid(format!("pod cannot be re-encoded: {e}")),
+            Reason::Invalid(format!("object cannot be re-encoded: {e}")),
         )),
+    }
+    for p in &mut problems {
+        p.path = format!("{prefix}{}", p.path);
     }
     problems
 }
 
-fn walk(value: &Value, path: String, pattern: String, doc: usize, out: &mut Vec<Problem>) {
-    let support = if pattern.is_empty() {
-        Into
-    } else {
-        lookup(&pattern).unwrap_or(No)
-    };
-    match support {
-        Yes => {}
-        Into => match value {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    let (p, q) = if path.is_empty() {
-                        (key.clone(), key.clone())
-                    } else {
-                        (format!("{path}.{key}"), format!("{pattern}.{key}"))
-                    };
-                    walk(child, p, q, doc, out);
+struct Walker<'a> {
+    table: Table,
+    doc: usize,
+    out: &'a mut Vec<Problem>,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, value: &Value, path: String, pattern: String) {
+        let support = if pattern.is_empty() {
+            Into
+        } else {
+            self.table.lookup(&pattern).unwrap_or(No)
+        };
+        match support {
+            Yes => {}
+            Into => match value {
+                Value::Object(map) => {
+                    for (key, child) in map {
+                        let (p, q) = if path.is_empty() {
+                            (key.clone(), key.clone())
+                        } else {
+                            (format!("{path}.{key}"), format!("{pattern}.{key}"))
+                        };
+                        self.walk(child, p, q);
+                    }
+                }
+                Value::Array(items) => {
+                    for (index, item) in items.iter().enumerate() {
+                        let p = format!("{path}[{index}]");
+                        self.walk_element(item, p, format!("{pattern}[]"));
+                    }
+                }
+                _ => {}
+            },
+            No => {
+                if !is_no_op(value) {
+                    self.refuse(path);
                 }
             }
-            Value::Array(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    let p = format!("{path}[{index}]");
-                    walk_element(item, p, format!("{pattern}[]"), doc, out);
+            UnlessEquals(allowed) => {
+                let no_op = serde_json::from_str::<Value>(allowed).ok();
+                if !value.is_null() && no_op.as_ref() != Some(value) {
+                    self.refuse(path);
                 }
-            }
-            _ => {}
-        },
-        No => {
-            if !is_no_op(value) {
-                out.push(Problem::new(doc, path, Reason::NotSupported(None)));
-            }
-        }
-        UnlessEquals(allowed) => {
-            let no_op = serde_json::from_str::<Value>(allowed).ok();
-            if !value.is_null() && no_op.as_ref() != Some(value) {
-                out.push(Problem::new(doc, path, Reason::NotSupported(None)));
             }
         }
     }
-}
 
-/// A list element is an object whose fields are looked up under `pattern`.
-fn walk_element(item: &Value, path: String, pattern: String, doc: usize, out: &mut Vec<Problem>) {
-    match item {
-        Value::Object(map) => {
-            for (key, child) in map {
-                walk(
-                    child,
-                    format!("{path}.{key}"),
-                    format!("{pattern}.{key}"),
-                    doc,
-                    out,
-                );
+    /// A list element is an object whose fields are looked up under `pattern`.
+    fn walk_element(&mut self, item: &Value, path: String, pattern: String) {
+        match item {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    self.walk(child, format!("{path}.{key}"), format!("{pattern}.{key}"));
+                }
             }
+            _ => self.refuse(path),
         }
-        _ => out.push(Problem::new(doc, path, Reason::NotSupported(None))),
+    }
+
+    fn refuse(&mut self, path: String) {
+        self.out
+            .push(Problem::new(self.doc, path, Reason::NotSupported(None)));
     }
 }
 

@@ -73,7 +73,7 @@ fn wrong_type_names_the_path() {
 fn bad_kind_and_api_version() {
     let err = errors(&GOOD.replace("kind: Pod", "kind: Deployment"));
     assert!(
-        err.contains("kind Deployment is not supported, peapod runs Pods"),
+        err.contains("kind Deployment is not supported, peapod takes Pod, ConfigMap"),
         "{err}"
     );
     let err = errors(&GOOD.replace("apiVersion: v1", "apiVersion: apps/v1"));

@@ -35,19 +35,19 @@ const HOST_PATH_TYPES: &[&str] = &[
 const MAX_NAMESERVERS: usize = 3;
 const MAX_SEARCHES: usize = 32;
 
-struct Check<'a> {
-    doc: usize,
-    out: &'a mut Vec<Problem>,
+pub(crate) struct Check<'a> {
+    pub doc: usize,
+    pub out: &'a mut Vec<Problem>,
 }
 
 impl Check<'_> {
-    fn push(&mut self, path: impl Into<String>, reason: Reason) {
+    pub(crate) fn push(&mut self, path: impl Into<String>, reason: Reason) {
         self.out.push(Problem::new(self.doc, path, reason));
     }
-    fn invalid(&mut self, path: impl Into<String>, why: impl Into<String>) {
+    pub(crate) fn invalid(&mut self, path: impl Into<String>, why: impl Into<String>) {
         self.push(path, Reason::Invalid(why.into()));
     }
-    fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) {
+    pub(crate) fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) {
         if !allowed.contains(&value) {
             let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
             self.invalid(
@@ -56,14 +56,14 @@ impl Check<'_> {
             );
         }
     }
-    fn label(&mut self, path: &str, value: &str) {
+    pub(crate) fn label(&mut self, path: &str, value: &str) {
         if !is_dns1123_label(value) {
             self.invalid(path, format!("{value:?}: {DNS_LABEL_RULE}"));
         }
     }
 }
 
-const DNS_LABEL_RULE: &str = "a lowercase RFC 1123 label must consist of lower case \
+pub(crate) const DNS_LABEL_RULE: &str = "a lowercase RFC 1123 label must consist of lower case \
 alphanumeric characters or '-', start and end with an alphanumeric character, at most 63 long";
 
 /// Appends every problem of `pod` to `out`.
@@ -494,17 +494,20 @@ fn quantity(path: &str, q: &K8sQuantity, check: &mut Check) -> Option<super::qua
     }
 }
 
-/// Two documents may not describe the same pod.
-pub(crate) fn check_unique_pods(pods: &[(usize, Pod)], out: &mut Vec<Problem>) {
+/// Two documents may not describe the same object.
+pub(crate) fn check_unique(objects: &[(usize, super::Object)], out: &mut Vec<Problem>) {
     let mut seen = HashSet::new();
-    for (doc, pod) in pods {
-        let key = (pod.metadata.namespace.clone(), pod.metadata.name.clone());
+    for (doc, object) in objects {
+        let key = (object.kind_name(), object.namespace(), object.name());
         if !seen.insert(key) {
-            let name = pod.metadata.name.as_deref().unwrap_or_default();
             out.push(Problem::new(
                 *doc,
                 "metadata.name",
-                Reason::Duplicate(format!("pod {name:?} appears in an earlier document")),
+                Reason::Duplicate(format!(
+                    "{} {:?} appears in an earlier document",
+                    object.kind_name(),
+                    object.name()
+                )),
             ));
         }
     }
