@@ -20,3 +20,4 @@ pub mod pod;
 pub mod procfs;
 pub mod sandbox;
 pub mod store;
+pub mod volume;

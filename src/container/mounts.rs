@@ -125,25 +125,15 @@ pub(crate) fn mounts(
             &["rbind", "rprivate", "rw"],
         )?,
     ];
-    let volumes = input.pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for (k, vm) in input.container.volume_mounts.iter().flatten().enumerate() {
         let vfield = format!("{field}.volumeMounts[{k}]");
         let source = match input.volume_dirs.get(&vm.name) {
             Some(dir) => dir.clone(),
             None => {
-                let volume = volumes.and_then(|v| v.iter().find(|v| v.name == vm.name));
-                match volume.and_then(|v| v.host_path.as_ref()) {
-                    Some(hp) => PathBuf::from(&hp.path),
-                    None => {
-                        return Err(SpecError::InvalidValue {
-                            field: format!("{vfield}.name"),
-                            reason: format!(
-                            "volume {:?} is not a hostPath and was not prepared by the supervisor",
-                            vm.name
-                        ),
-                        })
-                    }
-                }
+                return Err(SpecError::InvalidValue {
+                    field: format!("{vfield}.name"),
+                    reason: format!("volume {:?} was not set up for the pod", vm.name),
+                })
             }
         };
         let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {

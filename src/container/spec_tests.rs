@@ -67,7 +67,11 @@ impl Fixture {
             hostname_path: "/run/p/hostname".into(),
             shm_path: "/run/p/shm".into(),
             termination_log_path: "/run/p/term".into(),
-            volume_dirs: [("data".to_string(), PathBuf::from("/var/p/data"))].into(),
+            volume_dirs: [
+                ("data".to_string(), PathBuf::from("/var/p/data")),
+                ("host".to_string(), PathBuf::from("/srv/h")),
+            ]
+            .into(),
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             resources: self.resources,
             qos: self.qos,

@@ -393,7 +393,7 @@ impl Supervisor {
         let termination_log = dir.join(TERMINATION_LOG);
         fs::write(&termination_log, b"")
             .map_err(|e| config(format!("{}: {e}", termination_log.display())))?;
-        let volume_dirs = self.prepare_volumes().map_err(config)?;
+        let volume_dirs = self.prepare_volumes().map_err(|e| config(e.to_string()))?;
         let run_dir = self.paths.pod_run_dir(&self.uid);
         let resources = container_resources(c).map_err(|e| config(e.to_string()))?;
         let sandbox_pid = self
@@ -464,45 +464,15 @@ impl Supervisor {
         })
     }
 
-    /// emptyDir directories (memory-backed ones as tmpfs), made once per pod.
-    fn prepare_volumes(&self) -> Result<std::collections::BTreeMap<String, PathBuf>, String> {
-        let mut dirs = std::collections::BTreeMap::new();
-        let volumes = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.clone())
-            .unwrap_or_default();
-        for v in volumes {
-            let Some(ed) = &v.empty_dir else { continue };
-            let dir = self.paths.pod_dir(&self.uid).join("volumes").join(&v.name);
-            if !dir.exists() {
-                fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                // World-writable like the kubelet's emptyDir (0777).
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
-                if ed.medium.as_deref() == Some("Memory") {
-                    let mut opts = String::from("mode=0777");
-                    if let Some(limit) = &ed.size_limit {
-                        let bytes = crate::manifest::quantity::parse_quantity(&limit.0)
-                            .map_err(|e| e.to_string())?
-                            .value_ceil();
-                        opts.push_str(&format!(",size={bytes}"));
-                    }
-                    nix::mount::mount(
-                        Some("tmpfs"),
-                        &dir,
-                        Some("tmpfs"),
-                        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                        Some(opts.as_str()),
-                    )
-                    .map_err(|e| format!("mount tmpfs emptyDir {}: {e}", v.name))?;
-                }
-            }
-            dirs.insert(v.name.clone(), dir);
-        }
-        Ok(dirs)
+    /// The pod's volumes, set up once (later calls find them in place).
+    fn prepare_volumes(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, PathBuf>, crate::volume::VolumeError> {
+        crate::volume::setup(&crate::volume::PodVolumes {
+            paths: &self.paths,
+            uid: &self.uid,
+            pod: &self.pod,
+        })
     }
 
     fn release_instance(&self, dir: &Path, cgroup: Option<&Path>) {
