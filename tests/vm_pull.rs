@@ -252,3 +252,156 @@ fn two_pods_pulling_one_image_at_once_both_run() {
         .count();
     assert_eq!(rows, 1, "one image expected:\n{images}");
 }
+
+/// A second registry over the same storage that wants basic auth (`puller` / `s3cret`).
+const AUTH_REGISTRY: &str = "127.0.0.1:5001";
+/// `htpasswd -Bbn puller s3cret` (bcrypt): the registry checks the real password.
+const AUTH_HTPASSWD: &str = "puller:$2y$05$Agak5SAUdluunqK5qZSFAeAS6V/Gy0EXmgYe0Kd1jmnyIYj8XPTKa\n";
+static AUTH_REGISTRY_PROCESS: Mutex<Option<Child>> = Mutex::new(None);
+
+fn auth_registry() {
+    setup();
+    let mut guard = AUTH_REGISTRY_PROCESS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if guard.is_some() {
+        return;
+    }
+    let dir = std::path::Path::new("/tmp/vm-auth-registry");
+    std::fs::create_dir_all(dir).expect("cannot create the registry's directory");
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(&htpasswd, AUTH_HTPASSWD).expect("cannot write htpasswd");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {STORAGE}\nhttp:\n  addr: {AUTH_REGISTRY}\nauth:\n  htpasswd:\n    realm: peapod-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    )
+    .expect("cannot write the registry config");
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join("registry.log"))
+                .expect("cannot create the registry's log"),
+        )
+        .spawn()
+        .expect("cannot start docker-registry");
+    *guard = Some(child);
+    let up = wait_for(
+        || std::net::TcpStream::connect(AUTH_REGISTRY).is_ok(),
+        Duration::from_secs(30),
+    );
+    assert!(
+        up,
+        "the registry did not start listening on {AUTH_REGISTRY}"
+    );
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret for the auth registry, as `kubectl create secret
+/// docker-registry` writes it.
+fn pull_secret(name: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |data: &str| base64::engine::general_purpose::STANDARD.encode(data);
+    let config = format!(
+        "{{\"auths\":{{\"{AUTH_REGISTRY}\":{{\"username\":\"puller\",\"password\":\"{password}\",\"auth\":\"{}\"}}}}}}",
+        b64(&format!("puller:{password}"))
+    );
+    format!(
+        "apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}
+type: kubernetes.io/dockerconfigjson
+data:
+  .dockerconfigjson: {}
+",
+        b64(&config)
+    )
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn image_pull_secrets_authenticate_the_pods_pulls() {
+    auth_registry();
+    let image = format!("{AUTH_REGISTRY}/team/app:v1");
+    // Without credentials the registry refuses the pull.
+    apply_ok(&sleeper("pull-noauth", &image, ""));
+    let _noauth = PodGuard("pull-noauth".into());
+    wait_until(
+        "pull-noauth",
+        "ErrImagePull or ImagePullBackOff",
+        || {
+            matches!(
+                waiting_reason("pull-noauth").as_str(),
+                "ErrImagePull" | "ImagePullBackOff"
+            )
+        },
+        PULL_TIMEOUT,
+    );
+    assert!(
+        describe("pull-noauth").contains(&format!("Failed to pull image \"{image}\"")),
+        "no Failed event"
+    );
+
+    // A pull secret with the wrong password fails too; the right one lets the pull through.
+    let secrets_yaml = format!(
+        "{}---\n{}",
+        pull_secret("regcred-wrong", "wrong"),
+        pull_secret("regcred", "s3cret")
+    );
+    apply_ok(&secrets_yaml);
+    let secrets = "  imagePullSecrets:\n  - name: regcred\n";
+    let with_secret = sleeper("pull-auth", &image, "")
+        .replace("  containers:\n", &format!("{secrets}  containers:\n"));
+    apply_ok(&with_secret);
+    let _auth = PodGuard("pull-auth".into());
+    wait_running_within("pull-auth", PULL_TIMEOUT);
+    let text = describe("pull-auth");
+    assert!(
+        text.contains(&format!("Successfully pulled image \"{image}\"")),
+        "no Pulled event:\n{text}"
+    );
+
+    // A secret that does not exist is named in the kubelet's warning; the other one has the
+    // wrong password, so the pull (Always: the image is present by now) fails.
+    let missing = sleeper(
+        "pull-missing-secret",
+        &image,
+        "    imagePullPolicy: Always\n",
+    )
+    .replace(
+        "  containers:\n",
+        "  imagePullSecrets:\n  - name: nosuch\n  - name: regcred-wrong\n  containers:\n",
+    );
+    apply_ok(&missing);
+    let _missing = PodGuard("pull-missing-secret".into());
+    wait_until(
+        "pull-missing-secret",
+        "ErrImagePull or ImagePullBackOff",
+        || {
+            matches!(
+                waiting_reason("pull-missing-secret").as_str(),
+                "ErrImagePull" | "ImagePullBackOff"
+            )
+        },
+        PULL_TIMEOUT,
+    );
+    let text = describe("pull-missing-secret");
+    assert!(
+        text.contains("Unable to retrieve some image pull secrets (nosuch); attempting to pull the image may not succeed."),
+        "no FailedToRetrieveImagePullSecret event:\n{text}"
+    );
+    assert!(text.contains("FailedToRetrieveImagePullSecret"), "{text}");
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let file = dir.path().join("secrets.yaml");
+    std::fs::write(&file, &secrets_yaml).expect("cannot write the secrets");
+    peapod_ok(&[
+        "delete",
+        "-f",
+        file.to_str().expect("temporary path is not UTF-8"),
+    ]);
+}

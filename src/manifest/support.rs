@@ -92,6 +92,11 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.volumes[].emptyDir.sizeLimit", Yes),
     ("spec.volumes[].emptyDir.mode", No),
     ("spec.volumes[].hostPath", Yes),
+    // Claims bind to a directory of peapod's local-path provisioner (volume::claim).
+    ("spec.volumes[].persistentVolumeClaim", Yes),
+    ("spec.volumes[].ephemeral", Into),
+    ("spec.volumes[].ephemeral.volumeClaimTemplate", Into),
+    ("spec.volumes[].ephemeral.volumeClaimTemplate.metadata", Yes),
     ("spec.securityContext", Into),
     ("spec.securityContext.runAsUser", Yes),
     ("spec.securityContext.runAsGroup", Yes),
@@ -115,7 +120,7 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.serviceAccount", Yes),
     ("spec.automountServiceAccountToken", Yes), // no token is mounted either way
     ("spec.enableServiceLinks", Yes),           // no services, so no service variables
-    ("spec.imagePullSecrets", Yes),             // accepted; no registry auth yet
+    ("spec.imagePullSecrets", Yes),             // dockerconfigjson/dockercfg Secrets, for pulls
     // Refused: behaviour the runtime does not implement.
     ("spec.hostNetwork", No),
     ("spec.hostPID", No),
@@ -215,6 +220,10 @@ pub fn lookup(pattern: &str) -> Option<Support> {
         if let Some(rest) = pattern.strip_prefix(prefix) {
             return find(CONTAINER_FIELDS, rest);
         }
+    }
+    // A generic ephemeral volume's claim template is a claim: the claim's table applies.
+    if let Some(rest) = pattern.strip_prefix("spec.volumes[].ephemeral.volumeClaimTemplate.") {
+        return find(CLAIM_FIELDS, rest).filter(|_| rest.starts_with("spec"));
     }
     find(META_FIELDS, pattern).or_else(|| find(POD_FIELDS, pattern))
 }

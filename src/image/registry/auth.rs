@@ -16,6 +16,10 @@ use crate::store::Paths;
 
 /// Names the credentials file `peapod login` writes and pulls read first.
 pub const ENV_AUTH_FILE: &str = "PEAPOD_AUTH_FILE";
+/// Names a pod's image pull secrets (a docker `config.json`), read before every other file:
+/// the supervisor sets it for its pull children, as the kubelet puts a pod's pull secrets
+/// ahead of the node's credentials.
+pub const ENV_PULL_SECRETS_FILE: &str = "PEAPOD_PULL_SECRETS_FILE";
 pub const AUTH_FILE_NAME: &str = "auth.json";
 
 /// The keys Docker uses for Docker Hub in `auths` (the legacy v1 URL is what `docker login`
@@ -139,7 +143,11 @@ pub fn login_file(paths: &Paths) -> PathBuf {
 }
 
 fn lookup_files(paths: &Paths) -> Vec<PathBuf> {
-    let mut out = vec![login_file(paths)];
+    let mut out = Vec::new();
+    if let Some(f) = std::env::var_os(ENV_PULL_SECRETS_FILE).filter(|v| !v.is_empty()) {
+        out.push(PathBuf::from(f));
+    }
+    out.push(login_file(paths));
     if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()) {
         out.push(Path::new(&d).join("config.json"));
     } else if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {

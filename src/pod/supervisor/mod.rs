@@ -172,6 +172,8 @@ pub(crate) struct Supervisor {
     pub pulls: Vec<pulls::PullJob>,
     /// Per image reference: the pull back-off and when the next pull may start.
     pub pull_backoff: HashMap<String, (PullBackoff, Instant)>,
+    /// The pod's image pull secrets as a docker config file, for pull children.
+    pub pull_secrets: Option<PathBuf>,
     pub stopping: Option<Stopping>,
     pub start_time: Timestamp,
     pub node_name: String,
@@ -276,6 +278,7 @@ impl Supervisor {
             images: HashMap::new(),
             pulls: Vec::new(),
             pull_backoff: HashMap::new(),
+            pull_secrets: None,
             stopping: None,
             start_time: Timestamp::now(),
             node_name: nix::unistd::gethostname()

@@ -10,27 +10,40 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use k8s_openapi::api::core::v1::Secret;
+
 use super::Supervisor;
+use crate::image::registry::auth::ENV_PULL_SECRETS_FILE;
 use crate::image::{Image, ImageError, ImageStore, PullOptions};
 use crate::manifest::defaults::default_pull_policy;
+use crate::manifest::objects::{
+    DOCKERCFG_KEY, DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG, SECRET_TYPE_DOCKER_CONFIG_JSON,
+};
+use crate::object::ObjectStore;
 use crate::pod::backoff::PullBackoff;
 use crate::pod::events;
 use crate::pod::model::{
     RunState, REASON_ERR_IMAGE_NEVER_PULL, REASON_ERR_IMAGE_PULL, REASON_IMAGE_PULL_BACK_OFF,
 };
-use crate::store::Paths;
+use crate::store::{write_atomic_private, Paths};
 
 /// The hidden verb of the pull child: `peapod __pull <reference>`.
 pub const PULL_VERB: &str = "__pull";
 /// After a failed pull, ErrImagePull shows this long before the back-off takes over (the
 /// kubelet's next pod sync comes within seconds and reports ImagePullBackOff).
 const ERR_IMAGE_PULL_SHOWN_FOR: Duration = Duration::from_secs(2);
+
+/// The pod's pull secrets, merged, in its runtime directory.
+const PULL_SECRETS_FILE: &str = "pull-secrets.json";
+/// [pkg/kubelet/events/event.go]
+pub const REASON_FAILED_TO_RETRIEVE_IMAGE_PULL_SECRET: &str = "FailedToRetrieveImagePullSecret";
 
 pub const POLICY_ALWAYS: &str = "Always";
 pub const POLICY_NEVER: &str = "Never";
@@ -104,6 +117,9 @@ impl Supervisor {
             .clone()
             .unwrap_or_else(|| default_pull_policy(&reference).to_string());
         let field = self.runs[i].field_path();
+        // As the kubelet's pod sync, every start looks the pull secrets up (and warns about
+        // missing ones), whether or not a pull follows.
+        self.pull_secrets = self.pull_secrets_file(&field);
 
         // The pull this start waited for has just finished.
         if std::mem::take(&mut self.runs[i].image_pulled) {
@@ -211,7 +227,7 @@ impl Supervisor {
             field,
             format!("Pulling image \"{reference}\""),
         );
-        match spawn_pull(reference) {
+        match spawn_pull(reference, self.pull_secrets.as_deref()) {
             Ok((pid, stdout)) => {
                 tracing::info!(image = %reference, pid = pid.as_raw(), "pulling image");
                 self.pulls.push(PullJob {
@@ -340,6 +356,68 @@ impl Supervisor {
         self.mark_dirty();
     }
 
+    /// The pod's `imagePullSecrets` as one docker config file in its runtime directory (a
+    /// tmpfs, mode 0600), for the pull child to read ahead of the node's credentials, as the
+    /// kubelet does [pkg/kubelet/images: MakeDockerKeyring of the pull secrets, then the
+    /// node's keyring]. Secrets that do not exist are named in the kubelet's
+    /// `FailedToRetrieveImagePullSecret` event and the pull goes on without them. None when
+    /// the pod names no usable secret.
+    fn pull_secrets_file(&mut self, field: &str) -> Option<PathBuf> {
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let store = ObjectStore::new(&self.paths);
+        let mut auths = serde_json::Map::new();
+        let mut missing = Vec::new();
+        for name in &names {
+            match store.get::<Secret>(self.namespace(), name) {
+                Ok(Some(secret)) => {
+                    for (host, entry) in docker_auths(&secret) {
+                        auths.entry(host).or_insert(entry);
+                    }
+                }
+                Ok(None) => missing.push(name.clone()),
+                Err(e) => {
+                    tracing::warn!(secret = %name, error = %e, "cannot read image pull secret");
+                    missing.push(name.clone());
+                }
+            }
+        }
+        if !missing.is_empty() {
+            self.event(
+                events::WARNING,
+                REASON_FAILED_TO_RETRIEVE_IMAGE_PULL_SECRET,
+                field,
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        if auths.is_empty() {
+            return None;
+        }
+        let file = self.paths.pod_run_dir(&self.uid).join(PULL_SECRETS_FILE);
+        let doc = serde_json::json!({ "auths": auths });
+        match write_atomic_private(&file, doc.to_string().as_bytes()) {
+            Ok(()) => Some(file),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the pod's pull secrets; pulling without them");
+                None
+            }
+        }
+    }
+
     /// Stops every pull in flight (the pod is going away); they are reaped as usual.
     pub(super) fn kill_pulls(&mut self) {
         for job in &self.pulls {
@@ -349,16 +427,42 @@ impl Supervisor {
     }
 }
 
+/// The `auths` entries of a pull secret: a `kubernetes.io/dockerconfigjson` Secret's
+/// `.dockerconfigjson` (`{"auths": {...}}`) or a legacy `kubernetes.io/dockercfg` Secret's
+/// `.dockercfg` (the entries at the top level). The kubelet uses no other type.
+fn docker_auths(secret: &Secret) -> serde_json::Map<String, serde_json::Value> {
+    let data = secret.data.as_ref();
+    let parse = |key: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&data?.get(key)?.0).ok()
+    };
+    let found = match secret.type_.as_deref() {
+        Some(SECRET_TYPE_DOCKER_CONFIG_JSON) => {
+            parse(DOCKER_CONFIG_JSON_KEY).and_then(|v| v.get("auths").cloned())
+        }
+        Some(SECRET_TYPE_DOCKERCFG) => parse(DOCKERCFG_KEY),
+        _ => None,
+    };
+    match found {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// Starts `peapod __pull <reference>` with its stdout on a pipe. The child inherits the
-/// environment (registries config and auth file locations) and logs to our stderr.
-fn spawn_pull(reference: &str) -> std::io::Result<(Pid, OwnedFd)> {
-    let mut child = Command::new("/proc/self/exe")
-        .arg(PULL_VERB)
+/// environment (registries config and auth file locations), gets the pod's pull secrets file
+/// if there is one, and logs to our stderr.
+fn spawn_pull(reference: &str, secrets: Option<&Path>) -> std::io::Result<(Pid, OwnedFd)> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(PULL_VERB)
         .arg(reference)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .stderr(Stdio::inherit());
+    match secrets {
+        Some(file) => cmd.env(ENV_PULL_SECRETS_FILE, file),
+        None => cmd.env_remove(ENV_PULL_SECRETS_FILE),
+    };
+    let mut child = cmd.spawn()?;
     let stdout = child
         .stdout
         .take()
@@ -416,6 +520,32 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(2000)), "2s");
         assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
         assert_eq!(go_duration(Duration::from_millis(123_500)), "2m3.5s");
+    }
+
+    #[test]
+    fn pull_secrets_of_both_docker_types_give_auths() {
+        use k8s_openapi::ByteString;
+        let secret = |type_: &str, key: &str, json: &str| Secret {
+            type_: Some(type_.into()),
+            data: Some([(key.to_string(), ByteString(json.as_bytes().to_vec()))].into()),
+            ..Default::default()
+        };
+        let new = secret(
+            SECRET_TYPE_DOCKER_CONFIG_JSON,
+            DOCKER_CONFIG_JSON_KEY,
+            r#"{"auths":{"r:5000":{"auth":"dTpw"}}}"#,
+        );
+        assert_eq!(docker_auths(&new)["r:5000"]["auth"], "dTpw");
+        let legacy = secret(
+            SECRET_TYPE_DOCKERCFG,
+            DOCKERCFG_KEY,
+            r#"{"r:5000":{"auth":"dTpw"}}"#,
+        );
+        assert_eq!(docker_auths(&legacy)["r:5000"]["auth"], "dTpw");
+        let opaque = secret("Opaque", DOCKER_CONFIG_JSON_KEY, r#"{"auths":{"r":{}}}"#);
+        assert!(docker_auths(&opaque).is_empty());
+        let broken = secret(SECRET_TYPE_DOCKER_CONFIG_JSON, DOCKER_CONFIG_JSON_KEY, "{");
+        assert!(docker_auths(&broken).is_empty());
     }
 
     #[test]
