@@ -26,10 +26,10 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
 use crate::manifest::Object;
-use crate::object::{ObjectError, ObjectStore, PutMode, StoredObject};
+use crate::object::{ObjectError, ObjectStore, PutMode, PutOutcome, StoredObject};
 use crate::pod::lifecycle::{self, ApplyOutcome, LifecycleError};
 use crate::pod::record::{self, PodRecord};
 use crate::store::Paths;
@@ -354,7 +354,12 @@ fn apply(paths: &Paths, files: &[String], dry_run: bool, mode: PutMode) -> Resul
             }
             Object::ConfigMap(o) => store.put(*o, mode).map(|(_, out)| out),
             Object::Secret(o) => store.put(*o, mode).map(|(_, out)| out),
-            Object::PersistentVolumeClaim(o) => store.put(*o, mode).map(|(_, out)| out),
+            Object::PersistentVolumeClaim(o) => store.put(*o, mode).and_then(|(claim, out)| {
+                if out == PutOutcome::Created {
+                    crate::volume::claim::on_created(paths, &claim)?;
+                }
+                Ok(out)
+            }),
         };
         lines[i] = Some(match outcome {
             Ok(out) => Ok(format!("{kind}/{name} {}", out.as_str())),
@@ -439,9 +444,7 @@ fn delete(
                 }
                 Object::ConfigMap(_) => remove::<ConfigMap>(paths, &ns, &name),
                 Object::Secret(_) => remove::<Secret>(paths, &ns, &name),
-                Object::PersistentVolumeClaim(_) => {
-                    remove::<PersistentVolumeClaim>(paths, &ns, &name)
-                }
+                Object::PersistentVolumeClaim(_) => delete_claim(&ns, &name, paths),
             };
             if !removed? {
                 code = 1;
@@ -479,6 +482,20 @@ fn delete(
         }
     }
     Ok(code)
+}
+
+/// Deletes a claim as kubectl does; a claim in use stays Terminating until its pods are gone.
+fn delete_claim(namespace: &str, name: &str, paths: &Paths) -> Result<bool> {
+    match crate::volume::claim::delete(paths, namespace, name)? {
+        Some(_) => {
+            println!("persistentvolumeclaim \"{name}\" deleted");
+            Ok(true)
+        }
+        None => {
+            eprintln!("Error from server (NotFound): persistentvolumeclaims \"{name}\" not found");
+            Ok(false)
+        }
+    }
 }
 
 /// Deletes a stored object as kubectl does: `configmap "x" deleted`, or NotFound (false).

@@ -160,11 +160,25 @@ pub(crate) fn mounts(
         list.push(bind(
             &vm.mount_path,
             &source,
-            vm.read_only.unwrap_or(false),
+            vm.read_only.unwrap_or(false) || claim_read_only(input, &vm.name),
             propagation,
         )?);
     }
     Ok(list)
+}
+
+/// A persistentVolumeClaim volume with `readOnly: true` is read-only in every container.
+fn claim_read_only(input: &SpecInput, volume: &str) -> bool {
+    input
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|v| v.name == volume)
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .any(|c| c.read_only == Some(true))
 }
 
 fn char_device(path: &str, major: i64, minor: i64) -> Result<LinuxDevice, SpecError> {

@@ -8,7 +8,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{ObjectError, StoredObject};
-use crate::store::{read_json, write_atomic, write_atomic_private, FileLock, Paths, StoreError};
+use crate::pod::record::Event;
+use crate::store::{
+    read_json, write_atomic, write_atomic_private, write_json, FileLock, Paths, StoreError,
+};
 
 const LOCK_FILE: &str = ".lock";
 /// The store-wide counter behind every resourceVersion.
@@ -120,11 +123,25 @@ impl ObjectStore {
     /// moves when something changed.
     pub fn put<T: StoredObject>(
         &self,
+        object: T,
+        mode: PutMode,
+    ) -> Result<(T, PutOutcome), ObjectError> {
+        let _lock = self.lock()?;
+        self.put_with_lock_held(object, mode)
+    }
+
+    /// [`ObjectStore::put`] (create) for a caller that holds [`ObjectStore::lock`].
+    pub fn put_locked<T: StoredObject>(&self, object: T) -> Result<T, ObjectError> {
+        self.put_with_lock_held(object, PutMode::Create)
+            .map(|(o, _)| o)
+    }
+
+    fn put_with_lock_held<T: StoredObject>(
+        &self,
         mut object: T,
         mode: PutMode,
     ) -> Result<(T, PutOutcome), ObjectError> {
         let (namespace, name) = names(&object);
-        let _lock = self.lock()?;
         let existing: Option<T> = self.get(&namespace, &name)?;
         let outcome = match existing {
             Some(_) if mode == PutMode::Create => {
@@ -177,6 +194,16 @@ impl ObjectStore {
         change: impl FnOnce(&mut T) -> bool,
     ) -> Result<Option<T>, ObjectError> {
         let _lock = self.lock()?;
+        self.update_locked(namespace, name, change)
+    }
+
+    /// [`ObjectStore::update`] for a caller that holds [`ObjectStore::lock`].
+    pub fn update_locked<T: StoredObject>(
+        &self,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&mut T) -> bool,
+    ) -> Result<Option<T>, ObjectError> {
         let Some(mut object) = self.get::<T>(namespace, name)? else {
             return Ok(None);
         };
@@ -194,12 +221,63 @@ impl ObjectStore {
         name: &str,
     ) -> Result<Option<T>, ObjectError> {
         let _lock = self.lock()?;
+        self.remove_locked(namespace, name)
+    }
+
+    /// [`ObjectStore::remove`] for a caller that holds [`ObjectStore::lock`].
+    pub fn remove_locked<T: StoredObject>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<T>, ObjectError> {
         let Some(object) = self.get::<T>(namespace, name)? else {
             return Ok(None);
         };
         let file = self.file::<T>(namespace, name);
         fs::remove_file(&file).map_err(|e| StoreError::io(&file, e))?;
+        let events = self.events_file::<T>(namespace, name);
+        if let Err(e) = fs::remove_file(&events) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(StoreError::io(&events, e).into());
+            }
+        }
         Ok(Some(object))
+    }
+
+    /// The events of one object (a claim's provisioning, ...), oldest first.
+    pub fn events<T: StoredObject>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<Event>, ObjectError> {
+        match read_json(&self.events_file::<T>(namespace, name)) {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records an event about an object, deduplicated as pod events are. Takes no lock (it
+    /// may run under the store's lock): two writers at once may lose a count, never a file.
+    pub fn record_event<T: StoredObject>(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) -> Result<(), ObjectError> {
+        let mut list = self.events::<T>(namespace, name)?;
+        let now = now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        crate::pod::events::record(&mut list, type_, reason, "", message, &now);
+        write_json(&self.events_file::<T>(namespace, name), &list)?;
+        Ok(())
+    }
+
+    /// Beside the object, hidden from listings: `.<name>.events.json`.
+    fn events_file<T: StoredObject>(&self, namespace: &str, name: &str) -> PathBuf {
+        self.dir::<T>(namespace)
+            .join(format!(".{name}.events{SUFFIX}"))
     }
 
     /// The store's writer lock, for callers that read and then write several objects.

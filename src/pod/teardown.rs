@@ -13,8 +13,10 @@ use nix::unistd::Pid;
 
 use crate::cgroup::CgroupManager;
 use crate::network;
-use crate::pod::record::{PodState, ProcessRef};
-use crate::store::Paths;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::pod::record::{PodState, ProcessRef, POD_FILE};
+use crate::store::{read_json, Paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
@@ -97,6 +99,8 @@ fn remove_dir(path: &Path) -> Option<String> {
 pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError> {
     let uid = state.uid.as_str();
     let mut errors: Vec<String> = Vec::new();
+    // The spec names the claims to release once the pod is gone.
+    let pod: Option<Pod> = read_json(&paths.pod_dir(uid).join(POD_FILE)).ok();
 
     // 1. Processes: containers first, then the sandbox; the pod cgroup catches any we missed.
     for c in state.containers.values() {
@@ -156,6 +160,14 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
     )));
     if errors.is_empty() {
         errors.extend(remove_dir(&lib_dir));
+    }
+
+    // 6. Claims: the pod's ephemeral claims, and claims waiting for their last pod to go
+    // (pvc-protection), now that this pod is no longer on record.
+    if let Some(pod) = pod.as_ref().filter(|_| errors.is_empty()) {
+        if let Err(e) = crate::volume::claim::release_for_pod(paths, pod) {
+            errors.push(format!("claims: {e}"));
+        }
     }
     if errors.is_empty() {
         Ok(())

@@ -7,6 +7,7 @@
 //! One file a volume kind: [`empty_dir`], [`host_path`]. Must not start processes or know
 //! about containers beyond the paths it hands out.
 
+pub mod claim;
 mod empty_dir;
 mod host_path;
 
@@ -36,6 +37,13 @@ pub enum VolumeError {
     },
     #[error("volume {volume:?}: {reason}")]
     Invalid { volume: String, reason: String },
+    /// The claim behind a persistentVolumeClaim or ephemeral volume cannot be used (yet).
+    #[error("volume {volume:?}: {source}")]
+    Claim {
+        volume: String,
+        #[source]
+        source: claim::ClaimError,
+    },
     #[error("volume {volume:?}: mount {what} at {path}: {source}")]
     Mount {
         volume: String,
@@ -52,6 +60,7 @@ impl VolumeError {
         match self {
             VolumeError::Io { volume, .. }
             | VolumeError::Invalid { volume, .. }
+            | VolumeError::Claim { volume, .. }
             | VolumeError::Mount { volume, .. } => volume,
         }
     }
@@ -63,6 +72,8 @@ pub struct PodVolumes<'a> {
     pub paths: &'a Paths,
     pub uid: &'a str,
     pub pod: &'a Pod,
+    /// This host's name (a bound claim's selected node).
+    pub node: &'a str,
 }
 
 impl PodVolumes<'_> {
@@ -84,6 +95,15 @@ impl PodVolumes<'_> {
     }
 }
 
+/// The directory of a claim, bound now if this pod is its first consumer.
+fn claim_dir(pod: &PodVolumes, volume: &str, claim: &str) -> Result<PathBuf, VolumeError> {
+    let namespace = pod.pod.metadata.namespace.as_deref().unwrap_or_default();
+    claim::bind(pod.paths, namespace, claim, pod.node).map_err(|source| VolumeError::Claim {
+        volume: volume.to_string(),
+        source,
+    })
+}
+
 /// Sets up every volume of the pod that needs a host directory (idempotent: a volume already
 /// set up is left as it is) and returns the host directory or file of each volume by name.
 pub fn setup(pod: &PodVolumes) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
@@ -93,6 +113,20 @@ pub fn setup(pod: &PodVolumes) -> Result<BTreeMap<String, PathBuf>, VolumeError>
             empty_dir::setup(pod, &v.name, ed)?
         } else if let Some(hp) = &v.host_path {
             host_path::setup(&v.name, hp)?
+        } else if let Some(source) = &v.persistent_volume_claim {
+            claim_dir(pod, &v.name, &source.claim_name)?
+        } else if let Some(template) = v
+            .ephemeral
+            .as_ref()
+            .and_then(|e| e.volume_claim_template.as_ref())
+        {
+            let claim = claim::ensure_ephemeral(pod.paths, pod.pod, &v.name, template).map_err(
+                |source| VolumeError::Claim {
+                    volume: v.name.clone(),
+                    source,
+                },
+            )?;
+            claim_dir(pod, &v.name, &claim)?
         } else {
             continue;
         };

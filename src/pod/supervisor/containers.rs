@@ -472,6 +472,7 @@ impl Supervisor {
             paths: &self.paths,
             uid: &self.uid,
             pod: &self.pod,
+            node: &self.node_name,
         })
     }
 
