@@ -325,6 +325,9 @@ impl Supervisor {
         c: &Container,
         image: &Image,
     ) -> Result<Pending, StartFailure> {
+        // No cgroup2 hierarchy: nowhere to attach the device allowlist, so no container.
+        crate::cgroup::check_devices_supported(&self.cgroup_support)
+            .map_err(|e| StartFailure::Config(e.to_string()))?;
         let uid = self.uid.clone();
         let attempt = self.runs[i].instances;
         let name = crate::container::names::container_name(
