@@ -162,7 +162,8 @@ impl Paths {
 
 /// Writes `data` to `path` so that a reader sees either the old or the new content, never a
 /// torn one, and the content survives a power loss: a temp file in the same directory, fsync,
-/// rename.
+/// rename, fsync of the directory (the rename is a change of the directory, which the file's
+/// fsync does not make durable: fsync(2), NOTES).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     write_replace(path, data, true, 0o644)
 }
@@ -205,7 +206,18 @@ fn write_replace(path: &Path, data: &[u8], durable: bool, mode: u32) -> Result<(
         let _ = fs::remove_file(&tmp);
         return Err(StoreError::io(path, e));
     }
+    if durable {
+        sync_dir(dir)?;
+    }
     Ok(())
+}
+
+/// fsync of a directory, so that entries just created, renamed or removed in it survive a
+/// power loss.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
@@ -319,6 +331,16 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn directory_sync_names_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_dir(dir.path()).unwrap();
+        let missing = dir.path().join("gone");
+        let err = sync_dir(&missing).unwrap_err();
+        assert!(err.is_not_found());
+        assert!(err.to_string().starts_with(&missing.display().to_string()));
     }
 
     #[test]

@@ -1,11 +1,19 @@
-//! cgroup v2: a cgroup per pod and per container, resource limits, OOM detection, kill-all.
+//! cgroup v2: a cgroup per pod and per container, resource limits, the device allowlist, OOM
+//! detection, kill-all.
 //!
 //! Layout: `<root>/peapod/pod-<uid>/{sandbox,<container>-<attempt>}`. The manager takes the
 //! cgroup2 mount as a parameter so tests run against a temp dir that mimics cgroupfs. It never
 //! touches cgroups outside `<root>/peapod` except enabling controllers in `<root>`'s
 //! `cgroup.subtree_control`. Limits it cannot enforce are reported, never dropped
 //! ([`check_limits_supported`]).
+//!
+//! On a hybrid host (cgroup v1 controllers, a cgroup2 mount at `/sys/fs/cgroup/unified` with none
+//! of them) the same layout lives under the unified mount without controllers: it carries only
+//! each container's device program (`devices.rs`), which any cgroup2 directory can hold. Where
+//! there is no cgroup2 hierarchy at all, no container runs ([`check_devices_supported`]).
 
+mod bpf;
+mod devices;
 mod support;
 
 use std::io;
@@ -14,11 +22,17 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
-pub use support::{check_limits_supported, detect, pod_limits, CgroupSupport, PodLimits};
+pub use bpf::BpfError;
+pub use devices::{Access, DeviceKind, DeviceRule, DeviceRules};
+pub use support::{
+    check_devices_supported, check_limits_supported, detect, pod_limits, CgroupSupport, PodLimits,
+};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const PEAPOD_CGROUP: &str = "peapod";
 pub const SANDBOX_CGROUP: &str = "sandbox";
+/// Where systemd mounts the cgroup2 hierarchy on a hybrid host, below [`CGROUP_ROOT`].
+pub const HYBRID_UNIFIED_DIR: &str = "unified";
 
 pub const FILE_CONTROLLERS: &str = "cgroup.controllers";
 pub const FILE_SUBTREE_CONTROL: &str = "cgroup.subtree_control";
@@ -64,6 +78,21 @@ pub enum CgroupError {
         #[source]
         source: nix::Error,
     },
+    #[error("linux.resources.devices[{index}]: {reason}")]
+    InvalidDeviceRule { index: usize, reason: String },
+    #[error("cgroup {path}: installing the device allowlist: {source}")]
+    DeviceProgram {
+        path: PathBuf,
+        #[source]
+        source: BpfError,
+    },
+    #[error("generating the device allowlist program: {0}")]
+    Generate(#[from] BpfError),
+    #[error(
+        "containers cannot run on this host: {reason}; peapod installs each container's device \
+         allowlist in a cgroup2 directory and does not run containers with open device access"
+    )]
+    NoDeviceAllowlist { reason: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -104,16 +133,51 @@ pub fn cpu_weight_from_shares(shares: u64) -> u64 {
     (value.ceil() as u64).clamp(1, 10_000)
 }
 
+/// Loads and attaches a device program; tests record the rules instead.
+type AttachDevices = fn(&Path, &DeviceRules) -> Result<(), CgroupError>;
+
 /// Creates and configures pod and container cgroups under one cgroup2 mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CgroupManager {
     root: PathBuf,
+    /// cpu, memory and pids are available under `root`. False for a hybrid host's unified
+    /// hierarchy, where the cgroups carry only device programs.
+    controllers: bool,
+    attach_devices: AttachDevices,
 }
 
 impl CgroupManager {
-    /// `root` is the cgroup2 mount (normally [`CGROUP_ROOT`]).
+    /// `root` is a cgroup2 mount with the cpu, memory and pids controllers (normally
+    /// [`CGROUP_ROOT`]).
     pub fn new(root: PathBuf) -> Self {
-        CgroupManager { root }
+        CgroupManager {
+            root,
+            controllers: true,
+            attach_devices: devices::attach,
+        }
+    }
+
+    /// A cgroup2 mount without those controllers (a hybrid host's `/sys/fs/cgroup/unified`):
+    /// cgroups hold processes and device programs, and no limit is written.
+    pub fn without_controllers(root: PathBuf) -> Self {
+        CgroupManager {
+            controllers: false,
+            ..Self::new(root)
+        }
+    }
+
+    /// The same manager with another way to attach device programs (tests record them).
+    #[cfg(test)]
+    pub(crate) fn with_device_attacher(self, attach_devices: AttachDevices) -> Self {
+        CgroupManager {
+            attach_devices,
+            ..self
+        }
+    }
+
+    /// Whether limits can be written (see [`CgroupManager::without_controllers`]).
+    pub fn has_controllers(&self) -> bool {
+        self.controllers
     }
 
     pub fn root(&self) -> &Path {
@@ -137,10 +201,18 @@ impl CgroupManager {
 
     /// Creates the pod cgroup with controllers enabled for its children. Pod-level cpu.max and
     /// memory.max are set only when every container has that limit (`limits` holds the sums),
-    /// as the kubelet does for its pod cgroups.
+    /// as the kubelet does for its pod cgroups. Without controllers: the bare directories.
     pub fn create_pod(&self, uid: &str, limits: PodLimits) -> Result<PathBuf, CgroupError> {
         let peapod = self.root.join(PEAPOD_CGROUP);
         let pod = self.pod_path(uid);
+        if !self.controllers {
+            if limits != PodLimits::default() {
+                return Err(self.no_controllers("spec.resources"));
+            }
+            std::fs::create_dir_all(&pod).map_err(io_err(&pod))?;
+            tracing::info!(path = %pod.display(), "created pod cgroup (no controllers)");
+            return Ok(pod);
+        }
         let enable = REQUIRED_CONTROLLERS
             .iter()
             .map(|c| format!("+{c}"))
@@ -162,9 +234,48 @@ impl CgroupManager {
         Ok(pod)
     }
 
-    /// Creates a container (or sandbox) cgroup and applies the Spec's resources.
+    fn no_controllers(&self, field: &str) -> CgroupError {
+        CgroupError::LimitUnsupported {
+            field: field.to_string(),
+            reason: format!(
+                "the cgroup2 hierarchy at {} has no cpu/memory/pids controllers",
+                self.root.display()
+            ),
+        }
+    }
+
+    /// Creates a container (or sandbox) cgroup and applies the Spec's resources: limits, then
+    /// the device allowlist of `devices` (before any process joins the cgroup).
     pub fn create(&self, path: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
+        let rules = match res.devices() {
+            Some(list) => Some(DeviceRules::from_spec(list)?),
+            None => None,
+        };
+        if !self.controllers {
+            // Shares and peapod's own pids.max default have nowhere to go; a limit must not
+            // be dropped (the apply-time check refuses such pods first).
+            let quota = res.cpu().as_ref().and_then(|c| c.quota());
+            let memory = res.memory().as_ref().and_then(|m| m.limit());
+            for (field, limit) in [
+                ("linux.resources.cpu.quota", quota),
+                ("linux.resources.memory.limit", memory),
+            ] {
+                if limit.is_some_and(|l| l > 0) {
+                    return Err(self.no_controllers(field));
+                }
+            }
+        }
         std::fs::create_dir_all(path).map_err(io_err(path))?;
+        if self.controllers {
+            self.write_limits(path, res)?;
+        }
+        if let Some(rules) = rules {
+            (self.attach_devices)(path, &rules)?;
+        }
+        Ok(())
+    }
+
+    fn write_limits(&self, path: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
         if let Some(cpu) = res.cpu() {
             let period = cpu.period().unwrap_or(CPU_PERIOD_US);
             let max = match cpu.quota() {
@@ -209,6 +320,9 @@ impl CgroupManager {
     /// Whether the kernel OOM killer hit this cgroup (`memory.events`: oom_kill or
     /// oom_group_kill above zero).
     pub fn oom_killed(&self, path: &Path) -> Result<bool, CgroupError> {
+        if !self.controllers {
+            return Ok(false);
+        }
         let text = read_file(path, FILE_MEMORY_EVENTS)?;
         let file = path.join(FILE_MEMORY_EVENTS);
         for line in text.lines() {

@@ -3,7 +3,8 @@
 use super::*;
 use crate::manifest::resources::Resources;
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+    LinuxPidsBuilder, LinuxResourcesBuilder,
 };
 use serde_json::json;
 
@@ -244,15 +245,145 @@ fn detect_v2_and_hybrid() {
         }
     );
     std::fs::write(tmp.path().join(FILE_CONTROLLERS), "hugetlb\n").unwrap();
-    let CgroupSupport::Unavailable { reason } = detect(tmp.path()) else {
-        panic!("expected unavailable")
+    let CgroupSupport::DevicesOnly { root, reason } = detect(tmp.path()) else {
+        panic!("expected a cgroup2 hierarchy without controllers")
     };
+    assert_eq!(root, tmp.path());
     assert!(reason.contains("cpu/memory/pids"), "{reason}");
+
+    // systemd's hybrid layout: v1 controllers, cgroup2 at <root>/unified.
+    let hybrid = tempfile::tempdir().unwrap();
+    let unified = hybrid.path().join(HYBRID_UNIFIED_DIR);
+    std::fs::create_dir(&unified).unwrap();
+    std::fs::write(unified.join(FILE_CONTROLLERS), "hugetlb\n").unwrap();
+    let support = detect(hybrid.path());
+    let CgroupSupport::DevicesOnly { root, .. } = &support else {
+        panic!("expected the unified hierarchy: {support:?}")
+    };
+    assert_eq!(root, &unified);
+    let manager = support.manager().unwrap();
+    assert!(!manager.has_controllers());
+    assert_eq!(manager.root(), unified);
+    check_devices_supported(&support).unwrap();
+
     let empty = tempfile::tempdir().unwrap();
-    assert!(matches!(
-        detect(empty.path()),
-        CgroupSupport::Unavailable { .. }
+    let none = detect(empty.path());
+    assert!(matches!(none, CgroupSupport::Unavailable { .. }));
+    assert!(none.manager().is_none());
+    let err = check_devices_supported(&none).unwrap_err().to_string();
+    assert!(
+        err.starts_with("containers cannot run on this host: this host has no cgroup v2 hierarchy"),
+        "{err}"
+    );
+    assert!(
+        err.contains("does not run containers with open device access"),
+        "{err}"
+    );
+}
+
+thread_local! {
+    static ATTACHED: std::cell::RefCell<Vec<(PathBuf, DeviceRules)>> = Default::default();
+}
+
+fn record_attach(path: &Path, rules: &DeviceRules) -> Result<(), CgroupError> {
+    ATTACHED.with(|a| a.borrow_mut().push((path.to_path_buf(), rules.clone())));
+    Ok(())
+}
+
+fn deny_all_but_null() -> LinuxResources {
+    let rules = vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap(),
+        LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(1i64)
+            .minor(3i64)
+            .access("rwm")
+            .build()
+            .unwrap(),
+    ];
+    LinuxResourcesBuilder::default()
+        .devices(rules)
+        .pids(LinuxPidsBuilder::default().limit(4096i64).build().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn create_attaches_the_device_rules_of_the_spec() {
+    let tmp = fake_root();
+    let m = CgroupManager::new(tmp.path().to_path_buf()).with_device_attacher(record_attach);
+    let path = m.container_path("u1", "app", 0);
+    m.create(&path, &deny_all_but_null()).unwrap();
+    let attached = ATTACHED.with(|a| a.take());
+    assert_eq!(attached.len(), 1);
+    assert_eq!(attached[0].0, path);
+    let rules = &attached[0].1;
+    assert!(rules.allows(DeviceKind::Char, 1, 3, Access::ALL));
+    assert!(!rules.allows(DeviceKind::Char, 1, 11, Access::READ));
+
+    // The sandbox (no devices in its resources) gets no program.
+    m.create(&m.sandbox_path("u1"), &Default::default())
+        .unwrap();
+    assert!(ATTACHED.with(|a| a.take()).is_empty());
+
+    // An invalid rule is refused before the cgroup exists.
+    let mut bad = deny_all_but_null();
+    let mut list = bad.devices().clone().unwrap();
+    list[1].set_access(Some("rwx".into()));
+    bad.set_devices(Some(list));
+    let other = m.container_path("u1", "app", 1);
+    let err = m.create(&other, &bad).unwrap_err().to_string();
+    assert!(
+        err.starts_with("linux.resources.devices[1]: access \"rwx\""),
+        "{err}"
+    );
+    assert!(!other.exists());
+}
+
+#[test]
+fn without_controllers_only_devices_are_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join(FILE_CONTROLLERS), "").unwrap();
+    let m = CgroupManager::without_controllers(tmp.path().to_path_buf())
+        .with_device_attacher(record_attach);
+    let pod = m.create_pod("u1", PodLimits::default()).unwrap();
+    assert!(pod.is_dir());
+    assert!(!tmp.path().join(FILE_SUBTREE_CONTROL).exists());
+    let path = m.container_path("u1", "app", 0);
+    m.create(&path, &deny_all_but_null()).unwrap();
+    assert!(!path.join(FILE_PIDS_MAX).exists());
+    assert!(!path.join(FILE_MEMORY_OOM_GROUP).exists());
+    assert_eq!(ATTACHED.with(|a| a.take()).len(), 1);
+    assert!(!m.oom_killed(&path).unwrap());
+
+    // A limit is refused, never dropped.
+    let mut limited = deny_all_but_null();
+    limited.set_memory(Some(
+        LinuxMemoryBuilder::default()
+            .limit(1i64 << 20)
+            .build()
+            .unwrap(),
     ));
+    let err = m
+        .create(&m.container_path("u1", "app", 1), &limited)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("linux.resources.memory.limit: the limit cannot be enforced"),
+        "{err}"
+    );
+    let limits = PodLimits {
+        cpu_limit_millis: Some(100),
+        memory_limit_bytes: None,
+    };
+    assert!(m.create_pod("u2", limits).is_err());
+    m.remove(&pod).unwrap();
+    assert!(!pod.exists());
 }
 
 #[test]
@@ -274,6 +405,11 @@ fn limits_refused_without_cgroup_v2() {
         "spec.containers[1].resources.limits.memory: the limit cannot be enforced: this host has no cgroup v2 cpu/memory controller(s)"
     );
     check_limits_supported(&pod, &CgroupSupport::V2 { root: "/x".into() }).unwrap();
+    let hybrid = CgroupSupport::DevicesOnly {
+        root: "/x/unified".into(),
+        reason: "no controllers".into(),
+    };
+    assert!(check_limits_supported(&pod, &hybrid).is_err());
     let no_limits: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
         "metadata": {"name": "p"},
         "spec": {"containers": [{"name": "a", "image": "x"}]}

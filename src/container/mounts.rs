@@ -1,9 +1,9 @@
-//! The container's mounts (kernel filesystems, pod files, volumes) and device nodes, in the
-//! order containerd's CRI plugin gives them. Part of building the runtime Spec; pure.
+//! The container's mounts (kernel filesystems, pod files, volumes), in the order containerd's
+//! CRI plugin gives them. Part of building the runtime Spec; pure.
 
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, Mount, MountBuilder};
+use oci_spec::runtime::{Mount, MountBuilder};
 
 use super::spec::{SpecError, SpecInput, DEFAULT_TERMINATION_MESSAGE_PATH};
 
@@ -179,24 +179,4 @@ fn claim_read_only(input: &SpecInput, volume: &str) -> bool {
         .filter(|v| v.name == volume)
         .filter_map(|v| v.persistent_volume_claim.as_ref())
         .any(|c| c.read_only == Some(true))
-}
-
-fn char_device(path: &str, major: i64, minor: i64) -> Result<LinuxDevice, SpecError> {
-    Ok(LinuxDeviceBuilder::default()
-        .path(path)
-        .typ(LinuxDeviceType::C)
-        .major(major)
-        .minor(minor)
-        .file_mode(0o666u32)
-        .uid(0u32)
-        .gid(0u32)
-        .build()?)
-}
-
-/// The standard devices every container gets (runc's `AllowedDevices` that are created as nodes).
-pub(crate) fn default_devices() -> Result<Vec<LinuxDevice>, SpecError> {
-    super::DEFAULT_DEVICES
-        .iter()
-        .map(|(p, maj, min)| char_device(p, *maj as i64, *min as i64))
-        .collect()
 }

@@ -12,14 +12,15 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
     LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, ProcessBuilder, RootBuilder, Spec,
     SpecBuilder, UserBuilder,
 };
 
+use super::devices::{device_cgroup_rules, linux_devices};
 use super::env::{container_env, process_args, process_env, EnvContext};
-use super::mounts::{default_devices, mounts};
+use super::mounts::mounts;
 use super::user::resolve_user;
 use crate::manifest::resources::{QosClass, Resources};
 
@@ -191,6 +192,9 @@ pub struct SpecInput<'a> {
     pub volume_dirs: BTreeMap<String, PathBuf>,
     /// Absolute cgroupfs dir for this container; None = no cgroup (host without cgroup v2).
     pub cgroup_path: Option<PathBuf>,
+    /// The host's device nodes (`container::devices::host_devices`), given to a privileged
+    /// container; the supervisor reads them only for those ([`is_privileged`]).
+    pub host_devices: Vec<LinuxDevice>,
     pub resources: Resources,
     pub qos: QosClass,
     pub node_name: String,
@@ -328,6 +332,15 @@ fn pod_hostname(pod: &Pod) -> String {
     cut.trim_end_matches(['-', '.']).to_string()
 }
 
+/// `securityContext.privileged: true`: every capability and host device, no masked paths.
+pub fn is_privileged(container: &Container) -> bool {
+    container
+        .security_context
+        .as_ref()
+        .and_then(|s| s.privileged)
+        .unwrap_or(false)
+}
+
 /// Turns one container of the pod into its OCI runtime Spec.
 pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let pod = input.pod;
@@ -335,7 +348,7 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let field = container_field(pod, container)?;
     let image = input.image_config.config().as_ref();
     let sc = container.security_context.as_ref();
-    let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
+    let privileged = is_privileged(container);
     let ro_rootfs = sc
         .and_then(|s| s.read_only_root_filesystem)
         .unwrap_or(false);
@@ -432,12 +445,14 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
             READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
         )
     };
+    let mut resources = linux_resources(&input.resources)?;
+    resources.set_devices(Some(device_cgroup_rules(privileged)?));
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(masked)
         .readonly_paths(readonly)
-        .devices(default_devices()?)
-        .resources(linux_resources(&input.resources)?);
+        .devices(linux_devices(privileged, &input.host_devices)?)
+        .resources(resources);
     if let Some(path) = &input.cgroup_path {
         linux = linux.cgroups_path(path.clone());
     }

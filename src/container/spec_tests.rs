@@ -73,6 +73,7 @@ impl Fixture {
             ]
             .into(),
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
+            host_devices: Vec::new(),
             resources: self.resources,
             qos: self.qos,
             node_name: "node1".into(),
@@ -380,9 +381,15 @@ fn privileged_gets_everything() {
         .find(|m| m.destination() == Path::new("/sys"))
         .unwrap();
     assert!(sys.options().as_ref().unwrap().contains(&"rw".to_string()));
+    let rules = |linux: &oci_spec::runtime::Linux| {
+        let devices = linux.resources().as_ref().unwrap().devices().clone();
+        serde_json::to_value(devices.unwrap()).unwrap()
+    };
+    assert_eq!(rules(linux), json!([{"allow": true, "access": "rwm"}]));
 
     let spec = Fixture::new(app(json!({})), json!({})).build().unwrap();
     let linux = spec.linux().as_ref().unwrap();
+    assert_eq!(rules(linux)[0], json!({"allow": false, "access": "rwm"}));
     assert_eq!(
         linux.masked_paths().as_ref().unwrap().len(),
         MASKED_PATHS.len()

@@ -58,17 +58,20 @@ fn ns_name(pod: &Pod) -> (String, String) {
 }
 
 /// Records each (already validated) pod and starts its supervisor. Pods whose limits this
-/// host cannot enforce are refused before anything is created.
+/// host cannot enforce, or whose containers it cannot confine to their device allowlist, are
+/// refused before anything is created.
 pub fn apply(paths: &Paths, pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, LifecycleError> {
     let support = crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT));
     for pod in &pods {
-        crate::cgroup::check_limits_supported(pod, &support).map_err(|e| {
-            let (ns, name) = ns_name(pod);
-            LifecycleError::Pod {
-                pod: format!("{ns}/{name}"),
-                message: e.to_string(),
-            }
-        })?;
+        crate::cgroup::check_devices_supported(&support)
+            .and_then(|()| crate::cgroup::check_limits_supported(pod, &support))
+            .map_err(|e| {
+                let (ns, name) = ns_name(pod);
+                LifecycleError::Pod {
+                    pod: format!("{ns}/{name}"),
+                    message: e.to_string(),
+                }
+            })?;
     }
     let _lock = FileLock::exclusive(&paths.pods_lock())?;
     let mut outcomes = Vec::new();

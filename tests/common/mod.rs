@@ -45,6 +45,8 @@ pub const LIB_DIR: &str = "/var/lib/peapod";
 pub const RUN_DIR: &str = "/run/peapod";
 /// The cgroup under which peapod puts its pods.
 pub const CGROUP_DIR: &str = "/sys/fs/cgroup/peapod";
+/// The same on a hybrid host, where peapod's cgroups live in the unified (cgroup2) mount.
+pub const HYBRID_CGROUP_DIR: &str = "/sys/fs/cgroup/unified/peapod";
 /// How long a pod may take to reach Running under QEMU's software emulation.
 pub const RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -334,11 +336,13 @@ pub fn leftovers() -> Vec<String> {
             }
         }
     }
-    found.extend(
-        dir_entries(CGROUP_DIR, "pod-")
-            .into_iter()
-            .map(|d| format!("cgroup {d}")),
-    );
+    for dir in [CGROUP_DIR, HYBRID_CGROUP_DIR] {
+        found.extend(
+            dir_entries(dir, "pod-")
+                .into_iter()
+                .map(|d| format!("cgroup {d}")),
+        );
+    }
     let pods = lib_dir().join("pods");
     found.extend(
         dir_entries(&pods.to_string_lossy(), "")

@@ -28,6 +28,10 @@ struct Device {
 
 use crate::container::DEFAULT_DEVICES;
 
+const PTMX: &str = "/dev/ptmx";
+/// The container's own devpts instance's ptmx, relative to the rootfs.
+const PTS_PTMX: &str = "dev/pts/ptmx";
+
 const SYMLINKS: &[(&str, &str)] = &[
     ("/proc/self/fd", "/dev/fd"),
     ("/proc/self/fd/0", "/dev/stdin"),
@@ -79,15 +83,21 @@ fn devices_of(spec: &Spec) -> Result<Vec<Device>, InitError> {
 
 /// Creates the devices and symlinks under `rootfs/dev`.
 pub(crate) fn create_devices(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
+    // With a private devpts instance, /dev/ptmx must point at its ptmx (devpts(4)), whatever
+    // the Spec lists there: a privileged container's list has the host's ptmx node, whose ptys
+    // would live in the host's devpts (runc's setupPtmx also always makes the symlink).
+    let own_devpts = rootfs.join(PTS_PTMX).exists();
     for dev in devices_of(spec)? {
+        if own_devpts && dev.path == Path::new(PTMX) {
+            continue;
+        }
         create_device(rootfs, &dev)?;
     }
     for (target, link) in SYMLINKS {
         make_symlink(rootfs, target, link)?;
     }
-    // With a private devpts instance, /dev/ptmx must point at its ptmx (devpts(4)).
-    if rootfs.join("dev/pts/ptmx").exists() && !is_char_device(&rootfs.join("dev/ptmx")) {
-        make_symlink(rootfs, "pts/ptmx", "/dev/ptmx")?;
+    if own_devpts && !is_char_device(&rootfs.join(PTMX.trim_start_matches('/'))) {
+        make_symlink(rootfs, "pts/ptmx", PTMX)?;
     }
     Ok(())
 }

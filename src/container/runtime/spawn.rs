@@ -313,6 +313,20 @@ fn prepare(
         ));
     }
 
+    // A Spec that restricts device access names the cgroup that carries the allowlist (the
+    // caller attached it); without one the container would run with every device open.
+    let restricts_devices = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().as_ref())
+        .is_some_and(|rules| rules.iter().any(|r| !r.allow()));
+    if restricts_devices && linux.cgroups_path().is_none() {
+        return Err(RuntimeError::InvalidSpec(
+            "linux.resources.devices restricts device access but linux.cgroupsPath names no \
+             cgroup to enforce it"
+                .into(),
+        ));
+    }
     let cgroup_procs = match linux.cgroups_path() {
         Some(dir) if dir.is_absolute() => {
             let path = dir.join("cgroup.procs");

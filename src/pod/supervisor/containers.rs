@@ -325,6 +325,9 @@ impl Supervisor {
         c: &Container,
         image: &Image,
     ) -> Result<Pending, StartFailure> {
+        // No cgroup2 hierarchy: nowhere to attach the device allowlist, so no container.
+        crate::cgroup::check_devices_supported(&self.cgroup_support)
+            .map_err(|e| StartFailure::Config(e.to_string()))?;
         let uid = self.uid.clone();
         let attempt = self.runs[i].instances;
         let name = crate::container::names::container_name(
@@ -401,6 +404,15 @@ impl Supervisor {
             .as_ref()
             .map(|s| s.pid.as_raw())
             .ok_or_else(|| config("the pod sandbox is not running".into()))?;
+        // A privileged container gets the host's device nodes, read now (udev may have added
+        // some since the last start), as containerd does at each container creation.
+        let host_devices = if spec::is_privileged(c) {
+            let dev = Path::new(crate::container::devices::HOST_DEV_DIR);
+            crate::container::devices::host_devices(dev)
+                .map_err(|e| config(format!("listing host devices in {}: {e}", dev.display())))?
+        } else {
+            Vec::new()
+        };
         let input = SpecInput {
             pod: &self.pod,
             container: c,
@@ -415,6 +427,7 @@ impl Supervisor {
             termination_log_path: termination_log.clone(),
             volume_dirs,
             cgroup_path: cgroup.map(Path::to_path_buf),
+            host_devices,
             resources,
             qos: qos_class(&self.pod),
             node_name: self.node_name.clone(),

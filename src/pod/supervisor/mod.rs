@@ -166,7 +166,10 @@ pub(crate) struct Supervisor {
     /// The sandbox died: containers are being killed before it is re-created.
     pub sandbox_lost: bool,
     pub net: NetworkConfig,
+    /// The pod's cgroups; None on a host without any cgroup2 hierarchy, where containers are
+    /// refused (see `cgroup_support`).
     pub cgroups: Option<CgroupManager>,
+    pub cgroup_support: CgroupSupport,
     pub images: HashMap<String, Image>,
     /// Pull children in flight, one per image reference.
     pub pulls: Vec<pulls::PullJob>,
@@ -236,14 +239,19 @@ impl Supervisor {
             .map_err(|e| setup_err(format!("signalfd: {e}")))?;
 
         let net = NetworkConfig::load(&paths).map_err(|e| setup_err(e.to_string()))?;
-        let cgroups = match crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT))
-        {
-            CgroupSupport::V2 { root } => Some(CgroupManager::new(root)),
+        let cgroup_support =
+            crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT));
+        match &cgroup_support {
+            CgroupSupport::V2 { .. } => {}
+            CgroupSupport::DevicesOnly { root, reason } => tracing::warn!(
+                %reason, root = %root.display(),
+                "no cgroup v2 controllers: pod cgroups carry only the device allowlist"
+            ),
             CgroupSupport::Unavailable { reason } => {
-                tracing::warn!(%reason, "no cgroup v2 cpu/memory controllers; pod runs without a cgroup");
-                None
+                tracing::error!(%reason, "no cgroup2 hierarchy: containers will not run")
             }
-        };
+        }
+        let cgroups = cgroup_support.manager();
 
         let spec = pod.spec.clone().unwrap_or_default();
         let mut runs = Vec::new();
@@ -275,6 +283,7 @@ impl Supervisor {
             sandbox_lost: false,
             net,
             cgroups,
+            cgroup_support,
             images: HashMap::new(),
             pulls: Vec::new(),
             pull_backoff: HashMap::new(),
