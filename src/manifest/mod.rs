@@ -239,6 +239,28 @@ impl Object {
     }
 }
 
+/// The ConfigMap of an [`Object`], for callers that built one (`create configmap`).
+impl TryFrom<Object> for ConfigMap {
+    type Error = Object;
+    fn try_from(o: Object) -> Result<Self, Object> {
+        match o {
+            Object::ConfigMap(c) => Ok(*c),
+            other => Err(other),
+        }
+    }
+}
+
+/// The Secret of an [`Object`].
+impl TryFrom<Object> for Secret {
+    type Error = Object;
+    fn try_from(o: Object) -> Result<Self, Object> {
+        match o {
+            Object::Secret(s) => Ok(*s),
+            other => Err(other),
+        }
+    }
+}
+
 /// Decodes, checks, defaults and validates every object of `text`: Pods, ConfigMaps, Secrets,
 /// PersistentVolumeClaims, and `kind: List`s of them (flattened, in order).
 ///

@@ -229,6 +229,8 @@ fn claim_defaults() {
     let spec = c.spec.as_ref().unwrap();
     assert_eq!(spec.volume_mode.as_deref(), Some("Filesystem"));
     assert_eq!(spec.storage_class_name.as_deref(), Some("local-path"));
+    let phase = c.status.as_ref().and_then(|s| s.phase.as_deref());
+    assert_eq!(phase, Some("Pending"));
     // An empty class is a choice (no class), not a default.
     let objects = decode_objects(
         &claim(&format!("{CLAIM_OK}  storageClassName: \"\"\n")),

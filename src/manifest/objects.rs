@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret,
+    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
+    Secret,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
@@ -235,8 +236,12 @@ pub(crate) fn check_claim(
         decode_strict(value, doc, prefix, Table::PersistentVolumeClaim)?;
     let mut problems = support::check(&claim, Table::PersistentVolumeClaim, doc, prefix);
     default_namespace(&mut claim.metadata);
-    // Written by the provisioner, ignored on create as the API server does.
-    claim.status = None;
+    // Written by the binder, ignored on create as the API server does; a new claim is
+    // Pending [core/v1 defaults.go SetDefaults_PersistentVolumeClaim].
+    claim.status = Some(PersistentVolumeClaimStatus {
+        phase: Some(CLAIM_PHASE_PENDING.to_string()),
+        ..Default::default()
+    });
     let spec = claim
         .spec
         .get_or_insert_with(PersistentVolumeClaimSpec::default);
