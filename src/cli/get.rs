@@ -271,10 +271,110 @@ pub fn render_objects(objects: Vec<Value>, list: bool, output: Output) -> Result
         object
     };
     Ok(match output {
-        Output::Yaml => serde_norway::to_string(&value)?,
+        Output::Yaml => go_yaml_quotes(&serde_norway::to_string(&value)?),
         Output::JsonPath(template) => super::jsonpath::render(&template, &value)?,
         _ => to_json(&value)?,
     })
+}
+
+/// True for a string Go's YAML encoder (yaml.v2, behind kubectl's `-o yaml`) would read back
+/// as something else: empty, null, a bool, a number or a timestamp.
+fn yaml_ambiguous(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "", "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+        "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+        ".inf", ".Inf", ".INF", "-.inf", "+.inf", ".nan", ".NaN", ".NAN",
+    ];
+    let digits = s.replace('_', "");
+    let b = s.as_bytes();
+    let timestamp = b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit);
+    WORDS.contains(&s)
+        || digits.parse::<i64>().is_ok()
+        || (digits.parse::<f64>().is_ok() && !digits.contains(['i', 'I', 'n', 'N']))
+        || digits
+            .strip_prefix("0x")
+            .is_some_and(|h| i64::from_str_radix(h, 16).is_ok())
+        || timestamp
+}
+
+/// Re-quotes scalars the way yaml.v2 does where serde_norway differs: a string that would
+/// read back as another type is double-quoted (`"1"`, `"true"`, `""`, timestamps), not
+/// single-quoted or plain. Strings single-quoted for their characters stay as they are.
+fn go_yaml_quotes(text: &str) -> String {
+    let requote = |scalar: &str| -> Option<String> {
+        if let Some(inner) = scalar.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+            let simple = !inner.contains(['\'', '"', '\\']);
+            return (simple && yaml_ambiguous(inner)).then(|| format!("\"{inner}\""));
+        }
+        let plain = !scalar.starts_with(['"', '|', '>', '[', '{', '&', '*', '!']);
+        (plain && !scalar.is_empty() && yaml_ambiguous(scalar)).then(|| format!("\"{scalar}\""))
+    };
+    let mut out = String::with_capacity(text.len());
+    // Inside a `|` or `>` block (deeper than the line that opened it), lines are data.
+    let mut block: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let spaces = body.len() - body.trim_start_matches(' ').len();
+        if let Some(opened) = block {
+            if body.trim().is_empty() || spaces > opened {
+                out.push_str(line);
+                continue;
+            }
+            block = None;
+        }
+        if body.ends_with(['|', '>', '-', '+']) && body.contains([':', '-']) {
+            let tail = body.rsplit(' ').next().unwrap_or_default();
+            if tail.starts_with(['|', '>']) {
+                block = Some(spaces);
+            }
+        }
+        let indent = body.len() - body.trim_start_matches([' ', '-']).len();
+        let (lead, rest) = body.split_at(indent);
+        // `key: value`, or a bare list item.
+        let fixed = match rest.split_once(": ") {
+            Some((key, value)) if !key.starts_with('"') => {
+                let key = match key.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')) {
+                    Some(k) if yaml_ambiguous(k) && !k.contains(['\'', '"', '\\']) => {
+                        format!("\"{k}\"")
+                    }
+                    _ => key.to_string(),
+                };
+                // A value that is a number or bool stays as serde wrote it: only strings
+                // are quoted by serde_norway, so plain ambiguous values are real numbers,
+                // except timestamps, which serde leaves plain.
+                let value = match requote(value) {
+                    Some(v)
+                        if value.starts_with('\'')
+                            || value.parse::<f64>().is_err()
+                                && !matches!(value, "true" | "false" | "null") =>
+                    {
+                        v
+                    }
+                    _ => value.to_string(),
+                };
+                Some(format!("{lead}{key}: {value}"))
+            }
+            None if lead.ends_with("- ") => requote(rest)
+                .filter(|_| rest.starts_with('\''))
+                .map(|v| format!("{lead}{v}")),
+            _ => None,
+        };
+        match fixed {
+            Some(f) => {
+                out.push_str(&f);
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// The pods of `namespace` (all when None), by namespace and name.
@@ -458,5 +558,25 @@ mod tests {
         .unwrap();
         assert!(yaml.contains("kind: Pod"), "{yaml}");
         assert!(yaml.contains("phase: Running"), "{yaml}");
+    }
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::*;
+
+    #[test]
+    fn yaml_quotes_as_go() {
+        let value = serde_json::json!({
+            "data": {"a": "1", "b": "true", "c": "", "e": "x: y", "f": "it's",
+                     "conf": "when: 2024-01-01\nn: 1\n", "3": "x"},
+            "metadata": {"creationTimestamp": "2024-01-01T00:00:00Z", "resourceVersion": "7"},
+            "spec": {"replicas": 1, "ok": true, "list": ["1", "a"]},
+        });
+        let text = render_objects(vec![value], false, Output::Yaml).unwrap();
+        assert_eq!(
+            text,
+            "data:\n  \"3\": x\n  a: \"1\"\n  b: \"true\"\n  c: \"\"\n  conf: |\n    when: 2024-01-01\n    n: 1\n  e: 'x: y'\n  f: it's\nmetadata:\n  creationTimestamp: \"2024-01-01T00:00:00Z\"\n  resourceVersion: \"7\"\nspec:\n  list:\n  - \"1\"\n  - a\n  ok: true\n  replicas: 1\n"
+        );
     }
 }
