@@ -14,14 +14,15 @@ use super::get::effective_status;
 use crate::pod::record::{Event, PodRecord};
 
 /// kubectl's indentation levels.
-const L1: &str = "  ";
+pub(super) const L1: &str = "  ";
 const L2: &str = "    ";
 const L3: &str = "      ";
 
 /// The Events `From` column: everything peapod records comes from its kubelet role.
 const EVENT_SOURCE: &str = "kubelet";
 
-fn multiline(out: &mut String, title: &str, map: Option<&BTreeMap<String, String>>) {
+/// Labels as kubectl prints them: `key=value`, sorted, one a line [printLabelsMultiline].
+pub(super) fn multiline(out: &mut String, title: &str, map: Option<&BTreeMap<String, String>>) {
     match map.filter(|m| !m.is_empty()) {
         None => {
             let _ = writeln!(out, "{title}:\t<none>");
@@ -35,6 +36,66 @@ fn multiline(out: &mut String, title: &str, map: Option<&BTreeMap<String, String
                 }
             }
         }
+    }
+}
+
+/// The annotation kubectl hides [describe.go skipAnnotations].
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Longer `key: value` annotations are cut [describe.go maxAnnotationLen].
+const MAX_ANNOTATION_LEN: usize = 140;
+
+/// Annotations as kubectl prints them: `key: value`, sorted, a long or multi-line value on
+/// lines of its own, cut at 140 characters [describe.go printAnnotationsMultiline].
+pub(super) fn annotations(out: &mut String, title: &str, map: Option<&BTreeMap<String, String>>) {
+    let _ = write!(out, "{title}:\t");
+    let entries: Vec<_> = map
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != LAST_APPLIED)
+        .collect();
+    if entries.is_empty() {
+        let _ = writeln!(out, "<none>");
+        return;
+    }
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        let value = value.strip_suffix('\n').unwrap_or(value);
+        if value.len() + key.len() + 2 > MAX_ANNOTATION_LEN || value.contains('\n') {
+            let _ = writeln!(out, "{key}:");
+            for line in value.split('\n') {
+                let cut = MAX_ANNOTATION_LEN - 2;
+                let shown = match line.get(..cut) {
+                    Some(head) if line.len() > cut => format!("{head}..."),
+                    _ => line.to_string(),
+                };
+                let _ = writeln!(out, "\t  {shown}");
+            }
+        } else {
+            let _ = writeln!(out, "{key}: {value}");
+        }
+    }
+}
+
+/// The Events section [describe.go DescribeEvents]: `Events:  <none>`, or a table whose From
+/// column is `source`.
+pub(super) fn describe_events(out: &mut String, events: &[Event], source: &str, now: Timestamp) {
+    if events.is_empty() {
+        let _ = writeln!(out, "Events:\t<none>");
+        return;
+    }
+    let _ = writeln!(out, "Events:\n{L1}Type\tReason\tAge\tFrom\tMessage");
+    let _ = writeln!(out, "{L1}----\t------\t----\t----\t-------");
+    for e in events {
+        let _ = writeln!(
+            out,
+            "{L1}{}\t{}\t{}\t{source}\t{}",
+            e.type_,
+            e.reason,
+            event_age(e, now),
+            e.message.trim()
+        );
     }
 }
 
@@ -271,7 +332,7 @@ pub fn describe_pod(rec: &PodRecord, now: Timestamp, node: &str) -> String {
         let _ = writeln!(out, "Start Time:\t{}", rfc1123z(t.0));
     }
     multiline(&mut out, "Labels", pod.metadata.labels.as_ref());
-    multiline(&mut out, "Annotations", pod.metadata.annotations.as_ref());
+    annotations(&mut out, "Annotations", pod.metadata.annotations.as_ref());
     if let Some(del) = &rec.deleting {
         let lasts = del
             .requested_at
@@ -383,22 +444,7 @@ pub fn describe_pod(rec: &PodRecord, now: Timestamp, node: &str) -> String {
             let _ = writeln!(out, "{title}\t{t}");
         }
     }
-    if rec.events.is_empty() {
-        let _ = writeln!(out, "Events:\t<none>");
-    } else {
-        let _ = writeln!(out, "Events:\n{L1}Type\tReason\tAge\tFrom\tMessage");
-        let _ = writeln!(out, "{L1}----\t------\t----\t----\t-------");
-        for e in &rec.events {
-            let _ = writeln!(
-                out,
-                "{L1}{}\t{}\t{}\t{EVENT_SOURCE}\t{}",
-                e.type_,
-                e.reason,
-                event_age(e, now),
-                e.message.trim()
-            );
-        }
-    }
+    describe_events(&mut out, &rec.events, EVENT_SOURCE, now);
     tabwrite(&out, 0, 2)
 }
 

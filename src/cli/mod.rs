@@ -5,14 +5,20 @@
 //! returns strings so that it is unit-tested without a host. Hidden verbs (`__init`, ...) are
 //! dispatched by `main.rs` before this runs.
 
+mod create;
+mod create_sources;
+mod delete;
 mod describe;
+mod describe_objects;
 mod exec;
 mod format;
 mod get;
 mod images;
 mod jsonpath;
+mod kinds;
 mod login;
 mod logs;
+mod objects;
 mod progress;
 mod pull;
 mod push;
@@ -26,11 +32,9 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-
 use crate::manifest::Object;
-use crate::object::{ObjectError, ObjectStore, PutMode, PutOutcome, StoredObject};
-use crate::pod::lifecycle::{self, ApplyOutcome, LifecycleError};
+use crate::object::{ObjectError, ObjectStore, PutMode, PutOutcome};
+use crate::pod::lifecycle::{self, ApplyOutcome};
 use crate::pod::record::{self, PodRecord};
 use crate::store::Paths;
 
@@ -68,12 +72,15 @@ enum Verb {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Create objects from manifest files; an object that exists is an error.
+    /// Create objects from manifest files (an object that exists is an error), or a ConfigMap
+    /// or Secret from files and literals (`create configmap|secret ...`).
     Create {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
-        #[arg(long)]
-        dry_run: bool,
+        #[arg(long, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+        dry_run: Option<String>,
+        #[command(subcommand)]
+        what: Option<create::CreateWhat>,
     },
     /// Load an image from an OCI layout or archive into the content store.
     Load {
@@ -103,11 +110,11 @@ enum Verb {
     Login(login::LoginArgs),
     /// Remove the stored credentials for a registry.
     Logout(login::LogoutArgs),
-    /// List pods.
+    /// List pods, configmaps, secrets, persistentvolumeclaims, persistentvolumes.
     Get {
-        /// Only `pods` (also `pod`, `po`).
-        kind: String,
-        name: Option<String>,
+        /// KIND[,KIND] [NAME...], or KIND/NAME...
+        #[arg(required = true)]
+        args: Vec<String>,
         #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
         namespace: String,
         #[arg(short = 'A', long)]
@@ -128,10 +135,11 @@ enum Verb {
         #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
-    /// Show a pod in detail.
+    /// Show an object in detail.
     Describe {
-        kind: String,
-        name: String,
+        /// KIND [NAME...], or KIND/NAME...
+        #[arg(required = true)]
+        args: Vec<String>,
         #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
@@ -139,9 +147,9 @@ enum Verb {
     Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
-    /// Delete pods by name or by manifest.
+    /// Delete objects by kind and name or by manifest.
     Delete {
-        /// `pod` and names, or nothing with `-f`.
+        /// KIND NAME..., KIND/NAME..., or nothing with `-f`.
         args: Vec<String>,
         #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
@@ -201,17 +209,24 @@ pub fn run() -> i32 {
     }
 }
 
-fn check_pods_kind(kind: &str) -> Result<()> {
-    match kind {
-        "pod" | "pods" | "po" => Ok(()),
-        other => bail!("the server doesn't have a resource type \"{other}\""),
-    }
-}
-
 fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
     match verb {
         Verb::Apply { files, dry_run } => apply(paths, &files, dry_run, PutMode::Apply),
-        Verb::Create { files, dry_run } => apply(paths, &files, dry_run, PutMode::Create),
+        Verb::Create {
+            files,
+            dry_run,
+            what,
+        } => match what {
+            Some(what) if files.is_empty() => create::run(paths, what),
+            Some(_) => bail!("a resource cannot be created from files and from arguments at once"),
+            None if files.is_empty() => bail!("must specify one of -f and -k"),
+            None => apply(
+                paths,
+                &files,
+                dry_run.is_some_and(|d| d != "none"),
+                PutMode::Create,
+            ),
+        },
         Verb::Load { path, name } => load(paths, &path, name.as_deref()),
         Verb::Images(args)
         | Verb::Image {
@@ -229,28 +244,12 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         Verb::Login(args) => login::login(paths, &args),
         Verb::Logout(args) => login::logout(paths, &args),
         Verb::Get {
-            kind,
-            name,
+            args,
             namespace,
             all_namespaces,
             output,
-        } => {
-            check_pods_kind(&kind)?;
-            get::run(paths, name.as_deref(), &namespace, all_namespaces, output)
-        }
-        Verb::Describe {
-            kind,
-            name,
-            namespace,
-        } => {
-            check_pods_kind(&kind)?;
-            let rec = find_pod(paths, &namespace, &name)?;
-            print!(
-                "{}",
-                describe_pod(&rec, jiff::Timestamp::now(), &hostname())
-            );
-            Ok(0)
-        }
+        } => get::run(paths, &args, &namespace, all_namespaces, output),
+        Verb::Describe { args, namespace } => describe(paths, &args, &namespace),
         Verb::Wait {
             kind,
             name,
@@ -258,7 +257,9 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             timeout,
             namespace,
         } => {
-            check_pods_kind(&kind)?;
+            if kinds::Kind::resolve(&kind)? != kinds::Kind::Pod {
+                bail!("peapod waits only for pods");
+            }
             wait::run(paths, &namespace, &name, &for_, timeout)
         }
         Verb::Logs(args) => logs::run(paths, &args),
@@ -270,7 +271,14 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             grace_period,
             force,
             now,
-        } => delete(paths, &args, &files, &namespace, grace_period, force, now),
+        } => {
+            let options = delete::DeleteOptions {
+                grace: grace_period,
+                force,
+                now,
+            };
+            delete::run(paths, &args, &files, &namespace, options)
+        }
         Verb::Inspect {
             pod,
             container,
@@ -400,119 +408,46 @@ fn server_error(e: &ObjectError) -> String {
     }
 }
 
-/// kubectl's grace-period rules: `--now` is 1s; 0 without `--force` becomes 1; `--force`
-/// alone means 0. Returns the period and whether to warn about immediate deletion.
-fn grace_period(grace: Option<i64>, force: bool, now: bool) -> Result<(Option<i64>, bool)> {
-    let mut grace = grace.filter(|g| *g >= 0);
-    if now {
-        if grace.is_some() {
-            bail!("--now and --grace-period cannot be specified together");
-        }
-        grace = Some(1);
-    }
-    if grace == Some(0) && !force {
-        grace = Some(1);
-    }
-    if force && grace.is_none() {
-        grace = Some(0);
-    }
-    Ok((grace, force && grace == Some(0)))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn delete(
-    paths: &Paths,
-    args: &[String],
-    files: &[String],
-    namespace: &str,
-    grace: Option<i64>,
-    force: bool,
-    now: bool,
-) -> Result<i32> {
+/// `describe KIND [NAME...]`: each object's text, separated by a blank line as kubectl does;
+/// every object of the kind in the namespace when no name is given.
+fn describe(paths: &Paths, args: &[String], namespace: &str) -> Result<i32> {
+    use kinds::Kind;
+    let mut texts = Vec::new();
     let mut code = 0;
-    let targets: Vec<(String, String)> = if !files.is_empty() {
-        if !args.is_empty() {
-            bail!("resource names cannot be given with -f");
-        }
-        let mut pods = Vec::new();
-        for object in decode_files(files)? {
-            let (ns, name) = (object.namespace().to_string(), object.name().to_string());
-            let removed = match object {
-                Object::Pod(_) => {
-                    pods.push((ns, name));
-                    continue;
-                }
-                Object::ConfigMap(_) => remove::<ConfigMap>(paths, &ns, &name),
-                Object::Secret(_) => remove::<Secret>(paths, &ns, &name),
-                Object::PersistentVolumeClaim(_) => delete_claim(&ns, &name, paths),
-            };
-            if !removed? {
-                code = 1;
-            }
-        }
-        if pods.is_empty() {
-            return Ok(code);
-        }
-        pods
-    } else {
-        let Some((kind, names)) = args.split_first() else {
-            bail!("You must provide one or more resources by argument or filename.");
-        };
-        check_pods_kind(kind)?;
+    for (kind, mut names) in kinds::targets(args)? {
         if names.is_empty() {
-            bail!("resource(s) were provided, but no name was specified");
+            names = match kind {
+                Kind::Pod => {
+                    let mut pods: Vec<String> = record::load_all(paths)
+                        .context("reading pod records")?
+                        .into_iter()
+                        .filter(|r| r.namespace() == namespace)
+                        .map(|r| r.name().to_string())
+                        .collect();
+                    pods.sort();
+                    pods
+                }
+                other => describe_objects::names(paths, other, namespace)?,
+            };
         }
-        names
-            .iter()
-            .map(|n| (namespace.to_string(), n.clone()))
-            .collect()
-    };
-    let (grace, warn) = grace_period(grace, force, now)?;
-    if warn {
-        eprintln!("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.");
-    }
-    for (ns, name) in targets {
-        match lifecycle::delete(paths, &ns, &name, grace, force) {
-            Ok(()) => println!("pod \"{name}\" deleted"),
-            Err(LifecycleError::NotFound { name, .. }) => {
-                eprintln!("Error from server (NotFound): pods \"{name}\" not found");
-                code = 1;
+        for name in names {
+            let text = match kind {
+                Kind::Pod => record::find(paths, namespace, &name)
+                    .context("reading pod records")?
+                    .map(|rec| describe_pod(&rec, jiff::Timestamp::now(), &hostname())),
+                other => describe_objects::describe(paths, other, namespace, &name)?,
+            };
+            match text {
+                Some(t) => texts.push(t),
+                None => {
+                    eprintln!("{}", kind.not_found(&name));
+                    code = 1;
+                }
             }
-            Err(e) => return Err(e.into()),
         }
     }
+    print!("{}", texts.join("\n\n"));
     Ok(code)
-}
-
-/// Deletes a claim as kubectl does; a claim in use stays Terminating until its pods are gone.
-fn delete_claim(namespace: &str, name: &str, paths: &Paths) -> Result<bool> {
-    match crate::volume::claim::delete(paths, namespace, name)? {
-        Some(_) => {
-            println!("persistentvolumeclaim \"{name}\" deleted");
-            Ok(true)
-        }
-        None => {
-            eprintln!("Error from server (NotFound): persistentvolumeclaims \"{name}\" not found");
-            Ok(false)
-        }
-    }
-}
-
-/// Deletes a stored object as kubectl does: `configmap "x" deleted`, or NotFound (false).
-fn remove<T: StoredObject>(paths: &Paths, namespace: &str, name: &str) -> Result<bool> {
-    match ObjectStore::new(paths).remove::<T>(namespace, name)? {
-        Some(_) => {
-            println!("{} \"{name}\" deleted", T::SINGULAR);
-            Ok(true)
-        }
-        None => {
-            eprintln!(
-                "Error from server (NotFound): {} \"{name}\" not found",
-                T::URL_PATH_SEGMENT
-            );
-            Ok(false)
-        }
-    }
 }
 
 fn load(paths: &Paths, path: &std::path::Path, name: Option<&str>) -> Result<i32> {
@@ -526,20 +461,6 @@ fn load(paths: &Paths, path: &std::path::Path, name: Option<&str>) -> Result<i32
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grace_period_rules() {
-        assert_eq!(grace_period(None, false, false).unwrap(), (None, false));
-        assert_eq!(grace_period(Some(0), true, false).unwrap(), (Some(0), true));
-        assert_eq!(grace_period(None, true, false).unwrap(), (Some(0), true));
-        assert_eq!(
-            grace_period(Some(0), false, false).unwrap(),
-            (Some(1), false)
-        );
-        assert_eq!(grace_period(None, false, true).unwrap(), (Some(1), false));
-        assert_eq!(grace_period(Some(-1), false, false).unwrap(), (None, false));
-        assert!(grace_period(Some(5), false, true).is_err());
-    }
 
     #[test]
     fn clap_parses_the_verbs() {

@@ -25,6 +25,8 @@ mod validate;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod object_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -105,6 +107,16 @@ pub enum Reason {
     NotSupported(Option<String>),
     /// The value is longer than the API allows (bytes).
     TooLong(usize),
+    /// A required field is missing, with the API server's explanation.
+    RequiredDetail(String),
+    /// A valid value the API server does not allow here; the text says why.
+    Forbidden(String),
+    /// A value outside an enumeration: the value and the allowed values, as the API server
+    /// lists them (`Unsupported value: "X": supported values: "A", "B"`).
+    Unsupported {
+        value: String,
+        supported: Vec<&'static str>,
+    },
 }
 
 impl Problem {
@@ -117,24 +129,71 @@ impl Problem {
     }
 }
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "document {}: ", self.document)?;
+impl Problem {
+    /// The problem as the API server words a field error (`path: Invalid value: ...`
+    /// [apimachinery/pkg/util/validation/field/errors.go]), without the document.
+    pub fn cause(&self) -> String {
         let path = if self.path.is_empty() {
             "<document>"
         } else {
             &self.path
         };
         match &self.reason {
-            Reason::UnknownField => write!(f, "{path}: unknown field"),
-            Reason::Required => write!(f, "{path}: Required value"),
-            Reason::Invalid(why) => write!(f, "{path}: Invalid value: {why}"),
-            Reason::Duplicate(what) => write!(f, "{path}: Duplicate value: {what}"),
-            Reason::NotSupported(None) => write!(f, "not supported: {path}"),
-            Reason::NotSupported(Some(detail)) => write!(f, "not supported: {path} ({detail})"),
-            Reason::TooLong(max) => write!(f, "{path}: Too long: must have at most {max} bytes"),
+            Reason::UnknownField => format!("{path}: unknown field"),
+            Reason::Required => format!("{path}: Required value"),
+            Reason::RequiredDetail(why) => format!("{path}: Required value: {why}"),
+            Reason::Invalid(why) => format!("{path}: Invalid value: {why}"),
+            Reason::Duplicate(what) => format!("{path}: Duplicate value: {what}"),
+            Reason::Forbidden(why) => format!("{path}: Forbidden: {why}"),
+            Reason::Unsupported { value, supported } => {
+                let list: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
+                format!(
+                    "{path}: Unsupported value: {}: supported values: {}",
+                    go_quote(value),
+                    list.join(", ")
+                )
+            }
+            Reason::NotSupported(None) => format!("not supported: {path}"),
+            Reason::NotSupported(Some(detail)) => format!("not supported: {path} ({detail})"),
+            // field.TooLong: the value is never shown.
+            Reason::TooLong(1) => format!("{path}: Too long: may not be more than 1 byte"),
+            Reason::TooLong(max) => {
+                format!("{path}: Too long: may not be more than {max} bytes")
+            }
         }
     }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "document {}: {}", self.document, self.cause())
+    }
+}
+
+/// Go's `%q` of a string (`strconv.Quote`), as the API server quotes bad values in its messages.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// One object of a manifest, decoded, defaulted and validated.
@@ -180,6 +239,28 @@ impl Object {
     }
 }
 
+/// The ConfigMap of an [`Object`], for callers that built one (`create configmap`).
+impl TryFrom<Object> for ConfigMap {
+    type Error = Object;
+    fn try_from(o: Object) -> Result<Self, Object> {
+        match o {
+            Object::ConfigMap(c) => Ok(*c),
+            other => Err(other),
+        }
+    }
+}
+
+/// The Secret of an [`Object`].
+impl TryFrom<Object> for Secret {
+    type Error = Object;
+    fn try_from(o: Object) -> Result<Self, Object> {
+        match o {
+            Object::Secret(s) => Ok(*s),
+            other => Err(other),
+        }
+    }
+}
+
 /// Decodes, checks, defaults and validates every object of `text`: Pods, ConfigMaps, Secrets,
 /// PersistentVolumeClaims, and `kind: List`s of them (flattened, in order).
 ///
@@ -210,6 +291,19 @@ pub fn decode_objects(text: &str, source: &str) -> Result<Vec<Object>, ManifestE
         });
     }
     Ok(objects.into_iter().map(|(_, object)| object).collect())
+}
+
+/// Checks one object that a command built (`create configmap`, `create secret`) exactly as a
+/// manifest's object is checked: strict decoding, support table, defaults, validation. The
+/// problems carry the API server's field errors ([`Problem::cause`]).
+pub fn check_object_value(value: &serde_json::Value) -> Result<Object, Vec<Problem>> {
+    let mut objects = Vec::new();
+    let mut problems = Vec::new();
+    check_document(value, 1, &mut objects, &mut problems);
+    match objects.pop() {
+        Some((_, object)) if problems.is_empty() => Ok(object),
+        _ => Err(problems),
+    }
 }
 
 /// Like [`decode_objects`], for input that must hold only Pods.

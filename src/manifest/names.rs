@@ -39,6 +39,157 @@ pub fn is_port_name(s: &str) -> bool {
         && !s.contains("--")
 }
 
+/// The API server's explanations of a refused value, word for word
+/// [apimachinery/pkg/util/validation/validation.go]: each function returns every message that
+/// applies, as the API server reports one field error per message.
+pub mod messages {
+    const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+    const DNS1123_SUBDOMAIN_FMT: &str =
+        "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+    const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case \
+        alphanumeric characters or '-', and must start and end with an alphanumeric character";
+    const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower \
+        case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric \
+        character";
+    const CONFIG_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
+    const CONFIG_KEY_MSG: &str =
+        "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+    const ENV_VAR_NAME_FMT: &str = "[-._a-zA-Z][-._a-zA-Z0-9]*";
+    const ENV_VAR_NAME_MSG: &str = "a valid environment variable name must consist of \
+        alphabetic characters, digits, '_', '-', or '.', and must not start with a digit";
+    /// DNS1123SubdomainMaxLength, also the longest config key.
+    const SUBDOMAIN_MAX: usize = 253;
+    const LABEL_MAX: usize = 63;
+
+    /// `MaxLenError`.
+    pub fn max_len(length: usize) -> String {
+        format!("must be no more than {length} characters")
+    }
+
+    /// `RegexError`: the message, then the examples and the regex, as
+    /// `msg (e.g. 'a',  or 'b', regex used for validation is 'RE')`.
+    pub fn regex(msg: &str, fmt: &str, examples: &[&str]) -> String {
+        if examples.is_empty() {
+            return format!("{msg} (regex used for validation is '{fmt}')");
+        }
+        let mut out = format!("{msg} (e.g. ");
+        for (i, e) in examples.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" or ");
+            }
+            out.push_str(&format!("'{e}', "));
+        }
+        out.push_str(&format!("regex used for validation is '{fmt}')"));
+        out
+    }
+
+    /// `IsDNS1123Subdomain`: object names, storage class names.
+    pub fn dns1123_subdomain(value: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        if value.len() > SUBDOMAIN_MAX {
+            errs.push(max_len(SUBDOMAIN_MAX));
+        }
+        if value.is_empty() || !subdomain_shape(value) {
+            errs.push(regex(
+                DNS1123_SUBDOMAIN_MSG,
+                DNS1123_SUBDOMAIN_FMT,
+                &["example.com"],
+            ));
+        }
+        errs
+    }
+
+    /// `IsDNS1123Label`: namespace names.
+    pub fn dns1123_label(value: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        if value.len() > LABEL_MAX {
+            errs.push(max_len(LABEL_MAX));
+        }
+        if !label_shape(value) {
+            if subdomain_shape(value) {
+                // A valid subdomain that is not a label (length was checked above): dots.
+                errs.push("must not contain dots".to_string());
+            } else {
+                errs.push(regex(
+                    DNS1123_LABEL_MSG,
+                    DNS1123_LABEL_FMT,
+                    &["my-name", "123-abc"],
+                ));
+            }
+        }
+        errs
+    }
+
+    /// `IsConfigMapKey`: keys of ConfigMaps and Secrets.
+    pub fn config_key(key: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        if key.len() > SUBDOMAIN_MAX {
+            errs.push(max_len(SUBDOMAIN_MAX));
+        }
+        let charset = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        let rule = (
+            CONFIG_KEY_MSG,
+            CONFIG_KEY_FMT,
+            &["key.name", "KEY_NAME", "key-name"][..],
+        );
+        file_name_rules(errs, !key.is_empty() && key.bytes().all(charset), rule, key)
+    }
+
+    /// `IsEnvVarName`: the keys of an env file (`--from-env-file`).
+    pub fn env_var_name(name: &str) -> Vec<String> {
+        let charset = |b: u8| b.is_ascii_alphabetic() || matches!(b, b'-' | b'_' | b'.');
+        let b = name.as_bytes();
+        let ok =
+            !b.is_empty() && charset(b[0]) && b.iter().all(|c| charset(*c) || c.is_ascii_digit());
+        let examples = &["my.env-name", "MY_ENV.NAME", "MyEnvName1"][..];
+        file_name_rules(
+            Vec::new(),
+            ok,
+            (ENV_VAR_NAME_MSG, ENV_VAR_NAME_FMT, examples),
+            name,
+        )
+    }
+
+    /// The regex rule's message unless `matches`, then `hasChDirPrefix`'s.
+    fn file_name_rules(
+        mut errs: Vec<String>,
+        matches: bool,
+        (msg, fmt, examples): (&str, &str, &[&str]),
+        value: &str,
+    ) -> Vec<String> {
+        if !matches {
+            errs.push(regex(msg, fmt, examples));
+        }
+        errs.extend(ch_dir_prefix(value));
+        errs
+    }
+
+    /// `hasChDirPrefix`: a key is a file name in a volume, so not `.`, `..` or `..x`.
+    fn ch_dir_prefix(value: &str) -> Option<String> {
+        match value {
+            "." => Some("must not be '.'".into()),
+            ".." => Some("must not be '..'".into()),
+            v if v.starts_with("..") => Some("must not start with '..'".into()),
+            _ => None,
+        }
+    }
+
+    /// The regex of a label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`), whatever the length.
+    fn label_shape(s: &str) -> bool {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    }
+
+    /// The regex of a subdomain: dot-separated labels, whatever the length.
+    fn subdomain_shape(s: &str) -> bool {
+        s.split('.').all(label_shape)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

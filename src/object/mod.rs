@@ -19,6 +19,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::manifest::go_quote;
+use crate::manifest::objects::{CLAIM_PHASE_BOUND, RESOURCE_STORAGE};
+use crate::manifest::parse_quantity;
 use crate::store::StoreError;
 
 /// Errors of the object store; the messages are the API server's.
@@ -41,7 +46,24 @@ pub enum ObjectError {
     },
 }
 
-/// One cause inline, several as the API server lists them.
+impl ObjectError {
+    /// The message of the API server's Status for this error, as a client that wraps it prints
+    /// it (`kubectl create configmap`: `failed to create configmap: <message>`): several
+    /// causes as Go's error aggregate, `[a, b]` [apimachinery/pkg/api/errors NewInvalid].
+    pub fn status_message(&self) -> String {
+        match self {
+            ObjectError::Invalid { kind, name, causes } if causes.len() > 1 => format!(
+                "{kind} {} is invalid: [{}]",
+                crate::manifest::go_quote(name),
+                causes.join(", ")
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// One cause inline, several as kubectl lists them (`The ConfigMap "x" is invalid: ` and a
+/// `* cause` line each [kubectl cmd/util/helpers.go MultilineError]).
 fn render_causes(causes: &[String]) -> String {
     match causes {
         [one] => one.clone(),
@@ -76,7 +98,13 @@ pub trait StoredObject:
 
     /// Server-owned fields an apply keeps from the stored object (a claim's status).
     fn keep_server_fields(&mut self, _old: &Self) {}
+
+    /// What admission adds to a new object (a claim's protection finalizer).
+    fn on_create(&mut self) {}
 }
+
+/// ValidateImmutableField's detail.
+pub const FIELD_IS_IMMUTABLE: &str = "field is immutable";
 
 /// The API server's message for a field made immutable by `immutable: true`.
 pub const IMMUTABLE_WHEN_SET: &str = "Forbidden: field is immutable when `immutable` is set";
@@ -123,8 +151,8 @@ impl StoredObject for Secret {
         let mut causes = Vec::new();
         if old.type_ != new.type_ {
             causes.push(format!(
-                "type: Invalid value: {:?}: field is immutable",
-                new.type_.as_deref().unwrap_or_default()
+                "type: Invalid value: {}: {FIELD_IS_IMMUTABLE}",
+                go_quote(new.type_.as_deref().unwrap_or_default())
             ));
         }
         causes.extend(immutable_causes(
@@ -136,26 +164,92 @@ impl StoredObject for Secret {
     }
 }
 
+/// The finalizers admission puts on claims and volumes so that one in use is not removed
+/// [plugin/pkg/admission/storage/storageobjectinuseprotection].
+pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+pub const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
+
+fn add_finalizer(meta: &mut ObjectMeta, finalizer: &str) {
+    let list = meta.finalizers.get_or_insert_with(Vec::new);
+    if !list.iter().any(|f| f == finalizer) {
+        list.push(finalizer.to_string());
+    }
+}
+
 impl StoredObject for PersistentVolumeClaim {
     const SINGULAR: &'static str = "persistentvolumeclaim";
 
+    fn on_create(&mut self) {
+        add_finalizer(&mut self.metadata, PVC_PROTECTION_FINALIZER);
+    }
+
+    /// ValidatePersistentVolumeClaimUpdate: the spec is fixed once created, except the volume
+    /// name (set once, by the binder) and, for a bound claim, the storage request (expansion,
+    /// never below the capacity). The API server appends a Go diff of the two specs to the
+    /// spec message; peapod does not.
     fn update_causes(old: &Self, new: &Self) -> Vec<String> {
-        // Only the storage request may change once a claim exists (expansion), and peapod's
-        // directories have no size to expand.
-        let strip = |c: &PersistentVolumeClaim| {
+        let bound = old
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == CLAIM_PHASE_BOUND);
+        let storage = |c: &PersistentVolumeClaim| {
+            c.spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get(RESOURCE_STORAGE))
+                .cloned()
+        };
+        let comparable = |c: &PersistentVolumeClaim| {
             let mut spec = c.spec.clone().unwrap_or_default();
-            if let Some(r) = spec.resources.as_mut() {
-                r.requests = None;
-            }
+            // The binder sets the volume name; a manifest never does (support table).
             spec.volume_name = None;
+            if bound {
+                if let Some(requests) = spec.resources.as_mut().and_then(|r| r.requests.as_mut()) {
+                    requests.remove(RESOURCE_STORAGE);
+                }
+            }
             spec
         };
-        if strip(old) != strip(new) {
-            return vec!["spec: Forbidden: spec is immutable after creation except \
-                resources.requests and volumeAttributesClassName for bound claims"
-                .to_string()];
+        let mut causes = Vec::new();
+        if comparable(old) != comparable(new) {
+            causes.push(
+                "spec: Forbidden: spec is immutable after creation except resources.requests \
+                 and volumeAttributesClassName for bound claims"
+                    .to_string(),
+            );
         }
-        Vec::new()
+        let quantity = |q: Option<Quantity>| q.and_then(|q| parse_quantity(&q.0).ok());
+        let capacity = quantity(
+            old.status
+                .as_ref()
+                .and_then(|s| s.capacity.as_ref())
+                .and_then(|c| c.get(RESOURCE_STORAGE))
+                .cloned(),
+        );
+        if let (Some(new_size), Some(old_size)) = (quantity(storage(new)), quantity(storage(old))) {
+            // RecoverVolumeExpansionFailure (GA): shrinking is allowed down to the capacity.
+            let below_capacity = match &capacity {
+                Some(c) => new_size.cmp_value(c).is_le(),
+                None => new_size.is_negative() || new_size.value_ceil() == 0,
+            };
+            if new_size.cmp_value(&old_size).is_lt() && below_capacity {
+                causes.push(
+                    "spec.resources.requests.storage: Forbidden: field can not be less than \
+                     status.capacity"
+                        .to_string(),
+                );
+            }
+        }
+        let mode = |c: &PersistentVolumeClaim| c.spec.as_ref().and_then(|s| s.volume_mode.clone());
+        if mode(old) != mode(new) {
+            causes.push(format!(
+                "volumeMode: Invalid value: {}: {FIELD_IS_IMMUTABLE}",
+                go_quote(&mode(new).unwrap_or_default())
+            ));
+        }
+        causes
     }
 
     fn keep_server_fields(&mut self, old: &Self) {
@@ -170,7 +264,90 @@ impl StoredObject for PersistentVolume {
     const SINGULAR: &'static str = "persistentvolume";
     const NAMESPACED: bool = false;
 
+    fn on_create(&mut self) {
+        add_finalizer(&mut self.metadata, PV_PROTECTION_FINALIZER);
+    }
+
     fn keep_server_fields(&mut self, old: &Self) {
         self.status = old.status.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, VolumeResourceRequirements,
+    };
+    use std::collections::BTreeMap;
+
+    fn claim(storage: &str, mode: &str) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        RESOURCE_STORAGE.to_string(),
+                        Quantity(storage.into()),
+                    )])),
+                    ..Default::default()
+                }),
+                volume_mode: Some(mode.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn claim_updates_as_the_api_server() {
+        let old = claim("1Gi", "Filesystem");
+        assert!(PersistentVolumeClaim::update_causes(&old, &old.clone()).is_empty());
+        // A pending claim may not change its request.
+        assert_eq!(
+            PersistentVolumeClaim::update_causes(&old, &claim("2Gi", "Filesystem")),
+            [
+                "spec: Forbidden: spec is immutable after creation except resources.requests and \
+              volumeAttributesClassName for bound claims"
+            ]
+        );
+        assert_eq!(
+            PersistentVolumeClaim::update_causes(&old, &claim("1Gi", "Block"))[1],
+            "volumeMode: Invalid value: \"Block\": field is immutable"
+        );
+        // A bound claim may grow, and not shrink below its capacity.
+        let mut bound = old.clone();
+        bound.status = Some(PersistentVolumeClaimStatus {
+            phase: Some(CLAIM_PHASE_BOUND.into()),
+            capacity: Some(BTreeMap::from([(
+                RESOURCE_STORAGE.to_string(),
+                Quantity("1Gi".into()),
+            )])),
+            ..Default::default()
+        });
+        assert!(
+            PersistentVolumeClaim::update_causes(&bound, &claim("2Gi", "Filesystem")).is_empty()
+        );
+        assert_eq!(
+            PersistentVolumeClaim::update_causes(&bound, &claim("512Mi", "Filesystem")),
+            ["spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"]
+        );
+    }
+
+    #[test]
+    fn status_message_aggregates_causes() {
+        let e = ObjectError::Invalid {
+            kind: "ConfigMap".into(),
+            name: "x".into(),
+            causes: vec!["a: Required value".into(), "b: Required value".into()],
+        };
+        assert_eq!(
+            e.status_message(),
+            "ConfigMap \"x\" is invalid: [a: Required value, b: Required value]"
+        );
+        assert_eq!(
+            e.to_string(),
+            "ConfigMap \"x\" is invalid: \n* a: Required value\n* b: Required value"
+        );
     }
 }

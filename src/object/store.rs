@@ -173,6 +173,7 @@ impl ObjectStore {
                 PutOutcome::Configured
             }
             None => {
+                object.on_create();
                 let meta = object.metadata_mut();
                 meta.uid = Some(uuid::Uuid::new_v4().to_string());
                 meta.creation_timestamp = Some(Time(now()));

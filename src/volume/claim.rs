@@ -30,8 +30,6 @@ use crate::store::{Paths, StoreError};
 pub const STORAGE_DIR: &str = "storage";
 /// The provisioner named in annotations and events.
 pub const PROVISIONER: &str = "peapod.io/local-path";
-pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
-pub const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
 pub const PHASE_PENDING: &str = "Pending";
 pub const PHASE_BOUND: &str = "Bound";
 pub const RECLAIM_DELETE: &str = "Delete";
@@ -220,7 +218,6 @@ fn provision(
                 ANN_PROVISIONED_BY.to_string(),
                 PROVISIONER.to_string(),
             )])),
-            finalizers: Some(vec![PV_PROTECTION_FINALIZER.to_string()]),
             ..Default::default()
         },
         spec: Some(PersistentVolumeSpec {
@@ -329,7 +326,7 @@ pub fn ensure_ephemeral(
     let mut meta = template.metadata.clone().unwrap_or_default();
     meta.name = Some(name.clone());
     meta.namespace = Some(namespace.clone());
-    meta.finalizers = Some(vec![PVC_PROTECTION_FINALIZER.to_string()]);
+    meta.finalizers = None;
     meta.owner_references = Some(vec![OwnerReference {
         api_version: "v1".into(),
         kind: "Pod".into(),

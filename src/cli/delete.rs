@@ -1,0 +1,155 @@
+//! `peapod delete`: pods through their supervisors (`pod::lifecycle::delete`), the stored kinds
+//! through the object store, by `KIND NAME...`, `KIND/NAME...` or `-f`, with kubectl's lines:
+//! `configmap "x" deleted`, `Error from server (NotFound): configmaps "x" not found`.
+
+use anyhow::{bail, Result};
+
+use super::kinds::{self, Kind};
+use crate::manifest::Object;
+use crate::pod::lifecycle::{self, LifecycleError};
+use crate::store::Paths;
+
+/// What `delete` was asked, besides its targets.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteOptions {
+    pub grace: Option<i64>,
+    pub force: bool,
+    pub now: bool,
+}
+
+/// kubectl's grace-period rules: `--now` is 1s; 0 without `--force` becomes 1; `--force`
+/// alone means 0. Returns the period and whether to warn about immediate deletion.
+fn grace_period(grace: Option<i64>, force: bool, now: bool) -> Result<(Option<i64>, bool)> {
+    let mut grace = grace.filter(|g| *g >= 0);
+    if now {
+        if grace.is_some() {
+            bail!("--now and --grace-period cannot be specified together");
+        }
+        grace = Some(1);
+    }
+    if grace == Some(0) && !force {
+        grace = Some(1);
+    }
+    if force && grace.is_none() {
+        grace = Some(0);
+    }
+    Ok((grace, force && grace == Some(0)))
+}
+
+/// kubectl's line for a deleted object [kubectl delete.go PrintObj]: `force deleted` when the
+/// grace period is 0, and since kubectl 1.34 the namespace of a namespaced object.
+fn deleted(kind: Kind, name: &str, namespace: &str, force: bool) -> String {
+    let operation = if force { "force deleted" } else { "deleted" };
+    if kind.namespaced() {
+        format!(
+            "{} \"{name}\" {operation} from {namespace} namespace",
+            kind.singular()
+        )
+    } else {
+        format!("{} \"{name}\" {operation}", kind.singular())
+    }
+}
+
+/// `peapod delete`. Returns 1 when any target was not found, after trying every target.
+pub fn run(
+    paths: &Paths,
+    args: &[String],
+    files: &[String],
+    namespace: &str,
+    options: DeleteOptions,
+) -> Result<i32> {
+    let targets: Vec<(Kind, String, String)> = if !files.is_empty() {
+        if !args.is_empty() {
+            bail!("resource names cannot be given with -f");
+        }
+        super::decode_files(files)?
+            .iter()
+            .map(|o| {
+                let kind = match o {
+                    Object::Pod(_) => Kind::Pod,
+                    Object::ConfigMap(_) => Kind::ConfigMap,
+                    Object::Secret(_) => Kind::Secret,
+                    Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
+                };
+                (kind, o.namespace().to_string(), o.name().to_string())
+            })
+            .collect()
+    } else {
+        if args.is_empty() {
+            bail!("You must provide one or more resources by argument or filename.");
+        }
+        let mut targets = Vec::new();
+        for (kind, names) in kinds::targets(args)? {
+            if names.is_empty() {
+                bail!("resource(s) were provided, but no name was specified");
+            }
+            for name in names {
+                targets.push((kind, namespace.to_string(), name));
+            }
+        }
+        targets
+    };
+    let mut grace = None;
+    if targets.iter().any(|(k, _, _)| *k == Kind::Pod) {
+        let (period, warn) = grace_period(options.grace, options.force, options.now)?;
+        if warn {
+            eprintln!("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.");
+        }
+        grace = period;
+    }
+    let mut code = 0;
+    // In the order given, as kubectl walks its arguments or documents.
+    for (kind, ns, name) in &targets {
+        let found = match kind {
+            Kind::Pod => match lifecycle::delete(paths, ns, name, grace, options.force) {
+                Ok(()) => true,
+                Err(LifecycleError::NotFound { .. }) => false,
+                Err(e) => return Err(e.into()),
+            },
+            other => super::objects::delete(paths, *other, ns, name)?,
+        };
+        if found {
+            let force = *kind == Kind::Pod && grace == Some(0);
+            println!("{}", deleted(*kind, name, ns, force));
+        } else {
+            eprintln!("{}", kind.not_found(name));
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_period_rules() {
+        assert_eq!(grace_period(None, false, false).unwrap(), (None, false));
+        assert_eq!(grace_period(Some(0), true, false).unwrap(), (Some(0), true));
+        assert_eq!(grace_period(None, true, false).unwrap(), (Some(0), true));
+        assert_eq!(
+            grace_period(Some(0), false, false).unwrap(),
+            (Some(1), false)
+        );
+        assert_eq!(grace_period(None, false, true).unwrap(), (Some(1), false));
+        assert_eq!(grace_period(Some(-1), false, false).unwrap(), (None, false));
+        assert!(grace_period(Some(5), false, true).is_err());
+    }
+
+    #[test]
+    fn deleted_lines() {
+        assert_eq!(
+            deleted(Kind::ConfigMap, "x", "default", false),
+            "configmap \"x\" deleted from default namespace"
+        );
+        assert_eq!(
+            deleted(Kind::Pod, "web", "prod", true),
+            "pod \"web\" force deleted from prod namespace"
+        );
+        assert_eq!(
+            deleted(Kind::PersistentVolume, "pvc-1", "default", false),
+            "persistentvolume \"pvc-1\" deleted"
+        );
+    }
+}
