@@ -222,8 +222,11 @@ pub fn lookup(pattern: &str) -> Option<Support> {
         }
     }
     // A generic ephemeral volume's claim template is a claim: the claim's table applies.
-    if let Some(rest) = pattern.strip_prefix("spec.volumes[].ephemeral.volumeClaimTemplate.") {
-        return find(CLAIM_FIELDS, rest).filter(|_| rest.starts_with("spec"));
+    if let Some(rest) = pattern
+        .strip_prefix("spec.volumes[].ephemeral.volumeClaimTemplate.")
+        .filter(|rest| rest.starts_with("spec"))
+    {
+        return find(CLAIM_FIELDS, rest);
     }
     find(META_FIELDS, pattern).or_else(|| find(POD_FIELDS, pattern))
 }

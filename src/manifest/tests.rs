@@ -447,3 +447,26 @@ fn invalid_image_reference_is_refused_naming_it() {
         assert!(pods.is_ok(), "{good}: {pods:?}");
     }
 }
+
+#[test]
+fn claim_volumes_and_ephemeral_templates_are_checked_as_claims() {
+    let pod = |volume: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: busybox:1.36\n  volumes:\n{volume}"
+        )
+    };
+    one(&pod(
+        "  - name: d\n    persistentVolumeClaim:\n      claimName: data\n      readOnly: true\n",
+    ));
+    let eph = "  - name: s\n    ephemeral:\n      volumeClaimTemplate:\n        metadata:\n          labels: {a: b}\n        spec:\n          accessModes: [ReadWriteOnce]\n          resources: {requests: {storage: 1Gi}}\n";
+    one(&pod(eph));
+    let err = errors(&pod(
+        &eph.replace("accessModes", "volumeMode: Block\n          accessModes")
+    ));
+    assert!(
+        err.contains(
+            "not supported: spec.volumes[0].ephemeral.volumeClaimTemplate.spec.volumeMode"
+        ),
+        "{err}"
+    );
+}
