@@ -193,18 +193,6 @@ pub(crate) fn now_string() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn node_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
 
 impl Supervisor {
     fn new(paths: Paths, uid: &str) -> Result<Supervisor, SupervisorError> {
@@ -281,7 +269,7 @@ impl Supervisor {
             node_name: nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into()),
-            node_memory: node_memory_bytes(),
+            node_memory: crate::procfs::mem_total_bytes(),
             host_ip: None,
             init_failed: false,
             ready: None,
