@@ -21,6 +21,7 @@ use oci_spec::runtime::{
 use super::env::{container_env, process_args, process_env, EnvContext};
 use super::mounts::{default_devices, mounts};
 use super::user::resolve_user;
+pub use super::user::{SUPPLEMENTAL_GROUPS_POLICY_MERGE, SUPPLEMENTAL_GROUPS_POLICY_STRICT};
 use crate::manifest::resources::{QosClass, Resources};
 
 /// Overlay lower dirs, joined by ':' with the TOP layer first (overlayfs order).

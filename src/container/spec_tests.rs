@@ -256,12 +256,12 @@ fn user_resolution_from_layers() {
     );
     let mut f = Fixture::new(app(json!({})), json!({"User": "web"}));
     f.layers = vec![bottom, top];
-    assert_eq!(user_of(&f), (1000, 1001, vec![50]));
+    assert_eq!(user_of(&f), (1000, 1001, vec![1001, 50]));
 
     f.image = image(json!({"User": "web:staff"}));
     assert_eq!(user_of(&f).1, 50);
     f.image = image(json!({"User": "1234:77"}));
-    assert_eq!(user_of(&f), (1234, 77, vec![]));
+    assert_eq!(user_of(&f), (1234, 77, vec![77]));
     f.image = image(json!({"User": "1000"}));
     assert_eq!(user_of(&f).1, 1001);
 
@@ -272,7 +272,8 @@ fn user_resolution_from_layers() {
         "image user \"old\": no user \"old\" in the image's /etc/passwd"
     );
 
-    // securityContext wins over the image; supplementalGroups and fsGroup are added.
+    // securityContext wins over the image; fsGroup and supplementalGroups are added after the
+    // primary group (containerd's order).
     let mut f2 = Fixture::new(
         app(json!({"securityContext": {"runAsUser": 2000, "runAsGroup": 3000}})),
         json!({"User": "web"}),
@@ -280,7 +281,25 @@ fn user_resolution_from_layers() {
     f2.pod.spec.as_mut().unwrap().security_context =
         Some(serde_json::from_value(json!({"supplementalGroups": [7, 8], "fsGroup": 9})).unwrap());
     f2.layers = f.layers.clone();
-    assert_eq!(user_of(&f2), (2000, 3000, vec![7, 8, 9]));
+    assert_eq!(user_of(&f2), (2000, 3000, vec![3000, 9, 7, 8]));
+
+    // Merge (the default) adds the image's memberships of the user; Strict does not.
+    let mut f3 = Fixture::new(app(json!({})), json!({"User": "web"}));
+    f3.layers = f.layers.clone();
+    f3.pod.spec.as_mut().unwrap().security_context = Some(
+        serde_json::from_value(
+            json!({"supplementalGroups": [4000], "supplementalGroupsPolicy": "Merge"}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(user_of(&f3), (1000, 1001, vec![1001, 50, 4000]));
+    f3.pod.spec.as_mut().unwrap().security_context = Some(
+        serde_json::from_value(
+            json!({"supplementalGroups": [4000], "supplementalGroupsPolicy": "Strict"}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(user_of(&f3), (1000, 1001, vec![1001, 4000]));
 }
 
 #[test]
