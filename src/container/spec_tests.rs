@@ -32,6 +32,7 @@ struct Fixture {
     layers: Vec<PathBuf>,
     resources: Resources,
     qos: QosClass,
+    sub_paths: BTreeMap<usize, PathBuf>,
 }
 
 impl Fixture {
@@ -45,12 +46,17 @@ impl Fixture {
             ],
             resources: Resources::default(),
             qos: QosClass::BestEffort,
+            sub_paths: BTreeMap::new(),
         }
     }
 
     fn build(&self) -> Result<Spec, SpecError> {
+        build_spec(&self.input())
+    }
+
+    fn input(&self) -> SpecInput<'_> {
         let container = &self.pod.spec.as_ref().unwrap().containers[0];
-        let input = SpecInput {
+        SpecInput {
             pod: &self.pod,
             container,
             image_config: &self.image,
@@ -72,13 +78,13 @@ impl Fixture {
                 ("host".to_string(), PathBuf::from("/srv/h")),
             ]
             .into(),
+            sub_path_sources: self.sub_paths.clone(),
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             resources: self.resources,
             qos: self.qos,
             node_name: "node1".into(),
             node_memory_bytes: 8 << 30,
-        };
-        build_spec(&input)
+        }
     }
 }
 
@@ -471,7 +477,9 @@ fn mounts_present_and_ordered() {
             {"name": "host", "mountPath": "/h", "readOnly": true, "subPath": "sub"}
         ]
     }));
-    let spec = Fixture::new(c, json!({})).build().unwrap();
+    let mut f = Fixture::new(c, json!({}));
+    f.sub_paths = [(1, PathBuf::from("/var/p/volume-subpaths/host/app/1"))].into();
+    let spec = f.build().unwrap();
     let mounts = spec.mounts().as_ref().unwrap();
     let dests: Vec<_> = mounts
         .iter()
@@ -503,7 +511,7 @@ fn mounts_present_and_ordered() {
     assert_eq!(opts(11), ["rbind", "rprivate", "rw"]);
     assert_eq!(
         mounts[12].source().as_deref(),
-        Some(Path::new("/srv/h/sub"))
+        Some(Path::new("/var/p/volume-subpaths/host/app/1"))
     );
     assert_eq!(opts(12), ["rbind", "rprivate", "ro"]);
     assert!(
@@ -517,13 +525,16 @@ fn mounts_present_and_ordered() {
     assert!(err
         .to_string()
         .starts_with("spec.containers[0].volumeMounts[0].name: volume \"nope\""));
-    let c =
-        app(json!({"volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": "../etc"}]}));
+    // A subPath the supervisor has not prepared is not mounted from anywhere else.
+    let c = app(json!({"volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": "s"}]}));
     let err = Fixture::new(c, json!({})).build().unwrap_err();
     assert!(err
         .to_string()
-        .starts_with("spec.containers[0].volumeMounts[0].subPath"));
+        .starts_with("spec.containers[0].volumeMounts[0].name: volume \"data\""));
 }
+
+#[path = "spec_mount_tests.rs"]
+mod mount_tests;
 
 #[test]
 fn annotations_namespaces_and_json() {

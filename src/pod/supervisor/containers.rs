@@ -401,7 +401,7 @@ impl Supervisor {
             .as_ref()
             .map(|s| s.pid.as_raw())
             .ok_or_else(|| config("the pod sandbox is not running".into()))?;
-        let input = SpecInput {
+        let mut input = SpecInput {
             pod: &self.pod,
             container: c,
             image_config: &image.config,
@@ -414,12 +414,14 @@ impl Supervisor {
             shm_path: run_dir.join(super::sandbox::SHM_DIR),
             termination_log_path: termination_log.clone(),
             volume_dirs,
+            sub_path_sources: Default::default(),
             cgroup_path: cgroup.map(Path::to_path_buf),
             resources,
             qos: qos_class(&self.pod),
             node_name: self.node_name.clone(),
             node_memory_bytes: self.node_memory,
         };
+        input.sub_path_sources = self.prepare_sub_paths(&input).map_err(config)?;
         let oci = spec::build_spec(&input).map_err(|e| config(e.to_string()))?;
         tracing::debug!(container = %c.name, "spec built");
         runtime::write_bundle(dir, &oci).map_err(|e| config(e.to_string()))?;

@@ -10,6 +10,7 @@
 mod containers;
 mod pulls;
 mod sandbox;
+mod subpaths;
 mod trim;
 
 pub use pulls::{pull_main, PULL_VERB};
