@@ -21,6 +21,7 @@ pub mod quantity;
 pub mod resources;
 pub mod support;
 mod validate;
+mod volume_rules;
 
 #[cfg(test)]
 mod corpus_tests;
@@ -105,6 +106,10 @@ pub enum Reason {
     NotSupported(Option<String>),
     /// The value is longer than the API allows (bytes).
     TooLong(usize),
+    /// The API server forbids this value here; the text says why.
+    Forbidden(String),
+    /// Not one of the values the API knows: `"x": supported values: "a", "b"`.
+    Unsupported(String),
 }
 
 impl Problem {
@@ -133,6 +138,8 @@ impl fmt::Display for Problem {
             Reason::NotSupported(None) => write!(f, "not supported: {path}"),
             Reason::NotSupported(Some(detail)) => write!(f, "not supported: {path} ({detail})"),
             Reason::TooLong(max) => write!(f, "{path}: Too long: must have at most {max} bytes"),
+            Reason::Forbidden(why) => write!(f, "{path}: Forbidden: {why}"),
+            Reason::Unsupported(why) => write!(f, "{path}: Unsupported value: {why}"),
         }
     }
 }
