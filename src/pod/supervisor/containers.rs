@@ -581,7 +581,8 @@ impl Supervisor {
     fn after_exit(&mut self, i: usize, t: Terminated, ran_for: Duration) {
         let exit_code = t.exit_code;
         let init = self.runs[i].init;
-        let stopping = self.stopping.is_some();
+        // An evicted pod's containers are done for good, as a stopping pod's are.
+        let stopping = self.stopping.is_some() || self.evicted.is_some();
         let by_sandbox = self.runs[i].killed_by_sandbox;
         let restart = !stopping && restart_wanted(&self.pod, init, exit_code)
             || (by_sandbox && !stopping && restart_wanted(&self.pod, false, exit_code));

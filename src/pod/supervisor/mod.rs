@@ -8,6 +8,7 @@
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
 mod containers;
+mod eviction;
 mod pulls;
 mod sandbox;
 mod subpaths;
@@ -179,6 +180,10 @@ pub(crate) struct Supervisor {
     pub node_memory: u64,
     pub host_ip: Option<String>,
     pub init_failed: bool,
+    /// The pod was evicted (emptyDir over its sizeLimit), with the kubelet's message.
+    pub evicted: Option<String>,
+    /// When the emptyDir sizeLimits are measured next.
+    pub next_volume_check: Instant,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -193,7 +198,6 @@ pub(crate) struct Supervisor {
 pub(crate) fn now_string() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
-
 
 impl Supervisor {
     fn new(paths: Paths, uid: &str) -> Result<Supervisor, SupervisorError> {
@@ -273,6 +277,8 @@ impl Supervisor {
             node_memory: crate::procfs::mem_total_bytes(),
             host_ip: None,
             init_failed: false,
+            evicted: None,
+            next_volume_check: Instant::now() + eviction::VOLUME_CHECK_INTERVAL,
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,
@@ -334,6 +340,7 @@ impl Supervisor {
                 .to_string(),
             sandbox_ready: self.sandbox.is_some() && !self.sandbox_lost,
             init_failed: self.init_failed,
+            evicted: self.evicted.clone(),
         };
         let status = crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
         let dir = self.paths.pod_dir(&self.uid);
@@ -395,9 +402,10 @@ impl Supervisor {
         {
             self.start_sandbox();
         }
-        if self.sandbox.is_some() && !self.sandbox_lost {
+        if self.sandbox.is_some() && !self.sandbox_lost && self.evicted.is_none() {
             self.start_due_containers(now);
         }
+        self.check_volume_limits(now);
         if now >= self.next_rotation {
             self.next_rotation = now + LOG_ROTATION_CHECK;
             for r in self.runs.iter_mut() {
@@ -443,6 +451,9 @@ impl Supervisor {
             }
             for r in &self.runs {
                 consider(r.next_start);
+            }
+            if self.watches_volume_limits() {
+                consider(Some(self.next_volume_check));
             }
         }
         next
