@@ -390,15 +390,22 @@ fn host_path_file_on_a_missing_path_keeps_the_pod_waiting() {
     apply_ok(&yaml);
     let _pod = PodGuard("vol-missing".into());
     let text = format!("hostPath {path} doesn't exist");
+    let describe = || peapod_ok(&["describe", "pod", "vol-missing"]);
     wait_until(
         "vol-missing",
         "the hostPath type check failure",
-        || waiting("vol-missing", "app").1.contains(&text),
+        || describe().contains(&text),
         RUNNING_TIMEOUT,
     );
     assert_eq!(phase("vol-missing"), "Pending");
-    let describe = peapod_ok(&["describe", "pod", "vol-missing"]);
-    assert!(describe.contains(&text), "{describe}");
+    match waiting("vol-missing", "app").0.as_str() {
+        // Volumes set up before the sandbox: the kubelet's FailedMount event.
+        "ContainerCreating" => {
+            let event = format!("MountVolume.SetUp failed for volume \"f\" : {text}");
+            assert!(describe().contains(&event), "{}", describe());
+        }
+        reason => assert_eq!(reason, "CreateContainerConfigError"),
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod};
 use nix::mount::MsFlags;
 
-use super::ownership::{apply_ownership, pod_fs_group, OwnershipPolicy};
+use super::{apply_ownership, pod_fs_group, OwnershipPolicy};
 use super::{PodVolumes, VolumeError, PLUGIN_EMPTY_DIR};
 use crate::manifest::quantity::parse_quantity;
 use crate::manifest::resources::container_resources;

@@ -15,7 +15,9 @@ pub mod ownership;
 pub mod subpath;
 pub mod usage;
 
-pub use ownership::{apply_ownership, FsGroupChangePolicy, OwnershipError, OwnershipPolicy};
+pub use ownership::{
+    apply_ownership, pod_fs_group, FsGroupChangePolicy, OwnershipError, OwnershipPolicy,
+};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
