@@ -35,6 +35,20 @@ pub fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
+/// The node's memory (`MemTotal` of /proc/meminfo) in bytes; 0 when it cannot be read.
+pub fn mem_total_bytes() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +72,6 @@ mod tests {
         assert_ne!(me.state, 'Z');
         assert!(me.start_time > 0);
         assert!(thread_count() >= 1);
+        assert!(mem_total_bytes() > 0);
     }
 }

@@ -21,7 +21,12 @@ use oci_spec::runtime::{
 use super::devices::{device_cgroup_rules, linux_devices};
 use super::env::{container_env, process_args, process_env, EnvContext};
 use super::mounts::mounts;
+pub use super::mounts::{
+    PROPAGATION_BIDIRECTIONAL, PROPAGATION_HOST_TO_CONTAINER, PROPAGATION_NONE, RRO_DISABLED,
+    RRO_ENABLED, RRO_IF_POSSIBLE,
+};
 use super::user::resolve_user;
+pub use super::user::{SUPPLEMENTAL_GROUPS_POLICY_MERGE, SUPPLEMENTAL_GROUPS_POLICY_STRICT};
 use crate::manifest::resources::{QosClass, Resources};
 
 /// Overlay lower dirs, joined by ':' with the TOP layer first (overlayfs order).
@@ -139,6 +144,9 @@ pub enum SpecError {
     Unsupported { field: String, what: String },
     #[error("{field}: {reason}")]
     InvalidValue { field: String, reason: String },
+    /// A refusal the kubelet words itself (subPath, recursiveReadOnly): its text, as it is.
+    #[error("{0}")]
+    Kubelet(String),
     #[error("image user {user:?}: {reason}")]
     ImageUser { user: String, reason: String },
     /// The kubelet's runAsNonRoot refusals (a `CreateContainerConfigError`), worded as upstream
@@ -190,6 +198,9 @@ pub struct SpecInput<'a> {
     pub termination_log_path: PathBuf,
     /// Volume name -> host dir prepared by the supervisor (emptyDir and friends).
     pub volume_dirs: BTreeMap<String, PathBuf>,
+    /// volumeMounts index -> the host path of its subPath, bind-mounted by the supervisor
+    /// (`volume::subpath`) from what [`volume_sub_paths`] returned.
+    pub sub_path_sources: BTreeMap<usize, PathBuf>,
     /// Absolute cgroupfs dir for this container; None = no cgroup (host without cgroup v2).
     pub cgroup_path: Option<PathBuf>,
     /// The host's device nodes (`container::devices::host_devices`), given to a privileged
@@ -219,7 +230,7 @@ pub fn oom_score_adj(qos: QosClass, memory_request_bytes: u64, node_memory_bytes
 }
 
 /// The container's field path in the pod (`spec.containers[1]`, `spec.initContainers[0]`).
-fn container_field(pod: &Pod, container: &Container) -> Result<String, SpecError> {
+pub(crate) fn container_field(pod: &Pod, container: &Container) -> Result<String, SpecError> {
     let spec = pod.spec.as_ref();
     if let Some(i) = spec.and_then(|s| s.containers.iter().position(|c| c.name == container.name)) {
         return Ok(format!("spec.containers[{i}]"));
@@ -341,6 +352,30 @@ pub fn is_privileged(container: &Container) -> bool {
         .unwrap_or(false)
 }
 
+/// What the downward API and `$(VAR)` expansion see of the pod and the node.
+pub(crate) fn env_context<'a>(input: &'a SpecInput, field: &'a str) -> EnvContext<'a> {
+    let node_cpu_millis = std::thread::available_parallelism()
+        .map(|n| n.get() as u64 * 1000)
+        .unwrap_or(1000);
+    EnvContext {
+        pod: input.pod,
+        container: input.container,
+        field,
+        resources: input.resources,
+        pod_ip: input.pod_ip,
+        node_name: &input.node_name,
+        node_memory_bytes: input.node_memory_bytes,
+        node_cpu_millis,
+    }
+}
+
+/// Each volumeMount's subPath (subPathExpr expanded from the container's env, then checked as
+/// the kubelet checks it), None where the whole volume is mounted. The supervisor makes and
+/// mounts them and passes their host paths back in [`SpecInput::sub_path_sources`].
+pub fn volume_sub_paths(input: &SpecInput) -> Result<Vec<Option<String>>, SpecError> {
+    super::mounts::sub_paths(input)
+}
+
 /// Turns one container of the pod into its OCI runtime Spec.
 pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let pod = input.pod;
@@ -354,19 +389,7 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         .unwrap_or(false);
     let hostname = pod_hostname(pod);
 
-    let node_cpu_millis = std::thread::available_parallelism()
-        .map(|n| n.get() as u64 * 1000)
-        .unwrap_or(1000);
-    let ctx = EnvContext {
-        pod,
-        container,
-        field: &field,
-        resources: input.resources,
-        pod_ip: input.pod_ip,
-        node_name: &input.node_name,
-        node_memory_bytes: input.node_memory_bytes,
-        node_cpu_millis,
-    };
+    let ctx = env_context(input, &field);
     let vars = container_env(&ctx)?;
     let args = process_args(container, image, &vars, &field)?;
     let env = process_env(image, &hostname, &vars);
@@ -455,6 +478,9 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         .resources(resources);
     if let Some(path) = &input.cgroup_path {
         linux = linux.cgroups_path(path.clone());
+    }
+    if let Some(propagation) = super::mounts::root_propagation(input) {
+        linux = linux.rootfs_propagation(propagation);
     }
 
     let meta = &pod.metadata;

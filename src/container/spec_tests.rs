@@ -32,6 +32,7 @@ struct Fixture {
     layers: Vec<PathBuf>,
     resources: Resources,
     qos: QosClass,
+    sub_paths: BTreeMap<usize, PathBuf>,
 }
 
 impl Fixture {
@@ -45,12 +46,17 @@ impl Fixture {
             ],
             resources: Resources::default(),
             qos: QosClass::BestEffort,
+            sub_paths: BTreeMap::new(),
         }
     }
 
     fn build(&self) -> Result<Spec, SpecError> {
+        build_spec(&self.input())
+    }
+
+    fn input(&self) -> SpecInput<'_> {
         let container = &self.pod.spec.as_ref().unwrap().containers[0];
-        let input = SpecInput {
+        SpecInput {
             pod: &self.pod,
             container,
             image_config: &self.image,
@@ -72,14 +78,14 @@ impl Fixture {
                 ("host".to_string(), PathBuf::from("/srv/h")),
             ]
             .into(),
+            sub_path_sources: self.sub_paths.clone(),
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             host_devices: Vec::new(),
             resources: self.resources,
             qos: self.qos,
             node_name: "node1".into(),
             node_memory_bytes: 8 << 30,
-        };
-        build_spec(&input)
+        }
     }
 }
 
@@ -257,12 +263,12 @@ fn user_resolution_from_layers() {
     );
     let mut f = Fixture::new(app(json!({})), json!({"User": "web"}));
     f.layers = vec![bottom, top];
-    assert_eq!(user_of(&f), (1000, 1001, vec![50]));
+    assert_eq!(user_of(&f), (1000, 1001, vec![1001, 50]));
 
     f.image = image(json!({"User": "web:staff"}));
     assert_eq!(user_of(&f).1, 50);
     f.image = image(json!({"User": "1234:77"}));
-    assert_eq!(user_of(&f), (1234, 77, vec![]));
+    assert_eq!(user_of(&f), (1234, 77, vec![77]));
     f.image = image(json!({"User": "1000"}));
     assert_eq!(user_of(&f).1, 1001);
 
@@ -273,7 +279,8 @@ fn user_resolution_from_layers() {
         "image user \"old\": no user \"old\" in the image's /etc/passwd"
     );
 
-    // securityContext wins over the image; supplementalGroups and fsGroup are added.
+    // securityContext wins over the image; fsGroup and supplementalGroups are added after the
+    // primary group (containerd's order).
     let mut f2 = Fixture::new(
         app(json!({"securityContext": {"runAsUser": 2000, "runAsGroup": 3000}})),
         json!({"User": "web"}),
@@ -281,7 +288,25 @@ fn user_resolution_from_layers() {
     f2.pod.spec.as_mut().unwrap().security_context =
         Some(serde_json::from_value(json!({"supplementalGroups": [7, 8], "fsGroup": 9})).unwrap());
     f2.layers = f.layers.clone();
-    assert_eq!(user_of(&f2), (2000, 3000, vec![7, 8, 9]));
+    assert_eq!(user_of(&f2), (2000, 3000, vec![3000, 9, 7, 8]));
+
+    // Merge (the default) adds the image's memberships of the user; Strict does not.
+    let mut f3 = Fixture::new(app(json!({})), json!({"User": "web"}));
+    f3.layers = f.layers.clone();
+    f3.pod.spec.as_mut().unwrap().security_context = Some(
+        serde_json::from_value(
+            json!({"supplementalGroups": [4000], "supplementalGroupsPolicy": "Merge"}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(user_of(&f3), (1000, 1001, vec![1001, 50, 4000]));
+    f3.pod.spec.as_mut().unwrap().security_context = Some(
+        serde_json::from_value(
+            json!({"supplementalGroups": [4000], "supplementalGroupsPolicy": "Strict"}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(user_of(&f3), (1000, 1001, vec![1001, 4000]));
 }
 
 #[test]
@@ -459,7 +484,9 @@ fn mounts_present_and_ordered() {
             {"name": "host", "mountPath": "/h", "readOnly": true, "subPath": "sub"}
         ]
     }));
-    let spec = Fixture::new(c, json!({})).build().unwrap();
+    let mut f = Fixture::new(c, json!({}));
+    f.sub_paths = [(1, PathBuf::from("/var/p/volume-subpaths/host/app/1"))].into();
+    let spec = f.build().unwrap();
     let mounts = spec.mounts().as_ref().unwrap();
     let dests: Vec<_> = mounts
         .iter()
@@ -491,7 +518,7 @@ fn mounts_present_and_ordered() {
     assert_eq!(opts(11), ["rbind", "rprivate", "rw"]);
     assert_eq!(
         mounts[12].source().as_deref(),
-        Some(Path::new("/srv/h/sub"))
+        Some(Path::new("/var/p/volume-subpaths/host/app/1"))
     );
     assert_eq!(opts(12), ["rbind", "rprivate", "ro"]);
     assert!(
@@ -505,13 +532,16 @@ fn mounts_present_and_ordered() {
     assert!(err
         .to_string()
         .starts_with("spec.containers[0].volumeMounts[0].name: volume \"nope\""));
-    let c =
-        app(json!({"volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": "../etc"}]}));
+    // A subPath the supervisor has not prepared is not mounted from anywhere else.
+    let c = app(json!({"volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": "s"}]}));
     let err = Fixture::new(c, json!({})).build().unwrap_err();
     assert!(err
         .to_string()
-        .starts_with("spec.containers[0].volumeMounts[0].subPath"));
+        .starts_with("spec.containers[0].volumeMounts[0].name: volume \"data\""));
 }
+
+#[path = "spec_mount_tests.rs"]
+mod mount_tests;
 
 #[test]
 fn annotations_namespaces_and_json() {

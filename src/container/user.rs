@@ -9,6 +9,10 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::spec::SpecError;
 
+/// `spec.securityContext.supplementalGroupsPolicy` values [core/v1 types.go].
+pub const SUPPLEMENTAL_GROUPS_POLICY_MERGE: &str = "Merge";
+pub const SUPPLEMENTAL_GROUPS_POLICY_STRICT: &str = "Strict";
+
 /// The resolved identity of the container's process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ResolvedUser {
@@ -233,15 +237,23 @@ pub(crate) fn resolve_user(
         ));
     }
 
-    // Groups listing the user in the image's /etc/group, then the pod's supplementalGroups and
-    // fsGroup (the kubelet adds fsGroup to the supplementary groups).
-    let mut additional = Vec::new();
-    if let Some(name) = &name {
+    // containerd's list [internal/cri/opts WithAdditionalGIDs, WithSupplementalGroups]: the
+    // primary gid (always included since the fix of CVE-2023-25173), the groups that list the
+    // user in the image's /etc/group (policy Merge only), then the kubelet's supplemental
+    // groups, fsGroup first [pkg/kubelet/kuberuntime/security_context.go]. The kernel sorts
+    // them; `id` shows them sorted.
+    let strict = psc.and_then(|s| s.supplemental_groups_policy.as_deref())
+        == Some(SUPPLEMENTAL_GROUPS_POLICY_STRICT);
+    let mut additional = vec![gid];
+    if let Some(name) = name.as_ref().filter(|_| !strict) {
         for g in read_entries(layers, "group")? {
-            if g.members.iter().any(|m| m == name) && g.id != gid {
+            if g.members.iter().any(|m| m == name) {
                 additional.push(g.id);
             }
         }
+    }
+    if let Some(fs_group) = psc.and_then(|s| s.fs_group) {
+        additional.push(to_id(fs_group, "spec.securityContext.fsGroup")?);
     }
     for (j, g) in psc
         .and_then(|s| s.supplemental_groups.clone())
@@ -253,9 +265,6 @@ pub(crate) fn resolve_user(
             g,
             &format!("spec.securityContext.supplementalGroups[{j}]"),
         )?);
-    }
-    if let Some(fs_group) = psc.and_then(|s| s.fs_group) {
-        additional.push(to_id(fs_group, "spec.securityContext.fsGroup")?);
     }
     let mut seen = std::collections::BTreeSet::new();
     additional.retain(|g| seen.insert(*g));

@@ -129,6 +129,9 @@ pub(crate) fn decode_strict<T: DeserializeOwned>(
             }
             Err(err) => {
                 let segments: Vec<_> = err.path().iter().cloned().collect();
+                if yaml11_octal(&mut working, &segments, &err.inner().to_string()) {
+                    continue;
+                }
                 problems.push(type_problem(
                     &segments,
                     &err.inner().to_string(),
@@ -232,6 +235,40 @@ fn refused_ancestor(segments: &[serde_path_to_error::Segment], table: Table) -> 
     None
 }
 
+/// kubectl reads YAML 1.1, where a plain `0644` is the octal number 420 (modes: `defaultMode`,
+/// `emptyDir.mode`); the YAML 1.2 reader here reads it as the string "0644". When an integer
+/// field holds such a string, it takes the octal value [sigs.k8s.io/yaml, go-yaml v2 resolve].
+/// Returns true when the value was replaced and decoding should be tried again.
+fn yaml11_octal(
+    value: &mut Value,
+    segments: &[serde_path_to_error::Segment],
+    message: &str,
+) -> bool {
+    let wants_integer = ["i32", "i64", "u32", "u64"]
+        .iter()
+        .any(|t| message.ends_with(&format!("expected {t}")));
+    if !message.starts_with("invalid type: string") || !wants_integer {
+        return false;
+    }
+    let Some(node) = member_mut(value, segments) else {
+        return false;
+    };
+    let Value::String(text) = node else {
+        return false;
+    };
+    let octal = text
+        .strip_prefix('0')
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .and_then(|d| i64::from_str_radix(d, 8).ok());
+    match octal {
+        Some(n) => {
+            *node = Value::from(n);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Removes the member at `segments` so that decoding can go on to find further errors. Only an
 /// object member can go: removing an array element would shift the indices of later errors.
 fn remove_member(value: &mut Value, segments: &[serde_path_to_error::Segment]) -> bool {
@@ -239,22 +276,28 @@ fn remove_member(value: &mut Value, segments: &[serde_path_to_error::Segment]) -
     let Some((last, parents)) = segments.split_last() else {
         return false;
     };
-    let mut node = value;
-    for segment in parents {
-        node = match (segment, node) {
-            (S::Map { key }, Value::Object(map)) => match map.get_mut(key) {
-                Some(child) => child,
-                None => return false,
-            },
-            (S::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
-                Some(child) => child,
-                None => return false,
-            },
-            _ => return false,
-        };
-    }
+    let Some(node) = member_mut(value, parents) else {
+        return false;
+    };
     match (last, node) {
         (S::Map { key }, Value::Object(map)) => map.remove(key).is_some(),
         _ => false,
     }
+}
+
+/// The member of `value` at `segments`, if every step exists.
+fn member_mut<'a>(
+    value: &'a mut Value,
+    segments: &[serde_path_to_error::Segment],
+) -> Option<&'a mut Value> {
+    use serde_path_to_error::Segment as S;
+    let mut node = value;
+    for segment in segments {
+        node = match (segment, node) {
+            (S::Map { key }, Value::Object(map)) => map.get_mut(key)?,
+            (S::Seq { index }, Value::Array(items)) => items.get_mut(*index)?,
+            _ => return None,
+        };
+    }
+    Some(node)
 }

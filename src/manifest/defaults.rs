@@ -1,7 +1,7 @@
 //! Defaults the API server applies to a Pod on create [pkg/apis/core/v1/defaults.go], so the
 //! runtime and `get -o yaml` see the same values a cluster would.
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EmptyDirVolumeSource, Pod, PodSpec, Volume};
 
 use super::quantity::parse_quantity;
 
@@ -22,11 +22,25 @@ pub(crate) fn apply(pod: &mut Pod) {
     set_if_empty(&mut spec.dns_policy, DEFAULT_DNS_POLICY);
     spec.termination_grace_period_seconds
         .get_or_insert(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
+    for volume in spec.volumes.iter_mut().flatten() {
+        apply_volume(volume);
+    }
     for container in spec.init_containers.iter_mut().flatten() {
         apply_container(container);
     }
     for container in &mut spec.containers {
         apply_container(container);
+    }
+}
+
+/// A volume with no source is an emptyDir [defaults.go SetDefaults_Volume].
+fn apply_volume(v: &mut Volume) {
+    let has_source = serde_json::to_value(&*v)
+        .ok()
+        .and_then(|value| value.as_object().map(|m| m.keys().any(|k| k != "name")))
+        .unwrap_or(true);
+    if !has_source {
+        v.empty_dir = Some(EmptyDirVolumeSource::default());
     }
 }
 

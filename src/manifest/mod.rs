@@ -21,6 +21,7 @@ pub mod quantity;
 pub mod resources;
 pub mod support;
 mod validate;
+mod volume_rules;
 
 #[cfg(test)]
 mod corpus_tests;

@@ -36,7 +36,22 @@ pub struct Quantity {
     mantissa: u128,
     pow10: i32,
     pow2: u32,
+    format: Format,
 }
+
+/// How the quantity was written, which decides how it is printed back (Go's `Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `Ki`, `Mi`, ...
+    BinarySI,
+    /// `e3`, `E-2`, ...
+    DecimalExponent,
+    /// No suffix, or `m`, `k`, `M`, ...
+    DecimalSI,
+}
+
+const BINARY_SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+const DECIMAL_SUFFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
 
 /// Largest decimal exponent accepted; far beyond any real resource amount.
 const MAX_EXPONENT: i32 = 1000;
@@ -76,6 +91,11 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, QuantityError> {
     };
     let mut pow10 = -(frac_part.len() as i32);
     let mut pow2 = 0;
+    let format = match suffix {
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => Format::BinarySI,
+        s if s.starts_with(['e', 'E']) => Format::DecimalExponent,
+        _ => Format::DecimalSI,
+    };
     match suffix {
         "" => {}
         "m" => pow10 -= 3,
@@ -115,6 +135,7 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, QuantityError> {
         mantissa,
         pow10,
         pow2,
+        format,
     };
     // Every quantity must be representable in millis, as Kubernetes' MilliValue needs.
     if q.scaled_ceil(3).is_none() {
@@ -175,6 +196,57 @@ impl Quantity {
         } else {
             magnitude
         }
+    }
+
+    /// The value in units of 10^-`scale`, when it is exactly that many.
+    fn exact_scaled(&self, scale: i32) -> Option<u128> {
+        let n = self.mantissa.checked_mul(1u128.checked_shl(self.pow2)?)?;
+        let e = self.pow10 + scale;
+        if e >= 0 {
+            n.checked_mul(10u128.checked_pow(e.unsigned_abs())?)
+        } else {
+            let d = 10u128.checked_pow(e.unsigned_abs())?;
+            (n % d == 0).then_some(n / d)
+        }
+    }
+
+    /// The canonical text the API server prints for this quantity (Go's `Quantity.String()`):
+    /// the largest suffix that keeps the number whole, in the form it was written with
+    /// (`10240Ki` is `10Mi`, `1000k` is `1M`, `0.5` is `500m`); binary forms under 1024 print
+    /// as decimal. None when the value needs a precision finer than nano units.
+    pub fn canonical(&self) -> Option<String> {
+        let sign = if self.negative { "-" } else { "" };
+        if let Some(units) = self.exact_scaled(0) {
+            if units == 0 {
+                return Some("0".into());
+            }
+            let (step, suffixes) = if self.format == Format::BinarySI && units >= 1024 {
+                (1024, BINARY_SUFFIXES)
+            } else {
+                (1000, DECIMAL_SUFFIXES)
+            };
+            let (mut n, mut k) = (units, 0);
+            while k + 1 < suffixes.len() && n % step == 0 {
+                n /= step;
+                k += 1;
+            }
+            let suffix = match (self.format, step) {
+                (Format::DecimalExponent, 1000) if k > 0 => format!("e{}", 3 * k),
+                _ => suffixes[k].to_string(),
+            };
+            return Some(format!("{sign}{n}{suffix}"));
+        }
+        [(3, "m"), (6, "u"), (9, "n")]
+            .iter()
+            .find_map(|(scale, suffix)| {
+                let n = self.exact_scaled(*scale)?;
+                let suffix = if self.format == Format::DecimalExponent {
+                    format!("e-{scale}")
+                } else {
+                    suffix.to_string()
+                };
+                Some(format!("{sign}{n}{suffix}"))
+            })
     }
 
     fn cmp_magnitude(&self, other: &Quantity) -> Ordering {
@@ -249,6 +321,23 @@ mod tests {
             parse_quantity("1e400"),
             Err(QuantityError::OutOfRange(_))
         ));
+    }
+
+    #[test]
+    fn prints_canonically_as_the_api_server() {
+        let c = |s: &str| parse_quantity(s).unwrap().canonical().unwrap();
+        assert_eq!(c("10Mi"), "10Mi");
+        assert_eq!(c("10240Ki"), "10Mi");
+        assert_eq!(c("1536Ki"), "1536Ki");
+        assert_eq!(c("0.5Gi"), "512Mi");
+        assert_eq!(c("512"), "512");
+        assert_eq!(c("1000k"), "1M");
+        assert_eq!(c("1500"), "1500");
+        assert_eq!(c("0.5"), "500m");
+        assert_eq!(c("100m"), "100m");
+        assert_eq!(c("1e3"), "1e3");
+        assert_eq!(c("0"), "0");
+        assert_eq!(c("-2k"), "-2k");
     }
 
     #[test]

@@ -89,9 +89,9 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.volumes[].name", Yes),
     ("spec.volumes[].emptyDir", Into),
     ("spec.volumes[].emptyDir.medium", Yes), // "" or Memory, checked in validate
-    ("spec.volumes[].emptyDir.sizeLimit", Yes),
-    ("spec.volumes[].emptyDir.mode", No),
-    ("spec.volumes[].hostPath", Yes),
+    ("spec.volumes[].emptyDir.sizeLimit", Yes), // tmpfs size, or eviction when over it
+    ("spec.volumes[].emptyDir.mode", Yes),   // alpha (EmptyDirVolumeMode), as if enabled
+    ("spec.volumes[].hostPath", Yes),        // type checked (and created) at setup
     // Claims bind to a directory of peapod's local-path provisioner (volume::claim).
     ("spec.volumes[].persistentVolumeClaim", Yes),
     ("spec.volumes[].ephemeral", Into),
@@ -102,10 +102,9 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.securityContext.runAsGroup", Yes),
     ("spec.securityContext.runAsNonRoot", Yes),
     ("spec.securityContext.supplementalGroups", Yes),
-    (
-        "spec.securityContext.supplementalGroupsPolicy",
-        UnlessEquals("\"Merge\""),
-    ),
+    ("spec.securityContext.supplementalGroupsPolicy", Yes), // Merge, or Strict: no image groups
+    ("spec.securityContext.fsGroup", Yes), // volume ownership and a supplementary group
+    ("spec.securityContext.fsGroupChangePolicy", Yes),
     // Scheduling and API-access fields: no effect on one node without a scheduler.
     ("spec.nodeSelector", Yes),
     ("spec.affinity", Yes),
@@ -169,6 +168,11 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("volumeMounts[].name", Yes),
     ("volumeMounts[].mountPath", Yes),
     ("volumeMounts[].readOnly", Yes),
+    ("volumeMounts[].recursiveReadOnly", Yes), // mount_setattr(AT_RECURSIVE)
+    ("volumeMounts[].subPath", Yes),           // made and bind-mounted safely on the host
+    ("volumeMounts[].subPathExpr", Yes),
+    ("volumeMounts[].mountPropagation", Yes), // Bidirectional: host-to-container only
+    ("volumeMounts[].bindMountOptions", No),  // alpha (VolumeBindMountOptions)
     ("securityContext", Into),
     ("securityContext.runAsUser", Yes),
     ("securityContext.runAsGroup", Yes),
@@ -362,5 +366,8 @@ pub const SUPPORTED_RESOURCE_FIELD_REFS: &[&str] = &[
     "requests.memory",
 ];
 
-/// `emptyDir.medium` values: node disk, or tmpfs.
-pub const SUPPORTED_EMPTY_DIR_MEDIA: &[&str] = &["", "Memory"];
+/// `emptyDir.medium` values: node disk, or tmpfs (not hugetlbfs).
+pub const SUPPORTED_EMPTY_DIR_MEDIA: &[&str] = &[
+    crate::volume::empty_dir::MEDIUM_DEFAULT,
+    crate::volume::empty_dir::MEDIUM_MEMORY,
+];

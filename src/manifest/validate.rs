@@ -16,22 +16,17 @@ use super::support::{
 };
 use super::{Problem, Reason};
 use crate::pod::model::REASON_INVALID_IMAGE_NAME;
+use crate::volume::empty_dir::{MAX_MODE, MEDIUM_HUGE_PAGES_PREFIX};
+use crate::volume::host_path::TYPES as HOST_PATH_TYPES;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
 const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
 const MESSAGE_POLICIES: &[&str] = &["File", "FallbackToLogsOnError"];
 const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
-const HOST_PATH_TYPES: &[&str] = &[
-    "",
-    "DirectoryOrCreate",
-    "Directory",
-    "FileOrCreate",
-    "File",
-    "Socket",
-    "CharDevice",
-    "BlockDevice",
-];
+const ID_RANGE: &str = "must be between 0 and 2147483647, inclusive";
+/// Modeled on the API server's `fileModeErrorMsg` for `defaultMode`.
+const EMPTY_DIR_MODE_RANGE: &str = "must be a number between 0 and 01777 (octal), both inclusive";
 const MAX_NAMESERVERS: usize = 3;
 const MAX_SEARCHES: usize = 32;
 
@@ -54,6 +49,37 @@ impl Check<'_> {
                 path,
                 format!("{value:?}: supported values: {}", list.join(", ")),
             );
+        }
+    }
+    /// field.NotSupported: `Unsupported value: "x": supported values: "a", "b"`.
+    pub(crate) fn supported(&mut self, path: &str, value: &str, allowed: &[&'static str]) {
+        if !allowed.contains(&value) {
+            self.push(
+                path,
+                Reason::Unsupported {
+                    value: value.to_string(),
+                    supported: allowed.to_vec(),
+                },
+            );
+        }
+    }
+    /// validateLocalDescendingPath: relative, no `..` element.
+    pub(crate) fn descending_path(&mut self, path: &str, value: &str) {
+        if value.starts_with('/') {
+            self.invalid(path, format!("{value:?}: must be a relative path"));
+        }
+        self.no_backsteps(path, value);
+    }
+    /// validatePathNoBacksteps.
+    pub(crate) fn no_backsteps(&mut self, path: &str, value: &str) {
+        if value.split('/').any(|part| part == "..") {
+            self.invalid(path, format!("{value:?}: must not contain '..'"));
+        }
+    }
+    /// validation.IsValidUserID / IsValidGroupID [apimachinery/pkg/util/validation].
+    pub(crate) fn id(&mut self, path: String, id: Option<i64>) {
+        if let Some(id) = id.filter(|id| !(0..=i64::from(i32::MAX)).contains(id)) {
+            self.invalid(path, format!("{id}: {ID_RANGE}"));
         }
     }
     pub(crate) fn label(&mut self, path: &str, value: &str) {
@@ -160,17 +186,7 @@ fn validate_spec(spec: &PodSpec, check: &mut Check) {
         );
     }
     if let Some(sc) = spec.security_context.as_ref() {
-        for (field, id) in [
-            ("runAsUser", sc.run_as_user),
-            ("runAsGroup", sc.run_as_group),
-        ] {
-            if id.is_some_and(|id| id < 0) {
-                check.invalid(
-                    format!("spec.securityContext.{field}"),
-                    "must be between 0 and 2147483647",
-                );
-            }
-        }
+        super::volume_rules::validate_pod_security_context(sc, check);
     }
 }
 
@@ -227,37 +243,55 @@ fn validate_volumes<'a>(volumes: &'a [Volume], check: &mut Check) -> HashSet<&'a
                 Reason::Duplicate(format!("{:?}", v.name)),
             );
         }
-        let sources = serde_json::to_value(v)
-            .ok()
-            .and_then(|value| value.as_object().map(|m| m.len()))
-            .unwrap_or(1);
-        if sources <= 1 {
-            check.invalid(&path, "must specify a volume type (emptyDir or hostPath)");
-        }
+        // A volume without a source was defaulted to an emptyDir.
         if let Some(e) = v.empty_dir.as_ref() {
             let medium = e.medium.as_deref().unwrap_or_default();
-            if !SUPPORTED_EMPTY_DIR_MEDIA.contains(&medium) {
+            if medium.starts_with(MEDIUM_HUGE_PAGES_PREFIX) {
+                check.push(
+                    format!("{path}.emptyDir.medium"),
+                    Reason::NotSupported(Some(format!(
+                        "medium {medium:?}: hugepages-backed emptyDir volumes"
+                    ))),
+                );
+            } else if !SUPPORTED_EMPTY_DIR_MEDIA.contains(&medium) {
                 check.push(
                     format!("{path}.emptyDir.medium"),
                     Reason::NotSupported(Some(format!("medium {medium:?}"))),
                 );
             }
             if let Some(q) = e.size_limit.as_ref() {
-                quantity(&format!("{path}.emptyDir.sizeLimit"), q, check);
+                match parse_quantity(&q.0) {
+                    Ok(v) if v.is_negative() => check.push(
+                        format!("{path}.emptyDir.sizeLimit"),
+                        Reason::Forbidden(
+                            "SizeLimit field must be a valid resource quantity".into(),
+                        ),
+                    ),
+                    Ok(_) => {}
+                    Err(err) => {
+                        check.invalid(format!("{path}.emptyDir.sizeLimit"), err.to_string())
+                    }
+                }
+            }
+            if let Some(mode) = e.mode.filter(|m| !(0..=MAX_MODE).contains(m)) {
+                check.invalid(
+                    format!("{path}.emptyDir.mode"),
+                    format!("{mode}: {EMPTY_DIR_MODE_RANGE}"),
+                );
             }
         }
         if let Some(h) = v.host_path.as_ref() {
-            if !h.path.starts_with('/') {
-                check.invalid(
-                    format!("{path}.hostPath.path"),
-                    format!("{:?}: must be an absolute path", h.path),
-                );
+            let p = format!("{path}.hostPath.path");
+            if h.path.is_empty() {
+                check.push(p, Reason::Required);
+            } else if !h.path.starts_with('/') {
+                check.invalid(p, format!("{:?}: must be an absolute path", h.path));
+            } else {
+                check.no_backsteps(&p, &h.path);
             }
-            check.one_of(
-                &format!("{path}.hostPath.type"),
-                h.type_.as_deref().unwrap_or_default(),
-                HOST_PATH_TYPES,
-            );
+            if let Some(t) = h.type_.as_deref() {
+                check.supported(&format!("{path}.hostPath.type"), t, HOST_PATH_TYPES);
+            }
         }
     }
     names
@@ -355,35 +389,13 @@ fn validate_container(
             }
         }
     }
-    let mut mount_paths = HashSet::new();
-    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
-        let p = format!("{path}.volumeMounts[{i}]");
-        if !volumes.contains(m.name.as_str()) {
-            check.invalid(
-                format!("{p}.name"),
-                format!("{:?}: not found in spec.volumes", m.name),
-            );
-        }
-        if m.mount_path.is_empty() {
-            check.push(format!("{p}.mountPath"), Reason::Required);
-        } else if !mount_paths.insert(m.mount_path.as_str()) {
-            check.push(
-                format!("{p}.mountPath"),
-                Reason::Duplicate(format!("{:?}", m.mount_path)),
-            );
-        }
-    }
+    super::volume_rules::validate_volume_mounts(c, path, volumes, check);
     if let Some(sc) = c.security_context.as_ref() {
         for (field, id) in [
             ("runAsUser", sc.run_as_user),
             ("runAsGroup", sc.run_as_group),
         ] {
-            if id.is_some_and(|id| id < 0) {
-                check.invalid(
-                    format!("{path}.securityContext.{field}"),
-                    "must be between 0 and 2147483647",
-                );
-            }
+            check.id(format!("{path}.securityContext.{field}"), id);
         }
     }
 }

@@ -25,6 +25,9 @@ pub const REASON_COMPLETED: &str = "Completed";
 pub const REASON_ERROR: &str = "Error";
 pub const REASON_OOM_KILLED: &str = "OOMKilled";
 pub const REASON_CONTAINER_STATUS_UNKNOWN: &str = "ContainerStatusUnknown";
+/// The pod's status reason (and event reason) when the kubelet evicts it
+/// [pkg/kubelet/eviction/helpers.go Reason].
+pub const REASON_EVICTED: &str = "Evicted";
 
 pub const PHASE_PENDING: &str = "Pending";
 pub const PHASE_RUNNING: &str = "Running";
@@ -114,6 +117,8 @@ pub struct PodView {
     pub sandbox_ready: bool,
     /// An init container failed and the pod will not retry it (restartPolicy Never).
     pub init_failed: bool,
+    /// The pod was evicted, with this message: phase Failed, reason Evicted.
+    pub evicted: Option<String>,
 }
 
 fn time(t: Timestamp) -> Time {
@@ -185,7 +190,7 @@ fn container_status(c: &ContainerView) -> ContainerStatus {
 
 /// The pod phase from its containers [core/v1 types.go PodPhase; kubelet getPhase].
 pub fn phase(view: &PodView) -> &'static str {
-    if view.init_failed {
+    if view.init_failed || view.evicted.is_some() {
         return PHASE_FAILED;
     }
     let init_done = view.init.iter().all(|c| c.succeeded());
@@ -253,6 +258,8 @@ pub fn pod_status(view: &PodView, previous: Option<&PodStatus>, now: Timestamp) 
             Some(view.init.iter().map(container_status).collect())
         },
         container_statuses: Some(view.app.iter().map(container_status).collect()),
+        reason: view.evicted.as_ref().map(|_| REASON_EVICTED.to_string()),
+        message: view.evicted.clone(),
         ..Default::default()
     }
 }
@@ -324,6 +331,14 @@ mod tests {
         assert_eq!(phase(&v), PHASE_PENDING);
         v.init_failed = true;
         assert_eq!(phase(&v), PHASE_FAILED);
+        v.init_failed = false;
+        v.init = Vec::new();
+        v.app = vec![running("a")];
+        v.evicted = Some("Usage of EmptyDir volume \"x\" exceeds the limit \"1Mi\". ".into());
+        assert_eq!(phase(&v), PHASE_FAILED);
+        let s = pod_status(&v, None, ts(3));
+        assert_eq!(s.reason.as_deref(), Some(REASON_EVICTED));
+        assert_eq!(s.message, v.evicted);
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn run_spec(spec: &Spec, gate: Option<RawFd>) -> Result<Infallible, InitError> {
         return Err(InitError::new("read spec", "process.args: empty"));
     }
 
-    mounts::make_root_private()?;
+    mounts::isolate_root(spec)?;
     let rootfs = mounts::mount_rootfs(spec)?;
     mounts::mount_all(&rootfs, spec)?;
     devices::create_devices(&rootfs, spec)?;

@@ -29,17 +29,30 @@ pub(crate) enum Kind {
     File,
 }
 
-/// Makes every mount in our new namespace private, so that nothing we mount or unmount
-/// reaches the host (mount_namespaces(7): a copied namespace keeps the shared peer groups).
-pub(crate) fn make_root_private() -> Result<(), InitError> {
+/// Cuts our new namespace's mounts off from the host's, so that nothing we mount or unmount
+/// reaches the host (mount_namespaces(7): a copied namespace keeps the shared peer groups):
+/// private by default; a slave of the host when the Spec's `linux.rootfsPropagation` asks for
+/// rslave (a HostToContainer volume: the host's later mounts then reach the container) or
+/// rshared (Bidirectional). A shared root is made a slave too: shared, the overlay rootfs and
+/// every mount under it would propagate onto the host, so a Bidirectional volume receives the
+/// host's mounts but mounts made inside the container stay in it.
+pub(crate) fn isolate_root(spec: &Spec) -> Result<(), InitError> {
+    let propagation = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref());
+    let flag = match propagation {
+        Some("rslave" | "slave" | "rshared" | "shared") => MsFlags::MS_SLAVE,
+        _ => MsFlags::MS_PRIVATE,
+    };
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | flag,
         None::<&str>,
     )
-    .map_err(|e| InitError::sys("make / private", e))
+    .map_err(|e| InitError::sys("set the propagation of /", e))
 }
 
 /// Mounts the rootfs at `root.path` and returns that path. With the overlay annotations it
@@ -161,6 +174,8 @@ pub(crate) struct MountOptions {
     pub propagation: MsFlags,
     pub bind: bool,
     pub recursive: bool,
+    /// `rro`: read-only down to every submount (runc's option).
+    pub recursive_read_only: bool,
     pub data: Vec<String>,
 }
 
@@ -170,6 +185,7 @@ pub(crate) fn parse_options(options: &[String]) -> MountOptions {
         propagation: MsFlags::empty(),
         bind: false,
         recursive: false,
+        recursive_read_only: false,
         data: Vec::new(),
     };
     for opt in options {
@@ -202,6 +218,10 @@ pub(crate) fn parse_options(options: &[String]) -> MountOptions {
                 out.bind = true;
                 out.recursive = true;
                 continue;
+            }
+            "rro" => {
+                out.recursive_read_only = true;
+                (false, MsFlags::MS_RDONLY)
             }
             p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
             | "unbindable" | "runbindable") => {
@@ -299,7 +319,50 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), InitError> {
         )
         .map_err(|e| InitError::sys(format!("set propagation of {dest_name}"), e))?;
     }
+    if opts.recursive_read_only {
+        set_recursive_read_only(&dest)
+            .map_err(|e| InitError::sys(format!("make {dest_name} recursively read-only"), e))?;
+    }
     Ok(())
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// MOUNT_ATTR_RDONLY of <linux/mount.h>.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Makes the mount at `path` and every mount below it read-only: mount_setattr(2) with
+/// AT_RECURSIVE (Linux 5.12), what runc does for `rro`.
+fn set_recursive_read_only(path: &Path) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads the NUL-terminated path and the attr struct we own, of the
+    // size we pass; it writes nothing to our memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(ret).map(drop)
 }
 
 pub(crate) fn bind(src: &Path, dest: &Path, recursive: bool) -> Result<(), InitError> {
@@ -376,7 +439,7 @@ fn components_rev(path: &Path) -> Vec<OsString> {
 
 /// Makes `rootfs` the root: `pivot_root(".", ".")` stacks the old root on top of the new one
 /// at the same place, and the lazy unmount of "." then drops the old root (pivot_root(2),
-/// NOTES). The old root's mounts are private (see [`make_root_private`]), so the unmount does
+/// NOTES). The old root's mounts are private or slaves (see [`isolate_root`]), so the unmount does
 /// not propagate to the host.
 pub(crate) fn pivot_into(rootfs: &Path) -> Result<(), InitError> {
     let step = |what: &str| format!("{what} {}", rootfs.display());
@@ -477,6 +540,10 @@ mod tests {
         assert_eq!(o.flags, MsFlags::MS_RDONLY);
         assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert_eq!(o.data, vec!["mode=755".to_string()]);
+        assert!(!o.recursive_read_only);
+        let rro = parse_options(&["rbind".into(), "rw".into(), "rro".into()]);
+        assert!(rro.recursive_read_only);
+        assert_eq!(rro.flags, MsFlags::MS_RDONLY);
     }
 
     #[test]

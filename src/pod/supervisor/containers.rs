@@ -413,7 +413,7 @@ impl Supervisor {
         } else {
             Vec::new()
         };
-        let input = SpecInput {
+        let mut input = SpecInput {
             pod: &self.pod,
             container: c,
             image_config: &image.config,
@@ -426,6 +426,7 @@ impl Supervisor {
             shm_path: run_dir.join(super::sandbox::SHM_DIR),
             termination_log_path: termination_log.clone(),
             volume_dirs,
+            sub_path_sources: Default::default(),
             cgroup_path: cgroup.map(Path::to_path_buf),
             host_devices,
             resources,
@@ -433,6 +434,7 @@ impl Supervisor {
             node_name: self.node_name.clone(),
             node_memory_bytes: self.node_memory,
         };
+        input.sub_path_sources = self.prepare_sub_paths(&input).map_err(config)?;
         let oci = spec::build_spec(&input).map_err(|e| config(e.to_string()))?;
         tracing::debug!(container = %c.name, "spec built");
         runtime::write_bundle(dir, &oci).map_err(|e| config(e.to_string()))?;
@@ -593,7 +595,8 @@ impl Supervisor {
     fn after_exit(&mut self, i: usize, t: Terminated, ran_for: Duration) {
         let exit_code = t.exit_code;
         let init = self.runs[i].init;
-        let stopping = self.stopping.is_some();
+        // An evicted pod's containers are done for good, as a stopping pod's are.
+        let stopping = self.stopping.is_some() || self.evicted.is_some();
         let by_sandbox = self.runs[i].killed_by_sandbox;
         let restart = !stopping && restart_wanted(&self.pod, init, exit_code)
             || (by_sandbox && !stopping && restart_wanted(&self.pod, false, exit_code));

@@ -8,8 +8,10 @@
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
 mod containers;
+mod eviction;
 mod pulls;
 mod sandbox;
+mod subpaths;
 mod trim;
 
 pub use pulls::{pull_main, PULL_VERB};
@@ -183,6 +185,10 @@ pub(crate) struct Supervisor {
     pub node_memory: u64,
     pub host_ip: Option<String>,
     pub init_failed: bool,
+    /// The pod was evicted (emptyDir over its sizeLimit), with the kubelet's message.
+    pub evicted: Option<String>,
+    /// When the emptyDir sizeLimits are measured next.
+    pub next_volume_check: Instant,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -196,19 +202,6 @@ pub(crate) struct Supervisor {
 /// RFC 3339 with second precision, as Kubernetes timestamps are shown.
 pub(crate) fn now_string() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn node_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
 }
 
 impl Supervisor {
@@ -293,9 +286,11 @@ impl Supervisor {
             node_name: nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into()),
-            node_memory: node_memory_bytes(),
+            node_memory: crate::procfs::mem_total_bytes(),
             host_ip: None,
             init_failed: false,
+            evicted: None,
+            next_volume_check: Instant::now() + eviction::VOLUME_CHECK_INTERVAL,
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,
@@ -357,6 +352,7 @@ impl Supervisor {
                 .to_string(),
             sandbox_ready: self.sandbox.is_some() && !self.sandbox_lost,
             init_failed: self.init_failed,
+            evicted: self.evicted.clone(),
         };
         let status = crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
         let dir = self.paths.pod_dir(&self.uid);
@@ -418,9 +414,10 @@ impl Supervisor {
         {
             self.start_sandbox();
         }
-        if self.sandbox.is_some() && !self.sandbox_lost {
+        if self.sandbox.is_some() && !self.sandbox_lost && self.evicted.is_none() {
             self.start_due_containers(now);
         }
+        self.check_volume_limits(now);
         if now >= self.next_rotation {
             self.next_rotation = now + LOG_ROTATION_CHECK;
             for r in self.runs.iter_mut() {
@@ -466,6 +463,9 @@ impl Supervisor {
             }
             for r in &self.runs {
                 consider(r.next_start);
+            }
+            if self.watches_volume_limits() {
+                consider(Some(self.next_volume_check));
             }
         }
         next

@@ -184,7 +184,7 @@ impl Supervisor {
         self.sandbox = None;
         self.state.sandbox.process = None;
         self.mark_dirty();
-        if self.stopping.is_some() {
+        if self.stopping.is_some() || self.evicted.is_some() {
             return;
         }
         tracing::warn!("sandbox died; re-creating the pod sandbox");
