@@ -4,9 +4,11 @@
 //! creates containers; everything set up here lives under the pod's directory, so teardown
 //! (`pod::teardown`) finds every mount and file by the pod's uid alone.
 //!
-//! One file a volume kind: [`empty_dir`], [`host_path`]. Must not start processes or know
-//! about containers beyond the paths it hands out.
+//! One file a volume kind: [`empty_dir`], [`host_path`]; the kubelet's [`atomic_writer`] for
+//! the volumes that project API data. Must not start processes or know about containers
+//! beyond the paths it hands out.
 
+pub mod atomic_writer;
 mod empty_dir;
 mod host_path;
 
