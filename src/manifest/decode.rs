@@ -129,6 +129,9 @@ pub(crate) fn decode_strict<T: DeserializeOwned>(
             }
             Err(err) => {
                 let segments: Vec<_> = err.path().iter().cloned().collect();
+                if yaml_octal(&mut working, &segments, &err.inner().to_string()) {
+                    continue;
+                }
                 problems.push(type_problem(
                     &segments,
                     &err.inner().to_string(),
@@ -232,6 +235,23 @@ fn refused_ancestor(segments: &[serde_path_to_error::Segment], table: Table) -> 
     None
 }
 
+/// The value at `segments`.
+fn member_mut<'v>(
+    value: &'v mut Value,
+    segments: &[serde_path_to_error::Segment],
+) -> Option<&'v mut Value> {
+    use serde_path_to_error::Segment as S;
+    let mut node = value;
+    for segment in segments {
+        node = match (segment, node) {
+            (S::Map { key }, Value::Object(map)) => map.get_mut(key)?,
+            (S::Seq { index }, Value::Array(items)) => items.get_mut(*index)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
 /// Removes the member at `segments` so that decoding can go on to find further errors. Only an
 /// object member can go: removing an array element would shift the indices of later errors.
 fn remove_member(value: &mut Value, segments: &[serde_path_to_error::Segment]) -> bool {
@@ -239,22 +259,35 @@ fn remove_member(value: &mut Value, segments: &[serde_path_to_error::Segment]) -
     let Some((last, parents)) = segments.split_last() else {
         return false;
     };
-    let mut node = value;
-    for segment in parents {
-        node = match (segment, node) {
-            (S::Map { key }, Value::Object(map)) => match map.get_mut(key) {
-                Some(child) => child,
-                None => return false,
-            },
-            (S::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
-                Some(child) => child,
-                None => return false,
-            },
-            _ => return false,
-        };
-    }
-    match (last, node) {
-        (S::Map { key }, Value::Object(map)) => map.remove(key).is_some(),
+    match (last, member_mut(value, parents)) {
+        (S::Map { key }, Some(Value::Object(map))) => map.remove(key).is_some(),
         _ => false,
+    }
+}
+
+/// Kubernetes reads YAML 1.1, where `0644` is an octal integer (file modes are written so);
+/// the YAML 1.2 parser here keeps it a string. Where an integer is expected, such a string
+/// becomes the octal number. Returns whether the member was changed.
+fn yaml_octal(value: &mut Value, segments: &[serde_path_to_error::Segment], message: &str) -> bool {
+    let wants_int = message.starts_with("invalid type: string")
+        && [", expected i", ", expected u"]
+            .iter()
+            .any(|e| message.contains(e));
+    let Some(node) = member_mut(value, segments).filter(|_| wants_int) else {
+        return false;
+    };
+    let Value::String(text) = node else {
+        return false;
+    };
+    let digits = match text.strip_prefix('0') {
+        Some(d) if !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)) => d,
+        _ => return false,
+    };
+    match i64::from_str_radix(digits, 8) {
+        Ok(n) => {
+            *node = Value::from(n);
+            true
+        }
+        Err(_) => false,
     }
 }

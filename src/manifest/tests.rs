@@ -292,6 +292,18 @@ fn no_op_values_of_refused_features_are_accepted() {
 }
 
 #[test]
+fn yaml_octal_integers_are_read_as_kubernetes_does() {
+    // Kubernetes reads YAML 1.1: an unquoted 010 in an integer field is eight.
+    let pod = one(&format!("{GOOD}  terminationGracePeriodSeconds: 010\n"));
+    assert_eq!(pod.spec.unwrap().termination_grace_period_seconds, Some(8));
+    let err = errors(&format!("{GOOD}  terminationGracePeriodSeconds: 08\n"));
+    assert!(
+        err.contains("spec.terminationGracePeriodSeconds: Invalid value"),
+        "{err}"
+    );
+}
+
+#[test]
 fn type_error_inside_refused_feature_is_not_supported() {
     let err = errors(&format!(
         "{GOOD}  volumes:\n  - name: v\n    emptyDir:\n      mode: \"01777\"\n"
