@@ -8,6 +8,7 @@
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
 mod containers;
+mod dispatch;
 mod pulls;
 mod sandbox;
 mod trim;
@@ -15,16 +16,14 @@ mod trim;
 pub use pulls::{pull_main, PULL_VERB};
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cgroup::{CgroupManager, CgroupSupport};
@@ -457,112 +456,6 @@ impl Supervisor {
             }
         }
         next
-    }
-
-    fn wait_and_dispatch(&mut self) {
-        let mut deadline = self.next_deadline();
-        if !self.trimmed {
-            deadline = deadline.min(self.last_activity + IDLE_TRIM_AFTER);
-        }
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let timeout_ms = timeout.as_millis().min(10_000) as u16;
-        // Poll the signalfd and every open pipe.
-        let mut owners: Vec<(usize, usize)> = Vec::new();
-        let ready: Vec<(usize, usize)>;
-        let mut sig_ready = false;
-        {
-            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            for (ri, r) in self.runs.iter().enumerate() {
-                if let Some(inst) = &r.instance {
-                    for (pi, p) in inst.pipes.iter().enumerate() {
-                        if let Some(fd) = p {
-                            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                            owners.push((ri, pi));
-                        }
-                    }
-                }
-            }
-            match poll(&mut fds, PollTimeout::from(timeout_ms)) {
-                Ok(0) => {
-                    if !self.trimmed && self.last_activity.elapsed() >= IDLE_TRIM_AFTER {
-                        trim::release_code_pages();
-                        self.trimmed = true;
-                    }
-                    return;
-                }
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "poll failed");
-                    std::thread::sleep(Duration::from_millis(100));
-                    return;
-                }
-            }
-            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-                sig_ready = true;
-            }
-            ready = fds[1..]
-                .iter()
-                .zip(owners.iter())
-                .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
-                .map(|(_, o)| *o)
-                .collect();
-        }
-        self.last_activity = Instant::now();
-        self.trimmed = false;
-        for (ri, pi) in ready {
-            self.drain_pipe(ri, pi);
-        }
-        if sig_ready {
-            self.handle_signals();
-        }
-    }
-
-    fn handle_signals(&mut self) {
-        let mut child = false;
-        while let Ok(Some(info)) = self.signals.read_signal() {
-            match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGCHLD) => child = true,
-                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => {
-                    self.begin_stop();
-                }
-                _ => {}
-            }
-        }
-        if child {
-            self.reap();
-        }
-    }
-
-    /// Collects every exited child.
-    fn reap(&mut self) {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(WaitStatus::Exited(pid, code)) => self.on_child_exit(pid, code, None),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    self.on_child_exit(pid, 128 + sig as i32, Some(sig as i32))
-                }
-                Ok(_) => continue,
-            }
-        }
-    }
-
-    fn on_child_exit(&mut self, pid: Pid, exit_code: i32, signal: Option<i32>) {
-        if self.on_pull_exit(pid, exit_code) {
-            return;
-        }
-        if self.sandbox.as_ref().is_some_and(|s| s.pid == pid) {
-            self.on_sandbox_exit();
-            return;
-        }
-        if let Some(ri) = self
-            .runs
-            .iter()
-            .position(|r| r.instance.as_ref().is_some_and(|i| i.pid == pid))
-        {
-            self.on_container_exit(ri, exit_code, signal);
-        }
     }
 
     /// A stop was requested (`peapod delete` wrote delete.json and sent SIGTERM).
