@@ -127,8 +127,8 @@ pub(crate) fn mounts(
     ];
     for (k, vm) in input.container.volume_mounts.iter().flatten().enumerate() {
         let vfield = format!("{field}.volumeMounts[{k}]");
-        let source = match input.volume_dirs.get(&vm.name) {
-            Some(dir) => dir.clone(),
+        let volume = match input.volume_dirs.get(&vm.name) {
+            Some(v) => v,
             None => {
                 return Err(SpecError::InvalidValue {
                     field: format!("{vfield}.name"),
@@ -137,8 +137,8 @@ pub(crate) fn mounts(
             }
         };
         let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            Some(sub) => join_sub_path(&source, sub, &format!("{vfield}.subPath"))?,
-            None => source,
+            Some(sub) => join_sub_path(&volume.path, sub, &format!("{vfield}.subPath"))?,
+            None => volume.path.clone(),
         };
         if !vm.mount_path.starts_with('/') {
             return Err(SpecError::InvalidValue {
@@ -160,7 +160,7 @@ pub(crate) fn mounts(
         list.push(bind(
             &vm.mount_path,
             &source,
-            vm.read_only.unwrap_or(false),
+            vm.read_only.unwrap_or(false) || volume.read_only,
             propagation,
         )?);
     }

@@ -18,10 +18,12 @@ use oci_spec::runtime::{
     SpecBuilder, UserBuilder,
 };
 
-use super::env::{container_env, process_args, process_env, EnvContext};
+use super::env::{container_env, process_args, process_env, EnvContext, EnvError, NodeAllocatable};
 use super::mounts::{default_devices, mounts};
 use super::user::resolve_user;
 use crate::manifest::resources::{QosClass, Resources};
+use crate::object::Snapshot;
+use crate::volume::HostVolume;
 
 /// Overlay lower dirs, joined by ':' with the TOP layer first (overlayfs order).
 pub const ANNOTATION_ROOTFS_LOWERDIRS: &str = "io.peapod.rootfs.lowerdirs";
@@ -148,6 +150,10 @@ pub enum SpecError {
         pod: String,
         container: String,
     },
+    /// An env source that cannot be resolved (`configmap "x" not found`): the kubelet's
+    /// CreateContainerConfigError message, as is.
+    #[error(transparent)]
+    Env(#[from] EnvError),
     #[error("container {container:?} is not in the pod's spec.containers or spec.initContainers")]
     UnknownContainer { container: String },
     #[error("reading {path}: {source}")]
@@ -180,6 +186,8 @@ pub struct SpecInput<'a> {
     /// The sandbox (pause) process; its net/uts/ipc namespaces are joined.
     pub sandbox_pid: i32,
     pub pod_ip: Option<Ipv4Addr>,
+    /// The node's address as pods see it (`status.hostIP`).
+    pub host_ip: Option<Ipv4Addr>,
     pub hosts_path: PathBuf,
     pub resolv_path: PathBuf,
     pub hostname_path: PathBuf,
@@ -187,8 +195,10 @@ pub struct SpecInput<'a> {
     pub shm_path: PathBuf,
     /// Host file bind-mounted at terminationMessagePath.
     pub termination_log_path: PathBuf,
-    /// Volume name -> host dir prepared by the supervisor (emptyDir and friends).
-    pub volume_dirs: BTreeMap<String, PathBuf>,
+    /// Volume name -> host dir prepared by the supervisor (`volume::setup`).
+    pub volume_dirs: BTreeMap<String, HostVolume>,
+    /// The ConfigMaps and Secrets the container's env refers to, read by the supervisor.
+    pub objects: &'a Snapshot,
     /// Absolute cgroupfs dir for this container; None = no cgroup (host without cgroup v2).
     pub cgroup_path: Option<PathBuf>,
     pub resources: Resources,
@@ -341,18 +351,19 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         .unwrap_or(false);
     let hostname = pod_hostname(pod);
 
-    let node_cpu_millis = std::thread::available_parallelism()
-        .map(|n| n.get() as u64 * 1000)
-        .unwrap_or(1000);
     let ctx = EnvContext {
         pod,
         container,
         field: &field,
         resources: input.resources,
         pod_ip: input.pod_ip,
+        host_ip: input.host_ip,
         node_name: &input.node_name,
-        node_memory_bytes: input.node_memory_bytes,
-        node_cpu_millis,
+        node: NodeAllocatable {
+            cpu_millis: super::env::node_cpu_millis(),
+            memory_bytes: input.node_memory_bytes,
+        },
+        objects: input.objects,
     };
     let vars = container_env(&ctx)?;
     let args = process_args(container, image, &vars, &field)?;

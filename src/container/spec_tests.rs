@@ -32,6 +32,14 @@ struct Fixture {
     layers: Vec<PathBuf>,
     resources: Resources,
     qos: QosClass,
+    objects: crate::object::Snapshot,
+}
+
+fn volume(path: &str, read_only: bool) -> crate::volume::HostVolume {
+    crate::volume::HostVolume {
+        path: path.into(),
+        read_only,
+    }
 }
 
 impl Fixture {
@@ -45,6 +53,7 @@ impl Fixture {
             ],
             resources: Resources::default(),
             qos: QosClass::BestEffort,
+            objects: crate::object::Snapshot::empty("prod"),
         }
     }
 
@@ -67,11 +76,14 @@ impl Fixture {
             hostname_path: "/run/p/hostname".into(),
             shm_path: "/run/p/shm".into(),
             termination_log_path: "/run/p/term".into(),
+            host_ip: Some(Ipv4Addr::new(10, 88, 0, 1)),
             volume_dirs: [
-                ("data".to_string(), PathBuf::from("/var/p/data")),
-                ("host".to_string(), PathBuf::from("/srv/h")),
+                ("data".to_string(), volume("/var/p/data", false)),
+                ("host".to_string(), volume("/srv/h", false)),
+                ("cfg".to_string(), volume("/var/p/cfg", true)),
             ]
             .into(),
+            objects: &self.objects,
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             resources: self.resources,
             qos: self.qos,
@@ -187,13 +199,12 @@ fn default_path_and_unsupported_sources() {
     let env = env_of(&f.build().unwrap());
     assert!(env.contains(&format!("PATH={}", env::DEFAULT_PATH)));
 
-    let c = app(
-        json!({"env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
-    );
+    let c = app(json!({"env": [{"name": "S", "valueFrom": {"fileKeyRef":
+        {"volumeName": "data", "path": "e", "key": "k"}}}]}));
     let err = Fixture::new(c, json!({})).build().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "spec.containers[0].env[0].valueFrom: secretKeyRef is not supported by peapod"
+        "spec.containers[0].env[0].valueFrom: fileKeyRef is not supported by peapod"
     );
 }
 
@@ -561,3 +572,6 @@ fn annotations_namespaces_and_json() {
     assert_eq!(v["ociVersion"], OCI_VERSION);
     assert_eq!(v["linux"]["resources"]["pids"]["limit"], DEFAULT_PIDS_LIMIT);
 }
+
+#[path = "env_tests.rs"]
+mod env_tests;

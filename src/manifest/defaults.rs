@@ -1,7 +1,7 @@
 //! Defaults the API server applies to a Pod on create [pkg/apis/core/v1/defaults.go], so the
 //! runtime and `get -o yaml` see the same values a cluster would.
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume};
 
 use super::quantity::parse_quantity;
 
@@ -27,6 +27,27 @@ pub(crate) fn apply(pod: &mut Pod) {
     }
     for container in &mut spec.containers {
         apply_container(container);
+    }
+    for volume in spec.volumes.iter_mut().flatten() {
+        apply_volume(volume);
+    }
+}
+
+/// `defaultMode` 0644 on API-data volumes [SetDefaults_{ConfigMap,Secret,DownwardAPI,
+/// Projected}VolumeSource], shown as 420 by `get -o yaml` as by kubectl.
+fn apply_volume(v: &mut Volume) {
+    let mode = crate::volume::projection::DEFAULT_MODE;
+    if let Some(cm) = v.config_map.as_mut() {
+        cm.default_mode.get_or_insert(mode);
+    }
+    if let Some(s) = v.secret.as_mut() {
+        s.default_mode.get_or_insert(mode);
+    }
+    if let Some(d) = v.downward_api.as_mut() {
+        d.default_mode.get_or_insert(mode);
+    }
+    if let Some(p) = v.projected.as_mut() {
+        p.default_mode.get_or_insert(mode);
     }
 }
 

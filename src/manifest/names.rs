@@ -17,13 +17,11 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
-/// Environment variable name: letters, digits, '_', '-', '.', not starting with a digit.
+/// Environment variable name under the relaxed rule, GA since Kubernetes 1.34 (the API server
+/// for `env[].name` and `envFrom[].prefix`, the kubelet for `envFrom` keys): any printable
+/// ASCII character but `=` [apimachinery validation IsRelaxedEnvVarName].
 pub fn is_env_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && !b[0].is_ascii_digit()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+    !s.is_empty() && s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=')
 }
 
 /// IANA service name, as ports are named [RFC 6335].
@@ -53,8 +51,11 @@ mod tests {
         assert!(!is_dns1123_subdomain("a..b"));
         assert!(!is_dns1123_subdomain(&"a.".repeat(127)));
         assert!(is_env_name("MY_VAR.x-1"));
-        assert!(!is_env_name("1X"));
+        assert!(is_env_name("1X y:z"));
         assert!(!is_env_name("A=B"));
+        assert!(!is_env_name("tab\t"));
+        assert!(!is_env_name("é"));
+        assert!(!is_env_name(""));
         assert!(is_port_name("http"));
         assert!(!is_port_name("80"));
         assert!(!is_port_name("a--b"));

@@ -1,32 +1,49 @@
 //! Pod volumes on the host: each volume of a pod that needs one gets a host directory, laid
 //! out as the kubelet lays them out (`<pod dir>/volumes/kubernetes.io~<plugin>/<name>`), which
 //! the containers bind-mount (`container::mounts`). The supervisor calls [`setup`] before it
-//! creates containers; everything set up here lives under the pod's directory, so teardown
-//! (`pod::teardown`) finds every mount and file by the pod's uid alone.
+//! creates the pod sandbox, and again to bring API-data volumes up to date; everything set up
+//! here lives under the pod's directory, so teardown (`pod::teardown`) finds every mount and
+//! file by the pod's uid alone.
 //!
-//! One file a volume kind: [`empty_dir`], [`host_path`]; the kubelet's [`atomic_writer`] for
-//! the volumes that project API data. Must not start processes or know about containers
-//! beyond the paths it hands out.
+//! One file a volume kind: [`empty_dir`], [`host_path`], [`config_map`], [`secret`],
+//! [`downward_api`], [`projected`]; the API-data kinds share [`projection`] and write through
+//! the kubelet's [`atomic_writer`]. Must not start processes or know about containers beyond
+//! the paths it hands out.
 
 pub mod atomic_writer;
+mod config_map;
+pub mod downward_api;
 mod empty_dir;
 mod host_path;
+mod ownership;
+mod projected;
+pub mod projection;
+mod secret;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Pod, Volume};
 
+use crate::container::env::NodeAllocatable;
+use crate::object::{Refs, Snapshot};
 use crate::store::Paths;
+
+pub use projection::ProjectionError;
+use projection::{default_mode, publish, Medium};
 
 /// The directory of a pod's volumes, under its record directory.
 pub const VOLUMES_DIR: &str = "volumes";
 
 /// The kubelet's plugin directory names [pkg/volume/*: `kubernetes.io~<plugin>`].
 pub const PLUGIN_EMPTY_DIR: &str = "kubernetes.io~empty-dir";
+pub const PLUGIN_CONFIG_MAP: &str = "kubernetes.io~configmap";
+pub const PLUGIN_SECRET: &str = "kubernetes.io~secret";
+pub const PLUGIN_DOWNWARD_API: &str = "kubernetes.io~downward-api";
+pub const PLUGIN_PROJECTED: &str = "kubernetes.io~projected";
 
-/// Errors setting up a volume; each names the volume. The message after the volume is what
-/// the kubelet reports in its `FailedMount` event.
+/// Errors setting up a volume; each names the volume. [`VolumeError::reason`] is what the
+/// kubelet reports after the volume in its `FailedMount` event.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error("volume {volume:?}: {path}: {source}")]
@@ -46,6 +63,13 @@ pub enum VolumeError {
         #[source]
         source: nix::Error,
     },
+    /// A configMap, secret, downwardAPI or projected volume could not be projected.
+    #[error("volume {volume:?}: {source}")]
+    Project {
+        volume: String,
+        #[source]
+        source: ProjectionError,
+    },
 }
 
 impl VolumeError {
@@ -54,7 +78,39 @@ impl VolumeError {
         match self {
             VolumeError::Io { volume, .. }
             | VolumeError::Invalid { volume, .. }
-            | VolumeError::Mount { volume, .. } => volume,
+            | VolumeError::Mount { volume, .. }
+            | VolumeError::Project { volume, .. } => volume,
+        }
+    }
+
+    /// The message without the volume: the kubelet's `MountVolume.SetUp failed for volume
+    /// "v" : <reason>`.
+    pub fn reason(&self) -> String {
+        match self {
+            VolumeError::Io { path, source, .. } => format!("{}: {source}", path.display()),
+            VolumeError::Invalid { reason, .. } => reason.clone(),
+            VolumeError::Mount {
+                what, path, source, ..
+            } => format!("mount {what} at {}: {source}", path.display()),
+            VolumeError::Project { source, .. } => source.to_string(),
+        }
+    }
+}
+
+/// A volume's place on the host, as the containers mount it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostVolume {
+    pub path: PathBuf,
+    /// The kubelet mounts API-data volumes read-only whatever the volumeMount says
+    /// [kubelet_pods.go makeMounts: `ReadOnly: mount.ReadOnly || mustMountRO`].
+    pub read_only: bool,
+}
+
+impl HostVolume {
+    fn writable(path: PathBuf) -> Self {
+        HostVolume {
+            path,
+            read_only: false,
         }
     }
 }
@@ -65,6 +121,10 @@ pub struct PodVolumes<'a> {
     pub paths: &'a Paths,
     pub uid: &'a str,
     pub pod: &'a Pod,
+    /// The ConfigMaps and Secrets the volumes refer to.
+    pub objects: &'a Snapshot,
+    /// For downwardAPI resource values of containers without a limit.
+    pub node: NodeAllocatable,
 }
 
 impl PodVolumes<'_> {
@@ -78,27 +138,97 @@ impl PodVolumes<'_> {
     }
 
     fn volumes(&self) -> &[Volume] {
+        pod_volumes(self.pod)
+    }
+
+    /// The pod's fsGroup, applied to API-data volumes as the kubelet's SetVolumeOwnership.
+    fn fs_group(&self) -> Option<i64> {
         self.pod
             .spec
             .as_ref()
-            .and_then(|s| s.volumes.as_deref())
-            .unwrap_or_default()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|sc| sc.fs_group)
     }
 }
 
-/// Sets up every volume of the pod that needs a host directory (idempotent: a volume already
-/// set up is left as it is) and returns the host directory or file of each volume by name.
-pub fn setup(pod: &PodVolumes) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
-    let mut dirs = BTreeMap::new();
+fn pod_volumes(pod: &Pod) -> &[Volume] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default()
+}
+
+/// The volumes set up, and the errors of those that could not be (one `FailedMount` each).
+#[derive(Debug, Default)]
+pub struct SetUp {
+    pub volumes: BTreeMap<String, HostVolume>,
+    pub errors: Vec<VolumeError>,
+}
+
+/// Sets up every volume of the pod that needs a host directory and returns the host
+/// directory of each by name. Idempotent: an emptyDir already set up is left as it is, and
+/// API-data volumes are re-projected (the atomic writer rewrites only what changed), which is
+/// also how they are updated. A volume that fails does not stop the others.
+pub fn setup(pod: &PodVolumes) -> SetUp {
+    let mut out = SetUp::default();
     for v in pod.volumes() {
-        let dir = if let Some(ed) = &v.empty_dir {
-            empty_dir::setup(pod, &v.name, ed)?
+        let result = if let Some(ed) = &v.empty_dir {
+            empty_dir::setup(pod, &v.name, ed).map(HostVolume::writable)
         } else if let Some(hp) = &v.host_path {
-            host_path::setup(&v.name, hp)?
+            host_path::setup(&v.name, hp).map(HostVolume::writable)
+        } else if let Some(cm) = &v.config_map {
+            let files = config_map::payload(pod.objects, cm.into(), default_mode(cm.default_mode));
+            publish(pod, PLUGIN_CONFIG_MAP, &v.name, Medium::Disk, files)
+        } else if let Some(s) = &v.secret {
+            let files = secret::payload(pod.objects, s.into(), default_mode(s.default_mode));
+            publish(pod, PLUGIN_SECRET, &v.name, Medium::Memory, files)
+        } else if let Some(d) = &v.downward_api {
+            downward_api::setup(pod, &v.name, d)
+        } else if let Some(p) = &v.projected {
+            projected::setup(pod, &v.name, p)
         } else {
             continue;
         };
-        dirs.insert(v.name.clone(), dir);
+        match result {
+            Ok(dir) => {
+                out.volumes.insert(v.name.clone(), dir);
+            }
+            Err(e) => out.errors.push(e),
+        }
     }
-    Ok(dirs)
+    out
+}
+
+/// True when the pod has a volume whose content follows the API (configMap, secret,
+/// downwardAPI, projected): those the supervisor keeps up to date.
+pub fn has_api_data(pod: &Pod) -> bool {
+    pod_volumes(pod).iter().any(|v| {
+        v.config_map.is_some()
+            || v.secret.is_some()
+            || v.downward_api.is_some()
+            || v.projected.is_some()
+    })
+}
+
+/// The ConfigMaps and Secrets the pod's volumes read.
+pub fn volume_refs(pod: &Pod) -> Refs {
+    let mut refs = Refs::default();
+    for v in pod_volumes(pod) {
+        if let Some(cm) = &v.config_map {
+            refs.config_maps.insert(cm.name.clone());
+        }
+        if let Some(s) = &v.secret {
+            refs.secrets
+                .insert(s.secret_name.clone().unwrap_or_default());
+        }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(cm) = &source.config_map {
+                refs.config_maps.insert(cm.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                refs.secrets.insert(s.name.clone());
+            }
+        }
+    }
+    refs
 }

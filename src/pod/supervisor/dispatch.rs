@@ -1,6 +1,6 @@
-//! The supervisor's poll loop: one `poll(2)` over the signalfd and every container pipe, then
-//! the handlers for what became ready (output, signals, exited children). Idle for a while, it
-//! releases its start-up code pages.
+//! The supervisor's poll loop: one `poll(2)` over the signalfd, the object-store watch and
+//! every container pipe, then the handlers for what became ready (output, signals, exited
+//! children, changed objects). Idle for a while, it releases its start-up code pages.
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use super::{trim, Supervisor, IDLE_TRIM_AFTER};
 #[derive(Default)]
 struct Ready {
     signals: bool,
+    objects: bool,
     /// (container run, pipe) pairs.
     pipes: Vec<(usize, usize)>,
 }
@@ -36,16 +37,23 @@ impl Supervisor {
         for (ri, pi) in ready.pipes {
             self.drain_pipe(ri, pi);
         }
+        if ready.objects {
+            self.on_objects_changed();
+        }
         if ready.signals {
             self.handle_signals();
         }
     }
 
-    /// Polls the signalfd and every open pipe. None on timeout (after
+    /// Polls the signalfd, the object watch and every open pipe. None on timeout (after
     /// trimming when idle long enough) or error.
     fn poll_once(&mut self, timeout_ms: u16) -> Option<Ready> {
         let mut owners: Vec<(usize, usize)> = Vec::new();
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let watch = self.volumes.watch_fd();
+        if let Some(fd) = watch {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         let first_pipe = fds.len();
         for (ri, r) in self.runs.iter().enumerate() {
             if let Some(inst) = &r.instance {
@@ -76,6 +84,7 @@ impl Supervisor {
         let is_ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
         Some(Ready {
             signals: is_ready(&fds[0]),
+            objects: watch.is_some() && is_ready(&fds[1]),
             pipes: fds[first_pipe..]
                 .iter()
                 .zip(owners.iter())

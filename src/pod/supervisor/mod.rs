@@ -12,6 +12,7 @@ mod dispatch;
 mod pulls;
 mod sandbox;
 mod trim;
+mod volumes;
 
 pub use pulls::{pull_main, PULL_VERB};
 
@@ -177,6 +178,8 @@ pub(crate) struct Supervisor {
     pub node_memory: u64,
     pub host_ip: Option<String>,
     pub init_failed: bool,
+    /// The pod's volumes: set up before the sandbox, kept up to date while it runs.
+    volumes: volumes::VolumeState,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -258,6 +261,7 @@ impl Supervisor {
             ..Default::default()
         };
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
+        let volumes = volumes::VolumeState::new(&paths, &pod);
         Ok(Supervisor {
             paths,
             uid: uid.to_string(),
@@ -283,6 +287,7 @@ impl Supervisor {
             node_memory: node_memory_bytes(),
             host_ip: None,
             init_failed: false,
+            volumes,
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,
@@ -399,9 +404,12 @@ impl Supervisor {
             }
             return;
         }
+        self.on_volume_timers(now);
+        // Volumes first: the sandbox (and its IP) is made only once they are set up.
         if self.sandbox.is_none()
             && !self.sandbox_lost
             && self.sandbox_next.is_some_and(|t| now >= t)
+            && self.volume_gate(now)
         {
             self.start_sandbox();
         }
@@ -449,8 +457,9 @@ impl Supervisor {
             consider(Some(Instant::now() + Duration::from_millis(100)));
         } else {
             if self.sandbox.is_none() && !self.sandbox_lost {
-                consider(self.sandbox_next);
+                consider(self.sandbox_next.map(|t| self.volumes.gate_not_before(t)));
             }
+            consider(self.volumes.next_refresh());
             for r in &self.runs {
                 consider(r.next_start);
             }
