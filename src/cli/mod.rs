@@ -11,6 +11,7 @@ mod format;
 mod get;
 mod images;
 mod jsonpath;
+mod label;
 mod login;
 mod logs;
 mod progress;
@@ -154,6 +155,10 @@ enum Verb {
         #[arg(long)]
         now: bool,
     },
+    /// Update the labels of a pod: `label pod NAME KEY=VALUE KEY-` (`--overwrite` to replace).
+    Label(label::MetadataArgs),
+    /// Update the annotations of a pod: `annotate pod NAME KEY=VALUE KEY-`.
+    Annotate(label::MetadataArgs),
     /// Print a container's OCI runtime Spec (config.json).
     Inspect {
         pod: String,
@@ -271,6 +276,12 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             force,
             now,
         } => delete(paths, &args, &files, &namespace, grace_period, force, now),
+        Verb::Label(args) => label::run(paths, &args, crate::pod::metadata::MetadataKind::Labels),
+        Verb::Annotate(args) => label::run(
+            paths,
+            &args,
+            crate::pod::metadata::MetadataKind::Annotations,
+        ),
         Verb::Inspect {
             pod,
             container,

@@ -102,6 +102,8 @@ impl Supervisor {
                 Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => {
                     self.begin_stop();
                 }
+                // `peapod label`/`annotate` rewrote pod.json.
+                Ok(super::METADATA_SIGNAL) => self.reload_metadata(),
                 _ => {}
             }
         }

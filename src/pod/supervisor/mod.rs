@@ -46,6 +46,9 @@ pub const SUPERVISE_VERB: &str = "__supervise";
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
 /// After this long without anything to do, the supervisor releases its start-up code pages.
 const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
+/// Sent by `peapod label`/`annotate` after they rewrote pod.json: re-read the metadata the
+/// downward API shows.
+pub const METADATA_SIGNAL: Signal = Signal::SIGUSR1;
 /// How often logs are checked for rotation, as the kubelet does.
 const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
 pub const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -227,6 +230,7 @@ impl Supervisor {
             Signal::SIGTERM,
             Signal::SIGINT,
             Signal::SIGHUP,
+            METADATA_SIGNAL,
         ] {
             mask.add(s);
         }

@@ -9,6 +9,8 @@
 //!   wakes the poll loop; after a short debounce the API-data volumes are re-projected through
 //!   the atomic writer, and containers waiting in CreateContainerConfigError retry at once. A
 //!   slow periodic resync stands in for the kubelet's sync loop.
+//! - Pod metadata: `peapod label`/`annotate` rewrite pod.json and signal; the labels and
+//!   annotations are re-read and the downwardAPI files follow.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -22,7 +24,8 @@ use crate::container::env::{env_refs, node_cpu_millis, NodeAllocatable};
 use crate::object::{ObjectError, ObjectStore, Refs, Snapshot};
 use crate::pod::events;
 use crate::pod::model::{RunState, REASON_CREATE_CONTAINER_CONFIG_ERROR};
-use crate::store::Paths;
+use crate::pod::record::POD_FILE;
+use crate::store::{read_json, Paths};
 use crate::volume::{self, HostVolume, PodVolumes};
 
 /// The kubelet's first retry of a failed volume operation, doubled up to [`RETRY_MAX`].
@@ -277,6 +280,19 @@ impl Supervisor {
             if waits_for_config && r.instance.is_none() && r.next_start.is_some() {
                 r.next_start = Some(now);
             }
+        }
+    }
+
+    /// pod.json changed (labels, annotations): take its metadata and refresh the volumes.
+    pub(super) fn reload_metadata(&mut self) {
+        let path = self.paths.pod_dir(&self.uid).join(POD_FILE);
+        match read_json::<Pod>(&path) {
+            Ok(pod) => {
+                self.pod.metadata.labels = pod.metadata.labels;
+                self.pod.metadata.annotations = pod.metadata.annotations;
+                self.volumes.refresh_at = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot re-read the pod's metadata"),
         }
     }
 
