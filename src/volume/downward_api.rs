@@ -22,7 +22,7 @@ pub const FIELD_LABELS: &str = "metadata.labels";
 pub const FIELD_ANNOTATIONS: &str = "metadata.annotations";
 
 /// Why a downward API value could not be read; the messages are the kubelet's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum FieldPathError {
     #[error("unsupported fieldPath: {0}")]
     Unsupported(String),
@@ -30,8 +30,12 @@ pub enum FieldPathError {
     Subscript(String),
     #[error("container {0} not found")]
     NoContainer(String),
-    #[error("container {container:?}: {reason}")]
-    Resources { container: String, reason: String },
+    #[error("container {container:?}: {source}")]
+    Resources {
+        container: String,
+        #[source]
+        source: crate::manifest::ManifestError,
+    },
     #[error(transparent)]
     Resource(#[from] ResourceRefError),
 }
@@ -94,9 +98,9 @@ fn container_resource(
 ) -> Result<String, FieldPathError> {
     let name = selector.container_name.as_deref().unwrap_or_default();
     let container = find_container(pod, name)?;
-    let resources = container_resources(container).map_err(|e| FieldPathError::Resources {
+    let resources = container_resources(container).map_err(|source| FieldPathError::Resources {
         container: name.to_string(),
-        reason: e.to_string(),
+        source,
     })?;
     let divisor = selector.divisor.as_ref().map(|q| q.0.as_str());
     Ok(resource_value(

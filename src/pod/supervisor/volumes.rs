@@ -47,10 +47,18 @@ enum Gate {
 /// Errors of the volume side of the supervisor.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum VolumeSetupError {
-    #[error("reading the objects the pod refers to: {0}")]
-    Objects(#[from] ObjectError),
     #[error("the pod's volumes are not set up yet")]
     NotReady,
+    #[error("watching the object store: {0}")]
+    Store(#[from] ObjectError),
+    #[error("inotify: {0}")]
+    Inotify(#[source] nix::Error),
+    #[error("watching {}: {source}", path.display())]
+    Watch {
+        path: std::path::PathBuf,
+        #[source]
+        source: nix::Error,
+    },
 }
 
 /// The pod's volumes and the watch on the objects it reads.
@@ -144,9 +152,17 @@ fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
 /// One inotify instance watching the namespace's directory of each kind the pod reads
 /// (made if missing, so that a first object is seen too). Every store write is a rename into
 /// the directory, a removal unlinks there.
-fn watch_store(store: &ObjectStore, namespace: &str, refs: &Refs) -> Result<Inotify, String> {
+fn watch_store(
+    store: &ObjectStore,
+    namespace: &str,
+    refs: &Refs,
+) -> Result<Inotify, VolumeSetupError> {
+    let watch_error = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| VolumeSetupError::Watch { path, source }
+    };
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(|e| format!("inotify: {e}"))?;
+        .map_err(VolumeSetupError::Inotify)?;
     let mask = AddWatchFlags::IN_MOVED_TO
         | AddWatchFlags::IN_MOVED_FROM
         | AddWatchFlags::IN_CLOSE_WRITE
@@ -159,10 +175,8 @@ fn watch_store(store: &ObjectStore, namespace: &str, refs: &Refs) -> Result<Inot
         dirs.push(store.ensure_dir::<Secret>(namespace));
     }
     for dir in dirs {
-        let dir = dir.map_err(|e| e.to_string())?;
-        inotify
-            .add_watch(&dir, mask)
-            .map_err(|e| format!("watch {}: {e}", dir.display()))?;
+        let dir = dir?;
+        inotify.add_watch(&dir, mask).map_err(watch_error(&dir))?;
     }
     Ok(inotify)
 }
