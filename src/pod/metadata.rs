@@ -264,11 +264,13 @@ pub fn update(
         source,
     })?;
     write_atomic(&path, &data)?;
-    if let Some(sup) = rec
+    // A supervisor of an older peapod does not take the signal (it would die of it): it is left
+    // alone, and its pod keeps the metadata the supervisor read when it started.
+    let supervisor = rec
         .state
         .and_then(|s| s.supervisor)
-        .filter(|s| s.is_alive())
-    {
+        .filter(|s| s.is_alive() && crate::procfs::blocks_signal(s.pid, METADATA_SIGNAL as i32));
+    if let Some(sup) = supervisor {
         if let Err(e) = kill(Pid::from_raw(sup.pid), METADATA_SIGNAL) {
             tracing::warn!(pid = sup.pid, error = %e, "cannot tell the supervisor");
         }
