@@ -68,7 +68,7 @@ pub enum MetadataError {
     #[error("at least one {0} update is required")]
     NothingToDo(&'static str),
     /// `'k' already has a value (v), and --overwrite is false`, aggregated as Go does.
-    #[error("{}", aggregate(.0))]
+    #[error("{}", crate::gofmt::aggregate(.0))]
     LabelExists(Vec<String>),
     #[error("--overwrite is false but found the following declared annotation(s): {}", .0.join("; "))]
     AnnotationExists(Vec<String>),
@@ -88,13 +88,6 @@ pub enum MetadataError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn aggregate(messages: &[String]) -> String {
-    match messages {
-        [one] => one.clone(),
-        many => format!("[{}]", many.join(", ")),
-    }
 }
 
 /// `k=v` and `k-` arguments as kubectl's label parses them.

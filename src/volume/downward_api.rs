@@ -1,7 +1,8 @@
 //! downwardAPI volumes: files holding the pod's metadata and its containers' resources
 //! [pkg/volume/downwardapi/downwardapi.go], on a tmpfs as the kubelet keeps them. Also the
 //! kubelet's field-path extraction [pkg/fieldpath/fieldpath.go], which env vars share:
-//! labels and annotations as sorted `key="value"` lines with values quoted as Go's `%q`.
+//! labels and annotations as sorted `key="value"` lines with values quoted as Go's `%q`
+//! ([`crate::gofmt::quote`]).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use super::atomic_writer::{FileProjection, Payload};
 use super::projection::{default_mode, file_mode, publish, Medium, ProjectionError};
 use super::{HostVolume, PodVolumes, VolumeError, PLUGIN_DOWNWARD_API};
 use crate::container::env::{resource_value, NodeAllocatable, ResourceRefError};
+use crate::gofmt;
 use crate::manifest::resources::container_resources;
 
 pub const FIELD_NAME: &str = "metadata.name";
@@ -154,53 +156,9 @@ pub fn metadata_field(pod: &Pod, path: &str) -> Result<String, FieldPathError> {
 pub fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
     map.into_iter()
         .flatten()
-        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .map(|(k, v)| format!("{k}={}", gofmt::quote(v)))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Go's `strconv.Quote` (`%q`): `"` and `\` escaped, the C escapes for \a \b \f \n \r \t \v,
-/// `\xHH` for other ASCII controls, `\uHHHH` / `\UHHHHHHHH` for other unprintable characters.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if go_printable(c) => out.push(c),
-            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `strconv.IsPrint` for non-ASCII characters, approximately: controls, spaces other
-/// than U+0020 and the invisible format characters are not printable.
-fn go_printable(c: char) -> bool {
-    let u = c as u32;
-    if c.is_ascii() {
-        return true;
-    }
-    !(c.is_control()
-        || (c.is_whitespace() && c != ' ')
-        || u == 0xad
-        || (0x200b..=0x200f).contains(&u)
-        || (0x202a..=0x202e).contains(&u)
-        || (0x2060..=0x206f).contains(&u)
-        || u == 0xfeff
-        || (0xfff9..=0xfffb).contains(&u)
-        || (0xe000..=0xf8ff).contains(&u))
 }
 
 #[cfg(test)]
@@ -306,12 +264,9 @@ mod tests {
     }
 
     #[test]
-    fn go_quoting() {
-        assert_eq!(go_quote("plain"), "\"plain\"");
-        assert_eq!(go_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
-        assert_eq!(go_quote("l1\nl2\t\x01\x7f"), "\"l1\\nl2\\t\\x01\\x7f\"");
-        assert_eq!(go_quote("héllo ✓"), "\"héllo ✓\"");
-        assert_eq!(go_quote("\u{a0}\u{200b}"), "\"\\u00a0\\u200b\"");
+    fn maps_are_quoted_lines_and_nothing_for_none() {
+        let m = BTreeMap::from([("k".to_string(), "a\"b\nc".to_string())]);
+        assert_eq!(format_map(Some(&m)), "k=\"a\\\"b\\nc\"");
         assert_eq!(format_map(None), "");
     }
 

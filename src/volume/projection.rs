@@ -16,7 +16,8 @@ use nix::mount::MsFlags;
 use super::atomic_writer::{self, AtomicWriteError, FileProjection, Payload};
 use super::downward_api::FieldPathError;
 use super::{HostVolume, PodVolumes, VolumeError};
-use crate::object::{Missing, ObjectError};
+use crate::gofmt;
+use crate::object::Missing;
 
 /// `defaultMode` when the manifest sets none [pkg/apis/core/v1/defaults.go:
 /// `SetDefaults_{ConfigMap,Secret,DownwardAPI,Projected}VolumeSource`].
@@ -41,12 +42,10 @@ pub enum ProjectionError {
     #[error("projected source {0} is not supported by peapod")]
     UnsupportedSource(&'static str),
     /// Several sources failed: `[first, second]`, as Go's aggregated errors print.
-    #[error("{}", aggregate_message(.0))]
+    #[error("{}", gofmt::aggregate(.0))]
     Aggregate(Vec<ProjectionError>),
     #[error(transparent)]
     Write(#[from] AtomicWriteError),
-    #[error(transparent)]
-    Store(#[from] ObjectError),
     #[error("mount tmpfs at {path}: {source}")]
     Mount {
         path: std::path::PathBuf,
@@ -59,22 +58,6 @@ pub enum ProjectionError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// apimachinery's `utilerrors.NewAggregate(...).Error()`: one message alone, else the distinct
-/// messages in brackets, comma separated.
-fn aggregate_message(errors: &[ProjectionError]) -> String {
-    let mut seen: Vec<String> = Vec::new();
-    for e in errors {
-        let msg = e.to_string();
-        if !seen.contains(&msg) {
-            seen.push(msg);
-        }
-    }
-    match seen.as_slice() {
-        [one] => one.clone(),
-        many => format!("[{}]", many.join(", ")),
-    }
 }
 
 impl ProjectionError {
