@@ -38,19 +38,19 @@ fn split_args<'a>(args: &'a [String], pair_type: &str) -> Result<(Vec<&'a str>, 
     Ok((resources, pairs))
 }
 
+/// kubectl's words when no resource is named.
+const NO_RESOURCE: &str =
+    "one or more resources must be specified as <resource> <name> or <resource>/<name>";
+
 /// The pod named by `pod NAME` or `pod/NAME`.
 fn pod_name<'a>(resources: &[&'a str]) -> Result<&'a str> {
     let (kind, name) = match resources {
         [one] => match one.split_once('/') {
             Some((kind, name)) => (kind, name),
-            None => bail!(
-                "one or more resources must be specified as <resource> <name> or <resource>/<name>"
-            ),
+            None => bail!(NO_RESOURCE),
         },
         [kind, name] => (*kind, *name),
-        [] => bail!(
-            "one or more resources must be specified as <resource> <name> or <resource>/<name>"
-        ),
+        [] => bail!(NO_RESOURCE),
         _ => bail!("peapod labels one pod at a time"),
     };
     super::check_pods_kind(kind)?;

@@ -70,7 +70,7 @@ pub(super) struct VolumeState {
     watch: Option<Inotify>,
     /// A change was seen: re-read at this time.
     refresh_at: Option<Instant>,
-    /// The next periodic resync; None for pods without objects or API-data volumes.
+    /// The next periodic resync; None for pods without API-data volumes.
     resync_at: Option<Instant>,
 }
 
@@ -93,7 +93,9 @@ impl VolumeState {
                 }
             }
         };
-        let follows = !refs.is_empty() || volume::has_api_data(pod);
+        // Only API-data volumes have something to resync; a pod that reads objects only for
+        // env needs the watch until its containers start, and their own retry timers.
+        let follows = volume::has_api_data(pod);
         VolumeState {
             gate: Gate::Waiting {
                 next_try: Instant::now(),
