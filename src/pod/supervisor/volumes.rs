@@ -66,7 +66,7 @@ pub(super) struct VolumeState {
     gate: Gate,
     store: ObjectStore,
     /// On the store directories of the kinds the pod reads (volumes and env); None when it
-    /// reads none (or the watch could not be made: the resync still runs).
+    /// reads none (or the watch could not be made: API-data volumes still resync).
     watch: Option<Inotify>,
     /// A change was seen: re-read at this time.
     refresh_at: Option<Instant>,
@@ -88,7 +88,7 @@ impl VolumeState {
             match watch_store(&store, namespace, &refs) {
                 Ok(w) => Some(w),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the object store; resync only");
+                    tracing::warn!(error = %e, "cannot watch the object store");
                     None
                 }
             }
