@@ -49,6 +49,23 @@ pub fn mem_total_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// True when process `pid` blocks signal number `signo` (`SigBlk:` of `/proc/<pid>/status`): a
+/// process that reads the signal from a signalfd blocks it, one that does not would die of a
+/// signal whose default action is to terminate.
+pub fn blocks_signal(pid: i32, signo: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| parse_sig_blocked(&s, signo))
+        .unwrap_or(false)
+}
+
+fn parse_sig_blocked(status: &str, signo: i32) -> Option<bool> {
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigBlk:"))?;
+    let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+    let bit = u32::try_from(signo).ok()?.checked_sub(1)?;
+    Some(mask.checked_shr(bit).is_some_and(|m| m & 1 == 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +81,15 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn blocked_signals_from_the_status_mask() {
+        let status = "Name:\tx\nSigBlk:\t0000000000014203\nSigIgn:\t0\n";
+        assert_eq!(parse_sig_blocked(status, 1), Some(true)); // SIGHUP
+        assert_eq!(parse_sig_blocked(status, 10), Some(true)); // SIGUSR1
+        assert_eq!(parse_sig_blocked(status, 12), Some(false)); // SIGUSR2
+        assert_eq!(parse_sig_blocked("Name:\tx\n", 10), None);
     }
 
     #[test]

@@ -203,6 +203,25 @@ fn describe_container(out: &mut String, c: &Container, status: Option<&Container
         resources(out, "Limits", r.limits.as_ref());
         resources(out, "Requests", r.requests.as_ref());
     }
+    // kubectl lists envFrom sources before the variables.
+    if let Some(sources) = c.env_from.as_ref().filter(|e| !e.is_empty()) {
+        let _ = writeln!(out, "{L2}Environment Variables from:");
+        for e in sources {
+            let (name, kind, optional) = match (&e.config_map_ref, &e.secret_ref) {
+                (Some(r), _) => (r.name.as_str(), "ConfigMap", r.optional),
+                (_, Some(r)) => (r.name.as_str(), "Secret", r.optional),
+                _ => ("", "", None),
+            };
+            let prefix = e.prefix.as_deref().unwrap_or("");
+            let with = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" with prefix '{prefix}'")
+            };
+            let optional = optional == Some(true);
+            let _ = writeln!(out, "{L3}{name}\t{kind}{with}\tOptional: {optional}");
+        }
+    }
     let env = c.env.as_deref().unwrap_or(&[]);
     if env.is_empty() {
         let _ = writeln!(out, "{L2}Environment:\t<none>");
@@ -226,6 +245,20 @@ fn describe_container(out: &mut String, c: &Container, status: Option<&Container
                             "",
                             f.api_version.as_deref().unwrap_or("v1"),
                             f.field_path
+                        )
+                    } else if let Some(r) = &from.config_map_key_ref {
+                        format!(
+                            "<set to the key '{}' of config map '{}'>\tOptional: {}",
+                            r.key,
+                            r.name,
+                            r.optional == Some(true)
+                        )
+                    } else if let Some(r) = &from.secret_key_ref {
+                        format!(
+                            "<set to the key '{}' in secret '{}'>\tOptional: {}",
+                            r.key,
+                            r.name,
+                            r.optional == Some(true)
                         )
                     } else {
                         "<set to the key of a source>".to_string()
@@ -283,6 +316,51 @@ fn describe_volume(out: &mut String, v: &Volume) {
             "{L2}HostPathType:\t{}",
             h.type_.as_deref().unwrap_or("")
         );
+    } else if let Some(cm) = &v.config_map {
+        let _ = writeln!(
+            out,
+            "{L2}Type:\tConfigMap (a volume populated by a ConfigMap)"
+        );
+        let _ = writeln!(out, "{L2}Name:\t{}", cm.name);
+        let _ = writeln!(out, "{L2}Optional:\t{}", cm.optional == Some(true));
+    } else if let Some(sec) = &v.secret {
+        let _ = writeln!(out, "{L2}Type:\tSecret (a volume populated by a Secret)");
+        let name = sec.secret_name.as_deref().unwrap_or("");
+        let _ = writeln!(out, "{L2}SecretName:\t{name}");
+        let _ = writeln!(out, "{L2}Optional:\t{}", sec.optional == Some(true));
+    } else if let Some(d) = &v.downward_api {
+        let _ = writeln!(
+            out,
+            "{L2}Type:\tDownwardAPI (a volume populated by information about the pod)\n{L2}Items:"
+        );
+        for item in d.items.iter().flatten() {
+            let field = item.field_ref.as_ref().map(|f| f.field_path.as_str());
+            let resource = item
+                .resource_field_ref
+                .as_ref()
+                .map(|r| r.resource.as_str());
+            for from in [field, resource].into_iter().flatten() {
+                let _ = writeln!(out, "{L3}{from} -> {}", item.path);
+            }
+        }
+    } else if let Some(p) = &v.projected {
+        let _ = writeln!(
+            out,
+            "{L2}Type:\tProjected (a volume that contains injected data from multiple sources)"
+        );
+        // kubectl prints the optional flags' pointers: `<nil>` when unset.
+        let optional = |o: Option<bool>| o.map_or("<nil>".to_string(), |b| b.to_string());
+        for source in p.sources.iter().flatten() {
+            if let Some(sec) = &source.secret {
+                let _ = writeln!(out, "{L2}SecretName:\t{}", sec.name);
+                let _ = writeln!(out, "{L2}SecretOptionalName:\t{}", optional(sec.optional));
+            } else if source.downward_api.is_some() {
+                let _ = writeln!(out, "{L2}DownwardAPI:\ttrue");
+            } else if let Some(cm) = &source.config_map {
+                let _ = writeln!(out, "{L2}ConfigMapName:\t{}", cm.name);
+                let _ = writeln!(out, "{L2}ConfigMapOptional:\t{}", optional(cm.optional));
+            }
+        }
     } else {
         let _ = writeln!(out, "{L2}Type:\t<unsupported>");
     }
@@ -540,6 +618,37 @@ mod tests {
         assert!(text.contains("Termination Grace Period:  30s"), "{text}");
         assert!(text.trim_end().ends_with("<none>"), "{text}");
         assert!(text.contains("\nEvents:"), "{text}");
+    }
+
+    #[test]
+    fn api_data_volumes_and_env_sources_as_kubectl_shows_them() {
+        let mut r = record();
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "app", "image": "busybox",
+                "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "C_"}],
+                "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]}],
+            "volumes": [
+                {"name": "a", "configMap": {"name": "cfg"}},
+                {"name": "b", "secret": {"secretName": "db", "optional": true}},
+                {"name": "c", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "d", "projected": {"sources": [{"configMap": {"name": "cfg"}}]}}
+            ]
+        }))
+        .unwrap();
+        r.pod.spec = Some(spec);
+        let text = describe_pod(&r, ts("2024-01-01T00:02:00Z"), "node1");
+        for want in [
+            "Environment Variables from:\n",
+            "PW:    <set to the key 'pw' in secret 'db'>  Optional: false",
+            "cfg  ConfigMap with prefix 'C_'  Optional: false\n    Environment:\n",
+            "Type:      ConfigMap (a volume populated by a ConfigMap)\n    Name:      cfg\n    Optional:  false",
+            "Type:        Secret (a volume populated by a Secret)\n    SecretName:  db\n    Optional:    true",
+            "Items:\n      metadata.labels -> labels",
+            "ConfigMapName:      cfg\n    ConfigMapOptional:  <nil>",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
     }
 
     #[test]

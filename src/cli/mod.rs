@@ -16,6 +16,7 @@ mod get;
 mod images;
 mod jsonpath;
 mod kinds;
+mod label;
 mod login;
 mod logs;
 mod objects;
@@ -162,6 +163,10 @@ enum Verb {
         #[arg(long)]
         now: bool,
     },
+    /// Update the labels of a pod: `label pod NAME KEY=VALUE KEY-` (`--overwrite` to replace).
+    Label(label::MetadataArgs),
+    /// Update the annotations of a pod: `annotate pod NAME KEY=VALUE KEY-`.
+    Annotate(label::MetadataArgs),
     /// Print a container's OCI runtime Spec (config.json).
     Inspect {
         pod: String,
@@ -279,6 +284,12 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             };
             delete::run(paths, &args, &files, &namespace, options)
         }
+        Verb::Label(args) => label::run(paths, &args, crate::pod::metadata::MetadataKind::Labels),
+        Verb::Annotate(args) => label::run(
+            paths,
+            &args,
+            crate::pod::metadata::MetadataKind::Annotations,
+        ),
         Verb::Inspect {
             pod,
             container,

@@ -1,18 +1,39 @@
 //! The container's process: argv (command/args vs ENTRYPOINT/CMD) and environment (image env,
-//! `HOSTNAME`, container env with `$(VAR)` expansion and downward-API values).
+//! `HOSTNAME`, container env with `$(VAR)` expansion, downward-API values, ConfigMap and
+//! Secret keys and `envFrom` [pkg/kubelet/kubelet_pods.go makeEnvironmentVariables]).
 //!
-//! Pure functions over the PodSpec and image config; nothing here reads the disk.
+//! Pure functions over the PodSpec, the image config and a [`Snapshot`] of the objects the
+//! container refers to, which the supervisor reads; nothing here reads the disk. Env values
+//! are resolved once, when the container is created, and never follow later updates.
 
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvFromSource, EnvVar, Pod, Secret};
 use oci_spec::image::Config as ImageConfig;
 
 use super::spec::SpecError;
+use crate::manifest::names::is_env_name;
 use crate::manifest::resources::Resources;
+use crate::object::{Missing, Refs, Snapshot};
+use crate::volume::downward_api;
 
 /// PATH used when the image sets none (containerd's `oci.DefaultPathEnv` for Linux).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the node offers, the downward API's answer for a resource without a limit
+/// [pkg/kubelet/kubelet_resources.go].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeAllocatable {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+/// This node's CPUs in millicores.
+pub fn node_cpu_millis() -> u64 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u64 * 1000)
+        .unwrap_or(1000)
+}
 
 /// Values the downward API may hand to a container.
 pub(crate) struct EnvContext<'a> {
@@ -21,9 +42,40 @@ pub(crate) struct EnvContext<'a> {
     pub field: &'a str,
     pub resources: Resources,
     pub pod_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<Ipv4Addr>,
     pub node_name: &'a str,
-    pub node_memory_bytes: u64,
-    pub node_cpu_millis: u64,
+    pub node: NodeAllocatable,
+    pub objects: &'a Snapshot,
+}
+
+/// Env sources that cannot be resolved: the container waits in CreateContainerConfigError
+/// with the kubelet's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// `configmap "x" not found`, `secret "x" not found`.
+    #[error(transparent)]
+    Missing(#[from] Missing),
+    #[error("couldn't find key {key} in ConfigMap {namespace}/{name}")]
+    ConfigMapKey {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("couldn't find key {key} in Secret {namespace}/{name}")]
+    SecretKey {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// A resourceFieldRef that cannot be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceRefError {
+    #[error("unsupported container resource : {0}")]
+    Resource(String),
+    #[error("unsupported divisor {divisor:?} for {resource}")]
+    Divisor { divisor: String, resource: String },
 }
 
 /// Expands `$(NAME)` references with `lookup`, the way Kubernetes' third_party/forked/golang
@@ -91,25 +143,122 @@ fn set_var(list: &mut Vec<(String, String)>, key: &str, value: String) {
     }
 }
 
-/// The container's own env vars, resolved and expanded, in declaration order (later wins).
-/// This is the set `$(VAR)` in command and args may refer to; image env is not part of it.
-pub(crate) fn container_env(ctx: &EnvContext) -> Result<Vec<(String, String)>, SpecError> {
-    let field = ctx.field;
-    if ctx
-        .container
-        .env_from
-        .as_ref()
-        .is_some_and(|v| !v.is_empty())
-    {
-        return Err(SpecError::Unsupported {
-            field: format!("{field}.envFrom"),
-            what: "envFrom (configMap/secret sources)".into(),
-        });
+/// One `envFrom` source's variables, and the keys skipped as invalid names.
+struct EnvFromVars {
+    vars: Vec<(String, String)>,
+    skipped: Vec<String>,
+}
+
+/// The variables of one `envFrom` source in key order; None when it is missing and optional.
+fn env_from_vars(
+    source: &EnvFromSource,
+    objects: &Snapshot,
+) -> Result<Option<EnvFromVars>, EnvError> {
+    let prefix = source.prefix.as_deref().unwrap_or_default();
+    let data: Vec<(String, String)> = if let Some(r) = &source.config_map_ref {
+        match objects.config_map(&r.name) {
+            Ok(cm) => cm.data.clone().unwrap_or_default().into_iter().collect(),
+            Err(_) if r.optional == Some(true) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    } else if let Some(r) = &source.secret_ref {
+        match objects.secret(&r.name) {
+            Ok(s) => s
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                .collect(),
+            Err(_) if r.optional == Some(true) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        return Ok(None);
+    };
+    let mut out = EnvFromVars {
+        vars: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (key, value) in data {
+        let name = format!("{prefix}{key}");
+        if is_env_name(&name) {
+            out.vars.push((name, value));
+        } else {
+            out.skipped.push(name);
+        }
     }
+    Ok(Some(out))
+}
+
+/// The `InvalidEnvironmentVariableNames` warnings for the container's `envFrom` keys that
+/// were skipped, worded as the kubelet's events. Sources that cannot be read are left to
+/// [`container_env`], which fails on them.
+pub fn env_from_warnings(container: &Container, objects: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for source in container.env_from.iter().flatten() {
+        let Ok(Some(vars)) = env_from_vars(source, objects) else {
+            continue;
+        };
+        if vars.skipped.is_empty() {
+            continue;
+        }
+        let (kind, name) = match (&source.config_map_ref, &source.secret_ref) {
+            (Some(r), _) => ("configMap", r.name.as_str()),
+            (_, Some(r)) => ("secret", r.name.as_str()),
+            _ => continue,
+        };
+        out.push(format!(
+            "Keys [{}] from the EnvFrom {kind} {}/{name} were skipped since they are considered \
+             invalid environment variable names.",
+            vars.skipped.join(", "),
+            objects.namespace
+        ));
+    }
+    out
+}
+
+/// The ConfigMaps and Secrets the container's env reads.
+pub fn env_refs(container: &Container) -> Refs {
+    let mut refs = Refs::default();
+    for source in container.env_from.iter().flatten() {
+        if let Some(r) = &source.config_map_ref {
+            refs.config_maps.insert(r.name.clone());
+        }
+        if let Some(r) = &source.secret_ref {
+            refs.secrets.insert(r.name.clone());
+        }
+    }
+    for var in container.env.iter().flatten() {
+        let Some(from) = &var.value_from else {
+            continue;
+        };
+        if let Some(r) = &from.config_map_key_ref {
+            refs.config_maps.insert(r.name.clone());
+        }
+        if let Some(r) = &from.secret_key_ref {
+            refs.secrets.insert(r.name.clone());
+        }
+    }
+    refs
+}
+
+/// The container's own env vars, resolved and expanded: `envFrom` first (each source's keys
+/// in order), then `env` in declaration order; a later definition replaces an earlier one in
+/// place. This is the set `$(VAR)` in command and args may refer to; image env is not part
+/// of it. A variable whose optional source is missing is left out, as the kubelet does.
+pub(crate) fn container_env(ctx: &EnvContext) -> Result<Vec<(String, String)>, SpecError> {
     let mut vars: Vec<(String, String)> = Vec::new();
+    for source in ctx.container.env_from.iter().flatten() {
+        if let Some(from) = env_from_vars(source, ctx.objects)? {
+            for (k, v) in from.vars {
+                set_var(&mut vars, &k, v);
+            }
+        }
+    }
     for (j, var) in ctx.container.env.iter().flatten().enumerate() {
-        let value = env_value(ctx, var, &format!("{field}.env[{j}]"), &vars)?;
-        set_var(&mut vars, &var.name, value);
+        if let Some(value) = env_value(ctx, var, &format!("{}.env[{j}]", ctx.field), &vars)? {
+            set_var(&mut vars, &var.name, value);
+        }
     }
     Ok(vars)
 }
@@ -119,17 +268,19 @@ fn env_value(
     var: &EnvVar,
     field: &str,
     earlier: &[(String, String)],
-) -> Result<String, SpecError> {
-    let Some(source) = &var.value_from else {
-        let raw = var.value.as_deref().unwrap_or("");
-        return Ok(expand(raw, &lookup_in(earlier)));
+) -> Result<Option<String>, SpecError> {
+    let raw = var.value.as_deref().unwrap_or("");
+    let source = match &var.value_from {
+        Some(source) if raw.is_empty() => source,
+        _ => return Ok(Some(expand(raw, &lookup_in(earlier)))),
     };
     if let Some(field_ref) = &source.field_ref {
         return field_ref_value(
             ctx,
             &field_ref.field_path,
             &format!("{field}.valueFrom.fieldRef"),
-        );
+        )
+        .map(Some);
     }
     if let Some(res) = &source.resource_field_ref {
         let rfield = format!("{field}.valueFrom.resourceFieldRef");
@@ -142,13 +293,52 @@ fn env_value(
             }
         }
         let divisor = res.divisor.as_ref().map(|q| q.0.as_str());
-        return resource_value(ctx, &res.resource, divisor, &rfield);
+        return resource_value(&ctx.resources, ctx.node, &res.resource, divisor)
+            .map(Some)
+            .map_err(|e| match e {
+                ResourceRefError::Resource(other) => SpecError::Unsupported {
+                    field: format!("{rfield}.resource"),
+                    what: format!("resource {other:?}"),
+                },
+                e @ ResourceRefError::Divisor { .. } => SpecError::InvalidValue {
+                    field: format!("{rfield}.divisor"),
+                    reason: e.to_string(),
+                },
+            });
     }
-    let what = if source.config_map_key_ref.is_some() {
-        "configMapKeyRef"
-    } else if source.secret_key_ref.is_some() {
-        "secretKeyRef"
-    } else if source.file_key_ref.is_some() {
+    let namespace = &ctx.objects.namespace;
+    if let Some(r) = &source.config_map_key_ref {
+        let value = |cm: &ConfigMap| cm.data.as_ref().and_then(|d| d.get(&r.key)).cloned();
+        let missing_key = || EnvError::ConfigMapKey {
+            key: r.key.clone(),
+            namespace: namespace.clone(),
+            name: r.name.clone(),
+        };
+        return Ok(key_ref(
+            ctx.objects.config_map(&r.name),
+            r.optional,
+            value,
+            missing_key,
+        )?);
+    }
+    if let Some(r) = &source.secret_key_ref {
+        let value = |s: &Secret| {
+            let bytes = s.data.as_ref().and_then(|d| d.get(&r.key))?;
+            Some(String::from_utf8_lossy(&bytes.0).into_owned())
+        };
+        let missing_key = || EnvError::SecretKey {
+            key: r.key.clone(),
+            namespace: namespace.clone(),
+            name: r.name.clone(),
+        };
+        return Ok(key_ref(
+            ctx.objects.secret(&r.name),
+            r.optional,
+            value,
+            missing_key,
+        )?);
+    }
+    let what = if source.file_key_ref.is_some() {
         "fileKeyRef"
     } else {
         "an empty valueFrom"
@@ -159,48 +349,51 @@ fn env_value(
     })
 }
 
+/// A configMapKeyRef's or secretKeyRef's value; None when the object or key is missing and
+/// the reference optional (the variable is then left out).
+fn key_ref<T>(
+    found: Result<&T, Missing>,
+    optional: Option<bool>,
+    value: impl FnOnce(&T) -> Option<String>,
+    missing_key: impl FnOnce() -> EnvError,
+) -> Result<Option<String>, EnvError> {
+    let optional = optional == Some(true);
+    let object = match found {
+        Ok(o) => o,
+        Err(_) if optional => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match value(object) {
+        Some(v) => Ok(Some(v)),
+        None if optional => Ok(None),
+        None => Err(missing_key()),
+    }
+}
+
+/// A fieldRef's value [kubelet_pods.go podFieldSelectorRuntimeValue]; metadata fields as the
+/// downward API volume renders them.
 fn field_ref_value(ctx: &EnvContext, path: &str, field: &str) -> Result<String, SpecError> {
-    let meta = &ctx.pod.metadata;
-    let spec = ctx.pod.spec.as_ref();
+    let ip = |ip: Option<Ipv4Addr>| ip.map(|ip| ip.to_string()).unwrap_or_default();
     let value = match path {
-        "metadata.name" => meta.name.clone().unwrap_or_default(),
-        "metadata.namespace" => meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        "status.podIP" => ctx.pod_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-        "status.podIPs" => ctx.pod_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        // One address family here: the lists hold the one address.
+        "status.podIP" | "status.podIPs" => ip(ctx.pod_ip),
+        "status.hostIP" | "status.hostIPs" => ip(ctx.host_ip),
         "spec.nodeName" => ctx.node_name.to_string(),
-        "spec.serviceAccountName" => spec
+        // The ServiceAccount admission plugin defaults it to "default".
+        "spec.serviceAccountName" => ctx
+            .pod
+            .spec
+            .as_ref()
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".into()),
-        _ => {
-            if let Some(key) = label_key(path, "metadata.labels") {
-                return Ok(meta
-                    .labels
-                    .as_ref()
-                    .and_then(|m| m.get(key).cloned())
-                    .unwrap_or_default());
-            }
-            if let Some(key) = label_key(path, "metadata.annotations") {
-                return Ok(meta
-                    .annotations
-                    .as_ref()
-                    .and_then(|m| m.get(key).cloned())
-                    .unwrap_or_default());
-            }
-            return Err(SpecError::InvalidValue {
+        other => {
+            downward_api::metadata_field(ctx.pod, other).map_err(|e| SpecError::InvalidValue {
                 field: format!("{field}.fieldPath"),
-                reason: format!("unsupported field path {path:?}"),
-            });
+                reason: e.to_string(),
+            })?
         }
     };
     Ok(value)
-}
-
-/// `metadata.labels['key']` -> `key`.
-fn label_key<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
-    path.strip_prefix(prefix)?
-        .strip_prefix("['")?
-        .strip_suffix("']")
 }
 
 /// Divisors the downward API accepts in practice: `1`, `1m` for cpu; `1`, `1k`, `1Ki`, ... for
@@ -226,30 +419,26 @@ fn parse_divisor(text: &str, cpu: bool) -> Option<u64> {
     n.checked_mul(scale).filter(|d| *d > 0)
 }
 
-fn resource_value(
-    ctx: &EnvContext,
+/// A container resource for the downward API (env and volumes), rounded up to the divisor;
+/// without a limit the node's allocatable stands in [pkg/api/v1/resource/helpers.go
+/// ExtractContainerResourceValue, pkg/kubelet/kubelet_resources.go].
+pub fn resource_value(
+    r: &Resources,
+    node: NodeAllocatable,
     resource: &str,
     divisor: Option<&str>,
-    field: &str,
-) -> Result<String, SpecError> {
-    let r = ctx.resources;
-    // Without a limit the kubelet reports the node's allocatable [pkg/kubelet/kubelet_resources.go].
+) -> Result<String, ResourceRefError> {
     let (amount, cpu) = match resource {
-        "limits.cpu" => (r.cpu_limit_millis.unwrap_or(ctx.node_cpu_millis), true),
+        "limits.cpu" => (r.cpu_limit_millis.unwrap_or(node.cpu_millis), true),
         "requests.cpu" => (r.cpu_request_millis.unwrap_or(0), true),
-        "limits.memory" => (r.memory_limit_bytes.unwrap_or(ctx.node_memory_bytes), false),
+        "limits.memory" => (r.memory_limit_bytes.unwrap_or(node.memory_bytes), false),
         "requests.memory" => (r.memory_request_bytes.unwrap_or(0), false),
-        other => {
-            return Err(SpecError::Unsupported {
-                field: format!("{field}.resource"),
-                what: format!("resource {other:?}"),
-            })
-        }
+        other => return Err(ResourceRefError::Resource(other.to_string())),
     };
     let divisor_text = divisor.unwrap_or("1");
-    let div = parse_divisor(divisor_text, cpu).ok_or_else(|| SpecError::InvalidValue {
-        field: format!("{field}.divisor"),
-        reason: format!("unsupported divisor {divisor_text:?} for {resource}"),
+    let div = parse_divisor(divisor_text, cpu).ok_or_else(|| ResourceRefError::Divisor {
+        divisor: divisor_text.to_string(),
+        resource: resource.to_string(),
     })?;
     Ok(amount.div_ceil(div).to_string())
 }

@@ -124,9 +124,12 @@ pub(crate) fn sub_paths(input: &SpecInput) -> Result<Vec<Option<String>>, SpecEr
 
 /// The bind options of a volume mount: propagation, then ro/rw (and rro), as containerd's
 /// WithMounts writes them [containerd internal/cri/opts/spec_linux_opts.go].
-/// `claim_read_only`: the volume is a persistentVolumeClaim with `readOnly: true`, which makes
-/// every mount of it read-only.
-fn volume_options(vm: &VolumeMount, claim_read_only: bool) -> Result<Vec<&'static str>, SpecError> {
+/// `volume_read_only`: the volume itself is read-only (API-data volumes, a claim with
+/// `readOnly: true`), which makes every mount of it read-only.
+fn volume_options(
+    vm: &VolumeMount,
+    volume_read_only: bool,
+) -> Result<Vec<&'static str>, SpecError> {
     let propagation = match vm.mount_propagation.as_deref() {
         None | Some(PROPAGATION_NONE) => "rprivate",
         Some(PROPAGATION_HOST_TO_CONTAINER) => "rslave",
@@ -137,7 +140,7 @@ fn volume_options(vm: &VolumeMount, claim_read_only: bool) -> Result<Vec<&'stati
             )))
         }
     };
-    let read_only = vm.read_only.unwrap_or(false) || claim_read_only;
+    let read_only = vm.read_only.unwrap_or(false) || volume_read_only;
     let rro = recursive_read_only(vm)?;
     let mut options = vec![propagation, if read_only { "ro" } else { "rw" }];
     if rro {
@@ -288,16 +291,22 @@ pub(crate) fn mounts(
     ];
     for (k, vm) in input.container.volume_mounts.iter().flatten().enumerate() {
         let vfield = format!("{field}.volumeMounts[{k}]");
+        let Some(volume) = input.volume_dirs.get(&vm.name) else {
+            return Err(SpecError::InvalidValue {
+                field: format!("{vfield}.name"),
+                reason: format!("volume {:?} was not set up for the pod", vm.name),
+            });
+        };
         let source = if has_sub_path(vm) {
             // Made and checked by the supervisor (volume::subpath).
             input.sub_path_sources.get(&k)
         } else {
-            input.volume_dirs.get(&vm.name)
+            Some(&volume.path)
         };
         let Some(source) = source else {
             return Err(SpecError::InvalidValue {
-                field: format!("{vfield}.name"),
-                reason: format!("volume {:?} was not set up for the pod", vm.name),
+                field: format!("{vfield}.subPath"),
+                reason: format!("the subPath of volume {:?} was not set up", vm.name),
             });
         };
         if !vm.mount_path.starts_with('/') {
@@ -306,22 +315,8 @@ pub(crate) fn mounts(
                 reason: format!("{:?} must be an absolute path", vm.mount_path),
             });
         }
-        let options = volume_options(vm, claim_read_only(input, &vm.name))?;
+        let options = volume_options(vm, volume.read_only)?;
         list.push(bind(&vm.mount_path, source, &options)?);
     }
     Ok(list)
-}
-
-/// A persistentVolumeClaim volume with `readOnly: true` is read-only in every container.
-fn claim_read_only(input: &SpecInput, volume: &str) -> bool {
-    input
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|v| v.name == volume)
-        .filter_map(|v| v.persistent_volume_claim.as_ref())
-        .any(|c| c.read_only == Some(true))
 }

@@ -19,7 +19,7 @@ use oci_spec::runtime::{
 };
 
 use super::devices::{device_cgroup_rules, linux_devices};
-use super::env::{container_env, process_args, process_env, EnvContext};
+use super::env::{container_env, process_args, process_env, EnvContext, EnvError, NodeAllocatable};
 use super::mounts::mounts;
 pub use super::mounts::{
     PROPAGATION_BIDIRECTIONAL, PROPAGATION_HOST_TO_CONTAINER, PROPAGATION_NONE, RRO_DISABLED,
@@ -28,6 +28,8 @@ pub use super::mounts::{
 use super::user::resolve_user;
 pub use super::user::{SUPPLEMENTAL_GROUPS_POLICY_MERGE, SUPPLEMENTAL_GROUPS_POLICY_STRICT};
 use crate::manifest::resources::{QosClass, Resources};
+use crate::object::Snapshot;
+use crate::volume::HostVolume;
 
 /// Overlay lower dirs, joined by ':' with the TOP layer first (overlayfs order).
 pub const ANNOTATION_ROOTFS_LOWERDIRS: &str = "io.peapod.rootfs.lowerdirs";
@@ -157,6 +159,10 @@ pub enum SpecError {
         pod: String,
         container: String,
     },
+    /// An env source that cannot be resolved (`configmap "x" not found`): the kubelet's
+    /// CreateContainerConfigError message, as is.
+    #[error(transparent)]
+    Env(#[from] EnvError),
     #[error("container {container:?} is not in the pod's spec.containers or spec.initContainers")]
     UnknownContainer { container: String },
     #[error("reading {path}: {source}")]
@@ -189,6 +195,8 @@ pub struct SpecInput<'a> {
     /// The sandbox (pause) process; its net/uts/ipc namespaces are joined.
     pub sandbox_pid: i32,
     pub pod_ip: Option<Ipv4Addr>,
+    /// The node's address as pods see it (`status.hostIP`).
+    pub host_ip: Option<Ipv4Addr>,
     pub hosts_path: PathBuf,
     pub resolv_path: PathBuf,
     pub hostname_path: PathBuf,
@@ -196,11 +204,13 @@ pub struct SpecInput<'a> {
     pub shm_path: PathBuf,
     /// Host file bind-mounted at terminationMessagePath.
     pub termination_log_path: PathBuf,
-    /// Volume name -> host dir prepared by the supervisor (emptyDir and friends).
-    pub volume_dirs: BTreeMap<String, PathBuf>,
+    /// Volume name -> host dir prepared by the supervisor (`volume::setup`).
+    pub volume_dirs: BTreeMap<String, HostVolume>,
     /// volumeMounts index -> the host path of its subPath, bind-mounted by the supervisor
     /// (`volume::subpath`) from what [`volume_sub_paths`] returned.
     pub sub_path_sources: BTreeMap<usize, PathBuf>,
+    /// The ConfigMaps and Secrets the container's env refers to, read by the supervisor.
+    pub objects: &'a Snapshot,
     /// Absolute cgroupfs dir for this container; None = no cgroup (host without cgroup v2).
     pub cgroup_path: Option<PathBuf>,
     /// The host's device nodes (`container::devices::host_devices`), given to a privileged
@@ -354,18 +364,19 @@ pub fn is_privileged(container: &Container) -> bool {
 
 /// What the downward API and `$(VAR)` expansion see of the pod and the node.
 pub(crate) fn env_context<'a>(input: &'a SpecInput, field: &'a str) -> EnvContext<'a> {
-    let node_cpu_millis = std::thread::available_parallelism()
-        .map(|n| n.get() as u64 * 1000)
-        .unwrap_or(1000);
     EnvContext {
         pod: input.pod,
         container: input.container,
         field,
         resources: input.resources,
         pod_ip: input.pod_ip,
+        host_ip: input.host_ip,
         node_name: &input.node_name,
-        node_memory_bytes: input.node_memory_bytes,
-        node_cpu_millis,
+        node: NodeAllocatable {
+            cpu_millis: super::env::node_cpu_millis(),
+            memory_bytes: input.node_memory_bytes,
+        },
+        objects: input.objects,
     }
 }
 

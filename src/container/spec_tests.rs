@@ -33,6 +33,14 @@ struct Fixture {
     resources: Resources,
     qos: QosClass,
     sub_paths: BTreeMap<usize, PathBuf>,
+    objects: crate::object::Snapshot,
+}
+
+fn volume(path: &str, read_only: bool) -> crate::volume::HostVolume {
+    crate::volume::HostVolume {
+        path: path.into(),
+        read_only,
+    }
 }
 
 impl Fixture {
@@ -47,6 +55,7 @@ impl Fixture {
             resources: Resources::default(),
             qos: QosClass::BestEffort,
             sub_paths: BTreeMap::new(),
+            objects: crate::object::Snapshot::empty("prod"),
         }
     }
 
@@ -73,12 +82,15 @@ impl Fixture {
             hostname_path: "/run/p/hostname".into(),
             shm_path: "/run/p/shm".into(),
             termination_log_path: "/run/p/term".into(),
+            host_ip: Some(Ipv4Addr::new(10, 88, 0, 1)),
             volume_dirs: [
-                ("data".to_string(), PathBuf::from("/var/p/data")),
-                ("host".to_string(), PathBuf::from("/srv/h")),
+                ("data".to_string(), volume("/var/p/data", false)),
+                ("host".to_string(), volume("/srv/h", false)),
+                ("cfg".to_string(), volume("/var/p/cfg", true)),
             ]
             .into(),
             sub_path_sources: self.sub_paths.clone(),
+            objects: &self.objects,
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             host_devices: Vec::new(),
             resources: self.resources,
@@ -194,13 +206,12 @@ fn default_path_and_unsupported_sources() {
     let env = env_of(&f.build().unwrap());
     assert!(env.contains(&format!("PATH={}", env::DEFAULT_PATH)));
 
-    let c = app(
-        json!({"env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
-    );
+    let c = app(json!({"env": [{"name": "S", "valueFrom": {"fileKeyRef":
+        {"volumeName": "data", "path": "e", "key": "k"}}}]}));
     let err = Fixture::new(c, json!({})).build().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "spec.containers[0].env[0].valueFrom: secretKeyRef is not supported by peapod"
+        "spec.containers[0].env[0].valueFrom: fileKeyRef is not supported by peapod"
     );
 }
 
@@ -537,7 +548,7 @@ fn mounts_present_and_ordered() {
     let err = Fixture::new(c, json!({})).build().unwrap_err();
     assert!(err
         .to_string()
-        .starts_with("spec.containers[0].volumeMounts[0].name: volume \"data\""));
+        .starts_with("spec.containers[0].volumeMounts[0].subPath: the subPath of volume \"data\""));
 }
 
 #[path = "spec_mount_tests.rs"]
@@ -598,3 +609,6 @@ fn annotations_namespaces_and_json() {
     assert_eq!(v["ociVersion"], OCI_VERSION);
     assert_eq!(v["linux"]["resources"]["pids"]["limit"], DEFAULT_PIDS_LIMIT);
 }
+
+#[path = "env_tests.rs"]
+mod env_tests;

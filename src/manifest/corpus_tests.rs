@@ -79,3 +79,17 @@ fn corpus_decodes_or_is_refused_as_not_supported() {
         failures.join("\n")
     );
 }
+
+/// The downward API tutorial's pod runs now: its downwardAPI volume is implemented.
+#[test]
+fn corpus_downward_api_volume_is_accepted() {
+    let Some(dir) = corpus_dir() else {
+        panic!("pod corpus not found next to the project or at /work/shared/pod-corpus");
+    };
+    let file = dir.join("k8s-website/pods/inject/dapi-volume.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let pods = decode_pods(&text, "dapi-volume.yaml")
+        .unwrap_or_else(|e| panic!("{} is refused: {e}", file.display()));
+    let volumes = pods[0].spec.as_ref().and_then(|s| s.volumes.clone());
+    assert!(volumes.is_some_and(|v| v[0].downward_api.is_some()));
+}

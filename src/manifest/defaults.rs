@@ -31,9 +31,14 @@ pub(crate) fn apply(pod: &mut Pod) {
     for container in &mut spec.containers {
         apply_container(container);
     }
+    for volume in spec.volumes.iter_mut().flatten() {
+        apply_volume(volume);
+    }
 }
 
-/// A volume with no source is an emptyDir [defaults.go SetDefaults_Volume].
+/// `defaultMode` 0644 on API-data volumes [SetDefaults_{ConfigMap,Secret,DownwardAPI,
+/// Projected}VolumeSource], shown as 420 by `get -o yaml` as by kubectl; a volume with no
+/// source is an emptyDir [defaults.go SetDefaults_Volume].
 fn apply_volume(v: &mut Volume) {
     let has_source = serde_json::to_value(&*v)
         .ok()
@@ -41,6 +46,19 @@ fn apply_volume(v: &mut Volume) {
         .unwrap_or(true);
     if !has_source {
         v.empty_dir = Some(EmptyDirVolumeSource::default());
+    }
+    let mode = crate::volume::projection::DEFAULT_MODE;
+    if let Some(cm) = v.config_map.as_mut() {
+        cm.default_mode.get_or_insert(mode);
+    }
+    if let Some(s) = v.secret.as_mut() {
+        s.default_mode.get_or_insert(mode);
+    }
+    if let Some(d) = v.downward_api.as_mut() {
+        d.default_mode.get_or_insert(mode);
+    }
+    if let Some(p) = v.projected.as_mut() {
+        p.default_mode.get_or_insert(mode);
     }
 }
 

@@ -21,6 +21,7 @@ pub mod quantity;
 pub mod resources;
 pub mod support;
 mod validate;
+mod validate_sources;
 mod volume_rules;
 
 #[cfg(test)]

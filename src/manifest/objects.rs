@@ -364,7 +364,7 @@ fn validate_meta(meta: &ObjectMeta, check: &mut Check) {
 }
 
 /// One field error a message of `IsConfigMapKey`.
-fn config_key(path: &str, key: &str, check: &mut Check) {
+pub(crate) fn config_key(path: &str, key: &str, check: &mut Check) {
     for msg in messages::config_key(key) {
         check.invalid(path, format!("{}: {msg}", go_quote(key)));
     }

@@ -97,6 +97,85 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.volumes[].ephemeral", Into),
     ("spec.volumes[].ephemeral.volumeClaimTemplate", Into),
     ("spec.volumes[].ephemeral.volumeClaimTemplate.metadata", Yes),
+    // API data (`volume::{config_map, secret, downward_api, projected}`); paths, modes and
+    // field paths checked in validate_volumes. `defaultUser`/`user` are refused (not listed).
+    ("spec.volumes[].configMap", Into),
+    ("spec.volumes[].configMap.name", Yes),
+    ("spec.volumes[].configMap.defaultMode", Yes),
+    ("spec.volumes[].configMap.optional", Yes),
+    ("spec.volumes[].configMap.items", Into),
+    ("spec.volumes[].configMap.items[].key", Yes),
+    ("spec.volumes[].configMap.items[].path", Yes),
+    ("spec.volumes[].configMap.items[].mode", Yes),
+    ("spec.volumes[].secret", Into),
+    ("spec.volumes[].secret.secretName", Yes),
+    ("spec.volumes[].secret.defaultMode", Yes),
+    ("spec.volumes[].secret.optional", Yes),
+    ("spec.volumes[].secret.items", Into),
+    ("spec.volumes[].secret.items[].key", Yes),
+    ("spec.volumes[].secret.items[].path", Yes),
+    ("spec.volumes[].secret.items[].mode", Yes),
+    ("spec.volumes[].downwardAPI", Into),
+    ("spec.volumes[].downwardAPI.defaultMode", Yes),
+    ("spec.volumes[].downwardAPI.items", Into),
+    ("spec.volumes[].downwardAPI.items[].path", Yes),
+    ("spec.volumes[].downwardAPI.items[].mode", Yes),
+    ("spec.volumes[].downwardAPI.items[].fieldRef", Yes),
+    ("spec.volumes[].downwardAPI.items[].resourceFieldRef", Yes),
+    ("spec.volumes[].projected", Into),
+    ("spec.volumes[].projected.defaultMode", Yes),
+    ("spec.volumes[].projected.sources", Into),
+    ("spec.volumes[].projected.sources[].configMap", Into),
+    ("spec.volumes[].projected.sources[].configMap.name", Yes),
+    ("spec.volumes[].projected.sources[].configMap.optional", Yes),
+    ("spec.volumes[].projected.sources[].configMap.items", Into),
+    (
+        "spec.volumes[].projected.sources[].configMap.items[].key",
+        Yes,
+    ),
+    (
+        "spec.volumes[].projected.sources[].configMap.items[].path",
+        Yes,
+    ),
+    (
+        "spec.volumes[].projected.sources[].configMap.items[].mode",
+        Yes,
+    ),
+    ("spec.volumes[].projected.sources[].secret", Into),
+    ("spec.volumes[].projected.sources[].secret.name", Yes),
+    ("spec.volumes[].projected.sources[].secret.optional", Yes),
+    ("spec.volumes[].projected.sources[].secret.items", Into),
+    ("spec.volumes[].projected.sources[].secret.items[].key", Yes),
+    (
+        "spec.volumes[].projected.sources[].secret.items[].path",
+        Yes,
+    ),
+    (
+        "spec.volumes[].projected.sources[].secret.items[].mode",
+        Yes,
+    ),
+    ("spec.volumes[].projected.sources[].downwardAPI", Into),
+    ("spec.volumes[].projected.sources[].downwardAPI.items", Into),
+    (
+        "spec.volumes[].projected.sources[].downwardAPI.items[].path",
+        Yes,
+    ),
+    (
+        "spec.volumes[].projected.sources[].downwardAPI.items[].mode",
+        Yes,
+    ),
+    (
+        "spec.volumes[].projected.sources[].downwardAPI.items[].fieldRef",
+        Yes,
+    ),
+    (
+        "spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef",
+        Yes,
+    ),
+    // No token issuer, trust bundles or pod certificates on one node without an API server.
+    ("spec.volumes[].projected.sources[].serviceAccountToken", No),
+    ("spec.volumes[].projected.sources[].clusterTrustBundle", No),
+    ("spec.volumes[].projected.sources[].podCertificate", No),
     ("spec.securityContext", Into),
     ("spec.securityContext.runAsUser", Yes),
     ("spec.securityContext.runAsGroup", Yes),
@@ -155,6 +234,12 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("env[].valueFrom", Into),
     ("env[].valueFrom.fieldRef", Yes), // field paths checked in validate
     ("env[].valueFrom.resourceFieldRef", Yes),
+    ("env[].valueFrom.configMapKeyRef", Yes),
+    ("env[].valueFrom.secretKeyRef", Yes),
+    ("envFrom", Into),
+    ("envFrom[].prefix", Yes),
+    ("envFrom[].configMapRef", Yes),
+    ("envFrom[].secretRef", Yes),
     ("ports", Into),
     ("ports[].containerPort", Yes),
     ("ports[].name", Yes),
@@ -348,15 +433,35 @@ fn is_no_op(value: &Value) -> bool {
     }
 }
 
-/// `env[].valueFrom.fieldRef.fieldPath` values the runtime fills in.
+/// `env[].valueFrom.fieldRef.fieldPath` values the runtime fills in: the API server's list
+/// [validation.go validEnvDownwardAPIFieldPathExpressions], and the labels and annotations
+/// maps the kubelet renders as the downward API volume does. Subscripted paths are in
+/// [`SUBSCRIPTED_FIELD_REFS`].
 pub const SUPPORTED_FIELD_REFS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
     "metadata.uid",
-    "status.podIP",
+    "metadata.labels",
+    "metadata.annotations",
     "spec.nodeName",
     "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
 ];
+
+/// `downwardAPI.items[].fieldRef.fieldPath` values [validVolumeDownwardAPIFieldPathExpressions].
+pub const SUPPORTED_VOLUME_FIELD_REFS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.annotations",
+];
+
+/// Fields that take a key subscript, `metadata.labels['app']`, in env and volumes.
+pub const SUBSCRIPTED_FIELD_REFS: &[&str] = &["metadata.labels", "metadata.annotations"];
 
 /// `env[].valueFrom.resourceFieldRef.resource` values the runtime fills in.
 pub const SUPPORTED_RESOURCE_FIELD_REFS: &[&str] = &[

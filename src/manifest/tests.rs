@@ -193,17 +193,17 @@ fn unsupported_features_are_named() {
     );
     assert!(!err.contains("tty"), "{err}");
     let text = format!(
-        "{GOOD}  volumes:\n  - name: v\n    downwardAPI: {{items: []}}\n  hostNetwork: true\n"
+        "{GOOD}  volumes:\n  - name: v\n    gitRepo: {{repository: r}}\n  hostNetwork: true\n"
     );
     let err = errors(&text);
     assert!(
-        err.contains("not supported: spec.volumes[0].downwardAPI"),
+        err.contains("not supported: spec.volumes[0].gitRepo"),
         "{err}"
     );
     assert!(err.contains("not supported: spec.hostNetwork"), "{err}");
     let text = format!("{GOOD}  hostNetwork: false\n  nodeSelector: {{disk: ssd}}\n");
     one(&text);
-    let text = GOOD.replace("    ports:", "    env:\n    - name: X\n      valueFrom: {fieldRef: {fieldPath: status.hostIP}}\n    ports:");
+    let text = GOOD.replace("    ports:", "    env:\n    - name: X\n      valueFrom: {fieldRef: {fieldPath: spec.hostname}}\n    ports:");
     assert!(errors(&text)
         .contains("not supported: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath"));
 }
@@ -292,6 +292,18 @@ fn no_op_values_of_refused_features_are_accepted() {
 }
 
 #[test]
+fn yaml_octal_integers_are_read_as_kubernetes_does() {
+    // Kubernetes reads YAML 1.1: an unquoted 010 in an integer field is eight.
+    let pod = one(&format!("{GOOD}  terminationGracePeriodSeconds: 010\n"));
+    assert_eq!(pod.spec.unwrap().termination_grace_period_seconds, Some(8));
+    let err = errors(&format!("{GOOD}  terminationGracePeriodSeconds: 08\n"));
+    assert!(
+        err.contains("spec.terminationGracePeriodSeconds: Invalid value"),
+        "{err}"
+    );
+}
+
+#[test]
 fn type_error_inside_refused_feature_is_not_supported() {
     let err = errors(&format!("{GOOD}  os:\n    name: [linux]\n"));
     assert!(err.contains("not supported: spec.os"), "{err}");
@@ -334,11 +346,11 @@ fn volumes_and_mounts() {
     ));
     assert!(err.contains("spec.volumes[0].hostPath.path"), "{err}");
     assert!(err.contains("spec.volumes[0].hostPath.type"), "{err}");
-    let err = errors(&with("  - name: data\n    configMap: {name: cm}\n", ""));
-    assert!(
-        err.contains("not supported: spec.volumes[0].configMap"),
-        "{err}"
-    );
+    let err = errors(&with(
+        "  - name: data\n    nfs: {server: s, path: /x}\n",
+        "",
+    ));
+    assert!(err.contains("not supported: spec.volumes[0].nfs"), "{err}");
     let err = errors(&with(
         "  - name: data\n    emptyDir: {}\n",
         "    - {name: data, mountPath: /d, bindMountOptions: [noexec]}\n",
@@ -347,6 +359,79 @@ fn volumes_and_mounts() {
         err.contains("not supported: spec.containers[0].volumeMounts[0].bindMountOptions"),
         "{err}"
     );
+}
+
+#[test]
+fn api_data_volumes_are_defaulted_and_validated() {
+    let with = |volumes: &str| format!("{GOOD}  volumes:\n{volumes}");
+    let pod = one(&with(
+        "  - {name: a, configMap: {name: cm, items: [{key: k, path: dir/k, mode: 0400}]}}\n\
+         \x20 - {name: b, secret: {secretName: s, optional: true}}\n\
+         \x20 - {name: c, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}\n\
+         \x20 - {name: d, projected: {sources: [{configMap: {name: cm}}, {secret: {name: s}}]}}\n",
+    ));
+    let volumes = pod.spec.unwrap().volumes.unwrap();
+    assert_eq!(
+        volumes[0].config_map.as_ref().unwrap().default_mode,
+        Some(420)
+    );
+    assert_eq!(volumes[1].secret.as_ref().unwrap().default_mode, Some(420));
+    assert_eq!(
+        volumes[2].downward_api.as_ref().unwrap().default_mode,
+        Some(420)
+    );
+    assert_eq!(
+        volumes[3].projected.as_ref().unwrap().default_mode,
+        Some(420)
+    );
+
+    let err = errors(&with(
+        "  - {name: a, configMap: {name: cm, defaultMode: 01000, items: [{key: k, path: ../x}]}}\n\
+         \x20 - {name: b, secret: {}}\n\
+         \x20 - {name: c, downwardAPI: {items: [{path: p, fieldRef: {fieldPath: spec.nodeName}}, {path: q}]}}\n\
+         \x20 - {name: d, projected: {sources: [{configMap: {name: cm, items: [{key: k, path: x}]}}, {downwardAPI: {items: [{path: x, fieldRef: {fieldPath: metadata.name}}]}}]}}\n\
+         \x20 - {name: e, projected: {sources: [{serviceAccountToken: {path: token}}]}}\n",
+    ));
+    for needle in [
+        "spec.volumes[0].configMap.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive",
+        "spec.volumes[0].configMap.items[0].path: Invalid value: \"../x\": must not contain '..'",
+        "spec.volumes[1].secret.secretName: Required value",
+        "not supported: spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath (fieldPath spec.nodeName)",
+        "spec.volumes[2].downwardAPI.items[1]: Invalid value: one of fieldRef and resourceFieldRef is required",
+        "spec.volumes[3].projected.sources[1].downwardAPI.items[0].path: Invalid value: \"x\": conflicting duplicate paths",
+        "not supported: spec.volumes[4].projected.sources[0].serviceAccountToken",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn env_sources_are_validated() {
+    let with = |env: &str| GOOD.replace("    ports:", &format!("{env}    ports:"));
+    one(&with(
+        "    envFrom: [{configMapRef: {name: c}, prefix: 1_}, {secretRef: {name: s, optional: true}}]\n\
+         \x20   env:\n\
+         \x20   - {name: 1.relaxed-name, valueFrom: {configMapKeyRef: {name: c, key: k}}}\n\
+         \x20   - {name: B, valueFrom: {secretKeyRef: {name: s, key: k, optional: true}}}\n\
+         \x20   - {name: C, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['app']\"}}}\n\
+         \x20   - {name: D, valueFrom: {fieldRef: {fieldPath: status.hostIPs}}}\n",
+    ));
+    let err = errors(&with(
+        "    envFrom: [{prefix: \"a=\"}]\n\
+         \x20   env:\n\
+         \x20   - {name: \"A=B\", value: x}\n\
+         \x20   - {name: C, valueFrom: {configMapKeyRef: {name: c, key: \"bad key\"}}}\n\
+         \x20   - {name: D, valueFrom: {fieldRef: {fieldPath: spec.hostname}}}\n",
+    ));
+    for needle in [
+        "spec.containers[0].envFrom[0].prefix: Invalid value: \"a=\": a valid environment variable name must consist only of printable ASCII characters other than '='",
+        "spec.containers[0].envFrom[0]: Invalid value: must specify one of: `configMapRef` or `secretRef`",
+        "spec.containers[0].env[0].name: Invalid value: \"A=B\"",
+        "spec.containers[0].env[1].valueFrom.configMapKeyRef.key: Invalid value: \"bad key\"",
+        "not supported: spec.containers[0].env[2].valueFrom.fieldRef.fieldPath (fieldPath spec.hostname)",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
 }
 
 #[path = "volume_tests.rs"]
@@ -366,13 +451,12 @@ fn ports_env_and_dns() {
         err.contains("spec.containers[0].ports[0].protocol"),
         "{err}"
     );
-    let err = errors(&GOOD.replace("    ports:", "    env:\n    - {name: 1BAD, value: x}\n    envFrom: [{configMapRef: {name: c}}]\n    ports:"));
+    let err = errors(&GOOD.replace(
+        "    ports:",
+        "    env:\n    - {name: \"A=B\", value: x}\n    ports:",
+    ));
     assert!(
         err.contains("spec.containers[0].env[0].name: Invalid value"),
-        "{err}"
-    );
-    assert!(
-        err.contains("not supported: spec.containers[0].envFrom"),
         "{err}"
     );
     let dns =

@@ -9,11 +9,10 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodDNSConfig, PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
-use super::names::{is_dns1123_label, is_dns1123_subdomain, is_env_name, is_port_name};
+use super::names::{is_dns1123_label, is_dns1123_subdomain, is_port_name};
 use super::quantity::parse_quantity;
-use super::support::{
-    SUPPORTED_EMPTY_DIR_MEDIA, SUPPORTED_FIELD_REFS, SUPPORTED_RESOURCE_FIELD_REFS,
-};
+use super::support::{SUPPORTED_EMPTY_DIR_MEDIA, SUPPORTED_RESOURCE_FIELD_REFS};
+use super::validate_sources::{self, RELAXED_ENV_NAME_RULE};
 use super::{Problem, Reason};
 use crate::pod::model::REASON_INVALID_IMAGE_NAME;
 use crate::volume::empty_dir::{MAX_MODE, MEDIUM_HUGE_PAGES_PREFIX};
@@ -244,6 +243,7 @@ fn validate_volumes<'a>(volumes: &'a [Volume], check: &mut Check) -> HashSet<&'a
             );
         }
         // A volume without a source was defaulted to an emptyDir.
+        validate_sources::volume(&path, v, check);
         if let Some(e) = v.empty_dir.as_ref() {
             let medium = e.medium.as_deref().unwrap_or_default();
             if medium.starts_with(MEDIUM_HUGE_PAGES_PREFIX) {
@@ -364,6 +364,9 @@ fn validate_container(
     for (i, env) in c.env.iter().flatten().enumerate() {
         validate_env(env, &format!("{path}.env[{i}]"), containers, check);
     }
+    for (i, source) in c.env_from.iter().flatten().enumerate() {
+        validate_sources::env_from(&format!("{path}.envFrom[{i}]"), source, check);
+    }
     if let Some(r) = c.resources.as_ref() {
         let limits = validate_resource_map(
             &format!("{path}.resources.limits"),
@@ -403,8 +406,11 @@ fn validate_container(
 fn validate_env(env: &EnvVar, path: &str, containers: &[&str], check: &mut Check) {
     if env.name.is_empty() {
         check.push(format!("{path}.name"), Reason::Required);
-    } else if !is_env_name(&env.name) {
-        check.invalid(format!("{path}.name"), format!("{:?}: must consist of letters, digits, '_', '-' or '.', and not start with a digit", env.name));
+    } else if !super::names::is_env_name(&env.name) {
+        check.invalid(
+            format!("{path}.name"),
+            format!("{:?}: {RELAXED_ENV_NAME_RULE}", env.name),
+        );
     }
     let Some(from) = env.value_from.as_ref() else {
         return;
@@ -415,20 +421,7 @@ fn validate_env(env: &EnvVar, path: &str, containers: &[&str], check: &mut Check
             "may not be specified when `value` is not empty",
         );
     }
-    if let Some(f) = from.field_ref.as_ref() {
-        let p = format!("{path}.valueFrom.fieldRef.fieldPath");
-        let fp = f.field_path.as_str();
-        if !SUPPORTED_FIELD_REFS.contains(&fp) {
-            if ["metadata.", "spec.", "status."]
-                .iter()
-                .any(|s| fp.starts_with(s))
-            {
-                check.push(p, Reason::NotSupported(Some(format!("fieldPath {fp}"))));
-            } else {
-                check.invalid(p, format!("{fp:?}: not a pod field"));
-            }
-        }
-    }
+    validate_sources::env_value_from(&format!("{path}.valueFrom"), from, check);
     if let Some(r) = from.resource_field_ref.as_ref() {
         let p = format!("{path}.valueFrom.resourceFieldRef");
         let res = r.resource.as_str();

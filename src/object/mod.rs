@@ -10,8 +10,10 @@
 //! reads (inotify) to bring its volumes up to date. This module must not know about pods or
 //! the host beyond its own files.
 
+mod snapshot;
 mod store;
 
+pub use snapshot::{Missing, Refs, Snapshot, KUBELET_CONFIG_MAP, KUBELET_SECRET};
 pub use store::{ObjectStore, PutMode, PutOutcome};
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};

@@ -306,12 +306,22 @@ impl ObjectStore {
             source,
         })?;
         if T::PRIVATE {
-            private_dirs(&self.root, &path)?;
+            if let Some(dir) = path.parent() {
+                private_dirs(&self.root, dir)?;
+            }
             write_atomic_private(&path, &data)?;
         } else {
             write_atomic(&path, &data)?;
         }
         Ok(())
+    }
+
+    /// Makes `dir` (a kind's directory) and its parents, 0700 for private kinds.
+    pub(super) fn make_dirs<T: StoredObject>(&self, dir: &Path) -> Result<(), StoreError> {
+        if T::PRIVATE {
+            return private_dirs(&self.root, dir);
+        }
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))
     }
 }
 
@@ -328,11 +338,8 @@ fn now() -> Timestamp {
     t.round(jiff::Unit::Second).unwrap_or(t)
 }
 
-/// Makes the directories between the store root and `file` with mode 0700.
-fn private_dirs(root: &Path, file: &Path) -> Result<(), StoreError> {
-    let Some(dir) = file.parent() else {
-        return Ok(());
-    };
+/// Makes the directories between the store root and `dir` (included) with mode 0700.
+fn private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     for d in dir
         .ancestors()

@@ -17,6 +17,15 @@ pub const REASON_KILLING: &str = "Killing";
 pub const REASON_BACKOFF: &str = "BackOff";
 pub const REASON_SANDBOX_CHANGED: &str = "SandboxChanged";
 pub const REASON_FAILED_SANDBOX: &str = "FailedCreatePodSandBox";
+pub const REASON_FAILED_MOUNT: &str = "FailedMount";
+/// envFrom keys that cannot be variable names [pkg/kubelet/kubelet_pods.go].
+pub const REASON_INVALID_ENV_NAMES: &str = "InvalidEnvironmentVariableNames";
+
+/// The kubelet's FailedMount message [pkg/volume/util/operationexecutor:
+/// `GenerateError("MountVolume.SetUp failed", err)`].
+pub fn failed_mount_message(volume: &str, reason: &str) -> String {
+    format!("MountVolume.SetUp failed for volume {volume:?} : {reason}")
+}
 
 /// Keep at most this many distinct events per pod (oldest dropped).
 pub const MAX_EVENTS: usize = 100;

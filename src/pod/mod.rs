@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod events;
 pub mod image_use;
 pub mod lifecycle;
+pub mod metadata;
 pub mod model;
 pub mod record;
 pub mod supervisor;

@@ -1,6 +1,7 @@
 //! The files that describe one pod, under `Paths::pod_dir(uid)`.
 //!
-//! `pod.json` is written once by `apply` (the Pod as applied, with uid and creation time);
+//! `pod.json` is written by `apply` (the Pod as applied, with uid and creation time; `label` and
+//! `annotate` later rewrite only its labels or annotations);
 //! `status.json` (a Kubernetes `PodStatus`), `state.json` (every host resource the pod holds,
 //! recorded *before* it is created) and `events.json` are written by the pod's supervisor only;
 //! `delete.json` is written by `delete` to ask the supervisor to stop the pod.

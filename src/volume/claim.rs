@@ -81,6 +81,20 @@ pub enum ClaimError {
     },
 }
 
+impl ClaimError {
+    /// The pod cannot be placed on this node (yet): the claim is missing, being deleted, or
+    /// cannot be provisioned here. The scheduler's `FailedScheduling`, not a mount failure.
+    pub fn is_unschedulable(&self) -> bool {
+        matches!(
+            self,
+            ClaimError::NotFound(_)
+                | ClaimError::BeingDeleted(_)
+                | ClaimError::NoStorageClass { .. }
+                | ClaimError::NoClass(_)
+        )
+    }
+}
+
 /// What a claim deletion did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimDeletion {

@@ -273,7 +273,7 @@ mod tests {
         };
         let err = setup("v", &source).unwrap_err();
         assert_eq!(
-            err.kubelet_message(),
+            err.reason(),
             "invalid HostPath `/srv/../etc`: must not contain '..'"
         );
     }

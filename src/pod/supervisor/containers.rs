@@ -396,7 +396,10 @@ impl Supervisor {
         let termination_log = dir.join(TERMINATION_LOG);
         fs::write(&termination_log, b"")
             .map_err(|e| config(format!("{}: {e}", termination_log.display())))?;
-        let volume_dirs = self.prepare_volumes().map_err(|e| config(e.to_string()))?;
+        let volume_dirs = self.volumes.dirs().map_err(|e| config(e.to_string()))?;
+        // Env values are read once, now: later updates of the objects do not reach them.
+        let objects = self.env_objects(c).map_err(|e| config(e.to_string()))?;
+        self.warn_invalid_env_names(c, &objects);
         let run_dir = self.paths.pod_run_dir(&self.uid);
         let resources = container_resources(c).map_err(|e| config(e.to_string()))?;
         let sandbox_pid = self
@@ -420,6 +423,7 @@ impl Supervisor {
             rootfs,
             sandbox_pid,
             pod_ip: self.state.sandbox.ip,
+            host_ip: Some(self.net.gateway()),
             hosts_path: run_dir.join(super::sandbox::HOSTS_FILE),
             resolv_path: run_dir.join(super::sandbox::RESOLV_FILE),
             hostname_path: run_dir.join(super::sandbox::HOSTNAME_FILE),
@@ -427,6 +431,7 @@ impl Supervisor {
             termination_log_path: termination_log.clone(),
             volume_dirs,
             sub_path_sources: Default::default(),
+            objects: &objects,
             cgroup_path: cgroup.map(Path::to_path_buf),
             host_devices,
             resources,
@@ -476,18 +481,6 @@ impl Supervisor {
             log,
             termination_log,
             stop_signal: stop_signal(image),
-        })
-    }
-
-    /// The pod's volumes, set up once (later calls find them in place).
-    fn prepare_volumes(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, PathBuf>, crate::volume::VolumeError> {
-        crate::volume::setup(&crate::volume::PodVolumes {
-            paths: &self.paths,
-            uid: &self.uid,
-            pod: &self.pod,
-            node: &self.node_name,
         })
     }
 

@@ -14,7 +14,7 @@ use super::Supervisor;
 use crate::manifest::quantity::parse_quantity;
 use crate::pod::events;
 use crate::pod::model::REASON_EVICTED;
-use crate::volume::{empty_dir, usage, PodVolumes, PLUGIN_EMPTY_DIR};
+use crate::volume::{self, empty_dir, usage, PLUGIN_EMPTY_DIR};
 
 /// The eviction manager's monitoring period (kubelet `evictionMonitoringPeriod`).
 pub const VOLUME_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -75,15 +75,9 @@ impl Supervisor {
             return;
         }
         self.next_volume_check = now + VOLUME_CHECK_INTERVAL;
-        let volumes = PodVolumes {
-            paths: &self.paths,
-            uid: &self.uid,
-            pod: &self.pod,
-            node: &self.node_name,
-        };
         let mut over = None;
         for v in limited_volumes(&self.pod) {
-            let dir = volumes.dir(PLUGIN_EMPTY_DIR, &v.name);
+            let dir = volume::volume_dir(&self.paths, &self.uid, PLUGIN_EMPTY_DIR, &v.name);
             match usage::disk_usage(&dir, MAX_USAGE_ENTRIES) {
                 Ok(u) => {
                     tracing::debug!(volume = %v.name, bytes = u.bytes, complete = u.complete,

@@ -8,25 +8,25 @@
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
 mod containers;
+mod dispatch;
 mod eviction;
 mod pulls;
 mod sandbox;
 mod subpaths;
 mod trim;
+mod volumes;
 
 pub use pulls::{pull_main, PULL_VERB};
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cgroup::{CgroupManager, CgroupSupport};
@@ -48,6 +48,9 @@ pub const SUPERVISE_VERB: &str = "__supervise";
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
 /// After this long without anything to do, the supervisor releases its start-up code pages.
 const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
+/// Sent by `peapod label`/`annotate` after they rewrote pod.json: re-read the metadata the
+/// downward API shows.
+pub const METADATA_SIGNAL: Signal = Signal::SIGUSR1;
 /// How often logs are checked for rotation, as the kubelet does.
 const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
 pub const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -189,6 +192,8 @@ pub(crate) struct Supervisor {
     pub evicted: Option<String>,
     /// When the emptyDir sizeLimits are measured next.
     pub next_volume_check: Instant,
+    /// The pod's volumes: set up before the sandbox, kept up to date while it runs.
+    volumes: volumes::VolumeState,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -223,6 +228,7 @@ impl Supervisor {
             Signal::SIGTERM,
             Signal::SIGINT,
             Signal::SIGHUP,
+            METADATA_SIGNAL,
         ] {
             mask.add(s);
         }
@@ -262,6 +268,7 @@ impl Supervisor {
             ..Default::default()
         };
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
+        let volumes = volumes::VolumeState::new(&paths, &pod);
         Ok(Supervisor {
             paths,
             uid: uid.to_string(),
@@ -291,6 +298,7 @@ impl Supervisor {
             init_failed: false,
             evicted: None,
             next_volume_check: Instant::now() + eviction::VOLUME_CHECK_INTERVAL,
+            volumes,
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,
@@ -408,9 +416,12 @@ impl Supervisor {
             }
             return;
         }
+        self.on_volume_timers(now);
+        // Volumes first: the sandbox (and its IP) is made only once they are set up.
         if self.sandbox.is_none()
             && !self.sandbox_lost
             && self.sandbox_next.is_some_and(|t| now >= t)
+            && self.volume_gate(now)
         {
             self.start_sandbox();
         }
@@ -459,8 +470,9 @@ impl Supervisor {
             consider(Some(Instant::now() + Duration::from_millis(100)));
         } else {
             if self.sandbox.is_none() && !self.sandbox_lost {
-                consider(self.sandbox_next);
+                consider(self.sandbox_next.map(|t| self.volumes.gate_not_before(t)));
             }
+            consider(self.volumes.next_refresh());
             for r in &self.runs {
                 consider(r.next_start);
             }
@@ -469,112 +481,6 @@ impl Supervisor {
             }
         }
         next
-    }
-
-    fn wait_and_dispatch(&mut self) {
-        let mut deadline = self.next_deadline();
-        if !self.trimmed {
-            deadline = deadline.min(self.last_activity + IDLE_TRIM_AFTER);
-        }
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let timeout_ms = timeout.as_millis().min(10_000) as u16;
-        // Poll the signalfd and every open pipe.
-        let mut owners: Vec<(usize, usize)> = Vec::new();
-        let ready: Vec<(usize, usize)>;
-        let mut sig_ready = false;
-        {
-            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            for (ri, r) in self.runs.iter().enumerate() {
-                if let Some(inst) = &r.instance {
-                    for (pi, p) in inst.pipes.iter().enumerate() {
-                        if let Some(fd) = p {
-                            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                            owners.push((ri, pi));
-                        }
-                    }
-                }
-            }
-            match poll(&mut fds, PollTimeout::from(timeout_ms)) {
-                Ok(0) => {
-                    if !self.trimmed && self.last_activity.elapsed() >= IDLE_TRIM_AFTER {
-                        trim::release_code_pages();
-                        self.trimmed = true;
-                    }
-                    return;
-                }
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "poll failed");
-                    std::thread::sleep(Duration::from_millis(100));
-                    return;
-                }
-            }
-            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-                sig_ready = true;
-            }
-            ready = fds[1..]
-                .iter()
-                .zip(owners.iter())
-                .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
-                .map(|(_, o)| *o)
-                .collect();
-        }
-        self.last_activity = Instant::now();
-        self.trimmed = false;
-        for (ri, pi) in ready {
-            self.drain_pipe(ri, pi);
-        }
-        if sig_ready {
-            self.handle_signals();
-        }
-    }
-
-    fn handle_signals(&mut self) {
-        let mut child = false;
-        while let Ok(Some(info)) = self.signals.read_signal() {
-            match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGCHLD) => child = true,
-                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => {
-                    self.begin_stop();
-                }
-                _ => {}
-            }
-        }
-        if child {
-            self.reap();
-        }
-    }
-
-    /// Collects every exited child.
-    fn reap(&mut self) {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(WaitStatus::Exited(pid, code)) => self.on_child_exit(pid, code, None),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    self.on_child_exit(pid, 128 + sig as i32, Some(sig as i32))
-                }
-                Ok(_) => continue,
-            }
-        }
-    }
-
-    fn on_child_exit(&mut self, pid: Pid, exit_code: i32, signal: Option<i32>) {
-        if self.on_pull_exit(pid, exit_code) {
-            return;
-        }
-        if self.sandbox.as_ref().is_some_and(|s| s.pid == pid) {
-            self.on_sandbox_exit();
-            return;
-        }
-        if let Some(ri) = self
-            .runs
-            .iter()
-            .position(|r| r.instance.as_ref().is_some_and(|i| i.pid == pid))
-        {
-            self.on_container_exit(ri, exit_code, signal);
-        }
     }
 
     /// A stop was requested (`peapod delete` wrote delete.json and sent SIGTERM).

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use super::Supervisor;
 use crate::container::spec::{self, SpecInput};
+use crate::volume;
 use crate::volume::subpath::{self, SubPath};
-use crate::volume::PodVolumes;
 
 impl Supervisor {
     /// The host path of every subPath of the container, by volumeMount index.
@@ -19,12 +19,6 @@ impl Supervisor {
         input: &SpecInput,
     ) -> Result<BTreeMap<usize, PathBuf>, String> {
         let subs = spec::volume_sub_paths(input).map_err(|e| e.to_string())?;
-        let volumes = PodVolumes {
-            paths: &self.paths,
-            uid: &self.uid,
-            pod: &self.pod,
-            node: &self.node_name,
-        };
         let container = input.container.name.as_str();
         let mounts = input.container.volume_mounts.as_deref().unwrap_or_default();
         let mut sources = BTreeMap::new();
@@ -34,9 +28,10 @@ impl Supervisor {
             let Some(volume_dir) = input.volume_dirs.get(&vm.name) else {
                 continue;
             };
-            let target = volumes.sub_path_target(&vm.name, container, index);
+            let target =
+                volume::sub_path_target(&self.paths, &self.uid, &vm.name, container, index);
             let request = SubPath {
-                volume_dir,
+                volume_dir: &volume_dir.path,
                 sub_path: &sub,
                 target: &target,
             };
