@@ -434,15 +434,13 @@ fn is_no_op(value: &Value) -> bool {
 }
 
 /// `env[].valueFrom.fieldRef.fieldPath` values the runtime fills in: the API server's list
-/// [validation.go validEnvDownwardAPIFieldPathExpressions], and the labels and annotations
-/// maps the kubelet renders as the downward API volume does. Subscripted paths are in
-/// [`SUBSCRIPTED_FIELD_REFS`].
+/// [validation.go validEnvDownwardAPIFieldPathExpressions]. The whole labels and annotations
+/// maps are for downwardAPI volumes only; env takes one key of them, in the subscripted paths
+/// of [`SUBSCRIPTED_FIELD_REFS`].
 pub const SUPPORTED_FIELD_REFS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
     "metadata.uid",
-    "metadata.labels",
-    "metadata.annotations",
     "spec.nodeName",
     "spec.serviceAccountName",
     "status.hostIP",

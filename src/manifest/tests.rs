@@ -204,8 +204,9 @@ fn unsupported_features_are_named() {
     let text = format!("{GOOD}  hostNetwork: false\n  nodeSelector: {{disk: ssd}}\n");
     one(&text);
     let text = GOOD.replace("    ports:", "    env:\n    - name: X\n      valueFrom: {fieldRef: {fieldPath: spec.hostname}}\n    ports:");
-    assert!(errors(&text)
-        .contains("not supported: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath"));
+    assert!(errors(&text).contains(
+        "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"spec.hostname\""
+    ));
 }
 
 #[test]
@@ -396,7 +397,7 @@ fn api_data_volumes_are_defaulted_and_validated() {
         "spec.volumes[0].configMap.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive",
         "spec.volumes[0].configMap.items[0].path: Invalid value: \"../x\": must not contain '..'",
         "spec.volumes[1].secret.secretName: Required value",
-        "not supported: spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath (fieldPath spec.nodeName)",
+        "spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath: Unsupported value: \"spec.nodeName\": supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\"",
         "spec.volumes[2].downwardAPI.items[1]: Invalid value: one of fieldRef and resourceFieldRef is required",
         "spec.volumes[3].projected.sources[1].downwardAPI.items[0].path: Invalid value: \"x\": conflicting duplicate paths",
         "not supported: spec.volumes[4].projected.sources[0].serviceAccountToken",
@@ -428,7 +429,7 @@ fn env_sources_are_validated() {
         "spec.containers[0].envFrom[0]: Invalid value: must specify one of: `configMapRef` or `secretRef`",
         "spec.containers[0].env[0].name: Invalid value: \"A=B\"",
         "spec.containers[0].env[1].valueFrom.configMapKeyRef.key: Invalid value: \"bad key\"",
-        "not supported: spec.containers[0].env[2].valueFrom.fieldRef.fieldPath (fieldPath spec.hostname)",
+        "spec.containers[0].env[2].valueFrom.fieldRef.fieldPath: Unsupported value: \"spec.hostname\"",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
@@ -549,6 +550,20 @@ fn claim_volumes_and_ephemeral_templates_are_checked_as_claims() {
         err.contains(
             "not supported: spec.volumes[0].ephemeral.volumeClaimTemplate.spec.volumeMode"
         ),
+        "{err}"
+    );
+}
+
+#[test]
+fn env_takes_one_label_not_the_whole_map() {
+    let env = |path: &str| {
+        format!("{GOOD}    env:\n    - name: X\n      valueFrom:\n        fieldRef:\n          fieldPath: \"{path}\"\n")
+    };
+    one(&env("metadata.labels['app']"));
+    one(&env("status.podIPs"));
+    let err = errors(&env("metadata.labels"));
+    assert!(
+        err.contains("spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"metadata.labels\""),
         "{err}"
     );
 }

@@ -58,23 +58,22 @@ fn items(path: &str, items: Option<&[KeyToPath]>, check: &mut Check) {
 }
 
 /// `fieldPath` among `allowed`, or a subscripted labels/annotations path.
-fn field_path(path: &str, value: &str, allowed: &[&str], check: &mut Check) {
+fn field_path(path: &str, value: &str, allowed: &[&'static str], check: &mut Check) {
     let subscripted = crate::volume::downward_api::split_subscript(value)
         .is_some_and(|(field, key)| SUBSCRIPTED_FIELD_REFS.contains(&field) && !key.is_empty());
     if allowed.contains(&value) || subscripted {
         return;
     }
-    if ["metadata.", "spec.", "status."]
-        .iter()
-        .any(|s| value.starts_with(s))
-    {
-        check.push(
-            path,
-            Reason::NotSupported(Some(format!("fieldPath {value}"))),
-        );
-    } else {
-        check.invalid(path, format!("{value:?}: not a pod field"));
-    }
+    // validateObjectFieldSelector: field.NotSupported with the sorted list of valid paths.
+    let mut supported = allowed.to_vec();
+    supported.sort_unstable();
+    check.push(
+        path,
+        Reason::Unsupported {
+            value: value.to_string(),
+            supported,
+        },
+    );
 }
 
 fn resource(path: &str, value: &str, check: &mut Check) {
