@@ -9,3 +9,4 @@ pub mod model;
 pub mod record;
 pub mod supervisor;
 pub mod teardown;
+pub mod update;
