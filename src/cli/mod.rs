@@ -24,6 +24,7 @@ mod logs;
 mod objects;
 mod output;
 mod progress;
+mod ps;
 mod pull;
 mod push;
 mod rmi;
@@ -31,6 +32,7 @@ mod run;
 mod selector;
 mod sources;
 mod status;
+mod top;
 mod wait;
 
 use std::path::PathBuf;
@@ -168,6 +170,21 @@ enum Verb {
         #[command(flatten)]
         select: delete::DeleteSelection,
     },
+    /// List containers, as `crictl ps` does (`-a` for exited ones, `-o wide` for the
+    /// kubelet's names).
+    Ps(ps::PsArgs),
+    /// List pod sandboxes, as `crictl pods` does.
+    Pods(ps::PsArgs),
+    /// Print a shell completion script generated from these commands and flags.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// CPU and memory of running pods, as `kubectl top pod` shows them.
+    Top {
+        #[command(subcommand)]
+        what: top::TopWhat,
+    },
     /// Run an image in a new pod, as `kubectl run` does.
     Run(run::RunArgs),
     /// Print a container's OCI runtime Spec (config.json).
@@ -296,6 +313,18 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             delete::run(paths, &args, &files, &namespace, options, &select)
         }
         Verb::Run(args) => run::run(paths, &args),
+        Verb::Ps(args) => ps::ps(paths, &args),
+        Verb::Top { what } => top::run(paths, &what),
+        Verb::Completion { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "peapod", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            Ok(0)
+        }
+        Verb::Pods(args) => ps::pods(paths, &args),
         Verb::Inspect {
             pod,
             container,
