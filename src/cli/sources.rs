@@ -171,25 +171,35 @@ fn fetch(url: &str) -> Result<String> {
                 last = Some(message);
             }
             // Go's net/http words a failed request `Get "URL": cause`.
-            Err(e) => last = Some(format!("Get {url:?}: {}", error_chain(&e))),
+            Err(e) => last = Some(format!("Get {url:?}: {}", request_error(&e, url))),
         }
     }
     bail!(last.unwrap_or_default())
 }
 
-/// An error and its causes, `: `-joined.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
+/// A failed request as Go words it: a refused or failed connection reads `dial tcp HOST:PORT:
+/// connect: connection refused`; anything else is the error and its causes, `: `-joined.
+fn request_error(e: &reqwest::Error, url: &str) -> String {
+    let mut chain = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let authority = reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+                .unwrap_or_default();
+            let text = io.to_string();
+            let text = text
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_lowercase();
+            return format!("dial tcp {authority}: connect: {text}");
         }
+        chain.push(s.to_string());
         source = s.source();
     }
-    text
+    chain.join(": ")
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 // The host-side registry tests (tests/registry_*.rs): a local registry, its images, a cutting
 // proxy and a peapod runner with throwaway state. They need no VM.
+pub mod cli;
 pub mod proxy;
 pub mod pull;
 pub mod registry;
