@@ -180,11 +180,16 @@ pub fn run(
         grace = period;
     }
     let mut deleted_any = false;
-    // In the order given, as kubectl walks its arguments or documents.
+    // Pods are asked to stop in the order given and waited for together at the end, as kubectl
+    // deletes every object and then waits.
+    let mut stopping = Vec::new();
     for (kind, ns, name) in &targets {
         let found = match kind {
-            Kind::Pod => match lifecycle::delete(paths, ns, name, grace, options.force) {
-                Ok(()) => true,
+            Kind::Pod => match lifecycle::request_delete(paths, ns, name, grace, options.force) {
+                Ok(pending) => {
+                    stopping.push(pending);
+                    true
+                }
                 Err(LifecycleError::NotFound { .. }) => false,
                 Err(e) => return Err(e.into()),
             },
@@ -198,6 +203,9 @@ pub fn run(
             eprintln!("{}", kind.not_found(name));
             code = 1;
         }
+    }
+    for pending in stopping {
+        lifecycle::finish_delete(paths, pending)?;
     }
     if !deleted_any && code == 0 {
         println!("No resources found");
