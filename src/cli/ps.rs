@@ -79,6 +79,14 @@ pub struct SandboxRow {
     pub kubelet_name: String,
 }
 
+/// The kubelet's attempt of the current sandbox: 0 for the first. The supervisor's state counts
+/// the sandboxes it made (1 once the first exists).
+fn sandbox_attempt(rec: &PodRecord) -> u32 {
+    rec.state
+        .as_ref()
+        .map_or(0, |s| s.sandbox.attempt.saturating_sub(1))
+}
+
 fn uid(rec: &PodRecord) -> String {
     rec.pod.metadata.uid.clone().unwrap_or_default()
 }
@@ -86,7 +94,7 @@ fn uid(rec: &PodRecord) -> String {
 /// The sandbox's kubelet name and its ID (the name hashed with the pod's UID, as container
 /// IDs are).
 fn sandbox_ids(rec: &PodRecord) -> (String, String) {
-    let attempt = rec.state.as_ref().map_or(0, |s| s.sandbox.attempt);
+    let attempt = sandbox_attempt(rec);
     let name = container_name(
         rec.name(),
         rec.namespace(),
@@ -115,7 +123,7 @@ pub fn sandbox_row(rec: &PodRecord) -> SandboxRow {
         },
         name: rec.name().to_string(),
         namespace: rec.namespace().to_string(),
-        attempt: sandbox.map_or(0, |s| s.attempt),
+        attempt: sandbox_attempt(rec),
         kubelet_name,
     }
 }

@@ -30,7 +30,7 @@ fn record() -> PodRecord {
         name: "web".into(),
         sandbox: SandboxState {
             process: Some(me()),
-            attempt: 1,
+            attempt: 2,
             ..Default::default()
         },
         ..Default::default()

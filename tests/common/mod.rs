@@ -368,6 +368,25 @@ fn dir_entries(dir: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// A one-container busybox pod running `cmd` under `sh -c`.
+pub fn pod_yaml(name: &str, policy: &str, extra: &str, cmd: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", {cmd:?}]
+{extra}"
+    )
+}
+
 /// A pod that is force-deleted when the test ends, even by panic.
 pub struct PodGuard(pub String);
 
