@@ -260,7 +260,8 @@ fn parse_bracket(text: &str) -> Result<Step> {
         .and_then(|t| t.strip_suffix('\''))
         .filter(|k| !k.contains('\''))
     {
-        return Ok(Step::Field(key.to_string()));
+        // client-go parses `['k']` as the action `.k`: dots split fields unless escaped.
+        return Ok(Step::Union(vec![parse_expr(&format!(".{key}"))?]));
     }
     let fields: Vec<&str> = text.split(':').collect();
     if fields.len() > 3 {

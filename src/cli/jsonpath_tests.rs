@@ -119,9 +119,14 @@ fn slices_unions_keys_and_recursion() {
         "x"
     );
     assert_eq!(
-        render("{.items[0].metadata.labels['app.kubernetes.io/name']}", &v).unwrap(),
+        render(
+            "{.items[0].metadata.labels['app\\.kubernetes\\.io/name']}",
+            &v
+        )
+        .unwrap(),
         "x"
     );
+    assert_eq!(render("{.items[0]['metadata.name']}", &v).unwrap(), "a");
     assert_eq!(render("{..name}", &v).unwrap(), "a b c");
     assert_eq!(
         render("{.items[5].x}", &v).unwrap_err().to_string(),
