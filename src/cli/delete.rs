@@ -208,7 +208,7 @@ pub fn run(
         lifecycle::finish_delete(paths, pending)?;
     }
     if !deleted_any && code == 0 {
-        println!("No resources found");
+        println!("{}", super::format::NO_RESOURCES);
     }
     Ok(code)
 }

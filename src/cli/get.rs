@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::format::{since, tabwrite};
+use super::format::{no_resources, since, tabwrite};
 use super::kinds::{self, Kind};
 use super::output::{parse_output, sort_by, Output, Printer};
 use super::selector::Selectors;
@@ -429,11 +429,8 @@ pub fn run(paths: &Paths, args: &GetArgs) -> Result<i32> {
     match &printer {
         Printer::Table { wide } => {
             if found.is_empty() && errors.is_empty() && !args.ignore_not_found {
-                if !args.all_namespaces && targets.iter().all(|(k, _)| k.namespaced()) {
-                    eprintln!("No resources found in {namespace} namespace.");
-                } else {
-                    eprintln!("No resources found");
-                }
+                let one = !args.all_namespaces && targets.iter().all(|(k, _)| k.namespaced());
+                eprintln!("{}", no_resources(one.then_some(namespace)));
             } else if !found.is_empty() {
                 let options = TableOptions {
                     wide: *wide,

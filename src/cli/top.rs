@@ -224,10 +224,7 @@ pub fn run(paths: &Paths, what: &TopWhat) -> Result<i32> {
         if !records.is_empty() {
             bail!(NOT_AVAILABLE);
         }
-        match ns {
-            Some(n) => eprintln!("No resources found in {n} namespace."),
-            None => eprintln!("No resources found"),
-        }
+        eprintln!("{}", super::format::no_resources(ns));
         return Ok(0);
     }
     print!("{}", table(metrics, args));
