@@ -73,6 +73,9 @@ const POD_FIELDS: &[&str] = &[
 const POD_LEGACY_HOST: &str = "spec.host";
 const SECRET_FIELDS: &[&str] = &["type", "metadata.namespace", "metadata.name"];
 const META_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+/// The API server's defaults for a pod's scheduler and service account.
+const DEFAULT_SCHEDULER: &str = "default-scheduler";
+const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 impl FieldSelector {
     /// The field label conversion of `kind`: legacy names renamed, unknown fields refused with
@@ -119,6 +122,9 @@ pub fn selectable_fields(kind: Kind, object: &Value, node: &str) -> BTreeMap<Str
             _ => String::new(),
         }
     };
+    // What the API server would have set: its default scheduler, the ServiceAccount
+    // admission's account.
+    let or = |v: String, default: &str| if v.is_empty() { default.to_string() } else { v };
     let mut out = BTreeMap::new();
     out.insert("metadata.name".into(), text(&["metadata", "name"]));
     if kind.namespaced() {
@@ -146,11 +152,14 @@ pub fn selectable_fields(kind: Kind, object: &Value, node: &str) -> BTreeMap<Str
                 ),
                 (
                     "spec.schedulerName".to_string(),
-                    text(&["spec", "schedulerName"]),
+                    or(text(&["spec", "schedulerName"]), DEFAULT_SCHEDULER),
                 ),
                 (
                     "spec.serviceAccountName".to_string(),
-                    text(&["spec", "serviceAccountName"]),
+                    or(
+                        text(&["spec", "serviceAccountName"]),
+                        DEFAULT_SERVICE_ACCOUNT,
+                    ),
                 ),
                 ("spec.hostNetwork".to_string(), host_network.to_string()),
                 ("status.phase".to_string(), text(&["status", "phase"])),

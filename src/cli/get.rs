@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::format::{no_resources, since, tabwrite};
 use super::kinds::{self, Kind};
-use super::output::{parse_output, sort_by, Output, Printer};
+// `-o` and its parser were get's before they served create and run too.
+pub use super::output::{parse_output, Output};
+use super::output::{sort_by, Printer};
 use super::selector::Selectors;
 use super::status::summarize;
 use crate::manifest::defaults::DEFAULT_NAMESPACE;

@@ -142,7 +142,9 @@ fn selectors_on_objects_and_the_bad_request_line() {
     });
     let s = Selectors {
         labels: Some("run=web".into()),
-        fields: Some("spec.nodeName=host1,status.podIP=10.88.0.2".into()),
+        fields: Some(
+            "spec.nodeName=host1,status.podIP=10.88.0.2,spec.schedulerName=default-scheduler,spec.serviceAccountName=default,spec.hostNetwork=false".into(),
+        ),
     };
     assert!(s.for_kind(Kind::Pod, "host1").unwrap().matches(&pod));
     assert!(!s.for_kind(Kind::Pod, "other").unwrap().matches(&pod));
