@@ -2,76 +2,10 @@
 //! then get/describe/delete/create, asserting kubectl's exact output. No root, no VM: every
 //! state directory points into a temporary directory.
 
+mod common;
+
+use common::cli::{ages, Peapod};
 use std::path::Path;
-use std::process::Command;
-
-struct Peapod {
-    dir: tempfile::TempDir,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Peapod {
-    fn new() -> Peapod {
-        Peapod {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let root = self.dir.path();
-        let out = Command::new(env!("CARGO_BIN_EXE_peapod"))
-            .args(args)
-            .env("PEAPOD_LIB_DIR", root.join("lib"))
-            .env("PEAPOD_RUN_DIR", root.join("run"))
-            .env("PEAPOD_LOG_DIR", root.join("log"))
-            .output()
-            .expect("run peapod");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Runs and expects success with exactly `stdout`.
-    fn ok(&self, args: &[&str], stdout: &str) {
-        let r = self.run(args);
-        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
-        assert_eq!(r.stdout, stdout, "{args:?}");
-    }
-
-    /// Runs a `get` that finds nothing in the default namespace.
-    fn none_found(&self, args: &[&str]) {
-        let r = self.run(args);
-        assert_eq!(r.code, 0, "{args:?}");
-        assert_eq!(
-            r.stderr, "No resources found in default namespace.\n",
-            "{args:?}"
-        );
-    }
-
-    /// Runs and expects failure with exactly `stderr`.
-    fn fails(&self, args: &[&str], stderr: &str) {
-        let r = self.run(args);
-        assert_eq!(r.code, 1, "{args:?}: {}", r.stdout);
-        assert_eq!(r.stderr, stderr, "{args:?}");
-    }
-}
 
 const MIXED: &str = "apiVersion: v1
 kind: ConfigMap
@@ -98,24 +32,6 @@ spec:
     requests:
       storage: 1Gi
 ";
-
-/// AGE is `0s` or a few seconds: replace it so tables compare exactly.
-fn ages(text: &str) -> String {
-    text.split('\n')
-        .map(|line| {
-            let trimmed = line.trim_end();
-            match trimmed.rsplit_once(' ') {
-                Some((head, last))
-                    if last.ends_with('s') && last[..last.len() - 1].parse::<u32>().is_ok() =>
-                {
-                    format!("{head} AGE")
-                }
-                _ => line.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 #[test]
 fn apply_get_describe_delete() {

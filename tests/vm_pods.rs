@@ -7,25 +7,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// A one-container busybox pod running `cmd` under `sh -c`.
-fn pod_yaml(name: &str, policy: &str, extra: &str, cmd: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  restartPolicy: {policy}
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: app
-    image: busybox
-    imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", {cmd:?}]
-{extra}"
-    )
-}
-
 fn sleeper(name: &str) -> String {
     pod_yaml(
         name,

@@ -14,6 +14,7 @@
 
 mod bpf;
 mod devices;
+pub mod stats;
 mod support;
 
 use std::io;

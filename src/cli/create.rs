@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 
 use super::create_sources::{self as sources, ConfigMapData, SecretData, Sink};
-use super::get::{self, Output};
+use super::output::{Output, Printer};
 use crate::manifest::objects::{
     DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKER_CONFIG_JSON, SECRET_TYPE_TLS, TLS_CERT_KEY,
     TLS_PRIVATE_KEY_KEY,
@@ -59,7 +59,7 @@ pub struct Common {
     #[arg(long, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     dry_run: Option<String>,
     /// json, yaml, name or jsonpath=TEMPLATE
-    #[arg(short, long, value_parser = get::parse_output)]
+    #[arg(short, long, value_parser = super::output::parse_output)]
     output: Option<Output>,
 }
 
@@ -304,10 +304,14 @@ where
             let name = shown.metadata().name.clone().unwrap_or_default();
             println!("{}/{name}", T::SINGULAR);
         }
-        Some(Output::Wide) => bail!("unable to match a printer suitable for the output format \"wide\", allowed formats are: json,jsonpath,name,yaml"),
+        Some(Output::Wide) => bail!("unable to match a printer suitable for the output format \"wide\", allowed formats are: go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,name,template,templatefile,yaml"),
         Some(o) => print!(
             "{}",
-            get::render_objects(vec![serde_json::to_value(&shown)?], false, o.clone())?
+            Printer::from_flags(Some(o), None)?.render(
+                vec![serde_json::to_value(&shown)?],
+                true,
+                false
+            )?
         ),
     }
     Ok(0)

@@ -1,10 +1,14 @@
 //! `peapod delete`: pods through their supervisors (`pod::lifecycle::delete`), the stored kinds
-//! through the object store, by `KIND NAME...`, `KIND/NAME...` or `-f`, with kubectl's lines:
-//! `configmap "x" deleted`, `Error from server (NotFound): configmaps "x" not found`.
+//! through the object store, by `KIND NAME...`, `KIND/NAME...`, `KIND -l SEL`,
+//! `KIND --field-selector SEL`, `KIND --all [-A]` or `-f`, with kubectl's lines and rules
+//! [kubectl pkg/cmd/delete/delete.go, delete_flags.go]: `configmap "x" deleted`,
+//! `Error from server (NotFound): configmaps "x" not found`, `No resources found`.
 
 use anyhow::{bail, Result};
 
 use super::kinds::{self, Kind};
+use super::selector::Selectors;
+use super::sources::Sources;
 use crate::manifest::Object;
 use crate::pod::lifecycle::{self, LifecycleError};
 use crate::store::Paths;
@@ -15,6 +19,30 @@ pub struct DeleteOptions {
     pub grace: Option<i64>,
     pub force: bool,
     pub now: bool,
+}
+
+/// How `delete` picks objects besides names and files.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeleteSelection {
+    #[command(flatten)]
+    pub selectors: Selectors,
+    /// Every object of the kinds given.
+    #[arg(long)]
+    pub all: bool,
+    /// With `--all` or a selector: in every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// A named object that does not exist is not an error (the default with `--all` and
+    /// selectors).
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+impl DeleteSelection {
+    /// Selecting rather than naming: `--all` or a selector.
+    fn selecting(&self) -> bool {
+        self.all || !self.selectors.is_empty()
+    }
 }
 
 /// kubectl's grace-period rules: `--now` is 1s; 0 without `--force` becomes 1; `--force`
@@ -50,19 +78,23 @@ fn deleted(kind: Kind, name: &str, namespace: &str, force: bool) -> String {
     }
 }
 
-/// `peapod delete`. Returns 1 when any target was not found, after trying every target.
-pub fn run(
+/// The objects `delete` was pointed at: (kind, namespace, name), and any BadRequest lines of
+/// selectors the API server would refuse.
+type Targets = (Vec<(Kind, String, String)>, Vec<String>);
+
+fn targets(
     paths: &Paths,
     args: &[String],
-    files: &[String],
+    files: &Sources,
     namespace: &str,
-    options: DeleteOptions,
-) -> Result<i32> {
-    let targets: Vec<(Kind, String, String)> = if !files.is_empty() {
+    select: &DeleteSelection,
+) -> Result<Targets> {
+    if !files.is_empty() {
         if !args.is_empty() {
             bail!("resource names cannot be given with -f");
         }
-        super::decode_files(files)?
+        let targets = files
+            .decode()?
             .iter()
             .map(|o| {
                 let kind = match o {
@@ -73,22 +105,72 @@ pub fn run(
                 };
                 (kind, o.namespace().to_string(), o.name().to_string())
             })
-            .collect()
-    } else {
-        if args.is_empty() {
-            bail!("You must provide one or more resources by argument or filename.");
+            .collect();
+        return Ok((targets, Vec::new()));
+    }
+    if select.all && select.selectors.labels.is_some() {
+        bail!("cannot set --all and --selector at the same time");
+    }
+    if select.all && select.selectors.fields.is_some() {
+        bail!("cannot set --all and --field-selector at the same time");
+    }
+    if args.is_empty() {
+        if select.selecting() {
+            bail!("at least one resource must be specified to use a selector");
         }
-        let mut targets = Vec::new();
-        for (kind, names) in kinds::targets(args)? {
-            if names.is_empty() {
-                bail!("resource(s) were provided, but no name was specified");
+        bail!("You must provide one or more resources by argument or filename.");
+    }
+    let mut targets = Vec::new();
+    let mut refused = Vec::new();
+    for (kind, names) in kinds::targets(args)? {
+        if select.selecting() {
+            if !names.is_empty() {
+                bail!("name cannot be provided when a selector is specified");
             }
-            for name in names {
-                targets.push((kind, namespace.to_string(), name));
+            let ns = (!select.all_namespaces).then_some(namespace);
+            match super::get::select(paths, kind, ns, &select.selectors)? {
+                Ok(listed) => targets.extend(listed.into_iter().map(|l| {
+                    (
+                        kind,
+                        if l.namespace.is_empty() {
+                            namespace.to_string()
+                        } else {
+                            l.namespace
+                        },
+                        l.name,
+                    )
+                })),
+                Err(line) => refused.push(line),
             }
+            continue;
         }
-        targets
-    };
+        if names.is_empty() {
+            bail!("resource(s) were provided, but no name was specified");
+        }
+        for name in names {
+            targets.push((kind, namespace.to_string(), name));
+        }
+    }
+    Ok((targets, refused))
+}
+
+/// `peapod delete`. Returns 1 when any target was not found (unless ignored) or a selector
+/// was refused, after trying every target.
+pub fn run(
+    paths: &Paths,
+    args: &[String],
+    files: &Sources,
+    namespace: &str,
+    options: DeleteOptions,
+    select: &DeleteSelection,
+) -> Result<i32> {
+    let (targets, refused) = targets(paths, args, files, namespace, select)?;
+    let mut code = 0;
+    for line in &refused {
+        eprintln!("{line}");
+        code = 1;
+    }
+    let ignore_not_found = select.ignore_not_found || select.selecting();
     let mut grace = None;
     if targets.iter().any(|(k, _, _)| *k == Kind::Pod) {
         let (period, warn) = grace_period(options.grace, options.force, options.now)?;
@@ -97,24 +179,36 @@ pub fn run(
         }
         grace = period;
     }
-    let mut code = 0;
-    // In the order given, as kubectl walks its arguments or documents.
+    let mut deleted_any = false;
+    // Pods are asked to stop in the order given and waited for together at the end, as kubectl
+    // deletes every object and then waits.
+    let mut stopping = Vec::new();
     for (kind, ns, name) in &targets {
         let found = match kind {
-            Kind::Pod => match lifecycle::delete(paths, ns, name, grace, options.force) {
-                Ok(()) => true,
+            Kind::Pod => match lifecycle::request_delete(paths, ns, name, grace, options.force) {
+                Ok(pending) => {
+                    stopping.push(pending);
+                    true
+                }
                 Err(LifecycleError::NotFound { .. }) => false,
                 Err(e) => return Err(e.into()),
             },
             other => super::objects::delete(paths, *other, ns, name)?,
         };
         if found {
+            deleted_any = true;
             let force = *kind == Kind::Pod && grace == Some(0);
             println!("{}", deleted(*kind, name, ns, force));
-        } else {
+        } else if !ignore_not_found {
             eprintln!("{}", kind.not_found(name));
             code = 1;
         }
+    }
+    for pending in stopping {
+        lifecycle::finish_delete(paths, pending)?;
+    }
+    if !deleted_any && code == 0 {
+        println!("{}", super::format::NO_RESOURCES);
     }
     Ok(code)
 }

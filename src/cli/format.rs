@@ -105,6 +105,17 @@ pub fn format_age(d: SignedDuration) -> String {
     format!("{}y", hours / 24 / 365)
 }
 
+/// kubectl's line for an empty listing: `No resources found`, or `No resources found in NS
+/// namespace.` when only one namespace was looked in [get.go Run, top_pod.go].
+pub const NO_RESOURCES: &str = "No resources found";
+
+pub fn no_resources(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{NO_RESOURCES} in {ns} namespace."),
+        None => NO_RESOURCES.to_string(),
+    }
+}
+
 /// kubectl's `translateTimestampSince`: the age of `t`, `<unknown>` without one.
 pub fn since(t: Option<Timestamp>, now: Timestamp) -> String {
     match t {

@@ -10,38 +10,16 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::format::{since, tabwrite};
+use super::format::{no_resources, since, tabwrite};
 use super::kinds::{self, Kind};
+// `-o` and its parser were get's before they served create and run too.
+pub use super::output::{parse_output, Output};
+use super::output::{sort_by, Printer};
+use super::selector::Selectors;
 use super::status::summarize;
+use crate::manifest::defaults::DEFAULT_NAMESPACE;
 use crate::pod::record::{load_all, PodRecord};
 use crate::store::Paths;
-
-/// `-o` of `get`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    Wide,
-    Json,
-    Yaml,
-    Name,
-    /// `jsonpath=TEMPLATE`
-    JsonPath(String),
-}
-
-/// Parses `-o`: `wide|json|yaml|name|jsonpath=TEMPLATE`.
-pub fn parse_output(s: &str) -> Result<Output, String> {
-    match s {
-        "wide" => Ok(Output::Wide),
-        "json" => Ok(Output::Json),
-        "yaml" => Ok(Output::Yaml),
-        "name" => Ok(Output::Name),
-        _ => s
-            .strip_prefix("jsonpath=")
-            .map(|t| Output::JsonPath(t.to_string()))
-            .ok_or_else(|| {
-                format!("unable to match a printer suitable for the output format {s:?}, allowed formats are: json,jsonpath,name,wide,yaml")
-            }),
-    }
-}
 
 /// One object as `get` lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,11 +74,48 @@ pub fn columns(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
     }
 }
 
-/// The tables of `listed`: one per kind in order of appearance, each aligned on its own and
-/// separated by a blank line, as kubectl flushes its tabwriter when the kind changes. With
-/// `all_namespaces`, namespaced kinds get a NAMESPACE column; with several kinds, names read
-/// `kind/name`.
+/// What the tables show beyond the kind's columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    pub wide: bool,
+    pub all_namespaces: bool,
+    pub no_headers: bool,
+    /// `-L KEY`: a column per label key, headed by its last path segment in capitals.
+    pub label_columns: Vec<String>,
+    /// `--show-labels`: a LABELS column, always the last.
+    pub show_labels: bool,
+}
+
+/// The tables of `listed` with the kind's columns (and the wide ones).
 pub fn tables(listed: &[Listed], wide: bool, all_namespaces: bool) -> String {
+    tables_with(
+        listed,
+        &TableOptions {
+            wide,
+            all_namespaces,
+            ..Default::default()
+        },
+    )
+}
+
+/// labels.FormatLabels: `k=v` sorted by key, comma-joined, `<none>` when there are none.
+fn format_labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "<none>".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The tables of `listed`: one per kind in order of appearance, each aligned on its own and
+/// separated by a blank line (unless headers are off), as kubectl flushes its tabwriter when
+/// the kind changes. With `all_namespaces`, namespaced kinds get a NAMESPACE column; with
+/// several kinds, names read `kind/name`; label columns follow the kind's columns
+/// [printers/tableprinter.go decorateTable, printRows].
+pub fn tables_with(listed: &[Listed], options: &TableOptions) -> String {
     let mut kinds: Vec<Kind> = Vec::new();
     for l in listed {
         if !kinds.contains(&l.kind) {
@@ -108,38 +123,64 @@ pub fn tables(listed: &[Listed], wide: bool, all_namespaces: bool) -> String {
         }
     }
     let with_kind = kinds.len() > 1;
+    let wide = options.wide;
     let mut out = Vec::new();
     for kind in kinds {
         let (cols, wide_cols) = columns(kind);
-        let namespace_column = all_namespaces && kind.namespaced();
-        let mut text = String::new();
-        if namespace_column {
-            text.push_str("NAMESPACE\t");
-        }
-        text.push_str("NAME");
-        for c in cols.iter().chain(if wide { wide_cols } else { &[] }) {
-            text.push('\t');
-            text.push_str(c);
+        let namespace_column = options.all_namespaces && kind.namespaced();
+        let mut lines = Vec::new();
+        if !options.no_headers {
+            let mut header: Vec<String> = Vec::new();
+            if namespace_column {
+                header.push("NAMESPACE".into());
+            }
+            header.push("NAME".into());
+            header.extend(
+                cols.iter()
+                    .chain(if wide { wide_cols } else { &[] })
+                    .map(|c| c.to_string()),
+            );
+            header.extend(
+                options
+                    .label_columns
+                    .iter()
+                    .map(|l| l.rsplit('/').next().unwrap_or_default().to_uppercase()),
+            );
+            if options.show_labels {
+                header.push("LABELS".into());
+            }
+            lines.push(header.join("\t"));
         }
         for l in listed.iter().filter(|l| l.kind == kind) {
-            text.push('\n');
+            let mut row: Vec<String> = Vec::new();
             if namespace_column {
-                text.push_str(&l.namespace);
-                text.push('\t');
+                row.push(l.namespace.clone());
             }
-            if with_kind {
-                text.push_str(kind.singular());
-                text.push('/');
+            row.push(if with_kind {
+                format!("{}/{}", kind.singular(), l.name)
+            } else {
+                l.name.clone()
+            });
+            row.extend(
+                l.cells
+                    .iter()
+                    .chain(if wide { &l.wide[..] } else { &[] })
+                    .cloned(),
+            );
+            let labels = super::selector::object_labels(&l.object);
+            for key in &options.label_columns {
+                row.push(labels.get(key).cloned().unwrap_or_default());
             }
-            text.push_str(&l.name);
-            for c in l.cells.iter().chain(if wide { &l.wide[..] } else { &[] }) {
-                text.push('\t');
-                text.push_str(c);
+            if options.show_labels {
+                row.push(format_labels(&labels));
             }
+            lines.push(row.join("\t"));
         }
-        out.push(tabwrite(&text, 6, 3) + "\n");
+        if !lines.is_empty() {
+            out.push(tabwrite(&lines.join("\n"), 6, 3) + "\n");
+        }
     }
-    out.join("\n")
+    out.join(if options.no_headers { "" } else { "\n" })
 }
 
 /// The status to show: the supervisor's, `Pending` before it wrote one, and `Unknown` when
@@ -238,145 +279,6 @@ fn readiness_gates(pod: &Pod, status: &PodStatus) -> String {
     format!("{ok}/{}", gates.len())
 }
 
-/// Several objects as kubectl's `printGeneric` wraps them.
-pub fn list_object(items: Vec<Value>) -> Value {
-    serde_json::json!({
-        "apiVersion": "v1",
-        "items": items,
-        "kind": "List",
-        "metadata": { "resourceVersion": "" },
-    })
-}
-
-/// JSON as kubectl prints it: keys sorted (the object went through a map), four-space indent
-/// [cli-runtime printers/json.go MarshalIndent], a final newline.
-pub fn to_json(value: &Value) -> Result<String> {
-    use serde::Serialize;
-    let mut buf = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
-    value.serialize(&mut ser)?;
-    buf.push(b'\n');
-    Ok(String::from_utf8(buf)?)
-}
-
-/// One object, or a `kind: List` of several, as JSON or YAML.
-pub fn render_objects(objects: Vec<Value>, list: bool, output: Output) -> Result<String> {
-    let value = if list {
-        list_object(objects)
-    } else {
-        let Some(object) = objects.into_iter().next() else {
-            bail!("no object to print");
-        };
-        object
-    };
-    Ok(match output {
-        Output::Yaml => go_yaml_quotes(&serde_norway::to_string(&value)?),
-        Output::JsonPath(template) => super::jsonpath::render(&template, &value)?,
-        _ => to_json(&value)?,
-    })
-}
-
-/// True for a string Go's YAML encoder (yaml.v2, behind kubectl's `-o yaml`) would read back
-/// as something else: empty, null, a bool, a number or a timestamp.
-fn yaml_ambiguous(s: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "", "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
-        "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
-        ".inf", ".Inf", ".INF", "-.inf", "+.inf", ".nan", ".NaN", ".NAN",
-    ];
-    let digits = s.replace('_', "");
-    let b = s.as_bytes();
-    let timestamp = b.len() >= 10
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[5..7].iter().all(u8::is_ascii_digit)
-        && b[7] == b'-'
-        && b[8..10].iter().all(u8::is_ascii_digit);
-    WORDS.contains(&s)
-        || digits.parse::<i64>().is_ok()
-        || (digits.parse::<f64>().is_ok() && !digits.contains(['i', 'I', 'n', 'N']))
-        || digits
-            .strip_prefix("0x")
-            .is_some_and(|h| i64::from_str_radix(h, 16).is_ok())
-        || timestamp
-}
-
-/// Re-quotes scalars the way yaml.v2 does where serde_norway differs: a string that would
-/// read back as another type is double-quoted (`"1"`, `"true"`, `""`, timestamps), not
-/// single-quoted or plain. Strings single-quoted for their characters stay as they are.
-fn go_yaml_quotes(text: &str) -> String {
-    let requote = |scalar: &str| -> Option<String> {
-        if let Some(inner) = scalar.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
-            let simple = !inner.contains(['\'', '"', '\\']);
-            return (simple && yaml_ambiguous(inner)).then(|| format!("\"{inner}\""));
-        }
-        let plain = !scalar.starts_with(['"', '|', '>', '[', '{', '&', '*', '!']);
-        (plain && !scalar.is_empty() && yaml_ambiguous(scalar)).then(|| format!("\"{scalar}\""))
-    };
-    let mut out = String::with_capacity(text.len());
-    // Inside a `|` or `>` block (deeper than the line that opened it), lines are data.
-    let mut block: Option<usize> = None;
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches('\n');
-        let spaces = body.len() - body.trim_start_matches(' ').len();
-        if let Some(opened) = block {
-            if body.trim().is_empty() || spaces > opened {
-                out.push_str(line);
-                continue;
-            }
-            block = None;
-        }
-        if body.ends_with(['|', '>', '-', '+']) && body.contains([':', '-']) {
-            let tail = body.rsplit(' ').next().unwrap_or_default();
-            if tail.starts_with(['|', '>']) {
-                block = Some(spaces);
-            }
-        }
-        let indent = body.len() - body.trim_start_matches([' ', '-']).len();
-        let (lead, rest) = body.split_at(indent);
-        // `key: value`, or a bare list item.
-        let fixed = match rest.split_once(": ") {
-            Some((key, value)) if !key.starts_with('"') => {
-                let key = match key.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')) {
-                    Some(k) if yaml_ambiguous(k) && !k.contains(['\'', '"', '\\']) => {
-                        format!("\"{k}\"")
-                    }
-                    _ => key.to_string(),
-                };
-                // A value that is a number or bool stays as serde wrote it: only strings
-                // are quoted by serde_norway, so plain ambiguous values are real numbers,
-                // except timestamps, which serde leaves plain.
-                let value = match requote(value) {
-                    Some(v)
-                        if value.starts_with('\'')
-                            || value.parse::<f64>().is_err()
-                                && !matches!(value, "true" | "false" | "null") =>
-                    {
-                        v
-                    }
-                    _ => value.to_string(),
-                };
-                Some(format!("{lead}{key}: {value}"))
-            }
-            None if lead.ends_with("- ") => requote(rest)
-                .filter(|_| rest.starts_with('\''))
-                .map(|v| format!("{lead}{v}")),
-            _ => None,
-        };
-        match fixed {
-            Some(f) => {
-                out.push_str(&f);
-                if line.ends_with('\n') {
-                    out.push('\n');
-                }
-            }
-            None => out.push_str(line),
-        }
-    }
-    out
-}
-
 /// The pods of `namespace` (all when None), by namespace and name.
 fn list_pods(paths: &Paths, namespace: Option<&str>, now: Timestamp) -> Result<Vec<Listed>> {
     let mut records: Vec<PodRecord> = load_all(paths)
@@ -412,59 +314,140 @@ pub fn find(paths: &Paths, kind: Kind, namespace: &str, name: &str) -> Result<Op
     }
 }
 
-/// `peapod get KIND[,KIND] [NAME...] | KIND/NAME... [-n NS | -A] [-o ...]`.
-pub fn run(
+/// `get`'s flags [kubectl pkg/cmd/get/get.go NewCmdGet, cli-runtime get_flags.go].
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetArgs {
+    /// KIND[,KIND] [NAME...], or KIND/NAME...
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// wide, json, yaml, name, jsonpath=, jsonpath-file=, jsonpath-as-json=, go-template=,
+    /// go-template-file=, template, templatefile=, custom-columns=, custom-columns-file=
+    #[arg(short, long, value_parser = parse_output)]
+    pub output: Option<Output>,
+    #[command(flatten)]
+    pub selectors: Selectors,
+    /// Show every label as the last column.
+    #[arg(long)]
+    pub show_labels: bool,
+    /// A column per label key (`-L app -L tier` or `-L app,tier`).
+    #[arg(short = 'L', long = "label-columns", value_delimiter = ',')]
+    pub label_columns: Vec<String>,
+    /// Sort by a JSONPath field (`.metadata.name`, `{.status.startTime}`).
+    #[arg(long)]
+    pub sort_by: Option<String>,
+    /// No header lines in tables and custom columns.
+    #[arg(long)]
+    pub no_headers: bool,
+    /// The template of `-o go-template|jsonpath` (alone: a go-template).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// A named object that does not exist is not an error.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+/// Every object of `kind` in `namespace` (all when None) that `selectors` select, or the API
+/// server's BadRequest line when they do not parse for this kind.
+pub fn select(
     paths: &Paths,
-    args: &[String],
-    namespace: &str,
-    all_namespaces: bool,
-    output: Option<Output>,
-) -> Result<i32> {
-    let targets = kinds::targets(args)?;
+    kind: Kind,
+    namespace: Option<&str>,
+    selectors: &Selectors,
+) -> Result<std::result::Result<Vec<Listed>, String>> {
+    let chosen = match selectors.for_kind(kind, &super::hostname()) {
+        Ok(c) => c,
+        Err(line) => return Ok(Err(line)),
+    };
+    let listed = list(paths, kind, namespace)?;
+    Ok(Ok(listed
+        .into_iter()
+        .filter(|l| chosen.matches(&l.object))
+        .collect()))
+}
+
+/// kubectl's refusal of `--show-labels` with a format other than the tables.
+fn check_show_labels(args: &GetArgs) -> Result<()> {
+    let format = match &args.output {
+        None | Some(Output::Wide) => return Ok(()),
+        Some(Output::Json) => "json",
+        Some(Output::Yaml) => "yaml",
+        Some(Output::Name) => "name",
+        Some(Output::JsonPath(_)) => "jsonpath",
+        Some(Output::JsonPathAsJson(_)) => "jsonpath-as-json",
+        Some(Output::JsonPathFile(_)) => "jsonpath-file",
+        Some(Output::GoTemplate(_)) => "go-template",
+        Some(Output::GoTemplateFile(_)) => "go-template-file",
+        Some(Output::CustomColumns(_)) => "custom-columns",
+        Some(Output::CustomColumnsFile(_)) => "custom-columns-file",
+    };
+    if args.show_labels {
+        bail!("--show-labels option cannot be used with {format} printer");
+    }
+    Ok(())
+}
+
+/// `peapod get KIND[,KIND] [NAME...] | KIND/NAME... [-n NS | -A] [-l SEL] [--field-selector
+/// SEL] [-o ...] [--sort-by F] [--show-labels] [-L KEY] [--no-headers]`.
+pub fn run(paths: &Paths, args: &GetArgs) -> Result<i32> {
+    check_show_labels(args)?;
+    let printer = Printer::from_flags(args.output.as_ref(), args.template.as_deref())?;
+    let targets = kinds::targets(&args.args)?;
     let names: usize = targets.iter().map(|(_, n)| n.len()).sum();
-    if all_namespaces && names > 0 {
+    let selectors = &args.selectors;
+    if names > 0 && !selectors.is_empty() {
+        bail!("name cannot be provided when a selector is specified");
+    }
+    if args.all_namespaces && names > 0 {
         bail!("a resource cannot be retrieved by name across all namespaces");
     }
+    let namespace = args.namespace.as_str();
     // kubectl prints a single object, not a List, when one name was asked for.
     let single = targets.len() == 1 && names == 1;
     let mut found = Vec::new();
     let mut errors = Vec::new();
     for (kind, names) in &targets {
         if names.is_empty() {
-            let ns = (!all_namespaces).then_some(namespace);
-            found.extend(list(paths, *kind, ns)?);
+            let ns = (!args.all_namespaces).then_some(namespace);
+            match select(paths, *kind, ns, selectors)? {
+                Ok(listed) => found.extend(listed),
+                Err(line) => errors.push(line),
+            }
         }
         for name in names {
             match find(paths, *kind, namespace, name)? {
                 Some(l) => found.push(l),
+                None if args.ignore_not_found => {}
                 None => errors.push(kind.not_found(name)),
             }
         }
     }
-    match output {
-        Some(o @ (Output::Json | Output::Yaml | Output::JsonPath(_))) => {
+    if let Some(field) = &args.sort_by {
+        found = sort_by(found, field, |l: &Listed| &l.object)?;
+    }
+    match &printer {
+        Printer::Table { wide } => {
+            if found.is_empty() && errors.is_empty() && !args.ignore_not_found {
+                let one = !args.all_namespaces && targets.iter().all(|(k, _)| k.namespaced());
+                eprintln!("{}", no_resources(one.then_some(namespace)));
+            } else if !found.is_empty() {
+                let options = TableOptions {
+                    wide: *wide,
+                    all_namespaces: args.all_namespaces,
+                    no_headers: args.no_headers,
+                    label_columns: args.label_columns.clone(),
+                    show_labels: args.show_labels,
+                };
+                print!("{}", tables_with(&found, &options));
+            }
+        }
+        other => {
             if !(single && found.is_empty()) {
                 let objects = found.into_iter().map(|l| l.object).collect();
-                print!("{}", render_objects(objects, !single, o)?);
-            }
-        }
-        Some(Output::Name) => {
-            for l in &found {
-                println!("{}/{}", l.kind.singular(), l.name);
-            }
-        }
-        wide => {
-            if found.is_empty() && errors.is_empty() {
-                if !all_namespaces && targets.iter().all(|(k, _)| k.namespaced()) {
-                    eprintln!("No resources found in {namespace} namespace.");
-                } else {
-                    eprintln!("No resources found");
-                }
-            } else if !found.is_empty() {
-                print!(
-                    "{}",
-                    tables(&found, wide == Some(Output::Wide), all_namespaces)
-                );
+                print!("{}", other.render(objects, single, args.no_headers)?);
             }
         }
     }
@@ -540,43 +523,25 @@ mod tests {
             "default",
             status("Running", vec![], vec![running("a", true)]),
         );
-        let json = render_objects(
-            vec![serde_json::to_value(pod_object(&r)).unwrap()],
-            true,
-            Output::Json,
-        )
-        .unwrap();
+        let json = Printer::Json
+            .render(
+                vec![serde_json::to_value(pod_object(&r)).unwrap()],
+                false,
+                false,
+            )
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["kind"], "List");
         assert_eq!(v["items"][0]["kind"], "Pod");
         assert_eq!(v["items"][0]["status"]["phase"], "Running");
-        let yaml = render_objects(
-            vec![serde_json::to_value(pod_object(&r)).unwrap()],
-            false,
-            Output::Yaml,
-        )
-        .unwrap();
+        let yaml = Printer::Yaml
+            .render(
+                vec![serde_json::to_value(pod_object(&r)).unwrap()],
+                true,
+                false,
+            )
+            .unwrap();
         assert!(yaml.contains("kind: Pod"), "{yaml}");
         assert!(yaml.contains("phase: Running"), "{yaml}");
-    }
-}
-
-#[cfg(test)]
-mod yaml_tests {
-    use super::*;
-
-    #[test]
-    fn yaml_quotes_as_go() {
-        let value = serde_json::json!({
-            "data": {"a": "1", "b": "true", "c": "", "e": "x: y", "f": "it's",
-                     "conf": "when: 2024-01-01\nn: 1\n", "3": "x"},
-            "metadata": {"creationTimestamp": "2024-01-01T00:00:00Z", "resourceVersion": "7"},
-            "spec": {"replicas": 1, "ok": true, "list": ["1", "a"]},
-        });
-        let text = render_objects(vec![value], false, Output::Yaml).unwrap();
-        assert_eq!(
-            text,
-            "data:\n  \"3\": x\n  a: \"1\"\n  b: \"true\"\n  c: \"\"\n  conf: |\n    when: 2024-01-01\n    n: 1\n  e: 'x: y'\n  f: it's\nmetadata:\n  creationTimestamp: \"2024-01-01T00:00:00Z\"\n  resourceVersion: \"7\"\nspec:\n  list:\n  - \"1\"\n  - a\n  ok: true\n  replicas: 1\n"
-        );
     }
 }

@@ -5,14 +5,17 @@
 //! returns strings so that it is unit-tested without a host. Hidden verbs (`__init`, ...) are
 //! dispatched by `main.rs` before this runs.
 
+mod apply;
 mod create;
 mod create_sources;
 mod delete;
 mod describe;
 mod describe_objects;
 mod exec;
+mod field_selector;
 mod format;
 mod get;
+mod gotemplate;
 mod images;
 mod jsonpath;
 mod kinds;
@@ -20,28 +23,33 @@ mod label;
 mod login;
 mod logs;
 mod objects;
+mod output;
 mod progress;
+mod ps;
 mod pull;
 mod push;
 mod rmi;
+mod run;
+mod selector;
+mod sources;
 mod status;
+mod top;
 mod wait;
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::manifest::Object;
-use crate::object::{ObjectError, ObjectStore, PutMode, PutOutcome};
-use crate::pod::lifecycle::{self, ApplyOutcome};
+use crate::object::PutMode;
 use crate::pod::record::{self, PodRecord};
 use crate::store::Paths;
+use sources::Sources;
 
 pub use describe::describe_pod;
 pub use format::{format_age, human_size, tabwrite};
-pub use get::{pod_object, pods_table, Output};
+pub use get::{pod_object, pods_table};
+pub use output::Output;
 pub use status::{status_string, summarize, PodSummary};
 
 use crate::manifest::defaults::DEFAULT_NAMESPACE;
@@ -68,8 +76,12 @@ enum Verb {
     /// Create or update pods, ConfigMaps, Secrets and claims from manifest files (`-f -`
     /// reads stdin).
     Apply {
+        /// Files, directories (their .json, .yaml, .yml), http(s) URLs, or `-`.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
+        /// Descend into the subdirectories of `-f` directories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
         #[arg(long)]
         dry_run: bool,
     },
@@ -78,6 +90,8 @@ enum Verb {
     Create {
         #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        #[arg(short = 'R', long)]
+        recursive: bool,
         #[arg(long, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
         dry_run: Option<String>,
         #[command(subcommand)]
@@ -112,18 +126,7 @@ enum Verb {
     /// Remove the stored credentials for a registry.
     Logout(login::LogoutArgs),
     /// List pods, configmaps, secrets, persistentvolumeclaims, persistentvolumes.
-    Get {
-        /// KIND[,KIND] [NAME...], or KIND/NAME...
-        #[arg(required = true)]
-        args: Vec<String>,
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
-        namespace: String,
-        #[arg(short = 'A', long)]
-        all_namespaces: bool,
-        /// wide, json, yaml, name or jsonpath=TEMPLATE
-        #[arg(short, long, value_parser = get::parse_output)]
-        output: Option<Output>,
-    },
+    Get(get::GetArgs),
     /// Wait until a pod meets a condition (`--for=condition=Ready`, `--for=delete`,
     /// `--for=jsonpath='{.status.phase}'=Running`).
     Wait {
@@ -148,12 +151,15 @@ enum Verb {
     Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
-    /// Delete objects by kind and name or by manifest.
+    /// Delete objects by kind and name, by selector (`-l`, `--field-selector`, `--all`) or by
+    /// manifest.
     Delete {
-        /// KIND NAME..., KIND/NAME..., or nothing with `-f`.
+        /// KIND NAME..., KIND/NAME..., KIND with a selector or `--all`, or nothing with `-f`.
         args: Vec<String>,
         #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        #[arg(short = 'R', long)]
+        recursive: bool,
         #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
         namespace: String,
         #[arg(long, allow_hyphen_values = true)]
@@ -162,11 +168,30 @@ enum Verb {
         force: bool,
         #[arg(long)]
         now: bool,
+        #[command(flatten)]
+        select: delete::DeleteSelection,
     },
     /// Update the labels of a pod: `label pod NAME KEY=VALUE KEY-` (`--overwrite` to replace).
     Label(label::MetadataArgs),
     /// Update the annotations of a pod: `annotate pod NAME KEY=VALUE KEY-`.
     Annotate(label::MetadataArgs),
+    /// List containers, as `crictl ps` does (`-a` for exited ones, `-o wide` for the
+    /// kubelet's names).
+    Ps(ps::PsArgs),
+    /// List pod sandboxes, as `crictl pods` does.
+    Pods(ps::PsArgs),
+    /// Print a shell completion script generated from these commands and flags.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// CPU and memory of running pods, as `kubectl top pod` shows them.
+    Top {
+        #[command(subcommand)]
+        what: top::TopWhat,
+    },
+    /// Run an image in a new pod, as `kubectl run` does.
+    Run(run::RunArgs),
     /// Print a container's OCI runtime Spec (config.json).
     Inspect {
         pod: String,
@@ -216,18 +241,28 @@ pub fn run() -> i32 {
 
 fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
     match verb {
-        Verb::Apply { files, dry_run } => apply(paths, &files, dry_run, PutMode::Apply),
+        Verb::Apply {
+            files,
+            recursive,
+            dry_run,
+        } => apply::run(
+            paths,
+            &Sources::new(files, recursive),
+            dry_run,
+            PutMode::Apply,
+        ),
         Verb::Create {
             files,
+            recursive,
             dry_run,
             what,
         } => match what {
             Some(what) if files.is_empty() => create::run(paths, what),
             Some(_) => bail!("a resource cannot be created from files and from arguments at once"),
             None if files.is_empty() => bail!("must specify one of -f and -k"),
-            None => apply(
+            None => apply::run(
                 paths,
-                &files,
+                &Sources::new(files, recursive),
                 dry_run.is_some_and(|d| d != "none"),
                 PutMode::Create,
             ),
@@ -248,12 +283,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         Verb::Push(args) => push::run(paths, &args),
         Verb::Login(args) => login::login(paths, &args),
         Verb::Logout(args) => login::logout(paths, &args),
-        Verb::Get {
-            args,
-            namespace,
-            all_namespaces,
-            output,
-        } => get::run(paths, &args, &namespace, all_namespaces, output),
+        Verb::Get(args) => get::run(paths, &args),
         Verb::Describe { args, namespace } => describe(paths, &args, &namespace),
         Verb::Wait {
             kind,
@@ -272,17 +302,20 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         Verb::Delete {
             args,
             files,
+            recursive,
             namespace,
             grace_period,
             force,
             now,
+            select,
         } => {
             let options = delete::DeleteOptions {
                 grace: grace_period,
                 force,
                 now,
             };
-            delete::run(paths, &args, &files, &namespace, options)
+            let files = Sources::new(files, recursive);
+            delete::run(paths, &args, &files, &namespace, options, &select)
         }
         Verb::Label(args) => label::run(paths, &args, crate::pod::metadata::MetadataKind::Labels),
         Verb::Annotate(args) => label::run(
@@ -290,6 +323,19 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             &args,
             crate::pod::metadata::MetadataKind::Annotations,
         ),
+        Verb::Run(args) => run::run(paths, &args),
+        Verb::Ps(args) => ps::ps(paths, &args),
+        Verb::Top { what } => top::run(paths, &what),
+        Verb::Completion { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "peapod", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            Ok(0)
+        }
+        Verb::Pods(args) => ps::pods(paths, &args),
         Verb::Inspect {
             pod,
             container,
@@ -323,100 +369,6 @@ pub(crate) fn find_pod(paths: &Paths, namespace: &str, name: &str) -> Result<Pod
     record::find(paths, namespace, name)
         .context("reading pod records")?
         .ok_or_else(|| anyhow!("pods \"{name}\" not found"))
-}
-
-fn read_manifest(file: &str) -> Result<String> {
-    if file == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading stdin")?;
-        Ok(text)
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
-    }
-}
-
-fn decode_files(files: &[String]) -> Result<Vec<Object>> {
-    let mut objects = Vec::new();
-    for file in files {
-        let text = read_manifest(file)?;
-        let source = if file == "-" { "STDIN" } else { file.as_str() };
-        objects.extend(crate::manifest::decode_objects(&text, source).map_err(|e| anyhow!("{e}"))?);
-    }
-    Ok(objects)
-}
-
-/// `apply -f` / `create -f`. Every document is decoded and validated first: one bad document
-/// and nothing is stored. Then ConfigMaps, Secrets and claims are stored before any pod starts
-/// (a pod never waits for an object of its own file), and each object's outcome is printed in
-/// file order; an object the store refuses (immutable, AlreadyExists) is reported and the
-/// others go on, as kubectl does.
-fn apply(paths: &Paths, files: &[String], dry_run: bool, mode: PutMode) -> Result<i32> {
-    let objects = decode_files(files)?;
-    if dry_run {
-        for o in &objects {
-            println!("{}/{} created (dry run)", o.kind_name(), o.name());
-        }
-        return Ok(0);
-    }
-    let store = ObjectStore::new(paths);
-    let mut lines: Vec<Option<Result<String, String>>> = vec![None; objects.len()];
-    let mut pods = Vec::new();
-    for (i, object) in objects.into_iter().enumerate() {
-        let kind = object.kind_name();
-        let name = object.name().to_string();
-        let outcome = match object {
-            Object::Pod(pod) => {
-                pods.push((i, *pod));
-                continue;
-            }
-            Object::ConfigMap(o) => store.put(*o, mode).map(|(_, out)| out),
-            Object::Secret(o) => store.put(*o, mode).map(|(_, out)| out),
-            Object::PersistentVolumeClaim(o) => store.put(*o, mode).and_then(|(claim, out)| {
-                if out == PutOutcome::Created {
-                    crate::volume::claim::on_created(paths, &claim)?;
-                }
-                Ok(out)
-            }),
-        };
-        lines[i] = Some(match outcome {
-            Ok(out) => Ok(format!("{kind}/{name} {}", out.as_str())),
-            Err(e) => Err(server_error(&e)),
-        });
-    }
-    let (positions, pods): (Vec<usize>, Vec<_>) = pods.into_iter().unzip();
-    if !pods.is_empty() {
-        for (i, outcome) in positions.into_iter().zip(lifecycle::apply(paths, pods)?) {
-            lines[i] = Some(match outcome {
-                ApplyOutcome::Created { name, .. } => Ok(format!("pod/{name} created")),
-                ApplyOutcome::AlreadyExists { name, .. } => Err(format!(
-                    "Error from server (AlreadyExists): pods \"{name}\" already exists"
-                )),
-            });
-        }
-    }
-    let mut code = 0;
-    for line in lines.into_iter().flatten() {
-        match line {
-            Ok(text) => println!("{text}"),
-            Err(text) => {
-                eprintln!("{text}");
-                code = 1;
-            }
-        }
-    }
-    Ok(code)
-}
-
-/// An object store error as kubectl prints the API server's answer.
-fn server_error(e: &ObjectError) -> String {
-    match e {
-        ObjectError::AlreadyExists { .. } => format!("Error from server (AlreadyExists): {e}"),
-        ObjectError::NotFound { .. } => format!("Error from server (NotFound): {e}"),
-        ObjectError::Invalid { .. } => format!("The {e}"),
-        ObjectError::Store(_) => format!("error: {e}"),
-    }
 }
 
 /// `describe KIND [NAME...]`: each object's text, separated by a blank line as kubectl does;
@@ -476,14 +428,8 @@ mod tests {
     #[test]
     fn clap_parses_the_verbs() {
         let c = Cli::try_parse_from(["peapod", "get", "pods", "-A", "-o", "wide"]).unwrap();
-        assert!(matches!(
-            c.verb,
-            Verb::Get {
-                all_namespaces: true,
-                output: Some(Output::Wide),
-                ..
-            }
-        ));
+        let Verb::Get(g) = c.verb else { panic!() };
+        assert!(g.all_namespaces && g.output == Some(Output::Wide));
         let c = Cli::try_parse_from([
             "peapod",
             "delete",

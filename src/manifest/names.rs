@@ -208,6 +208,82 @@ pub mod messages {
         }
     }
 
+    const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+    const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', \
+        and must start and end with an alphanumeric character";
+    const QUALIFIED_NAME_EXAMPLES: &[&str] = &["MyName", "my.name", "123-abc"];
+    const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+    const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of \
+        alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric \
+        character";
+
+    /// `IsQualifiedName`: label keys, annotation keys (`[prefix/]name`).
+    pub fn qualified_name(value: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        let parts: Vec<&str> = value.split('/').collect();
+        let name = match parts[..] {
+            [name] => name,
+            [prefix, name] => {
+                if prefix.is_empty() {
+                    errs.push("prefix part must be non-empty".to_string());
+                } else {
+                    let bad = dns1123_subdomain(prefix);
+                    errs.extend(bad.into_iter().map(|m| format!("prefix part {m}")));
+                }
+                name
+            }
+            _ => {
+                let rule = regex(
+                    QUALIFIED_NAME_MSG,
+                    QUALIFIED_NAME_FMT,
+                    QUALIFIED_NAME_EXAMPLES,
+                );
+                errs.push(format!("a qualified name {rule} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
+                return errs;
+            }
+        };
+        if name.is_empty() {
+            errs.push("name part must be non-empty".to_string());
+        } else if name.len() > LABEL_MAX {
+            errs.push(format!("name part {}", max_len(LABEL_MAX)));
+        }
+        if !qualified_shape(name) {
+            let rule = regex(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                QUALIFIED_NAME_EXAMPLES,
+            );
+            errs.push(format!("name part {rule}"));
+        }
+        errs
+    }
+
+    /// `IsValidLabelValue`.
+    pub fn label_value(value: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        if value.len() > LABEL_MAX {
+            errs.push(max_len(LABEL_MAX));
+        }
+        if !value.is_empty() && !qualified_shape(value) {
+            errs.push(regex(
+                LABEL_VALUE_MSG,
+                LABEL_VALUE_FMT,
+                &["MyValue", "my_value", "12345"],
+            ));
+        }
+        errs
+    }
+
+    /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
+    fn qualified_shape(s: &str) -> bool {
+        let b = s.as_bytes();
+        let ext = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(ext)
+    }
+
     /// The regex of a label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`), whatever the length.
     fn label_shape(s: &str) -> bool {
         let b = s.as_bytes();

@@ -291,3 +291,25 @@ fn messages_of_names_and_keys() {
         ]
     );
 }
+
+#[test]
+fn labels_and_annotation_keys() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels: {app: web, example.com/tier: front, ok: ''}\n  annotations: {Note: x}\n";
+    assert!(decode_objects(text, "f.yaml").is_ok());
+    let bad = text.replace("app: web", "-app: web-");
+    assert_eq!(
+        causes(&bad),
+        [
+            "metadata.labels: Invalid value: \"-app\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            "metadata.labels: Invalid value: \"web-\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+        ]
+    );
+    let prefix = text.replace("example.com/tier", "Example.com/tier");
+    assert!(only(&prefix).starts_with("metadata.labels: Invalid value: \"Example.com/tier\": prefix part a lowercase RFC 1123 subdomain"));
+    let long = text.replace("ok: ''", &format!("ok: {}", "v".repeat(64)));
+    assert!(
+        only(&long).ends_with("must be no more than 63 characters"),
+        "{}",
+        only(&long)
+    );
+}

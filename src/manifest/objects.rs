@@ -361,6 +361,36 @@ fn validate_meta(meta: &ObjectMeta, check: &mut Check) {
             check.invalid("metadata.namespace", format!("{}: {msg}", go_quote(ns)));
         }
     }
+    validate_labels(meta, check);
+}
+
+/// The most bytes of annotations an object may carry (TotalAnnotationSizeLimitB).
+const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+
+/// ValidateLabels and ValidateAnnotations [apimachinery/pkg/apis/meta/v1/validation,
+/// pkg/api/validation/objectmeta.go]: label keys qualified names and values label values;
+/// annotation keys qualified names (lower-cased first) and all of them at most 256 KiB.
+pub(crate) fn validate_labels(meta: &ObjectMeta, check: &mut Check) {
+    const LABELS: &str = "metadata.labels";
+    const ANNOTATIONS: &str = "metadata.annotations";
+    for (key, value) in meta.labels.iter().flatten() {
+        for msg in messages::qualified_name(key) {
+            check.invalid(LABELS, format!("{}: {msg}", go_quote(key)));
+        }
+        for msg in messages::label_value(value) {
+            check.invalid(LABELS, format!("{}: {msg}", go_quote(value)));
+        }
+    }
+    let mut total = 0;
+    for (key, value) in meta.annotations.iter().flatten() {
+        for msg in messages::qualified_name(&key.to_lowercase()) {
+            check.invalid(ANNOTATIONS, format!("{}: {msg}", go_quote(key)));
+        }
+        total += key.len() + value.len();
+    }
+    if total > ANNOTATIONS_MAX_BYTES {
+        check.push(ANNOTATIONS, Reason::TooLong(ANNOTATIONS_MAX_BYTES));
+    }
 }
 
 /// One field error a message of `IsConfigMapKey`.

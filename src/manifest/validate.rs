@@ -105,6 +105,7 @@ pub(crate) fn validate(pod: &Pod, doc: usize, out: &mut Vec<Problem>) {
     if let Some(ns) = pod.metadata.namespace.as_deref() {
         check.label("metadata.namespace", ns);
     }
+    super::objects::validate_labels(&pod.metadata, &mut check);
     let Some(spec) = pod.spec.as_ref() else {
         check.push("spec", Reason::Required);
         return;

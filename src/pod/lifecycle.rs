@@ -15,7 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::pod::record::{self, DeleteRequest, PodState, DELETE_FILE, POD_FILE, STATE_FILE};
+use crate::pod::record::{
+    self, DeleteRequest, PodState, ProcessRef, DELETE_FILE, POD_FILE, STATE_FILE,
+};
 use crate::pod::supervisor::{SUPERVISE_VERB, SUPERVISOR_LOG};
 use crate::store::{read_json, write_json, write_json_volatile, FileLock, Paths};
 
@@ -207,6 +209,16 @@ fn fork_supervisor(
     }
 }
 
+/// A delete asked of a pod's supervisor, not yet finished.
+#[derive(Debug)]
+pub struct PendingDelete {
+    namespace: String,
+    name: String,
+    uid: String,
+    supervisor: Option<ProcessRef>,
+    grace_seconds: i64,
+}
+
 /// Stops a pod (stop signal, grace period, SIGKILL) and removes everything it holds.
 /// `grace_period_seconds: None` uses the pod's terminationGracePeriodSeconds (0 with `force`).
 /// Returns when the pod is gone.
@@ -217,6 +229,19 @@ pub fn delete(
     grace_period_seconds: Option<i64>,
     force: bool,
 ) -> Result<(), LifecycleError> {
+    let pending = request_delete(paths, namespace, name, grace_period_seconds, force)?;
+    finish_delete(paths, pending)
+}
+
+/// Asks the pod's supervisor to stop it (delete.json, SIGTERM) and returns at once, so that
+/// several pods stop together (`delete pods --all`); [`finish_delete`] waits for each.
+pub fn request_delete(
+    paths: &Paths,
+    namespace: &str,
+    name: &str,
+    grace_period_seconds: Option<i64>,
+    force: bool,
+) -> Result<PendingDelete, LifecycleError> {
     let rec = record::find(paths, namespace, name)?.ok_or_else(|| LifecycleError::NotFound {
         namespace: namespace.into(),
         name: name.into(),
@@ -234,18 +259,43 @@ pub fn delete(
         _ if force => 0,
         _ => pod_default,
     };
-    let dir = paths.pod_dir(&uid);
     write_json(
-        &dir.join(DELETE_FILE),
+        &paths.pod_dir(&uid).join(DELETE_FILE),
         &DeleteRequest {
             grace_period_seconds: grace,
             requested_at: jiff::Timestamp::now().to_string(),
         },
     )?;
-    let supervisor = rec.state.as_ref().and_then(|s| s.supervisor.clone());
-    if let Some(sup) = supervisor.filter(|s| s.is_alive()) {
+    let supervisor = rec
+        .state
+        .as_ref()
+        .and_then(|s| s.supervisor.clone())
+        .filter(|s| s.is_alive());
+    if let Some(sup) = &supervisor {
         let _ = kill(Pid::from_raw(sup.pid), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(grace as u64) + DELETE_MARGIN;
+    }
+    Ok(PendingDelete {
+        namespace: namespace.into(),
+        name: name.into(),
+        uid,
+        supervisor,
+        grace_seconds: grace,
+    })
+}
+
+/// Waits until the supervisor has stopped the pod (SIGKILL after the grace period and a
+/// margin); if it could not (killed, crashed), releases what the record says the pod holds.
+pub fn finish_delete(paths: &Paths, pending: PendingDelete) -> Result<(), LifecycleError> {
+    let PendingDelete {
+        namespace,
+        name,
+        uid,
+        supervisor,
+        grace_seconds,
+    } = pending;
+    if let Some(sup) = supervisor {
+        let deadline =
+            Instant::now() + Duration::from_secs(grace_seconds.max(0) as u64) + DELETE_MARGIN;
         while sup.is_alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -253,13 +303,12 @@ pub fn delete(
             let _ = kill(Pid::from_raw(sup.pid), Signal::SIGKILL);
         }
     }
-    // The supervisor removes the pod when it finishes; if it could not (killed, crashed),
-    // release what the record says the pod holds.
+    let dir = paths.pod_dir(&uid);
     if dir.exists() {
         let state: PodState = read_json(&dir.join(STATE_FILE)).unwrap_or_else(|_| PodState {
             uid: uid.clone(),
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: namespace.clone(),
+            name: name.clone(),
             ..Default::default()
         });
         crate::pod::teardown::release_all(paths, &state).map_err(|e| LifecycleError::Pod {

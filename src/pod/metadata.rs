@@ -257,18 +257,23 @@ pub fn update(
         source,
     })?;
     write_atomic(&path, &data)?;
-    // A supervisor of an older peapod does not take the signal (it would die of it): it is left
-    // alone, and its pod keeps the metadata the supervisor read when it started.
-    let supervisor = rec
-        .state
-        .and_then(|s| s.supervisor)
+    notify_supervisor(rec.state.as_ref());
+    Ok(outcome)
+}
+
+/// Tells a pod's supervisor that pod.json's labels or annotations changed (its downwardAPI
+/// files follow them). A supervisor of an older peapod does not take the signal (it would die
+/// of it): it is left alone, and its pod keeps the metadata the supervisor read when it
+/// started.
+pub fn notify_supervisor(state: Option<&crate::pod::record::PodState>) {
+    let supervisor = state
+        .and_then(|s| s.supervisor.as_ref())
         .filter(|s| s.is_alive() && crate::procfs::blocks_signal(s.pid, METADATA_SIGNAL as i32));
     if let Some(sup) = supervisor {
         if let Err(e) = kill(Pid::from_raw(sup.pid), METADATA_SIGNAL) {
             tracing::warn!(pid = sup.pid, error = %e, "cannot tell the supervisor");
         }
     }
-    Ok(outcome)
 }
 
 #[cfg(test)]

@@ -10,3 +10,4 @@ pub mod model;
 pub mod record;
 pub mod supervisor;
 pub mod teardown;
+pub mod update;

@@ -18,6 +18,7 @@
 
 // The host-side registry tests (tests/registry_*.rs): a local registry, its images, a cutting
 // proxy and a peapod runner with throwaway state. They need no VM.
+pub mod cli;
 pub mod proxy;
 pub mod pull;
 pub mod registry;
@@ -365,6 +366,25 @@ fn dir_entries(dir: &str, prefix: &str) -> Vec<String> {
         .map(|e| e.path().to_string_lossy().into_owned())
         .filter(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with(prefix)))
         .collect()
+}
+
+/// A one-container busybox pod running `cmd` under `sh -c`.
+pub fn pod_yaml(name: &str, policy: &str, extra: &str, cmd: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", {cmd:?}]
+{extra}"
+    )
 }
 
 /// A pod that is force-deleted when the test ends, even by panic.
