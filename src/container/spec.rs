@@ -21,6 +21,7 @@ use oci_spec::runtime::{
 use super::devices::{device_cgroup_rules, linux_devices};
 use super::env::{container_env, process_args, process_env, EnvContext};
 use super::mounts::mounts;
+use super::seccomp::{self, SeccompError};
 use super::user::resolve_user;
 use crate::manifest::resources::{QosClass, Resources};
 
@@ -159,6 +160,10 @@ pub enum SpecError {
     },
     #[error("building the oci runtime spec: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
+    /// A Localhost seccomp profile that cannot be read: the runtime's error, which the kubelet
+    /// shows as a `CreateContainerError` (not a config error).
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// The container's overlay rootfs, prepared by the image store and the supervisor.
@@ -195,6 +200,8 @@ pub struct SpecInput<'a> {
     /// The host's device nodes (`container::devices::host_devices`), given to a privileged
     /// container; the supervisor reads them only for those ([`is_privileged`]).
     pub host_devices: Vec<LinuxDevice>,
+    /// The node's seccomp profile directory, for `Localhost` profiles (`Paths::seccomp_profiles`).
+    pub seccomp_root: PathBuf,
     pub resources: Resources,
     pub qos: QosClass,
     pub node_name: String,
@@ -341,6 +348,20 @@ pub fn is_privileged(container: &Container) -> bool {
         .unwrap_or(false)
 }
 
+/// The pod's `securityContext.sysctls`, names in their dotted form. They were admitted
+/// (`container::sysctl::admit`); every container's init writes them, in the pod's shared net and
+/// ipc namespaces, so the values are the same whichever container starts first.
+fn pod_sysctls(pod: &Pod) -> HashMap<String, String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.sysctls.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|s| (super::sysctl::normalize(&s.name), s.value.clone()))
+        .collect()
+}
+
 /// Turns one container of the pod into its OCI runtime Spec.
 pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let pod = input.pod;
@@ -395,6 +416,8 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     }
 
     let caps = capabilities(sc, privileged, &field)?;
+    let seccomp_choice = seccomp::choose(pod, container, privileged);
+    let seccomp_profile = seccomp::spec_profile(&seccomp_choice, &caps, &input.seccomp_root)?;
     let linux_caps = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -455,6 +478,13 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         .resources(resources);
     if let Some(path) = &input.cgroup_path {
         linux = linux.cgroups_path(path.clone());
+    }
+    if let Some(profile) = seccomp_profile {
+        linux = linux.seccomp(profile);
+    }
+    let sysctls = pod_sysctls(pod);
+    if !sysctls.is_empty() {
+        linux = linux.sysctl(sysctls);
     }
 
     let meta = &pod.metadata;

@@ -74,6 +74,7 @@ impl Fixture {
             .into(),
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             host_devices: Vec::new(),
+            seccomp_root: "/nonexistent/seccomp".into(),
             resources: self.resources,
             qos: self.qos,
             node_name: "node1".into(),

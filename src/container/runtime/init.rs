@@ -18,6 +18,7 @@ use oci_spec::runtime::{Process, Spec};
 
 use super::error::InitError;
 use super::mounts::{self, Kind};
+use super::seccomp::{self, Compiled};
 use super::{creds, devices, read_bundle, INIT_GATE_ENV, INIT_PIPE_ENV};
 
 // PATH used when the Spec's env has none (the value runc and Docker use).
@@ -126,17 +127,41 @@ fn run_spec(spec: &Spec, gate: Option<RawFd>) -> Result<Infallible, InitError> {
         mounts::remount_readonly(Path::new("/"))
             .map_err(|e| InitError::sys("remount / read-only", e))?;
     }
+    // Compiled before the gate, so that the cost stays off the start path.
+    let filter = compile_seccomp(spec)?;
     if let Some(gate) = gate {
         wait_at_gate(gate);
     }
-    finish_and_exec(process, &args)
+    finish_and_exec(process, &args, filter.as_ref())
 }
 
-/// The common tail of the init and `exec_in`: credentials, cwd, fd hygiene, signal mask, and
-/// the execve of `args` with the Spec's env. Only returns on failure.
-pub(crate) fn finish_and_exec(process: &Process, args: &[String]) -> Result<Infallible, InitError> {
+/// The Spec's seccomp profile, compiled; None when the Spec has none (unconfined).
+pub(crate) fn compile_seccomp(spec: &Spec) -> Result<Option<Compiled>, InitError> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
+}
+
+/// The common tail of the init and `exec_in`: seccomp, credentials, cwd, fd hygiene, signal
+/// mask, and the execve of `args` with the Spec's env. Only returns on failure.
+///
+/// The filter is loaded where runc loads it (libcontainer/standard_init_linux.go): without
+/// no_new_privs, loading needs CAP_SYS_ADMIN, so before the user and capabilities change (the
+/// profile must then allow setgroups, setresuid, capset, prctl and execve, as containerd's
+/// does); with no_new_privs, as late as possible, right before execve.
+pub(crate) fn finish_and_exec(
+    process: &Process,
+    args: &[String],
+    filter: Option<&Compiled>,
+) -> Result<Infallible, InitError> {
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    let no_new_privs = process.no_new_privileges() == Some(true);
+    if let Some(f) = filter.filter(|_| !no_new_privs) {
+        seccomp::load(f)?;
     }
     creds::apply_all(process)?;
     let cwd = process.cwd();
@@ -164,6 +189,9 @@ pub(crate) fn finish_and_exec(process: &Process, args: &[String]) -> Result<Infa
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
+    if let Some(f) = filter.filter(|_| no_new_privs) {
+        seccomp::load(f)?;
+    }
     let err = nix::unistd::execve(&c_program, &c_args, &c_env).unwrap_err();
     Err(InitError::new(
         format!("exec: \"{}\"", args[0]),
@@ -171,15 +199,21 @@ pub(crate) fn finish_and_exec(process: &Process, args: &[String]) -> Result<Infa
     ))
 }
 
-/// Writes `linux.sysctl` under /proc/sys (`net.ipv4.ip_forward` -> `net/ipv4/ip_forward`).
-/// Namespaced sysctls only make sense here; the Spec builder decides which are allowed.
+/// Writes `linux.sysctl` under /proc/sys. Names are dotted; a '/' inside a segment stands
+/// for a '.' of the file name (`net.ipv4.conf.eth0/100.rp_filter` ->
+/// `net/ipv4/conf/eth0.100/rp_filter`), as sysctl(8) and the kubelet write them. Namespaced
+/// sysctls only make sense here; the pod's admission decides which are allowed.
 fn apply_sysctls(spec: &Spec) -> Result<(), InitError> {
     let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone());
     for (key, value) in sysctls.unwrap_or_default() {
-        if key.contains('/') || key.split('.').any(str::is_empty) {
+        let segments: Vec<String> = key.split('.').map(|s| s.replace('/', ".")).collect();
+        if segments
+            .iter()
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
             return Err(InitError::new(format!("sysctl {key}"), "invalid name"));
         }
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let path = Path::new("/proc/sys").join(segments.join("/"));
         std::fs::write(&path, value.as_bytes())
             .map_err(|e| InitError::io(format!("sysctl {key}"), &e))?;
     }
