@@ -106,6 +106,10 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
         "spec.securityContext.supplementalGroupsPolicy",
         UnlessEquals("\"Merge\""),
     ),
+    // Checked in validate (manifest::security); the node's part at admission (pod::admission).
+    ("spec.securityContext.seccompProfile", Yes),
+    ("spec.securityContext.sysctls", Yes),
+    ("spec.securityContext.appArmorProfile", Yes),
     // Scheduling and API-access fields: no effect on one node without a scheduler.
     ("spec.nodeSelector", Yes),
     ("spec.affinity", Yes),
@@ -125,6 +129,7 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.hostNetwork", No),
     ("spec.hostPID", No),
     ("spec.hostIPC", No),
+    // User namespaces are not implemented: hostUsers: false is refused by name.
     ("spec.hostUsers", UnlessEquals("true")),
     ("spec.shareProcessNamespace", No),
     ("spec.setHostnameAsFQDN", No),
@@ -179,7 +184,9 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("securityContext.capabilities", Into),
     ("securityContext.capabilities.add", Yes),
     ("securityContext.capabilities.drop", Yes),
-    ("securityContext.procMount", UnlessEquals("\"Default\"")),
+    ("securityContext.procMount", Yes), // Unmasked needs hostUsers: false, refused in validate
+    ("securityContext.seccompProfile", Yes),
+    ("securityContext.appArmorProfile", Yes),
     ("stdin", No),
     ("stdinOnce", No),
     ("tty", No),

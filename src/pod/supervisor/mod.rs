@@ -183,6 +183,8 @@ pub(crate) struct Supervisor {
     pub node_memory: u64,
     pub host_ip: Option<String>,
     pub init_failed: bool,
+    /// The node refused the pod (forbidden sysctl, AppArmor): nothing is started.
+    pub admission: Option<crate::pod::admission::Verdict>,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -269,6 +271,7 @@ impl Supervisor {
             ..Default::default()
         };
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
+        let admission = crate::pod::admission::admit(&pod);
         Ok(Supervisor {
             paths,
             uid: uid.to_string(),
@@ -296,6 +299,7 @@ impl Supervisor {
             node_memory: node_memory_bytes(),
             host_ip: None,
             init_failed: false,
+            admission,
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,
@@ -358,7 +362,11 @@ impl Supervisor {
             sandbox_ready: self.sandbox.is_some() && !self.sandbox_lost,
             init_failed: self.init_failed,
         };
-        let status = crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
+        let mut status =
+            crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
+        if let Some(verdict) = &self.admission {
+            verdict.apply(&mut status);
+        }
         let dir = self.paths.pod_dir(&self.uid);
         // State first (it is what teardown needs), then what readers wait on.
         self.save_state()?;
@@ -386,6 +394,20 @@ impl Supervisor {
                 self.pod_name()
             ),
         );
+        if let Some(verdict) = self.admission.clone() {
+            tracing::warn!(
+                reason = verdict.reason(),
+                message = verdict.message(),
+                "pod not admitted"
+            );
+            self.event(
+                events::WARNING,
+                verdict.reason(),
+                "",
+                verdict.message().to_string(),
+            );
+            self.sandbox_next = None;
+        }
         loop {
             self.on_timers();
             if self.finished() {
