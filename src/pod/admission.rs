@@ -54,10 +54,16 @@ impl Verdict {
     /// (never started) containers.
     pub fn apply(&self, status: &mut PodStatus) {
         match self {
+            // rejectPod writes only these (and the QoS class): no conditions, no container
+            // statuses, so `get` shows the reason as the pod's STATUS.
             Verdict::Rejected { reason, message } => {
-                status.phase = Some("Failed".into());
-                status.reason = Some(reason.clone());
-                status.message = Some(format!("{REJECTED_PREFIX}{message}"));
+                *status = PodStatus {
+                    phase: Some("Failed".into()),
+                    reason: Some(reason.clone()),
+                    message: Some(format!("{REJECTED_PREFIX}{message}")),
+                    qos_class: status.qos_class.take(),
+                    ..Default::default()
+                };
             }
             Verdict::Blocked { reason, message } => {
                 status.phase = Some("Pending".into());
