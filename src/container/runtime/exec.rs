@@ -185,7 +185,11 @@ fn child(
             fail(format!("setns {name}: {}", super::errno_text(e as i32)));
         }
     }
-    let err = match finish_and_exec(process, command, filter) {
+    let late = match super::init::load_privileged(process, filter.cloned()) {
+        Ok(late) => late,
+        Err(e) => fail(e.to_string()),
+    };
+    let err = match finish_and_exec(process, command, late.as_ref()) {
         Ok(never) => match never {},
         Err(e) => e,
     };
