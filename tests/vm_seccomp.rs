@@ -236,3 +236,21 @@ fn apparmor_runtime_default_is_blocked_without_apparmor_and_unconfined_runs() {
     let c = container_status("sc-aa", "app").unwrap();
     assert_eq!(c["state"]["waiting"]["reason"], "Blocked");
 }
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn with_no_new_privs_the_filter_is_loaded_last_and_holds() {
+    require_vm();
+    let nnp =
+        "    securityContext:\n      allowPrivilegeEscalation: false\n      runAsUser: 1000\n";
+    let _pod = start("sc-nnp", &pod_yaml("sc-nnp", "", nnp));
+    let status = run_in(
+        "sc-nnp",
+        "grep -E '^(Seccomp|NoNewPrivs|Uid):' /proc/1/status",
+    );
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Uid:\t1000"), "{status}");
+    let out = run_in("sc-nnp", "unshare -U true");
+    assert!(out.contains("Operation not permitted"), "{out}");
+}
