@@ -110,6 +110,12 @@ impl Paths {
         self.lib.join("l")
     }
 
+    /// The node's seccomp profiles: a `Localhost` profile's `localhostProfile` is a path
+    /// relative to this directory (the kubelet's `<root-dir>/seccomp`).
+    pub fn seccomp_profiles(&self) -> PathBuf {
+        self.lib.join("seccomp")
+    }
+
     /// Per-pod persistent records: `pods/<uid>/`.
     pub fn pods(&self) -> PathBuf {
         self.lib.join("pods")

@@ -18,5 +18,7 @@ pub mod env;
 mod mounts;
 pub mod names;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;
+pub mod sysctl;
 mod user;

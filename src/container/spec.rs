@@ -25,6 +25,7 @@ pub use super::mounts::{
     PROPAGATION_BIDIRECTIONAL, PROPAGATION_HOST_TO_CONTAINER, PROPAGATION_NONE, RRO_DISABLED,
     RRO_ENABLED, RRO_IF_POSSIBLE,
 };
+use super::seccomp::{self, SeccompError};
 use super::user::resolve_user;
 pub use super::user::{SUPPLEMENTAL_GROUPS_POLICY_MERGE, SUPPLEMENTAL_GROUPS_POLICY_STRICT};
 use crate::manifest::resources::{QosClass, Resources};
@@ -173,6 +174,10 @@ pub enum SpecError {
     },
     #[error("building the oci runtime spec: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
+    /// A Localhost seccomp profile that cannot be read: the runtime's error, which the kubelet
+    /// shows as a `CreateContainerError` (not a config error).
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// The container's overlay rootfs, prepared by the image store and the supervisor.
@@ -216,6 +221,8 @@ pub struct SpecInput<'a> {
     /// The host's device nodes (`container::devices::host_devices`), given to a privileged
     /// container; the supervisor reads them only for those ([`is_privileged`]).
     pub host_devices: Vec<LinuxDevice>,
+    /// The node's seccomp profile directory, for `Localhost` profiles (`Paths::seccomp_profiles`).
+    pub seccomp_root: PathBuf,
     pub resources: Resources,
     pub qos: QosClass,
     pub node_name: String,
@@ -387,6 +394,20 @@ pub fn volume_sub_paths(input: &SpecInput) -> Result<Vec<Option<String>>, SpecEr
     super::mounts::sub_paths(input)
 }
 
+/// The pod's `securityContext.sysctls`, names in their dotted form. They were admitted
+/// (`container::sysctl::admit`); every container's init writes them, in the pod's shared net and
+/// ipc namespaces, so the values are the same whichever container starts first.
+fn pod_sysctls(pod: &Pod) -> HashMap<String, String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.sysctls.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|s| (super::sysctl::normalize(&s.name), s.value.clone()))
+        .collect()
+}
+
 /// Turns one container of the pod into its OCI runtime Spec.
 pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let pod = input.pod;
@@ -429,6 +450,8 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     }
 
     let caps = capabilities(sc, privileged, &field)?;
+    let seccomp_choice = seccomp::choose(pod, container, privileged);
+    let seccomp_profile = seccomp::spec_profile(&seccomp_choice, &caps, &input.seccomp_root)?;
     let linux_caps = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -492,6 +515,13 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     }
     if let Some(propagation) = super::mounts::root_propagation(input) {
         linux = linux.rootfs_propagation(propagation);
+    }
+    if let Some(profile) = seccomp_profile {
+        linux = linux.seccomp(profile);
+    }
+    let sysctls = pod_sysctls(pod);
+    if !sysctls.is_empty() {
+        linux = linux.sysctl(sysctls);
     }
 
     let meta = &pod.metadata;

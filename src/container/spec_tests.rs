@@ -93,6 +93,7 @@ impl Fixture {
             objects: &self.objects,
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             host_devices: Vec::new(),
+            seccomp_root: "/nonexistent/seccomp".into(),
             resources: self.resources,
             qos: self.qos,
             node_name: "node1".into(),
@@ -407,6 +408,10 @@ fn privileged_gets_everything() {
     .unwrap();
     assert_eq!(caps_of(&spec).len(), ALL_CAPABILITIES.len());
     let linux = spec.linux().as_ref().unwrap();
+    assert!(linux.seccomp().is_none(), "privileged runs unconfined");
+    let plain = Fixture::new(app(json!({})), json!({})).build().unwrap();
+    let profile = plain.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    assert_eq!(profile.default_action().to_string(), "SCMP_ACT_ERRNO");
     assert!(linux.masked_paths().as_ref().unwrap().is_empty());
     assert!(linux.readonly_paths().as_ref().unwrap().is_empty());
     let sys = spec

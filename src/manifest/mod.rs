@@ -19,6 +19,7 @@ pub mod names;
 pub mod objects;
 pub mod quantity;
 pub mod resources;
+mod security;
 pub mod support;
 mod validate;
 mod validate_sources;
@@ -28,6 +29,8 @@ mod volume_rules;
 mod corpus_tests;
 #[cfg(test)]
 mod object_tests;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 

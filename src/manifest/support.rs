@@ -184,6 +184,10 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.securityContext.supplementalGroupsPolicy", Yes), // Merge, or Strict: no image groups
     ("spec.securityContext.fsGroup", Yes), // volume ownership and a supplementary group
     ("spec.securityContext.fsGroupChangePolicy", Yes),
+    // Checked in validate (manifest::security); the node's part at admission (pod::admission).
+    ("spec.securityContext.seccompProfile", Yes),
+    ("spec.securityContext.sysctls", Yes),
+    ("spec.securityContext.appArmorProfile", Yes),
     // Scheduling and API-access fields: no effect on one node without a scheduler.
     ("spec.nodeSelector", Yes),
     ("spec.affinity", Yes),
@@ -203,6 +207,7 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.hostNetwork", No),
     ("spec.hostPID", No),
     ("spec.hostIPC", No),
+    // User namespaces are not implemented: hostUsers: false is refused by name.
     ("spec.hostUsers", UnlessEquals("true")),
     ("spec.shareProcessNamespace", No),
     ("spec.setHostnameAsFQDN", No),
@@ -268,7 +273,9 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("securityContext.capabilities", Into),
     ("securityContext.capabilities.add", Yes),
     ("securityContext.capabilities.drop", Yes),
-    ("securityContext.procMount", UnlessEquals("\"Default\"")),
+    ("securityContext.procMount", Yes), // Unmasked needs hostUsers: false, refused in validate
+    ("securityContext.seccompProfile", Yes),
+    ("securityContext.appArmorProfile", Yes),
     ("stdin", No),
     ("stdinOnce", No),
     ("tty", No),

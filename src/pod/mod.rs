@@ -1,6 +1,7 @@
 //! Pods: the records shared by the CLI and the supervisor, the status model, the restart policy
-//! and back-off, the per-pod supervisor process, and creating and removing pods.
+//! and back-off, the node's admission (sysctls, AppArmor), the per-pod supervisor process, and creating and removing pods.
 
+pub mod admission;
 pub mod backoff;
 pub mod events;
 pub mod image_use;

@@ -59,6 +59,10 @@ pub fn exec_in(
     }
     process.set_env(Some(env));
     process.set_args(Some(command.to_vec()));
+    // The container's seccomp profile confines exec'd processes too, as with `runc exec`.
+    let filter = super::init::compile_seccomp(spec).map_err(|e| RuntimeError::Exec {
+        message: e.to_string(),
+    })?;
 
     let ns_dir = PathBuf::from(format!("/proc/{target_pid}/ns"));
     let pid_ns = open_ro(&ns_dir.join("pid"))?;
@@ -88,7 +92,14 @@ pub fn exec_in(
         ForkResult::Child => {
             drop(pipe_rd);
             drop(own_pid_ns);
-            child(&process, command, cgroup_procs, &joins, pipe_wr)
+            child(
+                &process,
+                command,
+                filter.as_ref(),
+                cgroup_procs,
+                &joins,
+                pipe_wr,
+            )
         }
         ForkResult::Parent { child } => {
             drop(pipe_wr);
@@ -153,6 +164,7 @@ fn cgroup2_mount() -> Result<Option<PathBuf>, RuntimeError> {
 fn child(
     process: &Process,
     command: &[String],
+    filter: Option<&super::seccomp::Compiled>,
     cgroup_procs: Option<OwnedFd>,
     joins: &[(OwnedFd, CloneFlags, &str)],
     pipe: OwnedFd,
@@ -173,7 +185,11 @@ fn child(
             fail(format!("setns {name}: {}", super::errno_text(e as i32)));
         }
     }
-    let err = match finish_and_exec(process, command) {
+    let late = match super::init::load_privileged(process, filter.cloned()) {
+        Ok(late) => late,
+        Err(e) => fail(e.to_string()),
+    };
+    let err = match finish_and_exec(process, command, late.as_ref()) {
         Ok(never) => match never {},
         Err(e) => e,
     };

@@ -10,7 +10,8 @@
 //!
 //! Where things live: `spawn.rs` clones the container's pid 1; `init.rs` is the `peapod __init`
 //! mode that prepares the container and execs the user program; `mounts.rs` rootfs and mounts;
-//! `devices.rs` /dev; `creds.rs` user, capabilities, rlimits; `exec.rs` `peapod exec`.
+//! `devices.rs` /dev; `creds.rs` user, capabilities, rlimits; `seccomp.rs` the Spec's seccomp
+//! profile compiled to BPF and loaded; `exec.rs` `peapod exec`.
 
 mod creds;
 mod devices;
@@ -18,6 +19,7 @@ mod error;
 mod exec;
 mod init;
 mod mounts;
+mod seccomp;
 mod spawn;
 
 use std::os::fd::OwnedFd;

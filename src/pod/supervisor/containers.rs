@@ -23,7 +23,7 @@ use crate::manifest::resources::{container_resources, qos_class};
 use crate::pod::events;
 use crate::pod::model::{
     self, RunState, Terminated, CONTAINER_ID_SCHEME, REASON_CRASH_LOOP_BACK_OFF,
-    REASON_CREATE_CONTAINER_CONFIG_ERROR,
+    REASON_CREATE_CONTAINER_CONFIG_ERROR, REASON_CREATE_CONTAINER_ERROR,
 };
 use crate::pod::record::{ContainerState, ProcessRef, CONTAINERS_DIR};
 
@@ -175,6 +175,10 @@ impl Supervisor {
             Err(StartFailure::Config(message)) => {
                 let event = format!("Error: {message}");
                 self.wait_and_retry(i, REASON_CREATE_CONTAINER_CONFIG_ERROR, message, event);
+            }
+            Err(StartFailure::Create(message)) => {
+                let event = format!("Error: {message}");
+                self.wait_and_retry(i, REASON_CREATE_CONTAINER_ERROR, message, event);
             }
             Err(StartFailure::Start {
                 message,
@@ -434,13 +438,18 @@ impl Supervisor {
             objects: &objects,
             cgroup_path: cgroup.map(Path::to_path_buf),
             host_devices,
+            seccomp_root: self.paths.seccomp_profiles(),
             resources,
             qos: qos_class(&self.pod),
             node_name: self.node_name.clone(),
             node_memory_bytes: self.node_memory,
         };
         input.sub_path_sources = self.prepare_sub_paths(&input).map_err(config)?;
-        let oci = spec::build_spec(&input).map_err(|e| config(e.to_string()))?;
+        let oci = spec::build_spec(&input).map_err(|e| match e {
+            // The runtime's failure to load a profile, a CreateContainerError for the kubelet.
+            spec::SpecError::Seccomp(_) => StartFailure::Create(e.to_string()),
+            e => config(e.to_string()),
+        })?;
         tracing::debug!(container = %c.name, "spec built");
         runtime::write_bundle(dir, &oci).map_err(|e| config(e.to_string()))?;
         tracing::debug!(container = %c.name, "bundle written");
@@ -715,6 +724,9 @@ pub(super) struct Pending {
 enum StartFailure {
     /// The container could not be configured (spec, volumes, cgroup): retried, stays Waiting.
     Config(String),
+    /// The runtime could not create it (a Localhost seccomp profile it cannot load): retried,
+    /// stays Waiting with CreateContainerError.
+    Create(String),
     /// The runtime could not start the process: a StartError instance.
     Start {
         message: String,

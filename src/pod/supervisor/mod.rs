@@ -194,6 +194,8 @@ pub(crate) struct Supervisor {
     pub next_volume_check: Instant,
     /// The pod's volumes: set up before the sandbox, kept up to date while it runs.
     volumes: volumes::VolumeState,
+    /// The node refused the pod (forbidden sysctl, AppArmor): nothing is started.
+    pub admission: Option<crate::pod::admission::Verdict>,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -269,6 +271,7 @@ impl Supervisor {
         };
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
         let volumes = volumes::VolumeState::new(&paths, &pod);
+        let admission = crate::pod::admission::admit(&pod);
         Ok(Supervisor {
             paths,
             uid: uid.to_string(),
@@ -299,6 +302,7 @@ impl Supervisor {
             evicted: None,
             next_volume_check: Instant::now() + eviction::VOLUME_CHECK_INTERVAL,
             volumes,
+            admission,
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,
@@ -362,7 +366,11 @@ impl Supervisor {
             init_failed: self.init_failed,
             evicted: self.evicted.clone(),
         };
-        let status = crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
+        let mut status =
+            crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
+        if let Some(verdict) = &self.admission {
+            verdict.apply(&mut status);
+        }
         let dir = self.paths.pod_dir(&self.uid);
         // State first (it is what teardown needs), then what readers wait on.
         self.save_state()?;
@@ -390,6 +398,20 @@ impl Supervisor {
                 self.pod_name()
             ),
         );
+        if let Some(verdict) = self.admission.clone() {
+            tracing::warn!(
+                reason = verdict.reason(),
+                message = verdict.message(),
+                "pod not admitted"
+            );
+            self.event(
+                events::WARNING,
+                verdict.reason(),
+                "",
+                verdict.message().to_string(),
+            );
+            self.sandbox_next = None;
+        }
         loop {
             self.on_timers();
             if self.finished() {

@@ -1,0 +1,234 @@
+//! The kubelet's admission of a pod on this node, for what only the node can judge: the pod's
+//! sysctls against the node's allowlist (pkg/kubelet/sysctl/allowlist.go) and AppArmor
+//! profiles against the host (pkg/security/apparmor/validate.go).
+//!
+//! As with the kubelet, the pod is accepted by `apply` (the API server has nothing against it)
+//! and its supervisor then refuses to run it: a forbidden sysctl fails the pod (phase Failed,
+//! reason `SysctlForbidden`, message `Pod was rejected: forbidden sysctl: ...`); an AppArmor
+//! profile that cannot be enforced blocks it (phase Pending, reason `AppArmor`, containers
+//! waiting with `Blocked`), as the kubelet's soft admission does. Either way a Warning event
+//! with the reason is recorded and no sandbox or container is made.
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+
+use crate::container::sysctl::{Allowlist, REASON_SYSCTL_FORBIDDEN};
+
+/// The kubelet's reason for a pod whose AppArmor profile cannot be enforced.
+pub const REASON_APPARMOR: &str = "AppArmor";
+/// The waiting reason of the containers of a blocked pod [kubelet.go syncPod].
+pub const REASON_BLOCKED: &str = "Blocked";
+/// The prefix of a rejected pod's message [kubelet.go rejectPod].
+const REJECTED_PREFIX: &str = "Pod was rejected: ";
+/// runc's test for AppArmor (libcontainer/apparmor): securityfs shows it and the module is on.
+const APPARMOR_SECURITYFS: &str = "/sys/kernel/security/apparmor";
+const APPARMOR_ENABLED: &str = "/sys/module/apparmor/parameters/enabled";
+/// The deprecated per-container annotation and its unconfined value.
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+pub const APPARMOR_ANNOTATION_UNCONFINED: &str = "unconfined";
+/// `appArmorProfile.type` values [core/v1 types.go].
+pub const APPARMOR_TYPE_UNCONFINED: &str = "Unconfined";
+
+/// Why the node will not run the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Failed for good (a hard admission failure).
+    Rejected { reason: String, message: String },
+    /// Held Pending (a soft admission failure).
+    Blocked { reason: String, message: String },
+}
+
+impl Verdict {
+    pub fn reason(&self) -> &str {
+        match self {
+            Verdict::Rejected { reason, .. } | Verdict::Blocked { reason, .. } => reason,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Verdict::Rejected { message, .. } | Verdict::Blocked { message, .. } => message,
+        }
+    }
+
+    /// The pod status the kubelet shows for this verdict, over the one computed from the
+    /// (never started) containers.
+    pub fn apply(&self, status: &mut PodStatus) {
+        match self {
+            // rejectPod writes only these (and the QoS class): no conditions, no container
+            // statuses, so `get` shows the reason as the pod's STATUS.
+            Verdict::Rejected { reason, message } => {
+                *status = PodStatus {
+                    phase: Some("Failed".into()),
+                    reason: Some(reason.clone()),
+                    message: Some(format!("{REJECTED_PREFIX}{message}")),
+                    qos_class: status.qos_class.take(),
+                    ..Default::default()
+                };
+            }
+            Verdict::Blocked { reason, message } => {
+                status.phase = Some("Pending".into());
+                status.reason = Some(reason.clone());
+                status.message = Some(message.clone());
+                let all = status
+                    .init_container_statuses
+                    .iter_mut()
+                    .chain(status.container_statuses.iter_mut())
+                    .flatten();
+                for c in all {
+                    if let Some(w) = c.state.as_mut().and_then(|s| s.waiting.as_mut()) {
+                        w.reason = Some(REASON_BLOCKED.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The node's verdict on the pod, None when it may run.
+pub fn admit(pod: &Pod) -> Option<Verdict> {
+    check_sysctls(pod, Allowlist::from_env()).or_else(|| check_apparmor(pod, host_has_apparmor()))
+}
+
+fn check_sysctls(
+    pod: &Pod,
+    allowlist: Result<Allowlist, crate::container::sysctl::SysctlError>,
+) -> Option<Verdict> {
+    let sysctls = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.sysctls.as_ref())
+        .filter(|s| !s.is_empty())?;
+    let rejected = |message: String| Verdict::Rejected {
+        reason: REASON_SYSCTL_FORBIDDEN.into(),
+        message,
+    };
+    let list = match allowlist {
+        Ok(list) => list,
+        Err(e) => return Some(rejected(e.to_string())),
+    };
+    sysctls.iter().find_map(|s| {
+        list.check(&s.name)
+            .err()
+            .map(|why| rejected(format!("forbidden sysctl: {why}")))
+    })
+}
+
+/// Whether any profile the pod names is not Unconfined [apparmor/helpers.go isRequired].
+fn requires_apparmor(pod: &Pod) -> bool {
+    let confined = |p: Option<&k8s_openapi::api::core::v1::AppArmorProfile>| {
+        p.is_some_and(|p| p.type_ != APPARMOR_TYPE_UNCONFINED)
+    };
+    let spec = pod.spec.as_ref();
+    let pod_level = spec
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.app_armor_profile.as_ref());
+    let containers = spec
+        .into_iter()
+        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers));
+    let mut fields = std::iter::once(pod_level).chain(containers.map(|c| {
+        c.security_context
+            .as_ref()
+            .and_then(|s| s.app_armor_profile.as_ref())
+    }));
+    let annotations = pod.metadata.annotations.iter().flatten();
+    fields.any(confined)
+        || annotations.into_iter().any(|(k, v)| {
+            k.starts_with(APPARMOR_ANNOTATION_PREFIX) && v != APPARMOR_ANNOTATION_UNCONFINED
+        })
+}
+
+fn host_has_apparmor() -> bool {
+    std::path::Path::new(APPARMOR_SECURITYFS).exists()
+        && std::fs::read(APPARMOR_ENABLED).is_ok_and(|b| b.first() == Some(&b'Y'))
+}
+
+fn check_apparmor(pod: &Pod, host_has_apparmor: bool) -> Option<Verdict> {
+    if !requires_apparmor(pod) {
+        return None;
+    }
+    let why = if host_has_apparmor {
+        // containerd would load its profile; peapod has no AppArmor support yet.
+        "peapod does not apply AppArmor profiles (only Unconfined runs)"
+    } else {
+        "AppArmor is not enabled on the host"
+    };
+    Some(Verdict::Blocked {
+        reason: REASON_APPARMOR.into(),
+        message: format!("Cannot enforce AppArmor: {why}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value, annotations: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": annotations},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn with_sysctl(name: &str) -> Pod {
+        pod(
+            json!({"containers": [{"name": "c"}],
+                   "securityContext": {"sysctls": [{"name": name, "value": "1"}]}}),
+            json!({}),
+        )
+    }
+
+    #[test]
+    fn forbidden_sysctl_fails_the_pod_like_the_kubelet() {
+        let list = || Allowlist::new(Some((6, 1)), &[]);
+        assert_eq!(
+            check_sysctls(&with_sysctl("kernel.shm_rmid_forced"), list()),
+            None
+        );
+        let v = check_sysctls(&with_sysctl("net.core.somaxconn"), list()).unwrap();
+        let mut status = PodStatus::default();
+        v.apply(&mut status);
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("SysctlForbidden"));
+        assert_eq!(
+            status.message.as_deref(),
+            Some("Pod was rejected: forbidden sysctl: \"net.core.somaxconn\" not allowlisted")
+        );
+        let allowed = Allowlist::new(Some((6, 1)), &["net.core.*"]);
+        assert_eq!(
+            check_sysctls(&with_sysctl("net.core.somaxconn"), allowed),
+            None
+        );
+    }
+
+    #[test]
+    fn apparmor_blocks_unless_unconfined() {
+        let field = |t: &str| {
+            pod(
+                json!({"containers": [{"name": "c",
+                        "securityContext": {"appArmorProfile": {"type": t}}}]}),
+                json!({}),
+            )
+        };
+        assert_eq!(check_apparmor(&field("Unconfined"), false), None);
+        let v = check_apparmor(&field("RuntimeDefault"), false).unwrap();
+        assert_eq!(v.reason(), "AppArmor");
+        assert_eq!(
+            v.message(),
+            "Cannot enforce AppArmor: AppArmor is not enabled on the host"
+        );
+        let annotated = pod(
+            json!({"containers": [{"name": "c"}]}),
+            json!({"container.apparmor.security.beta.kubernetes.io/c": "runtime/default"}),
+        );
+        assert!(check_apparmor(&annotated, false).is_some());
+        let plain = pod(json!({"containers": [{"name": "c"}]}), json!({}));
+        assert_eq!(check_apparmor(&plain, false), None);
+        assert!(matches!(
+            check_apparmor(&field("Localhost"), true),
+            Some(Verdict::Blocked { .. })
+        ));
+    }
+}
