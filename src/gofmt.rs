@@ -1,5 +1,8 @@
 //! How Go and Kubernetes' apimachinery print what users read: `%q` quoting (downward API
-//! files) and aggregated errors (projected volumes, kubectl label). Pure formatting.
+//! files), aggregated errors (projected volumes, kubectl label) and durations (kubelet events
+//! and back-off messages). Pure formatting.
+
+use std::time::Duration;
 
 /// apimachinery's aggregated error (`utilerrors.NewAggregate(errs).Error()`): one message
 /// alone, else the distinct messages in brackets, comma separated.
@@ -61,9 +64,45 @@ fn printable(c: char) -> bool {
         || (0xe000..=0xf8ff).contains(&u))
 }
 
+/// Go's `time.Duration` text for a duration truncated to milliseconds, as kubelet events
+/// print it: `850ms`, `1.234s`, `2m3.5s`.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (mins, rest_ms) = (ms / 60_000, ms % 60_000);
+    let secs = rest_ms / 1000;
+    let frac = format!("{:03}", rest_ms % 1000);
+    let frac = frac.trim_end_matches('0');
+    let secs = if frac.is_empty() {
+        format!("{secs}s")
+    } else {
+        format!("{secs}.{frac}s")
+    };
+    if mins > 0 {
+        format!("{mins}m{secs}")
+    } else {
+        secs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(Duration::from_millis(0)), "0s");
+        assert_eq!(go_duration(Duration::from_micros(850_900)), "850ms");
+        assert_eq!(go_duration(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(go_duration(Duration::from_millis(2000)), "2s");
+        assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
+        assert_eq!(go_duration(Duration::from_millis(123_500)), "2m3.5s");
+    }
 
     #[test]
     fn quoting_as_strconv_quote() {

@@ -14,6 +14,7 @@
 
 mod bpf;
 mod devices;
+pub mod pod;
 pub mod stats;
 mod support;
 
@@ -25,9 +26,8 @@ use oci_spec::runtime::LinuxResources;
 
 pub use bpf::BpfError;
 pub use devices::{Access, DeviceKind, DeviceRule, DeviceRules};
-pub use support::{
-    check_devices_supported, check_limits_supported, detect, pod_limits, CgroupSupport, PodLimits,
-};
+pub use pod::{pod_resources, PodResources};
+pub use support::{check_devices_supported, check_limits_supported, detect, CgroupSupport};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const PEAPOD_CGROUP: &str = "peapod";
@@ -200,14 +200,14 @@ impl CgroupManager {
         self.pod_path(uid).join(SANDBOX_CGROUP)
     }
 
-    /// Creates the pod cgroup with controllers enabled for its children. Pod-level cpu.max and
-    /// memory.max are set only when every container has that limit (`limits` holds the sums),
-    /// as the kubelet does for its pod cgroups. Without controllers: the bare directories.
-    pub fn create_pod(&self, uid: &str, limits: PodLimits) -> Result<PathBuf, CgroupError> {
+    /// Creates the pod cgroup with controllers enabled for its children, and the pod's
+    /// cpu.weight, cpu.max and memory.max as the kubelet sets them (see [`pod`]). Without
+    /// controllers: the bare directories (a limit is refused; the weight has nowhere to go).
+    pub fn create_pod(&self, uid: &str, limits: PodResources) -> Result<PathBuf, CgroupError> {
         let peapod = self.root.join(PEAPOD_CGROUP);
         let pod = self.pod_path(uid);
         if !self.controllers {
-            if limits != PodLimits::default() {
+            if limits.cpu_limit_millis.is_some() || limits.memory_limit_bytes.is_some() {
                 return Err(self.no_controllers("spec.resources"));
             }
             std::fs::create_dir_all(&pod).map_err(io_err(&pod))?;
@@ -223,6 +223,9 @@ impl CgroupManager {
         std::fs::create_dir_all(&peapod).map_err(io_err(&peapod))?;
         write_file(&peapod, FILE_SUBTREE_CONTROL, &enable)?;
         std::fs::create_dir_all(&pod).map_err(io_err(&pod))?;
+        if let Some(weight) = limits.cpu_weight {
+            write_file(&pod, FILE_CPU_WEIGHT, &weight.to_string())?;
+        }
         if let Some(millis) = limits.cpu_limit_millis {
             let quota = millis.saturating_mul(100).max(1000);
             write_file(&pod, FILE_CPU_MAX, &format!("{quota} {CPU_PERIOD_US}"))?;

@@ -486,8 +486,15 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
             input.sandbox_pid
         )))
     };
+    // shareProcessNamespace: every container joins the pid namespace the pause process holds
+    // (it is its pid 1), as the kubelet asks of the runtime (NamespaceMode_POD).
+    let pid_ns = if crate::sandbox::shares_process_namespace(input.pod) {
+        ns_path("pid")
+    } else {
+        None
+    };
     let namespaces = vec![
-        namespace(LinuxNamespaceType::Pid, None)?,
+        namespace(LinuxNamespaceType::Pid, pid_ns)?,
         namespace(LinuxNamespaceType::Mount, None)?,
         namespace(LinuxNamespaceType::Cgroup, None)?,
         namespace(LinuxNamespaceType::Network, ns_path("net"))?,

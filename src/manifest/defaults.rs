@@ -34,6 +34,8 @@ pub(crate) fn apply(pod: &mut Pod) {
     for volume in spec.volumes.iter_mut().flatten() {
         apply_volume(volume);
     }
+    // After the containers' own defaults, as the API server orders them.
+    super::pod_resources::default_pod_requests(spec);
 }
 
 /// `defaultMode` 0644 on API-data volumes [SetDefaults_{ConfigMap,Secret,DownwardAPI,

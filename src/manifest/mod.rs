@@ -17,11 +17,13 @@ mod decode;
 pub mod defaults;
 pub mod names;
 pub mod objects;
+pub mod pod_resources;
 pub mod quantity;
 pub mod resources;
 mod security;
 pub mod support;
 mod validate;
+mod validate_lifecycle;
 mod validate_sources;
 mod volume_rules;
 

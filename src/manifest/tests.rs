@@ -306,8 +306,10 @@ fn yaml_octal_integers_are_read_as_kubernetes_does() {
 
 #[test]
 fn type_error_inside_refused_feature_is_not_supported() {
-    let err = errors(&format!("{GOOD}  os:\n    name: [linux]\n"));
-    assert!(err.contains("not supported: spec.os"), "{err}");
+    let err = errors(&format!(
+        "{GOOD}  readinessGates:\n  - conditionType: [x]\n"
+    ));
+    assert!(err.contains("not supported: spec.readinessGates"), "{err}");
     assert!(!err.contains("Invalid value"), "{err}");
 }
 

@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod machine;
 pub mod metadata;
 pub mod model;
+pub mod phase;
 pub mod record;
 pub mod supervisor;
 pub mod teardown;
