@@ -61,6 +61,30 @@ fn printable(c: char) -> bool {
         || (0xe000..=0xf8ff).contains(&u))
 }
 
+/// Go's `time.Duration.String()` to millisecond precision: `0s`, `500ms`, `1s`, `1.5s`,
+/// `2m0s`, `1h1m1s` (the kubelet prints probe timeouts with `%v`).
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let ms = d.subsec_millis();
+    if secs == 0 {
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
+    }
+    let frac = if ms > 0 {
+        format!(".{}", format!("{ms:03}").trim_end_matches('0'))
+    } else {
+        String::new()
+    };
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}{frac}s"),
+        (0, m, s) => format!("{m}m{s}{frac}s"),
+        (h, m, s) => format!("{h}h{m}m{s}{frac}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +96,17 @@ mod tests {
         assert_eq!(quote("l1\nl2\t\x01\x7f"), "\"l1\\nl2\\t\\x01\\x7f\"");
         assert_eq!(quote("héllo ✓"), "\"héllo ✓\"");
         assert_eq!(quote("\u{a0}\u{200b}"), "\"\\u00a0\\u200b\"");
+    }
+
+    #[test]
+    fn durations_as_go_prints_them() {
+        use std::time::Duration;
+        assert_eq!(duration(Duration::ZERO), "0s");
+        assert_eq!(duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(duration(Duration::from_secs(1)), "1s");
+        assert_eq!(duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(duration(Duration::from_secs(120)), "2m0s");
+        assert_eq!(duration(Duration::from_secs(3661)), "1h1m1s");
     }
 
     #[test]
