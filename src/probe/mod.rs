@@ -30,6 +30,8 @@
 
 mod action;
 #[allow(dead_code)] // the runner (to come) calls it
+mod exec;
+#[allow(dead_code)] // the runner (to come) calls it
 mod grpc;
 #[allow(dead_code)] // the runner (to come) calls it
 mod h2;
@@ -196,6 +198,18 @@ pub enum Report {
     Hook(HookResult),
 }
 
+/// Keeps at most [`MAX_OUTPUT`] bytes, cut at a character boundary.
+pub(crate) fn limit_output(mut s: String) -> String {
+    if s.len() > MAX_OUTPUT {
+        let mut end = MAX_OUTPUT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +229,7 @@ mod tests {
         let line = serde_json::to_string(&r).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Report>(&line).unwrap(), r);
+        let long = "é".repeat(MAX_OUTPUT);
+        assert!(limit_output(long).len() <= MAX_OUTPUT);
     }
 }
