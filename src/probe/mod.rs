@@ -29,23 +29,16 @@
 //! pkg/kubelet/prober, pkg/kubelet/lifecycle/handlers.go.
 
 mod action;
-#[allow(dead_code)] // the runner (to come) calls it
 mod exec;
-#[allow(dead_code)] // the runner (to come) calls it
 mod grpc;
-#[allow(dead_code)] // the runner (to come) calls it
 mod h2;
-#[allow(dead_code)] // the runner (to come) calls it
 mod hpack;
-#[allow(dead_code)] // the runner (to come) calls it
 mod http;
-#[allow(dead_code)] // the runner (to come) calls it
 mod http_request;
-#[allow(dead_code)] // the runner (to come) calls it
 mod http_tls;
 pub mod messages;
-#[allow(dead_code)] // the runner (to come) calls it
 mod net;
+mod runner;
 mod state;
 
 use std::path::PathBuf;
@@ -54,6 +47,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use action::{hook_action, probe_action, resolve_port, Unresolved};
+pub use runner::{probe_main, ProbeRunner, PROBE_VERB};
 pub use state::{ContainerProbes, ProbeConfig, ProbeKind, ProbeOutcome, ProbeState, Transition};
 
 /// The Kubernetes version peapod implements (the API version it decodes), as the kubelet puts
