@@ -13,13 +13,15 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, Probe};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HTTPGetAction, LifecycleHandler, Probe,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use nix::sys::wait::waitpid;
-use peapod::probe::messages::kill_message;
+use peapod::probe::messages::{hook_failure_message, kill_message, pod_desc};
 use peapod::probe::{
-    probe_action, Action, ContainerProbes, HookResult, HttpGet, ProbeKind, ProbeResult,
-    ProbeRunner, Purpose, Report, Request, Transition, KUBE_VERSION,
+    hook_action, probe_action, Action, ContainerProbes, HookResult, HttpGet, ProbeKind,
+    ProbeResult, ProbeRunner, Purpose, Report, Request, Transition, KUBE_VERSION,
 };
 use servers::{free_port, grpc_server, HttpServer, FLIP_HEALTHY, SECOND};
 
@@ -555,5 +557,58 @@ fn exec_hooks_report_the_cri_error_and_output() {
         Report::Hook(HookResult::Done {
             http_fallback: None
         })
+    );
+}
+
+#[test]
+fn network_probes_run_in_the_given_network_namespace() {
+    let HttpServer { port, .. } = HttpServer::plain();
+    let request = |netns: &str| Request {
+        purpose: Purpose::Probe { timeout: SECOND },
+        action: Action::Http(get(port, "/ok")),
+        netns: Some(netns.into()),
+        exec: None,
+    };
+    assert_eq!(
+        run_request(request("/nonexistent/ns/net"), None),
+        Report::Probe(ProbeResult::unknown(
+            "open /nonexistent/ns/net: No such file or directory (os error 2)"
+        ))
+    );
+    if nix::unistd::geteuid().is_root() {
+        // Our own namespace: the server is there.
+        assert_eq!(
+            run_request(request("/proc/self/ns/net"), None),
+            Report::Probe(ProbeResult::Success)
+        );
+    }
+}
+
+#[test]
+fn a_failed_post_start_hook_is_told_as_the_kubelet_tells_it() {
+    let closed = free_port();
+    let handler = LifecycleHandler {
+        http_get: Some(HTTPGetAction {
+            port: IntOrString::Int(i32::from(closed)),
+            path: Some("/started".into()),
+            host: Some("127.0.0.1".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let c = Container {
+        name: "app".into(),
+        ..Default::default()
+    };
+    let action = hook_action(&handler, &c, "10.88.0.5").unwrap();
+    let result = hook(action.clone());
+    let pod = pod_desc("web", "default", "u-1");
+    assert_eq!(
+        hook_failure_message(&action, &c.name, &pod, &result).unwrap(),
+        format!(
+            "HTTP lifecycle hook (/started) for Container \"app\" in Pod \"web_default(u-1)\" \
+             failed - error: Get \"http://127.0.0.1:{closed}/started\": dial tcp \
+             127.0.0.1:{closed}: connect: connection refused"
+        )
     );
 }
