@@ -64,29 +64,27 @@ fn printable(c: char) -> bool {
         || (0xe000..=0xf8ff).contains(&u))
 }
 
-/// Go's `time.Duration` text for a duration truncated to milliseconds, as kubelet events
-/// print it: `850ms`, `1.234s`, `2m3.5s`.
-pub fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".into();
+/// Go's `time.Duration.String()` to millisecond precision: `0s`, `500ms`, `1s`, `1.5s`,
+/// `2m0s`, `1h1m1s` (the kubelet prints probe timeouts with `%v`).
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let ms = d.subsec_millis();
+    if secs == 0 {
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
     }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (mins, rest_ms) = (ms / 60_000, ms % 60_000);
-    let secs = rest_ms / 1000;
-    let frac = format!("{:03}", rest_ms % 1000);
-    let frac = frac.trim_end_matches('0');
-    let secs = if frac.is_empty() {
-        format!("{secs}s")
+    let frac = if ms > 0 {
+        format!(".{}", format!("{ms:03}").trim_end_matches('0'))
     } else {
-        format!("{secs}.{frac}s")
+        String::new()
     };
-    if mins > 0 {
-        format!("{mins}m{secs}")
-    } else {
-        secs
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}{frac}s"),
+        (0, m, s) => format!("{m}m{s}{frac}s"),
+        (h, m, s) => format!("{h}h{m}m{s}{frac}s"),
     }
 }
 
@@ -95,22 +93,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_print_like_go() {
-        assert_eq!(go_duration(Duration::from_millis(0)), "0s");
-        assert_eq!(go_duration(Duration::from_micros(850_900)), "850ms");
-        assert_eq!(go_duration(Duration::from_millis(1234)), "1.234s");
-        assert_eq!(go_duration(Duration::from_millis(2000)), "2s");
-        assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
-        assert_eq!(go_duration(Duration::from_millis(123_500)), "2m3.5s");
-    }
-
-    #[test]
     fn quoting_as_strconv_quote() {
         assert_eq!(quote("plain"), "\"plain\"");
         assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(quote("l1\nl2\t\x01\x7f"), "\"l1\\nl2\\t\\x01\\x7f\"");
         assert_eq!(quote("héllo ✓"), "\"héllo ✓\"");
         assert_eq!(quote("\u{a0}\u{200b}"), "\"\\u00a0\\u200b\"");
+    }
+
+    #[test]
+    fn durations_as_go_prints_them() {
+        assert_eq!(duration(Duration::ZERO), "0s");
+        assert_eq!(duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(duration(Duration::from_secs(1)), "1s");
+        assert_eq!(duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(duration(Duration::from_secs(120)), "2m0s");
+        assert_eq!(duration(Duration::from_secs(3661)), "1h1m1s");
+        assert_eq!(duration(Duration::from_micros(850_900)), "850ms");
+        assert_eq!(duration(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(duration(Duration::from_millis(123_500)), "2m3.5s");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod network;
 pub mod object;
 pub mod pod;
+pub mod probe;
 pub mod procfs;
 pub mod sandbox;
 pub mod store;

@@ -84,6 +84,7 @@ fn apply_container(c: &mut Container) {
     for port in c.ports.iter_mut().flatten() {
         set_if_empty(&mut port.protocol, DEFAULT_PROTOCOL);
     }
+    super::probes::apply_defaults(c);
     // A limit without a request makes the request equal to the limit.
     if let Some(resources) = c.resources.as_mut() {
         if let Some(limits) = resources.limits.as_ref() {

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::stop::PodRun;
 use super::Supervisor;
-use crate::gofmt::go_duration;
+use crate::gofmt;
 use crate::logs::Stream;
 use crate::pod::events;
 use crate::pod::machine::{after_exit, Exit, Lifecycle, Next, StopCause, Waiting};
@@ -73,7 +73,7 @@ fn termination_message(c: &Container, file: &Path, log: &Path, exit_code: i32) -
 fn back_off_message(delay: Duration, container: &str, pod: &str) -> String {
     format!(
         "back-off {} restarting failed container={container} pod={pod}",
-        go_duration(delay)
+        gofmt::duration(delay)
     )
 }
 

@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::Supervisor;
-use crate::gofmt::go_duration;
+use crate::gofmt;
 use crate::image::registry::auth::ENV_PULL_SECRETS_FILE;
 use crate::image::{Image, ImageError, ImageStore, PullOptions};
 use crate::manifest::defaults::default_pull_policy;
@@ -97,8 +97,8 @@ pub struct PullReport {
 pub fn pulled_message(reference: &str, took: Duration, waited: Duration, size: u64) -> String {
     format!(
         "Successfully pulled image \"{reference}\" in {} ({} including waiting). Image size: {size} bytes.",
-        go_duration(took),
-        go_duration(waited)
+        gofmt::duration(took),
+        gofmt::duration(waited)
     )
 }
 
