@@ -73,16 +73,27 @@ pub fn probe_event(kind: ProbeKind, result: &ProbeResult) -> Option<ProbeEvent> 
 /// [kuberuntime_manager.go computePodActions]: `Container app failed liveness probe, will be
 /// restarted` (without the tail when the restart policy does not restart it).
 pub fn kill_message(container: &str, kind: ProbeKind, will_restart: bool) -> String {
-    let what = match kind {
-        ProbeKind::Liveness => "liveness",
-        ProbeKind::Startup => "startup",
-        ProbeKind::Readiness => "readiness",
-    };
-    let message = format!("Container {container} failed {what} probe");
+    let message = format!("Container {container} failed {} probe", probe_word(kind));
     if will_restart {
         format!("{message}, will be restarted")
     } else {
         message
+    }
+}
+
+/// The same for a native sidecar, which always restarts [computeInitContainerActions].
+pub fn sidecar_kill_message(container: &str, kind: ProbeKind) -> String {
+    format!(
+        "Init container {container} failed {} probe",
+        probe_word(kind)
+    )
+}
+
+fn probe_word(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Liveness => "liveness",
+        ProbeKind::Startup => "startup",
+        ProbeKind::Readiness => "readiness",
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{Kind, RestartPolicy};
 use crate::pod::backoff::RestartBackoff;
+use crate::probe::{messages, ProbeKind};
 
 /// How an instance ended, as far as the decisions care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,21 +94,12 @@ pub fn killing_message(kind: Kind, name: &str, cause: StopCause, restart: bool) 
         StopCause::PodTermination | StopCause::SandboxLost => {
             return format!("Stopping container {name}")
         }
-        StopCause::PostStartHook => return REASON_FAILED_POST_START_HOOK.to_string(),
-        StopCause::Liveness => "liveness",
-        StopCause::Startup => "startup",
+        StopCause::PostStartHook => return messages::KILLING_FAILED_POST_START.to_string(),
+        StopCause::Liveness => ProbeKind::Liveness,
+        StopCause::Startup => ProbeKind::Startup,
     };
     if kind == Kind::Sidecar {
-        return format!("Init container {name} failed {probe} probe");
+        return messages::sidecar_kill_message(name, probe);
     }
-    let message = format!("Container {name} failed {probe} probe");
-    if restart {
-        format!("{message}, will be restarted")
-    } else {
-        message
-    }
+    messages::kill_message(name, probe, restart)
 }
-
-/// The event reason of a failed postStart hook, which is also the message of the `Killing`
-/// event that follows [pkg/kubelet/events/event.go FailedPostStartHook].
-pub const REASON_FAILED_POST_START_HOOK: &str = "FailedPostStartHook";

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use super::exit::{Next, StopCause};
 use super::order::Brief;
 use super::MIN_GRACE;
+pub use crate::probe::ProbeKind;
+use crate::probe::Transition;
 
 /// What the status shows for a container that is not running: a reason
 /// (`ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`, ...) and maybe a message.
@@ -55,19 +57,23 @@ pub struct Probes {
     pub readiness: bool,
 }
 
-/// A probe kind, for the results the probe module reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeKind {
-    Startup,
-    Readiness,
-    Liveness,
-}
-
 /// A probe's verdict once its thresholds are met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeResult {
     Success,
     Failure,
+}
+
+impl ProbeResult {
+    /// The verdict a threshold crossing of the probe module stands for.
+    pub fn of(t: Transition) -> (ProbeKind, ProbeResult) {
+        match t {
+            Transition::Ready => (ProbeKind::Readiness, ProbeResult::Success),
+            Transition::NotReady => (ProbeKind::Readiness, ProbeResult::Failure),
+            Transition::Started => (ProbeKind::Startup, ProbeResult::Success),
+            Transition::Kill { kind, .. } => (kind, ProbeResult::Failure),
+        }
+    }
 }
 
 /// What a probe result does to a running container.

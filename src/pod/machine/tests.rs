@@ -390,6 +390,69 @@ fn probes_gate_started_and_ready_and_failures_kill() {
 }
 
 #[test]
+fn the_probe_modules_thresholds_drive_the_lifecycle() {
+    use crate::probe::{ContainerProbes, ProbeResult as Run, Transition};
+    use k8s_openapi::api::core::v1::{Container, ExecAction, Probe};
+    let probe = |failure_threshold| Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["true".into()]),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(failure_threshold),
+        ..Default::default()
+    };
+    let c = Container {
+        name: "app".into(),
+        startup_probe: Some(probe(1)),
+        readiness_probe: Some(probe(1)),
+        liveness_probe: Some(probe(2)),
+        ..Default::default()
+    };
+    let mut probes = ContainerProbes::new(&c);
+    let gates = Probes {
+        startup: true,
+        readiness: true,
+    };
+    let mut s: Lifecycle<()> = Lifecycle::started((), false, gates);
+    let t0 = Instant::now();
+    probes.on_container_started(t0);
+    // Only the startup probe is due before the container has started.
+    assert_eq!(probes.due(t0), vec![ProbeKind::Startup]);
+    let feed = |s: &mut Lifecycle<()>, probes: &mut ContainerProbes, kind, r: Run| {
+        let state = probes.get_mut(kind).unwrap();
+        state.on_probe_started(Instant::now());
+        let t = state.on_result(&r).transition?;
+        let (kind, result) = ProbeResult::of(t);
+        let effect = s.probe_effect(kind, result);
+        s.apply_probe(effect);
+        Some(effect)
+    };
+    assert_eq!(
+        feed(&mut s, &mut probes, ProbeKind::Startup, Run::Success),
+        Some(ProbeEffect::Started)
+    );
+    assert_eq!(s.brief(None), Brief::Running { started: true });
+    assert_eq!(
+        feed(&mut s, &mut probes, ProbeKind::Readiness, Run::Success),
+        Some(ProbeEffect::Ready(true))
+    );
+    let fail = || Run::Failure("HTTP probe failed with statuscode: 500".into());
+    assert_eq!(
+        feed(&mut s, &mut probes, ProbeKind::Liveness, fail()),
+        None,
+        "one failure of two"
+    );
+    assert_eq!(
+        feed(&mut s, &mut probes, ProbeKind::Liveness, fail()),
+        Some(ProbeEffect::Kill(StopCause::Liveness))
+    );
+    assert_eq!(
+        ProbeResult::of(Transition::NotReady),
+        (ProbeKind::Readiness, ProbeResult::Failure)
+    );
+}
+
+#[test]
 fn post_start_keeps_the_container_starting_until_it_returns() {
     let t0 = Instant::now();
     let stop = Stop::new(StopCause::PostStartHook, t0, secs(30), false);

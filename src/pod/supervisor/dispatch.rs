@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use super::{trim, Supervisor, METADATA_SIGNAL};
 
 /// After this long without anything to do, the supervisor releases its start-up code pages.
-const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
+pub(super) const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
 /// How often logs are checked for rotation, as the kubelet does.
 pub(super) const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
 
@@ -52,6 +52,13 @@ impl Idle {
             trimmed: false,
             next_rotation: Instant::now() + LOG_ROTATION_CHECK,
         })
+    }
+
+    /// Releases the code pages now (after a round of frequent probes, which would never
+    /// leave the loop idle for long enough).
+    pub fn trim(&mut self) {
+        trim::release_code_pages();
+        self.trimmed = true;
     }
 
     /// Tells `apply` (when it forked us) that the state file exists.
@@ -95,10 +102,6 @@ impl Supervisor {
         if ready.signals {
             self.handle_signals();
         }
-        for pid in self.hooks.overdue(Instant::now()) {
-            // A hook or probe past its deadline: its exit reports the failure.
-            let _ = kill(pid, Signal::SIGKILL);
-        }
     }
 
     /// Polls the signalfd, the object watch and every open pipe. None on timeout (after
@@ -108,6 +111,10 @@ impl Supervisor {
         let mut fds = vec![PollFd::new(self.idle.signals.as_fd(), PollFlags::POLLIN)];
         let watch = self.volumes.watch_fd();
         if let Some(fd) = watch {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        // Probe and hook reports only wake the loop: `collect_runs` reads them.
+        for fd in self.hooks.fds() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let first_pipe = fds.len();
@@ -124,8 +131,7 @@ impl Supervisor {
         match poll(&mut fds, PollTimeout::from(timeout_ms)) {
             Ok(0) => {
                 if !self.idle.trimmed && self.idle.last_activity.elapsed() >= IDLE_TRIM_AFTER {
-                    trim::release_code_pages();
-                    self.idle.trimmed = true;
+                    self.idle.trim();
                 }
                 return None;
             }
@@ -186,8 +192,7 @@ impl Supervisor {
         if self.on_pull_exit(pid, exit_code) || self.on_sandbox_exit(pid) {
             return;
         }
-        if let Some(run) = self.hooks.reaped(pid) {
-            self.on_run_exit(run, exit_code);
+        if self.hooks.on_exit(pid) {
             return;
         }
         let container = self

@@ -125,6 +125,7 @@ impl Supervisor {
         let Some((mut inst, cause)) = self.runs[i].life.take_exited() else {
             return;
         };
+        self.cancel_runs(i);
         if let Err(e) = inst.log.flush_partial() {
             tracing::warn!(error = %e, "log flush failed");
         }

@@ -220,6 +220,7 @@ impl Supervisor {
         for c in spec.containers {
             runs.push(ContainerRun::new(c, Kind::App, has_init));
         }
+        let hooks = hooks::Hooks::new(hooks::shortest_period(runs.iter().map(|r| &r.spec)));
         let state = PodState {
             uid: uid.to_string(),
             namespace,
@@ -248,7 +249,7 @@ impl Supervisor {
             admission,
             start_time: Timestamp::now(),
             started: Instant::now(),
-            hooks: hooks::Hooks::default(),
+            hooks,
             idle,
             paths,
             pod,
@@ -383,6 +384,7 @@ impl Supervisor {
     /// stops, volume refreshes and limits, log rotation.
     fn on_timers(&mut self) {
         let now = Instant::now();
+        self.collect_runs(now);
         match self.pod_run {
             PodRun::Blocked | PodRun::Over { .. } => {}
             PodRun::Terminating { .. } => self.drive_termination(now),
@@ -394,6 +396,7 @@ impl Supervisor {
                     self.start_due_containers(now);
                 }
                 self.drive_stops(now);
+                self.start_due_probes(now);
                 self.check_volume_limits(now);
             }
         }
@@ -413,6 +416,7 @@ impl Supervisor {
                 consider(stop.next_due());
             }
         }
+        consider(self.hooks.next_deadline());
         match self.pod_run {
             PodRun::Terminating { .. } => {
                 // While stopping, poll briskly: processes may exit without a SIGCHLD of ours
@@ -433,6 +437,7 @@ impl Supervisor {
                     consider(Some(self.eviction.next_check));
                 }
                 consider(self.deadline_at());
+                consider(self.next_probe_due());
             }
             PodRun::Blocked | PodRun::Over { .. } => {}
         }

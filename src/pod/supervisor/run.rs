@@ -17,6 +17,7 @@ use crate::pod::machine::{Entry, Kind, Lifecycle, Probes};
 use crate::pod::model::{
     ContainerView, RunState, Terminated, REASON_CONTAINER_CREATING, REASON_POD_INITIALIZING,
 };
+use crate::probe::ContainerProbes;
 
 /// A running container instance.
 pub(crate) struct Instance {
@@ -38,6 +39,8 @@ pub(crate) struct ContainerRun {
     pub spec: Container,
     pub kind: Kind,
     pub life: Lifecycle<Instance>,
+    /// Its probes' timing and thresholds, started over with each instance.
+    pub probes: ContainerProbes,
     pub backoff: RestartBackoff,
     /// Instances started so far; the next instance's restartCount.
     pub instances: u32,
@@ -66,6 +69,7 @@ impl ContainerRun {
         ContainerRun {
             life: Lifecycle::waiting(waiting_reason),
             waiting_reason,
+            probes: ContainerProbes::new(&spec),
             spec,
             kind,
             backoff: RestartBackoff::default(),

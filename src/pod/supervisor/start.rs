@@ -233,9 +233,14 @@ impl Supervisor {
             &field,
             format!("Started container {name}"),
         );
-        if post_start && !self.start_hook(i, HookKind::PostStart) {
-            // Nothing can run the hook: the container goes on as if it had returned.
-            self.post_start_done(i, Ok(()));
+        if post_start {
+            self.start_hook(i, HookKind::PostStart);
+        } else {
+            let r = &mut self.runs[i];
+            if let Some(inst) = r.life.instance() {
+                let started = inst.started;
+                r.probes.on_container_started(started);
+            }
         }
         self.reconcile();
         self.mark_dirty();

@@ -123,12 +123,13 @@ impl Supervisor {
         if !runs {
             return;
         }
+        // Liveness and startup must not kill a container that is stopping; readiness goes on.
+        r.probes.on_pod_terminating();
         let restart = restarts(r.kind, self.policy, 0, Some(cause));
         let message = killing_message(r.kind, &r.spec.name, cause, restart);
         let field = r.field_path();
         self.event(events::NORMAL, events::REASON_KILLING, &field, message);
         if stop.pre_stop && !self.start_hook(i, HookKind::PreStop) {
-            // Nothing can run the hook: the stop goes on as if it had returned.
             self.pre_stop_done(i);
         }
     }
@@ -179,7 +180,7 @@ impl Supervisor {
         };
         self.drive_stops(now);
         let busy = self.runs.iter().any(|r| r.life.instance().is_some());
-        if busy || !self.images.idle() || !self.stop_sandbox() {
+        if busy || !self.images.idle() || self.hooks.wind_down() || !self.stop_sandbox() {
             return;
         }
         if end == End::Finish {
