@@ -241,9 +241,15 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     // Init containers: Always makes a native sidecar; app containers may not set it
     // (validation). restartPolicyRules (alpha) is refused: not listed.
     ("restartPolicy", Yes),
-    // The stop signal; postStart/preStop wait for the hook runner (src/probe).
+    // Hooks and probes run by the supervisor through src/probe (every handler kind the API
+    // allows; a tcpSocket hook fails at run time as the kubelet's does).
     ("lifecycle", Into),
     ("lifecycle.stopSignal", Yes),
+    ("lifecycle.postStart", Yes),
+    ("lifecycle.preStop", Yes),
+    ("livenessProbe", Yes),
+    ("readinessProbe", Yes),
+    ("startupProbe", Yes),
     ("env", Into),
     ("env[].name", Yes),
     ("env[].value", Yes),

@@ -182,13 +182,10 @@ fn json_is_accepted() {
 
 #[test]
 fn unsupported_features_are_named() {
-    let text = GOOD.replace(
-        "    ports:",
-        "    livenessProbe:\n      exec: {command: [true]}\n    tty: false\n    ports:",
-    );
+    let text = GOOD.replace("    ports:", "    stdin: true\n    tty: false\n    ports:");
     let err = errors(&text);
     assert!(
-        err.contains("pod.yaml: document 1: not supported: spec.containers[0].livenessProbe"),
+        err.contains("pod.yaml: document 1: not supported: spec.containers[0].stdin"),
         "{err}"
     );
     assert!(!err.contains("tty"), "{err}");
