@@ -418,6 +418,24 @@ fn dir_entries(dir: &str, prefix: &str) -> Vec<String> {
 
 /// A one-container busybox pod running `cmd` under `sh -c`.
 pub fn pod_yaml(name: &str, policy: &str, extra: &str, cmd: &str) -> String {
+    pod_of(
+        name,
+        policy,
+        2,
+        &format!(
+            "  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", {cmd:?}]
+{extra}"
+        ),
+        "",
+    )
+}
+
+/// A pod of `containers` (list entries, already formatted) with `grace` seconds to stop, and
+/// `rest`: more spec fields, indented by two spaces.
+pub fn pod_of(name: &str, policy: &str, grace: u32, containers: &str, rest: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
@@ -425,13 +443,9 @@ metadata:
   name: {name}
 spec:
   restartPolicy: {policy}
-  terminationGracePeriodSeconds: 2
+  terminationGracePeriodSeconds: {grace}
   containers:
-  - name: app
-    image: busybox
-    imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", {cmd:?}]
-{extra}"
+{containers}{rest}"
     )
 }
 
