@@ -1,7 +1,9 @@
 //! Unit tests for layer unpacking: layers are built in memory, including hostile ones that the
 //! `tar` crate's own builder would refuse to write (raw header bytes).
 
+use super::sys::cpath;
 use super::*;
+use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
