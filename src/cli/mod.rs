@@ -22,6 +22,7 @@ mod kinds;
 mod label;
 mod login;
 mod logs;
+mod node;
 mod objects;
 mod output;
 mod progress;
@@ -192,6 +193,9 @@ enum Verb {
     },
     /// Run an image in a new pod, as `kubectl run` does.
     Run(run::RunArgs),
+    /// Run the node agent: static pods from a manifest directory (`node install`: its
+    /// systemd unit).
+    Node(node::NodeArgs),
     /// Print a container's OCI runtime Spec (config.json).
     Inspect {
         pod: String,
@@ -336,6 +340,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             Ok(0)
         }
         Verb::Pods(args) => ps::pods(paths, &args),
+        Verb::Node(args) => node::run(paths, &args),
         Verb::Inspect {
             pod,
             container,
