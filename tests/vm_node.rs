@@ -17,22 +17,7 @@ fn node_name() -> String {
 }
 
 fn manifest(name: &str, cmd: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels:
-    app: {name}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: busybox
-    imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", {cmd:?}]
-"
-    )
+    pod_yaml(name, "Always", "", cmd)
 }
 
 /// The agent, stopped (SIGTERM) when the test ends.
