@@ -21,6 +21,18 @@ pub const REASON_FAILED_MOUNT: &str = "FailedMount";
 /// envFrom keys that cannot be variable names [pkg/kubelet/kubelet_pods.go].
 pub const REASON_INVALID_ENV_NAMES: &str = "InvalidEnvironmentVariableNames";
 
+/// The scheduler's reason when no node fits a pod [pkg/scheduler/schedule_one.go].
+pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";
+
+/// The scheduler's FitError message for a one-node cluster whose only node is ruled out by
+/// `reason` (a claim not found, being deleted...) [pkg/scheduler/framework/types.go FitError,
+/// with the preemption plugin's verdict].
+pub fn failed_scheduling_message(reason: &str) -> String {
+    format!(
+        "0/1 nodes are available: {reason}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    )
+}
+
 /// The kubelet's FailedMount message [pkg/volume/util/operationexecutor:
 /// `GenerateError("MountVolume.SetUp failed", err)`].
 pub fn failed_mount_message(volume: &str, reason: &str) -> String {
