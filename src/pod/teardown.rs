@@ -159,6 +159,13 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
         uid,
     )));
     if errors.is_empty() {
+        // pod.json first: the pod leaves every listing at once (a watch never sees a record
+        // losing its status file by file).
+        if let Err(e) = fs::remove_file(lib_dir.join(POD_FILE)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("remove {}: {e}", lib_dir.join(POD_FILE).display()));
+            }
+        }
         errors.extend(remove_dir(&lib_dir));
     }
 
