@@ -11,6 +11,7 @@ mod create_sources;
 mod delete;
 mod describe;
 mod describe_objects;
+mod events;
 mod exec;
 mod field_selector;
 mod format;
@@ -33,8 +34,10 @@ mod run;
 mod selector;
 mod sources;
 mod status;
+mod table;
 mod top;
 mod wait;
+mod watch;
 
 use std::path::PathBuf;
 
