@@ -204,9 +204,9 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.enableServiceLinks", Yes),           // no services, so no service variables
     ("spec.imagePullSecrets", Yes),             // dockerconfigjson/dockercfg Secrets, for pulls
     // Refused: behaviour the runtime does not implement.
-    ("spec.hostNetwork", No),
-    ("spec.hostPID", No),
-    ("spec.hostIPC", No),
+    ("spec.hostNetwork", Yes), // no veth, podIP = hostIP, the node's hosts file
+    ("spec.hostPID", Yes),
+    ("spec.hostIPC", Yes),
     // User namespaces are not implemented: hostUsers: false is refused by name.
     ("spec.hostUsers", UnlessEquals("true")),
     ("spec.shareProcessNamespace", No),

@@ -10,6 +10,7 @@
 mod containers;
 mod dispatch;
 mod eviction;
+mod hostnet;
 mod pulls;
 mod sandbox;
 mod subpaths;
