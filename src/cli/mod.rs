@@ -25,6 +25,7 @@ mod login;
 mod logs;
 mod objects;
 mod output;
+mod port_forward;
 mod progress;
 mod ps;
 mod pull;
@@ -154,6 +155,8 @@ enum Verb {
     Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
+    /// Forward local ports to a pod's ports (dialed inside the pod's network namespace).
+    PortForward(port_forward::PortForwardArgs),
     /// Delete objects by kind and name, by selector (`-l`, `--field-selector`, `--all`) or by
     /// manifest.
     Delete {
@@ -302,6 +305,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         }
         Verb::Logs(args) => logs::run(paths, &args),
         Verb::Exec(args) => exec::run(paths, &args),
+        Verb::PortForward(args) => port_forward::run(paths, &args),
         Verb::Delete {
             args,
             files,

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -365,7 +365,7 @@ impl Watcher {
             .collect();
         for p in live {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.supervisors.entry(p.pid) {
-                if let Some(fd) = pidfd_open(p.pid) {
+                if let Some(fd) = crate::procfs::pidfd_open(p.pid) {
                     slot.insert(fd);
                 }
             }
@@ -437,18 +437,6 @@ fn collect_dirs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             collect_dirs(&entry.path(), depth - 1, out);
         }
     }
-}
-
-/// pidfd_open(2): a descriptor that polls readable once the process has exited (Linux 5.3).
-/// None when the process is gone or the kernel is older: the pod's own files still change.
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 #[cfg(test)]
