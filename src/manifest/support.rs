@@ -249,8 +249,8 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("ports[].containerPort", Yes),
     ("ports[].name", Yes),
     ("ports[].protocol", Yes),
-    ("ports[].hostPort", UnlessEquals("0")),
-    ("ports[].hostIP", No),
+    ("ports[].hostPort", Yes), // network::hostport, as the CNI portmap plugin
+    ("ports[].hostIP", Yes),
     ("resources", Into),
     ("resources.limits", Yes),
     ("resources.requests", Yes),

@@ -51,13 +51,15 @@ impl Supervisor {
         (hosts, format!("{}\n", files::pod_hostname(&self.pod)))
     }
 
-    /// The veth and the pod side's address and route; nothing to wire in the host's network.
+    /// The veth and the pod side's address and route, then the host ports; nothing to wire
+    /// in the host's network.
     pub(super) fn wire_network(&mut self, pid: i32, ip: Ipv4Addr) -> Result<(), String> {
         if !self.host_namespaces().network {
             // attach ensures the bridge, and replaces a stale pair of this pod left by an
             // earlier sandbox.
             network::attach(&self.net, pid, &self.uid, ip).map_err(|e| e.to_string())?;
         }
+        self.map_host_ports(ip)?;
         self.host_ip = Some(self.net.gateway().to_string());
         Ok(())
     }
