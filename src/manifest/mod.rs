@@ -17,6 +17,7 @@ mod decode;
 pub mod defaults;
 pub mod names;
 pub mod objects;
+mod ports;
 pub mod quantity;
 pub mod resources;
 mod security;

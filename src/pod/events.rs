@@ -18,6 +18,8 @@ pub const REASON_BACKOFF: &str = "BackOff";
 pub const REASON_SANDBOX_CHANGED: &str = "SandboxChanged";
 pub const REASON_FAILED_SANDBOX: &str = "FailedCreatePodSandBox";
 pub const REASON_FAILED_MOUNT: &str = "FailedMount";
+/// The scheduler's reason for a pod no node can take [scheduler/schedule_one.go].
+pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";
 /// envFrom keys that cannot be variable names [pkg/kubelet/kubelet_pods.go].
 pub const REASON_INVALID_ENV_NAMES: &str = "InvalidEnvironmentVariableNames";
 
@@ -37,6 +39,20 @@ pub fn failed_scheduling_message(reason: &str) -> String {
 /// `GenerateError("MountVolume.SetUp failed", err)`].
 pub fn failed_mount_message(volume: &str, reason: &str) -> String {
     format!("MountVolume.SetUp failed for volume {volume:?} : {reason}")
+}
+
+/// The reporting components, as `describe` shows them in its From column.
+pub const SOURCE_SCHEDULER: &str = "default-scheduler";
+pub const SOURCE_KUBELET: &str = "kubelet";
+
+/// Who reports an event: the scheduler for its own reasons (Scheduled, FailedScheduling),
+/// `default` (the kubelet for pods, a controller for other objects) otherwise.
+pub fn source_of<'a>(reason: &str, default: &'a str) -> &'a str {
+    if reason == REASON_SCHEDULED || reason == REASON_FAILED_SCHEDULING {
+        SOURCE_SCHEDULER
+    } else {
+        default
+    }
 }
 
 /// Keep at most this many distinct events per pod (oldest dropped).

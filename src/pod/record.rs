@@ -84,6 +84,10 @@ pub struct PodState {
     pub pod_cgroup: Option<PathBuf>,
     /// By container name (init and app containers).
     pub containers: BTreeMap<String, ContainerState>,
+    /// The nftables table of the pod's host ports (`network::hostport`), recorded before it
+    /// is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_table: Option<String>,
 }
 
 /// A request to stop and remove the pod, written by `peapod delete`.

@@ -495,6 +495,9 @@ impl Supervisor {
 
     fn release_instance(&self, dir: &Path, cgroup: Option<&Path>) {
         if let (Some(cg), Some(mgr)) = (cgroup, self.cgroups.as_ref()) {
+            // In the host's pid namespace (hostPID) a container's processes outlive its first
+            // one; as containerd's shim does, they go with it.
+            let _ = mgr.kill_all(cg);
             if let Err(e) = mgr.remove(cg) {
                 tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup removal failed");
             }

@@ -10,6 +10,8 @@
 mod containers;
 mod dispatch;
 mod eviction;
+mod hostnet;
+mod hostports;
 mod pulls;
 mod sandbox;
 mod subpaths;
@@ -196,6 +198,8 @@ pub(crate) struct Supervisor {
     volumes: volumes::VolumeState,
     /// The node refused the pod (forbidden sysctl, AppArmor): nothing is started.
     pub admission: Option<crate::pod::admission::Verdict>,
+    /// Unschedulable while another pod holds one of its host ports.
+    pub(crate) scheduling: hostports::Scheduling,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -303,6 +307,7 @@ impl Supervisor {
             next_volume_check: Instant::now() + eviction::VOLUME_CHECK_INTERVAL,
             volumes,
             admission,
+            scheduling: hostports::Scheduling::default(),
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,
@@ -371,6 +376,7 @@ impl Supervisor {
         if let Some(verdict) = &self.admission {
             verdict.apply(&mut status);
         }
+        self.scheduling.apply(&mut status);
         let dir = self.paths.pod_dir(&self.uid);
         // State first (it is what teardown needs), then what readers wait on.
         self.save_state()?;
@@ -387,6 +393,24 @@ impl Supervisor {
         if let Some(ready) = self.ready.take() {
             let _ = nix::unistd::write(&ready, b"1");
         }
+        if self.schedule() {
+            self.on_scheduled();
+        }
+        loop {
+            self.on_timers();
+            if self.finished() {
+                break;
+            }
+            if self.dirty {
+                self.write_status()?;
+            }
+            self.wait_and_dispatch();
+        }
+        self.finish()
+    }
+
+    /// Scheduled on the node: the Scheduled event, then the kubelet's admission.
+    fn on_scheduled(&mut self) {
         let node = self.node_name.clone();
         self.event(
             events::NORMAL,
@@ -412,17 +436,6 @@ impl Supervisor {
             );
             self.sandbox_next = None;
         }
-        loop {
-            self.on_timers();
-            if self.finished() {
-                break;
-            }
-            if self.dirty {
-                self.write_status()?;
-            }
-            self.wait_and_dispatch();
-        }
-        self.finish()
     }
 
     /// Acts on what is due: sandbox (re)creation, container starts, the stop deadline, log
@@ -438,6 +451,7 @@ impl Supervisor {
             }
             return;
         }
+        self.retry_scheduling(now);
         self.on_volume_timers(now);
         // Volumes first: the sandbox (and its IP) is made only once they are set up.
         if self.sandbox.is_none()
@@ -495,6 +509,7 @@ impl Supervisor {
                 consider(self.sandbox_next.map(|t| self.volumes.gate_not_before(t)));
             }
             consider(self.volumes.next_refresh());
+            consider(self.scheduling.retry_at());
             for r in &self.runs {
                 consider(r.next_start);
             }

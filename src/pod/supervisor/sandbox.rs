@@ -8,7 +8,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::signal::{kill, Signal};
 
 use super::{SandboxRun, Supervisor};
-use crate::network::{self, Ipam};
+use crate::network;
 use crate::pod::events;
 use crate::pod::record::ProcessRef;
 use crate::sandbox::{files, pause};
@@ -109,7 +109,7 @@ impl Supervisor {
 
         // The pause process.
         let hostname = files::pod_hostname(&self.pod);
-        let pause = pause::spawn(&hostname, sandbox_cgroup.as_deref())
+        let pause = pause::spawn(&hostname, sandbox_cgroup.as_deref(), self.host_namespaces())
             .map_err(|e| format!("start sandbox process: {e}"))?;
         let pid = pause.pid.as_raw();
         tracing::debug!(%pid, "pause process forked");
@@ -117,25 +117,19 @@ impl Supervisor {
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
 
-        // Its IP (by owner, so a retry or a re-created sandbox keeps it) and veth, recorded
-        // before the veth exists.
-        let ip = Ipam::new(&self.paths, &self.net)
-            .allocate(&uid)
-            .map_err(|e| e.to_string())?;
-        self.state.sandbox.ip = Some(ip);
-        self.state.sandbox.veth = Some(network::veth_name(&uid));
-        self.save_state().map_err(|e| e.to_string())?;
+        // Its IP and veth, recorded before the veth exists.
+        let ip = self.sandbox_address()?;
         tracing::debug!(%ip, "address allocated");
 
         // The files every container shares (bind-mounted: final before any container starts).
         let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
         let resolv =
             files::resolv_conf(&self.pod, &host_resolv, None).map_err(|e| e.to_string())?;
-        let hosts = files::hosts_file(&self.pod, Some(ip), files::DEFAULT_CLUSTER_DOMAIN);
+        let (hosts, hostname) = self.hosts_and_hostname(ip);
         for (name, content) in [
             (HOSTS_FILE, hosts),
             (RESOLV_FILE, resolv),
-            (HOSTNAME_FILE, format!("{hostname}\n")),
+            (HOSTNAME_FILE, hostname),
         ] {
             write_volatile(&run_dir.join(name), content.as_bytes()).map_err(|e| e.to_string())?;
         }
@@ -151,10 +145,7 @@ impl Supervisor {
             return Err("the sandbox is gone".into());
         };
         let pid = sandbox.pid.as_raw();
-        // attach ensures the bridge, and replaces a stale pair of this pod left by an earlier
-        // sandbox.
-        network::attach(&self.net, pid, &self.uid, ip).map_err(|e| e.to_string())?;
-        self.host_ip = Some(self.net.gateway().to_string());
+        self.wire_network(pid, ip)?;
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
     }
