@@ -23,9 +23,6 @@ pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";
 /// envFrom keys that cannot be variable names [pkg/kubelet/kubelet_pods.go].
 pub const REASON_INVALID_ENV_NAMES: &str = "InvalidEnvironmentVariableNames";
 
-/// The scheduler's reason when no node fits a pod [pkg/scheduler/schedule_one.go].
-pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";
-
 /// The scheduler's FitError message for a one-node cluster whose only node is ruled out by
 /// `reason` (a claim not found, being deleted...) [pkg/scheduler/framework/types.go FitError,
 /// with the preemption plugin's verdict].
