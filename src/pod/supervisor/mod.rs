@@ -14,6 +14,7 @@ mod hostnet;
 mod hostports;
 mod pulls;
 mod sandbox;
+mod scheduling;
 mod subpaths;
 mod trim;
 mod volumes;
@@ -199,7 +200,7 @@ pub(crate) struct Supervisor {
     /// The node refused the pod (forbidden sysctl, AppArmor): nothing is started.
     pub admission: Option<crate::pod::admission::Verdict>,
     /// Unschedulable while another pod holds one of its host ports.
-    pub(crate) scheduling: hostports::Scheduling,
+    pub(crate) scheduling: scheduling::Scheduling,
     /// Told (and closed) once the state file exists, when `apply` forked us.
     ready: Option<OwnedFd>,
     /// When something last happened, and whether code pages were released since.
@@ -307,7 +308,7 @@ impl Supervisor {
             next_volume_check: Instant::now() + eviction::VOLUME_CHECK_INTERVAL,
             volumes,
             admission,
-            scheduling: hostports::Scheduling::default(),
+            scheduling: scheduling::Scheduling::default(),
             ready: None,
             last_activity: Instant::now(),
             trimmed: false,

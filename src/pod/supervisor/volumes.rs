@@ -283,6 +283,9 @@ impl Supervisor {
             }
             changed = true;
         }
+        if changed {
+            self.scheduling.retry_now(Instant::now());
+        }
         if changed && self.volumes.refresh_at.is_none() {
             self.volumes.refresh_at = Some(Instant::now() + DEBOUNCE);
         }
