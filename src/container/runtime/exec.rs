@@ -6,7 +6,7 @@
 //! (the mount namespace last, because after it the host's /proc paths are gone) and execs.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
@@ -47,6 +47,55 @@ pub fn exec_in(
     command: &[String],
     tty: bool,
 ) -> Result<i32, RuntimeError> {
+    let child = spawn_in(target_pid, spec, command, tty, None)?;
+    parent(child.pid, child.failure)
+}
+
+/// The standard streams of a command started by [`spawn_in`]; stdin is `/dev/null` when None.
+#[derive(Debug)]
+pub struct ExecStdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// A command started inside a container by [`spawn_in`]. The caller reaps `pid`.
+#[derive(Debug)]
+pub struct ExecChild {
+    /// The command's pid as the host sees it; it stays in the caller's process group.
+    pub pid: Pid,
+    /// Read end of the child's report pipe: EOF without a byte once the command is exec'd.
+    failure: OwnedFd,
+}
+
+impl ExecChild {
+    /// Waits until the command runs. `Err(message)` when entering the container or exec'ing
+    /// failed (`exec: "x": executable file not found in $PATH`); the child then exits 127.
+    pub fn started(self) -> Result<Pid, String> {
+        let mut message = String::new();
+        if let Err(e) = std::fs::File::from(self.failure).read_to_string(&mut message) {
+            return Err(format!("reading the exec report: {e}"));
+        }
+        if message.is_empty() {
+            Ok(self.pid)
+        } else {
+            Err(message)
+        }
+    }
+}
+
+/// Starts `command` in the container whose pid 1 is `target_pid` without waiting for it: the
+/// common part of `peapod exec` and of exec probes and hooks. With `stdio` the command gets
+/// those streams and a command that cannot be exec'd is reported through [`ExecChild::started`];
+/// without, it inherits the caller's stdio and the message goes to stderr (exit code 127), as
+/// `peapod exec` shows it. The caller must be single-threaded.
+pub fn spawn_in(
+    target_pid: i32,
+    spec: &Spec,
+    command: &[String],
+    tty: bool,
+    stdio: Option<ExecStdio>,
+) -> Result<ExecChild, RuntimeError> {
     if command.is_empty() {
         return Err(RuntimeError::Exec {
             message: "no command given".into(),
@@ -71,6 +120,10 @@ pub fn exec_in(
         joins.push((open_ro(&ns_dir.join(name))?, *flag, *name));
     }
     let cgroup_procs = container_cgroup_procs(target_pid)?;
+    let null = match &stdio {
+        Some(io) if io.stdin.is_none() => Some(open_ro(Path::new("/dev/null"))?),
+        _ => None,
+    };
 
     // Our own pid namespace, to restore our pid_for_children after the fork: left pointing at
     // the container's namespace, a later clone(CLONE_NEWPID) by this process (spawn) would
@@ -92,6 +145,23 @@ pub fn exec_in(
         ForkResult::Child => {
             drop(pipe_rd);
             drop(own_pid_ns);
+            let report_exec_failure = stdio.is_some();
+            if let Some(io) = stdio {
+                let stdin = io.stdin.as_ref().or(null.as_ref());
+                let fds = [
+                    stdin.map(AsRawFd::as_raw_fd),
+                    Some(io.stdout.as_raw_fd()),
+                    Some(io.stderr.as_raw_fd()),
+                ];
+                for (target, fd) in fds.into_iter().enumerate() {
+                    // SAFETY: dup2 of descriptors this process owns onto 0-2; it clears
+                    // FD_CLOEXEC on the copies, so they survive the exec.
+                    if fd.is_some_and(|fd| unsafe { libc::dup2(fd, target as i32) } < 0) {
+                        let _ = nix::unistd::write(&pipe_wr, b"dup2 stdio");
+                        std::process::exit(EXIT_NOT_FOUND);
+                    }
+                }
+            }
             child(
                 &process,
                 command,
@@ -99,12 +169,16 @@ pub fn exec_in(
                 cgroup_procs,
                 &joins,
                 pipe_wr,
+                report_exec_failure,
             )
         }
         ForkResult::Parent { child } => {
             drop(pipe_wr);
             drop(joins);
-            parent(child, pipe_rd)
+            Ok(ExecChild {
+                pid: child,
+                failure: pipe_rd,
+            })
         }
     }
 }
@@ -168,6 +242,7 @@ fn child(
     cgroup_procs: Option<OwnedFd>,
     joins: &[(OwnedFd, CloneFlags, &str)],
     pipe: OwnedFd,
+    report_exec_failure: bool,
 ) -> ! {
     let mut pipe = std::fs::File::from(pipe);
     let mut fail = |message: String| -> ! {
@@ -193,7 +268,7 @@ fn child(
         Ok(never) => match never {},
         Err(e) => e,
     };
-    if err.step.starts_with("exec: ") {
+    if err.step.starts_with("exec: ") && !report_exec_failure {
         // What the user asked to run is not there: tell them on their stderr, like kubectl.
         let _ = writeln!(std::io::stderr(), "{err}");
         std::process::exit(EXIT_NOT_FOUND);

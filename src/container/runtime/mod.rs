@@ -28,7 +28,7 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 
 pub use error::{errno_text, InitError, RuntimeError};
-pub use exec::exec_in;
+pub use exec::{exec_in, spawn_in, ExecChild, ExecStdio};
 pub use init::init_main;
 pub use spawn::{create, spawn, spawn_with_init, Created};
 
