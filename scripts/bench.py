@@ -55,6 +55,22 @@ for i in range(runs):
     start_g.append(apply_until_running(f"g{i}", graceful))
     delete_grace.append(timed(peapod, "delete", "pod", f"g{i}"))
 
+# Memory: PSS of each idle pod's supervisor and sandbox processes (before the crun part, which
+# hides the cgroup2 mount peapod's device allowlist needs on a hybrid host).
+for i in range(idle):
+    apply_until_running(f"idle{i}", sleeper)
+time.sleep(3)
+pss = []
+for path in glob.glob(f"{lib}/pods/*/state.json"):
+    st = json.load(open(path))
+    total = 0
+    for proc in (st.get("supervisor"), (st.get("sandbox") or {}).get("process")):
+        with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
+            total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+    pss.append(total)
+for i in range(idle):
+    sh(peapod, "delete", "pod", f"idle{i}", "--grace-period=0", "--force")
+
 # crun: one bare container running `true` from the same unpacked rootfs, no network, no cgroup
 # (crun refuses this host's hybrid cgroup layout unless the unified mount is hidden; we are in
 # a private mount namespace, so unmounting it here touches nothing outside).
@@ -72,21 +88,6 @@ crun = []
 for i in range(runs):
     crun.append(timed("crun", "--cgroup-manager=disabled", "run", "-b", bundle, f"bench{i}"))
 
-# Memory: PSS of each idle pod's supervisor and sandbox processes.
-for i in range(idle):
-    apply_until_running(f"idle{i}", sleeper)
-time.sleep(3)
-pss = []
-for path in glob.glob(f"{lib}/pods/*/state.json"):
-    st = json.load(open(path))
-    total = 0
-    for proc in (st.get("supervisor"), (st.get("sandbox") or {}).get("process")):
-        with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
-            total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
-    pss.append(total)
-for i in range(idle):
-    sh(peapod, "delete", "pod", f"idle{i}", "--grace-period=0", "--force")
-
 print(f"\npeapod benchmark, {runs} runs ({os.cpu_count()} cores)")
 print(f"{'':<44} {'min ms':>8} {'median':>8} {'p90':>8}")
 summary("peapod apply -> Running (sandbox+net+1 ctr)", start)
@@ -94,6 +95,7 @@ summary("peapod apply -> Running (graceful ctr)", start_g)
 summary("crun run (bare container, `true`)", crun)
 summary("peapod delete --grace-period=0 --force", delete_force)
 summary("peapod delete (container exits on SIGTERM)", delete_grace)
-print(f"\nmemory per idle pod (PSS of supervisor + sandbox, {idle} pods): "
-      f"mean {statistics.mean(pss):.0f} kB, max {max(pss)} kB  "
-      f"(podman conmon + infra measured on this kind of machine: 851 kB)")
+if pss:
+    print(f"\nmemory per idle pod (PSS of supervisor + sandbox, {idle} pods): "
+          f"mean {statistics.mean(pss):.0f} kB, max {max(pss)} kB  "
+          f"(podman conmon + infra measured on this kind of machine: 851 kB)")

@@ -16,6 +16,7 @@ pub mod image;
 pub mod logs;
 pub mod manifest;
 pub mod network;
+pub mod node;
 pub mod object;
 pub mod pod;
 pub mod probe;

@@ -66,6 +66,19 @@ fn parse_sig_blocked(status: &str, signo: i32) -> Option<bool> {
     Some(mask.checked_shr(bit).is_some_and(|m| m & 1 == 1))
 }
 
+/// pidfd_open(2): a descriptor that polls readable once the process has exited (Linux 5.3).
+/// None when the process is gone or the kernel is older.
+pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

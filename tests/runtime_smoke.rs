@@ -20,8 +20,8 @@ use oci_spec::runtime::{
     RootBuilder, Spec, UserBuilder,
 };
 use peapod::container::runtime::{
-    exec_in, spawn_with_init, write_bundle, ContainerStdio, RuntimeError, ANNOTATION_LOWERDIRS,
-    ANNOTATION_UPPERDIR, ANNOTATION_WORKDIR,
+    exec_in, spawn_with_init, write_bundle, ContainerStdio, ExecMode, RuntimeError,
+    ANNOTATION_LOWERDIRS, ANNOTATION_UPPERDIR, ANNOTATION_WORKDIR,
 };
 
 const SANDBOX_HOSTNAME: &str = "peapod-sbx";
@@ -382,7 +382,7 @@ fn run_checks(l: &Layout, sbx: u32) {
         !host_mountinfo_mentions(&l.merged),
         "a running container's rootfs must not be visible in the host's mount table"
     );
-    let code = exec_in(pid, &spec, &cmd, false).expect("exec_in");
+    let code = exec_in(pid, &spec, &cmd, ExecMode::default()).expect("exec_in");
     assert_eq!(code, 3);
     let seen = std::fs::read_to_string(l.upper.join("tmp/exec.out")).unwrap();
     println!("--- exec view ---\n{seen}");
@@ -400,7 +400,10 @@ fn run_checks(l: &Layout, sbx: u32) {
     assert_eq!(lines[2], SANDBOX_HOSTNAME);
     assert_eq!(lines[3].split_whitespace().nth(1), Some("0000000020000420"));
     let missing = vec!["nosuch-cmd".to_string()];
-    assert_eq!(exec_in(pid, &spec, &missing, false).unwrap(), 127);
+    assert_eq!(
+        exec_in(pid, &spec, &missing, ExecMode::default()).unwrap(),
+        127
+    );
 
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     assert_eq!(wait_exit(pid), 137);

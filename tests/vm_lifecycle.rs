@@ -657,3 +657,42 @@ fn a_dead_sandbox_is_reported_and_its_containers_killed_then_run_again() {
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 0, "{cs}");
     assert_eq!(phase("lost-always"), "Running");
 }
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn a_finished_pod_gives_back_its_host_port() {
+    require_vm();
+    let ports = "    ports:\n    - containerPort: 8080\n      hostPort: 18120\n";
+    apply_ok(&pod_yaml("hp-done", "Never", ports, "sleep 8"));
+    let _done = PodGuard("hp-done".into());
+    wait_running("hp-done");
+    assert!(
+        pod_state("hp-done")["host_port_table"].is_string(),
+        "{}",
+        pod_state("hp-done")
+    );
+    // Another pod wanting the port waits for it, unscheduled.
+    apply_ok(&pod_yaml("hp-next", "Always", ports, SLEEPER));
+    let _next = PodGuard("hp-next".into());
+    wait_until(
+        "hp-next",
+        "Unschedulable",
+        || condition("hp-next", "PodScheduled")["reason"] == "Unschedulable",
+        RUNNING_TIMEOUT,
+    );
+    wait_until(
+        "hp-done",
+        "phase Succeeded",
+        || phase("hp-done") == "Succeeded",
+        RUNNING_TIMEOUT,
+    );
+    // The finished pod's table and claim go; the waiting pod gets the port.
+    wait_until(
+        "hp-done",
+        "the host port table released",
+        || pod_state("hp-done")["host_port_table"].is_null(),
+        Duration::from_secs(30),
+    );
+    wait_running("hp-next");
+    assert_eq!(status_column("hp-done"), "Completed");
+}

@@ -279,8 +279,34 @@ fn pod_waits_for_a_missing_claim_and_starts_once_it_exists() {
         "Pending",
         "a pod without its claim must not run"
     );
+    // Not scheduled, as the scheduler leaves it: PodScheduled False, no container statuses,
+    // FailedScheduling and no Scheduled event.
+    let status = &pod_json("late")["status"];
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(conditions.len(), 1, "{status}");
+    assert_eq!(conditions[0]["type"], "PodScheduled");
+    assert_eq!(conditions[0]["status"], "False");
+    assert_eq!(conditions[0]["reason"], "Unschedulable");
+    assert_eq!(
+        conditions[0]["message"],
+        "0/1 nodes are available: persistentvolumeclaim \"late-claim\" not found. \
+         preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    );
+    assert!(status["containerStatuses"].is_null(), "{status}");
+    let described = peapod_ok(&["describe", "pod", "late"]);
+    assert!(
+        described.contains("FailedScheduling")
+            && described.contains("persistentvolumeclaim \"late-claim\" not found")
+            && !described.contains("Successfully assigned"),
+        "{described}"
+    );
     apply_ok(&claim_yaml("late-claim"));
     let _claim = ClaimGuard("late-claim");
     wait_running("late");
     assert_eq!(claim_phase("late-claim"), "Bound");
+    let described = peapod_ok(&["describe", "pod", "late"]);
+    assert!(
+        described.contains("Successfully assigned default/late to"),
+        "{described}"
+    );
 }

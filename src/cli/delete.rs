@@ -64,6 +64,20 @@ fn grace_period(grace: Option<i64>, force: bool, now: bool) -> Result<(Option<i6
     Ok((grace, force && grace == Some(0)))
 }
 
+/// A static pod comes back while its manifest file exists, as a kubelet re-creates a static
+/// pod's mirror pod: say so before deleting it.
+fn warn_if_static(paths: &Paths, namespace: &str, name: &str) {
+    let Ok(Some(rec)) = crate::pod::record::find(paths, namespace, name) else {
+        return;
+    };
+    if crate::node::static_pods::is_static(&rec.pod) {
+        let file = crate::node::static_pods::source_file(&rec.pod).unwrap_or("its manifest");
+        eprintln!(
+            "Warning: pod \"{name}\" is a static pod: the node agent creates it again while {file} exists"
+        );
+    }
+}
+
 /// kubectl's line for a deleted object [kubectl delete.go PrintObj]: `force deleted` when the
 /// grace period is 0, and since kubectl 1.34 the namespace of a namespaced object.
 fn deleted(kind: Kind, name: &str, namespace: &str, force: bool) -> String {
@@ -184,6 +198,9 @@ pub fn run(
     // deletes every object and then waits.
     let mut stopping = Vec::new();
     for (kind, ns, name) in &targets {
+        if *kind == Kind::Pod {
+            warn_if_static(paths, ns, name);
+        }
         let found = match kind {
             Kind::Pod => match lifecycle::request_delete(paths, ns, name, grace, options.force) {
                 Ok(pending) => {

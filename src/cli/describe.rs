@@ -11,15 +11,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::format::{rfc1123z, since, tabwrite};
 use super::get::effective_status;
+use crate::pod::events;
 use crate::pod::record::{Event, PodRecord};
 
 /// kubectl's indentation levels.
 pub(super) const L1: &str = "  ";
 const L2: &str = "    ";
 const L3: &str = "      ";
-
-/// The Events `From` column: everything peapod records comes from its kubelet role.
-const EVENT_SOURCE: &str = "kubelet";
 
 /// Labels as kubectl prints them: `key=value`, sorted, one a line [printLabelsMultiline].
 pub(super) fn multiline(out: &mut String, title: &str, map: Option<&BTreeMap<String, String>>) {
@@ -78,8 +76,10 @@ pub(super) fn annotations(out: &mut String, title: &str, map: Option<&BTreeMap<S
     }
 }
 
-/// The Events section [describe.go DescribeEvents]: `Events:  <none>`, or a table whose From
-/// column is `source`.
+/// The Events section [describe.go DescribeEvents]: `Events:  <none>`, or a table sorted by
+/// each event's last time (event.SortableEvents; events of the same second keep the order they
+/// were first recorded in) whose From column is the scheduler for its events and `source`
+/// otherwise.
 pub(super) fn describe_events(out: &mut String, events: &[Event], source: &str, now: Timestamp) {
     if events.is_empty() {
         let _ = writeln!(out, "Events:\t<none>");
@@ -87,16 +87,24 @@ pub(super) fn describe_events(out: &mut String, events: &[Event], source: &str, 
     }
     let _ = writeln!(out, "Events:\n{L1}Type\tReason\tAge\tFrom\tMessage");
     let _ = writeln!(out, "{L1}----\t------\t----\t----\t-------");
-    for e in events {
+    for e in sorted_by_last_time(events) {
         let _ = writeln!(
             out,
-            "{L1}{}\t{}\t{}\t{source}\t{}",
+            "{L1}{}\t{}\t{}\t{}\t{}",
             e.type_,
             e.reason,
             event_age(e, now),
+            events::source_of(&e.reason, source),
             e.message.trim()
         );
     }
+}
+
+/// Events ordered by their last occurrence, ties in recording order (a stable sort).
+pub fn sorted_by_last_time(events: &[Event]) -> Vec<&Event> {
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.last_timestamp.parse::<Timestamp>().ok());
+    sorted
 }
 
 fn time_of(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
@@ -522,7 +530,7 @@ pub fn describe_pod(rec: &PodRecord, now: Timestamp, node: &str) -> String {
             let _ = writeln!(out, "{title}\t{t}");
         }
     }
-    describe_events(&mut out, &rec.events, EVENT_SOURCE, now);
+    describe_events(&mut out, &rec.events, events::SOURCE_KUBELET, now);
     tabwrite(&out, 0, 2)
 }
 
@@ -649,6 +657,30 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn events_sorted_by_last_time_with_the_schedulers_source() {
+        let mut r = record();
+        let scheduled = Event {
+            type_: "Normal".into(),
+            reason: "Scheduled".into(),
+            message: "Successfully assigned default/web to node1".into(),
+            field_path: String::new(),
+            first_timestamp: "2024-01-01T00:00:01Z".into(),
+            last_timestamp: "2024-01-01T00:00:01Z".into(),
+            count: 1,
+        };
+        r.events.push(scheduled);
+        let text = describe_pod(&r, ts("2024-01-01T00:02:00Z"), "node1");
+        let events = text.split("Events:\n").nth(1).unwrap_or_default();
+        assert_eq!(
+            events,
+            "  Type     Reason     Age               From               Message\n\
+             \x20 ----     ------     ----              ----               -------\n\
+             \x20 Normal   Scheduled  119s              default-scheduler  Successfully assigned default/web to node1\n\
+             \x20 Warning  BackOff    70s (x3 over 2m)  kubelet            Back-off restarting failed container app in pod web\n"
+        );
     }
 
     #[test]

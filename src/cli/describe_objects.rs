@@ -327,7 +327,7 @@ pub fn describe(paths: &Paths, kind: Kind, namespace: &str, name: &str) -> Resul
             .get::<PersistentVolume>(namespace, name)
             .with_context(context)?
             .map(|o| describe_volume(&o, &[], now)),
-        Kind::Pod => None,
+        Kind::Pod | Kind::Event => None,
     })
 }
 

@@ -1,14 +1,20 @@
 //! `peapod exec` (run a command in a running container) and `peapod inspect` (print a
 //! container's OCI runtime Spec).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::Spec;
 
 use super::{container_names, find_pod, DEFAULT_NAMESPACE};
+use crate::container::runtime::ExecMode;
 use crate::pod::record::{PodRecord, ProcessRef};
 use crate::store::Paths;
+
+/// kubectl's warning when `-it` is asked with a stdin that is not a terminal.
+const NOT_A_TERMINAL: &str =
+    "Unable to use a TTY - input is not a terminal or the right kind of file";
 
 /// The bundle's runtime Spec, as the OCI runtime spec names it.
 const CONFIG_FILE: &str = "config.json";
@@ -23,7 +29,7 @@ pub struct ExecArgs {
     /// Pass stdin to the container.
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Stdin is a TTY.
+    /// Stdin is a TTY: the command gets a terminal of its own in the container (with -i).
     #[arg(short = 't', long)]
     pub tty: bool,
     #[arg(last = true, required = true)]
@@ -98,14 +104,31 @@ pub fn run(paths: &Paths, args: &ExecArgs) -> Result<i32> {
         .ok_or_else(|| anyhow!("unable to upgrade connection: container not found (\"{name}\")"))?;
     let config = bundle_config(&rec, &name)?;
     let spec = Spec::load(&config).with_context(|| format!("reading {}", config.display()))?;
-    let code = crate::container::runtime::exec_in(process.pid, &spec, &args.command, args.tty)
+    let code = crate::container::runtime::exec_in(process.pid, &spec, &args.command, mode(args))
         .map_err(|e| {
             anyhow!(
                 "exec in container \"{name}\" of pod \"{}\": {e}",
                 rec.name()
             )
         })?;
+    if code != 0 {
+        // kubectl's CodeExitError, printed by its error handler.
+        eprintln!("command terminated with exit code {code}");
+    }
     Ok(code)
+}
+
+/// What kubectl's `-i` and `-t` come to [kubectl/pkg/cmd/exec StreamOptions.SetupTTY]: no
+/// terminal without stdin, and none (with its warning) when stdin is not a terminal.
+fn mode(args: &ExecArgs) -> ExecMode {
+    let tty = args.stdin && args.tty && std::io::stdin().is_terminal();
+    if args.stdin && args.tty && !tty {
+        eprintln!("{NOT_A_TERMINAL}");
+    }
+    ExecMode {
+        stdin: args.stdin,
+        tty,
+    }
 }
 
 /// `peapod inspect POD [-c NAME]`: the container's config.json, pretty-printed.

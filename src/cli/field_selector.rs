@@ -73,6 +73,22 @@ const POD_FIELDS: &[&str] = &[
 const POD_LEGACY_HOST: &str = "spec.host";
 const SECRET_FIELDS: &[&str] = &["type", "metadata.namespace", "metadata.name"];
 const META_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+/// The fields the API server lets an Event be selected by [core/v1 conversion.go].
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+    "metadata.namespace",
+    "metadata.name",
+];
 /// The API server's defaults for a pod's scheduler and service account.
 const DEFAULT_SCHEDULER: &str = "default-scheduler";
 const DEFAULT_SERVICE_ACCOUNT: &str = "default";
@@ -87,7 +103,8 @@ impl FieldSelector {
                 Kind::Pod if field == POD_LEGACY_HOST => term.field = "spec.nodeName".into(),
                 Kind::Pod if POD_FIELDS.contains(&field) => {}
                 Kind::Secret if SECRET_FIELDS.contains(&field) => {}
-                Kind::Pod | Kind::Secret => return Err(format!("field label not supported: {field}")),
+                Kind::Event if EVENT_FIELDS.contains(&field) => {}
+                Kind::Pod | Kind::Secret | Kind::Event => return Err(format!("field label not supported: {field}")),
                 _ if META_FIELDS.contains(&field) => {}
                 _ => {
                     return Err(format!(
@@ -172,6 +189,13 @@ pub fn selectable_fields(kind: Kind, object: &Value, node: &str) -> BTreeMap<Str
         }
         Kind::Secret => {
             out.insert("type".into(), text(&["type"]));
+        }
+        Kind::Event => {
+            for field in EVENT_FIELDS {
+                let path: Vec<&str> = field.split('.').collect();
+                out.insert(field.to_string(), text(&path));
+            }
+            out.insert("source".into(), text(&["source", "component"]));
         }
         _ => {}
     }

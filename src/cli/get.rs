@@ -10,13 +10,14 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::format::{no_resources, since, tabwrite};
+use super::format::{no_resources, since};
 use super::kinds::{self, Kind};
 // `-o` and its parser were get's before they served create and run too.
 pub use super::output::{parse_output, Output};
 use super::output::{sort_by, Printer};
 use super::selector::Selectors;
 use super::status::summarize;
+pub use super::table::{tables, tables_with, TableOptions};
 use crate::manifest::defaults::DEFAULT_NAMESPACE;
 use crate::pod::record::{load_all, PodRecord};
 use crate::store::Paths;
@@ -33,154 +34,6 @@ pub struct Listed {
     pub wide: Vec<String>,
     /// The object as the API returns it.
     pub object: Value,
-}
-
-/// The columns of a kind's table after NAME, and those `-o wide` adds [printers.go column
-/// definitions; Priority 1 columns are the wide ones].
-pub fn columns(kind: Kind) -> (&'static [&'static str], &'static [&'static str]) {
-    match kind {
-        Kind::Pod => (
-            &["READY", "STATUS", "RESTARTS", "AGE"],
-            &["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
-        ),
-        Kind::ConfigMap => (&["DATA", "AGE"], &[]),
-        Kind::Secret => (&["TYPE", "DATA", "AGE"], &[]),
-        Kind::PersistentVolumeClaim => (
-            &[
-                "STATUS",
-                "VOLUME",
-                "CAPACITY",
-                "ACCESS MODES",
-                "STORAGECLASS",
-                "VOLUMEATTRIBUTESCLASS",
-                "AGE",
-            ],
-            &["VOLUMEMODE"],
-        ),
-        Kind::PersistentVolume => (
-            &[
-                "CAPACITY",
-                "ACCESS MODES",
-                "RECLAIM POLICY",
-                "STATUS",
-                "CLAIM",
-                "STORAGECLASS",
-                "VOLUMEATTRIBUTESCLASS",
-                "REASON",
-                "AGE",
-            ],
-            &["VOLUMEMODE"],
-        ),
-    }
-}
-
-/// What the tables show beyond the kind's columns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableOptions {
-    pub wide: bool,
-    pub all_namespaces: bool,
-    pub no_headers: bool,
-    /// `-L KEY`: a column per label key, headed by its last path segment in capitals.
-    pub label_columns: Vec<String>,
-    /// `--show-labels`: a LABELS column, always the last.
-    pub show_labels: bool,
-}
-
-/// The tables of `listed` with the kind's columns (and the wide ones).
-pub fn tables(listed: &[Listed], wide: bool, all_namespaces: bool) -> String {
-    tables_with(
-        listed,
-        &TableOptions {
-            wide,
-            all_namespaces,
-            ..Default::default()
-        },
-    )
-}
-
-/// labels.FormatLabels: `k=v` sorted by key, comma-joined, `<none>` when there are none.
-fn format_labels(labels: &std::collections::BTreeMap<String, String>) -> String {
-    if labels.is_empty() {
-        return "<none>".to_string();
-    }
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The tables of `listed`: one per kind in order of appearance, each aligned on its own and
-/// separated by a blank line (unless headers are off), as kubectl flushes its tabwriter when
-/// the kind changes. With `all_namespaces`, namespaced kinds get a NAMESPACE column; with
-/// several kinds, names read `kind/name`; label columns follow the kind's columns
-/// [printers/tableprinter.go decorateTable, printRows].
-pub fn tables_with(listed: &[Listed], options: &TableOptions) -> String {
-    let mut kinds: Vec<Kind> = Vec::new();
-    for l in listed {
-        if !kinds.contains(&l.kind) {
-            kinds.push(l.kind);
-        }
-    }
-    let with_kind = kinds.len() > 1;
-    let wide = options.wide;
-    let mut out = Vec::new();
-    for kind in kinds {
-        let (cols, wide_cols) = columns(kind);
-        let namespace_column = options.all_namespaces && kind.namespaced();
-        let mut lines = Vec::new();
-        if !options.no_headers {
-            let mut header: Vec<String> = Vec::new();
-            if namespace_column {
-                header.push("NAMESPACE".into());
-            }
-            header.push("NAME".into());
-            header.extend(
-                cols.iter()
-                    .chain(if wide { wide_cols } else { &[] })
-                    .map(|c| c.to_string()),
-            );
-            header.extend(
-                options
-                    .label_columns
-                    .iter()
-                    .map(|l| l.rsplit('/').next().unwrap_or_default().to_uppercase()),
-            );
-            if options.show_labels {
-                header.push("LABELS".into());
-            }
-            lines.push(header.join("\t"));
-        }
-        for l in listed.iter().filter(|l| l.kind == kind) {
-            let mut row: Vec<String> = Vec::new();
-            if namespace_column {
-                row.push(l.namespace.clone());
-            }
-            row.push(if with_kind {
-                format!("{}/{}", kind.singular(), l.name)
-            } else {
-                l.name.clone()
-            });
-            row.extend(
-                l.cells
-                    .iter()
-                    .chain(if wide { &l.wide[..] } else { &[] })
-                    .cloned(),
-            );
-            let labels = super::selector::object_labels(&l.object);
-            for key in &options.label_columns {
-                row.push(labels.get(key).cloned().unwrap_or_default());
-            }
-            if options.show_labels {
-                row.push(format_labels(&labels));
-            }
-            lines.push(row.join("\t"));
-        }
-        if !lines.is_empty() {
-            out.push(tabwrite(&lines.join("\n"), 6, 3) + "\n");
-        }
-    }
-    out.join(if options.no_headers { "" } else { "\n" })
 }
 
 /// The status to show: the supervisor's, `Pending` before it wrote one, and `Unknown` when
@@ -295,6 +148,7 @@ pub fn list(paths: &Paths, kind: Kind, namespace: Option<&str>) -> Result<Vec<Li
     let now = Timestamp::now();
     match kind {
         Kind::Pod => list_pods(paths, namespace, now),
+        Kind::Event => super::events::list(paths, namespace, now),
         other => super::objects::list(paths, other, namespace, now),
     }
 }
@@ -309,6 +163,9 @@ pub fn find(paths: &Paths, kind: Kind, namespace: &str, name: &str) -> Result<Op
             rec.map(|r| pod_listed(&r, now, &super::hostname()))
                 .transpose()
         }
+        Kind::Event => Ok(super::events::list(paths, Some(namespace), now)?
+            .into_iter()
+            .find(|l| l.name == name)),
         other => super::objects::find(paths, other, namespace, name, now),
     }
 }
@@ -347,6 +204,46 @@ pub struct GetArgs {
     /// A named object that does not exist is not an error.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// After listing, print a line each time an object changes, until interrupted.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Print only the changes, not the listing first.
+    #[arg(long)]
+    pub watch_only: bool,
+    /// With a watch, say what happened to each object (ADDED, MODIFIED, DELETED).
+    #[arg(long)]
+    pub output_watch_events: bool,
+}
+
+/// kubectl's refusal to watch several kinds (or several named objects) at once.
+const WATCH_ONE_KIND: &str = "watch is only supported on individual resources and resource collections - more than 1 resource was found";
+
+/// `get -w`: one kind, all of it or one object of it.
+fn watch(paths: &Paths, args: &GetArgs, printer: &Printer) -> Result<i32> {
+    let targets = kinds::targets(&args.args)?;
+    let [(kind, names)] = targets.as_slice() else {
+        bail!(WATCH_ONE_KIND);
+    };
+    if names.len() > 1 {
+        bail!(WATCH_ONE_KIND);
+    }
+    let request = super::watch::WatchRequest {
+        kind: *kind,
+        namespace: (!args.all_namespaces || !kind.namespaced()).then_some(args.namespace.as_str()),
+        name: names.first().map(String::as_str),
+        selectors: &args.selectors,
+        printer,
+        table: TableOptions {
+            wide: matches!(printer, Printer::Table { wide: true }),
+            all_namespaces: args.all_namespaces,
+            no_headers: args.no_headers,
+            label_columns: args.label_columns.clone(),
+            show_labels: args.show_labels,
+        },
+        watch_only: args.watch_only,
+        events: args.output_watch_events,
+    };
+    super::watch::run(paths, &request)
 }
 
 /// Every object of `kind` in `namespace` (all when None) that `selectors` select, or the API
@@ -394,6 +291,9 @@ fn check_show_labels(args: &GetArgs) -> Result<()> {
 pub fn run(paths: &Paths, args: &GetArgs) -> Result<i32> {
     check_show_labels(args)?;
     let printer = Printer::from_flags(args.output.as_ref(), args.template.as_deref())?;
+    if args.watch || args.watch_only {
+        return watch(paths, args, &printer);
+    }
     let targets = kinds::targets(&args.args)?;
     let names: usize = targets.iter().map(|(_, n)| n.len()).sum();
     let selectors = &args.selectors;

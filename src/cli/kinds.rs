@@ -12,6 +12,8 @@ pub enum Kind {
     Secret,
     PersistentVolumeClaim,
     PersistentVolume,
+    /// Read-only: the events pods and stored objects recorded, listed by `get events`.
+    Event,
 }
 
 struct Names {
@@ -60,6 +62,13 @@ const KINDS: &[Names] = &[
         singular: "persistentvolume",
         short: &["pv"],
         namespaced: false,
+    },
+    Names {
+        kind: Kind::Event,
+        resource: "events",
+        singular: "event",
+        short: &["ev"],
+        namespaced: true,
     },
 ];
 
@@ -167,6 +176,8 @@ mod tests {
             ("persistentvolumeclaims", Kind::PersistentVolumeClaim),
             ("pv", Kind::PersistentVolume),
             ("persistentvolume", Kind::PersistentVolume),
+            ("ev", Kind::Event),
+            ("events", Kind::Event),
         ] {
             assert_eq!(Kind::resolve(word).unwrap(), kind, "{word}");
         }

@@ -11,6 +11,7 @@ mod create_sources;
 mod delete;
 mod describe;
 mod describe_objects;
+mod events;
 mod exec;
 mod field_selector;
 mod format;
@@ -22,8 +23,10 @@ mod kinds;
 mod label;
 mod login;
 mod logs;
+mod node;
 mod objects;
 mod output;
+mod port_forward;
 mod progress;
 mod ps;
 mod pull;
@@ -33,8 +36,10 @@ mod run;
 mod selector;
 mod sources;
 mod status;
+mod table;
 mod top;
 mod wait;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -151,6 +156,8 @@ enum Verb {
     Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
+    /// Forward local ports to a pod's ports (dialed inside the pod's network namespace).
+    PortForward(port_forward::PortForwardArgs),
     /// Delete objects by kind and name, by selector (`-l`, `--field-selector`, `--all`) or by
     /// manifest.
     Delete {
@@ -192,6 +199,9 @@ enum Verb {
     },
     /// Run an image in a new pod, as `kubectl run` does.
     Run(run::RunArgs),
+    /// Run the node agent: static pods from a manifest directory (`node install`: its
+    /// systemd unit).
+    Node(node::NodeArgs),
     /// Print a container's OCI runtime Spec (config.json).
     Inspect {
         pod: String,
@@ -299,6 +309,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         }
         Verb::Logs(args) => logs::run(paths, &args),
         Verb::Exec(args) => exec::run(paths, &args),
+        Verb::PortForward(args) => port_forward::run(paths, &args),
         Verb::Delete {
             args,
             files,
@@ -336,6 +347,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             Ok(0)
         }
         Verb::Pods(args) => ps::pods(paths, &args),
+        Verb::Node(args) => node::run(paths, &args),
         Verb::Inspect {
             pod,
             container,

@@ -211,7 +211,7 @@ pub fn list(
             .iter()
             .map(|o| volume_row(o, now))
             .collect(),
-        Kind::Pod => Ok(Vec::new()),
+        Kind::Pod | Kind::Event => Ok(Vec::new()),
     })
 }
 
@@ -242,7 +242,7 @@ pub fn find(
             .get::<PersistentVolume>(namespace, name)
             .with_context(context)?
             .map(|o| volume_row(&o, now)),
-        Kind::Pod => None,
+        Kind::Pod | Kind::Event => None,
     }
     .transpose()
 }
@@ -268,6 +268,9 @@ pub fn delete(paths: &Paths, kind: Kind, namespace: &str, name: &str) -> Result<
             .remove::<PersistentVolume>(namespace, name)
             .with_context(context)?
             .is_some(),
+        Kind::Event => {
+            anyhow::bail!("peapod keeps events with their objects: they go when the object goes")
+        }
         Kind::Pod => false,
     };
     Ok(removed)

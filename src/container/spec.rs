@@ -486,21 +486,31 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
             input.sandbox_pid
         )))
     };
-    // shareProcessNamespace: every container joins the pid namespace the pause process holds
-    // (it is its pid 1), as the kubelet asks of the runtime (NamespaceMode_POD).
-    let pid_ns = if crate::sandbox::shares_process_namespace(input.pod) {
-        ns_path("pid")
-    } else {
-        None
-    };
-    let namespaces = vec![
-        namespace(LinuxNamespaceType::Pid, pid_ns)?,
-        namespace(LinuxNamespaceType::Mount, None)?,
-        namespace(LinuxNamespaceType::Cgroup, None)?,
-        namespace(LinuxNamespaceType::Network, ns_path("net"))?,
-        namespace(LinuxNamespaceType::Uts, ns_path("uts"))?,
-        namespace(LinuxNamespaceType::Ipc, ns_path("ipc"))?,
-    ];
+    // The host's namespaces (hostPID, hostNetwork with its UTS, hostIPC) are left out of the
+    // Spec, as containerd leaves them out: the container stays in the caller's, the host's.
+    // With shareProcessNamespace every container joins the pid namespace the pause process
+    // holds (it is its pid 1), as the kubelet asks of the runtime (NamespaceMode_POD).
+    let host = crate::sandbox::HostNamespaces::of(pod);
+    let mut namespaces = Vec::new();
+    if !host.pid {
+        let pid_ns = if crate::sandbox::shares_process_namespace(pod) {
+            ns_path("pid")
+        } else {
+            None
+        };
+        namespaces.push(namespace(LinuxNamespaceType::Pid, pid_ns)?);
+    }
+    namespaces.push(namespace(LinuxNamespaceType::Mount, None)?);
+    namespaces.push(namespace(LinuxNamespaceType::Cgroup, None)?);
+    for (shared, typ, name) in [
+        (host.network, LinuxNamespaceType::Network, "net"),
+        (host.uts(), LinuxNamespaceType::Uts, "uts"),
+        (host.ipc, LinuxNamespaceType::Ipc, "ipc"),
+    ] {
+        if !shared {
+            namespaces.push(namespace(typ, ns_path(name))?);
+        }
+    }
     let (masked, readonly): (Vec<String>, Vec<String>) = if privileged {
         (Vec::new(), Vec::new())
     } else {

@@ -11,12 +11,15 @@
 //!   `registry::retry`. Layers are verified and unpacked while they download; nothing is named
 //!   in `index.json` until every piece is in place. [`ImageStore::push`] and [`check_login`]
 //!   are in `push.rs`.
+//! - [`decode_top_level`], [`decode_index_entry`], [`decode_config`] (`document.rs`): the
+//!   registry's JSON documents as a pull decodes them, pure functions of the bytes.
 //! - [`ImageStore::load`] copies a layout or archive in (every blob verified).
 //! - [`Image::layers`] are unpacked layer directories, bottom first, ready as overlay lowerdirs
 //!   (overlay wants them top first: reverse them).
 //! - [`ImageStore::remove`] untags and deletes images (`rmi`), [`ImageStore::prune`] deletes
 //!   the blobs and unpacked layers no image reaches (`image prune`).
 
+mod document;
 mod error;
 mod fetch;
 mod gc;
@@ -32,15 +35,17 @@ use std::path::PathBuf;
 
 use oci_spec::image::ImageConfiguration;
 
+pub use document::{decode_config, decode_index_entry, decode_top_level, Origin, TopLevel};
 pub use error::ImageError;
 pub use gc::{Pruned, RemovalCheck, Removed, TMP_MAX_AGE};
-pub use pull::PullOutcome;
+pub use pull::{PullOutcome, RemoteRef};
 pub use push::check_login;
 pub use reference::{is_bare_tag, normalize_reference, split_reference, NO_TAG};
 pub use registry::{
     Credential, Credentials, PullEvent, PullOptions, RegistriesConfig, DEFAULT_REGISTRIES_CONFIG,
 };
 pub use store::ImageStore;
+pub use unpack::{unpack_layer_from, Compression};
 
 /// The OCI annotation naming an image in an index (image-spec annotations.md).
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";

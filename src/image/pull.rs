@@ -8,18 +8,18 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use futures::StreamExt as _;
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 
+use super::document::{decode_config, decode_index_entry, decode_top_level, TopLevel};
 use super::error::ImageError;
 use super::fetch::LayerJob;
-use super::load::pick_platform;
 use super::reference::{normalize_reference, split_reference};
 use super::registry::client::{build_client, Remote, Target};
 use super::registry::config::{Endpoint, DOCKER_HUB};
 use super::registry::retry::{with_retry, with_retry_limit, MAX_ATTEMPTS};
 use super::registry::{PullEvent, PullOptions};
-use super::store::{kind, layer_compression, ImageStore, Kind};
+use super::store::{layer_compression, ImageStore};
 use super::unpack::sha256_hex;
 use super::{Image, ImageSummary, INDEX_DIGEST_ANNOTATION, REPO_DIGEST_ANNOTATION};
 
@@ -39,9 +39,10 @@ pub struct PullOutcome {
     pub size: u64,
 }
 
-/// A normalized reference split into what the registry API wants.
+/// A normalized reference split into what the registry API wants (registry host, repository,
+/// tag, digest), as a pull splits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RemoteRef {
+pub struct RemoteRef {
     pub domain: String,
     pub repository: String,
     pub tag: Option<String>,
@@ -49,6 +50,7 @@ pub(crate) struct RemoteRef {
 }
 
 impl RemoteRef {
+    /// Splits a reference [`normalize_reference`] returned.
     pub fn parse(normalized: &str) -> RemoteRef {
         let (name_tag, digest) = match normalized.split_once('@') {
             Some((n, d)) => (n, Some(d.to_string())),
@@ -150,13 +152,7 @@ impl ImageStore {
 
         let mdesc = resolved.manifest.config().clone();
         let (config_bytes, config_fetched) = self.fetch_config(&remote, &mdesc, progress).await?;
-        let config: ImageConfiguration =
-            serde_json::from_slice(&config_bytes).map_err(|e| ImageError::BadManifest {
-                endpoint: remote.endpoint.url(),
-                what: "image config",
-                digest: mdesc.digest().to_string(),
-                reason: e.to_string(),
-            })?;
+        let config = decode_config(remote.origin(), mdesc.digest().as_ref(), &config_bytes)?;
         let layers = resolved.manifest.layers();
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != layers.len() {
@@ -314,12 +310,10 @@ async fn resolve(
 ) -> Result<Resolved, ImageError> {
     let what = rref.tag_or_digest().to_string();
     let (bytes, digest) = fetch_manifest(remote, &what, progress).await?;
-    let mt = media_type_of(remote, &digest, &bytes)?;
-    match kind(&MediaType::from(mt.as_str())) {
-        Kind::Index => {
-            let index = ImageIndex::from_reader(&bytes[..])
-                .map_err(|e| bad(remote, "image index", &digest, e))?;
-            let chosen = pick_platform(&index, &digest)?;
+    match decode_top_level(remote.origin(), &digest, &bytes)? {
+        TopLevel::Index {
+            media_type, chosen, ..
+        } => {
             let mdigest = chosen.digest().to_string();
             let (mbytes, got) = fetch_manifest(remote, &mdigest, progress).await?;
             if got != mdigest {
@@ -330,37 +324,25 @@ async fn resolve(
                     actual: got,
                 });
             }
-            let mmt = media_type_of(remote, &mdigest, &mbytes)?;
-            if kind(&MediaType::from(mmt.as_str())) != Kind::Manifest {
-                return Err(bad(
-                    remote,
-                    "image index",
-                    &digest,
-                    format!("entry {mdigest} is a {mmt}, not an image manifest"),
-                ));
-            }
-            let manifest = parse_manifest(remote, &mdigest, &mbytes)?;
+            let (mmt, manifest) = decode_index_entry(remote.origin(), &digest, &mdigest, &mbytes)?;
             Ok(Resolved {
-                index: Some((digest, bytes, mt)),
+                index: Some((digest, bytes, media_type)),
                 manifest_digest: mdigest,
                 manifest_bytes: mbytes,
                 manifest_media_type: mmt,
                 manifest,
             })
         }
-        Kind::Manifest => Ok(Resolved {
+        TopLevel::Manifest {
+            media_type,
+            manifest,
+        } => Ok(Resolved {
             index: None,
-            manifest: parse_manifest(remote, &digest, &bytes)?,
+            manifest,
             manifest_digest: digest,
             manifest_bytes: bytes,
-            manifest_media_type: mt,
+            manifest_media_type: media_type,
         }),
-        _ => Err(bad(
-            remote,
-            "manifest",
-            &digest,
-            format!("unsupported media type {mt}"),
-        )),
     }
 }
 
@@ -399,68 +381,6 @@ async fn fetch_manifest(
         });
     }
     Ok((bytes, actual))
-}
-
-/// The document's media type: its `mediaType` field, else guessed from its shape (both are
-/// optional in OCI). Docker schema 1 is refused here with a clear message.
-fn media_type_of(remote: &Remote, digest: &str, bytes: &[u8]) -> Result<String, ImageError> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Peek {
-        schema_version: Option<i64>,
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-        layers: Option<serde_json::Value>,
-    }
-    let peek: Peek =
-        serde_json::from_slice(bytes).map_err(|e| bad(remote, "manifest", digest, e))?;
-    let mt = peek.media_type.unwrap_or_default();
-    if peek.schema_version == Some(1)
-        || mt.starts_with("application/vnd.docker.distribution.manifest.v1")
-    {
-        return Err(ImageError::Schema1 {
-            endpoint: remote.endpoint.host.clone(),
-            repository: remote.repository.clone(),
-        });
-    }
-    if !mt.is_empty() {
-        return Ok(mt);
-    }
-    Ok(if peek.manifests.is_some() {
-        "application/vnd.oci.image.index.v1+json".to_string()
-    } else if peek.layers.is_some() {
-        "application/vnd.oci.image.manifest.v1+json".to_string()
-    } else {
-        return Err(bad(
-            remote,
-            "manifest",
-            digest,
-            "neither an image manifest nor an index",
-        ));
-    })
-}
-
-fn parse_manifest(
-    remote: &Remote,
-    digest: &str,
-    bytes: &[u8],
-) -> Result<ImageManifest, ImageError> {
-    let m =
-        ImageManifest::from_reader(bytes).map_err(|e| bad(remote, "image manifest", digest, e))?;
-    // Refuse layers we cannot unpack before downloading anything large.
-    for l in m.layers() {
-        layer_compression(l)?;
-    }
-    Ok(m)
-}
-
-fn bad(remote: &Remote, what: &'static str, digest: &str, reason: impl ToString) -> ImageError {
-    ImageError::BadManifest {
-        endpoint: remote.endpoint.url(),
-        what,
-        digest: digest.to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 /// Checks `data` against a descriptor's digest and size.

@@ -5,9 +5,25 @@
 //! its diff_id matches the image config. Entries that could write outside the layer (`..`,
 //! absolute paths, symlinked parents, escaping hardlinks) are refused. OCI whiteouts become
 //! overlayfs whiteouts. This module knows nothing about manifests or references.
+//!
+//! What a hostile layer meets (the malicious-layer corpus is `unpack_hostile_tests.rs`):
+//! - `..`, absolute paths, writes through a symlink (to `/`, `..`, or one that replaced a
+//!   directory), hardlinks leaving the layer, whiteouts naming `..` or lying under a symlink:
+//!   the layer is refused, naming the entry, and its temp directory removed.
+//! - Device nodes are made as in the image when unpacking as root (containerd does the same),
+//!   skipped otherwise. A container cannot use one it could not `mknod` anyway: every container
+//!   cgroup carries the device allowlist (`cgroup::devices`), checked at open(2) by (type,
+//!   major, minor) wherever the node lives, the overlay lowerdir included. On the host the
+//!   layers directory is 0700 (as containerd's snapshots directory), so neither these nodes nor
+//!   setuid files, which are kept as in the image, are reachable by unprivileged host users.
+//! - Tar metadata is bounded: at most [`MAX_ENTRY_METADATA`] bytes of headers, PAX records and
+//!   GNU long names per entry (the tar crate holds those in memory). File data is not: a layer
+//!   of many entries or huge files is bounded by the store's disk space and inodes, as with
+//!   containerd; GNU sparse files, the one way to expand a small stream into a huge file
+//!   without compression, are refused.
+//! - Duplicate entries: the later one wins, as with tar.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -18,6 +34,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::ImageError;
 use crate::store::FileLock;
+use sys::{chown, is_root, mknod, set_mtime, set_xattr};
+
+#[path = "unpack_sys.rs"]
+mod sys;
 
 /// The OCI whiteout prefix and opaque marker (image-spec layer.md, "Whiteouts").
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -26,6 +46,16 @@ pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
 const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
+/// The most bytes of tar headers, PAX records and GNU long names (with their padding) that may
+/// precede one entry. The tar crate reads PAX records and long names into memory, so without a
+/// bound a few MiB of gzip could make it allocate gigabytes; Go's archive/tar (containerd,
+/// Docker) refuses each such record over 1 MiB, this allows any one of them up to about 2 MiB.
+pub const MAX_ENTRY_METADATA: u64 = 2 << 20;
+/// Entry names are cut to this many bytes in messages (a GNU long name may be a megabyte).
+const MAX_NAME_IN_MESSAGE: usize = 256;
+/// The layers directory's mode: only root reaches unpacked layers, which hold the images'
+/// setuid files and device nodes as they are (containerd's snapshots directory is 0700 too).
+const LAYERS_DIR_MODE: u32 = 0o700;
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +111,38 @@ pub fn ensure_unpacked(
 
 /// Takes the lock that serializes unpackers of the layer with diff_id hex `hex`.
 pub(crate) fn lock_layer(layers_dir: &Path, hex: &str) -> Result<FileLock, ImageError> {
-    fs::create_dir_all(layers_dir).map_err(|e| ImageError::io(layers_dir, e))?;
+    private_layers_dir(layers_dir)?;
     Ok(FileLock::exclusive(
         &layers_dir.join(format!(".{hex}.lock")),
     )?)
+}
+
+/// Creates the layers directory with [`LAYERS_DIR_MODE`], or narrows an existing one (a store
+/// made by an older peapod) to it. Its parents are created as usual.
+fn private_layers_dir(layers_dir: &Path) -> Result<(), ImageError> {
+    let io_err = |e| ImageError::io(layers_dir, e);
+    if let Some(parent) = layers_dir.parent() {
+        fs::create_dir_all(parent).map_err(|e| ImageError::io(parent, e))?;
+    }
+    match fs::DirBuilder::new()
+        .mode(LAYERS_DIR_MODE)
+        .create(layers_dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    // The umask may have narrowed the mode further; set it exactly either way.
+    let mode = fs::metadata(layers_dir)
+        .map_err(io_err)?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode != LAYERS_DIR_MODE {
+        fs::set_permissions(layers_dir, fs::Permissions::from_mode(LAYERS_DIR_MODE))
+            .map_err(io_err)?;
+    }
+    Ok(())
 }
 
 /// The (new, empty) temp directory a layer unpacks into; call with [`lock_layer`] held.
@@ -110,6 +168,40 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
+}
+
+/// Limits the bytes the tar reader may take while it looks for the next entry: its headers, PAX
+/// records and GNU long names (see [`MAX_ENTRY_METADATA`]). `None`: no limit (entry data).
+struct MetadataBudget<'a, R> {
+    inner: R,
+    left: &'a std::cell::Cell<Option<u64>>,
+}
+
+impl<R: Read> Read for MetadataBudget<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(left) = self.left.get() else {
+            return self.inner.read(buf);
+        };
+        if left == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "tar metadata over its limit",
+            ));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left.set(Some(left - n as u64));
+        Ok(n)
+    }
+}
+
+/// An entry name for messages: lossy UTF-8, cut to [`MAX_NAME_IN_MESSAGE`] bytes.
+fn display_name(raw: &[u8]) -> String {
+    if raw.len() <= MAX_NAME_IN_MESSAGE {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    let head = String::from_utf8_lossy(&raw[..MAX_NAME_IN_MESSAGE]);
+    format!("{head}... ({} bytes)", raw.len())
 }
 
 /// Unpacks the whole layer into the (empty) directory `root` and checks its diff_id.
@@ -148,11 +240,55 @@ pub fn unpack_layer_from<R: Read>(
         hasher: Sha256::new(),
     };
     {
-        let mut archive = tar::Archive::new(&mut hashing);
+        let budget = std::cell::Cell::new(None);
+        let mut archive = tar::Archive::new(MetadataBudget {
+            inner: &mut hashing,
+            left: &budget,
+        });
         let mut dirs = BTreeMap::new();
-        for entry in archive.entries().map_err(stream_err)? {
-            let mut entry = entry.map_err(stream_err)?;
+        let mut entries = archive.entries().map_err(stream_err)?;
+        // Stream errors name the last good entry: the bad one has no name yet.
+        let mut previous: Option<String> = None;
+        loop {
+            budget.set(Some(MAX_ENTRY_METADATA));
+            let next = entries.next();
+            let exhausted = budget.get() == Some(0);
+            budget.set(None);
+            let after = || match &previous {
+                Some(p) => format!("<the entry after {p}>"),
+                None => "<the first entry>".to_string(),
+            };
+            let mut entry = match next {
+                None => break,
+                Some(Ok(entry)) => entry,
+                Some(Err(_)) if exhausted => {
+                    return Err(ImageError::UnsafeEntry {
+                        digest: digest.to_string(),
+                        entry: after(),
+                        reason: format!(
+                            "more than {MAX_ENTRY_METADATA} bytes of tar headers, PAX records \
+                             and GNU long names; refused"
+                        ),
+                    })
+                }
+                Some(Err(source)) => {
+                    return Err(ImageError::Entry {
+                        digest: digest.to_string(),
+                        entry: after(),
+                        source,
+                    })
+                }
+            };
             unpack_entry(root, &mut entry, digest, &mut dirs)?;
+            let name = display_name(&entry.path_bytes());
+            // Data unpack_entry did not take (a directory or link that carries some, a skipped
+            // entry) is streamed past here, outside the metadata budget.
+            io::copy(&mut entry, &mut io::sink()).map_err(|source| ImageError::Entry {
+                digest: digest.to_string(),
+                entry: name.clone(),
+                source,
+            })?;
+            previous = Some(name);
         }
         // Directory modes and mtimes last: creating children would change the mtime, and a
         // read-only directory would stop a non-root unpacker from filling it.
@@ -207,29 +343,29 @@ fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>, &'static str> {
 fn safe_parent(root: &Path, rel: &Path, create: bool) -> Result<PathBuf, String> {
     let mut cur = root.to_path_buf();
     let parent = rel.parent().unwrap_or(Path::new(""));
+    // Relative and cut: the path may be as long as the entry's name.
+    let shown =
+        |cur: &Path| display_name(cur.strip_prefix(root).unwrap_or(cur).as_os_str().as_bytes());
     for c in parent.components() {
         cur.push(c);
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(format!(
                     "parent {} is a symlink; refusing to write through it",
-                    cur.strip_prefix(root).unwrap_or(&cur).display()
+                    shown(&cur)
                 ))
             }
             Ok(m) if !m.is_dir() => {
-                return Err(format!(
-                    "parent {} is not a directory",
-                    cur.strip_prefix(root).unwrap_or(&cur).display()
-                ))
+                return Err(format!("parent {} is not a directory", shown(&cur)))
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 fs::DirBuilder::new()
                     .mode(0o755)
                     .create(&cur)
-                    .map_err(|e| format!("creating {}: {e}", cur.display()))?;
+                    .map_err(|e| format!("creating {}: {e}", shown(&cur)))?;
             }
-            Err(e) => return Err(format!("{}: {e}", cur.display())),
+            Err(e) => return Err(format!("{}: {e}", shown(&cur))),
         }
     }
     Ok(cur)
@@ -242,7 +378,7 @@ fn unpack_entry<R: Read>(
     dirs: &mut BTreeMap<PathBuf, (u32, u64)>,
 ) -> Result<(), ImageError> {
     let raw = entry.path_bytes().into_owned();
-    let name = String::from_utf8_lossy(&raw).into_owned();
+    let name = display_name(&raw);
     let refuse = |reason: String| ImageError::UnsafeEntry {
         digest: digest.to_string(),
         entry: name.clone(),
@@ -421,74 +557,10 @@ fn apply_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, path: &Path) -> io::Resu
     Ok(())
 }
 
-fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// lchown; a non-root unpacker keeps its own ids (rootless use, tests).
-fn chown(path: &Path, uid: u64, gid: u64) -> io::Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
-    let c = cpath(path)?;
-    let (uid, gid) = (uid as libc::uid_t, gid as libc::gid_t);
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    check(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
-}
-
-fn mknod(path: &Path, fmt: libc::mode_t, major: u32, minor: u32) -> io::Result<()> {
-    let c = cpath(path)?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    check(unsafe { libc::mknod(c.as_ptr(), fmt | 0o600, libc::makedev(major, minor)) })
-}
-
-fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let c = cpath(path)?;
-    let n = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: both strings are NUL-terminated and `value` is a valid buffer of its length.
-    check(unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
-}
-
-/// Sets atime and mtime without following a symlink.
-fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
-    let c = cpath(path)?;
-    let t = libc::timespec {
-        tv_sec: mtime as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: `c` is NUL-terminated and `times` points to two timespecs, as utimensat requires.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
-}
-
 #[cfg(test)]
 #[path = "unpack_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "unpack_hostile_tests.rs"]
+mod hostile_tests;

@@ -1,7 +1,9 @@
 //! Unit tests for layer unpacking: layers are built in memory, including hostile ones that the
 //! `tar` crate's own builder would refuse to write (raw header bytes).
 
+use super::sys::cpath;
 use super::*;
+use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -31,7 +33,7 @@ pub(crate) fn dir(path: &str) -> Ent<'_> {
         mode: 0o755,
     }
 }
-fn link<'a>(path: &'a str, kind: tar::EntryType, target: &'a str) -> Ent<'a> {
+pub(crate) fn link<'a>(path: &'a str, kind: tar::EntryType, target: &'a str) -> Ent<'a> {
     Ent {
         path,
         kind,
@@ -57,9 +59,15 @@ pub(crate) fn tar_of(entries: &[Ent<'_>]) -> Vec<u8> {
         h.set_uid(1000);
         h.set_gid(1001);
         h.set_mtime(1_000_000);
-        if e.kind == tar::EntryType::Char {
-            h.set_device_major(1).unwrap();
-            h.set_device_minor(3).unwrap();
+        // /dev/null, and /dev/sda for a block device.
+        let device = match e.kind {
+            tar::EntryType::Char => Some((1, 3)),
+            tar::EntryType::Block => Some((8, 0)),
+            _ => None,
+        };
+        if let Some((major, minor)) = device {
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(minor).unwrap();
         }
         h.set_cksum();
         b.append(&h, e.data).unwrap();
@@ -77,17 +85,21 @@ pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-struct Layer {
+pub(crate) struct Layer {
     _tmp: tempfile::TempDir,
-    layers: PathBuf,
-    blob: PathBuf,
-    digest: String,
-    diff_id: String,
+    pub layers: PathBuf,
+    pub blob: PathBuf,
+    pub digest: String,
+    pub diff_id: String,
 }
 
-fn layer(entries: &[Ent<'_>], compression: Compression) -> Layer {
+pub(crate) fn layer(entries: &[Ent<'_>], compression: Compression) -> Layer {
+    layer_of_tar(tar_of(entries), compression)
+}
+
+/// A layer blob of the tar stream `raw`, compressed as `compression`.
+pub(crate) fn layer_of_tar(raw: Vec<u8>, compression: Compression) -> Layer {
     let tmp = tempfile::tempdir().unwrap();
-    let raw = tar_of(entries);
     let diff_id = sha(&raw);
     let data = match compression {
         Compression::None => raw,
@@ -105,12 +117,12 @@ fn layer(entries: &[Ent<'_>], compression: Compression) -> Layer {
     }
 }
 
-fn unpack(l: &Layer, c: Compression) -> Result<PathBuf, ImageError> {
+pub(crate) fn unpack(l: &Layer, c: Compression) -> Result<PathBuf, ImageError> {
     ensure_unpacked(&l.layers, &l.blob, &l.digest, c, &l.diff_id)
 }
 
 /// Only lock files may remain in the layers directory after a refused layer.
-fn assert_nothing_left(l: &Layer) {
+pub(crate) fn assert_nothing_left(l: &Layer) {
     let left: Vec<String> = fs::read_dir(&l.layers)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -327,7 +339,7 @@ fn clean_path_rules() {
     assert!(clean_path(b"/a").is_err());
 }
 
-fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let c = cpath(path).unwrap();
     let n = CString::new(name).unwrap();
     let mut buf = [0u8; 64];
@@ -338,7 +350,7 @@ fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 /// One PAX record: "<len> <key>=<value>\n", where len counts itself.
-fn pax_record(key: &str, value: &str) -> String {
+pub(crate) fn pax_record(key: &str, value: &str) -> String {
     let body = format!(" {key}={value}\n");
     let mut len = body.len() + 1;
     while format!("{len}{body}").len() != len {

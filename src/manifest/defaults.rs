@@ -31,6 +31,7 @@ pub(crate) fn apply(pod: &mut Pod) {
     for container in &mut spec.containers {
         apply_container(container);
     }
+    super::ports::default_host_network_ports(spec);
     for volume in spec.volumes.iter_mut().flatten() {
         apply_volume(volume);
     }

@@ -18,6 +18,7 @@ pub mod defaults;
 pub mod names;
 pub mod objects;
 pub mod pod_resources;
+mod ports;
 pub mod probes;
 pub mod quantity;
 pub mod resources;

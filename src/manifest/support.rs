@@ -213,9 +213,9 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.enableServiceLinks", Yes),           // no services, so no service variables
     ("spec.imagePullSecrets", Yes),             // dockerconfigjson/dockercfg Secrets, for pulls
     // Refused: behaviour the runtime does not implement.
-    ("spec.hostNetwork", No),
-    ("spec.hostPID", No),
-    ("spec.hostIPC", No),
+    ("spec.hostNetwork", Yes), // no veth, podIP = hostIP, the node's hosts file
+    ("spec.hostPID", Yes),
+    ("spec.hostIPC", Yes),
     // User namespaces are not implemented: hostUsers: false is refused by name.
     ("spec.hostUsers", UnlessEquals("true")),
     ("spec.setHostnameAsFQDN", No),
@@ -266,8 +266,8 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("ports[].containerPort", Yes),
     ("ports[].name", Yes),
     ("ports[].protocol", Yes),
-    ("ports[].hostPort", UnlessEquals("0")),
-    ("ports[].hostIP", No),
+    ("ports[].hostPort", Yes), // network::hostport, as the CNI portmap plugin
+    ("ports[].hostIP", Yes),
     ("resources", Into),
     ("resources.limits", Yes),
     ("resources.requests", Yes),

@@ -1,5 +1,5 @@
 //! The API server's rules for the lifecycle fields peapod runs [pkg/apis/core/validation]:
-//! `activeDeadlineSeconds`, `spec.os`, a container's `restartPolicy` (native sidecars are init
+//! `activeDeadlineSeconds`, `shareProcessNamespace` (not with `hostPID`), `spec.os`, a container's `restartPolicy` (native sidecars are init
 //! containers with `Always`; regular init containers may not have lifecycle hooks or probes;
 //! app containers may not set it) and `lifecycle.stopSignal` (only with `spec.os.name`, and a
 //! signal of that OS).
@@ -12,6 +12,9 @@ use crate::pod::machine::{Kind, CONTAINER_RESTART_ALWAYS};
 
 /// `activeDeadlineSeconds` range [validation.InclusiveRangeError(1, math.MaxInt32)].
 const DEADLINE_RANGE: &str = "must be between 1 and 2147483647, inclusive";
+/// The API server checks this in the pod's (internal) security context, whose path it reports
+/// [validation.go ValidatePodSecurityContext].
+const SHARE_PIDS_WITH_HOST_PID: &str = "ShareProcessNamespace and HostPID cannot both be enabled";
 /// `spec.os.name` values [validation.go validOS].
 const OS_NAMES: &[&str] = &["linux", "windows"];
 const INIT_ONLY_WITH_ALWAYS: &str =
@@ -97,6 +100,12 @@ pub(crate) fn validate(spec: &PodSpec, check: &mut Check) {
                 format!("{v}: {DEADLINE_RANGE}"),
             );
         }
+    }
+    if spec.share_process_namespace == Some(true) && spec.host_pid == Some(true) {
+        check.invalid(
+            "spec.securityContext.shareProcessNamespace",
+            format!("true: {SHARE_PIDS_WITH_HOST_PID}"),
+        );
     }
     if let Some(os) = spec.os.as_ref() {
         if os.name.is_empty() {
@@ -209,6 +218,20 @@ mod tests {
             "activeDeadlineSeconds": 30,
             "initContainers": [{"name": "s", "restartPolicy": "Always", "lifecycle": {}}],
             "containers": [{"name": "a"}]
+        }))
+        .is_empty());
+    }
+
+    #[test]
+    fn a_shared_pid_namespace_is_not_the_hosts() {
+        assert_eq!(
+            problems(serde_json::json!({
+                "shareProcessNamespace": true, "hostPID": true, "containers": [{"name": "a"}]
+            })),
+            vec!["spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"]
+        );
+        assert!(problems(serde_json::json!({
+            "shareProcessNamespace": true, "hostPID": false, "containers": [{"name": "a"}]
         }))
         .is_empty());
     }

@@ -2,12 +2,15 @@
 //!
 //! [`config`] says which bridge and CIDR to use, [`ipam`] hands out pod IPs under a file lock so
 //! that concurrent peapod processes never share one, and [`link`] does the netlink work (bridge,
-//! veth, addresses, routes). This module touches only links it creates: never the host's uplink,
-//! routes or NAT rules. It does not record veth names on disk; the caller does that first.
+//! veth, addresses, routes). [`hostport`] maps host ports to pods with rules in nftables tables
+//! of peapod's own ([`nft`] speaks nf_tables over netlink). This module touches only links and
+//! tables it creates: never the host's uplink, routes or anyone else's rules. It does not record veth names on disk; the caller does that first.
 
 pub mod config;
+pub mod hostport;
 pub mod ipam;
 pub mod link;
+pub mod nft;
 
 use std::io;
 use std::path::PathBuf;

@@ -49,6 +49,17 @@ impl FakePod {
     }
 }
 
+/// A test bridge, removed when the test ends: the VM runs every test binary in one network
+/// namespace, and a bridge left with its address would route the pod network's addresses
+/// away from peapod's bridge for the tests that come after.
+struct TestBridge(&'static str);
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).status();
+    }
+}
+
 impl Drop for FakePod {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -78,18 +89,20 @@ fn bridge_attach_ping_detach_in_private_netns() {
     if !enabled() {
         return;
     }
+    // Not the pod network's 10.88.0.0/16, which the later tests' pods use.
     let cfg = NetworkConfig {
         bridge: "pptest0".into(),
-        subnet: Ipv4Addr::new(10, 88, 0, 0),
+        subnet: Ipv4Addr::new(10, 76, 0, 0),
         prefix_len: 24,
     };
+    let _bridge = TestBridge("pptest0");
     ensure_bridge(&cfg).unwrap();
     ensure_bridge(&cfg).unwrap();
     assert!(link_exists("pptest0").unwrap());
 
     let pod = FakePod::start();
     let uid = "3f2a9c1e-77b0-4d2e-9a51-0c6b8e1f2d3a";
-    let ip = Ipv4Addr::new(10, 88, 0, 2);
+    let ip = Ipv4Addr::new(10, 76, 0, 2);
     let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
     let veth = attach(&cfg, pod.pid(), uid, ip).unwrap();
     let after = std::fs::read_dir("/proc/self/task").unwrap().count();
@@ -99,7 +112,7 @@ fn bridge_attach_ping_detach_in_private_netns() {
 
     let addrs = pod.run(&["ip", "-o", "-4", "addr"]);
     assert!(
-        addrs.contains("eth0") && addrs.contains("10.88.0.2/24"),
+        addrs.contains("eth0") && addrs.contains("10.76.0.2/24"),
         "{addrs}"
     );
     assert!(
@@ -108,7 +121,7 @@ fn bridge_attach_ping_detach_in_private_netns() {
     );
     let routes = pod.run(&["ip", "route"]);
     assert!(
-        routes.contains("default via 10.88.0.1 dev eth0"),
+        routes.contains("default via 10.76.0.1 dev eth0"),
         "{routes}"
     );
     assert!(ping(ip), "pod IP {ip} does not answer from the bridge");
@@ -130,6 +143,7 @@ fn failed_attach_leaves_no_veth_behind() {
         subnet: Ipv4Addr::new(10, 77, 0, 0),
         prefix_len: 24,
     };
+    let _bridge = TestBridge("pptest1");
     // No bridge yet: attach makes it (a pod re-created after someone removed the bridge).
     let pod = FakePod::start();
     let uid = "aaaabbbbcccc-dddd";

@@ -126,11 +126,26 @@ fn check_sysctls(
         Ok(list) => list,
         Err(e) => return Some(rejected(e.to_string())),
     };
+    let host = crate::sandbox::HostNamespaces::of(pod);
     sysctls.iter().find_map(|s| {
         list.check(&s.name)
             .err()
+            .or_else(|| in_host_namespace(&s.name, host))
             .map(|why| rejected(format!("forbidden sysctl: {why}")))
     })
+}
+
+/// A sysctl of a namespace the pod shares with the host would change the host: refused
+/// [kubelet sysctl/allowlist.go validateSysctl].
+fn in_host_namespace(name: &str, host: crate::sandbox::HostNamespaces) -> Option<String> {
+    use crate::container::sysctl::{namespaced_by, normalize, Namespace};
+    let name = normalize(name);
+    let ns = namespaced_by(&name)?;
+    let shared = match ns {
+        Namespace::Net => host.network,
+        Namespace::Ipc => host.ipc,
+    };
+    shared.then(|| format!("{name:?} not allowed with host {ns} enabled"))
 }
 
 /// Whether any profile the pod names is not Unconfined [apparmor/helpers.go isRequired].
@@ -237,6 +252,30 @@ mod tests {
         );
         let plain = pod(json!({"containers": []}), json!({}));
         assert_eq!(check_os(&plain), None);
+    }
+
+    #[test]
+    fn namespaced_sysctls_of_a_shared_host_namespace_are_forbidden() {
+        let list = || Allowlist::new(Some((6, 1)), &[]);
+        let host_net = pod(
+            json!({"containers": [{"name": "c"}], "hostNetwork": true,
+                   "securityContext": {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]}}),
+            json!({}),
+        );
+        assert_eq!(
+            check_sysctls(&host_net, list()).map(|v| v.message().to_string()),
+            Some(
+                "forbidden sysctl: \"net.ipv4.tcp_syncookies\" not allowed with host net enabled"
+                    .into()
+            )
+        );
+        let host_ipc = pod(
+            json!({"containers": [{"name": "c"}], "hostIPC": true,
+                   "securityContext": {"sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"}]}}),
+            json!({}),
+        );
+        assert!(check_sysctls(&host_ipc, list())
+            .is_some_and(|v| v.message().ends_with("not allowed with host ipc enabled")));
     }
 
     #[test]

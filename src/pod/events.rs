@@ -18,13 +18,38 @@ pub const REASON_BACKOFF: &str = "BackOff";
 pub const REASON_SANDBOX_CHANGED: &str = "SandboxChanged";
 pub const REASON_FAILED_SANDBOX: &str = "FailedCreatePodSandBox";
 pub const REASON_FAILED_MOUNT: &str = "FailedMount";
+/// The scheduler's reason for a pod no node can take [scheduler/schedule_one.go].
+pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";
 /// envFrom keys that cannot be variable names [pkg/kubelet/kubelet_pods.go].
 pub const REASON_INVALID_ENV_NAMES: &str = "InvalidEnvironmentVariableNames";
+
+/// The scheduler's FitError message for a one-node cluster whose only node is ruled out by
+/// `reason` (a claim not found, being deleted...) [pkg/scheduler/framework/types.go FitError,
+/// with the preemption plugin's verdict].
+pub fn failed_scheduling_message(reason: &str) -> String {
+    format!(
+        "0/1 nodes are available: {reason}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    )
+}
 
 /// The kubelet's FailedMount message [pkg/volume/util/operationexecutor:
 /// `GenerateError("MountVolume.SetUp failed", err)`].
 pub fn failed_mount_message(volume: &str, reason: &str) -> String {
     format!("MountVolume.SetUp failed for volume {volume:?} : {reason}")
+}
+
+/// The reporting components, as `describe` shows them in its From column.
+pub const SOURCE_SCHEDULER: &str = "default-scheduler";
+pub const SOURCE_KUBELET: &str = "kubelet";
+
+/// Who reports an event: the scheduler for its own reasons (Scheduled, FailedScheduling),
+/// `default` (the kubelet for pods, a controller for other objects) otherwise.
+pub fn source_of<'a>(reason: &str, default: &'a str) -> &'a str {
+    if reason == REASON_SCHEDULED || reason == REASON_FAILED_SCHEDULING {
+        SOURCE_SCHEDULER
+    } else {
+        default
+    }
 }
 
 /// Keep at most this many distinct events per pod (oldest dropped).

@@ -63,6 +63,30 @@ fn ns_name(pod: &Pod) -> (String, String) {
 /// host cannot enforce, or whose containers it cannot confine to their device allowlist, are
 /// refused before anything is created.
 pub fn apply(paths: &Paths, pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, LifecycleError> {
+    create(paths, pods, UidChoice::New)
+}
+
+/// Like [`apply`] for pods whose UID the caller chose (static pods: the hash of their file,
+/// as the kubelet makes it); a pod without one gets a new UID.
+pub fn apply_with_uid(paths: &Paths, pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, LifecycleError> {
+    create(paths, pods, UidChoice::Given)
+}
+
+/// Where a new pod's UID comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UidChoice {
+    /// A fresh UUID, as the API server gives every pod it creates (a `uid` in the manifest,
+    /// from `get -o yaml`, is not kept).
+    New,
+    /// The pod's own `metadata.uid`.
+    Given,
+}
+
+fn create(
+    paths: &Paths,
+    pods: Vec<Pod>,
+    uid_choice: UidChoice,
+) -> Result<Vec<ApplyOutcome>, LifecycleError> {
     let support = crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT));
     for pod in &pods {
         crate::cgroup::check_devices_supported(&support)
@@ -83,7 +107,10 @@ pub fn apply(paths: &Paths, pods: Vec<Pod>) -> Result<Vec<ApplyOutcome>, Lifecyc
             outcomes.push(ApplyOutcome::AlreadyExists { namespace, name });
             continue;
         }
-        let uid = uuid::Uuid::new_v4().to_string();
+        let uid = match (uid_choice, pod.metadata.uid.as_deref()) {
+            (UidChoice::Given, Some(uid)) if !uid.is_empty() => uid.to_string(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
         pod.metadata.uid = Some(uid.clone());
         pod.metadata.namespace = Some(namespace.clone());
         pod.metadata.creation_timestamp = Some(Time(

@@ -88,6 +88,10 @@ pub struct PodState {
     /// status is final (not `Unknown`) until the pod is deleted.
     #[serde(default)]
     pub finished: bool,
+    /// The nftables table of the pod's host ports (`network::hostport`), recorded before it
+    /// is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_table: Option<String>,
 }
 
 /// A request to stop and remove the pod, written by `peapod delete`.

@@ -96,8 +96,8 @@ fn remove_dir(path: &Path) -> Option<String> {
     }
 }
 
-/// Releases what the pod holds on the host: its processes, network (veth, IP), mounts and
-/// cgroups, then the contents of its volumes (once nothing is mounted there any more). The
+/// Releases what the pod holds on the host: its processes, network (veth, host ports and
+/// their claim, IP), mounts and cgroups, then the contents of its volumes (once nothing is mounted there any more). The
 /// record, the status and the logs stay. Returns the steps that failed (after trying all).
 pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
     let uid = state.uid.as_str();
@@ -122,7 +122,7 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
     }
     wait_gone(state);
 
-    // 2. Network: the veth (its peer goes with it), then the IP.
+    // 2. Network: the veth (its peer goes with it), host ports, then the IP.
     let veth = state
         .sandbox
         .veth
@@ -130,6 +130,16 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
         .unwrap_or_else(|| network::veth_name(uid));
     if let Err(e) = network::detach(&veth) {
         errors.push(format!("veth {veth}: {e}"));
+    }
+    // The host port rules, then the claim on the ports (the bridge settings go back after the
+    // last pod with host ports).
+    if let Some(table) = &state.host_port_table {
+        if let Err(e) = network::hostport::remove_table(table) {
+            errors.push(e.to_string());
+        }
+    }
+    if let Err(e) = network::hostport::release(paths, uid) {
+        errors.push(e.to_string());
     }
     match network::NetworkConfig::load(paths) {
         Ok(cfg) => {
@@ -180,6 +190,13 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
         uid,
     )));
     if errors.is_empty() {
+        // pod.json first: the pod leaves every listing at once (a watch never sees a record
+        // losing its status file by file).
+        if let Err(e) = fs::remove_file(lib_dir.join(POD_FILE)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("remove {}: {e}", lib_dir.join(POD_FILE).display()));
+            }
+        }
         errors.extend(remove_dir(&lib_dir));
     }
 

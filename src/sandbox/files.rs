@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{Pod, PodDNSConfig};
 
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 pub const HOSTS_HEADER: &str = "# Kubernetes-managed hosts file.\n";
+/// The header of a host-network pod's hosts file [kubelet_pods.go].
+pub const HOSTS_HEADER_HOST_NETWORK: &str = "# Kubernetes-managed hosts file (host network).\n";
 pub const HOST_ALIASES_HEADER: &str = "# Entries added by HostAliases.\n";
 /// glibc's limits, enforced by the kubelet (pkg/apis/core/validation).
 pub const MAX_NAMESERVERS: usize = 3;
@@ -95,9 +97,19 @@ pub fn hosts_file(pod: &Pod, pod_ip: Option<Ipv4Addr>, cluster_domain: &str) -> 
             }
         }
     }
-    let aliases = spec
+    out.push_str(&host_aliases_block(pod));
+    out
+}
+
+/// The hostAliases entries after a blank line and their header, or nothing without aliases
+/// [kubelet_pods.go hostsEntriesFromHostAliases].
+fn host_aliases_block(pod: &Pod) -> String {
+    let aliases = pod
+        .spec
+        .as_ref()
         .and_then(|s| s.host_aliases.as_deref())
         .unwrap_or_default();
+    let mut out = String::new();
     if !aliases.is_empty() {
         out.push('\n');
         out.push_str(HOST_ALIASES_HEADER);
@@ -106,6 +118,15 @@ pub fn hosts_file(pod: &Pod, pod_ip: Option<Ipv4Addr>, cluster_domain: &str) -> 
             let _ = writeln!(out, "{}\t{names}", alias.ip);
         }
     }
+    out
+}
+
+/// A host-network pod's /etc/hosts: the node's own file under the kubelet's header, then the
+/// pod's hostAliases [kubelet_pods.go nodeHostsFileContent].
+pub fn host_network_hosts_file(pod: &Pod, node_hosts: &str) -> String {
+    let mut out = String::from(HOSTS_HEADER_HOST_NETWORK);
+    out.push_str(node_hosts);
+    out.push_str(&host_aliases_block(pod));
     out
 }
 
@@ -285,6 +306,22 @@ fn render(config: DnsConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_network_pods_get_the_nodes_hosts_file_with_the_kubelets_header() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"containers": [], "hostNetwork": true,
+                     "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["db", "db.local"]}]}
+        }))
+        .unwrap();
+        let node = "127.0.0.1\tlocalhost\n127.0.1.1\tnode1\n";
+        assert_eq!(
+            host_network_hosts_file(&pod, node),
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1\tlocalhost\n\
+             127.0.1.1\tnode1\n\n# Entries added by HostAliases.\n10.1.2.3\tdb\tdb.local\n"
+        );
+    }
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()

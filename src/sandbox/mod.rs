@@ -15,3 +15,33 @@ pub fn shares_process_namespace(pod: &Pod) -> bool {
         .and_then(|s| s.share_process_namespace)
         .unwrap_or(false)
 }
+
+/// Which of the host's namespaces a pod shares instead of having its own
+/// (`spec.hostNetwork`, `hostPID`, `hostIPC`). A pod in the host's network also shares its UTS
+/// namespace, as containerd gives it (NamespaceMode NODE for the network takes the host's
+/// hostname too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostNamespaces {
+    pub network: bool,
+    pub pid: bool,
+    pub ipc: bool,
+}
+
+impl HostNamespaces {
+    pub fn of(pod: &Pod) -> HostNamespaces {
+        let spec = pod.spec.as_ref();
+        let flag = |f: fn(&k8s_openapi::api::core::v1::PodSpec) -> Option<bool>| {
+            spec.and_then(f).unwrap_or(false)
+        };
+        HostNamespaces {
+            network: flag(|s| s.host_network),
+            pid: flag(|s| s.host_pid),
+            ipc: flag(|s| s.host_ipc),
+        }
+    }
+
+    /// The host's UTS namespace comes with its network.
+    pub fn uts(&self) -> bool {
+        self.network
+    }
+}

@@ -25,6 +25,8 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use super::HostNamespaces;
+
 /// The name the pause process shows in `ps -o comm` and `/proc/<pid>/comm`.
 pub const PAUSE_COMM: &str = "peapod-pause";
 /// The sandbox's oom_score_adj, as the kubelet gives the pause container.
@@ -53,15 +55,31 @@ impl Pause {
 }
 
 /// Forks the pause process into new net, uts and ipc namespaces with `hostname` set, inside
-/// `cgroup` (a cgroup v2 directory) when given, and as pid 1 of a new pid namespace when
-/// `new_pid_ns` (shareProcessNamespace). Returns at once: the caller can work while the kernel
-/// builds the network namespace, and calls [`Pause::wait_ready`] before using it. The caller
-/// reaps the process.
-pub fn spawn(hostname: &str, cgroup: Option<&Path>, new_pid_ns: bool) -> io::Result<Pause> {
+/// `cgroup` (a cgroup v2 directory) when given; the namespaces `host` names are the host's
+/// (no new one, and no hostname set in the host's UTS namespace). With `new_pid_ns`
+/// (shareProcessNamespace) it is pid 1 of a new pid namespace. Returns at once: the caller can
+/// work while the kernel builds the network namespace, and calls [`Pause::wait_ready`] before
+/// using it. The caller reaps the process.
+pub fn spawn(
+    hostname: &str,
+    cgroup: Option<&Path>,
+    host: HostNamespaces,
+    new_pid_ns: bool,
+) -> io::Result<Pause> {
     if crate::procfs::thread_count() != 1 {
         return Err(io::Error::other(
             "the pause process must be forked from a single-threaded process",
         ));
+    }
+    let mut unshare_flags = CloneFlags::empty();
+    if !host.network {
+        unshare_flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if !host.uts() {
+        unshare_flags |= CloneFlags::CLONE_NEWUTS;
+    }
+    if !host.ipc {
+        unshare_flags |= CloneFlags::CLONE_NEWIPC;
     }
     let host = CString::new(hostname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
@@ -91,7 +109,7 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>, new_pid_ns: bool) -> io::Res
                 null: null.as_raw_fd(),
                 report: fd,
             };
-            pause_child(&host, &comm, &fds)
+            pause_child(&host, &comm, &fds, unshare_flags)
         }
         ForkResult::Parent { child } => {
             drop(err_w);
@@ -148,7 +166,7 @@ struct ChildFds {
 }
 
 /// The forked child: join the cgroup, make the namespaces, name itself, report, then pause.
-fn pause_child(host: &CString, comm: &CString, fds: &ChildFds) -> ! {
+fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags) -> ! {
     let report = fds.report;
     let fail = |step: &str, e: io::Error| -> ! {
         let msg = format!("{step}: {e}");
@@ -164,13 +182,14 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds) -> ! {
             fail("join the sandbox cgroup", io::Error::last_os_error());
         }
     }
-    if let Err(e) =
-        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
-    {
+    if let Err(e) = unshare(flags) {
         fail("unshare net, uts, ipc", e.into());
     }
-    // SAFETY: sethostname with a NUL-terminated buffer and its length.
-    if unsafe { libc::sethostname(host.as_ptr(), host.as_bytes().len()) } != 0 {
+    // SAFETY: sethostname with a NUL-terminated buffer and its length, in our own UTS
+    // namespace only: the host's keeps its name.
+    if flags.contains(CloneFlags::CLONE_NEWUTS)
+        && unsafe { libc::sethostname(host.as_ptr(), host.as_bytes().len()) } != 0
+    {
         fail("sethostname", io::Error::last_os_error());
     }
     let _ = nix::sys::prctl::set_name(comm);

@@ -163,6 +163,46 @@ pub fn on_created(paths: &Paths, claim: &PersistentVolumeClaim) -> Result<(), Ob
 pub fn bind(paths: &Paths, namespace: &str, name: &str, node: &str) -> Result<PathBuf, ClaimError> {
     let store = ObjectStore::new(paths);
     let _lock = store.lock()?;
+    match check(&store, namespace, name)? {
+        Usable::Bound(path) => Ok(path),
+        Usable::Provisionable(claim) => provision(&store, paths, *claim, node),
+    }
+}
+
+/// Whether the pod's claims (its `persistentVolumeClaim` volumes; ephemeral claims are made
+/// for it when it starts) let it be scheduled here: the scheduler's VolumeBinding filter on one
+/// node. Nothing is bound or provisioned.
+pub fn check_schedulable(paths: &Paths, pod: &Pod) -> Result<(), ClaimError> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let names: Vec<&str> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.as_str())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let store = ObjectStore::new(paths);
+    let _lock = store.lock()?;
+    for name in names {
+        check(&store, namespace, name)?;
+    }
+    Ok(())
+}
+
+/// A claim a pod may use: bound to a volume, or to be provisioned on first use.
+enum Usable {
+    Bound(PathBuf),
+    Provisionable(Box<PersistentVolumeClaim>),
+}
+
+/// The checks before binding (the store's lock is held); an unknown storage class is also
+/// the provisioner's `ProvisioningFailed` event on the claim.
+fn check(store: &ObjectStore, namespace: &str, name: &str) -> Result<Usable, ClaimError> {
     let claim: PersistentVolumeClaim = store
         .get(namespace, name)?
         .ok_or_else(|| ClaimError::NotFound(name.to_string()))?;
@@ -173,7 +213,7 @@ pub fn bind(paths: &Paths, namespace: &str, name: &str, node: &str) -> Result<Pa
     if let Some(pv_name) = spec.volume_name.as_deref().filter(|v| !v.is_empty()) {
         if let Some(pv) = store.get::<PersistentVolume>("", pv_name)? {
             if let Some(path) = pv_path(&pv) {
-                return Ok(path);
+                return Ok(Usable::Bound(path));
             }
         }
     }
@@ -195,7 +235,7 @@ pub fn bind(paths: &Paths, namespace: &str, name: &str, node: &str) -> Result<Pa
         );
         return Err(err);
     }
-    provision(&store, paths, claim, node)
+    Ok(Usable::Provisionable(Box::new(claim)))
 }
 
 /// Makes the claim's directory and volume and binds them (the store's lock is held).

@@ -449,6 +449,14 @@ spec:
     )
 }
 
+/// Applies `yaml` (a pod named `name`) and waits until it runs; deleted when the guard goes.
+pub fn start_pod(name: &str, yaml: &str) -> PodGuard {
+    apply_ok(yaml);
+    let guard = PodGuard(name.to_string());
+    wait_running(name);
+    guard
+}
+
 /// A pod that is force-deleted when the test ends, even by panic.
 pub struct PodGuard(pub String);
 

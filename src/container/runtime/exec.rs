@@ -1,5 +1,5 @@
 //! `peapod exec`: runs a command inside a running container, with the container's namespaces,
-//! cgroup, env, cwd, user and capabilities, and the caller's stdio.
+//! cgroup, env, cwd, user and capabilities, and the caller's stdio or a new terminal.
 //!
 //! setns(2) with CLONE_NEWPID changes only the pid namespace of the caller's future children,
 //! so the caller joins the pid namespace and then forks; the child joins the other namespaces
@@ -32,6 +32,15 @@ const CHILD_NAMESPACES: &[(&str, CloneFlags)] = &[
 /// Exit code for a command that could not be found or executed, as runc and kubectl use.
 pub const EXIT_NOT_FOUND: i32 = 127;
 
+/// How `peapod exec` connects the command, as kubectl's `-i` and `-t` ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecMode {
+    /// Pass the caller's stdin (`-i`); without, the command reads /dev/null.
+    pub stdin: bool,
+    /// A new pseudo-terminal inside the container (`-t`, with `-i` and a terminal as stdin).
+    pub tty: bool,
+}
+
 /// Runs `command` in the container whose pid 1 is `target_pid` (a host pid) and returns its
 /// exit code, `128 + N` when it was killed by signal N.
 ///
@@ -39,16 +48,34 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// message (`exec: "x": executable file not found in $PATH`) goes to the caller's stderr and the
 /// result is `Ok(127)`. A failure to enter the container returns `RuntimeError::Exec`.
 ///
-/// `tty` only sets `TERM` when the Spec's env lacks it: the command inherits the caller's
-/// terminal as its stdio. The caller must be single-threaded (it forks and the child allocates).
+/// Without `mode.tty` the command has the caller's stdout and stderr, and its stdin when
+/// `mode.stdin`. With it, the command gets a pseudo-terminal of the container's own devpts as
+/// its controlling terminal and stdio, relayed to the caller's terminal in raw mode
+/// (`super::terminal`). The caller must be single-threaded (it forks and the child allocates).
 pub fn exec_in(
     target_pid: i32,
     spec: &Spec,
     command: &[String],
-    tty: bool,
+    mode: ExecMode,
 ) -> Result<i32, RuntimeError> {
-    let child = spawn_in(target_pid, spec, command, tty, None)?;
+    if mode.tty {
+        let (ours, theirs) = super::terminal::socket_pair()?;
+        let child = spawn_inner(target_pid, spec, command, true, Streams::Terminal(theirs))?;
+        return super::terminal::relay(child.pid, child.failure, ours, mode.stdin);
+    }
+    let streams = Streams::Caller { stdin: mode.stdin };
+    let child = spawn_inner(target_pid, spec, command, false, streams)?;
     parent(child.pid, child.failure)
+}
+
+/// Where a command started in a container gets its stdio.
+enum Streams {
+    /// The caller's stdout and stderr; its stdin or /dev/null.
+    Caller { stdin: bool },
+    /// A new pseudo-terminal in the container; the master is sent on this socket.
+    Terminal(OwnedFd),
+    /// The given streams (probes and hooks); a failure to exec is reported, not printed.
+    Given(ExecStdio),
 }
 
 /// The standard streams of a command started by [`spawn_in`]; stdin is `/dev/null` when None.
@@ -96,6 +123,20 @@ pub fn spawn_in(
     tty: bool,
     stdio: Option<ExecStdio>,
 ) -> Result<ExecChild, RuntimeError> {
+    let streams = match stdio {
+        Some(io) => Streams::Given(io),
+        None => Streams::Caller { stdin: true },
+    };
+    spawn_inner(target_pid, spec, command, tty, streams)
+}
+
+fn spawn_inner(
+    target_pid: i32,
+    spec: &Spec,
+    command: &[String],
+    tty: bool,
+    streams: Streams,
+) -> Result<ExecChild, RuntimeError> {
     if command.is_empty() {
         return Err(RuntimeError::Exec {
             message: "no command given".into(),
@@ -120,8 +161,10 @@ pub fn spawn_in(
         joins.push((open_ro(&ns_dir.join(name))?, *flag, *name));
     }
     let cgroup_procs = container_cgroup_procs(target_pid)?;
-    let null = match &stdio {
-        Some(io) if io.stdin.is_none() => Some(open_ro(Path::new("/dev/null"))?),
+    let null = match &streams {
+        Streams::Given(ExecStdio { stdin: None, .. }) | Streams::Caller { stdin: false } => {
+            Some(open_ro(Path::new("/dev/null"))?)
+        }
         _ => None,
     };
 
@@ -145,23 +188,28 @@ pub fn spawn_in(
         ForkResult::Child => {
             drop(pipe_rd);
             drop(own_pid_ns);
-            let report_exec_failure = stdio.is_some();
-            if let Some(io) = stdio {
-                let stdin = io.stdin.as_ref().or(null.as_ref());
-                let fds = [
-                    stdin.map(AsRawFd::as_raw_fd),
+            let report_exec_failure = matches!(streams, Streams::Given(_));
+            let fds = match &streams {
+                Streams::Given(io) => [
+                    io.stdin.as_ref().or(null.as_ref()).map(AsRawFd::as_raw_fd),
                     Some(io.stdout.as_raw_fd()),
                     Some(io.stderr.as_raw_fd()),
-                ];
-                for (target, fd) in fds.into_iter().enumerate() {
-                    // SAFETY: dup2 of descriptors this process owns onto 0-2; it clears
-                    // FD_CLOEXEC on the copies, so they survive the exec.
-                    if fd.is_some_and(|fd| unsafe { libc::dup2(fd, target as i32) } < 0) {
-                        let _ = nix::unistd::write(&pipe_wr, b"dup2 stdio");
-                        std::process::exit(EXIT_NOT_FOUND);
-                    }
+                ],
+                Streams::Caller { .. } => [null.as_ref().map(AsRawFd::as_raw_fd), None, None],
+                Streams::Terminal(_) => [None; 3],
+            };
+            for (target, fd) in fds.into_iter().enumerate() {
+                // SAFETY: dup2 of descriptors this process owns onto 0-2; it clears
+                // FD_CLOEXEC on the copies, so they survive the exec.
+                if fd.is_some_and(|fd| unsafe { libc::dup2(fd, target as i32) } < 0) {
+                    let _ = nix::unistd::write(&pipe_wr, b"dup2 stdio");
+                    std::process::exit(EXIT_NOT_FOUND);
                 }
             }
+            let terminal = match streams {
+                Streams::Terminal(socket) => Some(socket),
+                _ => None,
+            };
             child(
                 &process,
                 command,
@@ -169,7 +217,10 @@ pub fn spawn_in(
                 cgroup_procs,
                 &joins,
                 pipe_wr,
-                report_exec_failure,
+                ChildOutput {
+                    report_exec_failure,
+                    terminal,
+                },
             )
         }
         ForkResult::Parent { child } => {
@@ -235,6 +286,13 @@ fn cgroup2_mount() -> Result<Option<PathBuf>, RuntimeError> {
     }))
 }
 
+/// What the forked child does with its output: report a failure to exec on the pipe (probes,
+/// hooks) rather than on stderr; make a terminal (and send it on this socket).
+struct ChildOutput {
+    report_exec_failure: bool,
+    terminal: Option<OwnedFd>,
+}
+
 fn child(
     process: &Process,
     command: &[String],
@@ -242,8 +300,12 @@ fn child(
     cgroup_procs: Option<OwnedFd>,
     joins: &[(OwnedFd, CloneFlags, &str)],
     pipe: OwnedFd,
-    report_exec_failure: bool,
+    output: ChildOutput,
 ) -> ! {
+    let ChildOutput {
+        report_exec_failure,
+        terminal,
+    } = output;
     let mut pipe = std::fs::File::from(pipe);
     let mut fail = |message: String| -> ! {
         let _ = pipe.write_all(message.as_bytes());
@@ -258,6 +320,12 @@ fn child(
     for (fd, flag, name) in joins {
         if let Err(e) = setns(fd, *flag) {
             fail(format!("setns {name}: {}", super::errno_text(e as i32)));
+        }
+    }
+    // Inside the container's mount namespace: /dev/ptmx is its own devpts's.
+    if let Some(socket) = terminal {
+        if let Err(e) = super::terminal::take_new_terminal(socket, process) {
+            fail(e);
         }
     }
     let late = match super::init::load_privileged(process, filter.cloned()) {
@@ -276,7 +344,7 @@ fn child(
     fail(err.to_string())
 }
 
-fn parent(child: Pid, pipe: OwnedFd) -> Result<i32, RuntimeError> {
+pub(super) fn parent(child: Pid, pipe: OwnedFd) -> Result<i32, RuntimeError> {
     // Like system(3): while the command runs, ^C and ^\ are for it, not for us.
     // SAFETY: SIG_IGN installs no handler code.
     let old_int = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }.ok();

@@ -21,6 +21,7 @@ mod init;
 mod mounts;
 mod seccomp;
 mod spawn;
+mod terminal;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -28,7 +29,7 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 
 pub use error::{errno_text, InitError, RuntimeError};
-pub use exec::{exec_in, spawn_in, ExecChild, ExecStdio};
+pub use exec::{exec_in, spawn_in, ExecChild, ExecMode, ExecStdio};
 pub use init::init_main;
 pub use spawn::{create, spawn, spawn_with_init, Created};
 

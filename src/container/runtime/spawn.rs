@@ -354,9 +354,10 @@ fn prepare(
         }
     }
     if !has_pid {
-        return Err(RuntimeError::InvalidSpec(
-            "linux.namespaces: a pid namespace (new or joined) is required".into(),
-        ));
+        // hostPID: the container's first process is an ordinary process of the host's pid
+        // namespace, still our child (SIGCHLD); its own children are not killed with it, so
+        // stopping the container goes through its cgroup.
+        tracing::debug!("container in the host's pid namespace");
     }
 
     // A Spec that restricts device access names the cgroup that carries the allowlist (the

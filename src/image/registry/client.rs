@@ -17,6 +17,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 use super::config::Endpoint;
 use super::Credential;
+use crate::image::document::Origin;
 use crate::image::error::ImageError;
 
 /// Every manifest type peapod understands: without these a registry answers 404 or falls back
@@ -117,6 +118,14 @@ impl Remote {
             repository: repository.to_string(),
             auth,
             login_host: login_host.to_string(),
+        }
+    }
+
+    /// This endpoint and repository, to name them in errors about what they served.
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            endpoint: &self.endpoint,
+            repository: &self.repository,
         }
     }
 

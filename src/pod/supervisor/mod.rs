@@ -19,9 +19,12 @@ mod dispatch;
 mod eviction;
 mod exit;
 mod hooks;
+mod hostnet;
+mod hostports;
 mod pulls;
 mod run;
 mod sandbox;
+mod scheduling;
 mod start;
 mod stop;
 mod subpaths;
@@ -181,6 +184,8 @@ pub(crate) struct Supervisor {
     eviction: eviction::Watch,
     /// The node refused the pod (forbidden sysctl, AppArmor): nothing is started.
     pub admission: Option<crate::pod::admission::Verdict>,
+    /// Unschedulable while another pod holds one of its host ports or a claim is not usable.
+    pub(crate) scheduling: scheduling::Scheduling,
     /// When the pod started on this node (status.startTime; activeDeadlineSeconds counts
     /// from it).
     pub start_time: Timestamp,
@@ -247,6 +252,7 @@ impl Supervisor {
             volumes,
             eviction: eviction::Watch::new(),
             admission,
+            scheduling: scheduling::Scheduling::default(),
             start_time: Timestamp::now(),
             started: Instant::now(),
             hooks,
@@ -321,6 +327,7 @@ impl Supervisor {
         if let Some(verdict) = &self.admission {
             verdict.apply(&mut status);
         }
+        self.scheduling.apply(&mut status);
         let dir = self.paths.pod_dir(&self.uid);
         // State first (it is what teardown needs), then what readers wait on.
         self.save_state()?;
@@ -335,6 +342,27 @@ impl Supervisor {
         tracing::debug!("supervisor started");
         self.save_state()?;
         self.idle.tell_ready();
+        if self.schedule() {
+            self.on_scheduled();
+        }
+        loop {
+            self.on_timers();
+            if self.pod_run.is_over() {
+                break;
+            }
+            if self.dirty {
+                self.write_status()?;
+            }
+            self.wait_and_dispatch();
+        }
+        self.finish()
+    }
+
+    /// Scheduled on the node: the Scheduled event, then the kubelet's admission. The pod's
+    /// start time (status.startTime, which activeDeadlineSeconds counts from) is now.
+    fn on_scheduled(&mut self) {
+        self.start_time = Timestamp::now();
+        self.started = Instant::now();
         let node = self.host.node_name.clone();
         self.event(
             events::NORMAL,
@@ -367,17 +395,6 @@ impl Supervisor {
                 crate::pod::admission::Verdict::Blocked { .. } => PodRun::Blocked,
             };
         }
-        loop {
-            self.on_timers();
-            if self.pod_run.is_over() {
-                break;
-            }
-            if self.dirty {
-                self.write_status()?;
-            }
-            self.wait_and_dispatch();
-        }
-        self.finish()
     }
 
     /// Acts on what is due: the pod's deadline, sandbox (re)creation, container starts and
@@ -389,6 +406,7 @@ impl Supervisor {
             PodRun::Blocked | PodRun::Over { .. } => {}
             PodRun::Terminating { .. } => self.drive_termination(now),
             PodRun::Active { .. } => {
+                self.retry_scheduling(now);
                 self.on_volume_timers(now);
                 self.check_deadline(now);
                 self.sandbox_timers(now);
@@ -430,6 +448,7 @@ impl Supervisor {
                         .map(|t| self.volumes.gate_not_before(t)),
                 );
                 consider(self.volumes.next_refresh());
+                consider(self.scheduling.retry_at());
                 for r in &self.runs {
                     consider(r.life.next_start());
                 }

@@ -15,7 +15,7 @@ use super::stop::{End, PodRun};
 use super::Supervisor;
 use crate::cgroup::CgroupError;
 use crate::manifest::ManifestError;
-use crate::network::{self, Ipam, NetworkError};
+use crate::network::{self, NetworkError};
 use crate::pod::backoff::RestartBackoff;
 use crate::pod::events;
 use crate::pod::machine::order::recreate_sandbox;
@@ -66,6 +66,8 @@ pub(super) enum SandboxError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     Files(#[from] FilesError),
+    #[error(transparent)]
+    HostPorts(#[from] crate::network::hostport::HostPortError),
     #[error("the sandbox is gone")]
     Gone,
 }
@@ -133,7 +135,14 @@ impl Sandbox {
         }
     }
 
-    /// No new sandbox is to be made (the pod ends).
+    /// The sandbox is to be made at `at` (the pod was scheduled after all), unless it exists.
+    pub fn try_at(&mut self, at: Instant) {
+        if let State::Pending { .. } = self.state {
+            self.state = State::Pending { next_try: Some(at) };
+        }
+    }
+
+    /// No new sandbox is to be made (the pod ends, or it is not scheduled yet).
     pub fn cancel_retry(&mut self) {
         if let State::Pending { .. } = self.state {
             self.state = State::Pending { next_try: None };
@@ -247,6 +256,7 @@ impl Supervisor {
         let pause = pause::spawn(
             &hostname,
             sandbox_cgroup.as_deref(),
+            self.host_namespaces(),
             crate::sandbox::shares_process_namespace(&self.pod),
         )
         .map_err(SandboxError::Spawn)?;
@@ -256,23 +266,19 @@ impl Supervisor {
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
 
-        // Its IP (by owner, so a retry or a re-created sandbox keeps it) and veth, recorded
-        // before the veth exists.
-        let ip = Ipam::new(&self.paths, &self.host.net).allocate(&uid)?;
-        self.state.sandbox.ip = Some(ip);
+        // Its IP and veth, recorded before the veth exists.
+        let ip = self.sandbox_address()?;
         self.sandbox.pod_ip = Some(ip);
-        self.state.sandbox.veth = Some(network::veth_name(&uid));
-        self.save_state()?;
         tracing::debug!(%ip, "address allocated");
 
         // The files every container shares (bind-mounted: final before any container starts).
         let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
         let resolv = files::resolv_conf(&self.pod, &host_resolv, None)?;
-        let hosts = files::hosts_file(&self.pod, Some(ip), files::DEFAULT_CLUSTER_DOMAIN);
+        let (hosts, hostname) = self.hosts_and_hostname(ip);
         for (name, content) in [
             (HOSTS_FILE, hosts),
             (RESOLV_FILE, resolv),
-            (HOSTNAME_FILE, format!("{hostname}\n")),
+            (HOSTNAME_FILE, hostname),
         ] {
             write_volatile(&run_dir.join(name), content.as_bytes())?;
         }
@@ -285,10 +291,7 @@ impl Supervisor {
         let (Some(pid), Some(ip)) = (self.sandbox.pid(), self.state.sandbox.ip) else {
             return Err(SandboxError::Gone);
         };
-        // attach ensures the bridge, and replaces a stale pair of this pod left by an earlier
-        // sandbox.
-        network::attach(&self.host.net, pid.as_raw(), &self.uid, ip)?;
-        self.sandbox.host_ip = Some(self.host.net.gateway().to_string());
+        self.wire_network(pid.as_raw(), ip)?;
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
     }

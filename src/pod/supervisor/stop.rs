@@ -199,6 +199,10 @@ impl Supervisor {
     /// Past `activeDeadlineSeconds`: a Normal `DeadlineExceeded` event, and the pod fails with
     /// that reason, its containers stopped within their grace period [active_deadline.go].
     pub(super) fn check_deadline(&mut self, now: Instant) {
+        // Counted from the start on the node: an unschedulable pod has not started.
+        if self.scheduling.retry_at().is_some() {
+            return;
+        }
         let seconds = self
             .pod
             .spec
@@ -242,7 +246,7 @@ impl Supervisor {
         Ok(())
     }
 
-    /// A finished pod gives back its sandbox's network (veth, IP), its cgroups and mounts
+    /// A finished pod gives back its sandbox's network (veth, host ports, IP), its cgroups and mounts
     /// [kubelet: a terminated pod keeps no sandbox; its volumes are torn down]. If a step
     /// fails, it is logged and the state file keeps naming everything, for `delete`.
     fn release_host(&mut self) {
@@ -254,6 +258,7 @@ impl Supervisor {
         self.state.sandbox.veth = None;
         self.state.sandbox.process = None;
         self.state.sandbox.ip = None;
+        self.state.host_port_table = None;
         self.state.pod_cgroup = None;
         for c in self.state.containers.values_mut() {
             c.cgroup = None;

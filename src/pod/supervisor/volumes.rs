@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Secret};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::Supervisor;
@@ -83,10 +83,11 @@ impl VolumeState {
             refs.extend(env_refs(c));
         }
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let watch = if refs.is_empty() {
+        let claims = !volume::claim::claims_of(pod).is_empty();
+        let watch = if refs.is_empty() && !claims {
             None
         } else {
-            match watch_store(&store, namespace, &refs) {
+            match watch_store(&store, namespace, &refs, claims) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the object store");
@@ -159,6 +160,7 @@ fn watch_store(
     store: &ObjectStore,
     namespace: &str,
     refs: &Refs,
+    claims: bool,
 ) -> Result<Inotify, VolumeSetupError> {
     let watch_error = |path: &std::path::Path| {
         let path = path.to_path_buf();
@@ -176,6 +178,10 @@ fn watch_store(
     }
     if !refs.secrets.is_empty() {
         dirs.push(store.ensure_dir::<Secret>(namespace));
+    }
+    // A claim applied after its pod is seen at once, not at the next retry.
+    if claims {
+        dirs.push(store.ensure_dir::<PersistentVolumeClaim>(namespace));
     }
     for dir in dirs {
         let dir = dir?;
@@ -246,6 +252,16 @@ impl Supervisor {
         let failed = !set_up.errors.is_empty();
         for e in set_up.errors {
             tracing::warn!(volume = %e.volume(), error = %e, "volume setup failed");
+            if e.is_unschedulable() {
+                // A missing or unusable claim keeps a pod from being scheduled at all.
+                self.event(
+                    events::WARNING,
+                    events::REASON_FAILED_SCHEDULING,
+                    "",
+                    events::failed_scheduling_message(&e.reason()),
+                );
+                continue;
+            }
             self.event(
                 events::WARNING,
                 events::REASON_FAILED_MOUNT,
@@ -267,6 +283,9 @@ impl Supervisor {
                 break;
             }
             changed = true;
+        }
+        if changed {
+            self.scheduling.retry_now(Instant::now());
         }
         if changed && self.volumes.refresh_at.is_none() {
             self.volumes.refresh_at = Some(Instant::now() + DEBOUNCE);

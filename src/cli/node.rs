@@ -1,0 +1,70 @@
+//! `peapod node`: the node agent in the foreground (static pods from a manifest directory), and
+//! `peapod node install`, which writes its systemd unit.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::node::{self, NodeOptions, DEFAULT_MANIFEST_DIR, SYSTEMD_UNIT};
+use crate::store::Paths;
+
+/// Where `node install` puts the unit unless told otherwise.
+const UNIT_PATH: &str = "/etc/systemd/system/peapod-node.service";
+
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    pub action: Option<NodeAction>,
+    /// The static pod manifest directory, as the kubelet's staticPodPath (it may be pointed
+    /// at /etc/kubernetes/manifests).
+    #[arg(long, default_value = DEFAULT_MANIFEST_DIR, global = true)]
+    pub manifests: PathBuf,
+    /// Reconcile the static pods once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeAction {
+    /// Write the systemd unit that runs `peapod node` at boot (then: systemctl daemon-reload;
+    /// systemctl enable --now peapod-node).
+    Install {
+        /// Where to write the unit.
+        #[arg(long, default_value = UNIT_PATH)]
+        unit: PathBuf,
+    },
+}
+
+pub fn run(paths: &Paths, args: &NodeArgs) -> Result<i32> {
+    if let Some(NodeAction::Install { unit }) = &args.action {
+        let text =
+            SYSTEMD_UNIT.replace(DEFAULT_MANIFEST_DIR, &args.manifests.display().to_string());
+        if let Some(dir) = unit.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(unit, text).with_context(|| format!("writing {}", unit.display()))?;
+        println!("wrote {}", unit.display());
+        println!("enable it with: systemctl daemon-reload && systemctl enable --now peapod-node");
+        return Ok(0);
+    }
+    crate::pod::supervisor::init_logging();
+    let opts = NodeOptions {
+        manifests: args.manifests.clone(),
+        node_name: super::hostname(),
+        once: args.once,
+    };
+    let report = node::run(paths, &opts)?;
+    if args.once {
+        for p in &report.deleted {
+            println!("static pod {p} deleted");
+        }
+        for p in &report.created {
+            println!("static pod {p} created");
+        }
+        for bad in &report.invalid {
+            eprintln!("error: {bad}");
+        }
+        return Ok(if report.invalid.is_empty() { 0 } else { 1 });
+    }
+    Ok(0)
+}

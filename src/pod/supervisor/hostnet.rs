@@ -1,0 +1,65 @@
+//! The sandbox's network as `hostNetwork`, `hostPID` and `hostIPC` shape it: a pod in the
+//! host's network gets no veth and no address of its own (its podIP is the host's, which for
+//! peapod is the bridge's address, `status.hostIP`), the node's hosts file under the kubelet's
+//! header and the node's hostname; every other pod gets an address from the allocator, a veth
+//! on the bridge and the kubelet's managed hosts file [kubelet_pods.go ensureHostsFile].
+
+use std::fs;
+use std::net::Ipv4Addr;
+
+use super::sandbox::SandboxError;
+use super::Supervisor;
+use crate::network::{self, Ipam};
+use crate::sandbox::{files, HostNamespaces};
+
+/// The node's hosts file, the content of a host-network pod's.
+const NODE_HOSTS_FILE: &str = "/etc/hosts";
+
+impl Supervisor {
+    pub(super) fn host_namespaces(&self) -> HostNamespaces {
+        HostNamespaces::of(&self.pod)
+    }
+
+    /// The pod's address, recorded in the state before anything is made for it: its own
+    /// (allocated by owner, so a retry or a new sandbox keeps it) with its veth's name, or in
+    /// the host's network the bridge's address, made sure to exist on the host.
+    pub(super) fn sandbox_address(&mut self) -> Result<Ipv4Addr, SandboxError> {
+        if self.host_namespaces().network {
+            network::ensure_bridge(&self.host.net)?;
+            let ip = self.host.net.gateway();
+            self.state.sandbox.ip = Some(ip);
+            self.state.sandbox.veth = None;
+            self.save_state()?;
+            return Ok(ip);
+        }
+        let ip = Ipam::new(&self.paths, &self.host.net).allocate(&self.uid)?;
+        self.state.sandbox.ip = Some(ip);
+        self.state.sandbox.veth = Some(network::veth_name(&self.uid));
+        self.save_state()?;
+        Ok(ip)
+    }
+
+    /// /etc/hosts and /etc/hostname of the pod's containers.
+    pub(super) fn hosts_and_hostname(&self, ip: Ipv4Addr) -> (String, String) {
+        if self.host_namespaces().network {
+            let node_hosts = fs::read_to_string(NODE_HOSTS_FILE).unwrap_or_default();
+            let hosts = files::host_network_hosts_file(&self.pod, &node_hosts);
+            return (hosts, format!("{}\n", self.host.node_name));
+        }
+        let hosts = files::hosts_file(&self.pod, Some(ip), files::DEFAULT_CLUSTER_DOMAIN);
+        (hosts, format!("{}\n", files::pod_hostname(&self.pod)))
+    }
+
+    /// The veth and the pod side's address and route, then the host ports; nothing to wire
+    /// in the host's network.
+    pub(super) fn wire_network(&mut self, pid: i32, ip: Ipv4Addr) -> Result<(), SandboxError> {
+        if !self.host_namespaces().network {
+            // attach ensures the bridge, and replaces a stale pair of this pod left by an
+            // earlier sandbox.
+            network::attach(&self.host.net, pid, &self.uid, ip)?;
+        }
+        self.map_host_ports(ip)?;
+        self.sandbox.host_ip = Some(self.host.net.gateway().to_string());
+        Ok(())
+    }
+}
