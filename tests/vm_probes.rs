@@ -2,10 +2,11 @@
 //! probe kind passing and failing (busybox httpd serving a file that is deleted, a file that
 //! disappears for exec, a port that closes for tcp), readiness flipping the READY column and
 //! the pod's conditions, liveness restarts with the kubelet's events, exit codes and the
-//! probe's own grace period, startup gating liveness, readiness and the next container after a
-//! sidecar, postStart/preStop order in a log file in an emptyDir, failed hooks, and the corpus
-//! exec-liveness example (shortened). Runs only in the test VM (`scripts/test --vm-only --only
-//! vm_probes`); the pods of one test run side by side to keep the file's VM time short.
+//! probe's own grace period, startup gating liveness, readiness and the init container after a
+//! sidecar, a startup probe that never passes, postStart/preStop order in a log file in an
+//! emptyDir, failed hooks, and the corpus exec-liveness example (shortened). Runs only in the
+//! test VM (`scripts/test --vm-only --only vm_probes`); the pods of one test run side by side
+//! to keep the file's VM time short.
 
 mod common;
 
@@ -291,15 +292,27 @@ fn startup_probes_gate_the_other_probes_and_the_next_container() {
             "    startupProbe:\n      exec: {{command: [cat, /tmp/started]}}\n      periodSeconds: 1\n      failureThreshold: 120\n    livenessProbe:\n      exec: {{command: [\"false\"]}}\n      periodSeconds: 1\n      failureThreshold: 1\n    readinessProbe:\n      exec: {{command: [\"true\"]}}\n      periodSeconds: 1\n{log}"
         ),
     );
+    // A plain init container after the sidecar waits for its startup probe too.
+    let after = container("after", "echo after $(date +%s) >> /log/order", log);
     let yaml = pod_of(
         "startup",
         "Always",
         2,
         &app,
-        &format!("  initContainers:\n{sidecar}  volumes:\n  - name: log\n    emptyDir: {{}}\n"),
+        &format!(
+            "  initContainers:\n{sidecar}{after}  volumes:\n  - name: log\n    emptyDir: {{}}\n"
+        ),
     );
     apply_ok(&yaml);
     let _pod = PodGuard("startup".into());
+    // A startup probe that never passes kills the container; Never does not restart it.
+    let never = container(
+        "app",
+        DEAF,
+        "    startupProbe:\n      exec: {command: [cat, /tmp/never]}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+    );
+    apply_ok(&pod_of("startup-fail", "Never", 2, &never, ""));
+    let _fail = PodGuard("startup-fail".into());
     wait_until(
         "startup",
         "the app container running",
@@ -315,9 +328,10 @@ fn startup_probes_gate_the_other_probes_and_the_next_container() {
             .unwrap_or_else(|| panic!("no {who} line in {order:?}"))
     };
     assert!(
-        at("app") >= at("side") + 3,
-        "the app started before the sidecar's startup probe passed: {order:?}"
+        at("after") >= at("side") + 3,
+        "the next init container started before the sidecar's startup probe passed: {order:?}"
     );
+    assert!(at("app") >= at("after"), "{order:?}");
     let side = init_status("startup", "side").unwrap();
     assert_eq!(side["started"], true, "{side}");
     assert_eq!(side["ready"], true, "{side}");
@@ -358,6 +372,27 @@ fn startup_probes_gate_the_other_probes_and_the_next_container() {
     );
     assert_eq!(field("startup", "app", "started"), false);
     assert_eq!(restart_count("startup", "side"), 0);
+
+    wait_until(
+        "startup-fail",
+        "phase Failed",
+        || phase("startup-fail") == "Failed",
+        RUNNING_TIMEOUT,
+    );
+    assert!(has_event(
+        "startup-fail",
+        "Unhealthy",
+        "Startup probe failed: cat: can't open '/tmp/never': No such file or directory"
+    ));
+    assert!(has_event(
+        "startup-fail",
+        "Killing",
+        "Container app failed startup probe"
+    ));
+    assert!(!has_event("startup-fail", "Killing", "will be restarted"));
+    let state = field("startup-fail", "app", "state");
+    assert_eq!(state["terminated"]["exitCode"], 137, "{state}");
+    assert_eq!(field("startup-fail", "app", "started"), false);
 }
 
 #[test]
