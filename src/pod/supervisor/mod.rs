@@ -191,6 +191,8 @@ pub(crate) struct Supervisor {
     pub start_time: Timestamp,
     pub started: Instant,
     hooks: hooks::Hooks,
+    /// Cgroups of ended instances still to be removed.
+    leftovers: create::Leftovers,
     idle: dispatch::Idle,
 }
 
@@ -255,6 +257,7 @@ impl Supervisor {
             start_time: Timestamp::now(),
             started: Instant::now(),
             hooks: hooks::Hooks::default(),
+            leftovers: create::Leftovers::default(),
             idle,
             paths,
             pod,
@@ -413,6 +416,7 @@ impl Supervisor {
                 }
                 self.drive_stops(now);
                 self.check_volume_limits(now);
+                self.retry_leftovers(now);
             }
         }
         self.rotate_logs(now);
@@ -452,6 +456,7 @@ impl Supervisor {
                     consider(Some(self.eviction.next_check));
                 }
                 consider(self.deadline_at());
+                consider(self.leftovers.next_try());
             }
             PodRun::Blocked | PodRun::Over { .. } => {}
         }
