@@ -394,9 +394,28 @@ impl CgroupManager {
         let mut dirs = subtree_dirs(path)?;
         dirs.reverse();
         for dir in dirs {
-            remove_one(&dir)?;
+            remove_one(&dir, REMOVE_ATTEMPTS)?;
         }
         Ok(())
+    }
+
+    /// Removes the cgroup and its children without waiting: false when one is still busy
+    /// (the kernel releases an exited task's cgroup a little after its parent reaped it);
+    /// the caller tries again later instead of sleeping.
+    pub fn try_remove(&self, path: &Path) -> Result<bool, CgroupError> {
+        if !path.exists() {
+            return Ok(true);
+        }
+        let mut dirs = subtree_dirs(path)?;
+        dirs.reverse();
+        for dir in dirs {
+            match remove_one(&dir, 1) {
+                Ok(()) => {}
+                Err(CgroupError::Busy { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -433,13 +452,16 @@ fn is_control_file(name: &str) -> bool {
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-fn remove_one(dir: &Path) -> Result<(), CgroupError> {
-    for _ in 0..REMOVE_ATTEMPTS {
+/// rmdir with up to `attempts` tries while the cgroup is busy, [`REMOVE_RETRY_DELAY`] apart.
+fn remove_one(dir: &Path, attempts: u32) -> Result<(), CgroupError> {
+    for attempt in 1..=attempts {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(REMOVE_RETRY_DELAY);
+                if attempt < attempts {
+                    std::thread::sleep(REMOVE_RETRY_DELAY);
+                }
             }
             // On cgroupfs control files never make rmdir fail with ENOTEMPTY; a plain directory
             // that mimics cgroupfs (tests, a tmpfs mock) does. Remove only control-file names
@@ -463,10 +485,12 @@ fn remove_one(dir: &Path) -> Result<(), CgroupError> {
             Err(e) => return Err(io_err(dir)(e)),
         }
     }
-    tracing::warn!(path = %dir.display(), "cgroup still busy, giving up");
+    if attempts > 1 {
+        tracing::warn!(path = %dir.display(), "cgroup still busy, giving up");
+    }
     Err(CgroupError::Busy {
         path: dir.to_path_buf(),
-        attempts: REMOVE_ATTEMPTS,
+        attempts,
     })
 }
 

@@ -6,6 +6,7 @@ use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Container;
@@ -31,6 +32,62 @@ const TERMINATION_LOG: &str = "termination-log";
 /// The kubelet makes the termination-message file writable by any user, so that a container
 /// running as non-root can write its message [kuberuntime_container.go makeMounts: Chmod 0666].
 const TERMINATION_LOG_MODE: u32 = 0o666;
+
+/// How often the cgroup of an ended instance is tried again while the kernel still holds it,
+/// and how many tries before it is left to the pod's teardown (which removes the pod cgroup
+/// with everything below it).
+const LEFTOVER_RETRY: Duration = Duration::from_millis(20);
+const LEFTOVER_TRIES: u32 = 100;
+
+/// Cgroups of ended instances that were still busy when they were released. Removing them
+/// later, from the poll loop, keeps a restart from waiting for the kernel to let go of them.
+#[derive(Debug, Default)]
+pub(crate) struct Leftovers {
+    cgroups: Vec<(PathBuf, u32)>,
+    next_try: Option<Instant>,
+}
+
+impl Leftovers {
+    /// When the next try is due.
+    pub fn next_try(&self) -> Option<Instant> {
+        self.next_try
+    }
+
+    /// Takes `cgroup` off the list: true if it was on it.
+    fn take(&mut self, cgroup: &Path) -> bool {
+        let before = self.cgroups.len();
+        self.cgroups.retain(|(cg, _)| cg != cgroup);
+        if self.cgroups.is_empty() {
+            self.next_try = None;
+        }
+        self.cgroups.len() != before
+    }
+
+    fn add(&mut self, cgroup: PathBuf, now: Instant) {
+        self.cgroups.push((cgroup, 0));
+        self.next_try.get_or_insert(now + LEFTOVER_RETRY);
+    }
+
+    /// Tries each cgroup with `remove` (true: gone); keeps the busy ones for another try
+    /// unless they have had their tries.
+    fn retry(&mut self, now: Instant, mut remove: impl FnMut(&Path) -> bool) {
+        if self.next_try.is_none_or(|t| now < t) {
+            return;
+        }
+        self.cgroups.retain_mut(|(cg, tries)| {
+            *tries += 1;
+            if remove(cg) {
+                return false;
+            }
+            if *tries >= LEFTOVER_TRIES {
+                tracing::warn!(cgroup = %cg.display(), "cgroup still busy; left to the pod's teardown");
+                return false;
+            }
+            true
+        });
+        self.next_try = (!self.cgroups.is_empty()).then_some(now + LEFTOVER_RETRY);
+    }
+}
 
 /// Why a container could not be configured: a `CreateContainerConfigError` (the container
 /// waits and is retried). The text is what the status and the `Failed` event show.
@@ -192,6 +249,14 @@ impl Supervisor {
             .cgroups
             .as_ref()
             .map(|cg| cg.container_path(&uid, &c.name, attempt));
+        // A retry after a failed creation reuses the attempt's cgroup path: one still being
+        // given back by the kernel is removed first, waiting, so that the later removal cannot
+        // take the new instance's cgroup.
+        if let (Some(cg), Some(mgr)) = (&cgroup, self.host.cgroups.as_ref()) {
+            if self.leftovers.take(cg) {
+                mgr.remove(cg).map_err(ConfigError::from)?;
+            }
+        }
         let log_path =
             self.paths
                 .container_log(self.namespace(), self.pod_name(), &uid, &c.name, attempt);
@@ -337,16 +402,21 @@ impl Supervisor {
 
     /// Removes an instance's writable layer and cgroup. Processes left in the cgroup (with a
     /// shared pid namespace, children of the container outlive its first process) are killed
-    /// first, as containerd's shim does for such containers.
-    pub(super) fn release_instance(&self, dir: &Path, cgroup: Option<&Path>) {
+    /// first, as containerd's shim does for such containers. A cgroup the kernel still holds
+    /// is removed later ([`Leftovers`]), so that a restart does not wait for it.
+    pub(super) fn release_instance(&mut self, dir: &Path, cgroup: Option<&Path>) {
         if let (Some(cg), Some(mgr)) = (cgroup, self.host.cgroups.as_ref()) {
             if cg.exists() {
                 if let Err(e) = mgr.kill_all(cg) {
                     tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup kill failed");
                 }
             }
-            if let Err(e) = mgr.remove(cg) {
-                tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup removal failed");
+            match mgr.try_remove(cg) {
+                Ok(true) => {}
+                Ok(false) => self.leftovers.add(cg.to_path_buf(), Instant::now()),
+                Err(e) => {
+                    tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup removal failed")
+                }
             }
         }
         if let Err(e) = fs::remove_dir_all(dir) {
@@ -357,9 +427,59 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Tries again to remove the cgroups of ended instances that were still busy.
+    pub(super) fn retry_leftovers(&mut self, now: Instant) {
+        let Some(mgr) = self.host.cgroups.as_ref() else {
+            return;
+        };
+        self.leftovers.retry(now, |cg| match mgr.try_remove(cg) {
+            Ok(gone) => gone,
+            Err(e) => {
+                tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup removal failed");
+                true
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_cgroups_are_tried_again_until_gone_or_out_of_tries() {
+        let t0 = Instant::now();
+        let mut left = Leftovers::default();
+        assert_eq!(left.next_try(), None);
+        left.add(PathBuf::from("/cg/a-0"), t0);
+        left.add(PathBuf::from("/cg/b-0"), t0);
+        assert_eq!(left.next_try(), Some(t0 + LEFTOVER_RETRY));
+        // Not yet due: nothing is tried.
+        left.retry(t0, |_| panic!("tried before its time"));
+        // a goes, b is still busy.
+        let mut tried = Vec::new();
+        left.retry(t0 + LEFTOVER_RETRY, |cg| {
+            tried.push(cg.to_path_buf());
+            cg.ends_with("a-0")
+        });
+        assert_eq!(tried.len(), 2);
+        assert_eq!(left.next_try(), Some(t0 + 2 * LEFTOVER_RETRY));
+        let mut now = t0 + 2 * LEFTOVER_RETRY;
+        for _ in 1..LEFTOVER_TRIES {
+            left.retry(now, |cg| {
+                assert!(cg.ends_with("b-0"));
+                false
+            });
+            now += LEFTOVER_RETRY;
+        }
+        assert_eq!(left.next_try(), None, "given up after its tries");
+
+        left.add(PathBuf::from("/cg/c-0"), now);
+        assert!(left.take(Path::new("/cg/c-0")));
+        assert!(!left.take(Path::new("/cg/c-0")));
+        assert_eq!(left.next_try(), None);
+    }
 
     #[test]
     fn signal_names_as_images_and_specs_write_them() {

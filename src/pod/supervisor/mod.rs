@@ -191,6 +191,8 @@ pub(crate) struct Supervisor {
     pub start_time: Timestamp,
     pub started: Instant,
     hooks: hooks::Hooks,
+    /// Cgroups of ended instances still to be removed.
+    leftovers: create::Leftovers,
     idle: dispatch::Idle,
 }
 
@@ -256,6 +258,7 @@ impl Supervisor {
             start_time: Timestamp::now(),
             started: Instant::now(),
             hooks,
+            leftovers: create::Leftovers::default(),
             idle,
             paths,
             pod,
@@ -416,6 +419,7 @@ impl Supervisor {
                 self.drive_stops(now);
                 self.start_due_probes(now);
                 self.check_volume_limits(now);
+                self.retry_leftovers(now);
             }
         }
         self.rotate_logs(now);
@@ -457,6 +461,7 @@ impl Supervisor {
                 }
                 consider(self.deadline_at());
                 consider(self.next_probe_due());
+                consider(self.leftovers.next_try());
             }
             PodRun::Blocked | PodRun::Over { .. } => {}
         }
