@@ -197,8 +197,12 @@ impl Supervisor {
         true
     }
 
-    /// Starts every probe that is due, in the containers that run.
+    /// Starts every probe that is due, in the containers that run. Not while the sandbox is
+    /// gone: its network namespace is where the network kinds must run.
     pub(super) fn start_due_probes(&mut self, now: Instant) {
+        if !self.sandbox.is_ready() {
+            return;
+        }
         for i in 0..self.runs.len() {
             if self.runs[i].life.instance().is_none() {
                 continue;
@@ -242,6 +246,9 @@ impl Supervisor {
 
     /// The earliest due probe of the containers that run.
     pub(super) fn next_probe_due(&self) -> Option<Instant> {
+        if !self.sandbox.is_ready() {
+            return None;
+        }
         self.runs
             .iter()
             .filter(|r| r.life.instance().is_some())
