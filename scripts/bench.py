@@ -101,7 +101,8 @@ def idle_pss():
 dense = []
 for n in density:
     names = [f"d{n}-{i}" for i in range(n)]
-    manifest = "\n---\n".join(pod_yaml(name, sleeper) for name in names)
+    # YAML documents (a stream that starts with `{` is read as JSON only, as kubectl reads it).
+    manifest = "".join(f"---\n{pod_yaml(name, sleeper)}\n" for name in names)
     t0 = time.perf_counter()
     sh(peapod, "apply", "-f", "-", input=manifest.encode())
     while not all_running(names):
