@@ -2,6 +2,7 @@
 import glob, json, os, statistics, subprocess, sys, time
 
 peapod, work, runs, idle = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+density = [int(n) for n in sys.argv[5].split(",")] if len(sys.argv) > 5 and sys.argv[5] else []
 lib = os.environ["PEAPOD_LIB_DIR"]
 
 def sh(*args, **kw):
@@ -59,7 +60,7 @@ for i in range(runs):
 # hides the cgroup2 mount peapod's device allowlist needs on a hybrid host).
 for i in range(idle):
     apply_until_running(f"idle{i}", sleeper)
-time.sleep(3)
+time.sleep(10)  # past the supervisors' code-page trim, even on a loaded machine
 pss = []
 for path in glob.glob(f"{lib}/pods/*/state.json"):
     st = json.load(open(path))
@@ -70,6 +71,50 @@ for path in glob.glob(f"{lib}/pods/*/state.json"):
     pss.append(total)
 for i in range(idle):
     sh(peapod, "delete", "pod", f"idle{i}", "--grace-period=0", "--force")
+
+# Density: N pods applied in one file, until every one is Running, then `delete pods --all`
+# until none is listed; with the PSS per pod once they idle.
+def all_running(names):
+    want = set(names)
+    for path in glob.glob(f"{lib}/pods/*/status.json"):
+        try:
+            st = json.load(open(path))
+            pod = json.load(open(os.path.join(os.path.dirname(path), "pod.json")))
+        except (OSError, ValueError):
+            return False
+        cs = st.get("containerStatuses") or []
+        if cs and all("running" in (c.get("state") or {}) for c in cs):
+            want.discard(pod["metadata"]["name"])
+    return not want
+
+def idle_pss():
+    out = []
+    for path in glob.glob(f"{lib}/pods/*/state.json"):
+        st = json.load(open(path))
+        total = 0
+        for proc in (st.get("supervisor"), (st.get("sandbox") or {}).get("process")):
+            with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        out.append(total)
+    return out
+
+dense = []
+for n in density:
+    names = [f"d{n}-{i}" for i in range(n)]
+    # YAML documents (a stream that starts with `{` is read as JSON only, as kubectl reads it).
+    manifest = "".join(f"---\n{pod_yaml(name, sleeper)}\n" for name in names)
+    t0 = time.perf_counter()
+    sh(peapod, "apply", "-f", "-", input=manifest.encode())
+    while not all_running(names):
+        time.sleep(0.002)
+    up = time.perf_counter() - t0
+    time.sleep(10)
+    mem = idle_pss()
+    t0 = time.perf_counter()
+    sh(peapod, "delete", "pods", "--all", "--grace-period=0", "--force")
+    while glob.glob(f"{lib}/pods/*/pod.json"):
+        time.sleep(0.002)
+    dense.append((n, up, time.perf_counter() - t0, statistics.mean(mem) if mem else 0))
 
 # crun: one bare container running `true` from the same unpacked rootfs, no network, no cgroup
 # (crun refuses this host's hybrid cgroup layout unless the unified mount is hidden; we are in
@@ -87,15 +132,44 @@ json.dump(cfg, open(os.path.join(bundle, "config.json"), "w"))
 crun = []
 for i in range(runs):
     crun.append(timed("crun", "--cgroup-manager=disabled", "run", "-b", bundle, f"bench{i}"))
+# runc: the same bundle (runc makes and removes a cgroup of its own per container).
+runc = []
+for i in range(runs):
+    runc.append(timed("runc", "run", "-b", bundle, f"runc{i}"))
+
+# crun's density peer: N bare `sleep` containers started one after another (crun has no pod
+# or network), then killed and deleted.
+cfg["process"]["args"] = ["sleep", "3600"]
+json.dump(cfg, open(os.path.join(bundle, "config.json"), "w"))
+crun_dense = []
+for n in density:
+    ids = [f"cd{n}-{i}" for i in range(n)]
+    t0 = time.perf_counter()
+    for cid in ids:
+        # Detached: the container would hold a pipe given as its stdio open for an hour.
+        subprocess.run(["crun", "--cgroup-manager=disabled", "run", "-d", "-b", bundle, cid],
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    up = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for cid in ids:
+        sh("crun", "--cgroup-manager=disabled", "delete", "-f", cid)
+    crun_dense.append((n, up, time.perf_counter() - t0))
 
 print(f"\npeapod benchmark, {runs} runs ({os.cpu_count()} cores)")
 print(f"{'':<44} {'min ms':>8} {'median':>8} {'p90':>8}")
 summary("peapod apply -> Running (sandbox+net+1 ctr)", start)
 summary("peapod apply -> Running (graceful ctr)", start_g)
 summary("crun run (bare container, `true`)", crun)
+summary("runc run (bare container, `true`)", runc)
 summary("peapod delete --grace-period=0 --force", delete_force)
 summary("peapod delete (container exits on SIGTERM)", delete_grace)
 if pss:
     print(f"\nmemory per idle pod (PSS of supervisor + sandbox, {idle} pods): "
           f"mean {statistics.mean(pss):.0f} kB, max {max(pss)} kB  "
           f"(podman conmon + infra measured on this kind of machine: 851 kB)")
+if dense:
+    print(f"\ndensity: N pods in one apply until all Running, then `delete pods --all` until none")
+    print(f"{'N':>5} {'peapod up s':>12} {'peapod del s':>13} {'PSS/pod kB':>11} {'crun up s':>10} {'crun del s':>11}")
+    for (n, up, down, mem), (_, cup, cdown) in zip(dense, crun_dense):
+        print(f"{n:>5} {up:12.2f} {down:13.2f} {mem:11.0f} {cup:10.2f} {cdown:11.2f}")

@@ -164,10 +164,9 @@ impl Supervisor {
             container_id: inst.container_id.clone(),
         };
         tracing::info!(container = %name, exit_code, oom, ?cause, "container exited");
-        if let Some(s) = self.state.containers.get_mut(&name) {
-            s.process = None;
-        }
-        self.save_state_or_log();
+        // The ended process stays on record (its pid and start time no longer match a live
+        // process): `ps -a` shows the instance Exited, as crictl shows an exited container,
+        // not Created.
         self.release_instance(&inst.dir, inst.cgroup.as_deref());
         let ran_for = inst.started.elapsed();
         drop(inst);
