@@ -1,5 +1,8 @@
 //! How Go and Kubernetes' apimachinery print what users read: `%q` quoting (downward API
-//! files) and aggregated errors (projected volumes, kubectl label). Pure formatting.
+//! files), aggregated errors (projected volumes, kubectl label) and durations (kubelet events
+//! and back-off messages). Pure formatting.
+
+use std::time::Duration;
 
 /// apimachinery's aggregated error (`utilerrors.NewAggregate(errs).Error()`): one message
 /// alone, else the distinct messages in brackets, comma separated.
@@ -61,6 +64,30 @@ fn printable(c: char) -> bool {
         || (0xe000..=0xf8ff).contains(&u))
 }
 
+/// Go's `time.Duration.String()` to millisecond precision: `0s`, `500ms`, `1s`, `1.5s`,
+/// `2m0s`, `1h1m1s` (the kubelet prints probe timeouts with `%v`).
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let ms = d.subsec_millis();
+    if secs == 0 {
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
+    }
+    let frac = if ms > 0 {
+        format!(".{}", format!("{ms:03}").trim_end_matches('0'))
+    } else {
+        String::new()
+    };
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}{frac}s"),
+        (0, m, s) => format!("{m}m{s}{frac}s"),
+        (h, m, s) => format!("{h}h{m}m{s}{frac}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +99,19 @@ mod tests {
         assert_eq!(quote("l1\nl2\t\x01\x7f"), "\"l1\\nl2\\t\\x01\\x7f\"");
         assert_eq!(quote("héllo ✓"), "\"héllo ✓\"");
         assert_eq!(quote("\u{a0}\u{200b}"), "\"\\u00a0\\u200b\"");
+    }
+
+    #[test]
+    fn durations_as_go_prints_them() {
+        assert_eq!(duration(Duration::ZERO), "0s");
+        assert_eq!(duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(duration(Duration::from_secs(1)), "1s");
+        assert_eq!(duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(duration(Duration::from_secs(120)), "2m0s");
+        assert_eq!(duration(Duration::from_secs(3661)), "1h1m1s");
+        assert_eq!(duration(Duration::from_micros(850_900)), "850ms");
+        assert_eq!(duration(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(duration(Duration::from_millis(123_500)), "2m3.5s");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod network;
 pub mod node;
 pub mod object;
 pub mod pod;
+pub mod probe;
 pub mod procfs;
 pub mod sandbox;
 pub mod store;

@@ -2,6 +2,7 @@
 
 use peapod::container::runtime::INIT_ARG;
 use peapod::pod::supervisor::{PULL_VERB, SUPERVISE_VERB};
+use peapod::probe::PROBE_VERB;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -23,6 +24,7 @@ fn main() {
             Some(reference) => peapod::pod::supervisor::pull_main(reference),
             None => 2,
         },
+        Some(PROBE_VERB) => peapod::probe::probe_main(),
         _ => peapod::cli::run(),
     };
     std::process::exit(code);

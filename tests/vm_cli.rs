@@ -132,7 +132,13 @@ fn apply_of_an_existing_pod_is_unchanged_configured_or_forbidden() {
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
 fn ps_and_pods_show_attempts_after_a_restart() {
     require_vm();
-    apply_ok(&sleeper("cli-ps", "", "sleep 1; exit 3"));
+    // The first instance fails after a second; the restarted one keeps running (the pod's
+    // /dev/shm outlives its containers' instances), so that `ps` finds it running.
+    apply_ok(&sleeper(
+        "cli-ps",
+        "",
+        "if [ -e /dev/shm/ran ]; then exec sleep 3600; fi; touch /dev/shm/ran; sleep 1; exit 3",
+    ));
     let _pod = PodGuard("cli-ps".into());
     wait_until(
         "cli-ps",

@@ -14,6 +14,7 @@
 
 mod bpf;
 mod devices;
+pub mod pod;
 pub mod stats;
 mod support;
 
@@ -25,9 +26,8 @@ use oci_spec::runtime::LinuxResources;
 
 pub use bpf::BpfError;
 pub use devices::{Access, DeviceKind, DeviceRule, DeviceRules};
-pub use support::{
-    check_devices_supported, check_limits_supported, detect, pod_limits, CgroupSupport, PodLimits,
-};
+pub use pod::{pod_resources, PodResources};
+pub use support::{check_devices_supported, check_limits_supported, detect, CgroupSupport};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const PEAPOD_CGROUP: &str = "peapod";
@@ -200,14 +200,14 @@ impl CgroupManager {
         self.pod_path(uid).join(SANDBOX_CGROUP)
     }
 
-    /// Creates the pod cgroup with controllers enabled for its children. Pod-level cpu.max and
-    /// memory.max are set only when every container has that limit (`limits` holds the sums),
-    /// as the kubelet does for its pod cgroups. Without controllers: the bare directories.
-    pub fn create_pod(&self, uid: &str, limits: PodLimits) -> Result<PathBuf, CgroupError> {
+    /// Creates the pod cgroup with controllers enabled for its children, and the pod's
+    /// cpu.weight, cpu.max and memory.max as the kubelet sets them (see [`pod`]). Without
+    /// controllers: the bare directories (a limit is refused; the weight has nowhere to go).
+    pub fn create_pod(&self, uid: &str, limits: PodResources) -> Result<PathBuf, CgroupError> {
         let peapod = self.root.join(PEAPOD_CGROUP);
         let pod = self.pod_path(uid);
         if !self.controllers {
-            if limits != PodLimits::default() {
+            if limits.cpu_limit_millis.is_some() || limits.memory_limit_bytes.is_some() {
                 return Err(self.no_controllers("spec.resources"));
             }
             std::fs::create_dir_all(&pod).map_err(io_err(&pod))?;
@@ -223,6 +223,9 @@ impl CgroupManager {
         std::fs::create_dir_all(&peapod).map_err(io_err(&peapod))?;
         write_file(&peapod, FILE_SUBTREE_CONTROL, &enable)?;
         std::fs::create_dir_all(&pod).map_err(io_err(&pod))?;
+        if let Some(weight) = limits.cpu_weight {
+            write_file(&pod, FILE_CPU_WEIGHT, &weight.to_string())?;
+        }
         if let Some(millis) = limits.cpu_limit_millis {
             let quota = millis.saturating_mul(100).max(1000);
             write_file(&pod, FILE_CPU_MAX, &format!("{quota} {CPU_PERIOD_US}"))?;
@@ -391,9 +394,28 @@ impl CgroupManager {
         let mut dirs = subtree_dirs(path)?;
         dirs.reverse();
         for dir in dirs {
-            remove_one(&dir)?;
+            remove_one(&dir, REMOVE_ATTEMPTS)?;
         }
         Ok(())
+    }
+
+    /// Removes the cgroup and its children without waiting: false when one is still busy
+    /// (the kernel releases an exited task's cgroup a little after its parent reaped it);
+    /// the caller tries again later instead of sleeping.
+    pub fn try_remove(&self, path: &Path) -> Result<bool, CgroupError> {
+        if !path.exists() {
+            return Ok(true);
+        }
+        let mut dirs = subtree_dirs(path)?;
+        dirs.reverse();
+        for dir in dirs {
+            match remove_one(&dir, 1) {
+                Ok(()) => {}
+                Err(CgroupError::Busy { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -430,13 +452,16 @@ fn is_control_file(name: &str) -> bool {
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-fn remove_one(dir: &Path) -> Result<(), CgroupError> {
-    for _ in 0..REMOVE_ATTEMPTS {
+/// rmdir with up to `attempts` tries while the cgroup is busy, [`REMOVE_RETRY_DELAY`] apart.
+fn remove_one(dir: &Path, attempts: u32) -> Result<(), CgroupError> {
+    for attempt in 1..=attempts {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(REMOVE_RETRY_DELAY);
+                if attempt < attempts {
+                    std::thread::sleep(REMOVE_RETRY_DELAY);
+                }
             }
             // On cgroupfs control files never make rmdir fail with ENOTEMPTY; a plain directory
             // that mimics cgroupfs (tests, a tmpfs mock) does. Remove only control-file names
@@ -460,10 +485,12 @@ fn remove_one(dir: &Path) -> Result<(), CgroupError> {
             Err(e) => return Err(io_err(dir)(e)),
         }
     }
-    tracing::warn!(path = %dir.display(), "cgroup still busy, giving up");
+    if attempts > 1 {
+        tracing::warn!(path = %dir.display(), "cgroup still busy, giving up");
+    }
     Err(CgroupError::Busy {
         path: dir.to_path_buf(),
-        attempts: REMOVE_ATTEMPTS,
+        attempts,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Whether this host can enforce limits (cgroup v2 with cpu, memory, pids) and device allowlists
-//! (any cgroup2 hierarchy), pod-level limit sums, and the checks that refuse a pod whose limits
-//! could not be enforced or whose containers could not be confined.
+//! (any cgroup2 hierarchy), and the checks that refuse a pod whose limits could not be enforced
+//! or whose containers could not be confined.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 use super::{
     CgroupError, CgroupManager, FILE_CONTROLLERS, HYBRID_UNIFIED_DIR, REQUIRED_CONTROLLERS,
 };
-use crate::manifest::resources::Resources;
 
 /// What the host offers for resource control and device confinement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,37 +106,6 @@ pub fn check_devices_supported(support: &CgroupSupport) -> Result<(), CgroupErro
             reason: reason.clone(),
         }),
         _ => Ok(()),
-    }
-}
-
-/// Pod-level limits: each is Some only when every container has that limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PodLimits {
-    pub cpu_limit_millis: Option<u64>,
-    pub memory_limit_bytes: Option<u64>,
-}
-
-/// The kubelet's pod limit: max(sum over app containers, largest init container), and only
-/// when every container (app and init) has the limit [pkg/kubelet/cm/helpers_linux.go].
-pub fn pod_limits(app: &[Resources], init: &[Resources]) -> PodLimits {
-    fn combine(
-        app: &[Resources],
-        init: &[Resources],
-        get: fn(&Resources) -> Option<u64>,
-    ) -> Option<u64> {
-        let sum = app
-            .iter()
-            .map(get)
-            .try_fold(0u64, |acc, v| v.map(|v| acc.saturating_add(v)))?;
-        let init_max = init
-            .iter()
-            .map(get)
-            .try_fold(0u64, |acc, v| v.map(|v| acc.max(v)))?;
-        Some(sum.max(init_max))
-    }
-    PodLimits {
-        cpu_limit_millis: combine(app, init, |r| r.cpu_limit_millis),
-        memory_limit_bytes: combine(app, init, |r| r.memory_limit_bytes),
     }
 }
 

@@ -57,7 +57,8 @@ fn paths() {
 fn create_pod_enables_controllers_and_sets_limits() {
     let tmp = fake_root();
     let m = CgroupManager::new(tmp.path().to_path_buf());
-    let limits = PodLimits {
+    let limits = PodResources {
+        cpu_weight: Some(79),
         cpu_limit_millis: Some(1500),
         memory_limit_bytes: Some(256 << 20),
     };
@@ -70,55 +71,115 @@ fn create_pod_enables_controllers_and_sets_limits() {
     ] {
         assert_eq!(read(&dir.join(FILE_SUBTREE_CONTROL)), "+cpu +memory +pids");
     }
+    assert_eq!(read(&pod.join(FILE_CPU_WEIGHT)), "79");
     assert_eq!(read(&pod.join(FILE_CPU_MAX)), "150000 100000");
     assert_eq!(read(&pod.join(FILE_MEMORY_MAX)), (256u64 << 20).to_string());
 
-    let pod2 = m.create_pod("u2", PodLimits::default()).unwrap();
+    let pod2 = m.create_pod("u2", PodResources::default()).unwrap();
+    assert!(!pod2.join(FILE_CPU_WEIGHT).exists());
     assert!(!pod2.join(FILE_CPU_MAX).exists());
     assert!(!pod2.join(FILE_MEMORY_MAX).exists());
 }
 
+fn pod(json: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": json})).unwrap()
+}
+
 #[test]
-fn pod_limit_rules() {
-    let full = Resources {
-        cpu_limit_millis: Some(500),
-        memory_limit_bytes: Some(100),
+fn pod_limits_only_when_every_container_declares_them() {
+    let full = json!({"limits": {"cpu": "500m", "memory": "100"}});
+    let cpu_only = json!({"limits": {"cpu": "250m"}});
+    let two_full = pod(json!({"containers": [
+        {"name": "a", "resources": full}, {"name": "b", "resources": full}
+    ]}));
+    let r = pod_resources(&two_full).unwrap();
+    assert_eq!(
+        (r.cpu_limit_millis, r.memory_limit_bytes),
+        (Some(1000), Some(200))
+    );
+    let mixed = pod(json!({"containers": [
+        {"name": "a", "resources": full}, {"name": "b", "resources": cpu_only}
+    ]}));
+    let r = pod_resources(&mixed).unwrap();
+    assert_eq!(
+        (r.cpu_limit_millis, r.memory_limit_bytes),
+        (Some(750), None)
+    );
+    let big_init = pod(json!({
+        "initContainers": [{"name": "i", "resources": {"limits": {"cpu": "4", "memory": "50"}}}],
+        "containers": [{"name": "a", "resources": full}]
+    }));
+    let r = pod_resources(&big_init).unwrap();
+    assert_eq!(
+        (r.cpu_limit_millis, r.memory_limit_bytes),
+        (Some(4000), Some(100))
+    );
+    let bare_init = pod(json!({
+        "initContainers": [{"name": "i"}],
+        "containers": [{"name": "a", "resources": full}]
+    }));
+    let r = pod_resources(&bare_init).unwrap();
+    assert_eq!((r.cpu_limit_millis, r.memory_limit_bytes), (None, None));
+}
+
+#[test]
+fn sidecars_add_to_the_pod_and_to_each_later_init_container() {
+    let req = |cpu: u64| Resources {
+        cpu_request_millis: Some(cpu),
         ..Default::default()
     };
-    let cpu_only = Resources {
-        cpu_limit_millis: Some(250),
-        ..Default::default()
-    };
+    let app = [req(100)];
+    let init = [
+        (crate::pod::machine::Kind::Sidecar, req(200)),
+        (crate::pod::machine::Kind::Init, req(250)),
+    ];
+    // The sum: app 100 + sidecar 200; the init container needs 250 + the sidecar's 200.
+    let a = pod::aggregate(&app, &init, |r| r.cpu_request_millis);
+    assert_eq!(a.total, 450);
+    assert!(a.declared);
+    let none = pod::aggregate(&app, &[], |r| r.cpu_limit_millis);
+    assert_eq!((none.total, none.declared), (0, false));
+}
+
+#[test]
+fn the_pod_cpu_weight_follows_the_summed_requests() {
+    // The kubelet's shares (1024 per CPU, at least 2) and its linear weight.
+    assert_eq!(pod::milli_cpu_to_shares(0), 2);
+    assert_eq!(pod::milli_cpu_to_shares(1000), 1024);
+    assert_eq!(pod::milli_cpu_to_shares(1), 2);
+    assert_eq!(pod::pod_cpu_weight(2), 1);
+    assert_eq!(pod::pod_cpu_weight(1024), 39);
+    assert_eq!(pod::pod_cpu_weight(262_144), 10_000);
+    let burstable = pod(json!({"containers": [
+        {"name": "a", "resources": {"requests": {"cpu": "500m"}}},
+        {"name": "b", "resources": {"requests": {"cpu": "1500m"}}}
+    ]}));
+    let r = pod_resources(&burstable).unwrap();
+    assert_eq!(r.cpu_weight, Some(pod::pod_cpu_weight(2048)));
+    assert_eq!((r.cpu_limit_millis, r.memory_limit_bytes), (None, None));
+    let best_effort = pod(json!({"containers": [{"name": "a"}]}));
     assert_eq!(
-        pod_limits(&[full, full], &[]),
-        PodLimits {
-            cpu_limit_millis: Some(1000),
-            memory_limit_bytes: Some(200)
+        pod_resources(&best_effort).unwrap(),
+        PodResources {
+            cpu_weight: Some(1),
+            ..Default::default()
         }
     );
-    assert_eq!(
-        pod_limits(&[full, cpu_only], &[]),
-        PodLimits {
-            cpu_limit_millis: Some(750),
-            memory_limit_bytes: None
-        }
-    );
-    let big_init = Resources {
-        cpu_limit_millis: Some(4000),
-        memory_limit_bytes: Some(50),
-        ..Default::default()
-    };
-    assert_eq!(
-        pod_limits(&[full], &[big_init]),
-        PodLimits {
-            cpu_limit_millis: Some(4000),
-            memory_limit_bytes: Some(100)
-        }
-    );
-    assert_eq!(
-        pod_limits(&[full], &[Resources::default()]),
-        PodLimits::default()
-    );
+}
+
+#[test]
+fn pod_level_resources_win_over_the_containers() {
+    let p = pod(json!({
+        "resources": {"requests": {"cpu": "1", "memory": "100Mi"}, "limits": {"cpu": "1", "memory": "200Mi"}},
+        "containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "50Mi"}, "limits": {"cpu": "500m", "memory": "100Mi"}}},
+            {"name": "b"}
+        ]
+    }));
+    let r = pod_resources(&p).unwrap();
+    assert_eq!(r.cpu_weight, Some(pod::pod_cpu_weight(1024)));
+    assert_eq!(r.cpu_limit_millis, Some(1000));
+    assert_eq!(r.memory_limit_bytes, Some(200 << 20));
 }
 
 #[test]
@@ -217,7 +278,7 @@ fn kill_all_uses_cgroup_kill_or_empty_procs() {
 fn remove_nested_and_missing() {
     let tmp = fake_root();
     let m = CgroupManager::new(tmp.path().to_path_buf());
-    let pod = m.create_pod("u1", PodLimits::default()).unwrap();
+    let pod = m.create_pod("u1", PodResources::default()).unwrap();
     let res = LinuxResourcesBuilder::default().build().unwrap();
     m.create(&m.container_path("u1", "app", 0), &res).unwrap();
     m.create(&m.sandbox_path("u1"), &res).unwrap();
@@ -351,7 +412,7 @@ fn without_controllers_only_devices_are_applied() {
     std::fs::write(tmp.path().join(FILE_CONTROLLERS), "").unwrap();
     let m = CgroupManager::without_controllers(tmp.path().to_path_buf())
         .with_device_attacher(record_attach);
-    let pod = m.create_pod("u1", PodLimits::default()).unwrap();
+    let pod = m.create_pod("u1", PodResources::default()).unwrap();
     assert!(pod.is_dir());
     assert!(!tmp.path().join(FILE_SUBTREE_CONTROL).exists());
     let path = m.container_path("u1", "app", 0);
@@ -377,11 +438,20 @@ fn without_controllers_only_devices_are_applied() {
             .starts_with("linux.resources.memory.limit: the limit cannot be enforced"),
         "{err}"
     );
-    let limits = PodLimits {
+    let limits = PodResources {
+        cpu_weight: Some(3),
         cpu_limit_millis: Some(100),
         memory_limit_bytes: None,
     };
     assert!(m.create_pod("u2", limits).is_err());
+    let weight_only = PodResources {
+        cpu_weight: Some(3),
+        ..Default::default()
+    };
+    assert!(
+        m.create_pod("u3", weight_only).is_ok(),
+        "a weight has nowhere to go: skipped"
+    );
     m.remove(&pod).unwrap();
     assert!(!pod.exists());
 }

@@ -37,7 +37,7 @@ pub struct Listed {
 }
 
 /// The status to show: the supervisor's, `Pending` before it wrote one, and `Unknown` when
-/// the supervisor is gone (its pod's state can no longer be known).
+/// the supervisor is gone before its pod finished (its pod's state can no longer be known).
 pub fn effective_status(rec: &PodRecord) -> PodStatus {
     let mut status = rec.status.clone().unwrap_or_else(|| PodStatus {
         phase: Some("Pending".to_string()),
@@ -46,8 +46,7 @@ pub fn effective_status(rec: &PodRecord) -> PodStatus {
     let supervisor_gone = rec
         .state
         .as_ref()
-        .and_then(|s| s.supervisor.as_ref())
-        .is_some_and(|p| !p.is_alive());
+        .is_some_and(|s| !s.finished && s.supervisor.as_ref().is_some_and(|p| !p.is_alive()));
     if supervisor_gone && rec.deleting.is_none() {
         status.phase = Some("Unknown".to_string());
         status.reason = Some("SupervisorLost".to_string());

@@ -488,10 +488,17 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     };
     // The host's namespaces (hostPID, hostNetwork with its UTS, hostIPC) are left out of the
     // Spec, as containerd leaves them out: the container stays in the caller's, the host's.
+    // With shareProcessNamespace every container joins the pid namespace the pause process
+    // holds (it is its pid 1), as the kubelet asks of the runtime (NamespaceMode_POD).
     let host = crate::sandbox::HostNamespaces::of(pod);
     let mut namespaces = Vec::new();
     if !host.pid {
-        namespaces.push(namespace(LinuxNamespaceType::Pid, None)?);
+        let pid_ns = if crate::sandbox::shares_process_namespace(pod) {
+            ns_path("pid")
+        } else {
+            None
+        };
+        namespaces.push(namespace(LinuxNamespaceType::Pid, pid_ns)?);
     }
     namespaces.push(namespace(LinuxNamespaceType::Mount, None)?);
     namespaces.push(namespace(LinuxNamespaceType::Cgroup, None)?);

@@ -93,3 +93,21 @@ fn corpus_downward_api_volume_is_accepted() {
     let volumes = pods[0].spec.as_ref().and_then(|s| s.volumes.clone());
     assert!(volumes.is_some_and(|v| v[0].downward_api.is_some()));
 }
+
+#[test]
+fn corpus_manifests_with_probes_and_hooks_are_accepted() {
+    let Some(dir) = corpus_dir() else {
+        panic!("pod corpus not found next to the project or at /work/shared/pod-corpus");
+    };
+    for name in [
+        "k8s-website/pods/probe/exec-liveness.yaml",
+        "k8s-website/pods/probe/http-liveness.yaml",
+        "k8s-website/pods/probe/tcp-liveness-readiness.yaml",
+        "k8s-website/pods/probe/pod-with-http-healthcheck.yaml",
+        "k8s-website/pods/lifecycle-events.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let pods = decode_pods(&text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(pods.len(), 1, "{name}");
+    }
+}

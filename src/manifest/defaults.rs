@@ -35,6 +35,8 @@ pub(crate) fn apply(pod: &mut Pod) {
     for volume in spec.volumes.iter_mut().flatten() {
         apply_volume(volume);
     }
+    // After the containers' own defaults, as the API server orders them.
+    super::pod_resources::default_pod_requests(spec);
 }
 
 /// `defaultMode` 0644 on API-data volumes [SetDefaults_{ConfigMap,Secret,DownwardAPI,
@@ -83,6 +85,7 @@ fn apply_container(c: &mut Container) {
     for port in c.ports.iter_mut().flatten() {
         set_if_empty(&mut port.protocol, DEFAULT_PROTOCOL);
     }
+    super::probes::apply_defaults(c);
     // A limit without a request makes the request equal to the limit.
     if let Some(resources) = c.resources.as_mut() {
         if let Some(limits) = resources.limits.as_ref() {

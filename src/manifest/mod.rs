@@ -17,12 +17,15 @@ mod decode;
 pub mod defaults;
 pub mod names;
 pub mod objects;
+pub mod pod_resources;
 mod ports;
+pub mod probes;
 pub mod quantity;
 pub mod resources;
 mod security;
 pub mod support;
 mod validate;
+mod validate_lifecycle;
 mod validate_sources;
 mod volume_rules;
 

@@ -249,6 +249,26 @@ impl Quantity {
             })
     }
 
+    /// The exact sum of two non-negative quantities, in `self`'s format, as Go's
+    /// `Quantity.Add` keeps the receiver's (the pod's aggregate requests print in the first
+    /// container's form). None for negatives, or beyond nano precision or the range.
+    pub fn checked_add(&self, other: &Quantity) -> Option<Quantity> {
+        if self.negative || other.negative {
+            return None;
+        }
+        const NANO: i32 = 9;
+        let sum = self
+            .exact_scaled(NANO)?
+            .checked_add(other.exact_scaled(NANO)?)?;
+        Some(Quantity {
+            negative: false,
+            mantissa: sum,
+            pow10: -NANO,
+            pow2: 0,
+            format: self.format,
+        })
+    }
+
     fn cmp_magnitude(&self, other: &Quantity) -> Ordering {
         let exact = |q: &Quantity, low: i32| -> Option<u128> {
             let n = q.mantissa.checked_mul(1u128.checked_shl(q.pow2)?)?;
@@ -349,5 +369,22 @@ mod tests {
         assert_eq!(q("0.0001").cmp_value(&q("0.0002")), Ordering::Less);
         assert_eq!(q("-1").cmp_value(&q("-2")), Ordering::Greater);
         assert_eq!(q("2E").cmp_value(&q("1Ei")), Ordering::Greater);
+    }
+
+    #[test]
+    fn sums_keep_the_first_format() {
+        let sum = |a: &str, b: &str| {
+            parse_quantity(a)
+                .unwrap()
+                .checked_add(&parse_quantity(b).unwrap())
+                .and_then(|q| q.canonical())
+        };
+        assert_eq!(sum("500m", "0.5").as_deref(), Some("1"));
+        assert_eq!(sum("50Mi", "100Mi").as_deref(), Some("150Mi"));
+        assert_eq!(sum("1", "250m").as_deref(), Some("1250m"));
+        assert!(parse_quantity("-1")
+            .unwrap()
+            .checked_add(&parse_quantity("1").unwrap())
+            .is_none());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use serde::{Deserialize, Serialize};
 
@@ -41,14 +41,30 @@ impl QosClass {
 /// Parses one container's cpu (millicores, rounded up like Kubernetes `MilliValue`) and memory
 /// (bytes, rounded up) requests and limits. A limit without a request sets the request.
 pub fn container_resources(c: &Container) -> Result<Resources, ManifestError> {
-    let Some(r) = c.resources.as_ref() else {
-        return Ok(Resources::default());
-    };
+    match c.resources.as_ref() {
+        Some(r) => requirements(r, &format!("container {:?}: resources", c.name)),
+        None => Ok(Resources::default()),
+    }
+}
+
+/// The pod-level `resources` (KEP-2837), parsed as a container's are; None when unset.
+pub fn pod_level_resources(spec: &PodSpec) -> Result<Option<Resources>, ManifestError> {
+    spec.resources
+        .as_ref()
+        .filter(|r| {
+            r.requests.as_ref().is_some_and(|m| !m.is_empty())
+                || r.limits.as_ref().is_some_and(|m| !m.is_empty())
+        })
+        .map(|r| requirements(r, "spec.resources"))
+        .transpose()
+}
+
+fn requirements(r: &ResourceRequirements, at: &str) -> Result<Resources, ManifestError> {
     let get = |map: Option<&BTreeMap<String, K8sQuantity>>, field: &str, name: &str| {
         let Some(q) = map.and_then(|m| m.get(name)) else {
             return Ok(None);
         };
-        let path = format!("container {:?}: resources.{field}.{name}", c.name);
+        let path = format!("{at}.{field}.{name}");
         let parsed = parse_quantity(&q.0).map_err(|source| ManifestError::Quantity {
             path: path.clone(),
             source,
@@ -76,14 +92,37 @@ pub fn container_resources(c: &Container) -> Result<Resources, ManifestError> {
     })
 }
 
-/// The QoS class by the Kubernetes rules [pkg/apis/core/v1/helper/qos]: Guaranteed when every
-/// container, init containers included, has cpu and memory limits equal to its requests;
-/// BestEffort when no container has any cpu or memory request or limit; else Burstable.
-/// Zero and unparseable quantities count as unset.
+/// The QoS class by the Kubernetes rules [pkg/apis/core/v1/helper/qos ComputePodQOS]:
+/// Guaranteed when every container, init containers included, has cpu and memory limits equal
+/// to its requests; BestEffort when no container has any cpu or memory request or limit; else
+/// Burstable. Pod-level `resources`, when set, decide alone (Guaranteed then needs pod-level
+/// cpu and memory limits equal to the requests). Zero and unparseable quantities count as
+/// unset.
 pub fn qos_class(pod: &Pod) -> QosClass {
     let Some(spec) = pod.spec.as_ref() else {
         return QosClass::BestEffort;
     };
+    let pod_level = spec.resources.as_ref().filter(|r| {
+        r.requests.as_ref().is_some_and(|m| !m.is_empty())
+            || r.limits.as_ref().is_some_and(|m| !m.is_empty())
+    });
+    if let Some(r) = pod_level {
+        let requests = compute_amounts(r.requests.as_ref());
+        let limits = compute_amounts(r.limits.as_ref());
+        if requests.is_empty() && limits.is_empty() {
+            return QosClass::BestEffort;
+        }
+        let both_limits = limits.len() == 2;
+        let equal = requests.len() == limits.len()
+            && requests
+                .iter()
+                .all(|(name, req)| limits.get(name).is_some_and(|l| l.cmp_value(req).is_eq()));
+        return if both_limits && equal {
+            QosClass::Guaranteed
+        } else {
+            QosClass::Burstable
+        };
+    }
     let mut any = false;
     let mut guaranteed = true;
     let init = spec.init_containers.as_deref().unwrap_or_default();
@@ -128,7 +167,6 @@ fn compute_amounts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
 
     fn container(name: &str, requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Container {
         let map = |pairs: &[(&str, &str)]| {
@@ -226,5 +264,31 @@ mod tests {
         assert_eq!(qos_class(&pod(vec![], vec![zero])), QosClass::BestEffort);
         let cpu_only = container("c", &[], &[("cpu", "1")]);
         assert_eq!(qos_class(&pod(vec![], vec![cpu_only])), QosClass::Burstable);
+    }
+
+    #[test]
+    fn pod_level_resources_decide_the_qos_class() {
+        let with = |pod_json: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"spec": pod_json})).unwrap()
+        };
+        let guaranteed = with(serde_json::json!({
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "100m"}}}]
+        }));
+        assert_eq!(qos_class(&guaranteed), QosClass::Guaranteed);
+        let burstable = with(serde_json::json!({
+            "resources": {"requests": {"cpu": "1", "memory": "100Mi"}, "limits": {"cpu": "1", "memory": "200Mi"}},
+            "containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]
+        }));
+        assert_eq!(qos_class(&burstable), QosClass::Burstable);
+        let cpu_only = with(serde_json::json!({
+            "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}},
+            "containers": [{"name": "a"}]
+        }));
+        assert_eq!(qos_class(&cpu_only), QosClass::Burstable);
+        let spec = guaranteed.spec.unwrap();
+        let r = pod_level_resources(&spec).unwrap().unwrap();
+        assert_eq!(r.cpu_request_millis, Some(1000));
+        assert_eq!(r.memory_limit_bytes, Some(1 << 30));
     }
 }

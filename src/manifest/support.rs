@@ -77,9 +77,18 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("status", Yes), // written by the runtime; ignored on create, as the API server does
     ("spec", Into),
     ("spec.containers", Into),
-    ("spec.initContainers", Into), // run in order before the containers
+    ("spec.initContainers", Into), // run in order before the containers; sidecars with Always
     ("spec.restartPolicy", Yes),
-    ("spec.terminationGracePeriodSeconds", Yes),
+    ("spec.terminationGracePeriodSeconds", Yes), // covers preStop, the signal, then SIGKILL
+    ("spec.activeDeadlineSeconds", Yes),         // Failed/DeadlineExceeded, containers stopped
+    ("spec.shareProcessNamespace", Yes),         // one pid namespace held by the pause process
+    // Pod-level resources (1.34 beta): the pod cgroup's limits and cpu.weight, the QoS class.
+    ("spec.resources", Into),
+    ("spec.resources.requests", Yes),
+    ("spec.resources.limits", Yes),
+    ("spec.resources.claims", Yes), // forbidden at pod level by validation, as upstream
+    ("spec.os", Into),
+    ("spec.os.name", Yes), // linux runs; windows is rejected by the node's admission
     ("spec.hostname", Yes),
     ("spec.subdomain", Yes),
     ("spec.hostAliases", Yes),
@@ -209,16 +218,12 @@ pub const POD_FIELDS: &[(&str, Support)] = &[
     ("spec.hostIPC", Yes),
     // User namespaces are not implemented: hostUsers: false is refused by name.
     ("spec.hostUsers", UnlessEquals("true")),
-    ("spec.shareProcessNamespace", No),
     ("spec.setHostnameAsFQDN", No),
     ("spec.hostnameOverride", No),
     ("spec.ephemeralContainers", No),
-    ("spec.os", No),
     ("spec.runtimeClassName", No),
     ("spec.overhead", No),
-    ("spec.activeDeadlineSeconds", No),
     ("spec.readinessGates", No),
-    ("spec.resources", No),
     ("spec.resourceClaims", No),
     ("spec.schedulingGates", No),
 ];
@@ -233,6 +238,18 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("workingDir", Yes),
     ("terminationMessagePath", Yes),
     ("terminationMessagePolicy", Yes),
+    // Init containers: Always makes a native sidecar; app containers may not set it
+    // (validation). restartPolicyRules (alpha) is refused: not listed.
+    ("restartPolicy", Yes),
+    // Hooks and probes run by the supervisor through src/probe (every handler kind the API
+    // allows; a tcpSocket hook fails at run time as the kubelet's does).
+    ("lifecycle", Into),
+    ("lifecycle.stopSignal", Yes),
+    ("lifecycle.postStart", Yes),
+    ("lifecycle.preStop", Yes),
+    ("livenessProbe", Yes),
+    ("readinessProbe", Yes),
+    ("startupProbe", Yes),
     ("env", Into),
     ("env[].name", Yes),
     ("env[].value", Yes),

@@ -182,18 +182,15 @@ fn json_is_accepted() {
 
 #[test]
 fn unsupported_features_are_named() {
-    let text = GOOD.replace(
-        "    ports:",
-        "    livenessProbe:\n      exec: {command: [true]}\n    tty: false\n    ports:",
-    );
+    let text = GOOD.replace("    ports:", "    stdin: true\n    tty: false\n    ports:");
     let err = errors(&text);
     assert!(
-        err.contains("pod.yaml: document 1: not supported: spec.containers[0].livenessProbe"),
+        err.contains("pod.yaml: document 1: not supported: spec.containers[0].stdin"),
         "{err}"
     );
     assert!(!err.contains("tty"), "{err}");
     let text = format!(
-        "{GOOD}  volumes:\n  - name: v\n    gitRepo: {{repository: r}}\n  shareProcessNamespace: true\n"
+        "{GOOD}  volumes:\n  - name: v\n    gitRepo: {{repository: r}}\n  setHostnameAsFQDN: true\n"
     );
     let err = errors(&text);
     assert!(
@@ -201,7 +198,7 @@ fn unsupported_features_are_named() {
         "{err}"
     );
     assert!(
-        err.contains("not supported: spec.shareProcessNamespace"),
+        err.contains("not supported: spec.setHostnameAsFQDN"),
         "{err}"
     );
     let text = format!("{GOOD}  hostNetwork: false\n  nodeSelector: {{disk: ssd}}\n");
@@ -305,8 +302,10 @@ fn yaml_octal_integers_are_read_as_kubernetes_does() {
 
 #[test]
 fn type_error_inside_refused_feature_is_not_supported() {
-    let err = errors(&format!("{GOOD}  os:\n    name: [linux]\n"));
-    assert!(err.contains("not supported: spec.os"), "{err}");
+    let err = errors(&format!(
+        "{GOOD}  readinessGates:\n  - conditionType: [x]\n"
+    ));
+    assert!(err.contains("not supported: spec.readinessGates"), "{err}");
     assert!(!err.contains("Invalid value"), "{err}");
 }
 

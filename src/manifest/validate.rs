@@ -180,6 +180,9 @@ fn validate_spec(spec: &PodSpec, check: &mut Check) {
         }
     }
     super::security::validate(spec, check);
+    super::validate_lifecycle::validate(spec, check);
+    super::probes::validate(spec, check);
+    super::pod_resources::validate(spec, check);
     super::ports::validate(spec, check);
     if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
         check.invalid(

@@ -84,9 +84,28 @@ impl Verdict {
     }
 }
 
+/// The kubelet's reason and message for a pod whose `spec.os.name` is not the node's
+/// [pkg/kubelet/lifecycle/predicate.go].
+pub const REASON_POD_OS_NOT_SUPPORTED: &str = "PodOSNotSupported";
+const MESSAGE_POD_OS_NOT_SUPPORTED: &str =
+    "Failed to admit pod as the OS field doesn't match node OS";
+/// This node's OS, as `spec.os.name` names it.
+const NODE_OS: &str = "linux";
+
 /// The node's verdict on the pod, None when it may run.
 pub fn admit(pod: &Pod) -> Option<Verdict> {
-    check_sysctls(pod, Allowlist::from_env()).or_else(|| check_apparmor(pod, host_has_apparmor()))
+    check_os(pod)
+        .or_else(|| check_sysctls(pod, Allowlist::from_env()))
+        .or_else(|| check_apparmor(pod, host_has_apparmor()))
+}
+
+/// A pod for another OS is rejected [predicate.go rejectPodAdmissionBasedOnOSField].
+fn check_os(pod: &Pod) -> Option<Verdict> {
+    let os = pod.spec.as_ref()?.os.as_ref()?;
+    (os.name != NODE_OS).then(|| Verdict::Rejected {
+        reason: REASON_POD_OS_NOT_SUPPORTED.into(),
+        message: MESSAGE_POD_OS_NOT_SUPPORTED.into(),
+    })
 }
 
 fn check_sysctls(
@@ -216,6 +235,23 @@ mod tests {
             check_sysctls(&with_sysctl("net.core.somaxconn"), allowed),
             None
         );
+    }
+
+    #[test]
+    fn a_pod_for_another_os_is_rejected() {
+        let for_os = |name: &str| pod(json!({"containers": [], "os": {"name": name}}), json!({}));
+        assert_eq!(check_os(&for_os("linux")), None);
+        let v = check_os(&for_os("windows")).unwrap();
+        let mut status = PodStatus::default();
+        v.apply(&mut status);
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("PodOSNotSupported"));
+        assert_eq!(
+            status.message.as_deref(),
+            Some("Pod was rejected: Failed to admit pod as the OS field doesn't match node OS")
+        );
+        let plain = pod(json!({"containers": []}), json!({}));
+        assert_eq!(check_os(&plain), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// A container that ran at least this long before exiting starts the back-off afresh.
+/// A container that ran longer than this before exiting starts the back-off afresh (twice the
+/// cap: client-go's `hasExpired`, `eventTime.Sub(lastUpdate) > maxDuration*2`).
 pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
 
 /// The back-off state of one container.
@@ -21,7 +22,7 @@ pub struct RestartBackoff {
 impl RestartBackoff {
     /// Records an exit after `ran_for` and returns how long to wait before the restart.
     pub fn on_exit(&mut self, ran_for: Duration) -> Duration {
-        if ran_for >= BACKOFF_RESET_AFTER {
+        if ran_for > BACKOFF_RESET_AFTER {
             self.next = Duration::ZERO;
         }
         let delay = self.next;

@@ -1,13 +1,15 @@
-//! Pods: the records shared by the CLI and the supervisor, the status model, the restart policy
-//! and back-off, the node's admission (sysctls, AppArmor), the per-pod supervisor process, and creating and removing pods.
+//! Pods: the records shared by the CLI and the supervisor, the status model, the lifecycle model
+//! (`machine`: restart policy, init order, sidecars, termination) and back-off, the node's admission (sysctls, AppArmor), the per-pod supervisor process, and creating and removing pods.
 
 pub mod admission;
 pub mod backoff;
 pub mod events;
 pub mod image_use;
 pub mod lifecycle;
+pub mod machine;
 pub mod metadata;
 pub mod model;
+pub mod phase;
 pub mod record;
 pub mod supervisor;
 pub mod teardown;

@@ -1,14 +1,18 @@
-//! The supervisor's in-memory view of a pod's containers, and how it becomes a Kubernetes
-//! `PodStatus` (phase, conditions, container states) — pure functions, tested without root.
+//! The supervisor's view of a pod's containers, and how it becomes a Kubernetes `PodStatus`
+//! (container states, phase, conditions) — pure functions, tested without root. The phase and
+//! the conditions are in [`crate::pod::phase`].
 
 use std::net::Ipv4Addr;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::pod::machine::{Kind, RestartPolicy};
+use crate::pod::phase::{conditions, phase};
 
 // Waiting and terminated reasons [pkg/kubelet/container, containerd internal/cri/server].
 pub const REASON_CONTAINER_CREATING: &str = "ContainerCreating";
@@ -28,6 +32,11 @@ pub const REASON_CONTAINER_STATUS_UNKNOWN: &str = "ContainerStatusUnknown";
 /// The pod's status reason (and event reason) when the kubelet evicts it
 /// [pkg/kubelet/eviction/helpers.go Reason].
 pub const REASON_EVICTED: &str = "Evicted";
+/// The pod's status reason and event reason past `activeDeadlineSeconds`, and the message of
+/// both [pkg/kubelet/active_deadline.go].
+pub const REASON_DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+pub const MESSAGE_DEADLINE_EXCEEDED: &str =
+    "Pod was active on the node longer than the specified deadline";
 
 pub const PHASE_PENDING: &str = "Pending";
 pub const PHASE_RUNNING: &str = "Running";
@@ -67,21 +76,24 @@ pub enum RunState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerView {
     pub name: String,
+    pub kind: Kind,
     pub image: String,
     pub image_id: String,
     pub restart_count: u32,
     pub state: RunState,
     pub last_terminated: Option<Terminated>,
-    /// The container has finished for good (no restart will follow).
-    pub done: bool,
-    /// At least one instance has been started.
-    pub ever_started: bool,
+    /// Running and past its startup probe (or without one).
+    pub started: bool,
+    /// Started and past its readiness probe (or without one); an init container that exited
+    /// 0 is ready too [prober_manager.go UpdatePodStatus].
+    pub ready: bool,
 }
 
 impl ContainerView {
-    pub fn new(name: &str, image: &str, waiting_reason: &str) -> Self {
+    pub fn new(name: &str, kind: Kind, image: &str, waiting_reason: &str) -> Self {
         ContainerView {
             name: name.to_string(),
+            kind,
             image: image.to_string(),
             image_id: String::new(),
             restart_count: 0,
@@ -90,8 +102,8 @@ impl ContainerView {
                 message: None,
             },
             last_terminated: None,
-            done: false,
-            ever_started: false,
+            started: false,
+            ready: false,
         }
     }
 
@@ -99,26 +111,48 @@ impl ContainerView {
         matches!(self.state, RunState::Running { .. })
     }
 
-    /// Finished for good with exit code 0.
-    pub fn succeeded(&self) -> bool {
-        self.done && matches!(&self.state, RunState::Terminated(t) if t.exit_code == 0)
+    pub fn is_terminated(&self) -> bool {
+        matches!(self.state, RunState::Terminated(_))
     }
 }
 
+/// A failure the pod reports for itself (evicted, past its active deadline): phase Failed with
+/// this reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFailure {
+    pub reason: String,
+    pub message: String,
+}
+
 /// Everything the pod's status is computed from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PodView {
+    /// `initContainers`, sidecars included, in spec order.
     pub init: Vec<ContainerView>,
     pub app: Vec<ContainerView>,
+    pub policy: RestartPolicy,
     pub pod_ip: Option<Ipv4Addr>,
     pub host_ip: Option<String>,
     pub start_time: Option<Timestamp>,
     pub qos_class: String,
     pub sandbox_ready: bool,
-    /// An init container failed and the pod will not retry it (restartPolicy Never).
-    pub init_failed: bool,
-    /// The pod was evicted, with this message: phase Failed, reason Evicted.
-    pub evicted: Option<String>,
+    pub failure: Option<PodFailure>,
+}
+
+impl Default for PodView {
+    fn default() -> Self {
+        PodView {
+            init: Vec::new(),
+            app: Vec::new(),
+            policy: RestartPolicy::Always,
+            pod_ip: None,
+            host_ip: None,
+            start_time: None,
+            qos_class: String::new(),
+            sandbox_ready: false,
+            failure: None,
+        }
+    }
 }
 
 fn time(t: Timestamp) -> Time {
@@ -171,8 +205,8 @@ fn container_status(c: &ContainerView) -> ContainerStatus {
         image: c.image.clone(),
         image_id: c.image_id.clone(),
         container_id,
-        ready: c.is_running(),
-        started: Some(c.is_running()),
+        ready: c.ready,
+        started: Some(c.started),
         restart_count: c.restart_count as i32,
         state: Some(state_k8s(&c.state)),
         last_state: Some(
@@ -188,52 +222,19 @@ fn container_status(c: &ContainerView) -> ContainerStatus {
     }
 }
 
-/// The pod phase from its containers [core/v1 types.go PodPhase; kubelet getPhase].
-pub fn phase(view: &PodView) -> &'static str {
-    if view.init_failed || view.evicted.is_some() {
-        return PHASE_FAILED;
-    }
-    let init_done = view.init.iter().all(|c| c.succeeded());
-    if !init_done || view.app.iter().any(|c| !c.ever_started) {
-        return PHASE_PENDING;
-    }
-    if view.app.iter().all(|c| c.done) {
-        if view.app.iter().all(|c| c.succeeded()) {
-            return PHASE_SUCCEEDED;
-        }
-        return PHASE_FAILED;
-    }
-    PHASE_RUNNING
-}
-
-fn condition(type_: &str, ok: bool, reason: Option<&str>, now: Timestamp) -> PodCondition {
-    PodCondition {
-        type_: type_.to_string(),
-        status: if ok { "True" } else { "False" }.to_string(),
-        last_transition_time: Some(time(now)),
-        reason: if ok { None } else { reason.map(str::to_string) },
-        ..Default::default()
-    }
-}
-
-/// Builds the Kubernetes `PodStatus`. `previous` keeps condition transition times stable.
+/// Builds the Kubernetes `PodStatus`. `previous` keeps condition transition times stable and
+/// a terminal phase terminal: a pod never leaves Succeeded or Failed [kubelet.go
+/// generateAPIPodStatus].
 pub fn pod_status(view: &PodView, previous: Option<&PodStatus>, now: Timestamp) -> PodStatus {
-    let phase = phase(view);
-    let initialized = view.init.iter().all(|c| c.succeeded());
-    let ready =
-        initialized && !view.app.is_empty() && view.app.iter().all(ContainerView::is_running);
-    let mut conditions = vec![
-        condition("PodReadyToStartContainers", view.sandbox_ready, None, now),
-        condition(
-            "Initialized",
-            initialized,
-            Some("ContainersNotInitialized"),
-            now,
-        ),
-        condition("Ready", ready, Some("ContainersNotReady"), now),
-        condition("ContainersReady", ready, Some("ContainersNotReady"), now),
-        condition("PodScheduled", true, None, now),
-    ];
+    let mut phase = phase(view);
+    let was = previous.and_then(|p| p.phase.as_deref());
+    if let Some(terminal) = [PHASE_SUCCEEDED, PHASE_FAILED]
+        .into_iter()
+        .find(|p| was == Some(*p))
+    {
+        phase = terminal;
+    }
+    let mut conditions = conditions(view, phase, now);
     if let Some(prev) = previous.and_then(|p| p.conditions.as_ref()) {
         for c in conditions.iter_mut() {
             if let Some(old) = prev.iter().find(|o| o.type_ == c.type_) {
@@ -258,8 +259,8 @@ pub fn pod_status(view: &PodView, previous: Option<&PodStatus>, now: Timestamp) 
             Some(view.init.iter().map(container_status).collect())
         },
         container_statuses: Some(view.app.iter().map(container_status).collect()),
-        reason: view.evicted.as_ref().map(|_| REASON_EVICTED.to_string()),
-        message: view.evicted.clone(),
+        reason: view.failure.as_ref().map(|f| f.reason.clone()),
+        message: view.failure.as_ref().map(|f| f.message.clone()),
         ..Default::default()
     }
 }
@@ -276,25 +277,31 @@ pub fn terminated_reason(exit_code: i32, oom_killed: bool) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ts(s: i64) -> Timestamp {
+    pub fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
     }
 
-    fn running(name: &str) -> ContainerView {
-        let mut c = ContainerView::new(name, "busybox", REASON_CONTAINER_CREATING);
+    pub fn waiting(name: &str, kind: Kind) -> ContainerView {
+        ContainerView::new(name, kind, "busybox", REASON_CONTAINER_CREATING)
+    }
+
+    pub fn running(name: &str, kind: Kind) -> ContainerView {
+        let mut c = waiting(name, kind);
         c.state = RunState::Running {
             started_at: ts(1),
             container_id: "peapod://abc".into(),
         };
-        c.ever_started = true;
+        c.started = true;
+        // A running init container is not ready: it is when it exited 0.
+        c.ready = kind != Kind::Init;
         c
     }
 
-    fn finished(name: &str, code: i32) -> ContainerView {
-        let mut c = ContainerView::new(name, "busybox", REASON_CONTAINER_CREATING);
+    pub fn finished(name: &str, kind: Kind, code: i32) -> ContainerView {
+        let mut c = waiting(name, kind);
         c.state = RunState::Terminated(Terminated {
             exit_code: code,
             signal: None,
@@ -304,46 +311,13 @@ mod tests {
             finished_at: ts(2),
             container_id: "peapod://abc".into(),
         });
-        c.ever_started = true;
-        c.done = true;
+        c.ready = kind == Kind::Init && code == 0;
         c
     }
 
     #[test]
-    fn phases() {
-        let mut v = PodView {
-            app: vec![ContainerView::new(
-                "a",
-                "busybox",
-                REASON_CONTAINER_CREATING,
-            )],
-            ..Default::default()
-        };
-        assert_eq!(phase(&v), PHASE_PENDING);
-        v.app = vec![running("a"), finished("b", 0)];
-        assert_eq!(phase(&v), PHASE_RUNNING);
-        v.app = vec![finished("a", 0), finished("b", 0)];
-        assert_eq!(phase(&v), PHASE_SUCCEEDED);
-        v.app = vec![finished("a", 0), finished("b", 3)];
-        assert_eq!(phase(&v), PHASE_FAILED);
-        v.init = vec![running("i")];
-        v.app = vec![ContainerView::new("a", "busybox", REASON_POD_INITIALIZING)];
-        assert_eq!(phase(&v), PHASE_PENDING);
-        v.init_failed = true;
-        assert_eq!(phase(&v), PHASE_FAILED);
-        v.init_failed = false;
-        v.init = Vec::new();
-        v.app = vec![running("a")];
-        v.evicted = Some("Usage of EmptyDir volume \"x\" exceeds the limit \"1Mi\". ".into());
-        assert_eq!(phase(&v), PHASE_FAILED);
-        let s = pod_status(&v, None, ts(3));
-        assert_eq!(s.reason.as_deref(), Some(REASON_EVICTED));
-        assert_eq!(s.message, v.evicted);
-    }
-
-    #[test]
     fn status_carries_states_ready_and_ip() {
-        let mut a = running("a");
+        let mut a = running("a", Kind::App);
         a.restart_count = 2;
         a.last_terminated = Some(Terminated {
             exit_code: 137,
@@ -366,16 +340,46 @@ mod tests {
         assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.2"));
         let cs = &s.container_statuses.unwrap()[0];
         assert!(cs.ready);
+        assert_eq!(cs.started, Some(true));
         assert_eq!(cs.restart_count, 2);
         let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
         assert_eq!(last.exit_code, 137);
-        let ready = s
-            .conditions
-            .unwrap()
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
-        assert_eq!(ready.status, "True");
+    }
+
+    #[test]
+    fn a_terminal_phase_stays_terminal() {
+        let v = PodView {
+            app: vec![finished("a", Kind::App, 0)],
+            policy: RestartPolicy::Never,
+            ..Default::default()
+        };
+        let done = pod_status(&v, None, ts(1));
+        assert_eq!(done.phase.as_deref(), Some(PHASE_SUCCEEDED));
+        let again = PodView {
+            app: vec![running("a", Kind::App)],
+            ..v
+        };
+        let s = pod_status(&again, Some(&done), ts(2));
+        assert_eq!(s.phase.as_deref(), Some(PHASE_SUCCEEDED));
+    }
+
+    #[test]
+    fn a_failure_of_the_pod_sets_reason_and_message() {
+        let v = PodView {
+            app: vec![running("a", Kind::App)],
+            failure: Some(PodFailure {
+                reason: REASON_DEADLINE_EXCEEDED.into(),
+                message: MESSAGE_DEADLINE_EXCEEDED.into(),
+            }),
+            ..Default::default()
+        };
+        let s = pod_status(&v, None, ts(3));
+        assert_eq!(s.phase.as_deref(), Some(PHASE_FAILED));
+        assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("Pod was active on the node longer than the specified deadline")
+        );
     }
 
     #[test]

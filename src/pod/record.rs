@@ -84,6 +84,10 @@ pub struct PodState {
     pub pod_cgroup: Option<PathBuf>,
     /// By container name (init and app containers).
     pub containers: BTreeMap<String, ContainerState>,
+    /// The pod finished: its host resources are released and its supervisor exited; the
+    /// status is final (not `Unknown`) until the pod is deleted.
+    #[serde(default)]
+    pub finished: bool,
     /// The nftables table of the pod's host ports (`network::hostport`), recorded before it
     /// is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,10 @@
 //! Releasing everything a pod holds on the host, from its recorded `PodState`.
 //!
-//! Used by the supervisor at the end of a delete, and by `peapod delete` itself when the
-//! supervisor is gone (killed, crashed): the state file is written before each resource is
-//! created, so this can always find what to release. Every step is idempotent and a failure in
-//! one step does not stop the others.
+//! Used by the supervisor at the end of a delete ([`release_all`]) and when its pod finished
+//! ([`release_host`]: the record, status and logs stay), and by `peapod delete` itself when the
+//! supervisor is gone (killed, crashed, or exited after its pod finished): the state file is
+//! written before each resource is created, so this can always find what to release. Every
+//! step is idempotent and a failure in one step does not stop the others.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use crate::cgroup::CgroupManager;
 use crate::network;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::pod::record::{PodState, ProcessRef, POD_FILE};
+use crate::pod::record::{PodState, ProcessRef, CONTAINERS_DIR, POD_FILE};
 use crate::store::{read_json, Paths};
+use crate::volume::{VOLUMES_DIR, VOLUME_SUBPATHS_DIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
@@ -94,13 +96,12 @@ fn remove_dir(path: &Path) -> Option<String> {
     }
 }
 
-/// Releases every resource recorded in `state`, then removes the pod's directories.
-/// Returns the steps that failed, if any (after trying all of them).
-pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError> {
+/// Releases what the pod holds on the host: its processes, network (veth, host ports and
+/// their claim, IP), mounts and cgroups, then the contents of its volumes (once nothing is mounted there any more). The
+/// record, the status and the logs stay. Returns the steps that failed (after trying all).
+pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
     let uid = state.uid.as_str();
     let mut errors: Vec<String> = Vec::new();
-    // The spec names the claims to release once the pod is gone.
-    let pod: Option<Pod> = read_json(&paths.pod_dir(uid).join(POD_FILE)).ok();
 
     // 1. Processes: containers first, then the sandbox; the pod cgroup catches any we missed.
     for c in state.containers.values() {
@@ -152,7 +153,7 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
     // 3. Mounts under the pod's directories.
     let run_dir = paths.pod_run_dir(uid);
     let lib_dir = paths.pod_dir(uid);
-    errors.extend(unmount_under(&[run_dir.clone(), lib_dir.clone()]));
+    errors.extend(unmount_under(&[run_dir, lib_dir.clone()]));
 
     // 4. cgroups (children first; the manager handles nesting).
     if let Some(cg) = &state.pod_cgroup {
@@ -161,7 +162,27 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
         }
     }
 
-    // 5. Files: runtime dir, logs, and the record itself last so a retry can find it.
+    // 5. What the volumes and instances held, only once nothing is mounted there: a mount
+    // left behind must never have its contents removed.
+    if errors.is_empty() {
+        for dir in [VOLUMES_DIR, VOLUME_SUBPATHS_DIR, CONTAINERS_DIR] {
+            errors.extend(remove_dir(&lib_dir.join(dir)));
+        }
+    }
+    errors
+}
+
+/// Releases every resource recorded in `state`, then removes the pod's directories.
+/// Returns the steps that failed, if any (after trying all of them).
+pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError> {
+    let uid = state.uid.as_str();
+    // The spec names the claims to release once the pod is gone.
+    let pod: Option<Pod> = read_json(&paths.pod_dir(uid).join(POD_FILE)).ok();
+    let mut errors = release_host(paths, state);
+
+    // Files: runtime dir, logs, and the record itself last so a retry can find it.
+    let run_dir = paths.pod_run_dir(uid);
+    let lib_dir = paths.pod_dir(uid);
     errors.extend(remove_dir(&run_dir));
     errors.extend(remove_dir(&paths.pod_log_dir(
         &state.namespace,
@@ -179,7 +200,7 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
         errors.extend(remove_dir(&lib_dir));
     }
 
-    // 6. Claims: the pod's ephemeral claims, and claims waiting for their last pod to go
+    // Claims: the pod's ephemeral claims, and claims waiting for their last pod to go
     // (pvc-protection), now that this pod is no longer on record.
     if let Some(pod) = pod.as_ref().filter(|_| errors.is_empty()) {
         if let Err(e) = crate::volume::claim::release_for_pod(paths, pod) {

@@ -6,6 +6,13 @@
 //! page with the supervisor copy-on-write and dirties only its stack. Forking without exec is
 //! safe only from a single-threaded process, which the supervisor is (see
 //! `pod::supervisor`); `spawn` checks it and refuses otherwise.
+//!
+//! With `shareProcessNamespace` the pause process is also pid 1 of a new pid namespace that
+//! every container of the pod joins, as the kubelet's pause container is. It then reaps the
+//! processes reparented to it: SIGCHLD is ignored, so the kernel frees an orphan as soon as it
+//! exits (and the zombies it inherits), without a waitpid loop or any allocation. SIGTERM and
+//! SIGINT end it, as they end the kubelet's pause: pid 1 of a namespace gets only the signals
+//! it handles.
 
 use std::ffi::CString;
 use std::fs::OpenOptions;
@@ -49,10 +56,16 @@ impl Pause {
 
 /// Forks the pause process into new net, uts and ipc namespaces with `hostname` set, inside
 /// `cgroup` (a cgroup v2 directory) when given; the namespaces `host` names are the host's
-/// (no new one, and no hostname set in the host's UTS namespace). Returns at once: the caller can work while the
-/// kernel builds the network namespace, and calls [`Pause::wait_ready`] before using it. The
-/// caller reaps the process.
-pub fn spawn(hostname: &str, cgroup: Option<&Path>, host: HostNamespaces) -> io::Result<Pause> {
+/// (no new one, and no hostname set in the host's UTS namespace). With `new_pid_ns`
+/// (shareProcessNamespace) it is pid 1 of a new pid namespace. Returns at once: the caller can
+/// work while the kernel builds the network namespace, and calls [`Pause::wait_ready`] before
+/// using it. The caller reaps the process.
+pub fn spawn(
+    hostname: &str,
+    cgroup: Option<&Path>,
+    host: HostNamespaces,
+    new_pid_ns: bool,
+) -> io::Result<Pause> {
     if crate::procfs::thread_count() != 1 {
         return Err(io::Error::other(
             "the pause process must be forked from a single-threaded process",
@@ -87,9 +100,7 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>, host: HostNamespaces) -> io:
     };
     // The child reports a failed setup step through this pipe before it pauses.
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    // SAFETY: the caller is single-threaded (checked above), so the child may run ordinary
-    // code; it never returns from `pause_child`.
-    match unsafe { fork() }.map_err(io::Error::from)? {
+    match fork_pause(new_pid_ns)? {
         ForkResult::Child => {
             drop(err_r);
             let fd = err_w.as_raw_fd();
@@ -108,6 +119,43 @@ pub fn spawn(hostname: &str, cgroup: Option<&Path>, host: HostNamespaces) -> io:
             })
         }
     }
+}
+
+/// fork(2), or with `new_pid_ns` a clone(2) that makes the child pid 1 of a new pid namespace
+/// (unshare(CLONE_NEWPID) would only move the caller's future children; clone keeps the child
+/// a direct, waitable child of ours).
+fn fork_pause(new_pid_ns: bool) -> io::Result<ForkResult> {
+    if !new_pid_ns {
+        // SAFETY: the caller is single-threaded (checked by `spawn`), so the child may run
+        // ordinary code; it never returns from `pause_child`.
+        return unsafe { fork() }.map_err(io::Error::from);
+    }
+    // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2) (the child runs on
+    // a copy of this stack); the caller is single-threaded, and the child only runs
+    // `pause_child`, which never returns. x86_64 order: flags, stack, parent_tid, child_tid, tls.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
+/// SIGTERM and SIGINT end the pause process (pid 1 of a pid namespace ignores them otherwise).
+extern "C" fn exit_on_signal(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) }
 }
 
 /// Descriptors the pause child uses, opened by the parent.
@@ -158,6 +206,19 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
             );
             libc::close(fd);
         }
+    }
+    // Orphans of a shared pid namespace are reaped by the kernel; SIGTERM/SIGINT end us.
+    // SAFETY: signal(2) with SIG_IGN and an async-signal-safe handler; no memory involved.
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+        libc::signal(
+            libc::SIGTERM,
+            exit_on_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGINT,
+            exit_on_signal as *const () as libc::sighandler_t,
+        );
     }
     // The supervisor blocks the signals it reads from a signalfd; the pause process must die
     // of SIGTERM like any process.

@@ -14,7 +14,6 @@ use nix::mount::MsFlags;
 use super::{apply_ownership, pod_fs_group, OwnershipPolicy};
 use super::{PodVolumes, VolumeError, PLUGIN_EMPTY_DIR};
 use crate::manifest::quantity::parse_quantity;
-use crate::manifest::resources::container_resources;
 
 /// The kubelet makes emptyDirs world-writable [empty_dir.go defaultPerm].
 pub const DEFAULT_MODE: u32 = 0o777;
@@ -41,7 +40,7 @@ pub fn size_limit_bytes(source: &EmptyDirVolumeSource) -> Option<u64> {
 }
 
 /// The tmpfs size of a memory emptyDir: the node's memory, lowered to the pod's memory limit
-/// (when every container has one) and to the volume's sizeLimit, whichever is smaller
+/// (its pod cgroup's) and to the volume's sizeLimit, whichever is smaller
 /// [empty_dir.go calculateEmptyDirMemorySize].
 pub fn memory_size(pod: &Pod, source: &EmptyDirVolumeSource, node_memory_bytes: u64) -> u64 {
     let mut size = if node_memory_bytes == 0 {
@@ -49,19 +48,11 @@ pub fn memory_size(pod: &Pod, source: &EmptyDirVolumeSource, node_memory_bytes: 
     } else {
         node_memory_bytes
     };
-    let spec = pod.spec.as_ref();
-    let limits = |cs: &[k8s_openapi::api::core::v1::Container]| {
-        cs.iter()
-            .map(container_resources)
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap_or_default()
-    };
-    let app = limits(spec.map(|s| &s.containers[..]).unwrap_or_default());
-    let init = limits(
-        spec.and_then(|s| s.init_containers.as_deref())
-            .unwrap_or_default(),
-    );
-    if let Some(pod_limit) = crate::cgroup::pod_limits(&app, &init).memory_limit_bytes {
+    // The pod cgroup's memory limit, as the kubelet computes it for both.
+    let pod_limit = crate::cgroup::pod_resources(pod)
+        .ok()
+        .and_then(|r| r.memory_limit_bytes);
+    if let Some(pod_limit) = pod_limit {
         if pod_limit > 0 && pod_limit <= size {
             size = pod_limit;
         }

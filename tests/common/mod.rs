@@ -199,6 +199,67 @@ pub fn container_status(pod: &str, container: &str) -> Option<serde_json::Value>
         .cloned()
 }
 
+/// The `initContainerStatuses[]` entry of `container`.
+pub fn init_status(pod: &str, container: &str) -> Option<serde_json::Value> {
+    let v = try_pod_json(pod)?;
+    v["status"]["initContainerStatuses"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == container)
+        .cloned()
+}
+
+/// A column of `peapod get pods NAME` (READY, STATUS, RESTARTS...), or "" if the pod is not
+/// listed.
+pub fn column(name: &str, header: &str) -> String {
+    let out = peapod(&["get", "pods", name]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let headers: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let Some(col) = headers.iter().position(|h| *h == header) else {
+        return String::new();
+    };
+    lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.first() == Some(&name))
+        .and_then(|cols| cols.get(col).map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// The pod's events as (reason, message) pairs, from its events.json.
+pub fn events(pod: &str) -> Vec<(String, String)> {
+    let uid = pod_json(pod)["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let path = lib_dir().join("pods").join(uid).join("events.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    list.iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the pod has an event with this reason whose message contains `message`.
+pub fn has_event(pod: &str, reason: &str, message: &str) -> bool {
+    events(pod)
+        .iter()
+        .any(|(r, m)| r == reason && m.contains(message))
+}
+
+/// The pod's condition of this type (`Ready`, `Initialized`...), or null.
+pub fn condition(pod: &str, type_: &str) -> serde_json::Value {
+    pod_json(pod)["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+        .unwrap_or_default()
+}
+
 /// `restartCount` of `container` (0 when unknown).
 pub fn restart_count(pod: &str, container: &str) -> u64 {
     container_status(pod, container)
@@ -208,20 +269,7 @@ pub fn restart_count(pod: &str, container: &str) -> u64 {
 
 /// The STATUS column of `peapod get pods NAME`, or "" if the pod is not listed.
 pub fn status_column(name: &str) -> String {
-    let out = peapod(&["get", "pods", name]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let Some(header) = lines.next() else {
-        return String::new();
-    };
-    let Some(col) = header.split_whitespace().position(|h| h == "STATUS") else {
-        return String::new();
-    };
-    lines
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|cols| cols.first() == Some(&name))
-        .and_then(|cols| cols.get(col).map(|s| s.to_string()))
-        .unwrap_or_default()
+    column(name, "STATUS")
 }
 
 /// Waits until the pod's phase is Running and all its containers are running.
@@ -370,6 +418,24 @@ fn dir_entries(dir: &str, prefix: &str) -> Vec<String> {
 
 /// A one-container busybox pod running `cmd` under `sh -c`.
 pub fn pod_yaml(name: &str, policy: &str, extra: &str, cmd: &str) -> String {
+    pod_of(
+        name,
+        policy,
+        2,
+        &format!(
+            "  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", {cmd:?}]
+{extra}"
+        ),
+        "",
+    )
+}
+
+/// A pod of `containers` (list entries, already formatted) with `grace` seconds to stop, and
+/// `rest`: more spec fields, indented by two spaces.
+pub fn pod_of(name: &str, policy: &str, grace: u32, containers: &str, rest: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
@@ -377,13 +443,9 @@ metadata:
   name: {name}
 spec:
   restartPolicy: {policy}
-  terminationGracePeriodSeconds: 2
+  terminationGracePeriodSeconds: {grace}
   containers:
-  - name: app
-    image: busybox
-    imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", {cmd:?}]
-{extra}"
+{containers}{rest}"
     )
 }
 

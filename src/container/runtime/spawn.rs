@@ -61,6 +61,9 @@ struct Prepared {
     cgroup_procs: Option<OwnedFd>,
     new_cgroup_ns: bool,
     joins: Vec<Join>,
+    /// An existing pid namespace to create the child in (a pod that shares one), instead of a
+    /// new one: setns(2) on the caller's pid_for_children around the clone.
+    pid_ns: Option<OwnedFd>,
     stdio: [OwnedFd; 3],
     clone_flags: libc::c_ulong,
 }
@@ -184,6 +187,22 @@ fn create_inner(
         init_exe,
     )?;
 
+    // Joining a pid namespace moves only the children made afterwards (pid_namespaces(7)), so
+    // the caller enters it for the clone and returns to its own right after, as `exec_in` does.
+    let own_pid_ns = match &prepared.pid_ns {
+        Some(target) => {
+            let own = open(
+                Path::new("/proc/self/ns/pid"),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| RuntimeError::sys("open /proc/self/ns/pid", e))?;
+            nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID)
+                .map_err(|e| RuntimeError::sys("setns into the pod's pid namespace", e))?;
+            Some(own)
+        }
+        None => None,
+    };
     // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2): the child continues
     // on a copy of this stack. The child only runs `child_main`, which uses async-signal-safe
     // syscalls on memory prepared above and never returns. x86_64 argument order is
@@ -198,8 +217,24 @@ fn create_inner(
             0usize,
         )
     };
+    let clone_errno = Errno::last();
+    if ret != 0 {
+        if let Some(own) = &own_pid_ns {
+            if let Err(e) = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID) {
+                // Our later children would land in the pod's pid namespace: refuse to go on.
+                if ret > 0 {
+                    let _ = nix::sys::signal::kill(
+                        Pid::from_raw(ret as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = waitpid(Pid::from_raw(ret as i32), None);
+                }
+                return Err(RuntimeError::sys("setns back to our own pid namespace", e));
+            }
+        }
+    }
     if ret < 0 {
-        return Err(RuntimeError::sys("clone", Errno::last()));
+        return Err(RuntimeError::sys("clone", clone_errno));
     }
     if ret == 0 {
         let gate = Gate {
@@ -258,6 +293,7 @@ fn prepare(
     let mut clone_flags = (libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong;
     let mut new_cgroup_ns = false;
     let mut has_pid = false;
+    let mut pid_ns = None;
     let mut joins = Vec::new();
     for ns in linux.namespaces().iter().flatten() {
         let typ = ns.typ();
@@ -265,6 +301,16 @@ fn prepare(
             (LinuxNamespaceType::Pid, None) => {
                 has_pid = true;
                 clone_flags |= libc::CLONE_NEWPID as libc::c_ulong;
+            }
+            (LinuxNamespaceType::Pid, Some(path)) => {
+                has_pid = true;
+                let fd = open(
+                    path.as_path(),
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| RuntimeError::sys(format!("open namespace {}", path.display()), e))?;
+                pid_ns = Some(fd);
             }
             (LinuxNamespaceType::Mount, None) => {}
             (LinuxNamespaceType::Cgroup, None) => new_cgroup_ns = true,
@@ -391,6 +437,7 @@ fn prepare(
         cgroup_procs,
         new_cgroup_ns,
         joins,
+        pid_ns,
         stdio,
         clone_flags,
     })

@@ -2,15 +2,74 @@
 //! every container pipe, then the handlers for what became ready (output, signals, exited
 //! children, changed objects). Idle for a while, it releases its start-up code pages.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{trim, Supervisor, IDLE_TRIM_AFTER};
+use super::{trim, Supervisor, METADATA_SIGNAL};
+
+/// After this long without anything to do, the supervisor releases its start-up code pages.
+pub(super) const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
+/// How often logs are checked for rotation, as the kubelet does.
+pub(super) const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
+
+/// The loop's own state: the signals it reads, when it last had work, log rotation.
+pub(crate) struct Idle {
+    signals: SignalFd,
+    /// Told (and closed) once the state file exists, when `apply` forked us.
+    ready: Option<OwnedFd>,
+    last_activity: Instant,
+    trimmed: bool,
+    pub next_rotation: Instant,
+}
+
+impl Idle {
+    /// Blocks the signals the loop reads through a signalfd (children get a clean mask: the
+    /// runtime and std reset it before exec). The error names the step.
+    pub fn new(ready: Option<OwnedFd>) -> Result<Idle, (&'static str, nix::Error)> {
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            METADATA_SIGNAL,
+        ] {
+            mask.add(s);
+        }
+        mask.thread_block().map_err(|e| ("block signals", e))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| ("signalfd", e))?;
+        Ok(Idle {
+            signals,
+            ready,
+            last_activity: Instant::now(),
+            trimmed: false,
+            next_rotation: Instant::now() + LOG_ROTATION_CHECK,
+        })
+    }
+
+    /// Releases the code pages now (after a round of frequent probes, which would never
+    /// leave the loop idle for long enough).
+    pub fn trim(&mut self) {
+        trim::release_code_pages();
+        self.trimmed = true;
+    }
+
+    /// Tells `apply` (when it forked us) that the state file exists.
+    pub fn tell_ready(&mut self) {
+        if let Some(ready) = self.ready.take() {
+            if let Err(e) = nix::unistd::write(&ready, b"1") {
+                tracing::warn!(error = %e, "cannot tell apply that the supervisor is up");
+            }
+        }
+    }
+}
 
 /// What one poll found ready.
 #[derive(Default)]
@@ -24,16 +83,16 @@ struct Ready {
 impl Supervisor {
     pub(super) fn wait_and_dispatch(&mut self) {
         let mut deadline = self.next_deadline();
-        if !self.trimmed {
-            deadline = deadline.min(self.last_activity + IDLE_TRIM_AFTER);
+        if !self.idle.trimmed {
+            deadline = deadline.min(self.idle.last_activity + IDLE_TRIM_AFTER);
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
         let timeout_ms = timeout.as_millis().min(10_000) as u16;
         let Some(ready) = self.poll_once(timeout_ms) else {
             return;
         };
-        self.last_activity = Instant::now();
-        self.trimmed = false;
+        self.idle.last_activity = Instant::now();
+        self.idle.trimmed = false;
         for (ri, pi) in ready.pipes {
             self.drain_pipe(ri, pi);
         }
@@ -49,14 +108,18 @@ impl Supervisor {
     /// trimming when idle long enough) or error.
     fn poll_once(&mut self, timeout_ms: u16) -> Option<Ready> {
         let mut owners: Vec<(usize, usize)> = Vec::new();
-        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.idle.signals.as_fd(), PollFlags::POLLIN)];
         let watch = self.volumes.watch_fd();
         if let Some(fd) = watch {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
+        // Probe and hook reports only wake the loop: `collect_runs` reads them.
+        for fd in self.hooks.fds() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         let first_pipe = fds.len();
         for (ri, r) in self.runs.iter().enumerate() {
-            if let Some(inst) = &r.instance {
+            if let Some(inst) = r.life.instance() {
                 for (pi, p) in inst.pipes.iter().enumerate() {
                     if let Some(fd) = p {
                         fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
@@ -67,9 +130,8 @@ impl Supervisor {
         }
         match poll(&mut fds, PollTimeout::from(timeout_ms)) {
             Ok(0) => {
-                if !self.trimmed && self.last_activity.elapsed() >= IDLE_TRIM_AFTER {
-                    trim::release_code_pages();
-                    self.trimmed = true;
+                if !self.idle.trimmed && self.idle.last_activity.elapsed() >= IDLE_TRIM_AFTER {
+                    self.idle.trim();
                 }
                 return None;
             }
@@ -96,14 +158,14 @@ impl Supervisor {
 
     fn handle_signals(&mut self) {
         let mut child = false;
-        while let Ok(Some(info)) = self.signals.read_signal() {
+        while let Ok(Some(info)) = self.idle.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => child = true,
                 Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => {
-                    self.begin_stop();
+                    self.delete_requested();
                 }
                 // `peapod label`/`annotate` rewrote pod.json.
-                Ok(super::METADATA_SIGNAL) => self.reload_metadata(),
+                Ok(METADATA_SIGNAL) => self.reload_metadata(),
                 _ => {}
             }
         }
@@ -127,18 +189,17 @@ impl Supervisor {
     }
 
     fn on_child_exit(&mut self, pid: Pid, exit_code: i32, signal: Option<i32>) {
-        if self.on_pull_exit(pid, exit_code) {
+        if self.on_pull_exit(pid, exit_code) || self.on_sandbox_exit(pid) {
             return;
         }
-        if self.sandbox.as_ref().is_some_and(|s| s.pid == pid) {
-            self.on_sandbox_exit();
+        if self.hooks.on_exit(pid) {
             return;
         }
-        if let Some(ri) = self
+        let container = self
             .runs
             .iter()
-            .position(|r| r.instance.as_ref().is_some_and(|i| i.pid == pid))
-        {
+            .position(|r| r.life.instance().is_some_and(|i| i.pid == pid));
+        if let Some(ri) = container {
             self.on_container_exit(ri, exit_code, signal);
         }
     }

@@ -8,12 +8,14 @@
 
 use std::time::{Duration, Instant};
 
+use super::stop::{End, PodRun};
+
 use k8s_openapi::api::core::v1::Pod;
 
 use super::Supervisor;
 use crate::manifest::quantity::parse_quantity;
 use crate::pod::events;
-use crate::pod::model::REASON_EVICTED;
+use crate::pod::model::{PodFailure, REASON_EVICTED};
 use crate::volume::{self, empty_dir, usage, PLUGIN_EMPTY_DIR};
 
 /// The eviction manager's monitoring period (kubelet `evictionMonitoringPeriod`).
@@ -21,6 +23,19 @@ pub const VOLUME_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// At most this many files are looked at per volume and check; beyond, the usage counted so
 /// far (a lower bound) decides.
 const MAX_USAGE_ENTRIES: usize = 100_000;
+
+/// When the emptyDir sizeLimits are measured next.
+pub(crate) struct Watch {
+    pub next_check: Instant,
+}
+
+impl Watch {
+    pub fn new() -> Watch {
+        Watch {
+            next_check: Instant::now() + VOLUME_CHECK_INTERVAL,
+        }
+    }
+}
 
 /// An emptyDir with a positive sizeLimit: its name, limit in bytes and the limit as the API
 /// server prints it.
@@ -71,10 +86,10 @@ pub(crate) fn over_limit(volume: &LimitedVolume, used_bytes: u64) -> bool {
 impl Supervisor {
     /// Measures the limited emptyDirs when the period is due; evicts the pod when one is over.
     pub(super) fn check_volume_limits(&mut self, now: Instant) {
-        if self.evicted.is_some() || self.stopping.is_some() || now < self.next_volume_check {
+        if !self.watches_volume_limits() || now < self.eviction.next_check {
             return;
         }
-        self.next_volume_check = now + VOLUME_CHECK_INTERVAL;
+        self.eviction.next_check = now + VOLUME_CHECK_INTERVAL;
         let mut over = None;
         for v in limited_volumes(&self.pod) {
             let dir = volume::volume_dir(&self.paths, &self.uid, PLUGIN_EMPTY_DIR, &v.name);
@@ -98,20 +113,19 @@ impl Supervisor {
 
     /// Whether volume limits need watching at all (the poll loop's timeout).
     pub(super) fn watches_volume_limits(&self) -> bool {
-        self.evicted.is_none() && self.stopping.is_none() && !limited_volumes(&self.pod).is_empty()
+        matches!(self.pod_run, PodRun::Active { .. }) && !limited_volumes(&self.pod).is_empty()
     }
 
-    /// Evicts the pod: event, every container killed now, no restarts, status Failed/Evicted.
+    /// Evicts the pod: event, every container killed now (the kubelet's grace period 0 for
+    /// local storage eviction), no restarts, status Failed/Evicted; then the pod is finished.
     fn evict(&mut self, message: String) {
         tracing::warn!(%message, "evicting the pod");
         self.event(events::WARNING, REASON_EVICTED, "", message.clone());
-        self.evicted = Some(message);
-        for r in self.runs.iter_mut() {
-            r.next_start = None;
-        }
-        self.stop_containers_gracefully();
-        self.kill_all_containers();
-        self.mark_dirty();
+        let failure = PodFailure {
+            reason: REASON_EVICTED.into(),
+            message,
+        };
+        self.terminate(End::Finish, Duration::ZERO, Some(failure));
     }
 }
 

@@ -7,6 +7,7 @@
 use std::fs;
 use std::net::Ipv4Addr;
 
+use super::sandbox::SandboxError;
 use super::Supervisor;
 use crate::network::{self, Ipam};
 use crate::sandbox::{files, HostNamespaces};
@@ -22,21 +23,19 @@ impl Supervisor {
     /// The pod's address, recorded in the state before anything is made for it: its own
     /// (allocated by owner, so a retry or a new sandbox keeps it) with its veth's name, or in
     /// the host's network the bridge's address, made sure to exist on the host.
-    pub(super) fn sandbox_address(&mut self) -> Result<Ipv4Addr, String> {
+    pub(super) fn sandbox_address(&mut self) -> Result<Ipv4Addr, SandboxError> {
         if self.host_namespaces().network {
-            network::ensure_bridge(&self.net).map_err(|e| e.to_string())?;
-            let ip = self.net.gateway();
+            network::ensure_bridge(&self.host.net)?;
+            let ip = self.host.net.gateway();
             self.state.sandbox.ip = Some(ip);
             self.state.sandbox.veth = None;
-            self.save_state().map_err(|e| e.to_string())?;
+            self.save_state()?;
             return Ok(ip);
         }
-        let ip = Ipam::new(&self.paths, &self.net)
-            .allocate(&self.uid)
-            .map_err(|e| e.to_string())?;
+        let ip = Ipam::new(&self.paths, &self.host.net).allocate(&self.uid)?;
         self.state.sandbox.ip = Some(ip);
         self.state.sandbox.veth = Some(network::veth_name(&self.uid));
-        self.save_state().map_err(|e| e.to_string())?;
+        self.save_state()?;
         Ok(ip)
     }
 
@@ -45,7 +44,7 @@ impl Supervisor {
         if self.host_namespaces().network {
             let node_hosts = fs::read_to_string(NODE_HOSTS_FILE).unwrap_or_default();
             let hosts = files::host_network_hosts_file(&self.pod, &node_hosts);
-            return (hosts, format!("{}\n", self.node_name));
+            return (hosts, format!("{}\n", self.host.node_name));
         }
         let hosts = files::hosts_file(&self.pod, Some(ip), files::DEFAULT_CLUSTER_DOMAIN);
         (hosts, format!("{}\n", files::pod_hostname(&self.pod)))
@@ -53,14 +52,14 @@ impl Supervisor {
 
     /// The veth and the pod side's address and route, then the host ports; nothing to wire
     /// in the host's network.
-    pub(super) fn wire_network(&mut self, pid: i32, ip: Ipv4Addr) -> Result<(), String> {
+    pub(super) fn wire_network(&mut self, pid: i32, ip: Ipv4Addr) -> Result<(), SandboxError> {
         if !self.host_namespaces().network {
             // attach ensures the bridge, and replaces a stale pair of this pod left by an
             // earlier sandbox.
-            network::attach(&self.net, pid, &self.uid, ip).map_err(|e| e.to_string())?;
+            network::attach(&self.host.net, pid, &self.uid, ip)?;
         }
         self.map_host_ports(ip)?;
-        self.host_ip = Some(self.net.gateway().to_string());
+        self.sandbox.host_ip = Some(self.host.net.gateway().to_string());
         Ok(())
     }
 }

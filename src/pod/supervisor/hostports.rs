@@ -4,19 +4,21 @@
 
 use std::net::Ipv4Addr;
 
+use super::sandbox::SandboxError;
 use super::Supervisor;
 use crate::network::hostport;
 
 impl Supervisor {
     /// Maps the pod's host ports to `ip` (not for a pod in the host's network, whose ports
     /// are the host's), the table recorded in the state before it is made.
-    pub(super) fn map_host_ports(&mut self, ip: Ipv4Addr) -> Result<(), String> {
+    pub(super) fn map_host_ports(&mut self, ip: Ipv4Addr) -> Result<(), SandboxError> {
         let mine = hostport::mappings(&self.pod);
         if mine.is_empty() || self.host_namespaces().network {
             return Ok(());
         }
         self.state.host_port_table = Some(hostport::table_name(&self.uid));
-        self.save_state().map_err(|e| e.to_string())?;
-        hostport::install(&self.paths, &self.net, &self.uid, ip, &mine).map_err(|e| e.to_string())
+        self.save_state()?;
+        hostport::install(&self.paths, &self.host.net, &self.uid, ip, &mine)?;
+        Ok(())
     }
 }

@@ -1,61 +1,65 @@
 //! The per-pod supervisor: one process per pod, detached from the CLI (`peapod __supervise
 //! <uid>`). It starts the sandbox and the containers, captures their output into CRI logs,
 //! restarts them per restartPolicy with the kubelet's back-off, re-creates the sandbox if it
-//! dies, stops the pod on request, and writes status, state and events for the CLI.
+//! dies, stops the pod on request or when it is done, and writes status, state and events for
+//! the CLI. A pod that finished releases what it holds on the host and its supervisor exits.
+//!
+//! The decisions (what starts, restarts, stops, when the pod is done) are pure functions in
+//! [`crate::pod::machine`]; this module applies them: processes, files, events. Its parts own
+//! their fields: `run` (one container), `start`/`create` (making instances), `exit`, `stop`
+//! (termination and the pod's end), `sandbox`, `pulls`, `volumes`, `eviction`, `dispatch` (the
+//! poll loop), `hooks` (the call-outs to the probe and hook module).
 //!
 //! It is single-threaded on purpose: it forks (sandbox) and clones (containers), which is only
 //! safe with one thread, and one poll loop over a signalfd and the containers' pipes is all the
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
-mod containers;
+mod create;
 mod dispatch;
 mod eviction;
+mod exit;
+mod hooks;
 mod hostnet;
 mod hostports;
 mod pulls;
+mod run;
 mod sandbox;
 mod scheduling;
+mod start;
+mod stop;
 mod subpaths;
 mod trim;
 mod volumes;
 
 pub use pulls::{pull_main, PULL_VERB};
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::Pid;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use nix::sys::signal::Signal;
 
 use crate::cgroup::{CgroupManager, CgroupSupport};
-use crate::image::Image;
-use crate::logs::CriLogWriter;
 use crate::network::NetworkConfig;
-use crate::pod::backoff::{PullBackoff, RestartBackoff};
 use crate::pod::events;
-use crate::pod::model::{ContainerView, PodView};
+use crate::pod::machine::{Kind, RestartPolicy};
+use crate::pod::model::{PodFailure, PodView};
 use crate::pod::record::{
-    DeleteRequest, Event, PodState, ProcessRef, DELETE_FILE, EVENTS_FILE, POD_FILE, STATE_FILE,
-    STATUS_FILE,
+    Event, PodState, ProcessRef, EVENTS_FILE, POD_FILE, STATE_FILE, STATUS_FILE,
 };
 use crate::store::{read_json, write_json_volatile, Paths, StoreError};
+
+use run::ContainerRun;
+use stop::PodRun;
 
 /// The hidden verb that runs [`main`].
 pub const SUPERVISE_VERB: &str = "__supervise";
 /// The supervisor's own log, in the pod's runtime directory.
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
-/// After this long without anything to do, the supervisor releases its start-up code pages.
-const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
 /// Sent by `peapod label`/`annotate` after they rewrote pod.json: re-read the metadata the
 /// downward API shows.
 pub const METADATA_SIGNAL: Signal = Signal::SIGUSR1;
-/// How often logs are checked for rotation, as the kubelet does.
-const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
 pub const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 pub const LOG_MAX_FILES: usize = 5;
 
@@ -63,8 +67,21 @@ pub const LOG_MAX_FILES: usize = 5;
 pub enum SupervisorError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("pod {pod}: {message}")]
-    Setup { pod: String, message: String },
+    #[error("pod {pod}: {what}: {source}")]
+    Signals {
+        pod: String,
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("pod {pod}: {source}")]
+    Network {
+        pod: String,
+        #[source]
+        source: crate::network::NetworkError,
+    },
+    #[error(transparent)]
+    Teardown(#[from] crate::pod::teardown::TeardownError),
 }
 
 /// Entry point of `peapod __supervise <uid>`; returns the process exit code.
@@ -94,10 +111,7 @@ pub(crate) fn init_logging() {
 fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
     init_logging();
     let paths = Paths::from_env();
-    match Supervisor::new(paths, uid).and_then(|mut s| {
-        s.ready = ready;
-        s.run()
-    }) {
+    match Supervisor::new(paths, uid, ready).and_then(|mut s| s.run()) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(%uid, error = %e, "supervisor failed");
@@ -106,145 +120,23 @@ fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
     }
 }
 
-/// A running container instance.
-pub(crate) struct Instance {
-    pub pid: Pid,
-    pub container_id: String,
-    pub dir: PathBuf,
-    pub cgroup: Option<PathBuf>,
-    pub started_at: Timestamp,
-    pub started: Instant,
-    /// stdout, stderr read ends; None once at EOF.
-    pub pipes: [Option<OwnedFd>; 2],
-    pub log: CriLogWriter,
-    pub termination_log: PathBuf,
-    pub stop_signal: Signal,
-}
-
-/// One container of the pod across its instances.
-pub(crate) struct ContainerRun {
-    pub spec: Container,
-    pub init: bool,
-    pub view: ContainerView,
-    pub backoff: RestartBackoff,
-    pub next_start: Option<Instant>,
-    pub instance: Option<Instance>,
-    /// Instances started so far; the next instance's restartCount.
-    pub instances: u32,
-    /// Killed because the sandbox went away: restart without back-off.
-    pub killed_by_sandbox: bool,
-    /// A pull for this container's next start has just succeeded (pull policy Always must
-    /// not pull again for the same start).
-    pub image_pulled: bool,
-}
-
-impl ContainerRun {
-    pub fn field_path(&self) -> String {
-        let list = if self.init {
-            "spec.initContainers"
-        } else {
-            "spec.containers"
-        };
-        format!("{list}{{{}}}", self.spec.name)
-    }
-}
-
-/// The sandbox process.
-pub(crate) struct SandboxRun {
-    pub pid: Pid,
-}
-
-/// The state of a requested stop.
-pub(crate) struct Stopping {
-    pub deadline: Instant,
-    pub killed: bool,
-}
-
-pub(crate) struct Supervisor {
-    pub paths: Paths,
-    pub uid: String,
-    pub pod: Pod,
-    pub state: PodState,
-    pub events: Vec<Event>,
-    pub status: Option<PodStatus>,
-    pub runs: Vec<ContainerRun>,
-    pub sandbox: Option<SandboxRun>,
-    pub sandbox_backoff: RestartBackoff,
-    pub sandbox_next: Option<Instant>,
-    /// The sandbox died: containers are being killed before it is re-created.
-    pub sandbox_lost: bool,
+/// The host the pod runs on: its network, cgroups and node facts.
+pub(crate) struct Host {
     pub net: NetworkConfig,
     /// The pod's cgroups; None on a host without any cgroup2 hierarchy, where containers are
     /// refused (see `cgroup_support`).
     pub cgroups: Option<CgroupManager>,
     pub cgroup_support: CgroupSupport,
-    pub images: HashMap<String, Image>,
-    /// Pull children in flight, one per image reference.
-    pub pulls: Vec<pulls::PullJob>,
-    /// Per image reference: the pull back-off and when the next pull may start.
-    pub pull_backoff: HashMap<String, (PullBackoff, Instant)>,
-    /// The pod's image pull secrets as a docker config file, for pull children.
-    pub pull_secrets: Option<PathBuf>,
-    pub stopping: Option<Stopping>,
-    pub start_time: Timestamp,
     pub node_name: String,
     pub node_memory: u64,
-    pub host_ip: Option<String>,
-    pub init_failed: bool,
-    /// The pod was evicted (emptyDir over its sizeLimit), with the kubelet's message.
-    pub evicted: Option<String>,
-    /// When the emptyDir sizeLimits are measured next.
-    pub next_volume_check: Instant,
-    /// The pod's volumes: set up before the sandbox, kept up to date while it runs.
-    volumes: volumes::VolumeState,
-    /// The node refused the pod (forbidden sysctl, AppArmor): nothing is started.
-    pub admission: Option<crate::pod::admission::Verdict>,
-    /// Unschedulable while another pod holds one of its host ports.
-    pub(crate) scheduling: scheduling::Scheduling,
-    /// Told (and closed) once the state file exists, when `apply` forked us.
-    ready: Option<OwnedFd>,
-    /// When something last happened, and whether code pages were released since.
-    last_activity: Instant,
-    trimmed: bool,
-    dirty: bool,
-    signals: SignalFd,
-    next_rotation: Instant,
 }
 
-/// RFC 3339 with second precision, as Kubernetes timestamps are shown.
-pub(crate) fn now_string() -> String {
-    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-impl Supervisor {
-    fn new(paths: Paths, uid: &str) -> Result<Supervisor, SupervisorError> {
-        let dir = paths.pod_dir(uid);
-        let pod: Pod = read_json(&dir.join(POD_FILE))?;
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let setup_err = |message: String| SupervisorError::Setup {
-            pod: format!("{namespace}/{name}"),
-            message,
-        };
-
-        // Signals arrive through a signalfd; children get a clean mask (the runtime and std
-        // reset it before exec).
-        let mut mask = SigSet::empty();
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            METADATA_SIGNAL,
-        ] {
-            mask.add(s);
-        }
-        mask.thread_block()
-            .map_err(|e| setup_err(format!("block signals: {e}")))?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| setup_err(format!("signalfd: {e}")))?;
-
-        let net = NetworkConfig::load(&paths).map_err(|e| setup_err(e.to_string()))?;
+impl Host {
+    fn detect(paths: &Paths, pod: &str) -> Result<Host, SupervisorError> {
+        let net = NetworkConfig::load(paths).map_err(|source| SupervisorError::Network {
+            pod: pod.to_string(),
+            source,
+        })?;
         let cgroup_support =
             crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT));
         match &cgroup_support {
@@ -257,16 +149,85 @@ impl Supervisor {
                 tracing::error!(%reason, "no cgroup2 hierarchy: containers will not run")
             }
         }
-        let cgroups = cgroup_support.manager();
+        Ok(Host {
+            net,
+            cgroups: cgroup_support.manager(),
+            cgroup_support,
+            node_name: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+            node_memory: crate::procfs::mem_total_bytes(),
+        })
+    }
+}
+
+pub(crate) struct Supervisor {
+    pub paths: Paths,
+    pub uid: String,
+    pub pod: Pod,
+    pub policy: RestartPolicy,
+    /// Every host resource the pod holds (state.json), and what the CLI reads besides.
+    pub state: PodState,
+    pub events: Vec<Event>,
+    pub status: Option<PodStatus>,
+    dirty: bool,
+    pub runs: Vec<ContainerRun>,
+    /// Where the pod as a whole stands (admitted, running, terminating, finished).
+    pub pod_run: PodRun,
+    /// The pod failed for a reason of its own (evicted, past its deadline).
+    pub failure: Option<PodFailure>,
+    pub sandbox: sandbox::Sandbox,
+    pub host: Host,
+    pub images: pulls::Images,
+    /// The pod's volumes: set up before the sandbox, kept up to date while it runs.
+    volumes: volumes::VolumeState,
+    eviction: eviction::Watch,
+    /// The node refused the pod (forbidden sysctl, AppArmor): nothing is started.
+    pub admission: Option<crate::pod::admission::Verdict>,
+    /// Unschedulable while another pod holds one of its host ports or a claim is not usable.
+    pub(crate) scheduling: scheduling::Scheduling,
+    /// When the pod started on this node (status.startTime; activeDeadlineSeconds counts
+    /// from it).
+    pub start_time: Timestamp,
+    pub started: Instant,
+    hooks: hooks::Hooks,
+    /// Cgroups of ended instances still to be removed.
+    leftovers: create::Leftovers,
+    idle: dispatch::Idle,
+}
+
+/// RFC 3339 with second precision, as Kubernetes timestamps are shown.
+pub(crate) fn now_string() -> String {
+    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Supervisor {
+    fn new(paths: Paths, uid: &str, ready: Option<OwnedFd>) -> Result<Supervisor, SupervisorError> {
+        let dir = paths.pod_dir(uid);
+        let pod: Pod = read_json(&dir.join(POD_FILE))?;
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let pod_ref = format!("{namespace}/{name}");
+        let idle =
+            dispatch::Idle::new(ready).map_err(|(what, source)| SupervisorError::Signals {
+                pod: pod_ref.clone(),
+                what,
+                source,
+            })?;
+        let host = Host::detect(&paths, &pod_ref)?;
 
         let spec = pod.spec.clone().unwrap_or_default();
+        let init = spec.init_containers.unwrap_or_default();
+        let has_init = !init.is_empty();
         let mut runs = Vec::new();
-        for c in spec.init_containers.unwrap_or_default() {
-            runs.push(ContainerRun::new(c, true));
+        for c in init {
+            let kind = Kind::of_init(&c);
+            runs.push(ContainerRun::new(c, kind, has_init));
         }
         for c in spec.containers {
-            runs.push(ContainerRun::new(c, false));
+            runs.push(ContainerRun::new(c, Kind::App, has_init));
         }
+        let hooks = hooks::Hooks::new(hooks::shortest_period(runs.iter().map(|r| &r.spec)));
         let state = PodState {
             uid: uid.to_string(),
             namespace,
@@ -278,43 +239,29 @@ impl Supervisor {
         let volumes = volumes::VolumeState::new(&paths, &pod);
         let admission = crate::pod::admission::admit(&pod);
         Ok(Supervisor {
-            paths,
+            policy: RestartPolicy::of(&pod),
             uid: uid.to_string(),
-            pod,
             state,
             events,
             status: None,
+            dirty: true,
             runs,
-            sandbox: None,
-            sandbox_backoff: RestartBackoff::default(),
-            sandbox_next: Some(Instant::now()),
-            sandbox_lost: false,
-            net,
-            cgroups,
-            cgroup_support,
-            images: HashMap::new(),
-            pulls: Vec::new(),
-            pull_backoff: HashMap::new(),
-            pull_secrets: None,
-            stopping: None,
-            start_time: Timestamp::now(),
-            node_name: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "localhost".into()),
-            node_memory: crate::procfs::mem_total_bytes(),
-            host_ip: None,
-            init_failed: false,
-            evicted: None,
-            next_volume_check: Instant::now() + eviction::VOLUME_CHECK_INTERVAL,
+            pod_run: PodRun::Active { progress: 0 },
+            failure: None,
+            sandbox: sandbox::Sandbox::new(),
+            host,
+            images: pulls::Images::default(),
             volumes,
+            eviction: eviction::Watch::new(),
             admission,
             scheduling: scheduling::Scheduling::default(),
-            ready: None,
-            last_activity: Instant::now(),
-            trimmed: false,
-            dirty: true,
-            signals,
-            next_rotation: Instant::now() + LOG_ROTATION_CHECK,
+            start_time: Timestamp::now(),
+            started: Instant::now(),
+            hooks,
+            leftovers: create::Leftovers::default(),
+            idle,
+            paths,
+            pod,
         })
     }
 
@@ -348,32 +295,38 @@ impl Supervisor {
         write_json_volatile(&self.paths.pod_dir(&self.uid).join(STATE_FILE), &self.state)
     }
 
-    fn write_status(&mut self) -> Result<(), StoreError> {
-        let view = PodView {
-            init: self
-                .runs
-                .iter()
-                .filter(|r| r.init)
-                .map(|r| r.view.clone())
-                .collect(),
-            app: self
-                .runs
-                .iter()
-                .filter(|r| !r.init)
-                .map(|r| r.view.clone())
-                .collect(),
-            pod_ip: self.state.sandbox.ip,
-            host_ip: self.host_ip.clone(),
+    /// Records the state file after a change that was already made (a process started or
+    /// ended). A failure is logged: the next status write tries again, and `delete` falls back
+    /// on the pod cgroup to find what the file missed.
+    pub fn save_state_or_log(&self) {
+        if let Err(e) = self.save_state() {
+            tracing::error!(error = %e, "cannot record the pod's state");
+        }
+    }
+
+    fn view(&self) -> PodView {
+        let (init, app) = self
+            .runs
+            .iter()
+            .partition::<Vec<_>, _>(|r| r.kind.is_init());
+        PodView {
+            init: init.iter().map(|r| r.view()).collect(),
+            app: app.iter().map(|r| r.view()).collect(),
+            policy: self.policy,
+            pod_ip: self.sandbox.pod_ip,
+            host_ip: self.sandbox.host_ip.clone(),
             start_time: Some(self.start_time),
             qos_class: crate::manifest::resources::qos_class(&self.pod)
                 .as_str()
                 .to_string(),
-            sandbox_ready: self.sandbox.is_some() && !self.sandbox_lost,
-            init_failed: self.init_failed,
-            evicted: self.evicted.clone(),
-        };
+            sandbox_ready: self.sandbox.is_ready(),
+            failure: self.failure.clone(),
+        }
+    }
+
+    fn write_status(&mut self) -> Result<(), StoreError> {
         let mut status =
-            crate::pod::model::pod_status(&view, self.status.as_ref(), Timestamp::now());
+            crate::pod::model::pod_status(&self.view(), self.status.as_ref(), Timestamp::now());
         if let Some(verdict) = &self.admission {
             verdict.apply(&mut status);
         }
@@ -391,15 +344,13 @@ impl Supervisor {
     fn run(&mut self) -> Result<(), SupervisorError> {
         tracing::debug!("supervisor started");
         self.save_state()?;
-        if let Some(ready) = self.ready.take() {
-            let _ = nix::unistd::write(&ready, b"1");
-        }
+        self.idle.tell_ready();
         if self.schedule() {
             self.on_scheduled();
         }
         loop {
             self.on_timers();
-            if self.finished() {
+            if self.pod_run.is_over() {
                 break;
             }
             if self.dirty {
@@ -410,9 +361,12 @@ impl Supervisor {
         self.finish()
     }
 
-    /// Scheduled on the node: the Scheduled event, then the kubelet's admission.
+    /// Scheduled on the node: the Scheduled event, then the kubelet's admission. The pod's
+    /// start time (status.startTime, which activeDeadlineSeconds counts from) is now.
     fn on_scheduled(&mut self) {
-        let node = self.node_name.clone();
+        self.start_time = Timestamp::now();
+        self.started = Instant::now();
+        let node = self.host.node_name.clone();
         self.event(
             events::NORMAL,
             events::REASON_SCHEDULED,
@@ -435,152 +389,98 @@ impl Supervisor {
                 "",
                 verdict.message().to_string(),
             );
-            self.sandbox_next = None;
+            self.sandbox.cancel_retry();
+            self.pod_run = match verdict {
+                // Failed for good: nothing to run, the pod is finished at once.
+                crate::pod::admission::Verdict::Rejected { .. } => PodRun::Terminating {
+                    end: stop::End::Finish,
+                },
+                crate::pod::admission::Verdict::Blocked { .. } => PodRun::Blocked,
+            };
         }
     }
 
-    /// Acts on what is due: sandbox (re)creation, container starts, the stop deadline, log
-    /// rotation.
+    /// Acts on what is due: the pod's deadline, sandbox (re)creation, container starts and
+    /// stops, volume refreshes and limits, log rotation.
     fn on_timers(&mut self) {
         let now = Instant::now();
-        if let Some(stop) = &self.stopping {
-            if !stop.killed && now >= stop.deadline {
-                self.kill_all_containers();
-            }
-            if !self.any_running() {
-                self.stop_sandbox();
-            }
-            return;
-        }
-        self.retry_scheduling(now);
-        self.on_volume_timers(now);
-        // Volumes first: the sandbox (and its IP) is made only once they are set up.
-        if self.sandbox.is_none()
-            && !self.sandbox_lost
-            && self.sandbox_next.is_some_and(|t| now >= t)
-            && self.volume_gate(now)
-        {
-            self.start_sandbox();
-        }
-        if self.sandbox.is_some() && !self.sandbox_lost && self.evicted.is_none() {
-            self.start_due_containers(now);
-        }
-        self.check_volume_limits(now);
-        if now >= self.next_rotation {
-            self.next_rotation = now + LOG_ROTATION_CHECK;
-            for r in self.runs.iter_mut() {
-                if let Some(i) = r.instance.as_mut() {
-                    if let Err(e) = i.log.rotate_if_needed(LOG_MAX_BYTES, LOG_MAX_FILES) {
-                        tracing::warn!(container = %r.spec.name, error = %e, "log rotation failed");
-                    }
+        self.collect_runs(now);
+        match self.pod_run {
+            PodRun::Blocked | PodRun::Over { .. } => {}
+            PodRun::Terminating { .. } => self.drive_termination(now),
+            PodRun::Active { .. } => {
+                self.retry_scheduling(now);
+                self.on_volume_timers(now);
+                self.check_deadline(now);
+                self.sandbox_timers(now);
+                if self.sandbox.is_ready() {
+                    self.start_due_containers(now);
                 }
+                self.drive_stops(now);
+                self.start_due_probes(now);
+                self.check_volume_limits(now);
+                self.retry_leftovers(now);
             }
         }
-    }
-
-    fn any_running(&self) -> bool {
-        self.runs.iter().any(|r| r.instance.is_some())
-    }
-
-    /// Done when a stop was requested and everything is gone.
-    fn finished(&self) -> bool {
-        self.stopping.is_some()
-            && !self.any_running()
-            && self.sandbox.is_none()
-            && self.pulls.is_empty()
+        self.rotate_logs(now);
     }
 
     /// The next moment something is due, for the poll timeout.
     fn next_deadline(&self) -> Instant {
-        let mut next = self.next_rotation;
+        let mut next = self.idle.next_rotation;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = next.min(t);
             }
         };
-        if let Some(s) = &self.stopping {
-            if !s.killed {
-                consider(Some(s.deadline));
+        for r in &self.runs {
+            if let crate::pod::machine::Lifecycle::Stopping { stop, .. } = &r.life {
+                consider(stop.next_due());
             }
-            // While stopping, poll briskly: processes may exit without a SIGCHLD of ours
-            // (the sandbox is killed by us and reaped below).
-            consider(Some(Instant::now() + Duration::from_millis(100)));
-        } else {
-            if self.sandbox.is_none() && !self.sandbox_lost {
-                consider(self.sandbox_next.map(|t| self.volumes.gate_not_before(t)));
+        }
+        consider(self.hooks.next_deadline());
+        match self.pod_run {
+            PodRun::Terminating { .. } => {
+                // While stopping, poll briskly: processes may exit without a SIGCHLD of ours
+                // (the sandbox is killed by us and reaped below).
+                consider(Some(Instant::now() + Duration::from_millis(100)));
             }
-            consider(self.volumes.next_refresh());
-            consider(self.scheduling.retry_at());
-            for r in &self.runs {
-                consider(r.next_start);
+            PodRun::Active { .. } => {
+                consider(
+                    self.sandbox
+                        .next_try()
+                        .map(|t| self.volumes.gate_not_before(t)),
+                );
+                consider(self.volumes.next_refresh());
+                consider(self.scheduling.retry_at());
+                for r in &self.runs {
+                    consider(r.life.next_start());
+                }
+                if self.watches_volume_limits() {
+                    consider(Some(self.eviction.next_check));
+                }
+                consider(self.deadline_at());
+                consider(self.next_probe_due());
+                consider(self.leftovers.next_try());
             }
-            if self.watches_volume_limits() {
-                consider(Some(self.next_volume_check));
-            }
+            PodRun::Blocked | PodRun::Over { .. } => {}
         }
         next
     }
 
-    /// A stop was requested (`peapod delete` wrote delete.json and sent SIGTERM).
-    fn begin_stop(&mut self) {
-        if self.stopping.is_some() {
+    /// Logs are checked for rotation every 10 s, as the kubelet does.
+    fn rotate_logs(&mut self, now: Instant) {
+        if now < self.idle.next_rotation {
             return;
         }
-        let req: Option<DeleteRequest> =
-            read_json(&self.paths.pod_dir(&self.uid).join(DELETE_FILE)).ok();
-        let grace = req.map(|r| r.grace_period_seconds).unwrap_or_else(|| {
-            self.pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30)
-        });
-        let grace = Duration::from_secs(grace.max(0) as u64);
-        tracing::info!(grace_secs = grace.as_secs(), "stopping pod");
+        self.idle.next_rotation = now + dispatch::LOG_ROTATION_CHECK;
         for r in self.runs.iter_mut() {
-            r.next_start = None;
-        }
-        self.stopping = Some(Stopping {
-            deadline: Instant::now() + grace,
-            killed: false,
-        });
-        self.kill_pulls();
-        self.stop_containers_gracefully();
-        if grace.is_zero() {
-            self.kill_all_containers();
-        }
-    }
-
-    /// Releases everything and removes the pod's files.
-    fn finish(&mut self) -> Result<(), SupervisorError> {
-        let pod = format!("{}/{}", self.namespace(), self.pod_name());
-        crate::pod::teardown::release_all(&self.paths, &self.state).map_err(|e| {
-            SupervisorError::Setup {
-                pod,
-                message: e.to_string(),
+            let name = &r.spec.name;
+            if let Some(i) = r.life.instance_mut() {
+                if let Err(e) = i.log.rotate_if_needed(LOG_MAX_BYTES, LOG_MAX_FILES) {
+                    tracing::warn!(container = %name, error = %e, "log rotation failed");
+                }
             }
-        })
-    }
-}
-
-impl ContainerRun {
-    fn new(spec: Container, init: bool) -> Self {
-        let waiting = if init {
-            crate::pod::model::REASON_POD_INITIALIZING
-        } else {
-            crate::pod::model::REASON_CONTAINER_CREATING
-        };
-        let view = ContainerView::new(&spec.name, spec.image.as_deref().unwrap_or(""), waiting);
-        ContainerRun {
-            spec,
-            init,
-            view,
-            backoff: RestartBackoff::default(),
-            next_start: None,
-            instance: None,
-            instances: 0,
-            killed_by_sandbox: false,
-            image_pulled: false,
         }
     }
 }

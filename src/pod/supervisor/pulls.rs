@@ -7,6 +7,7 @@
 //! One child per image reference: several containers of the pod waiting on the same image
 //! share it. Two pods pulling one image share the download in the store (blob locks).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -20,6 +21,7 @@ use nix::unistd::Pid;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::Supervisor;
+use crate::gofmt;
 use crate::image::registry::auth::ENV_PULL_SECRETS_FILE;
 use crate::image::{Image, ImageError, ImageStore, PullOptions};
 use crate::manifest::defaults::default_pull_policy;
@@ -29,8 +31,9 @@ use crate::manifest::objects::{
 use crate::object::ObjectStore;
 use crate::pod::backoff::PullBackoff;
 use crate::pod::events;
+use crate::pod::machine::Waiting;
 use crate::pod::model::{
-    RunState, REASON_ERR_IMAGE_NEVER_PULL, REASON_ERR_IMAGE_PULL, REASON_IMAGE_PULL_BACK_OFF,
+    REASON_ERR_IMAGE_NEVER_PULL, REASON_ERR_IMAGE_PULL, REASON_IMAGE_PULL_BACK_OFF,
 };
 use crate::store::{write_atomic_private, Paths};
 
@@ -58,6 +61,25 @@ pub(crate) struct PullJob {
     waiters: Vec<usize>,
 }
 
+/// The pod's images: resolved ones, pulls in flight, their back-off, the pull secrets file.
+#[derive(Default)]
+pub(crate) struct Images {
+    cache: HashMap<String, Image>,
+    /// Pull children in flight, one per image reference.
+    jobs: Vec<PullJob>,
+    /// Per image reference: the pull back-off and when the next pull may start.
+    backoff: HashMap<String, (PullBackoff, Instant)>,
+    /// The pod's image pull secrets as a docker config file, for pull children.
+    secrets: Option<PathBuf>,
+}
+
+impl Images {
+    /// No pull in flight.
+    pub fn idle(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
 /// What the pull child prints on stdout, one JSON line.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,38 +93,12 @@ pub struct PullReport {
     pub size: u64,
 }
 
-/// Go's `time.Duration` text for a duration truncated to milliseconds, as kubelet events
-/// print it: `850ms`, `1.234s`, `2m3.5s`.
-pub fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (mins, rest_ms) = (ms / 60_000, ms % 60_000);
-    let secs = rest_ms / 1000;
-    let frac = format!("{:03}", rest_ms % 1000);
-    let frac = frac.trim_end_matches('0');
-    let secs = if frac.is_empty() {
-        format!("{secs}s")
-    } else {
-        format!("{secs}.{frac}s")
-    };
-    if mins > 0 {
-        format!("{mins}m{secs}")
-    } else {
-        secs
-    }
-}
-
 /// The `Successfully pulled image` event text [pkg/kubelet/images/image_manager.go].
 pub fn pulled_message(reference: &str, took: Duration, waited: Duration, size: u64) -> String {
     format!(
         "Successfully pulled image \"{reference}\" in {} ({} including waiting). Image size: {size} bytes.",
-        go_duration(took),
-        go_duration(waited)
+        gofmt::duration(took),
+        gofmt::duration(waited)
     )
 }
 
@@ -119,11 +115,11 @@ impl Supervisor {
         let field = self.runs[i].field_path();
         // As the kubelet's pod sync, every start looks the pull secrets up (and warns about
         // missing ones), whether or not a pull follows.
-        self.pull_secrets = self.pull_secrets_file(&field);
+        self.images.secrets = self.pull_secrets_file(&field);
 
         // The pull this start waited for has just finished.
         if std::mem::take(&mut self.runs[i].image_pulled) {
-            if let Some(img) = self.images.get(&reference) {
+            if let Some(img) = self.images.cache.get(&reference) {
                 return Some(img.clone());
             }
         }
@@ -169,24 +165,31 @@ impl Supervisor {
     }
 
     fn local_image(&mut self, reference: &str) -> Result<Image, ImageError> {
-        if let Some(img) = self.images.get(reference) {
+        if let Some(img) = self.images.cache.get(reference) {
             // `rmi -f` and `image prune` may have removed the layers since the last start:
             // then look again (and pull, per the policy) rather than mount what is gone.
             if img.layers.iter().all(|l| l.is_dir()) {
                 return Ok(img.clone());
             }
             tracing::info!(image = %reference, "cached image lost its layers; resolving again");
-            self.images.remove(reference);
+            self.images.cache.remove(reference);
         }
         let store = ImageStore::open(&self.paths)?;
         let image = store.resolve(reference)?;
-        self.images.insert(reference.to_string(), image.clone());
+        self.images
+            .cache
+            .insert(reference.to_string(), image.clone());
         Ok(image)
     }
 
     /// Joins a pull in flight, waits out the back-off, or starts a pull child.
     fn request_pull(&mut self, i: usize, reference: &str, field: &str) {
-        if let Some(job) = self.pulls.iter_mut().find(|j| j.reference == reference) {
+        if let Some(job) = self
+            .images
+            .jobs
+            .iter_mut()
+            .find(|j| j.reference == reference)
+        {
             if !job.waiters.contains(&i) {
                 job.waiters.push(i);
             }
@@ -194,7 +197,8 @@ impl Supervisor {
         }
         let now = Instant::now();
         if let Some(until) = self
-            .pull_backoff
+            .images
+            .backoff
             .get(reference)
             .map(|(_, until)| *until)
             .filter(|until| now < *until)
@@ -212,12 +216,13 @@ impl Supervisor {
                 field,
                 format!("Error: {REASON_IMAGE_PULL_BACK_OFF}"),
             );
-            let r = &mut self.runs[i];
-            r.view.state = RunState::Waiting {
-                reason: REASON_IMAGE_PULL_BACK_OFF.into(),
-                message: Some(message),
-            };
-            r.next_start = Some(until);
+            self.runs[i].life.wait(
+                Waiting {
+                    reason: REASON_IMAGE_PULL_BACK_OFF.into(),
+                    message: Some(message),
+                },
+                Some(until),
+            );
             self.mark_dirty();
             return;
         }
@@ -227,10 +232,10 @@ impl Supervisor {
             field,
             format!("Pulling image \"{reference}\""),
         );
-        match spawn_pull(reference, self.pull_secrets.as_deref()) {
+        match spawn_pull(reference, self.images.secrets.as_deref()) {
             Ok((pid, stdout)) => {
                 tracing::info!(image = %reference, pid = pid.as_raw(), "pulling image");
-                self.pulls.push(PullJob {
+                self.images.jobs.push(PullJob {
                     reference: reference.to_string(),
                     pid,
                     stdout,
@@ -247,16 +252,16 @@ impl Supervisor {
 
     /// Reaped `pid`: true when it was a pull child (and its result has been handled).
     pub(super) fn on_pull_exit(&mut self, pid: Pid, exit_code: i32) -> bool {
-        let Some(pos) = self.pulls.iter().position(|j| j.pid == pid) else {
+        let Some(pos) = self.images.jobs.iter().position(|j| j.pid == pid) else {
             return false;
         };
-        let job = self.pulls.swap_remove(pos);
+        let job = self.images.jobs.swap_remove(pos);
         let took = job.started.elapsed();
         let mut out = String::new();
         let _ = File::from(job.stdout).read_to_string(&mut out);
         let report: Option<PullReport> =
             out.lines().rev().find_map(|l| serde_json::from_str(l).ok());
-        if self.stopping.is_some() {
+        if !matches!(self.pod_run, super::stop::PodRun::Active { .. }) {
             return true;
         }
         match report {
@@ -286,14 +291,14 @@ impl Supervisor {
         size: u64,
         took: Duration,
     ) {
-        self.pull_backoff.remove(reference);
-        self.images.remove(reference);
+        self.images.backoff.remove(reference);
+        self.images.cache.remove(reference);
         let image = match self.local_image(reference) {
             Ok(mut img) => {
                 if img.repo_digest.is_none() {
                     img.repo_digest = repo_digest;
                 }
-                self.images.insert(reference.to_string(), img.clone());
+                self.images.cache.insert(reference.to_string(), img.clone());
                 img
             }
             Err(e) => {
@@ -312,9 +317,9 @@ impl Supervisor {
                 pulled_message(reference, took, took, size),
             );
             let r = &mut self.runs[i];
-            if r.instance.is_none() {
+            if r.life.instance().is_none() {
                 r.image_pulled = true;
-                r.next_start = Some(now);
+                r.life.schedule(Some(now));
             }
         }
         self.mark_dirty();
@@ -323,7 +328,8 @@ impl Supervisor {
     fn pull_failed(&mut self, reference: &str, waiters: Vec<usize>, message: String) {
         let now = Instant::now();
         let entry = self
-            .pull_backoff
+            .images
+            .backoff
             .entry(reference.to_string())
             .or_insert_with(|| (PullBackoff::default(), now));
         let delay = entry.0.on_failure();
@@ -343,15 +349,14 @@ impl Supervisor {
                 &field,
                 format!("Error: {REASON_ERR_IMAGE_PULL}"),
             );
-            let r = &mut self.runs[i];
-            r.view.state = RunState::Waiting {
-                reason: REASON_ERR_IMAGE_PULL.into(),
-                message: Some(message.clone()),
-            };
             // The next look comes soon and finds the back-off running: ImagePullBackOff.
-            if r.instance.is_none() {
-                r.next_start = Some(now + ERR_IMAGE_PULL_SHOWN_FOR.min(delay));
-            }
+            self.runs[i].life.wait(
+                Waiting {
+                    reason: REASON_ERR_IMAGE_PULL.into(),
+                    message: Some(message.clone()),
+                },
+                Some(now + ERR_IMAGE_PULL_SHOWN_FOR.min(delay)),
+            );
         }
         self.mark_dirty();
     }
@@ -420,7 +425,7 @@ impl Supervisor {
 
     /// Stops every pull in flight (the pod is going away); they are reaped as usual.
     pub(super) fn kill_pulls(&mut self) {
-        for job in &self.pulls {
+        for job in &self.images.jobs {
             // The child is ours and not yet reaped, so the PID is still its own.
             let _ = kill(job.pid, Signal::SIGKILL);
         }
@@ -511,16 +516,6 @@ pub fn pull_main(reference: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(go_duration(Duration::from_millis(0)), "0s");
-        assert_eq!(go_duration(Duration::from_micros(850_900)), "850ms");
-        assert_eq!(go_duration(Duration::from_millis(1234)), "1.234s");
-        assert_eq!(go_duration(Duration::from_millis(2000)), "2s");
-        assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
-        assert_eq!(go_duration(Duration::from_millis(123_500)), "2m3.5s");
-    }
 
     #[test]
     fn pull_secrets_of_both_docker_types_give_auths() {

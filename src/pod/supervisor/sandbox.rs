@@ -1,18 +1,29 @@
 //! The supervisor's side of the sandbox: the pod cgroup, the shared files and /dev/shm, the
-//! pause process and its network; re-creating it when it dies.
+//! pause process and its network; what happens when it dies (the kubelet's SandboxChanged:
+//! every container stopped, then a new sandbox if the pod is to run again).
 
 use std::fs;
-use std::time::Instant;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use nix::mount::{mount, MsFlags};
 use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
-use super::{SandboxRun, Supervisor};
-use crate::network;
+use super::stop::{End, PodRun};
+use super::Supervisor;
+use crate::cgroup::CgroupError;
+use crate::manifest::ManifestError;
+use crate::network::{self, NetworkError};
+use crate::pod::backoff::RestartBackoff;
 use crate::pod::events;
+use crate::pod::machine::order::recreate_sandbox;
+use crate::pod::machine::StopCause;
 use crate::pod::record::ProcessRef;
-use crate::sandbox::{files, pause};
-use crate::store::write_volatile;
+use crate::sandbox::files::{self, FilesError};
+use crate::sandbox::pause;
+use crate::store::{write_volatile, StoreError};
 
 /// Size of the pod-wide /dev/shm, as the kubelet's default.
 pub const SHM_SIZE_BYTES: u64 = 64 * 1024 * 1024;
@@ -21,18 +32,144 @@ pub const RESOLV_FILE: &str = "resolv.conf";
 pub const HOSTNAME_FILE: &str = "hostname";
 pub const SHM_DIR: &str = "shm";
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// A failed sandbox is tried again after its back-off, but not sooner than this.
+const MIN_RETRY: Duration = Duration::from_secs(1);
+/// The event when the sandbox died [kuberuntime_manager.go SyncPod].
+const SANDBOX_CHANGED_MESSAGE: &str = "Pod sandbox changed, it will be killed and re-created.";
+
+/// Why the sandbox could not be made (the `FailedCreatePodSandBox` event says it).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SandboxError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Resources(#[from] ManifestError),
+    #[error("mount /dev/shm tmpfs at {}: {source}", path.display())]
+    Shm {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("start sandbox process: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("sandbox process: {0}")]
+    Pause(#[source] std::io::Error),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    HostPorts(#[from] crate::network::hostport::HostPortError),
+    #[error("the sandbox is gone")]
+    Gone,
+}
+
+/// Where the sandbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not made (yet, or again): the next attempt, None when none is to be made.
+    Pending {
+        next_try: Option<Instant>,
+    },
+    Ready {
+        pid: Pid,
+    },
+    /// It died: its containers are being stopped before anything else happens.
+    Lost,
+    /// Being killed at the pod's end.
+    Stopping {
+        pid: Pid,
+    },
+    /// Gone for good.
+    Released,
+}
+
+/// The pod's sandbox: its state, its creation back-off, and the addresses the status shows.
+pub(crate) struct Sandbox {
+    state: State,
+    backoff: RestartBackoff,
+    /// The pod IP, kept for the status after a finished pod gave it back (as the API keeps it).
+    pub pod_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<String>,
+    /// A container was created in some sandbox: a Never pod is then not run again in a new one.
+    pub ran: bool,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            state: State::Pending {
+                next_try: Some(Instant::now()),
+            },
+            backoff: RestartBackoff::default(),
+            pod_ip: None,
+            host_ip: None,
+            ran: false,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready { .. })
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        match self.state {
+            State::Ready { pid } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// When the next attempt to make it is due.
+    pub fn next_try(&self) -> Option<Instant> {
+        match self.state {
+            State::Pending { next_try } => next_try,
+            _ => None,
+        }
+    }
+
+    /// The sandbox is to be made at `at` (the pod was scheduled after all), unless it exists.
+    pub fn try_at(&mut self, at: Instant) {
+        if let State::Pending { .. } = self.state {
+            self.state = State::Pending { next_try: Some(at) };
+        }
+    }
+
+    /// No new sandbox is to be made (the pod ends, or it is not scheduled yet).
+    pub fn cancel_retry(&mut self) {
+        if let State::Pending { .. } = self.state {
+            self.state = State::Pending { next_try: None };
+        }
+    }
+}
 
 impl Supervisor {
+    /// Makes the sandbox when it is due (and the volumes are set up: the sandbox and its IP
+    /// are made only then).
+    pub(super) fn sandbox_timers(&mut self, now: Instant) {
+        if self.sandbox.next_try().is_some_and(|t| now >= t) && self.volume_gate(now) {
+            self.start_sandbox(now);
+        }
+    }
+
     /// Creates the sandbox; on failure records an event, releases what it took and retries
     /// with back-off. The first containers are created (their init mounting their rootfs)
     /// while the network is wired, and started once it is.
-    pub(super) fn start_sandbox(&mut self) {
-        self.sandbox_next = None;
+    fn start_sandbox(&mut self, now: Instant) {
+        self.sandbox.state = State::Pending { next_try: None };
         let mut result = self.try_start_sandbox();
         if result.is_ok() {
-            let first = self.first_wave();
+            let first = self.begin_sandbox_run(now);
             let mut created = Vec::new();
             for i in first {
+                self.runs[i].life.schedule(None);
                 if let Some(p) = self.create_container(i) {
                     created.push((i, p));
                 }
@@ -47,24 +184,25 @@ impl Supervisor {
                 Err(_) => self.abandon_created(created),
             }
         }
-        if let Err(message) = result {
-            tracing::error!(%message, "sandbox creation failed");
-            if let Some(s) = self.sandbox.take() {
-                let _ = kill(s.pid, Signal::SIGKILL);
+        if let Err(e) = result {
+            tracing::error!(error = %e, "sandbox creation failed");
+            if let Some(pid) = self.sandbox.pid() {
+                let _ = kill(pid, Signal::SIGKILL);
             }
             if let Some(veth) = &self.state.sandbox.veth {
-                let _ = network::detach(veth);
+                if let Err(e) = network::detach(veth) {
+                    tracing::warn!(%veth, error = %e, "veth removal failed");
+                }
             }
-            let delay = self
-                .sandbox_backoff
-                .on_exit(std::time::Duration::ZERO)
-                .max(std::time::Duration::from_secs(1));
-            self.sandbox_next = Some(Instant::now() + delay);
+            let delay = self.sandbox.backoff.on_exit(Duration::ZERO).max(MIN_RETRY);
+            self.sandbox.state = State::Pending {
+                next_try: Some(Instant::now() + delay),
+            };
             self.event(
                 events::WARNING,
                 events::REASON_FAILED_SANDBOX,
                 "",
-                format!("Failed to create pod sandbox: {message}"),
+                format!("Failed to create pod sandbox: {e}"),
             );
         }
         self.mark_dirty();
@@ -72,31 +210,34 @@ impl Supervisor {
 
     /// The pod cgroup, /dev/shm, the pause process and its namespaces, the pod IP and the
     /// shared files. The pause process builds its namespaces while the IP is allocated.
-    fn try_start_sandbox(&mut self) -> Result<(), String> {
+    fn try_start_sandbox(&mut self) -> Result<(), SandboxError> {
         let uid = self.uid.clone();
         let run_dir = self.paths.pod_run_dir(&uid);
-        fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| SandboxError::Io { path, source }
+        };
+        fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
 
         // The pod cgroup, recorded before it is made.
         let mut sandbox_cgroup = None;
-        if let Some(cg) = &self.cgroups {
+        if let Some(cg) = &self.host.cgroups {
             let pod_path = cg.pod_path(&uid);
             if self.state.pod_cgroup.is_none() {
                 self.state.pod_cgroup = Some(pod_path.clone());
-                self.save_state().map_err(|e| e.to_string())?;
-                let limits = super::containers::pod_limits(&self.pod)?;
-                cg.create_pod(&uid, limits).map_err(|e| e.to_string())?;
+                self.save_state()?;
+                let resources = crate::cgroup::pod_resources(&self.pod)?;
+                cg.create_pod(&uid, resources)?;
             }
             let sb = cg.sandbox_path(&uid);
-            cg.create(&sb, &Default::default())
-                .map_err(|e| e.to_string())?;
+            cg.create(&sb, &Default::default())?;
             sandbox_cgroup = Some(sb);
         }
 
         // The pod-wide /dev/shm: a 64 MiB tmpfs.
         let shm = run_dir.join(SHM_DIR);
         if !shm.exists() {
-            fs::create_dir_all(&shm).map_err(|e| format!("{}: {e}", shm.display()))?;
+            fs::create_dir_all(&shm).map_err(io(&shm))?;
             mount(
                 Some("shm"),
                 &shm,
@@ -104,113 +245,136 @@ impl Supervisor {
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 Some(format!("mode=1777,size={SHM_SIZE_BYTES}").as_str()),
             )
-            .map_err(|e| format!("mount /dev/shm tmpfs at {}: {e}", shm.display()))?;
+            .map_err(|source| SandboxError::Shm {
+                path: shm.clone(),
+                source,
+            })?;
         }
 
-        // The pause process.
+        // The pause process; with shareProcessNamespace it is pid 1 of the pod's pid namespace.
         let hostname = files::pod_hostname(&self.pod);
-        let pause = pause::spawn(&hostname, sandbox_cgroup.as_deref(), self.host_namespaces())
-            .map_err(|e| format!("start sandbox process: {e}"))?;
+        let pause = pause::spawn(
+            &hostname,
+            sandbox_cgroup.as_deref(),
+            self.host_namespaces(),
+            crate::sandbox::shares_process_namespace(&self.pod),
+        )
+        .map_err(SandboxError::Spawn)?;
         let pid = pause.pid.as_raw();
         tracing::debug!(%pid, "pause process forked");
-        self.sandbox = Some(SandboxRun { pid: pause.pid });
+        self.sandbox.state = State::Ready { pid: pause.pid };
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
 
         // Its IP and veth, recorded before the veth exists.
         let ip = self.sandbox_address()?;
+        self.sandbox.pod_ip = Some(ip);
         tracing::debug!(%ip, "address allocated");
 
         // The files every container shares (bind-mounted: final before any container starts).
         let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
-        let resolv =
-            files::resolv_conf(&self.pod, &host_resolv, None).map_err(|e| e.to_string())?;
+        let resolv = files::resolv_conf(&self.pod, &host_resolv, None)?;
         let (hosts, hostname) = self.hosts_and_hostname(ip);
         for (name, content) in [
             (HOSTS_FILE, hosts),
             (RESOLV_FILE, resolv),
             (HOSTNAME_FILE, hostname),
         ] {
-            write_volatile(&run_dir.join(name), content.as_bytes()).map_err(|e| e.to_string())?;
+            write_volatile(&run_dir.join(name), content.as_bytes())?;
         }
-        pause
-            .wait_ready()
-            .map_err(|e| format!("sandbox process: {e}"))?;
+        pause.wait_ready().map_err(SandboxError::Pause)?;
         Ok(())
     }
 
     /// The bridge and the pod's veth, eth0, address and route.
-    fn connect_network(&mut self) -> Result<(), String> {
-        let (Some(sandbox), Some(ip)) = (self.sandbox.as_ref(), self.state.sandbox.ip) else {
-            return Err("the sandbox is gone".into());
+    fn connect_network(&mut self) -> Result<(), SandboxError> {
+        let (Some(pid), Some(ip)) = (self.sandbox.pid(), self.state.sandbox.ip) else {
+            return Err(SandboxError::Gone);
         };
-        let pid = sandbox.pid.as_raw();
-        self.wire_network(pid, ip)?;
+        self.wire_network(pid.as_raw(), ip)?;
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
     }
 
-    /// The containers to create with a new sandbox: the first init container (init containers
-    /// run again in a new sandbox, as the kubelet does), else every app container that has not
-    /// finished for good.
-    fn first_wave(&mut self) -> Vec<usize> {
-        let has_init = self.runs.iter().any(|r| r.init);
-        if has_init {
-            for r in self.runs.iter_mut().filter(|r| r.init) {
-                r.view.done = false;
-                r.next_start = None;
+    /// Whether the sandbox process is `pid`; reaped: what follows its end.
+    pub(super) fn on_sandbox_exit(&mut self, pid: Pid) -> bool {
+        match self.sandbox.state {
+            State::Ready { pid: p } if p == pid => {}
+            State::Stopping { pid: p } if p == pid => {
+                self.sandbox.state = State::Released;
+                self.state.sandbox.process = None;
+                self.mark_dirty();
+                return true;
             }
-            return self.runs.iter().position(|r| r.init).into_iter().collect();
+            _ => return false,
         }
-        self.runs
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.init && r.instance.is_none() && !r.view.done)
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    /// The sandbox process exited.
-    pub(super) fn on_sandbox_exit(&mut self) {
-        self.sandbox = None;
         self.state.sandbox.process = None;
         self.mark_dirty();
-        if self.stopping.is_some() || self.evicted.is_some() {
-            return;
+        if !matches!(self.pod_run, PodRun::Active { .. }) {
+            self.sandbox.state = State::Released;
+            return true;
         }
-        tracing::warn!("sandbox died; re-creating the pod sandbox");
+        tracing::warn!("sandbox died; its containers are stopped and the sandbox re-created");
+        self.sandbox.state = State::Lost;
         self.event(
             events::NORMAL,
             events::REASON_SANDBOX_CHANGED,
             "",
-            "Pod sandbox changed, it will be killed and re-created.".into(),
+            SANDBOX_CHANGED_MESSAGE.into(),
         );
-        self.sandbox_lost = true;
-        for r in self.runs.iter_mut() {
-            r.next_start = None;
-            if r.instance.is_some() {
-                r.killed_by_sandbox = true;
-            }
+        // Every container is stopped as the kubelet kills the pod: within its grace period,
+        // with a Killing event each [SyncPod: killPodWithSyncResult].
+        let (now, grace) = (Instant::now(), self.pod_grace());
+        for i in 0..self.runs.len() {
+            self.stop_container(i, StopCause::SandboxLost, grace, now);
         }
-        self.kill_all_containers();
+        self.drive_stops(now);
         self.sandbox_lost_check();
+        true
     }
 
-    /// Once every container of a lost sandbox is gone, make a new sandbox.
+    /// Once every container of a lost sandbox is gone: a new sandbox, or the pod's end when
+    /// it is not to run again (`machine::order::recreate_sandbox`).
     pub(super) fn sandbox_lost_check(&mut self) {
-        if self.sandbox_lost && !self.runs.iter().any(|r| r.instance.is_some()) {
-            if let Some(veth) = self.state.sandbox.veth.clone() {
-                let _ = network::detach(&veth);
-            }
-            self.sandbox_lost = false;
-            self.sandbox_next = Some(Instant::now());
+        if self.sandbox.state != State::Lost
+            || !matches!(self.pod_run, PodRun::Active { .. })
+            || self.runs.iter().any(|r| r.life.instance().is_some())
+        {
+            return;
         }
+        if let Some(veth) = self.state.sandbox.veth.clone() {
+            if let Err(e) = network::detach(&veth) {
+                tracing::warn!(%veth, error = %e, "veth removal failed");
+            }
+        }
+        if recreate_sandbox(self.policy, &self.entries(), self.sandbox.ran) {
+            self.sandbox.state = State::Pending {
+                next_try: Some(Instant::now()),
+            };
+        } else {
+            tracing::info!("the pod is not run again in a new sandbox");
+            self.sandbox.state = State::Released;
+            let grace = self.pod_grace();
+            self.terminate(End::Finish, grace, None);
+        }
+        self.mark_dirty();
     }
 
-    /// Kills the sandbox at the end of a stop.
-    pub(super) fn stop_sandbox(&mut self) {
-        if let Some(s) = &self.sandbox {
-            let _ = kill(s.pid, Signal::SIGKILL);
+    /// At the pod's end: kills the sandbox. True once it is gone (or there never was one).
+    pub(super) fn stop_sandbox(&mut self) -> bool {
+        match self.sandbox.state {
+            State::Ready { pid } | State::Stopping { pid } => {
+                if let Err(e) = kill(pid, Signal::SIGKILL) {
+                    tracing::debug!(%pid, error = %e, "sandbox kill");
+                }
+                self.sandbox.state = State::Stopping { pid };
+                false
+            }
+            State::Pending { .. } | State::Lost => {
+                self.sandbox.state = State::Released;
+                true
+            }
+            State::Released => true,
         }
     }
 }

@@ -114,7 +114,7 @@ impl Supervisor {
             message: message.clone(),
             since,
         };
-        self.sandbox_next = None;
+        self.sandbox.cancel_retry();
         self.event(
             events::WARNING,
             events::REASON_FAILED_SCHEDULING,
@@ -126,7 +126,7 @@ impl Supervisor {
     /// An unschedulable pod whose retry is due is scheduled if it fits now.
     pub(super) fn retry_scheduling(&mut self, now: Instant) {
         if self.scheduling.retry_at().is_some_and(|t| now >= t) && self.schedule() {
-            self.sandbox_next = Some(now);
+            self.sandbox.try_at(now);
             self.on_scheduled();
         }
     }

@@ -8,17 +8,31 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::Supervisor;
-use crate::container::spec::{self, SpecInput};
+use crate::container::spec::{self, SpecError, SpecInput};
 use crate::volume;
-use crate::volume::subpath::{self, SubPath};
+use crate::volume::subpath::{self, PrepareError, SubPath};
+
+/// Why the subPaths of a container could not be made ready (a CreateContainerConfigError).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SubPathFailure {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The kubelet's message, which names the volumeMount but not the host path.
+    #[error("{message}")]
+    Refused {
+        message: String,
+        #[source]
+        source: PrepareError,
+    },
+}
 
 impl Supervisor {
     /// The host path of every subPath of the container, by volumeMount index.
     pub(super) fn prepare_sub_paths(
         &self,
         input: &SpecInput,
-    ) -> Result<BTreeMap<usize, PathBuf>, String> {
-        let subs = spec::volume_sub_paths(input).map_err(|e| e.to_string())?;
+    ) -> Result<BTreeMap<usize, PathBuf>, SubPathFailure> {
+        let subs = spec::volume_sub_paths(input)?;
         let container = input.container.name.as_str();
         let mounts = input.container.volume_mounts.as_deref().unwrap_or_default();
         let mut sources = BTreeMap::new();
@@ -45,7 +59,10 @@ impl Supervisor {
                         .unwrap_or_default();
                     tracing::warn!(%container, volume_mount = %vm.name, sub_path = %sub,
                         error = %e, %cause, "subPath refused");
-                    return Err(e.kubelet_message(&vm.name, container));
+                    return Err(SubPathFailure::Refused {
+                        message: e.kubelet_message(&vm.name, container),
+                        source: e,
+                    });
                 }
             }
         }

@@ -23,7 +23,8 @@ use super::Supervisor;
 use crate::container::env::{env_refs, node_cpu_millis, NodeAllocatable};
 use crate::object::{ObjectError, ObjectStore, Refs, Snapshot};
 use crate::pod::events;
-use crate::pod::model::{RunState, REASON_CREATE_CONTAINER_CONFIG_ERROR};
+use crate::pod::machine::Lifecycle;
+use crate::pod::model::REASON_CREATE_CONTAINER_CONFIG_ERROR;
 use crate::pod::record::POD_FILE;
 use crate::store::{read_json, Paths};
 use crate::volume::{self, HostVolume, PodVolumes};
@@ -193,7 +194,7 @@ impl Supervisor {
     fn node_allocatable(&self) -> NodeAllocatable {
         NodeAllocatable {
             cpu_millis: node_cpu_millis(),
-            memory_bytes: self.node_memory,
+            memory_bytes: self.host.node_memory,
         }
     }
 
@@ -246,7 +247,7 @@ impl Supervisor {
             pod: &self.pod,
             objects: &objects,
             node: self.node_allocatable(),
-            node_name: &self.node_name,
+            node_name: &self.host.node_name,
         });
         let failed = !set_up.errors.is_empty();
         for e in set_up.errors {
@@ -311,10 +312,10 @@ impl Supervisor {
             }
         }
         for r in self.runs.iter_mut() {
-            let waits_for_config = matches!(&r.view.state, RunState::Waiting { reason, .. }
-                if reason == REASON_CREATE_CONTAINER_CONFIG_ERROR);
-            if waits_for_config && r.instance.is_none() && r.next_start.is_some() {
-                r.next_start = Some(now);
+            let waits_for_config = matches!(&r.life, Lifecycle::Waiting { waiting, next_start: Some(_) }
+                if waiting.reason == REASON_CREATE_CONTAINER_CONFIG_ERROR);
+            if waits_for_config {
+                r.life.schedule(Some(now));
             }
         }
     }

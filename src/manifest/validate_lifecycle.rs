@@ -1,0 +1,260 @@
+//! The API server's rules for the lifecycle fields peapod runs [pkg/apis/core/validation]:
+//! `activeDeadlineSeconds`, `shareProcessNamespace` (not with `hostPID`), `spec.os`, a container's `restartPolicy` (native sidecars are init
+//! containers with `Always`; regular init containers may not have lifecycle hooks or probes;
+//! app containers may not set it) and `lifecycle.stopSignal` (only with `spec.os.name`, and a
+//! signal of that OS).
+
+use k8s_openapi::api::core::v1::{Container, PodOS, PodSpec};
+
+use super::validate::Check;
+use super::Reason;
+use crate::pod::machine::{Kind, CONTAINER_RESTART_ALWAYS};
+
+/// `activeDeadlineSeconds` range [validation.InclusiveRangeError(1, math.MaxInt32)].
+const DEADLINE_RANGE: &str = "must be between 1 and 2147483647, inclusive";
+/// The API server checks this in the pod's (internal) security context, whose path it reports
+/// [validation.go ValidatePodSecurityContext].
+const SHARE_PIDS_WITH_HOST_PID: &str = "ShareProcessNamespace and HostPID cannot both be enabled";
+/// `spec.os.name` values [validation.go validOS].
+const OS_NAMES: &[&str] = &["linux", "windows"];
+const INIT_ONLY_WITH_ALWAYS: &str =
+    "may not be set for init containers without restartPolicy=Always";
+const NOT_FOR_APP_CONTAINERS: &str = "may not be set for non-init containers";
+const STOP_SIGNAL_WITHOUT_OS: &str = "may not be set for containers with empty `spec.os.name`";
+/// The stop signals of a Linux pod, as the API server lists them (sorted)
+/// [validation.go supportedStopSignalsLinux].
+const LINUX_STOP_SIGNALS: &[&str] = &[
+    "SIGABRT",
+    "SIGALRM",
+    "SIGBUS",
+    "SIGCHLD",
+    "SIGCLD",
+    "SIGCONT",
+    "SIGFPE",
+    "SIGHUP",
+    "SIGILL",
+    "SIGINT",
+    "SIGIO",
+    "SIGIOT",
+    "SIGKILL",
+    "SIGPIPE",
+    "SIGPOLL",
+    "SIGPROF",
+    "SIGPWR",
+    "SIGQUIT",
+    "SIGRTMAX",
+    "SIGRTMAX-1",
+    "SIGRTMAX-10",
+    "SIGRTMAX-11",
+    "SIGRTMAX-12",
+    "SIGRTMAX-13",
+    "SIGRTMAX-14",
+    "SIGRTMAX-2",
+    "SIGRTMAX-3",
+    "SIGRTMAX-4",
+    "SIGRTMAX-5",
+    "SIGRTMAX-6",
+    "SIGRTMAX-7",
+    "SIGRTMAX-8",
+    "SIGRTMAX-9",
+    "SIGRTMIN",
+    "SIGRTMIN+1",
+    "SIGRTMIN+10",
+    "SIGRTMIN+11",
+    "SIGRTMIN+12",
+    "SIGRTMIN+13",
+    "SIGRTMIN+14",
+    "SIGRTMIN+15",
+    "SIGRTMIN+2",
+    "SIGRTMIN+3",
+    "SIGRTMIN+4",
+    "SIGRTMIN+5",
+    "SIGRTMIN+6",
+    "SIGRTMIN+7",
+    "SIGRTMIN+8",
+    "SIGRTMIN+9",
+    "SIGSEGV",
+    "SIGSTKFLT",
+    "SIGSTOP",
+    "SIGSYS",
+    "SIGTERM",
+    "SIGTRAP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGVTALRM",
+    "SIGWINCH",
+    "SIGXCPU",
+    "SIGXFSZ",
+];
+const WINDOWS_STOP_SIGNALS: &[&str] = &["SIGKILL", "SIGTERM"];
+
+pub(crate) fn validate(spec: &PodSpec, check: &mut Check) {
+    if let Some(v) = spec.active_deadline_seconds {
+        if !(1..=i64::from(i32::MAX)).contains(&v) {
+            check.invalid(
+                "spec.activeDeadlineSeconds",
+                format!("{v}: {DEADLINE_RANGE}"),
+            );
+        }
+    }
+    if spec.share_process_namespace == Some(true) && spec.host_pid == Some(true) {
+        check.invalid(
+            "spec.securityContext.shareProcessNamespace",
+            format!("true: {SHARE_PIDS_WITH_HOST_PID}"),
+        );
+    }
+    if let Some(os) = spec.os.as_ref() {
+        if os.name.is_empty() {
+            check.push("spec.os.name", Reason::Required);
+        } else {
+            check.supported("spec.os", &os.name, OS_NAMES);
+        }
+    }
+    let os = spec.os.as_ref();
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        let path = format!("spec.initContainers[{i}]");
+        if let Some(p) = c.restart_policy.as_deref() {
+            check.supported(
+                &format!("{path}.restartPolicy"),
+                p,
+                &[CONTAINER_RESTART_ALWAYS],
+            );
+        }
+        if Kind::of_init(c) == Kind::Sidecar {
+            stop_signal(c, &path, os, check);
+            continue;
+        }
+        let forbidden = [
+            ("lifecycle", c.lifecycle.is_some()),
+            ("livenessProbe", c.liveness_probe.is_some()),
+            ("readinessProbe", c.readiness_probe.is_some()),
+            ("startupProbe", c.startup_probe.is_some()),
+        ];
+        for (field, set) in forbidden {
+            if set {
+                check.push(
+                    format!("{path}.{field}"),
+                    Reason::Forbidden(INIT_ONLY_WITH_ALWAYS.into()),
+                );
+            }
+        }
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        let path = format!("spec.containers[{i}]");
+        if c.restart_policy.is_some() {
+            check.push(
+                format!("{path}.restartPolicy"),
+                Reason::Forbidden(NOT_FOR_APP_CONTAINERS.into()),
+            );
+        }
+        stop_signal(c, &path, os, check);
+    }
+}
+
+/// `lifecycle.stopSignal` needs the pod's OS, and a signal of that OS [validateStopSignal].
+fn stop_signal(c: &Container, path: &str, os: Option<&PodOS>, check: &mut Check) {
+    let Some(signal) = c.lifecycle.as_ref().and_then(|l| l.stop_signal.as_deref()) else {
+        return;
+    };
+    let field = format!("{path}.lifecycle.stopSignal");
+    match os.map(|o| o.name.as_str()) {
+        None => check.push(field, Reason::Forbidden(STOP_SIGNAL_WITHOUT_OS.into())),
+        Some("windows") => check.supported(&field, signal, WINDOWS_STOP_SIGNALS),
+        Some(_) => check.supported(&field, signal, LINUX_STOP_SIGNALS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Problem;
+
+    fn problems(json: serde_json::Value) -> Vec<String> {
+        let spec: PodSpec = serde_json::from_value(json).unwrap();
+        let mut out: Vec<Problem> = Vec::new();
+        validate(
+            &spec,
+            &mut Check {
+                doc: 1,
+                out: &mut out,
+            },
+        );
+        out.iter().map(|p| p.cause()).collect()
+    }
+
+    #[test]
+    fn the_linux_list_is_sorted_as_the_api_server_prints_it() {
+        let mut sorted = LINUX_STOP_SIGNALS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, LINUX_STOP_SIGNALS);
+        assert_eq!(LINUX_STOP_SIGNALS.len(), 65);
+    }
+
+    #[test]
+    fn deadline_os_and_restart_policies() {
+        assert_eq!(
+            problems(serde_json::json!({
+                "activeDeadlineSeconds": 0,
+                "os": {"name": "plan9"},
+                "initContainers": [
+                    {"name": "s", "restartPolicy": "OnFailure"},
+                    {"name": "i", "livenessProbe": {"exec": {"command": ["true"]}}}
+                ],
+                "containers": [{"name": "a", "restartPolicy": "Always"}]
+            })),
+            vec![
+                "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive",
+                "spec.os: Unsupported value: \"plan9\": supported values: \"linux\", \"windows\"",
+                "spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+                "spec.initContainers[1].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+            ]
+        );
+        assert!(problems(serde_json::json!({
+            "activeDeadlineSeconds": 30,
+            "initContainers": [{"name": "s", "restartPolicy": "Always", "lifecycle": {}}],
+            "containers": [{"name": "a"}]
+        }))
+        .is_empty());
+    }
+
+    #[test]
+    fn a_shared_pid_namespace_is_not_the_hosts() {
+        assert_eq!(
+            problems(serde_json::json!({
+                "shareProcessNamespace": true, "hostPID": true, "containers": [{"name": "a"}]
+            })),
+            vec!["spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"]
+        );
+        assert!(problems(serde_json::json!({
+            "shareProcessNamespace": true, "hostPID": false, "containers": [{"name": "a"}]
+        }))
+        .is_empty());
+    }
+
+    #[test]
+    fn a_stop_signal_needs_the_os_and_one_of_its_signals() {
+        let with = |os: serde_json::Value, signal: &str| {
+            problems(serde_json::json!({
+                "os": os,
+                "containers": [{"name": "a", "lifecycle": {"stopSignal": signal}}]
+            }))
+        };
+        assert!(with(serde_json::json!({"name": "linux"}), "SIGQUIT").is_empty());
+        assert_eq!(
+            with(serde_json::Value::Null, "SIGQUIT"),
+            vec!["spec.containers[0].lifecycle.stopSignal: Forbidden: may not be set for containers with empty `spec.os.name`"]
+        );
+        assert_eq!(
+            with(serde_json::json!({"name": "windows"}), "SIGQUIT"),
+            vec!["spec.containers[0].lifecycle.stopSignal: Unsupported value: \"SIGQUIT\": supported values: \"SIGKILL\", \"SIGTERM\""]
+        );
+        let bad = with(serde_json::json!({"name": "linux"}), "QUIT");
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].starts_with("spec.containers[0].lifecycle.stopSignal: Unsupported value: \"QUIT\": supported values: \"SIGABRT\", \"SIGALRM\""), "{bad:?}");
+    }
+}

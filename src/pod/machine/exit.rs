@@ -1,0 +1,105 @@
+//! Whether and when a container that ended runs again, and what the kubelet says when it kills
+//! one.
+
+use std::time::Duration;
+
+use super::{Kind, RestartPolicy};
+use crate::pod::backoff::RestartBackoff;
+use crate::probe::{messages, ProbeKind};
+
+/// How an instance ended, as far as the decisions care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code (128+N when killed by signal N, 137 for an OOM kill).
+    pub code: i32,
+    /// How long the instance ran: a long run resets the back-off.
+    pub ran_for: Duration,
+}
+
+/// Why the supervisor stopped a container (none when it ended on its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// The pod is terminating: deleted, past `activeDeadlineSeconds`, evicted, or complete
+    /// (its sidecars are stopped once the app containers are done). Never restarted.
+    PodTermination,
+    /// The sandbox died: every container is stopped, then started again in a new sandbox as
+    /// the restart policy allows [computePodActions, the createPodSandbox branch].
+    SandboxLost,
+    /// Failed its liveness probe.
+    Liveness,
+    /// Failed its startup probe.
+    Startup,
+    /// Its postStart hook failed.
+    PostStartHook,
+}
+
+/// What follows the end of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The container will not run again.
+    Done,
+    /// It runs again `delay` after the exit (zero: at once); during a sandbox loss, not before
+    /// the new sandbox exists either.
+    Restart { delay: Duration },
+}
+
+/// Whether a container that ended runs again [kubelet ShouldContainerBeRestarted for app
+/// containers, computeInitContainerActions for init containers and sidecars, computePodActions
+/// for probe kills]:
+/// - a terminating pod restarts nothing;
+/// - a liveness or startup kill restarts unless the policy is Never (`restart :=
+///   shouldRestartOnFailure(pod)`); a sidecar always;
+/// - a sidecar always runs again while the pod lives;
+/// - an init container runs again only after a failure, and not under Never;
+/// - an app container: Always always, OnFailure after a failure, Never never.
+pub fn restarts(kind: Kind, policy: RestartPolicy, code: i32, cause: Option<StopCause>) -> bool {
+    match (cause, kind) {
+        (Some(StopCause::PodTermination), _) => false,
+        (_, Kind::Sidecar) => true,
+        (Some(StopCause::Liveness | StopCause::Startup), _) => policy.restarts_on_failure(),
+        (_, Kind::Init) => code != 0 && policy.restarts_on_failure(),
+        (_, Kind::App) => match policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => code != 0,
+            RestartPolicy::Never => false,
+        },
+    }
+}
+
+/// Decides what follows an exit and records it in the container's back-off: the first restart
+/// is immediate, later ones wait 10 s doubling to 300 s, counted from the exit [kubelet
+/// doBackOff]. The back-off applies after a sandbox loss too: the kubelet's check looks at the
+/// container's last exit, whatever stopped it.
+pub fn after_exit(
+    kind: Kind,
+    policy: RestartPolicy,
+    exit: Exit,
+    cause: Option<StopCause>,
+    backoff: &mut RestartBackoff,
+) -> Next {
+    if restarts(kind, policy, exit.code, cause) {
+        Next::Restart {
+            delay: backoff.on_exit(exit.ran_for),
+        }
+    } else {
+        Next::Done
+    }
+}
+
+/// The `Killing` event's message [kuberuntime_container.go killContainer: `Stopping container
+/// x` when no message is given; computePodActions and computeInitContainerActions for probe
+/// kills; startContainer passes `FailedPostStartHook` as the message].
+pub fn killing_message(kind: Kind, name: &str, cause: StopCause, restart: bool) -> String {
+    let probe = match cause {
+        StopCause::PodTermination | StopCause::SandboxLost => {
+            return format!("Stopping container {name}")
+        }
+        StopCause::PostStartHook => return messages::KILLING_FAILED_POST_START.to_string(),
+        StopCause::Liveness => ProbeKind::Liveness,
+        StopCause::Startup => ProbeKind::Startup,
+    };
+    if kind == Kind::Sidecar {
+        return messages::sidecar_kill_message(name, probe);
+    }
+    messages::kill_message(name, probe, restart)
+}

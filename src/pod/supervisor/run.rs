@@ -1,0 +1,184 @@
+//! One container of the pod across its instances: its spec and kind, its lifecycle state (with
+//! the live instance inside the states that have one), its back-off, and the history the
+//! status shows.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Container;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::logs::CriLogWriter;
+use crate::pod::backoff::RestartBackoff;
+use crate::pod::machine::{Entry, Kind, Lifecycle, Probes};
+use crate::pod::model::{
+    ContainerView, RunState, Terminated, REASON_CONTAINER_CREATING, REASON_POD_INITIALIZING,
+};
+use crate::probe::ContainerProbes;
+
+/// A running container instance.
+pub(crate) struct Instance {
+    pub pid: Pid,
+    pub container_id: String,
+    pub dir: PathBuf,
+    pub cgroup: Option<PathBuf>,
+    pub started_at: Timestamp,
+    pub started: Instant,
+    /// stdout, stderr read ends; None once at EOF.
+    pub pipes: [Option<OwnedFd>; 2],
+    pub log: CriLogWriter,
+    pub termination_log: PathBuf,
+    pub stop_signal: Signal,
+}
+
+/// One container of the pod across its instances.
+pub(crate) struct ContainerRun {
+    pub spec: Container,
+    pub kind: Kind,
+    pub life: Lifecycle<Instance>,
+    /// Its probes' timing and thresholds, started over with each instance.
+    pub probes: ContainerProbes,
+    pub backoff: RestartBackoff,
+    /// Instances started so far; the next instance's restartCount.
+    pub instances: u32,
+    /// How the last instance ended, and the one before it (the status's lastState).
+    pub last: Option<Terminated>,
+    pub before_last: Option<Terminated>,
+    /// The resolved image, `<repository>@sha256:...`.
+    pub image_id: String,
+    /// The waiting reason before the first start.
+    pub waiting_reason: &'static str,
+    /// A pull for this container's next start has just succeeded (pull policy Always must
+    /// not pull again for the same start).
+    pub image_pulled: bool,
+}
+
+impl ContainerRun {
+    /// `pod_has_init`: the pod has init containers, which makes every container wait with
+    /// PodInitializing rather than ContainerCreating before it is created
+    /// [kubelet_pods.go convertToAPIContainerStatuses].
+    pub fn new(spec: Container, kind: Kind, pod_has_init: bool) -> Self {
+        let waiting_reason = if pod_has_init {
+            REASON_POD_INITIALIZING
+        } else {
+            REASON_CONTAINER_CREATING
+        };
+        ContainerRun {
+            life: Lifecycle::waiting(waiting_reason),
+            waiting_reason,
+            probes: ContainerProbes::new(&spec),
+            spec,
+            kind,
+            backoff: RestartBackoff::default(),
+            instances: 0,
+            last: None,
+            before_last: None,
+            image_id: String::new(),
+            image_pulled: false,
+        }
+    }
+
+    /// `spec.containers{name}` or `spec.initContainers{name}`, as events name containers.
+    pub fn field_path(&self) -> String {
+        let list = if self.kind.is_init() {
+            "spec.initContainers"
+        } else {
+            "spec.containers"
+        };
+        format!("{list}{{{}}}", self.spec.name)
+    }
+
+    /// The container as the pod-level decisions see it.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            kind: self.kind,
+            brief: self.life.brief(self.last.as_ref().map(|t| t.exit_code)),
+        }
+    }
+
+    /// Which probes gate `started` and `ready`.
+    pub fn probes(&self) -> Probes {
+        Probes {
+            startup: self.spec.startup_probe.is_some(),
+            readiness: self.spec.readiness_probe.is_some(),
+        }
+    }
+
+    pub fn has_post_start(&self) -> bool {
+        self.spec
+            .lifecycle
+            .as_ref()
+            .is_some_and(|l| l.post_start.is_some())
+    }
+
+    pub fn has_pre_stop(&self) -> bool {
+        self.spec
+            .lifecycle
+            .as_ref()
+            .is_some_and(|l| l.pre_stop.is_some())
+    }
+
+    /// Records how an instance ended.
+    pub fn record_exit(&mut self, t: Terminated) {
+        self.before_last = self.last.replace(t);
+    }
+
+    /// The status of this container, as the kubelet reports it [kubelet_pods.go
+    /// convertToAPIContainerStatuses]: the current state, and the termination before it.
+    pub fn view(&self) -> ContainerView {
+        let mut v = ContainerView::new(
+            &self.spec.name,
+            self.kind,
+            self.spec.image.as_deref().unwrap_or(""),
+            self.waiting_reason,
+        );
+        v.image_id = self.image_id.clone();
+        v.restart_count = self.instances.saturating_sub(1);
+        v.last_terminated = self.last.clone();
+        let terminated = |v: &mut ContainerView, t: &Terminated, before: &Option<Terminated>| {
+            v.state = RunState::Terminated(t.clone());
+            v.last_terminated = before.clone();
+            // An init container that exited 0 counts as ready [prober_manager.go].
+            v.ready = v.kind == Kind::Init && t.exit_code == 0;
+        };
+        match &self.life {
+            Lifecycle::Waiting { waiting, .. } => {
+                v.state = RunState::Waiting {
+                    reason: waiting.reason.clone(),
+                    message: waiting.message.clone(),
+                };
+            }
+            Lifecycle::Exited { .. } | Lifecycle::Done => {
+                if let Some(t) = &self.last {
+                    terminated(&mut v, t, &self.before_last);
+                }
+            }
+            // postStart has not returned: not Running yet.
+            Lifecycle::Starting { .. } => {}
+            Lifecycle::Running {
+                inst,
+                started,
+                ready,
+            } => {
+                v.state = RunState::Running {
+                    started_at: inst.started_at,
+                    container_id: inst.container_id.clone(),
+                };
+                v.started = *started;
+                // A plain init container is ready only once it exited 0 [prober_manager.go].
+                v.ready = *started && *ready && self.kind != Kind::Init;
+            }
+            Lifecycle::Stopping { inst, .. } => {
+                v.state = RunState::Running {
+                    started_at: inst.started_at,
+                    container_id: inst.container_id.clone(),
+                };
+                v.started = true;
+            }
+        }
+        v
+    }
+}
