@@ -83,10 +83,16 @@ impl Supervisor {
             let pod_path = cg.pod_path(&uid);
             if self.state.pod_cgroup.is_none() {
                 self.state.pod_cgroup = Some(pod_path.clone());
-                self.save_state().map_err(|e| e.to_string())?;
-                let limits = super::containers::pod_limits(&self.pod)?;
-                cg.create_pod(&uid, limits).map_err(|e| e.to_string())?;
+                if let Err(e) = self.save_state() {
+                    // Not recorded (a full disk): not made either, and recorded at the next try.
+                    self.state.pod_cgroup = None;
+                    return Err(e.to_string());
+                }
             }
+            // Made (idempotently) with every sandbox: a try that failed after recording it
+            // must not leave the next one without it.
+            let limits = super::containers::pod_limits(&self.pod)?;
+            cg.create_pod(&uid, limits).map_err(|e| e.to_string())?;
             let sb = cg.sandbox_path(&uid);
             cg.create(&sb, &Default::default())
                 .map_err(|e| e.to_string())?;
