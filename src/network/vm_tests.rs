@@ -78,9 +78,11 @@ fn bridge_attach_ping_detach_in_private_netns() {
     if !enabled() {
         return;
     }
+    // Not the default pod CIDR (10.88.0.0/16): the bridge's /24 route would stay in the VM and
+    // take the traffic to the pods of every later test.
     let cfg = NetworkConfig {
         bridge: "pptest0".into(),
-        subnet: Ipv4Addr::new(10, 88, 0, 0),
+        subnet: Ipv4Addr::new(10, 66, 0, 0),
         prefix_len: 24,
     };
     ensure_bridge(&cfg).unwrap();
@@ -89,7 +91,7 @@ fn bridge_attach_ping_detach_in_private_netns() {
 
     let pod = FakePod::start();
     let uid = "3f2a9c1e-77b0-4d2e-9a51-0c6b8e1f2d3a";
-    let ip = Ipv4Addr::new(10, 88, 0, 2);
+    let ip = Ipv4Addr::new(10, 66, 0, 2);
     let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
     let veth = attach(&cfg, pod.pid(), uid, ip).unwrap();
     let after = std::fs::read_dir("/proc/self/task").unwrap().count();
@@ -99,7 +101,7 @@ fn bridge_attach_ping_detach_in_private_netns() {
 
     let addrs = pod.run(&["ip", "-o", "-4", "addr"]);
     assert!(
-        addrs.contains("eth0") && addrs.contains("10.88.0.2/24"),
+        addrs.contains("eth0") && addrs.contains("10.66.0.2/24"),
         "{addrs}"
     );
     assert!(
@@ -108,7 +110,7 @@ fn bridge_attach_ping_detach_in_private_netns() {
     );
     let routes = pod.run(&["ip", "route"]);
     assert!(
-        routes.contains("default via 10.88.0.1 dev eth0"),
+        routes.contains("default via 10.66.0.1 dev eth0"),
         "{routes}"
     );
     assert!(ping(ip), "pod IP {ip} does not answer from the bridge");
