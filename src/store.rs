@@ -190,6 +190,29 @@ pub fn write_volatile(path: &Path, data: &[u8]) -> Result<(), StoreError> {
 fn write_replace(path: &Path, data: &[u8], durable: bool, mode: u32) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    write_replace_in(dir, path, data, durable, mode)
+}
+
+/// [`write_json`] into a directory that must exist already (NotFound otherwise): for a file
+/// about a record that another process may be removing at that moment, such as a pod's
+/// `delete.json` while its supervisor tears the pod down, which must not bring the directory
+/// back as an empty shell no listing shows.
+pub fn write_json_in_existing_dir<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let data = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    write_replace_in(dir, path, &data, true, 0o644)
+}
+
+fn write_replace_in(
+    dir: &Path,
+    path: &Path,
+    data: &[u8],
+    durable: bool,
+    mode: u32,
+) -> Result<(), StoreError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -347,6 +370,19 @@ mod tests {
         let err = sync_dir(&missing).unwrap_err();
         assert!(err.is_not_found());
         assert!(err.to_string().starts_with(&missing.display().to_string()));
+    }
+
+    #[test]
+    fn write_into_a_removed_directory_is_not_found_and_does_not_recreate_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = dir.path().join("pods").join("u1");
+        fs::create_dir_all(&pod).unwrap();
+        write_json_in_existing_dir(&pod.join("delete.json"), &1).unwrap();
+        assert_eq!(read_json::<i32>(&pod.join("delete.json")).unwrap(), 1);
+        fs::remove_dir_all(&pod).unwrap();
+        let err = write_json_in_existing_dir(&pod.join("delete.json"), &2).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(!pod.exists(), "the removed directory came back");
     }
 
     #[test]

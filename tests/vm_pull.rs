@@ -8,57 +8,21 @@
 
 mod common;
 
+use common::vm_registry::{self, REGISTRY};
 use common::*;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The registry's storage, prepared on the host.
-const STORAGE: &str = "/peapod/registry";
-/// Where the registry listens inside the VM (nothing else runs there).
-const REGISTRY: &str = "127.0.0.1:5000";
 /// peapod's default registries configuration file, written once per test binary.
 const REGISTRIES_CONFIG: &str = "/etc/peapod/registries.toml";
 /// How long a pull of the busybox image may take under QEMU's emulation.
 const PULL_TIMEOUT: Duration = Duration::from_secs(120);
 
-static REGISTRY_PROCESS: Mutex<Option<Child>> = Mutex::new(None);
-
 /// Starts the registry (once) and writes the mirror configuration.
 fn setup() {
     require_vm();
-    let mut guard = REGISTRY_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-    if guard.is_some() {
-        return;
-    }
-    let dir = std::path::Path::new("/tmp/vm-registry");
-    std::fs::create_dir_all(dir).expect("cannot create the registry's directory");
-    let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {STORAGE}\nhttp:\n  addr: {REGISTRY}\n"
-        ),
-    )
-    .expect("cannot write the registry config");
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        // Not the test's stdout/stderr: the registry outlives this binary, and the VM's
-        // console pipe must reach EOF when the tests end.
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.join("registry.log"))
-                .expect("cannot create the registry's log"),
-        )
-        .spawn()
-        .expect("cannot start docker-registry (scripts/test copies it into the VM)");
-    *guard = Some(child);
-    let up = wait_for(
-        || std::net::TcpStream::connect(REGISTRY).is_ok(),
-        Duration::from_secs(30),
-    );
-    assert!(up, "the registry did not start listening on {REGISTRY}");
+    vm_registry::start();
     std::fs::create_dir_all("/etc/peapod").expect("cannot create /etc/peapod");
     std::fs::write(
         REGISTRIES_CONFIG,
@@ -271,34 +235,11 @@ fn auth_registry() {
     std::fs::create_dir_all(dir).expect("cannot create the registry's directory");
     let htpasswd = dir.join("htpasswd");
     std::fs::write(&htpasswd, AUTH_HTPASSWD).expect("cannot write htpasswd");
-    let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {STORAGE}\nhttp:\n  addr: {AUTH_REGISTRY}\nauth:\n  htpasswd:\n    realm: peapod-test\n    path: {}\n",
-            htpasswd.display()
-        ),
-    )
-    .expect("cannot write the registry config");
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.join("registry.log"))
-                .expect("cannot create the registry's log"),
-        )
-        .spawn()
-        .expect("cannot start docker-registry");
-    *guard = Some(child);
-    let up = wait_for(
-        || std::net::TcpStream::connect(AUTH_REGISTRY).is_ok(),
-        Duration::from_secs(30),
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: peapod-test\n    path: {}\n",
+        htpasswd.display()
     );
-    assert!(
-        up,
-        "the registry did not start listening on {AUTH_REGISTRY}"
-    );
+    *guard = Some(vm_registry::serve(AUTH_REGISTRY, dir, &auth));
 }
 
 /// A `kubernetes.io/dockerconfigjson` Secret for the auth registry, as `kubectl create secret

@@ -295,8 +295,9 @@ fn sink(
     let drained = io::copy(&mut reader, &mut io::sink());
     let actual = format!("sha256:{}", hex::encode(reader.hasher.finalize_reset()));
     if let Err(e) = drained {
-        // Interrupted download (reported by the caller) or a write error on the temp file.
-        return Err(ImageError::io(blob_tmp, e));
+        // Interrupted download (reported by the caller) or a write error on the temp file,
+        // whose message names the file already: say which layer it was.
+        return Err(ImageError::io(format!("layer {}", job.digest), e));
     }
     if reader.size != job.size {
         return Err(ImageError::BlobSize {

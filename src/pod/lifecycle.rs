@@ -19,7 +19,9 @@ use crate::pod::record::{
     self, DeleteRequest, PodState, ProcessRef, DELETE_FILE, POD_FILE, STATE_FILE,
 };
 use crate::pod::supervisor::{SUPERVISE_VERB, SUPERVISOR_LOG};
-use crate::store::{read_json, write_json, write_json_volatile, FileLock, Paths};
+use crate::store::{
+    read_json, write_json_in_existing_dir, write_json_volatile, FileLock, Paths, StoreError,
+};
 
 /// How long `apply` waits for a new supervisor to check in.
 const SUPERVISOR_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,6 +102,7 @@ fn create(
             })?;
     }
     let _lock = FileLock::exclusive(&paths.pods_lock())?;
+    record::sweep_transient(paths);
     let mut outcomes = Vec::new();
     for mut pod in pods {
         let (namespace, name) = ns_name(&pod);
@@ -120,9 +123,17 @@ fn create(
         ));
         pod.status = None;
         // Written now, made durable while the supervisor starts (off the pod's critical path),
-        // and durable before `apply` reports the pod created.
+        // and durable before `apply` reports the pod created. Made aside and renamed in, so
+        // that an apply killed half-way leaves no pod directory without its pod.json.
+        let staging = record::transient_pod_dir(paths, record::NEW_POD_PREFIX, &uid);
+        let recorded = write_json_volatile(&staging.join(POD_FILE), &pod).and_then(|()| {
+            fs::rename(&staging, paths.pod_dir(&uid)).map_err(|e| StoreError::io(&staging, e))
+        });
+        if let Err(e) = recorded {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e.into());
+        }
         let pod_file = paths.pod_dir(&uid).join(POD_FILE);
-        write_json_volatile(&pod_file, &pod)?;
         if let Err(e) = start_supervisor(paths, &uid, &pod_file) {
             let _ = fs::remove_dir_all(paths.pod_dir(&uid));
             return Err(LifecycleError::Pod {
@@ -286,18 +297,25 @@ pub fn request_delete(
         _ if force => 0,
         _ => pod_default,
     };
-    write_json(
+    // Not write_json: the pod may be going away under an earlier delete, and its directory must
+    // not come back holding only this file.
+    let requested = write_json_in_existing_dir(
         &paths.pod_dir(&uid).join(DELETE_FILE),
         &DeleteRequest {
             grace_period_seconds: grace,
             requested_at: jiff::Timestamp::now().to_string(),
         },
-    )?;
+    );
+    let gone = match requested {
+        Ok(()) => false,
+        Err(e) if e.is_not_found() => true,
+        Err(e) => return Err(e.into()),
+    };
     let supervisor = rec
         .state
         .as_ref()
         .and_then(|s| s.supervisor.clone())
-        .filter(|s| s.is_alive());
+        .filter(|s| !gone && s.is_alive());
     if let Some(sup) = &supervisor {
         let _ = kill(Pid::from_raw(sup.pid), Signal::SIGTERM);
     }

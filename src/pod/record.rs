@@ -22,6 +22,53 @@ pub const EVENTS_FILE: &str = "events.json";
 pub const DELETE_FILE: &str = "delete.json";
 /// Container instances: `containers/<name>/<restart count>/` (bundle, writable layer).
 pub const CONTAINERS_DIR: &str = "containers";
+/// A pod directory being made by `apply`: `pods/.new-<uid>-<pid>`, renamed to `pods/<uid>`
+/// once pod.json is in it, so that a pod appears whole or not at all.
+pub const NEW_POD_PREFIX: &str = ".new-";
+/// A pod directory being removed: `pods/.gone-<uid>-<pid>`, renamed so from `pods/<uid>` so
+/// that the pod leaves every listing at once.
+pub const GONE_POD_PREFIX: &str = ".gone-";
+
+/// The name of a directory beside the pods that process `pid` makes or removes for `uid`.
+pub fn transient_pod_dir(paths: &Paths, prefix: &str, uid: &str) -> PathBuf {
+    paths
+        .pods()
+        .join(format!("{prefix}{uid}-{}", std::process::id()))
+}
+
+/// The process that made a transient pod directory name (`.new-<uid>-<pid>`).
+fn transient_owner(name: &str) -> Option<i32> {
+    if !name.starts_with(NEW_POD_PREFIX) && !name.starts_with(GONE_POD_PREFIX) {
+        return None;
+    }
+    name.rsplit_once('-')?.1.parse().ok()
+}
+
+/// Removes the transient pod directories whose process is gone: what an `apply` or a
+/// teardown killed half-way (SIGKILL, a crash) left. A live process's directory is never
+/// touched; a recycled pid only delays the cleanup to the next sweep.
+pub fn sweep_transient(paths: &Paths) {
+    let Ok(entries) = std::fs::read_dir(paths.pods()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = transient_owner(&name) else {
+            continue;
+        };
+        if crate::procfs::stat(pid).is_some_and(|s| s.state != 'Z') {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::info!(dir = %entry.path().display(), "removed a pod directory left by a dead process")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a stale pod directory")
+            }
+        }
+    }
+}
 
 /// A process we started, identified by pid and by its start time (field 22 of
 /// `/proc/<pid>/stat`), so that a recycled pid is never mistaken for ours.
@@ -174,6 +221,10 @@ pub fn list_uids(paths: &Paths) -> Result<Vec<String>, StoreError> {
     let mut uids = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+        // Pods being made or removed (`.new-`, `.gone-`) are not pods.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         if entry.path().join(POD_FILE).exists() {
             uids.push(entry.file_name().to_string_lossy().into_owned());
         }
@@ -207,6 +258,29 @@ pub fn find(paths: &Paths, namespace: &str, name: &str) -> Result<Option<PodReco
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_pod_dirs_are_not_listed_and_only_dead_owners_are_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::under(root.path());
+        let pod = |dir: &std::path::Path| {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(POD_FILE), "{}").unwrap();
+        };
+        pod(&paths.pod_dir("u1"));
+        let mine = transient_pod_dir(&paths, NEW_POD_PREFIX, "u2");
+        pod(&mine);
+        // No process has pid 0x7ffffff0 (above pid_max's ceiling of 2^22).
+        let dead = paths
+            .pods()
+            .join(format!("{GONE_POD_PREFIX}u3-{}", 0x7fff_fff0));
+        pod(&dead);
+        assert_eq!(list_uids(&paths).unwrap(), vec!["u1".to_string()]);
+        sweep_transient(&paths);
+        assert!(mine.exists(), "a live process's directory was swept");
+        assert!(!dead.exists(), "a dead process's directory was kept");
+        assert!(paths.pod_dir("u1").exists());
+    }
 
     #[test]
     fn own_process_is_alive_and_a_changed_start_time_is_not() {

@@ -16,7 +16,7 @@ use crate::cgroup::CgroupManager;
 use crate::network;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::pod::record::{PodState, ProcessRef, CONTAINERS_DIR, POD_FILE};
+use crate::pod::record::{self, PodState, ProcessRef, CONTAINERS_DIR, POD_FILE};
 use crate::store::{read_json, Paths};
 use crate::volume::{VOLUMES_DIR, VOLUME_SUBPATHS_DIR};
 
@@ -190,14 +190,17 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
         uid,
     )));
     if errors.is_empty() {
-        // pod.json first: the pod leaves every listing at once (a watch never sees a record
-        // losing its status file by file).
-        if let Err(e) = fs::remove_file(lib_dir.join(POD_FILE)) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("remove {}: {e}", lib_dir.join(POD_FILE).display()));
-            }
+        // Renamed aside first: the pod leaves every listing at once (a watch never sees a
+        // record losing its status file by file), and a teardown killed while removing it
+        // leaves a `.gone-` directory that the next apply or teardown sweeps, never a pod
+        // directory without its pod.json that nothing would find again.
+        let gone = record::transient_pod_dir(paths, record::GONE_POD_PREFIX, uid);
+        match fs::rename(&lib_dir, &gone) {
+            Ok(()) => errors.extend(remove_dir(&gone)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("rename {}: {e}", lib_dir.display())),
         }
-        errors.extend(remove_dir(&lib_dir));
+        record::sweep_transient(paths);
     }
 
     // Claims: the pod's ephemeral claims, and claims waiting for their last pod to go

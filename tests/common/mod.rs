@@ -22,6 +22,9 @@ pub mod cli;
 pub mod proxy;
 pub mod pull;
 pub mod registry;
+// The VM-side fault and soak suites' accounting, and the registry inside the VM.
+pub mod accounting;
+pub mod vm_registry;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -72,12 +75,21 @@ pub fn peapod_bin() -> PathBuf {
 
 /// Runs `peapod ARGS...` and returns its output; logs the call and its result.
 pub fn peapod(args: &[&str]) -> Output {
+    peapod_env(args, &[])
+}
+
+/// [`peapod`] with more environment variables (another `PEAPOD_LIB_DIR`, ...).
+pub fn peapod_env(args: &[&str], env: &[(&str, PathBuf)]) -> Output {
     let out = Command::new(peapod_bin())
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", peapod_bin().display()));
     eprintln!(
-        "$ peapod {} -> {}\n{}{}",
+        "$ {}peapod {} -> {}\n{}{}",
+        env.iter()
+            .map(|(k, v)| format!("{k}={} ", v.display()))
+            .collect::<String>(),
         args.join(" "),
         out.status,
         String::from_utf8_lossy(&out.stdout),
@@ -88,7 +100,11 @@ pub fn peapod(args: &[&str]) -> Output {
 
 /// Runs `peapod ARGS...`, panics unless it exits 0, and returns its stdout.
 pub fn peapod_ok(args: &[&str]) -> String {
-    let out = peapod(args);
+    expect_ok(args, peapod(args))
+}
+
+/// The stdout of `peapod ARGS...`; panics with its stderr unless it exited 0.
+pub fn expect_ok(args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "peapod {} failed: {}",

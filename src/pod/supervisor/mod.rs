@@ -353,8 +353,12 @@ impl Supervisor {
             if self.pod_run.is_over() {
                 break;
             }
+            // A full or failing disk must not end the supervision of a running pod: the files
+            // stay dirty and are written at the next wake.
             if self.dirty {
-                self.write_status()?;
+                if let Err(e) = self.write_status() {
+                    tracing::error!(error = %e, "cannot write the pod's status; retrying");
+                }
             }
             self.wait_and_dispatch();
         }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -467,6 +468,22 @@ fn spawn_pull(reference: &str, secrets: Option<&Path>) -> std::io::Result<(Pid, 
         Some(file) => cmd.env(ENV_PULL_SECRETS_FILE, file),
         None => cmd.env_remove(ENV_PULL_SECRETS_FILE),
     };
+    // The pull is the supervisor's: if the supervisor dies (SIGKILL, a crash), the child goes
+    // with it instead of outliving the pod's delete (prctl(2), PR_SET_PDEATHSIG; kept across
+    // execve). A supervisor that died before the prctl is seen as a changed parent.
+    let supervisor = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and _exit are async-signal-safe and touch no memory of ours.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != supervisor {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn()?;
     let stdout = child
         .stdout

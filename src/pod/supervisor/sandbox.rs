@@ -225,10 +225,16 @@ impl Supervisor {
             let pod_path = cg.pod_path(&uid);
             if self.state.pod_cgroup.is_none() {
                 self.state.pod_cgroup = Some(pod_path.clone());
-                self.save_state()?;
-                let resources = crate::cgroup::pod_resources(&self.pod)?;
-                cg.create_pod(&uid, resources)?;
+                if let Err(e) = self.save_state() {
+                    // Not recorded (a full disk): not made either, and recorded at the next try.
+                    self.state.pod_cgroup = None;
+                    return Err(e.into());
+                }
             }
+            // Made (idempotently) with every sandbox: a try that failed after recording it
+            // must not leave the next one without it.
+            let resources = crate::cgroup::pod_resources(&self.pod)?;
+            cg.create_pod(&uid, resources)?;
             let sb = cg.sandbox_path(&uid);
             cg.create(&sb, &Default::default())?;
             sandbox_cgroup = Some(sb);
