@@ -12,17 +12,34 @@ def pod_yaml(name, command):
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                        "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent", "command": command}]}})
 
-def running(name):
+def all_running(names):
+    """Whether every pod named has all its containers running."""
+    want = set(names)
     for path in glob.glob(f"{lib}/pods/*/status.json"):
         try:
             st = json.load(open(path))
             pod = json.load(open(os.path.join(os.path.dirname(path), "pod.json")))
         except (OSError, ValueError):
             continue
-        if pod["metadata"]["name"] == name:
-            cs = st.get("containerStatuses") or []
-            return bool(cs) and all("running" in (c.get("state") or {}) for c in cs)
-    return False
+        cs = st.get("containerStatuses") or []
+        if cs and all("running" in (c.get("state") or {}) for c in cs):
+            want.discard(pod["metadata"]["name"])
+    return not want
+
+def running(name):
+    return all_running([name])
+
+def idle_pss():
+    """PSS (kB) of each pod's supervisor and sandbox processes together."""
+    out = []
+    for path in glob.glob(f"{lib}/pods/*/state.json"):
+        st = json.load(open(path))
+        total = 0
+        for proc in (st.get("supervisor"), (st.get("sandbox") or {}).get("process")):
+            with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        out.append(total)
+    return out
 
 def apply_until_running(name, command):
     t0 = time.perf_counter()
@@ -61,43 +78,12 @@ for i in range(runs):
 for i in range(idle):
     apply_until_running(f"idle{i}", sleeper)
 time.sleep(10)  # past the supervisors' code-page trim, even on a loaded machine
-pss = []
-for path in glob.glob(f"{lib}/pods/*/state.json"):
-    st = json.load(open(path))
-    total = 0
-    for proc in (st.get("supervisor"), (st.get("sandbox") or {}).get("process")):
-        with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
-            total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
-    pss.append(total)
+pss = idle_pss()
 for i in range(idle):
     sh(peapod, "delete", "pod", f"idle{i}", "--grace-period=0", "--force")
 
 # Density: N pods applied in one file, until every one is Running, then `delete pods --all`
 # until none is listed; with the PSS per pod once they idle.
-def all_running(names):
-    want = set(names)
-    for path in glob.glob(f"{lib}/pods/*/status.json"):
-        try:
-            st = json.load(open(path))
-            pod = json.load(open(os.path.join(os.path.dirname(path), "pod.json")))
-        except (OSError, ValueError):
-            return False
-        cs = st.get("containerStatuses") or []
-        if cs and all("running" in (c.get("state") or {}) for c in cs):
-            want.discard(pod["metadata"]["name"])
-    return not want
-
-def idle_pss():
-    out = []
-    for path in glob.glob(f"{lib}/pods/*/state.json"):
-        st = json.load(open(path))
-        total = 0
-        for proc in (st.get("supervisor"), (st.get("sandbox") or {}).get("process")):
-            with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
-        out.append(total)
-    return out
-
 dense = []
 for n in density:
     names = [f"d{n}-{i}" for i in range(n)]
