@@ -198,3 +198,46 @@ impl ContainerRun {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(container_id: &str) -> Terminated {
+        Terminated {
+            exit_code: 0,
+            signal: None,
+            reason: "Completed".into(),
+            message: None,
+            started_at: Some(Timestamp::UNIX_EPOCH),
+            finished_at: Timestamp::UNIX_EPOCH,
+            container_id: container_id.into(),
+        }
+    }
+
+    #[test]
+    fn a_container_stopped_for_a_new_image_shows_its_old_instance_until_the_new_one_runs() {
+        let spec: Container =
+            serde_json::from_value(serde_json::json!({"name": "app", "image": "busybox"})).unwrap();
+        let mut r = ContainerRun::new(spec, Kind::App, false);
+        r.instances = 1;
+        r.record_exit(ended("old"));
+        r.life = Lifecycle::Exited { next_start: None };
+        r.spec.image = Some("busybox:2".into());
+        r.redefining = true;
+        let v = r.view();
+        assert_eq!(
+            v.state,
+            RunState::Running {
+                started_at: Timestamp::UNIX_EPOCH,
+                container_id: "old".into()
+            }
+        );
+        assert_eq!(
+            (v.restart_count, v.last_terminated, v.image.as_str()),
+            (0, None, "busybox")
+        );
+        r.redefining = false;
+        assert_eq!(r.view().state, RunState::Terminated(ended("old")));
+    }
+}
