@@ -156,6 +156,8 @@ fn apply_of_a_new_image_restarts_the_container_as_the_kubelet_does() {
     let _pod = start_pod("cli-image", &yaml);
     let first_id = container_status("cli-image", "app").unwrap()["containerID"].clone();
     let new_image = format!("{REGISTRY}/team/app:v1");
+    // Not in the store (another test may have pulled it): IfNotPresent pulls it.
+    let _ = peapod(&["rmi", &new_image]);
     let updated = yaml.replacen("image: busybox", &format!("image: {new_image}"), 1);
     let updated = updated.replacen(
         "  - name: setup\n    image: busybox",
@@ -238,6 +240,55 @@ fn apply_of_a_new_image_restarts_the_container_as_the_kubelet_does() {
         pod_json("cli-image")["spec"]["containers"][0]["command"][2],
         SLEEP
     );
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn apply_of_a_new_image_restarts_a_sidecar() {
+    require_vm();
+    vm_registry::start();
+    let yaml = with_init("cli-sidecar", "Always", "").replace(
+        "    command: [\"true\"]\n",
+        &format!("    restartPolicy: Always\n    command: [\"sh\", \"-c\", {SLEEP:?}]\n"),
+    );
+    let _pod = start_pod("cli-sidecar", &yaml);
+    let new_image = format!("{REGISTRY}/busybox:1.27.2");
+    let updated = yaml.replacen(
+        "  - name: setup\n    image: busybox",
+        &format!("  - name: setup\n    image: {new_image}"),
+        1,
+    );
+    let out = apply_yaml(&updated);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod/cli-sidecar configured\n",
+        "{}",
+        stderr(&out)
+    );
+    wait_until(
+        "cli-sidecar",
+        "the sidecar running the new image",
+        || {
+            init_status("cli-sidecar", "setup").is_some_and(|c| {
+                c["image"] == new_image.as_str()
+                    && c["state"]["running"].is_object()
+                    && c["restartCount"] == 1
+            })
+        },
+        Duration::from_secs(120),
+    );
+    assert!(
+        has_event(
+            "cli-sidecar",
+            "Killing",
+            "Init container setup definition changed"
+        ),
+        "{:?}",
+        events("cli-sidecar")
+    );
+    // The app container is left running.
+    assert_eq!(restart_count("cli-sidecar", "app"), 0);
+    assert_eq!(phase("cli-sidecar"), "Running");
 }
 
 #[test]
