@@ -1,10 +1,12 @@
 //! The walkthroughs' CLI on real pods: `run`, label selectors on pods, `apply` of a pod that
-//! exists (unchanged, configured, forbidden), `ps`/`pods` after a restart, `top pod`.
+//! exists (unchanged, configured, forbidden; a new image restarts the container, a lower
+//! activeDeadlineSeconds ends the pod), `ps`/`pods` after a restart, `top pod`.
 //! Runs only in the test VM (`scripts/test --vm-only --only vm_cli`); every test uses its own
 //! pod names.
 
 mod common;
 
+use common::vm_registry::{self, REGISTRY};
 use common::*;
 use std::time::Duration;
 
@@ -119,13 +121,210 @@ fn apply_of_an_existing_pod_is_unchanged_configured_or_forbidden() {
         "{}",
         stderr(&out)
     );
-    let out = apply_yaml(&relabeled.replace("image: busybox", "image: busybox:other"));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("spec.containers[0].image"),
+    // Refused: nothing of it is stored, the container is left alone.
+    assert_eq!(
+        pod_json("cli-apply")["spec"]["containers"][0]["command"],
+        serde_json::json!(["sh", "-c", SLEEP])
+    );
+    assert_eq!(restart_count("cli-apply", "app"), 0);
+}
+
+/// Pod `name` under `policy`: an init container `setup` and an app container `app`, both of
+/// the local busybox image.
+fn with_init(name: &str, policy: &str, rest: &str) -> String {
+    pod_of(
+        name,
+        policy,
+        2,
+        &format!(
+            "  - name: app\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {SLEEP:?}]\n"
+        ),
+        &format!(
+            "  initContainers:\n  - name: setup\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [\"true\"]\n{rest}"
+        ),
+    )
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn apply_of_a_new_image_restarts_the_container_as_the_kubelet_does() {
+    require_vm();
+    vm_registry::start();
+    // Under Never: the kubelet restarts a container whose definition changed whatever the
+    // policy.
+    let yaml = with_init("cli-image", "Never", "");
+    let _pod = start_pod("cli-image", &yaml);
+    let first_id = container_status("cli-image", "app").unwrap()["containerID"].clone();
+    let new_image = format!("{REGISTRY}/team/app:v1");
+    // Not in the store (another test may have pulled it): IfNotPresent pulls it.
+    let _ = peapod(&["rmi", &new_image]);
+    let updated = yaml.replacen("image: busybox", &format!("image: {new_image}"), 1);
+    let updated = updated.replacen(
+        "  - name: setup\n    image: busybox",
+        &format!("  - name: setup\n    image: {new_image}"),
+        1,
+    );
+    let out = apply_yaml(&updated);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod/cli-image configured\n",
         "{}",
         stderr(&out)
     );
+    wait_until(
+        "cli-image",
+        "the app container running the new image",
+        || {
+            container_status("cli-image", "app").is_some_and(|c| {
+                c["image"] == new_image.as_str()
+                    && c["state"]["running"].is_object()
+                    && c["restartCount"] == 1
+            })
+        },
+        Duration::from_secs(120),
+    );
+    let app = container_status("cli-image", "app").unwrap();
+    assert_ne!(app["containerID"], first_id);
+    assert!(
+        app["imageID"].as_str().unwrap_or("").contains("@sha256:"),
+        "{app}"
+    );
+    // The old instance was stopped with its grace period: the trap ended it with 0.
+    assert_eq!(app["lastState"]["terminated"]["exitCode"], 0, "{app}");
+    assert_eq!(phase("cli-image"), "Running");
+    assert!(
+        has_event(
+            "cli-image",
+            "Killing",
+            "Container app definition changed, will be restarted"
+        ),
+        "{:?}",
+        events("cli-image")
+    );
+    assert!(has_event(
+        "cli-image",
+        "Pulling",
+        &format!("Pulling image \"{new_image}\"")
+    ));
+    assert!(has_event(
+        "cli-image",
+        "Pulled",
+        &format!("Successfully pulled image \"{new_image}\"")
+    ));
+    let describe = peapod_ok(&["describe", "pod", "cli-image"]);
+    assert!(
+        describe
+            .lines()
+            .any(|l| l.trim_start().starts_with("Image:") && l.trim_end().ends_with(&new_image)),
+        "{describe}"
+    );
+    // The init container finished before: the kubelet does not run it again for a new image,
+    // and its status keeps the image it ran.
+    let setup = init_status("cli-image", "setup").unwrap();
+    assert_eq!(setup["restartCount"], 0, "{setup}");
+    assert_eq!(setup["image"], "busybox", "{setup}");
+    assert_eq!(
+        setup["state"]["terminated"]["reason"], "Completed",
+        "{setup}"
+    );
+    // Another field alongside: refused, and nothing changes.
+    let out = apply_yaml(&updated.replace("sleep 1", "sleep 2"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("The Pod \"cli-image\" is invalid: spec: Forbidden: pod updates may not change fields other than"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(restart_count("cli-image", "app"), 1);
+    assert_eq!(
+        pod_json("cli-image")["spec"]["containers"][0]["command"][2],
+        SLEEP
+    );
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn apply_of_a_new_image_restarts_a_sidecar() {
+    require_vm();
+    vm_registry::start();
+    let yaml = with_init("cli-sidecar", "Always", "").replace(
+        "    command: [\"true\"]\n",
+        &format!("    restartPolicy: Always\n    command: [\"sh\", \"-c\", {SLEEP:?}]\n"),
+    );
+    let _pod = start_pod("cli-sidecar", &yaml);
+    let new_image = format!("{REGISTRY}/busybox:1.27.2");
+    let updated = yaml.replacen(
+        "  - name: setup\n    image: busybox",
+        &format!("  - name: setup\n    image: {new_image}"),
+        1,
+    );
+    let out = apply_yaml(&updated);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod/cli-sidecar configured\n",
+        "{}",
+        stderr(&out)
+    );
+    wait_until(
+        "cli-sidecar",
+        "the sidecar running the new image",
+        || {
+            init_status("cli-sidecar", "setup").is_some_and(|c| {
+                c["image"] == new_image.as_str()
+                    && c["state"]["running"].is_object()
+                    && c["restartCount"] == 1
+            })
+        },
+        Duration::from_secs(120),
+    );
+    assert!(
+        has_event(
+            "cli-sidecar",
+            "Killing",
+            "Init container setup definition changed"
+        ),
+        "{:?}",
+        events("cli-sidecar")
+    );
+    // The app container is left running.
+    assert_eq!(restart_count("cli-sidecar", "app"), 0);
+    assert_eq!(phase("cli-sidecar"), "Running");
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn apply_of_a_lower_deadline_ends_the_pod_with_deadline_exceeded() {
+    require_vm();
+    let yaml = with_init("cli-deadline", "Always", "  activeDeadlineSeconds: 3600\n");
+    let _pod = start_pod("cli-deadline", &yaml);
+    let raised = yaml.replace("activeDeadlineSeconds: 3600", "activeDeadlineSeconds: 7200");
+    let out = apply_yaml(&raised);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "The Pod \"cli-deadline\" is invalid: spec.activeDeadlineSeconds: Invalid value: 7200: must be less than or equal to previous value\n"
+    );
+    let out = apply_yaml(&yaml.replace("activeDeadlineSeconds: 3600", "activeDeadlineSeconds: 5"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod/cli-deadline configured\n",
+        "{}",
+        stderr(&out)
+    );
+    wait_until(
+        "cli-deadline",
+        "phase Failed",
+        || phase("cli-deadline") == "Failed",
+        Duration::from_secs(60),
+    );
+    let status = pod_json("cli-deadline")["status"].clone();
+    assert_eq!(status["reason"], "DeadlineExceeded", "{status}");
+    assert!(has_event(
+        "cli-deadline",
+        "DeadlineExceeded",
+        "Pod was active on the node longer than the specified deadline"
+    ));
+    assert_eq!(restart_count("cli-deadline", "app"), 0);
 }
 
 #[test]

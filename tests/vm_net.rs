@@ -115,6 +115,22 @@ fn watch_shows_a_kill_and_restart_in_order() {
     );
     let last: Vec<&str> = lines[lines.len() - 1].split_whitespace().collect();
     assert_eq!(last[1..4], ["1/1", "Running", "1"], "{lines:?}");
+    // Then its sandbox: the container is stopped, a new sandbox made (the same IP), and the
+    // container started again in it after its back-off: a second restart.
+    kill(sandbox_pid("net-watch"), "KILL");
+    let lines = watch.until("2 (", Duration::from_secs(90));
+    let last: Vec<&str> = lines[lines.len() - 1].split_whitespace().collect();
+    assert_eq!(last[1..4], ["1/1", "Running", "2"], "{lines:?}");
+    assert_eq!(
+        last[7],
+        first[1].split_whitespace().nth(5).unwrap_or(""),
+        "{lines:?}"
+    );
+    assert!(has_event(
+        "net-watch",
+        "SandboxChanged",
+        "Pod sandbox changed, it will be killed and re-created."
+    ));
     // Deleted with its grace period: Terminating, then (DELETED) its last row again.
     peapod_ok(&["delete", "pod", "net-watch"]);
     let end = watch.until("Terminating", Duration::from_secs(30));

@@ -2,8 +2,8 @@
 //! document of every source first, then store ConfigMaps, Secrets and claims, then pods, and
 //! print each outcome as kubectl does [kubectl pkg/cmd/apply/apply.go, create/create.go]. A pod
 //! that exists is compared with its manifest as the API server's update validation does
-//! ([`crate::pod::update`]): `pod/x unchanged`, `pod/x configured`, or the API server's
-//! Forbidden cause.
+//! ([`crate::pod::update`]): `pod/x unchanged`, `pod/x configured` (the supervisor follows),
+//! or the API server's field errors.
 
 use anyhow::{bail, Result};
 
@@ -28,27 +28,16 @@ fn update_pod(
     let change = update::classify(&existing.pod, pod);
     Ok(Some(match &change {
         PodUpdate::Unchanged => Ok(format!("pod/{name} unchanged")),
-        PodUpdate::Forbidden(cause) => Err(format!("The Pod \"{name}\" is invalid: {cause}")),
-        PodUpdate::Configured { images, .. } if !images.is_empty() => {
-            let list: Vec<String> = images
-                .iter()
-                .map(|c| format!("{}: {:?} -> {:?}", c.path, c.old, c.new))
-                .collect();
-            Err(format!(
-                "error: pod \"{name}\": {IMAGE_CHANGE_UNSUPPORTED} ({}); delete the pod and apply it again",
-                list.join(", ")
-            ))
-        }
+        PodUpdate::Invalid(causes) => Err(format!(
+            "The Pod \"{name}\" is invalid: {}",
+            crate::object::render_causes(causes)
+        )),
         PodUpdate::Configured { .. } => {
             update::store(paths, namespace, name, &change)?;
             Ok(format!("pod/{name} configured"))
         }
     }))
 }
-
-/// Why a changed image is refused for now (see [`crate::pod::update`]).
-pub const IMAGE_CHANGE_UNSUPPORTED: &str =
-    "peapod cannot yet restart a running pod's container with a new image";
 
 /// `apply -f` / `create -f`. Every document is decoded and validated first: one bad document
 /// and nothing is stored. Then ConfigMaps, Secrets and claims are stored before any pod starts

@@ -66,7 +66,7 @@ impl ObjectError {
 
 /// One cause inline, several as kubectl lists them (`The ConfigMap "x" is invalid: ` and a
 /// `* cause` line each [kubectl cmd/util/helpers.go MultilineError]).
-fn render_causes(causes: &[String]) -> String {
+pub fn render_causes(causes: &[String]) -> String {
     match causes {
         [one] => one.clone(),
         many => many

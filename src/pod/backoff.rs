@@ -20,6 +20,20 @@ pub struct RestartBackoff {
 }
 
 impl RestartBackoff {
+    /// The back-off of a container whose definition (image) changed: the kubelet keys its
+    /// back-off by the container's hash, so the old one no longer counts; the start for the new
+    /// definition records one entry when an ended instance exists (doBackOff's `Next`), so the
+    /// next crash then waits 10 s, else it restarts at once.
+    pub fn for_new_definition(ended_before: bool) -> RestartBackoff {
+        RestartBackoff {
+            next: if ended_before {
+                INITIAL_BACKOFF
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
     /// Records an exit after `ran_for` and returns how long to wait before the restart.
     pub fn on_exit(&mut self, ran_for: Duration) -> Duration {
         if ran_for > BACKOFF_RESET_AFTER {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::order::Brief;
 use super::{Kind, RestartPolicy};
 use crate::pod::backoff::RestartBackoff;
 use crate::probe::{messages, ProbeKind};
@@ -31,6 +32,10 @@ pub enum StopCause {
     Startup,
     /// Its postStart hook failed.
     PostStartHook,
+    /// Its image changed in a pod update: started again with the new one whatever the restart
+    /// policy, at once [computePodActions: `restart = true` for a changed container hash;
+    /// the back-off is keyed by that hash, GetStableKey].
+    DefinitionChanged,
 }
 
 /// What follows the end of an instance.
@@ -47,6 +52,7 @@ pub enum Next {
 /// containers, computeInitContainerActions for init containers and sidecars, computePodActions
 /// for probe kills]:
 /// - a terminating pod restarts nothing;
+/// - a container whose image changed always runs again;
 /// - a liveness or startup kill restarts unless the policy is Never (`restart :=
 ///   shouldRestartOnFailure(pod)`); a sidecar always;
 /// - a sidecar always runs again while the pod lives;
@@ -55,7 +61,7 @@ pub enum Next {
 pub fn restarts(kind: Kind, policy: RestartPolicy, code: i32, cause: Option<StopCause>) -> bool {
     match (cause, kind) {
         (Some(StopCause::PodTermination), _) => false,
-        (_, Kind::Sidecar) => true,
+        (Some(StopCause::DefinitionChanged), _) | (_, Kind::Sidecar) => true,
         (Some(StopCause::Liveness | StopCause::Startup), _) => policy.restarts_on_failure(),
         (_, Kind::Init) => code != 0 && policy.restarts_on_failure(),
         (_, Kind::App) => match policy {
@@ -69,7 +75,8 @@ pub fn restarts(kind: Kind, policy: RestartPolicy, code: i32, cause: Option<Stop
 /// Decides what follows an exit and records it in the container's back-off: the first restart
 /// is immediate, later ones wait 10 s doubling to 300 s, counted from the exit [kubelet
 /// doBackOff]. The back-off applies after a sandbox loss too: the kubelet's check looks at the
-/// container's last exit, whatever stopped it.
+/// container's last exit, whatever stopped it. A container stopped for a new image starts at
+/// once: its back-off was made anew with the definition.
 pub fn after_exit(
     kind: Kind,
     policy: RestartPolicy,
@@ -77,7 +84,11 @@ pub fn after_exit(
     cause: Option<StopCause>,
     backoff: &mut RestartBackoff,
 ) -> Next {
-    if restarts(kind, policy, exit.code, cause) {
+    if cause == Some(StopCause::DefinitionChanged) {
+        Next::Restart {
+            delay: Duration::ZERO,
+        }
+    } else if restarts(kind, policy, exit.code, cause) {
         Next::Restart {
             delay: backoff.on_exit(exit.ran_for),
         }
@@ -88,11 +99,17 @@ pub fn after_exit(
 
 /// The `Killing` event's message [kuberuntime_container.go killContainer: `Stopping container
 /// x` when no message is given; computePodActions and computeInitContainerActions for probe
-/// kills; startContainer passes `FailedPostStartHook` as the message].
+/// kills and changed definitions; startContainer passes `FailedPostStartHook` as the message].
 pub fn killing_message(kind: Kind, name: &str, cause: StopCause, restart: bool) -> String {
     let probe = match cause {
         StopCause::PodTermination | StopCause::SandboxLost => {
             return format!("Stopping container {name}")
+        }
+        StopCause::DefinitionChanged if kind == Kind::Sidecar => {
+            return format!("Init container {name} definition changed")
+        }
+        StopCause::DefinitionChanged => {
+            return format!("Container {name} definition changed, will be restarted")
         }
         StopCause::PostStartHook => return messages::KILLING_FAILED_POST_START.to_string(),
         StopCause::Liveness => ProbeKind::Liveness,
@@ -102,4 +119,33 @@ pub fn killing_message(kind: Kind, name: &str, cause: StopCause, restart: bool) 
         return messages::sidecar_kill_message(name, probe);
     }
     messages::kill_message(name, probe, restart)
+}
+
+/// What the kubelet does about a container whose image changed in a pod update, given where
+/// it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redefine {
+    /// Stop it (grace period, preStop) and start it again with the new image
+    /// ([`StopCause::DefinitionChanged`]).
+    Kill,
+    /// It waits for a restart (back-off, retry): the restart comes now, under a back-off of
+    /// the new definition's own.
+    StartNow,
+    /// Nothing now: the new image is used at its next start, if any.
+    Nothing,
+}
+
+/// [computePodActions: a running app container whose hash changed is killed and restarted
+/// whatever the policy; one that is not running is restarted only as the policy says.
+/// computeInitContainerActions: a running sidecar whose hash changed is killed and restarted
+/// once it is started (a startup probe still running holds it); a plain init container is
+/// never checked, it runs to its end and is not run again for a new image.] A container
+/// waiting for a restart starts at once: its back-off is keyed by the old hash.
+pub fn redefine(kind: Kind, brief: Brief) -> Redefine {
+    match (kind, brief) {
+        (Kind::App, Brief::Starting | Brief::Running { .. }) => Redefine::Kill,
+        (Kind::Sidecar, Brief::Running { started: true }) => Redefine::Kill,
+        (_, Brief::Scheduled | Brief::Exited) => Redefine::StartNow,
+        _ => Redefine::Nothing,
+    }
 }

@@ -18,13 +18,15 @@
 
 pub mod exit;
 pub mod order;
+#[cfg(test)]
+mod redefine_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-pub use exit::{after_exit, killing_message, restarts, Exit, Next, StopCause};
+pub use exit::{after_exit, killing_message, redefine, restarts, Exit, Next, Redefine, StopCause};
 pub use order::{Brief, Completion, Entry};
 pub use state::{Lifecycle, ProbeEffect, ProbeKind, ProbeResult, Probes, Stop, StopStep, Waiting};
 

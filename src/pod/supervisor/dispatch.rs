@@ -164,8 +164,8 @@ impl Supervisor {
                 Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => {
                     self.delete_requested();
                 }
-                // `peapod label`/`annotate` rewrote pod.json.
-                Ok(METADATA_SIGNAL) => self.reload_metadata(),
+                // `peapod label`/`annotate`/`apply` rewrote pod.json.
+                Ok(METADATA_SIGNAL) => self.reload_pod(),
                 _ => {}
             }
         }

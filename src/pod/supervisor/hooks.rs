@@ -418,6 +418,9 @@ impl Supervisor {
             ProbeEffect::Started | ProbeEffect::Ready(_) => self.runs[i].life.apply_probe(effect),
         }
         self.reconcile();
+        if effect == ProbeEffect::Started {
+            self.redefine_if_outdated(i);
+        }
         self.mark_dirty();
     }
 }

@@ -8,7 +8,7 @@
 //! [`crate::pod::machine`]; this module applies them: processes, files, events. Its parts own
 //! their fields: `run` (one container), `start`/`create` (making instances), `exit`, `stop`
 //! (termination and the pod's end), `sandbox`, `pulls`, `volumes`, `eviction`, `dispatch` (the
-//! poll loop), `hooks` (the call-outs to the probe and hook module).
+//! poll loop), `hooks` (the call-outs to the probe and hook module), `update` (pod updates).
 //!
 //! It is single-threaded on purpose: it forks (sandbox) and clones (containers), which is only
 //! safe with one thread, and one poll loop over a signalfd and the containers' pipes is all the
@@ -29,6 +29,7 @@ mod start;
 mod stop;
 mod subpaths;
 mod trim;
+mod update;
 mod volumes;
 
 pub use pulls::{pull_main, PULL_VERB};
@@ -57,8 +58,8 @@ use stop::PodRun;
 pub const SUPERVISE_VERB: &str = "__supervise";
 /// The supervisor's own log, in the pod's runtime directory.
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
-/// Sent by `peapod label`/`annotate` after they rewrote pod.json: re-read the metadata the
-/// downward API shows.
+/// Sent by `peapod label`/`annotate`/`apply` after they rewrote pod.json: re-read the
+/// metadata the downward API shows and the spec's updatable fields (`update`).
 pub const METADATA_SIGNAL: Signal = Signal::SIGUSR1;
 pub const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 pub const LOG_MAX_FILES: usize = 5;

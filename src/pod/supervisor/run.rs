@@ -47,6 +47,9 @@ pub(crate) struct ContainerRun {
     /// How the last instance ended, and the one before it (the status's lastState).
     pub last: Option<Terminated>,
     pub before_last: Option<Terminated>,
+    /// The image of the latest instance (the spec's before the first), as the status shows it:
+    /// after an update, the old one until the new instance is made.
+    pub image: String,
     /// The resolved image, `<repository>@sha256:...`.
     pub image_id: String,
     /// The waiting reason before the first start.
@@ -54,6 +57,11 @@ pub(crate) struct ContainerRun {
     /// A pull for this container's next start has just succeeded (pull policy Always must
     /// not pull again for the same start).
     pub image_pulled: bool,
+    /// Stopped for a new image and not started again yet: the status keeps showing the old
+    /// instance running, as the kubelet's does (it kills and starts the container in one
+    /// sync and publishes no status between), so the pod's phase does not pass through the
+    /// end of its containers.
+    pub redefining: bool,
 }
 
 impl ContainerRun {
@@ -70,6 +78,7 @@ impl ContainerRun {
             life: Lifecycle::waiting(waiting_reason),
             waiting_reason,
             probes: ContainerProbes::new(&spec),
+            image: spec.image.clone().unwrap_or_default(),
             spec,
             kind,
             backoff: RestartBackoff::default(),
@@ -78,6 +87,7 @@ impl ContainerRun {
             before_last: None,
             image_id: String::new(),
             image_pulled: false,
+            redefining: false,
         }
     }
 
@@ -129,12 +139,8 @@ impl ContainerRun {
     /// The status of this container, as the kubelet reports it [kubelet_pods.go
     /// convertToAPIContainerStatuses]: the current state, and the termination before it.
     pub fn view(&self) -> ContainerView {
-        let mut v = ContainerView::new(
-            &self.spec.name,
-            self.kind,
-            self.spec.image.as_deref().unwrap_or(""),
-            self.waiting_reason,
-        );
+        let mut v =
+            ContainerView::new(&self.spec.name, self.kind, &self.image, self.waiting_reason);
         v.image_id = self.image_id.clone();
         v.restart_count = self.instances.saturating_sub(1);
         v.last_terminated = self.last.clone();
@@ -150,6 +156,16 @@ impl ContainerRun {
                     reason: waiting.reason.clone(),
                     message: waiting.message.clone(),
                 };
+            }
+            Lifecycle::Exited { .. } if self.redefining => {
+                if let Some(t) = &self.last {
+                    v.state = RunState::Running {
+                        started_at: t.started_at.unwrap_or(t.finished_at),
+                        container_id: t.container_id.clone(),
+                    };
+                    v.last_terminated = self.before_last.clone();
+                    v.started = true;
+                }
             }
             Lifecycle::Exited { .. } | Lifecycle::Done => {
                 if let Some(t) = &self.last {
@@ -180,5 +196,48 @@ impl ContainerRun {
             }
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(container_id: &str) -> Terminated {
+        Terminated {
+            exit_code: 0,
+            signal: None,
+            reason: "Completed".into(),
+            message: None,
+            started_at: Some(Timestamp::UNIX_EPOCH),
+            finished_at: Timestamp::UNIX_EPOCH,
+            container_id: container_id.into(),
+        }
+    }
+
+    #[test]
+    fn a_container_stopped_for_a_new_image_shows_its_old_instance_until_the_new_one_runs() {
+        let spec: Container =
+            serde_json::from_value(serde_json::json!({"name": "app", "image": "busybox"})).unwrap();
+        let mut r = ContainerRun::new(spec, Kind::App, false);
+        r.instances = 1;
+        r.record_exit(ended("old"));
+        r.life = Lifecycle::Exited { next_start: None };
+        r.spec.image = Some("busybox:2".into());
+        r.redefining = true;
+        let v = r.view();
+        assert_eq!(
+            v.state,
+            RunState::Running {
+                started_at: Timestamp::UNIX_EPOCH,
+                container_id: "old".into()
+            }
+        );
+        assert_eq!(
+            (v.restart_count, v.last_terminated, v.image.as_str()),
+            (0, None, "busybox")
+        );
+        r.redefining = false;
+        assert_eq!(r.view().state, RunState::Terminated(ended("old")));
     }
 }

@@ -98,6 +98,7 @@ impl Supervisor {
     pub(super) fn create_container(&mut self, i: usize) -> Option<Pending> {
         let c = self.runs[i].spec.clone();
         let image = self.image_step(i)?;
+        self.runs[i].image = c.image.clone().unwrap_or_default();
         // The resolved image ID, `<repository>@sha256:...`, as the kubelet reports it.
         self.runs[i].image_id = image.repo_digest.clone().unwrap_or_else(|| {
             format!(
@@ -162,6 +163,7 @@ impl Supervisor {
             format!("Error: failed to start container \"{name}\": {message}"),
         );
         self.runs[i].instances += 1;
+        self.runs[i].redefining = false;
         let now = Timestamp::now();
         let t = Terminated {
             exit_code: START_ERROR_EXIT_CODE,
@@ -219,6 +221,7 @@ impl Supervisor {
         };
         let r = &mut self.runs[i];
         r.instances += 1;
+        r.redefining = false;
         let post_start = r.has_post_start();
         r.life = Lifecycle::started(inst, post_start, r.probes());
         self.event(

@@ -25,8 +25,7 @@ use crate::object::{ObjectError, ObjectStore, Refs, Snapshot};
 use crate::pod::events;
 use crate::pod::machine::Lifecycle;
 use crate::pod::model::REASON_CREATE_CONTAINER_CONFIG_ERROR;
-use crate::pod::record::POD_FILE;
-use crate::store::{read_json, Paths};
+use crate::store::Paths;
 use crate::volume::{self, HostVolume, PodVolumes};
 
 /// The kubelet's first retry of a failed volume operation, doubled up to [`RETRY_MAX`].
@@ -321,16 +320,10 @@ impl Supervisor {
     }
 
     /// pod.json changed (labels, annotations): take its metadata and refresh the volumes.
-    pub(super) fn reload_metadata(&mut self) {
-        let path = self.paths.pod_dir(&self.uid).join(POD_FILE);
-        match read_json::<Pod>(&path) {
-            Ok(pod) => {
-                self.pod.metadata.labels = pod.metadata.labels;
-                self.pod.metadata.annotations = pod.metadata.annotations;
-                self.volumes.refresh_at = Some(Instant::now());
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot re-read the pod's metadata"),
-        }
+    pub(super) fn reload_metadata(&mut self, pod: &Pod) {
+        self.pod.metadata.labels = pod.metadata.labels.clone();
+        self.pod.metadata.annotations = pod.metadata.annotations.clone();
+        self.volumes.refresh_at = Some(Instant::now());
     }
 
     /// The `InvalidEnvironmentVariableNames` warnings of a container about to be created.
