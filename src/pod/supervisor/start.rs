@@ -162,6 +162,7 @@ impl Supervisor {
             format!("Error: failed to start container \"{name}\": {message}"),
         );
         self.runs[i].instances += 1;
+        self.runs[i].rerun = false;
         let now = Timestamp::now();
         let t = Terminated {
             exit_code: START_ERROR_EXIT_CODE,
@@ -219,6 +220,7 @@ impl Supervisor {
         };
         let r = &mut self.runs[i];
         r.instances += 1;
+        r.rerun = false;
         let post_start = r.has_post_start();
         r.life = Lifecycle::started(inst, post_start, r.probes());
         self.event(
