@@ -43,6 +43,8 @@ impl Supervisor {
             r.rerun = true;
         }
         self.begin_sandbox_run(now);
+        // A sandbox lost meanwhile is made again (or the pod ends) as after any loss.
+        self.sandbox_lost_check();
         self.mark_dirty();
     }
 }
