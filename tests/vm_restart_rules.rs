@@ -159,3 +159,68 @@ fn a_sidecar_exit_code_restarts_every_container_in_the_same_sandbox() {
         "False"
     );
 }
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn an_init_container_exit_code_restarts_the_sidecar_and_init_containers() {
+    require_vm();
+    load_test_image();
+    // As the kubelet's e2e "should restart init and sidecar containers on init container
+    // exit": the last init container asks for a restart the first time only (an emptyDir
+    // keeps the mark across the restart, the sandbox and volumes staying).
+    let mount = "    volumeMounts: [{name: work, mountPath: /mnt}]\n";
+    let c = |name: &str, cmd: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, {cmd:?}]\n{extra}"
+        )
+    };
+    let yaml =
+        format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: init-restart-all
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  initContainers:
+{}{}{}  containers:
+{}  volumes: [{{name: work, emptyDir: {{}}}}]
+",
+        c(
+            "sidecar",
+            "trap 'exit 0' TERM; while true; do sleep 1; done",
+            "    restartPolicy: Always\n"
+        ),
+        c("init", "exit 0", ""),
+        c(
+            "source-init",
+            "if [ -f /mnt/init-complete ]; then exit 0; else touch /mnt/init-complete; exit 42; fi",
+            &format!(
+                "    restartPolicy: Never
+    restartPolicyRules:
+    - action: RestartAllContainers
+      exitCodes: {{operator: In, values: [42]}}
+{mount}"
+            )
+        ),
+        c("regular", "trap 'exit 0' TERM; while true; do sleep 1; done", ""),
+    );
+    apply_ok(&yaml);
+    let _pod = PodGuard("init-restart-all".into());
+    wait_running("init-restart-all");
+    for name in ["sidecar", "init", "source-init"] {
+        let cs = init_status("init-restart-all", name).unwrap();
+        assert_eq!(cs["restartCount"], 1, "{name} ran again once: {cs}");
+        assert!(cs["lastState"]["terminated"].is_object(), "{cs}");
+    }
+    let source = init_status("init-restart-all", "source-init").unwrap();
+    assert_eq!(
+        source["lastState"]["terminated"]["exitCode"], 42,
+        "{source}"
+    );
+    assert_eq!(source["state"]["terminated"]["exitCode"], 0, "{source}");
+    // The app container had not started: it runs for the first time.
+    assert_eq!(restart_count("init-restart-all", "regular"), 0);
+    assert_eq!(phase("init-restart-all"), "Running");
+}
