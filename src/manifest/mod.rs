@@ -120,6 +120,8 @@ pub enum Reason {
     RequiredDetail(String),
     /// A valid value the API server does not allow here; the text says why.
     Forbidden(String),
+    /// A list with more items than the API allows: its length and the limit.
+    TooMany { len: usize, max: usize },
     /// A value outside an enumeration: the value and the allowed values, as the API server
     /// lists them (`Unsupported value: "X": supported values: "A", "B"`).
     Unsupported {
@@ -168,6 +170,10 @@ impl Problem {
             Reason::TooLong(1) => format!("{path}: Too long: may not be more than 1 byte"),
             Reason::TooLong(max) => {
                 format!("{path}: Too long: may not be more than {max} bytes")
+            }
+            // field.TooMany.
+            Reason::TooMany { len, max } => {
+                format!("{path}: Too many: {len}: must have at most {max} items")
             }
         }
     }

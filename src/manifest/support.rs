@@ -238,9 +238,11 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("workingDir", Yes),
     ("terminationMessagePath", Yes),
     ("terminationMessagePolicy", Yes),
-    // Init containers: Always makes a native sidecar; app containers may not set it
-    // (validation). restartPolicyRules (alpha) is refused: not listed.
+    // Init containers: Always makes a native sidecar. Any container may set its own policy and
+    // restartPolicyRules (ContainerRestartRules; RestartAllContainers as with
+    // RestartAllContainersOnContainerExits on): pod::machine::rules.
     ("restartPolicy", Yes),
+    ("restartPolicyRules", Yes),
     // Hooks and probes run by the supervisor through src/probe (every handler kind the API
     // allows; a tcpSocket hook fails at run time as the kubelet's does).
     ("lifecycle", Into),

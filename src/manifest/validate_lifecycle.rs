@@ -1,14 +1,18 @@
 //! The API server's rules for the lifecycle fields peapod runs [pkg/apis/core/validation]:
 //! `activeDeadlineSeconds`, `shareProcessNamespace` (not with `hostPID`), `spec.os`, a container's `restartPolicy` (native sidecars are init
-//! containers with `Always`; regular init containers may not have lifecycle hooks or probes;
-//! app containers may not set it) and `lifecycle.stopSignal` (only with `spec.os.name`, and a
-//! signal of that OS).
+//! containers with `Always`; regular init containers may not have lifecycle hooks or probes),
+//! its `restartPolicyRules` (ContainerRestartRules, and the RestartAllContainers action of
+//! RestartAllContainersOnContainerExits) and `lifecycle.stopSignal` (only with `spec.os.name`,
+//! and a signal of that OS).
 
 use k8s_openapi::api::core::v1::{Container, PodOS, PodSpec};
 
 use super::validate::Check;
 use super::Reason;
-use crate::pod::machine::{Kind, CONTAINER_RESTART_ALWAYS};
+use crate::pod::machine::rules::{
+    ACTION_RESTART, ACTION_RESTART_ALL_CONTAINERS, OPERATOR_IN, OPERATOR_NOT_IN,
+};
+use crate::pod::machine::Kind;
 
 /// `activeDeadlineSeconds` range [validation.InclusiveRangeError(1, math.MaxInt32)].
 const DEADLINE_RANGE: &str = "must be between 1 and 2147483647, inclusive";
@@ -19,7 +23,15 @@ const SHARE_PIDS_WITH_HOST_PID: &str = "ShareProcessNamespace and HostPID cannot
 const OS_NAMES: &[&str] = &["linux", "windows"];
 const INIT_ONLY_WITH_ALWAYS: &str =
     "may not be set for init containers without restartPolicy=Always";
-const NOT_FOR_APP_CONTAINERS: &str = "may not be set for non-init containers";
+/// A container's `restartPolicy` values [validation.go validateContainerRestartPolicy].
+const CONTAINER_RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const RULE_ACTIONS: &[&str] = &[ACTION_RESTART, ACTION_RESTART_ALL_CONTAINERS];
+const RULE_OPERATORS: &[&str] = &[OPERATOR_IN, OPERATOR_NOT_IN];
+const RULES_WITHOUT_POLICY: &str = "must specify restartPolicy when restart rules are used";
+const EXIT_CODES_REQUIRED: &str = "must be specified";
+/// At most this many rules a container, and exit codes a rule.
+const MAX_RULES: usize = 20;
+const MAX_EXIT_CODES: usize = 255;
 const STOP_SIGNAL_WITHOUT_OS: &str = "may not be set for containers with empty `spec.os.name`";
 /// The stop signals of a Linux pod, as the API server lists them (sorted)
 /// [validation.go supportedStopSignalsLinux].
@@ -117,13 +129,7 @@ pub(crate) fn validate(spec: &PodSpec, check: &mut Check) {
     let os = spec.os.as_ref();
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         let path = format!("spec.initContainers[{i}]");
-        if let Some(p) = c.restart_policy.as_deref() {
-            check.supported(
-                &format!("{path}.restartPolicy"),
-                p,
-                &[CONTAINER_RESTART_ALWAYS],
-            );
-        }
+        restart_policy(c, &path, check);
         if Kind::of_init(c) == Kind::Sidecar {
             stop_signal(c, &path, os, check);
             continue;
@@ -145,13 +151,66 @@ pub(crate) fn validate(spec: &PodSpec, check: &mut Check) {
     }
     for (i, c) in spec.containers.iter().enumerate() {
         let path = format!("spec.containers[{i}]");
-        if c.restart_policy.is_some() {
+        restart_policy(c, &path, check);
+        stop_signal(c, &path, os, check);
+    }
+}
+
+/// A container's own `restartPolicy` and its `restartPolicyRules`: rules need the policy set,
+/// at most 20 of them, each with a known action and `exitCodes` (operator In or NotIn, at most
+/// 255 values) [validation.go validateContainerRestartPolicy].
+fn restart_policy(c: &Container, path: &str, check: &mut Check) {
+    if let Some(p) = c.restart_policy.as_deref() {
+        check.supported(
+            &format!("{path}.restartPolicy"),
+            p,
+            CONTAINER_RESTART_POLICIES,
+        );
+    }
+    let rules = c.restart_policy_rules.as_deref().unwrap_or_default();
+    if rules.is_empty() {
+        return;
+    }
+    if c.restart_policy.is_none() {
+        check.push(
+            format!("{path}.restartPolicy"),
+            Reason::RequiredDetail(RULES_WITHOUT_POLICY.into()),
+        );
+    }
+    if rules.len() > MAX_RULES {
+        check.push(
+            format!("{path}.restartPolicyRules"),
+            Reason::TooMany {
+                len: rules.len(),
+                max: MAX_RULES,
+            },
+        );
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("{path}.restartPolicyRules[{i}]");
+        check.supported(&format!("{at}.action"), &rule.action, RULE_ACTIONS);
+        let Some(codes) = rule.exit_codes.as_ref() else {
             check.push(
-                format!("{path}.restartPolicy"),
-                Reason::Forbidden(NOT_FOR_APP_CONTAINERS.into()),
+                format!("{at}.exitCodes"),
+                Reason::RequiredDetail(EXIT_CODES_REQUIRED.into()),
+            );
+            continue;
+        };
+        check.supported(
+            &format!("{at}.exitCodes.operator"),
+            &codes.operator,
+            RULE_OPERATORS,
+        );
+        let n = codes.values.as_ref().map_or(0, Vec::len);
+        if n > MAX_EXIT_CODES {
+            check.push(
+                format!("{at}.exitCodes.values"),
+                Reason::TooMany {
+                    len: n,
+                    max: MAX_EXIT_CODES,
+                },
             );
         }
-        stop_signal(c, &path, os, check);
     }
 }
 
@@ -201,17 +260,19 @@ mod tests {
                 "activeDeadlineSeconds": 0,
                 "os": {"name": "plan9"},
                 "initContainers": [
-                    {"name": "s", "restartPolicy": "OnFailure"},
-                    {"name": "i", "livenessProbe": {"exec": {"command": ["true"]}}}
+                    {"name": "s", "restartPolicy": "Sometimes"},
+                    {"name": "i", "livenessProbe": {"exec": {"command": ["true"]}}},
+                    {"name": "j", "restartPolicy": "OnFailure", "startupProbe": {"exec": {"command": ["true"]}}}
                 ],
-                "containers": [{"name": "a", "restartPolicy": "Always"}]
+                "containers": [{"name": "a", "restartPolicy": "Always"}, {"name": "b", "restartPolicy": "no"}]
             })),
             vec![
                 "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive",
                 "spec.os: Unsupported value: \"plan9\": supported values: \"linux\", \"windows\"",
-                "spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+                "spec.initContainers[0].restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
                 "spec.initContainers[1].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
-                "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+                "spec.initContainers[2].startupProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.containers[1].restartPolicy: Unsupported value: \"no\": supported values: \"Always\", \"OnFailure\", \"Never\"",
             ]
         );
         assert!(problems(serde_json::json!({
@@ -220,6 +281,37 @@ mod tests {
             "containers": [{"name": "a"}]
         }))
         .is_empty());
+    }
+
+    #[test]
+    fn restart_rules_need_a_policy_known_actions_and_exit_codes() {
+        let rule = |action: &str, codes: serde_json::Value| serde_json::json!({"action": action, "exitCodes": codes});
+        let in_88 = serde_json::json!({"operator": "In", "values": [88]});
+        assert_eq!(
+            problems(serde_json::json!({
+                "initContainers": [{"name": "w", "restartPolicy": "Always",
+                    "restartPolicyRules": [rule("RestartAllContainers", in_88.clone())]}],
+                "containers": [
+                    {"name": "a", "restartPolicyRules": [rule("Restart", in_88.clone())]},
+                    {"name": "b", "restartPolicy": "Never", "restartPolicyRules": [
+                        rule("Retry", in_88.clone()),
+                        {"action": "Restart"},
+                        rule("Restart", serde_json::json!({"operator": "Is", "values": [1]})),
+                        rule("Restart", serde_json::json!({"operator": "NotIn", "values": (0..256).collect::<Vec<i32>>()})),
+                    ]},
+                    {"name": "c", "restartPolicy": "Never",
+                        "restartPolicyRules": vec![rule("Restart", in_88.clone()); 21]}
+                ]
+            })),
+            vec![
+                "spec.containers[0].restartPolicy: Required value: must specify restartPolicy when restart rules are used",
+                "spec.containers[1].restartPolicyRules[0].action: Unsupported value: \"Retry\": supported values: \"Restart\", \"RestartAllContainers\"",
+                "spec.containers[1].restartPolicyRules[1].exitCodes: Required value: must be specified",
+                "spec.containers[1].restartPolicyRules[2].exitCodes.operator: Unsupported value: \"Is\": supported values: \"In\", \"NotIn\"",
+                "spec.containers[1].restartPolicyRules[3].exitCodes.values: Too many: 256: must have at most 255 items",
+                "spec.containers[2].restartPolicyRules: Too many: 21: must have at most 20 items",
+            ]
+        );
     }
 
     #[test]

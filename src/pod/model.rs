@@ -87,6 +87,9 @@ pub struct ContainerView {
     /// Started and past its readiness probe (or without one); an init container that exited
     /// 0 is ready too [prober_manager.go UpdatePodStatus].
     pub ready: bool,
+    /// It waits for its first run since a restart of all containers: for the phase, it has
+    /// not run yet (its last termination is history, not a failure to count).
+    pub rerun: bool,
 }
 
 impl ContainerView {
@@ -104,6 +107,7 @@ impl ContainerView {
             last_terminated: None,
             started: false,
             ready: false,
+            rerun: false,
         }
     }
 
@@ -137,6 +141,9 @@ pub struct PodView {
     pub qos_class: String,
     pub sandbox_ready: bool,
     pub failure: Option<PodFailure>,
+    /// For a pod with a `RestartAllContainers` rule: whether a restart of all its containers
+    /// is under way (the `AllContainersRestarting` condition). None for other pods.
+    pub restarting: Option<bool>,
 }
 
 impl Default for PodView {
@@ -151,6 +158,7 @@ impl Default for PodView {
             qos_class: String::new(),
             sandbox_ready: false,
             failure: None,
+            restarting: None,
         }
     }
 }

@@ -17,6 +17,11 @@ pub const CONDITION_INITIALIZED: &str = "Initialized";
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_CONTAINERS_READY: &str = "ContainersReady";
 pub const CONDITION_SCHEDULED: &str = "PodScheduled";
+pub const CONDITION_ALL_CONTAINERS_RESTARTING: &str = "AllContainersRestarting";
+/// The condition's reason and message while a restart of all containers is under way
+/// [status/generate.go GenerateAllContainersRestartingCondition].
+pub const REASON_RESTART_ALL_CONTAINERS_STARTED: &str = "RestartAllContainersStarted";
+pub const MESSAGE_RESTART_ALL_CONTAINERS: &str = "container exited with restart policy rule";
 pub const REASON_CONTAINERS_NOT_READY: &str = "ContainersNotReady";
 pub const REASON_CONTAINERS_NOT_INITIALIZED: &str = "ContainersNotInitialized";
 pub const REASON_POD_COMPLETED: &str = "PodCompleted";
@@ -28,6 +33,10 @@ pub fn phase(view: &PodView) -> &'static str {
     if view.failure.is_some() {
         return PHASE_FAILED;
     }
+    // Every container is being restarted: the pod is Pending until they run again [KEP-5532].
+    if view.restarting == Some(true) {
+        return PHASE_PENDING;
+    }
     let mut pending_init = 0;
     let mut failed_init = 0;
     for c in view.init.iter().filter(|c| c.kind == Kind::Init) {
@@ -35,7 +44,7 @@ pub fn phase(view: &PodView) -> &'static str {
             RunState::Running { .. } => pending_init += 1,
             RunState::Terminated(t) if t.exit_code != 0 => failed_init += 1,
             RunState::Terminated(_) => {}
-            RunState::Waiting { .. } => match &c.last_terminated {
+            RunState::Waiting { .. } => match ran_before(c) {
                 Some(t) if t.exit_code != 0 => failed_init += 1,
                 Some(_) => {}
                 None => pending_init += 1,
@@ -54,7 +63,7 @@ pub fn phase(view: &PodView) -> &'static str {
             }
             RunState::Terminated(_) => {}
             RunState::Waiting { .. } => {
-                if c.last_terminated.is_none() {
+                if ran_before(c).is_none() {
                     pending_init += 1;
                     waiting += 1;
                 }
@@ -70,7 +79,7 @@ pub fn phase(view: &PodView) -> &'static str {
                     succeeded += 1;
                 }
             }
-            RunState::Waiting { .. } if c.last_terminated.is_some() => stopped += 1,
+            RunState::Waiting { .. } if ran_before(c).is_some() => stopped += 1,
             RunState::Waiting { .. } => waiting += 1,
         }
     }
@@ -95,6 +104,12 @@ pub fn phase(view: &PodView) -> &'static str {
 }
 
 /// An app container is running or has terminated [kubecontainer.HasAnyRegularContainerStarted].
+/// The termination a waiting container had before, unless a restart of all containers made
+/// it start over.
+fn ran_before(c: &ContainerView) -> Option<&crate::pod::model::Terminated> {
+    c.last_terminated.as_ref().filter(|_| !c.rerun)
+}
+
 fn any_app_started(view: &PodView) -> bool {
     view.app.iter().any(|c| c.is_running() || c.is_terminated())
 }
@@ -191,6 +206,25 @@ fn initialized(view: &PodView, phase: &str) -> Condition {
     )
 }
 
+/// AllContainersRestarting, only for a pod with a `RestartAllContainers` rule: True while its
+/// containers are being restarted, False otherwise (with PodCompleted or PodFailed once the
+/// pod is finished) [GenerateAllContainersRestartingCondition].
+fn all_containers_restarting(view: &PodView, phase: &str) -> Option<Condition> {
+    let restarting = view.restarting?;
+    let type_ = CONDITION_ALL_CONTAINERS_RESTARTING;
+    Some(match phase {
+        PHASE_SUCCEEDED => condition(type_, false, Some(REASON_POD_COMPLETED), None),
+        PHASE_FAILED => condition(type_, false, Some(REASON_POD_FAILED), None),
+        _ if restarting => condition(
+            type_,
+            true,
+            Some(REASON_RESTART_ALL_CONTAINERS_STARTED),
+            Some(MESSAGE_RESTART_ALL_CONTAINERS.to_string()),
+        ),
+        _ => condition(type_, false, None, None),
+    })
+}
+
 /// The kubelet's conditions, in its order [kubelet.go generateAPIPodStatus].
 pub fn conditions(view: &PodView, phase: &str, now: Timestamp) -> Vec<PodCondition> {
     [
@@ -201,6 +235,7 @@ pub fn conditions(view: &PodView, phase: &str, now: Timestamp) -> Vec<PodConditi
         condition(CONDITION_SCHEDULED, true, None, None),
     ]
     .into_iter()
+    .chain(all_containers_restarting(view, phase))
     .map(|c| PodCondition {
         type_: c.type_,
         status: if c.ok { "True" } else { "False" }.to_string(),
@@ -400,5 +435,60 @@ mod tests {
             Some("PodFailed")
         );
         assert_eq!(get(&cs, CONDITION_READY_TO_START).status, "False");
+    }
+
+    #[test]
+    fn a_restart_of_all_containers_is_pending_with_its_condition() {
+        // Under Never, killed app containers would make the pod Failed: while every container
+        // is restarted the pod is Pending, and AllContainersRestarting says why.
+        let mut v = view(
+            vec![finished("w", Sidecar, 88)],
+            vec![finished("a", App, 137)],
+            Never,
+        );
+        v.restarting = Some(true);
+        assert_eq!(phase(&v), PHASE_PENDING);
+        let cs = conditions(&v, PHASE_PENDING, ts(1));
+        let c = get(&cs, CONDITION_ALL_CONTAINERS_RESTARTING);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+            (
+                "True",
+                Some(REASON_RESTART_ALL_CONTAINERS_STARTED),
+                Some(MESSAGE_RESTART_ALL_CONTAINERS)
+            )
+        );
+        v.restarting = Some(false);
+        let cs = conditions(&v, PHASE_RUNNING, ts(1));
+        let c = get(&cs, CONDITION_ALL_CONTAINERS_RESTARTING);
+        assert_eq!((c.status.as_str(), c.reason.as_deref()), ("False", None));
+        let cs = conditions(&v, PHASE_FAILED, ts(1));
+        assert_eq!(
+            get(&cs, CONDITION_ALL_CONTAINERS_RESTARTING)
+                .reason
+                .as_deref(),
+            Some(REASON_POD_FAILED)
+        );
+        // Once they are all stopped, every container waits to run again: still Pending under
+        // Never, though each has a termination on record.
+        let rerun = |mut c: ContainerView| {
+            c.rerun = true;
+            c
+        };
+        let again = view(
+            vec![
+                rerun(restarting("setup", Init, 0)),
+                rerun(restarting("w", Sidecar, 88)),
+            ],
+            vec![rerun(restarting("a", App, 137))],
+            Never,
+        );
+        assert_eq!(phase(&again), PHASE_PENDING);
+        // A pod without such a rule has no such condition.
+        v.restarting = None;
+        let cs = conditions(&v, PHASE_RUNNING, ts(1));
+        assert!(cs
+            .iter()
+            .all(|c| c.type_ != CONDITION_ALL_CONTAINERS_RESTARTING));
     }
 }

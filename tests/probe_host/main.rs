@@ -1,11 +1,13 @@
 //! The probe runner end to end on the host: `peapod __probe` children (the test is
 //! multi-threaded, so the runner re-executes the binary) probing real servers this test starts
 //! on loopback ([`servers`]): HTTP (statuses, redirects, bodies, slow answers, the request's
-//! bytes), HTTPS with a self-signed certificate, TCP, gRPC health over h2c, and, as root, exec
+//! bytes), HTTPS with a self-signed certificate, TCP, gRPC health over h2c (ours, and grpcio's
+//! reference health service in [`grpcio`]), and, as root, exec
 //! in a process's namespaces through the runtime's `spawn_in`. Results then go through
 //! [`ContainerProbes`] as a supervisor's would: a server that turns from 200 to 500 gets the
 //! container killed with the kubelet's words.
 
+mod grpcio;
 mod servers;
 
 use std::net::TcpListener;

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::order::Brief;
-use super::{Kind, RestartPolicy};
+use super::rules::{ContainerPolicy, Policy};
+use super::Kind;
 use crate::pod::backoff::RestartBackoff;
 use crate::probe::{messages, ProbeKind};
 
@@ -36,6 +37,10 @@ pub enum StopCause {
     /// policy, at once [computePodActions: `restart = true` for a changed container hash;
     /// the back-off is keyed by that hash, GetStableKey].
     DefinitionChanged,
+    /// A container's exit matched a `RestartAllContainers` rule: every container is killed at
+    /// once (no preStop, no grace period) and the pod runs again from its first init container
+    /// in the same sandbox [KEP-5532].
+    RestartAll,
 }
 
 /// What follows the end of an instance.
@@ -58,18 +63,30 @@ pub enum Next {
 /// - a sidecar always runs again while the pod lives;
 /// - an init container runs again only after a failure, and not under Never;
 /// - an app container: Always always, OnFailure after a failure, Never never.
-pub fn restarts(kind: Kind, policy: RestartPolicy, code: i32, cause: Option<StopCause>) -> bool {
+///
+/// The policy is the container's own when it sets one, and a matching `Restart` rule restarts
+/// it whatever the policy [ContainerShouldRestart]. A container stopped for a restart of all
+/// containers is not restarted on its own: the whole pod starts again.
+pub fn restarts(kind: Kind, policy: impl Policy, code: i32, cause: Option<StopCause>) -> bool {
     match (cause, kind) {
-        (Some(StopCause::PodTermination), _) => false,
+        (Some(StopCause::PodTermination | StopCause::RestartAll), _) => false,
         (Some(StopCause::DefinitionChanged), _) | (_, Kind::Sidecar) => true,
         (Some(StopCause::Liveness | StopCause::Startup), _) => policy.restarts_on_failure(),
-        (_, Kind::Init) => code != 0 && policy.restarts_on_failure(),
-        (_, Kind::App) => match policy {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => code != 0,
-            RestartPolicy::Never => false,
-        },
+        (_, Kind::Init) => code != 0 && policy.should_restart(code),
+        (_, Kind::App) => policy.should_restart(code),
     }
+}
+
+/// Whether an exit restarts every container of the pod: the exit code matches a
+/// `RestartAllContainers` rule of the container, whatever its kind, unless the supervisor
+/// stopped it for the pod's end, a sandbox loss or a restart of all containers already under
+/// way (those exits must not start another one) [ShouldAllContainersRestart].
+pub fn restarts_all(policy: &ContainerPolicy, code: i32, cause: Option<StopCause>) -> bool {
+    let own_end = matches!(
+        cause,
+        None | Some(StopCause::Liveness | StopCause::Startup | StopCause::PostStartHook)
+    );
+    own_end && policy.restarts_all(code)
 }
 
 /// Decides what follows an exit and records it in the container's back-off: the first restart
@@ -79,7 +96,7 @@ pub fn restarts(kind: Kind, policy: RestartPolicy, code: i32, cause: Option<Stop
 /// once: its back-off was made anew with the definition.
 pub fn after_exit(
     kind: Kind,
-    policy: RestartPolicy,
+    policy: impl Policy,
     exit: Exit,
     cause: Option<StopCause>,
     backoff: &mut RestartBackoff,
@@ -102,7 +119,7 @@ pub fn after_exit(
 /// kills and changed definitions; startContainer passes `FailedPostStartHook` as the message].
 pub fn killing_message(kind: Kind, name: &str, cause: StopCause, restart: bool) -> String {
     let probe = match cause {
-        StopCause::PodTermination | StopCause::SandboxLost => {
+        StopCause::PodTermination | StopCause::SandboxLost | StopCause::RestartAll => {
             return format!("Stopping container {name}")
         }
         StopCause::DefinitionChanged if kind == Kind::Sidecar => {

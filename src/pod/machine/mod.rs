@@ -8,6 +8,8 @@
 //!   ([`state`]).
 //! - [`exit`]: whether an ended container runs again (restartPolicy per container kind, stop
 //!   causes) and when (the kubelet's back-off), and the `Killing` event texts.
+//! - [`rules`]: a container's own `restartPolicy` and `restartPolicyRules` (`Restart`,
+//!   `RestartAllContainers`).
 //! - [`order`]: what may start now (init containers in order, native sidecars, then the app
 //!   containers), when the pod is complete, the termination order (sidecars last, in reverse),
 //!   whether a lost sandbox is made again, and `activeDeadlineSeconds`.
@@ -20,14 +22,20 @@ pub mod exit;
 pub mod order;
 #[cfg(test)]
 mod redefine_tests;
+pub mod rules;
+#[cfg(test)]
+mod rules_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-pub use exit::{after_exit, killing_message, redefine, restarts, Exit, Next, Redefine, StopCause};
+pub use exit::{
+    after_exit, killing_message, redefine, restarts, restarts_all, Exit, Next, Redefine, StopCause,
+};
 pub use order::{Brief, Completion, Entry};
+pub use rules::{ContainerPolicy, Policy, RuleAction};
 pub use state::{Lifecycle, ProbeEffect, ProbeKind, ProbeResult, Probes, Stop, StopStep, Waiting};
 
 /// `restartPolicy: Always` on an init container makes it a native sidecar [core/v1 types.go

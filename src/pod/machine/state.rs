@@ -333,6 +333,21 @@ impl<I> Lifecycle<I> {
         }
     }
 
+    /// After an exit whose start itself failed (a postStart hook), an immediate restart shows
+    /// the start error as the waiting reason until the next instance runs, the termination
+    /// as lastState [kubelet_pods.go convertToAPIContainerStatuses: a container to be
+    /// restarted shows its reasonCache entry, `ErrPostStartHook` with the hook's message]. A
+    /// back-off (CrashLoopBackOff) or no restart is left alone.
+    pub fn with_start_error(self, error: Waiting) -> Self {
+        match self {
+            Lifecycle::Exited { next_start } => Lifecycle::Waiting {
+                waiting: error,
+                next_start,
+            },
+            other => other,
+        }
+    }
+
     /// The state after an exit: Done, an immediate restart (the termination shows), or a
     /// back-off with `back_off` shown until `now + delay`.
     pub fn after_exit(

@@ -148,6 +148,37 @@ fn after_an_exit_the_state_shows_the_termination_or_the_back_off() {
 }
 
 #[test]
+fn a_failed_post_start_shows_post_start_hook_error_until_the_immediate_restart() {
+    let now = Instant::now();
+    let back_off = |_| Waiting::new("CrashLoopBackOff");
+    let error = Waiting {
+        reason: "PostStartHookError".into(),
+        message: Some("Exec lifecycle hook ([false]) ... failed".into()),
+    };
+    let restart: Lifecycle<()> =
+        Lifecycle::after_exit(Next::Restart { delay: secs(0) }, now, back_off);
+    match restart.with_start_error(error.clone()) {
+        Lifecycle::Waiting {
+            waiting,
+            next_start,
+        } => {
+            assert_eq!(waiting, error);
+            assert_eq!(next_start, Some(now));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A back-off says CrashLoopBackOff; no restart leaves the termination.
+    let later: Lifecycle<()> =
+        Lifecycle::after_exit(Next::Restart { delay: secs(10) }, now, back_off);
+    assert!(matches!(
+        later.with_start_error(error.clone()),
+        Lifecycle::Waiting { waiting, .. } if waiting.reason == "CrashLoopBackOff"
+    ));
+    let done: Lifecycle<()> = Lifecycle::after_exit(Next::Done, now, back_off);
+    assert!(matches!(done.with_start_error(error), Lifecycle::Done));
+}
+
+#[test]
 fn init_containers_start_one_at_a_time_in_order() {
     let mut entries = vec![
         e(Init, Brief::Waiting),

@@ -14,8 +14,9 @@ use super::Supervisor;
 use crate::gofmt;
 use crate::logs::Stream;
 use crate::pod::events;
-use crate::pod::machine::{after_exit, Exit, Lifecycle, Next, StopCause, Waiting};
+use crate::pod::machine::{after_exit, restarts_all, Exit, Lifecycle, Next, StopCause, Waiting};
 use crate::pod::model::{self, Terminated, REASON_CRASH_LOOP_BACK_OFF};
+use crate::probe::messages;
 
 /// The kubelet reads at most this much of the termination message file, from its end
 /// [kubecontainer.MaxContainerTerminationMessageLength; tail.ReadAtMost].
@@ -189,20 +190,35 @@ impl Supervisor {
         let active = matches!(self.pod_run, PodRun::Active { .. });
         let pod = self.pod_ref();
         let field = self.runs[i].field_path();
-        let policy = self.policy;
         let r = &mut self.runs[i];
         r.record_exit(t);
+        if active && restarts_all(&r.policy, exit.code, cause) {
+            // The whole pod starts over, after this container's back-off.
+            r.life = Lifecycle::Done;
+            let delay = r.backoff.on_exit(ran_for);
+            let name = r.spec.name.clone();
+            self.begin_restart_all(&name, delay);
+            return;
+        }
         // A terminating pod restarts nothing, whatever stopped the container.
         let next = if active {
-            after_exit(r.kind, policy, exit, cause, &mut r.backoff)
+            after_exit(r.kind, &r.policy, exit, cause, &mut r.backoff)
         } else {
             Next::Done
         };
         let name = r.spec.name.clone();
-        r.life = Lifecycle::after_exit(next, Instant::now(), |delay| Waiting {
+        let life = Lifecycle::after_exit(next, Instant::now(), |delay| Waiting {
             reason: REASON_CRASH_LOOP_BACK_OFF.into(),
             message: Some(back_off_message(delay, &name, &pod)),
         });
+        let start_error = r.start_error.take();
+        r.life = match (start_error, cause) {
+            (Some(message), Some(StopCause::PostStartHook)) => life.with_start_error(Waiting {
+                reason: messages::ERR_POST_START_HOOK.into(),
+                message: Some(message),
+            }),
+            _ => life,
+        };
         if matches!(next, Next::Restart { delay } if !delay.is_zero()) {
             self.event(
                 events::WARNING,

@@ -379,6 +379,7 @@ impl Supervisor {
             r.probes.on_container_started(started);
         }
         if failure.is_some() {
+            self.runs[i].start_error = failure;
             let field = self.runs[i].field_path();
             // The hook's message stays out of the event: it may hold secrets.
             self.event(

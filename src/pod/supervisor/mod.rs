@@ -22,6 +22,7 @@ mod hooks;
 mod hostnet;
 mod hostports;
 mod pulls;
+mod restart_all;
 mod run;
 mod sandbox;
 mod scheduling;
@@ -44,7 +45,7 @@ use nix::sys::signal::Signal;
 use crate::cgroup::{CgroupManager, CgroupSupport};
 use crate::network::NetworkConfig;
 use crate::pod::events;
-use crate::pod::machine::{Kind, RestartPolicy};
+use crate::pod::machine::{ContainerPolicy, Kind, RestartPolicy};
 use crate::pod::model::{PodFailure, PodView};
 use crate::pod::record::{
     Event, PodState, ProcessRef, EVENTS_FILE, POD_FILE, STATE_FILE, STATUS_FILE,
@@ -223,10 +224,12 @@ impl Supervisor {
         let mut runs = Vec::new();
         for c in init {
             let kind = Kind::of_init(&c);
-            runs.push(ContainerRun::new(c, kind, has_init));
+            let policy = ContainerPolicy::of(&pod, &c);
+            runs.push(ContainerRun::new(c, kind, has_init, policy));
         }
         for c in spec.containers {
-            runs.push(ContainerRun::new(c, Kind::App, has_init));
+            let policy = ContainerPolicy::of(&pod, &c);
+            runs.push(ContainerRun::new(c, Kind::App, has_init, policy));
         }
         let hooks = hooks::Hooks::new(hooks::shortest_period(runs.iter().map(|r| &r.spec)));
         let state = PodState {
@@ -322,6 +325,11 @@ impl Supervisor {
                 .to_string(),
             sandbox_ready: self.sandbox.is_ready(),
             failure: self.failure.clone(),
+            restarting: self
+                .runs
+                .iter()
+                .any(|r| r.policy.may_restart_all())
+                .then_some(matches!(self.pod_run, PodRun::Restarting { .. })),
         }
     }
 
@@ -413,6 +421,10 @@ impl Supervisor {
         match self.pod_run {
             PodRun::Blocked | PodRun::Over { .. } => {}
             PodRun::Terminating { .. } => self.drive_termination(now),
+            PodRun::Restarting { .. } => {
+                self.check_deadline(now);
+                self.drive_restart_all(now);
+            }
             PodRun::Active { .. } => {
                 self.retry_scheduling(now);
                 self.on_volume_timers(now);
@@ -449,6 +461,11 @@ impl Supervisor {
                 // While stopping, poll briskly: processes may exit without a SIGCHLD of ours
                 // (the sandbox is killed by us and reaped below).
                 consider(Some(Instant::now() + Duration::from_millis(100)));
+            }
+            PodRun::Restarting { at } => {
+                consider(Some(Instant::now() + Duration::from_millis(100)));
+                consider(Some(at));
+                consider(self.deadline_at());
             }
             PodRun::Active { .. } => {
                 consider(

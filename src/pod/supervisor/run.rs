@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use crate::logs::CriLogWriter;
 use crate::pod::backoff::RestartBackoff;
-use crate::pod::machine::{Entry, Kind, Lifecycle, Probes};
+use crate::pod::machine::{ContainerPolicy, Entry, Kind, Lifecycle, Probes};
 use crate::pod::model::{
     ContainerView, RunState, Terminated, REASON_CONTAINER_CREATING, REASON_POD_INITIALIZING,
 };
@@ -38,6 +38,8 @@ pub(crate) struct Instance {
 pub(crate) struct ContainerRun {
     pub spec: Container,
     pub kind: Kind,
+    /// Its restart policy (its own or the pod's) and restartPolicyRules.
+    pub policy: ContainerPolicy,
     pub life: Lifecycle<Instance>,
     /// Its probes' timing and thresholds, started over with each instance.
     pub probes: ContainerProbes,
@@ -54,6 +56,11 @@ pub(crate) struct ContainerRun {
     pub image_id: String,
     /// The waiting reason before the first start.
     pub waiting_reason: &'static str,
+    /// Why the last start failed after the process ran (the postStart hook's message),
+    /// shown as `PostStartHookError` until the next instance runs.
+    pub start_error: Option<String>,
+    /// Waits for its first run since a restart of all containers (cleared when it starts).
+    pub rerun: bool,
     /// A pull for this container's next start has just succeeded (pull policy Always must
     /// not pull again for the same start).
     pub image_pulled: bool,
@@ -68,7 +75,7 @@ impl ContainerRun {
     /// `pod_has_init`: the pod has init containers, which makes every container wait with
     /// PodInitializing rather than ContainerCreating before it is created
     /// [kubelet_pods.go convertToAPIContainerStatuses].
-    pub fn new(spec: Container, kind: Kind, pod_has_init: bool) -> Self {
+    pub fn new(spec: Container, kind: Kind, pod_has_init: bool, policy: ContainerPolicy) -> Self {
         let waiting_reason = if pod_has_init {
             REASON_POD_INITIALIZING
         } else {
@@ -81,11 +88,14 @@ impl ContainerRun {
             image: spec.image.clone().unwrap_or_default(),
             spec,
             kind,
+            policy,
             backoff: RestartBackoff::default(),
             instances: 0,
             last: None,
             before_last: None,
             image_id: String::new(),
+            start_error: None,
+            rerun: false,
             image_pulled: false,
             redefining: false,
         }
@@ -143,6 +153,7 @@ impl ContainerRun {
             ContainerView::new(&self.spec.name, self.kind, &self.image, self.waiting_reason);
         v.image_id = self.image_id.clone();
         v.restart_count = self.instances.saturating_sub(1);
+        v.rerun = self.rerun;
         v.last_terminated = self.last.clone();
         let terminated = |v: &mut ContainerView, t: &Terminated, before: &Option<Terminated>| {
             v.state = RunState::Terminated(t.clone());
@@ -219,7 +230,9 @@ mod tests {
     fn a_container_stopped_for_a_new_image_shows_its_old_instance_until_the_new_one_runs() {
         let spec: Container =
             serde_json::from_value(serde_json::json!({"name": "app", "image": "busybox"})).unwrap();
-        let mut r = ContainerRun::new(spec, Kind::App, false);
+        let pod = k8s_openapi::api::core::v1::Pod::default();
+        let policy = crate::pod::machine::ContainerPolicy::of(&pod, &spec);
+        let mut r = ContainerRun::new(spec, Kind::App, false, policy);
         r.instances = 1;
         r.record_exit(ended("old"));
         r.life = Lifecycle::Exited { next_start: None };

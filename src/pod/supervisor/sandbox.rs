@@ -316,7 +316,11 @@ impl Supervisor {
         }
         self.state.sandbox.process = None;
         self.mark_dirty();
-        if !matches!(self.pod_run, PodRun::Active { .. }) {
+        // A restart of all containers keeps the sandbox: losing it then is a loss like any.
+        if !matches!(
+            self.pod_run,
+            PodRun::Active { .. } | PodRun::Restarting { .. }
+        ) {
             self.sandbox.state = State::Released;
             return true;
         }

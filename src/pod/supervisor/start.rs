@@ -164,6 +164,7 @@ impl Supervisor {
         );
         self.runs[i].instances += 1;
         self.runs[i].redefining = false;
+        self.runs[i].rerun = false;
         let now = Timestamp::now();
         let t = Terminated {
             exit_code: START_ERROR_EXIT_CODE,
@@ -222,6 +223,7 @@ impl Supervisor {
         let r = &mut self.runs[i];
         r.instances += 1;
         r.redefining = false;
+        r.rerun = false;
         let post_start = r.has_post_start();
         r.life = Lifecycle::started(inst, post_start, r.probes());
         self.event(

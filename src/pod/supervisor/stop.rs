@@ -26,6 +26,10 @@ pub(crate) enum PodRun {
     /// Its containers run; `progress`: how many init containers have done their part in
     /// this sandbox (`machine::order::advance`).
     Active { progress: usize },
+    /// Every container is being killed for a `RestartAllContainers` rule; once none is left
+    /// and `at` has come (the back-off of the container that asked), the pod runs again from
+    /// its first init container in the same sandbox (`supervisor::restart_all`).
+    Restarting { at: Instant },
     /// Everything is being stopped; then `end`.
     Terminating { end: End },
     /// Nothing runs any more: the supervisor releases what `end` says and exits.
@@ -125,7 +129,7 @@ impl Supervisor {
         }
         // Liveness and startup must not kill a container that is stopping; readiness goes on.
         r.probes.on_pod_terminating();
-        let restart = restarts(r.kind, self.policy, 0, Some(cause));
+        let restart = restarts(r.kind, &r.policy, 0, Some(cause));
         let message = killing_message(r.kind, &r.spec.name, cause, restart);
         let field = r.field_path();
         self.event(events::NORMAL, events::REASON_KILLING, &field, message);
