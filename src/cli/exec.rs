@@ -13,14 +13,15 @@ use crate::pod::record::{PodRecord, ProcessRef};
 use crate::store::Paths;
 
 /// kubectl's warning when `-it` is asked with a stdin that is not a terminal.
-const NOT_A_TERMINAL: &str =
+pub(super) const NOT_A_TERMINAL: &str =
     "Unable to use a TTY - input is not a terminal or the right kind of file";
 
 /// The bundle's runtime Spec, as the OCI runtime spec names it.
 const CONFIG_FILE: &str = "config.json";
 
+/// What `exec` and `attach` share: the pod, the container, and kubectl's `-i`/`-t`.
 #[derive(Debug, clap::Args)]
-pub struct ExecArgs {
+pub struct StreamArgs {
     pub pod: String,
     #[arg(short, long)]
     pub container: Option<String>,
@@ -29,15 +30,23 @@ pub struct ExecArgs {
     /// Pass stdin to the container.
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Stdin is a TTY: the command gets a terminal of its own in the container (with -i).
+    /// Stdin is a TTY (with -i): exec makes the command a terminal of its own in the
+    /// container; attach uses the container's.
     #[arg(short = 't', long)]
     pub tty: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub stream: StreamArgs,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
-/// The named container, or the first app container (kubectl's default, with its notice).
-fn pick(rec: &PodRecord, requested: Option<&str>) -> Result<String> {
+/// The named container, or the first app container (kubectl's default, with its notice
+/// unless `quiet`).
+pub(super) fn pick(rec: &PodRecord, requested: Option<&str>, quiet: bool) -> Result<String> {
     let (apps, inits) = container_names(rec);
     match requested {
         Some(c) if apps.iter().chain(&inits).any(|n| n == c) => Ok(c.to_string()),
@@ -46,7 +55,7 @@ fn pick(rec: &PodRecord, requested: Option<&str>) -> Result<String> {
             let first = apps
                 .first()
                 .ok_or_else(|| anyhow!("pod {} has no containers", rec.name()))?;
-            if apps.len() > 1 {
+            if apps.len() > 1 && !quiet {
                 eprintln!(
                     "Defaulted container \"{first}\" out of: {}",
                     apps.join(", ")
@@ -84,7 +93,8 @@ fn bundle_config(rec: &PodRecord, name: &str) -> Result<PathBuf> {
     Ok(bundle.join(CONFIG_FILE))
 }
 
-pub fn run(paths: &Paths, args: &ExecArgs) -> Result<i32> {
+/// The pod, unless it is completed: kubectl's refusal names the verb ("exec into", "attach").
+pub(super) fn running_pod(paths: &Paths, args: &StreamArgs, verb: &str) -> Result<PodRecord> {
     let rec = find_pod(paths, &args.namespace, &args.pod)?;
     let phase = rec
         .status
@@ -92,9 +102,15 @@ pub fn run(paths: &Paths, args: &ExecArgs) -> Result<i32> {
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("");
     if matches!(phase, "Succeeded" | "Failed") {
-        bail!("cannot exec into a container in a completed pod; current phase is {phase}");
+        bail!("cannot {verb} a container in a completed pod; current phase is {phase}");
     }
-    let name = pick(&rec, args.container.as_deref())?;
+    Ok(rec)
+}
+
+pub fn run(paths: &Paths, exec: &ExecArgs) -> Result<i32> {
+    let args = &exec.stream;
+    let rec = running_pod(paths, args, "exec into")?;
+    let name = pick(&rec, args.container.as_deref(), false)?;
     let process = rec
         .state
         .as_ref()
@@ -104,7 +120,7 @@ pub fn run(paths: &Paths, args: &ExecArgs) -> Result<i32> {
         .ok_or_else(|| anyhow!("unable to upgrade connection: container not found (\"{name}\")"))?;
     let config = bundle_config(&rec, &name)?;
     let spec = Spec::load(&config).with_context(|| format!("reading {}", config.display()))?;
-    let code = crate::container::runtime::exec_in(process.pid, &spec, &args.command, mode(args))
+    let code = crate::container::runtime::exec_in(process.pid, &spec, &exec.command, mode(args))
         .map_err(|e| {
             anyhow!(
                 "exec in container \"{name}\" of pod \"{}\": {e}",
@@ -120,7 +136,7 @@ pub fn run(paths: &Paths, args: &ExecArgs) -> Result<i32> {
 
 /// What kubectl's `-i` and `-t` come to [kubectl/pkg/cmd/exec StreamOptions.SetupTTY]: no
 /// terminal without stdin, and none (with its warning) when stdin is not a terminal.
-fn mode(args: &ExecArgs) -> ExecMode {
+fn mode(args: &StreamArgs) -> ExecMode {
     let tty = args.stdin && args.tty && std::io::stdin().is_terminal();
     if args.stdin && args.tty && !tty {
         eprintln!("{NOT_A_TERMINAL}");
@@ -134,7 +150,7 @@ fn mode(args: &ExecArgs) -> ExecMode {
 /// `peapod inspect POD [-c NAME]`: the container's config.json, pretty-printed.
 pub fn inspect(paths: &Paths, namespace: &str, pod: &str, container: Option<&str>) -> Result<i32> {
     let rec = find_pod(paths, namespace, pod)?;
-    let name = pick(&rec, container)?;
+    let name = pick(&rec, container, false)?;
     let config = bundle_config(&rec, &name)?;
     let spec = Spec::load(&config).with_context(|| format!("reading {}", config.display()))?;
     println!("{}", serde_json::to_string_pretty(&spec)?);
