@@ -442,3 +442,31 @@ fn corpus_share_process_namespace_runs_its_shell_on_a_terminal() {
     );
     assert_eq!((code, out.as_str()), (0, "/dev/pts/0\nTERM=xterm\n"));
 }
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn run_it_rm_attaches_returns_the_exit_code_and_deletes_the_pod() {
+    require_vm();
+    let _guard = PodGuard("run-sh".into());
+    let (mut child, mut term, _user_side) = on_terminal(&[
+        "run",
+        "run-sh",
+        "--image=busybox",
+        "--image-pull-policy=IfNotPresent",
+        "--restart=Never",
+        "-it",
+        "--rm",
+        "--command",
+        "--",
+        "sh",
+    ]);
+    term.expect(PRESS_ENTER);
+    term.type_line("");
+    term.expect("# ");
+    term.type_line("echo run-$((6*7)); exit 5");
+    term.expect("run-42");
+    term.expect("pod default/run-sh terminated (Error)");
+    term.expect("pod \"run-sh\" deleted from default namespace");
+    assert_eq!(wait_exit(&mut child).code(), Some(5));
+    assert!(try_pod_json("run-sh").is_none(), "the pod is gone");
+}
