@@ -321,6 +321,33 @@ fn attach_it_to_a_shell_on_its_terminal_then_detach() {
     for l in &lines {
         assert_eq!(l.split(' ').nth(1), Some("stdout"), "{l}");
     }
+
+    // The shell exits: the session ends with it, and the restarted container has a terminal
+    // of its own again.
+    let (mut child, mut term, _user_side) = on_terminal(&["attach", "-it", "-q", "tty-sh"]);
+    term.type_line("");
+    term.expect("# ");
+    term.type_line("exit 7");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    wait_until(
+        "tty-sh",
+        "a restart",
+        || {
+            restart_count("tty-sh", "app") == 1
+                && container_status("tty-sh", "app")
+                    .is_some_and(|c| c["state"]["running"].is_object())
+        },
+        Duration::from_secs(30),
+    );
+    let (mut child, mut term, _user_side) = on_terminal(&["attach", "-it", "-q", "tty-sh"]);
+    term.type_line("");
+    term.expect("# ");
+    term.type_line("tty; echo again-$((3+4))");
+    term.expect("/dev/pts/0");
+    term.expect("again-7");
+    let mut master = std::fs::File::from(term.master.try_clone().unwrap());
+    master.write_all(b"\x10\x11").unwrap();
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
 }
 
 #[test]

@@ -44,22 +44,41 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// The named container, or the first app container (kubectl's default, with its notice
-/// unless `quiet`).
+/// The annotation naming the container kubectl picks when none is given (KEP-2227).
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// The container kubectl picks [kubectl podcmd.FindOrDefaultContainerByName]: the one named,
+/// else the one the default-container annotation names, else the first app container, with
+/// kubectl's notice when the pod has others (unless `quiet`).
 pub(super) fn pick(rec: &PodRecord, requested: Option<&str>, quiet: bool) -> Result<String> {
     let (apps, inits) = container_names(rec);
-    match requested {
+    let annotated = rec
+        .pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+        .filter(|n| !n.is_empty());
+    let all = || {
+        apps.iter()
+            .cloned()
+            .chain(inits.iter().map(|n| format!("{n} (init)")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match requested.or(annotated.map(String::as_str)) {
         Some(c) if apps.iter().chain(&inits).any(|n| n == c) => Ok(c.to_string()),
-        Some(c) => bail!("container {c} not found in pod {}", rec.name()),
+        Some(c) => bail!(
+            "container {c} is not valid for pod {} out of: {}",
+            rec.name(),
+            all()
+        ),
         None => {
             let first = apps
                 .first()
                 .ok_or_else(|| anyhow!("pod {} has no containers", rec.name()))?;
-            if apps.len() > 1 && !quiet {
-                eprintln!(
-                    "Defaulted container \"{first}\" out of: {}",
-                    apps.join(", ")
-                );
+            if !quiet && (apps.len() > 1 || !inits.is_empty()) {
+                eprintln!("Defaulted container \"{first}\" out of: {}", all());
             }
             Ok(first.clone())
         }
@@ -110,6 +129,13 @@ pub(super) fn running_pod(paths: &Paths, args: &StreamArgs, verb: &str) -> Resul
 pub fn run(paths: &Paths, exec: &ExecArgs) -> Result<i32> {
     let args = &exec.stream;
     let rec = running_pod(paths, args, "exec into")?;
+    // A container named on the command line goes to the server as it is [kubectl exec].
+    let (apps, inits) = container_names(&rec);
+    if let Some(c) = args.container.as_deref() {
+        if !apps.iter().chain(&inits).any(|n| n == c) {
+            bail!("container {c} not found in pod {}", rec.name());
+        }
+    }
     let name = pick(&rec, args.container.as_deref(), false)?;
     let process = rec
         .state
@@ -160,6 +186,34 @@ pub fn inspect(paths: &Paths, namespace: &str, pod: &str, container: Option<&str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(yaml: &str) -> PodRecord {
+        PodRecord {
+            pod: serde_norway::from_str(yaml).unwrap(),
+            status: None,
+            state: None,
+            events: Vec::new(),
+            deleting: None,
+        }
+    }
+
+    #[test]
+    fn the_container_kubectl_picks() {
+        let two = "metadata: {name: p}\nspec:\n  initContainers: [{name: setup}]\n  containers: [{name: a}, {name: b}]\n";
+        let rec = record(two);
+        assert_eq!(pick(&rec, None, true).unwrap(), "a");
+        assert_eq!(pick(&rec, Some("b"), true).unwrap(), "b");
+        assert_eq!(pick(&rec, Some("setup"), true).unwrap(), "setup");
+        assert_eq!(
+            pick(&rec, Some("x"), true).unwrap_err().to_string(),
+            "container x is not valid for pod p out of: a, b, setup (init)"
+        );
+        let annotated = two.replace(
+            "metadata: {name: p}",
+            "metadata: {name: p, annotations: {kubectl.kubernetes.io/default-container: b}}",
+        );
+        assert_eq!(pick(&record(&annotated), None, true).unwrap(), "b");
+    }
 
     #[test]
     fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
