@@ -127,13 +127,23 @@ impl Created {
             tracing::debug!(pid, "container started");
             // The init sent the master before it exec'd, so it is waiting in the socket.
             let terminal = match self.console.take() {
-                Some(socket) => {
-                    Some(super::terminal::receive_master(&socket)?.ok_or_else(|| {
-                        RuntimeError::Start {
-                            message: "the init sent no terminal".into(),
-                        }
-                    })?)
-                }
+                Some(socket) => match super::terminal::receive_master(&socket) {
+                    Ok(Some(master)) => Some(master),
+                    other => {
+                        // Running without the terminal it was made for: stop it, reap it.
+                        let _ = nix::sys::signal::kill(
+                            Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        let _ = waitpid(Pid::from_raw(pid), None);
+                        return Err(match other {
+                            Err(e) => e,
+                            _ => RuntimeError::Start {
+                                message: "the init sent no terminal".into(),
+                            },
+                        });
+                    }
+                },
                 None => None,
             };
             return Ok(Spawned { pid, terminal });
