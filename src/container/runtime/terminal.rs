@@ -1,4 +1,5 @@
-//! `peapod exec -it`: a new pseudo-terminal inside the container, relayed to the caller's.
+//! Terminals of the container's own: a `process.terminal` container's console
+//! ([`take_console`], made by its init) and `peapod exec -it`'s, relayed to the caller's.
 //!
 //! As runc and crun make a container's console: the exec'd child, once inside the container's
 //! mount namespace, opens `/dev/ptmx` there (the container's own devpts instance), so the
