@@ -78,6 +78,27 @@ fn warn_if_static(paths: &Paths, namespace: &str, name: &str) {
     }
 }
 
+/// Deletes one pod with its own grace period, as `run --rm` does after the session (kubectl's
+/// DeleteOptions with IgnoreNotFound): the line unless `quiet`, then waits for it to go.
+pub(super) fn delete_pod_after_run(
+    paths: &Paths,
+    namespace: &str,
+    name: &str,
+    quiet: bool,
+) -> Result<()> {
+    match lifecycle::request_delete(paths, namespace, name, None, false) {
+        Ok(pending) => {
+            if !quiet {
+                println!("{}", deleted(Kind::Pod, name, namespace, false));
+            }
+            lifecycle::finish_delete(paths, pending)?;
+            Ok(())
+        }
+        Err(LifecycleError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// kubectl's line for a deleted object [kubectl delete.go PrintObj]: `force deleted` when the
 /// grace period is 0, and since kubectl 1.34 the namespace of a namespaced object.
 fn deleted(kind: Kind, name: &str, namespace: &str, force: bool) -> String {

@@ -6,6 +6,7 @@
 //! dispatched by `main.rs` before this runs.
 
 mod apply;
+mod attach;
 mod create;
 mod create_sources;
 mod delete;
@@ -156,6 +157,8 @@ enum Verb {
     Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
+    /// Attach to a process that is already running inside an existing container.
+    Attach(attach::AttachArgs),
     /// Forward local ports to a pod's ports (dialed inside the pod's network namespace).
     PortForward(port_forward::PortForwardArgs),
     /// Delete objects by kind and name, by selector (`-l`, `--field-selector`, `--all`) or by
@@ -309,6 +312,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         }
         Verb::Logs(args) => logs::run(paths, &args),
         Verb::Exec(args) => exec::run(paths, &args),
+        Verb::Attach(args) => attach::run(paths, &args),
         Verb::PortForward(args) => port_forward::run(paths, &args),
         Verb::Delete {
             args,
@@ -465,7 +469,7 @@ mod tests {
         .unwrap();
         let Verb::Exec(e) = c.verb else { panic!() };
         assert_eq!(e.command, ["sh", "-c", "ls -l"]);
-        assert!(e.stdin && e.tty);
+        assert!(e.stream.stdin && e.stream.tty);
         assert!(Cli::try_parse_from(["peapod", "apply", "-f", "-", "--dry-run"]).is_ok());
     }
 

@@ -1,12 +1,15 @@
 //! `peapod run NAME --image=IMG [flags] [-- ARGS]`: a Pod made as `kubectl run` makes it
 //! (kubectl pkg/cmd/run/run.go, pkg/generate/versioned/run.go BasicPod): one container named
 //! after the pod, labels `run=NAME` unless `--labels`, dnsPolicy ClusterFirst, restartPolicy
-//! Always unless `--restart`, `--env`, `--port`, `--image-pull-policy`, `--privileged`, and the
+//! Always (OnFailure with `-i`) unless `--restart`, `--env`, `--port`, `--image-pull-policy`, `--privileged`, and the
 //! arguments as `args` (or `command` with `--command`). The pod is checked and stored through
 //! the same path as a manifest's (`apply::put_objects`, create semantics: an existing name is
-//! AlreadyExists); `--dry-run=client -o yaml` prints what kubectl prints.
+//! AlreadyExists); `--dry-run=client -o yaml` prints what kubectl prints. With `-i`/`--attach`
+//! the container gets `stdin`/`stdinOnce`/`tty` as kubectl sets them and `run` attaches to it
+//! (`peapod attach`), waits for its exit code, and with `--rm` deletes the pod.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
@@ -63,15 +66,40 @@ pub struct RunArgs {
     pub template: Option<String>,
     #[arg(short, long)]
     pub namespace: Option<String>,
-    /// Attaching to the pod is not supported by `run` (use `exec`).
+    /// Keep stdin open on the container (and attach to it, unless `--attach` is given).
     #[arg(short = 'i', long)]
     pub stdin: bool,
+    /// Allocate a TTY for the container.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Wait for the pod to run, then attach as `peapod attach` (the default with `-i`).
     #[arg(long)]
     pub attach: bool,
+    /// Leave stdin open after the first attach completes (else `stdinOnce`).
+    #[arg(long)]
+    pub leave_stdin_open: bool,
+    /// Delete the pod after it exits (only when attaching).
     #[arg(long)]
     pub rm: bool,
+    /// Suppress prompt messages.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// kubectl attaches with `--attach`, and by default with `-i`.
+    fn attaches(&self) -> bool {
+        self.attach || self.stdin
+    }
+
+    /// `--restart`, else OnFailure with `-i` and Always otherwise [run.go getRestartPolicy].
+    fn restart_policy(&self) -> &str {
+        match self.restart.as_deref() {
+            Some(r) if !r.is_empty() => r,
+            _ if self.stdin => "OnFailure",
+            _ => "Always",
+        }
+    }
 }
 
 /// generate.ParseLabels: `a=b,c=d`, exact pairs only.
@@ -132,15 +160,15 @@ pub fn generate(a: &RunArgs) -> Result<Value> {
     if a.tty && !a.stdin {
         bail!("-i/--stdin is required for containers with -t/--tty=true");
     }
-    if a.stdin || a.attach {
-        bail!("peapod run does not attach to the pod: drop -i/--attach and use `peapod exec` or `peapod logs`");
-    }
-    if a.rm {
-        bail!("--rm should only be used for attached containers");
-    }
-    let restart = a.restart.as_deref().unwrap_or("Always");
+    let restart = a.restart_policy();
     if !RESTART_POLICIES.contains(&restart) {
         bail!("invalid restart policy: {restart}");
+    }
+    if a.rm && !a.attaches() {
+        bail!("--rm should only be used for attached containers");
+    }
+    if a.attaches() && a.dry_run.as_deref().is_some_and(|d| d != "none") {
+        bail!("--dry-run=[server|client] can't be used with attached containers options (--attach, --stdin, or --tty)");
     }
     if let Some(p) = a.image_pull_policy.as_deref().filter(|p| !p.is_empty()) {
         if !PULL_POLICIES.contains(&p) {
@@ -174,6 +202,16 @@ pub fn generate(a: &RunArgs) -> Result<Value> {
     }
     if a.privileged {
         container.insert("securityContext".into(), json!({"privileged": true}));
+    }
+    // BasicPod: stdin closes after the first attach unless --leave-stdin-open.
+    if a.stdin {
+        container.insert("stdin".into(), json!(true));
+        if !a.leave_stdin_open {
+            container.insert("stdinOnce".into(), json!(true));
+        }
+    }
+    if a.tty {
+        container.insert("tty".into(), json!(true));
     }
     let mut metadata = Map::new();
     metadata.insert("name".into(), json!(name));
@@ -243,6 +281,13 @@ pub fn run(paths: &Paths, a: &RunArgs) -> Result<i32> {
         }
     };
     let namespace = object.namespace().to_string();
+    if a.attaches() {
+        let code = super::apply::put_quietly(paths, object)?;
+        if code != 0 {
+            return Ok(code);
+        }
+        return attach_run(paths, a, &namespace, &name);
+    }
     match &printer {
         None => super::apply::put_objects(paths, vec![object], PutMode::Create),
         Some(p) => {
@@ -254,6 +299,129 @@ pub fn run(paths: &Paths, a: &RunArgs) -> Result<i32> {
             }
             Ok(code)
         }
+    }
+}
+
+/// How long `run` waits for the pod to run before attaching, and for it to complete after
+/// (kubectl's default --pod-running-timeout).
+const POD_RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the pod's status is read while waiting.
+const POLL: Duration = Duration::from_millis(100);
+
+/// `run` with `--attach` or `-i` [run.go Run, handleAttachPod]: waits for the pod to run,
+/// attaches (a pod already completed, or one that cannot be attached, shows its logs), then
+/// with restartPolicy Never or OnFailure (and stdin not left open) waits for it to complete
+/// and returns the container's exit code; `--rm` deletes the pod at the end.
+fn attach_run(paths: &Paths, a: &RunArgs, namespace: &str, name: &str) -> Result<i32> {
+    let result = attach_and_wait(paths, a, namespace, name);
+    if a.rm {
+        super::delete::delete_pod_after_run(paths, namespace, name, a.quiet)?;
+    }
+    result
+}
+
+fn attach_and_wait(paths: &Paths, a: &RunArgs, namespace: &str, name: &str) -> Result<i32> {
+    let phase = wait_for_phase(paths, namespace, name, |rec, phase| {
+        matches!(phase, "Succeeded" | "Failed") || (phase == "Running" && is_ready(rec))
+    })?;
+    let logs = || {
+        super::logs::run(
+            paths,
+            &super::logs::LogsArgs {
+                pod: name.to_string(),
+                container: None,
+                namespace: namespace.to_string(),
+                follow: false,
+                previous: false,
+                timestamps: false,
+                tail: -1,
+            },
+        )
+    };
+    if phase == "Running" {
+        let attach = super::attach::AttachArgs {
+            stream: super::exec::StreamArgs {
+                pod: name.to_string(),
+                container: None,
+                namespace: namespace.to_string(),
+                stdin: a.stdin,
+                tty: a.tty,
+            },
+            quiet: a.quiet,
+        };
+        if let Err(e) = super::attach::run(paths, &attach) {
+            eprintln!(
+                "warning: couldn't attach to pod/{name}, falling back to streaming logs: {e}"
+            );
+            logs()?;
+        }
+    } else {
+        logs()?;
+    }
+    let restart = a.restart_policy();
+    if a.leave_stdin_open || restart == "Always" {
+        return Ok(0);
+    }
+    let on_failure = restart == "OnFailure";
+    let phase = wait_for_phase(paths, namespace, name, |_, phase| {
+        phase == "Succeeded" || (!on_failure && phase == "Failed")
+    })?;
+    if phase == "Succeeded" {
+        return Ok(0);
+    }
+    let rec = super::find_pod(paths, namespace, name)?;
+    let terminated = rec.status.as_ref().and_then(|s| {
+        s.container_statuses
+            .as_ref()?
+            .first()?
+            .state
+            .as_ref()?
+            .terminated
+            .clone()
+    });
+    match terminated {
+        Some(t) if t.exit_code != 0 => {
+            // kubectl's CodeExitError, printed by its error handler.
+            eprintln!(
+                "pod {namespace}/{name} terminated ({})\n{}",
+                t.reason.unwrap_or_default(),
+                t.message.unwrap_or_default()
+            );
+            Ok(t.exit_code)
+        }
+        _ => bail!("pod {namespace}/{name} failed with unknown exit code"),
+    }
+}
+
+fn is_ready(rec: &crate::pod::record::PodRecord) -> bool {
+    rec.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Reads the pod's status until `done(record, phase)`; returns that phase.
+fn wait_for_phase(
+    paths: &Paths,
+    namespace: &str,
+    name: &str,
+    done: impl Fn(&crate::pod::record::PodRecord, &str) -> bool,
+) -> Result<String> {
+    let deadline = Instant::now() + POD_RUNNING_TIMEOUT;
+    loop {
+        let rec = super::find_pod(paths, namespace, name)?;
+        let phase = rec
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if done(&rec, &phase) {
+            return Ok(phase);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out waiting for the condition");
+        }
+        std::thread::sleep(POLL);
     }
 }
 

@@ -102,4 +102,39 @@ fn kubectls_refusals() {
         err(&["x", "--image=x", "-t"]),
         "-i/--stdin is required for containers with -t/--tty=true"
     );
+    assert_eq!(
+        err(&["x", "--image=busybox", "--rm"]),
+        "--rm should only be used for attached containers"
+    );
+    assert_eq!(
+        err(&["x", "--image=busybox", "-i", "--dry-run=client"]),
+        "--dry-run=[server|client] can't be used with attached containers options (--attach, --stdin, or --tty)"
+    );
+}
+
+#[test]
+fn interactive_runs_get_stdin_stdin_once_tty_and_on_failure() {
+    let pod = generate(&args(&["sh", "--image=busybox", "-i", "-t", "--rm"])).unwrap();
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(
+        (&c["stdin"], &c["stdinOnce"], &c["tty"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    assert_eq!(pod["spec"]["restartPolicy"], "OnFailure");
+    let pod = generate(&args(&[
+        "sh",
+        "--image=busybox",
+        "-i",
+        "--leave-stdin-open",
+        "--restart=Never",
+    ]))
+    .unwrap();
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["stdin"], json!(true));
+    assert!(c.get("stdinOnce").is_none() && c.get("tty").is_none());
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    // --attach alone attaches to a container without stdin.
+    let pod = generate(&args(&["x", "--image=busybox", "--attach", "--rm"])).unwrap();
+    assert!(pod["spec"]["containers"][0].get("stdin").is_none());
+    assert_eq!(pod["spec"]["restartPolicy"], "Always");
 }

@@ -443,14 +443,20 @@ pub fn resource_value(
     Ok(amount.div_ceil(div).to_string())
 }
 
-/// The final process env as `KEY=VALUE`: `HOSTNAME`, then the image's env (with a default PATH),
+/// The final process env as `KEY=VALUE`: `HOSTNAME` (and `TERM=xterm` for a tty), then the image's env (with a default PATH),
 /// then the container's resolved env; a later definition replaces an earlier one in place.
 pub(crate) fn process_env(
     image: Option<&ImageConfig>,
     hostname: &str,
     container_vars: &[(String, String)],
+    tty: bool,
 ) -> Vec<String> {
     let mut list: Vec<(String, String)> = vec![("HOSTNAME".into(), hostname.to_string())];
+    if tty {
+        // containerd's WithTTY adds TERM=xterm before the image's and the container's env,
+        // which may set TERM themselves.
+        list.push(("TERM".into(), "xterm".into()));
+    }
     let image_env = image.and_then(|c| c.env().as_ref());
     for entry in image_env.into_iter().flatten() {
         let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));

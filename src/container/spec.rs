@@ -424,7 +424,7 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let ctx = env_context(input, &field);
     let vars = container_env(&ctx)?;
     let args = process_args(container, image, &vars, &field)?;
-    let env = process_env(image, &hostname, &vars);
+    let env = process_env(image, &hostname, &vars, container.tty == Some(true));
 
     let cwd = container
         .working_dir

@@ -295,9 +295,9 @@ pub const CONTAINER_FIELDS: &[(&str, Support)] = &[
     ("securityContext.procMount", Yes), // Unmasked needs hostUsers: false, refused in validate
     ("securityContext.seccompProfile", Yes),
     ("securityContext.appArmorProfile", Yes),
-    ("stdin", No),
-    ("stdinOnce", No),
-    ("tty", No),
+    ("stdin", Yes),
+    ("stdinOnce", Yes),
+    ("tty", Yes),
 ];
 
 /// A ConfigMap: all of it.

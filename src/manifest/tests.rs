@@ -182,13 +182,6 @@ fn json_is_accepted() {
 
 #[test]
 fn unsupported_features_are_named() {
-    let text = GOOD.replace("    ports:", "    stdin: true\n    tty: false\n    ports:");
-    let err = errors(&text);
-    assert!(
-        err.contains("pod.yaml: document 1: not supported: spec.containers[0].stdin"),
-        "{err}"
-    );
-    assert!(!err.contains("tty"), "{err}");
     let text = format!(
         "{GOOD}  volumes:\n  - name: v\n    gitRepo: {{repository: r}}\n  setHostnameAsFQDN: true\n"
     );
@@ -563,5 +556,19 @@ fn env_takes_one_label_not_the_whole_map() {
     assert!(
         err.contains("spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"metadata.labels\""),
         "{err}"
+    );
+}
+
+#[test]
+fn stdin_stdin_once_and_tty_are_accepted() {
+    let text = GOOD.replace(
+        "    ports:",
+        "    stdin: true\n    stdinOnce: true\n    tty: true\n    ports:",
+    );
+    let pod = one(&text);
+    let c = &pod.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        (c.stdin, c.stdin_once, c.tty),
+        (Some(true), Some(true), Some(true))
     );
 }

@@ -2,6 +2,7 @@
 //! (`machine`: restart policy, init order, sidecars, termination) and back-off, the node's admission (sysctls, AppArmor), the per-pod supervisor process, and creating and removing pods.
 
 pub mod admission;
+pub mod attach;
 pub mod backoff;
 pub mod events;
 pub mod image_use;

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use oci_spec::runtime::{Process, Spec};
 use super::error::InitError;
 use super::mounts::{self, Kind};
 use super::seccomp::{self, Compiled};
-use super::{creds, devices, read_bundle, INIT_GATE_ENV, INIT_PIPE_ENV};
+use super::{creds, devices, read_bundle, INIT_CONSOLE_ENV, INIT_GATE_ENV, INIT_PIPE_ENV};
 
 // PATH used when the Spec's env has none (the value runc and Docker use).
 use crate::container::env::DEFAULT_PATH;
@@ -47,7 +47,13 @@ pub fn init_main(bundle: &Path) -> ! {
         // SAFETY: fcntl on the gate fd `spawn` left open for us.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    match run(bundle, gate) {
+    let console: Option<RawFd> = std::env::var(INIT_CONSOLE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    // SAFETY: the fd number was handed to us by `spawn`, which left exactly this fd open for
+    // us; nothing else in this process owns it.
+    let console = console.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    match run(bundle, gate, console) {
         Ok(never) => match never {},
         Err(err) => {
             let _ = pipe.write_all(err.to_string().as_bytes());
@@ -60,12 +66,14 @@ pub fn init_main(bundle: &Path) -> ! {
 /// Spec already in memory: the same steps as `peapod __init` without the cost of executing
 /// peapod again (dynamic loading and relocation, parsing config.json: about 2 ms).
 /// Reports a failure on `pipe` (close-on-exec, so a successful exec closes it) and exits 127.
-pub(crate) fn run_direct(spec: &Spec, pipe: RawFd, gate: RawFd) -> ! {
+pub(crate) fn run_direct(spec: &Spec, pipe: RawFd, gate: RawFd, console: Option<RawFd>) -> ! {
+    // SAFETY: `spawn` prepared this socket for this child alone; the copy is ours to close.
+    let console = console.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     // The caller's log subscriber writes to fd 2, which is now the container's stderr: nothing
     // of peapod's own logging may end up in the container's log.
     let result =
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            run_spec(spec, Some(gate))
+            run_spec(spec, Some(gate), console)
         });
     let Err(err) = result;
     let msg = err.to_string();
@@ -77,9 +85,13 @@ pub(crate) fn run_direct(spec: &Spec, pipe: RawFd, gate: RawFd) -> ! {
     }
 }
 
-fn run(bundle: &Path, gate: Option<RawFd>) -> Result<Infallible, InitError> {
+fn run(
+    bundle: &Path,
+    gate: Option<RawFd>,
+    console: Option<OwnedFd>,
+) -> Result<Infallible, InitError> {
     let spec = read_bundle(bundle).map_err(|e| InitError::new("read spec", e.to_string()))?;
-    run_spec(&spec, gate)
+    run_spec(&spec, gate, console)
 }
 
 /// Blocks until the parent opens the start gate; EOF means it gave up on this container, so
@@ -101,7 +113,11 @@ fn wait_at_gate(gate: RawFd) {
     }
 }
 
-fn run_spec(spec: &Spec, gate: Option<RawFd>) -> Result<Infallible, InitError> {
+fn run_spec(
+    spec: &Spec,
+    gate: Option<RawFd>,
+    console: Option<OwnedFd>,
+) -> Result<Infallible, InitError> {
     let process = spec
         .process()
         .as_ref()
@@ -119,6 +135,11 @@ fn run_spec(spec: &Spec, gate: Option<RawFd>) -> Result<Infallible, InitError> {
     mounts::resolve_in_root(&rootfs, process.cwd(), Some(Kind::Dir))
         .map_err(|e| InitError::io(format!("create cwd {}", process.cwd().display()), &e))?;
     mounts::pivot_into(&rootfs)?;
+    // After pivot_root: the terminal comes from the container's own devpts.
+    if let Some(socket) = console {
+        super::terminal::take_console(socket, process)
+            .map_err(|e| InitError::new("make the console", e))?;
+    }
     // Before the read-only paths: /proc/sys is usually one of them.
     apply_sysctls(spec)?;
     mounts::mask_paths(spec)?;

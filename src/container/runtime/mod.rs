@@ -11,7 +11,8 @@
 //! Where things live: `spawn.rs` clones the container's pid 1; `init.rs` is the `peapod __init`
 //! mode that prepares the container and execs the user program; `mounts.rs` rootfs and mounts;
 //! `devices.rs` /dev; `creds.rs` user, capabilities, rlimits; `seccomp.rs` the Spec's seccomp
-//! profile compiled to BPF and loaded; `exec.rs` `peapod exec`.
+//! profile compiled to BPF and loaded; `exec.rs` `peapod exec`; `terminal.rs` terminals of the
+//! container's own devpts (a `process.terminal` container's console, `exec -it`) and raw mode.
 
 mod creds;
 mod devices;
@@ -32,6 +33,7 @@ pub use error::{errno_text, InitError, RuntimeError};
 pub use exec::{exec_in, spawn_in, ExecChild, ExecMode, ExecStdio};
 pub use init::init_main;
 pub use spawn::{create, spawn, spawn_with_init, Created};
+pub use terminal::{window_size, RawMode};
 
 /// The hidden argv[1] that turns the peapod binary into the container init.
 pub const INIT_ARG: &str = "__init";
@@ -40,6 +42,9 @@ pub const INIT_PIPE_ENV: &str = "PEAPOD_INIT_PIPE";
 /// Environment variable carrying the number of the init's start gate fd: the init prepares
 /// everything, then waits for one byte on it before it execs the user program.
 pub const INIT_GATE_ENV: &str = "PEAPOD_INIT_GATE";
+/// Environment variable carrying the number of the socket fd on which the init sends the
+/// master of the terminal it makes when the Spec's `process.terminal` is set.
+pub const INIT_CONSOLE_ENV: &str = "PEAPOD_INIT_CONSOLE";
 /// The Spec's file name inside a bundle directory, as in the OCI runtime spec.
 pub const CONFIG_FILE: &str = "config.json";
 /// Overlay lowerdirs, ':'-joined, top layer first.
@@ -56,10 +61,13 @@ pub struct ContainerStdio {
 }
 
 /// A started container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Spawned {
     /// The container's pid 1 as seen from the host; a child of the caller of [`spawn`].
     pub pid: i32,
+    /// The master of the container's terminal (`process.terminal`): its stdin, stdout and
+    /// stderr are the peer, a pseudo-terminal of the container's own devpts.
+    pub terminal: Option<OwnedFd>,
 }
 
 /// Writes `<bundle>/config.json` atomically, creating the bundle directory if needed.

@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::error::{errno_text, RuntimeError};
-use super::{ContainerStdio, Spawned, INIT_ARG, INIT_GATE_ENV, INIT_PIPE_ENV};
+use super::{ContainerStdio, Spawned, INIT_ARG, INIT_CONSOLE_ENV, INIT_GATE_ENV, INIT_PIPE_ENV};
 
 /// Lowest fd number used for the child's prepared copies of its stdio, so that the final dup2
 /// onto 0, 1 and 2 can never overwrite a source that has not been duplicated yet.
@@ -65,6 +65,8 @@ struct Prepared {
     /// new one: setns(2) on the caller's pid_for_children around the clone.
     pid_ns: Option<OwnedFd>,
     stdio: [OwnedFd; 3],
+    /// The socket the init sends its terminal's master on (`process.terminal`).
+    console: Option<OwnedFd>,
     clone_flags: libc::c_ulong,
 }
 
@@ -96,6 +98,8 @@ pub struct Created {
     pid: i32,
     pipe_rd: Option<OwnedFd>,
     gate_w: Option<OwnedFd>,
+    /// Our end of the console socket, when the Spec asks for a terminal.
+    console: Option<OwnedFd>,
 }
 
 impl Created {
@@ -121,7 +125,28 @@ impl Created {
         }
         if message.is_empty() {
             tracing::debug!(pid, "container started");
-            return Ok(Spawned { pid });
+            // The init sent the master before it exec'd, so it is waiting in the socket.
+            let terminal = match self.console.take() {
+                Some(socket) => match super::terminal::receive_master(&socket) {
+                    Ok(Some(master)) => Some(master),
+                    other => {
+                        // Running without the terminal it was made for: stop it, reap it.
+                        let _ = nix::sys::signal::kill(
+                            Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        let _ = waitpid(Pid::from_raw(pid), None);
+                        return Err(match other {
+                            Err(e) => e,
+                            _ => RuntimeError::Start {
+                                message: "the init sent no terminal".into(),
+                            },
+                        });
+                    }
+                },
+                None => None,
+            };
+            return Ok(Spawned { pid, terminal });
         }
         // The init failed and exits 127: reap it so that no zombie is left behind.
         let _ = waitpid(Pid::from_raw(pid), None);
@@ -169,6 +194,17 @@ fn create_inner(
     };
     let (pipe_rd, pipe_wr) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe2", e))?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let (console, console_child) = if terminal {
+        let (ours, theirs) = super::terminal::socket_pair()?;
+        (Some(ours), Some(theirs))
+    } else {
+        (None, None)
+    };
     // A daemonized caller may have closed 0-2, so pipe2 could hand out one of them and the
     // child's dup2 of the stdio would clobber it: move the write end up as well.
     let pipe_wr = {
@@ -184,8 +220,10 @@ fn create_inner(
         stdio,
         pipe_wr.as_raw_fd(),
         gate_rd.as_raw_fd(),
+        console_child.as_ref(),
         init_exe,
     )?;
+    drop(console_child);
 
     // Joining a pid namespace moves only the children made afterwards (pid_namespaces(7)), so
     // the caller enters it for the clone and returns to its own right after, as `exec_in` does.
@@ -251,6 +289,7 @@ fn create_inner(
         pid,
         pipe_rd: Some(pipe_rd),
         gate_w: Some(gate_w),
+        console,
     })
 }
 
@@ -283,6 +322,7 @@ fn prepare(
     stdio: ContainerStdio,
     pipe_fd: RawFd,
     gate_fd: RawFd,
+    console: Option<&OwnedFd>,
     init_exe: &Path,
 ) -> Result<Prepared, RuntimeError> {
     let linux = spec
@@ -408,6 +448,7 @@ fn prepare(
         high_dup(&stdio.stdout)?,
         high_dup(&stdio.stderr)?,
     ];
+    let console = console.map(high_dup).transpose()?;
 
     let exe = cstring(init_exe.as_os_str().as_bytes())?;
     let bundle_abs: PathBuf =
@@ -421,6 +462,11 @@ fn prepare(
         cstring(format!("{INIT_PIPE_ENV}={pipe_fd}").as_bytes())?,
         cstring(format!("{INIT_GATE_ENV}={gate_fd}").as_bytes())?,
     ];
+    if let Some(fd) = &console {
+        envp_store.push(cstring(
+            format!("{INIT_CONSOLE_ENV}={}", fd.as_raw_fd()).as_bytes(),
+        )?);
+    }
     for key in ["RUST_LOG", "RUST_BACKTRACE"] {
         if let Ok(v) = std::env::var(key) {
             envp_store.push(cstring(format!("{key}={v}").as_bytes())?);
@@ -439,6 +485,7 @@ fn prepare(
         joins,
         pid_ns,
         stdio,
+        console,
         clone_flags,
     })
 }
@@ -500,10 +547,14 @@ fn child_main(p: &Prepared, pipe: RawFd, gate: Gate, direct: Option<&Spec>) -> !
                 child_fail(pipe, b"dup2 stdio");
             }
         }
+        let console = p.console.as_ref().map(AsRawFd::as_raw_fd);
         if let Some(spec) = direct {
-            super::init::run_direct(spec, pipe, gate.read);
+            super::init::run_direct(spec, pipe, gate.read, console);
         }
-        if libc::fcntl(pipe, libc::F_SETFD, 0) < 0 || libc::fcntl(gate.read, libc::F_SETFD, 0) < 0 {
+        if libc::fcntl(pipe, libc::F_SETFD, 0) < 0
+            || libc::fcntl(gate.read, libc::F_SETFD, 0) < 0
+            || console.is_some_and(|fd| libc::fcntl(fd, libc::F_SETFD, 0) < 0)
+        {
             child_fail(pipe, b"clear cloexec on init pipe");
         }
         libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());

@@ -1,4 +1,5 @@
-//! `peapod exec -it`: a new pseudo-terminal inside the container, relayed to the caller's.
+//! Terminals of the container's own: a `process.terminal` container's console
+//! ([`take_console`], made by its init) and `peapod exec -it`'s, relayed to the caller's.
 //!
 //! As runc and crun make a container's console: the exec'd child, once inside the container's
 //! mount namespace, opens `/dev/ptmx` there (the container's own devpts instance), so the
@@ -28,6 +29,7 @@ use oci_spec::runtime::Process;
 use super::error::RuntimeError;
 
 const PTMX: &str = "/dev/ptmx";
+const CONSOLE: &str = "/dev/console";
 const BUF: usize = 16 * 1024;
 
 /// The socket pair the child sends the terminal's master on (both ends close on exec).
@@ -102,8 +104,32 @@ pub(super) fn take_new_terminal(socket: OwnedFd, process: &Process) -> Result<()
     Ok(())
 }
 
+/// The container's console, in the init after pivot_root: a new terminal of the container's
+/// devpts as its controlling terminal and stdio ([`take_new_terminal`]), also bind-mounted on
+/// `/dev/console`, as runc makes a container's console for `process.terminal`.
+pub(super) fn take_console(socket: OwnedFd, process: &Process) -> Result<(), String> {
+    take_new_terminal(socket, process)?;
+    let console = std::path::Path::new(CONSOLE);
+    if !console.exists() {
+        std::fs::File::create(console).map_err(|e| format!("create {CONSOLE}: {e}"))?;
+    }
+    nix::mount::mount(
+        Some("/proc/self/fd/0"),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        format!(
+            "bind the terminal on {CONSOLE}: {}",
+            super::errno_text(e as i32)
+        )
+    })
+}
+
 /// Receives the master the child sends; None when the child failed before it could.
-fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>, RuntimeError> {
+pub(super) fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>, RuntimeError> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = cmsg_space!([RawFd; 1]);
@@ -133,13 +159,14 @@ fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>, RuntimeError> {
 }
 
 /// The caller's terminal in raw mode while it lives; put back as it was when dropped.
-struct RawMode<'a> {
+pub struct RawMode<'a> {
     fd: BorrowedFd<'a>,
     saved: Termios,
 }
 
 impl<'a> RawMode<'a> {
-    fn enter(fd: BorrowedFd<'a>) -> Option<Self> {
+    /// None when `fd` is not a terminal.
+    pub fn enter(fd: BorrowedFd<'a>) -> Option<Self> {
         let saved = termios::tcgetattr(fd).ok()?;
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
@@ -154,17 +181,29 @@ impl Drop for RawMode<'_> {
     }
 }
 
-/// Copies the caller's window size (from its stdin or stdout terminal) to the master.
-fn copy_window_size(master: &OwnedFd) {
-    // SAFETY: winsize is plain data that TIOCGWINSZ fills and TIOCSWINSZ reads.
+/// The caller's window size, from its stdin or stdout terminal.
+fn caller_winsize() -> Option<libc::winsize> {
+    // SAFETY: winsize is plain data that TIOCGWINSZ fills.
     let mut size: libc::winsize = unsafe { std::mem::zeroed() };
     for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
         // SAFETY: as above; the pointer lives across the call.
         if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) } == 0 {
-            // SAFETY: as above.
-            unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-            return;
+            return Some(size);
         }
+    }
+    None
+}
+
+/// The caller's window size as (columns, rows), when its stdin or stdout is a terminal.
+pub fn window_size() -> Option<(u16, u16)> {
+    caller_winsize().map(|s| (s.ws_col, s.ws_row))
+}
+
+/// Copies the caller's window size (from its stdin or stdout terminal) to the master.
+fn copy_window_size(master: &OwnedFd) {
+    if let Some(size) = caller_winsize() {
+        // SAFETY: TIOCSWINSZ reads the winsize through the pointer, which lives across the call.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
     }
 }
 

@@ -161,8 +161,10 @@ pub(super) struct Pending {
     pub dir: PathBuf,
     pub cgroup: Option<PathBuf>,
     pub container_id: String,
-    /// stdout, stderr read ends.
-    pub pipes: [OwnedFd; 2],
+    /// stdout, stderr read ends; none for a terminal (its master comes with the start).
+    pub pipes: [Option<OwnedFd>; 2],
+    /// The write end of the container's stdin pipe (`stdin` without `tty`).
+    pub input: Option<OwnedFd>,
     pub log: CriLogWriter,
     pub termination_log: PathBuf,
     pub stop_signal: Signal,
@@ -206,12 +208,66 @@ pub(super) fn stop_signal(c: &Container, image: &Image) -> Signal {
     from_spec.or_else(from_image).unwrap_or(Signal::SIGTERM)
 }
 
-fn set_nonblocking(fd: &OwnedFd) {
+pub(super) fn set_nonblocking(fd: &OwnedFd) {
     if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
         let _ = fcntl(
             fd,
             FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
         );
+    }
+}
+
+/// The container's standard streams, as a CRI runtime wires them: pipes for stdout and stderr
+/// that the supervisor reads, a pipe for stdin when the container keeps it open (`stdin`), else
+/// /dev/null. On a terminal (`tty`) the init replaces all three with the terminal it makes,
+/// so the container is given /dev/null until then.
+struct ContainerStreams {
+    stdio: ContainerStdio,
+    pipes: [Option<OwnedFd>; 2],
+    input: Option<OwnedFd>,
+}
+
+impl ContainerStreams {
+    fn new(tty: bool, stdin: bool) -> Result<Self, StartError> {
+        if tty {
+            let null = || {
+                nix::fcntl::open(
+                    "/dev/null",
+                    OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(StartError::Pipe)
+            };
+            return Ok(ContainerStreams {
+                stdio: ContainerStdio {
+                    stdin: None,
+                    stdout: null()?,
+                    stderr: null()?,
+                },
+                pipes: [None, None],
+                input: None,
+            });
+        }
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(StartError::Pipe)?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(StartError::Pipe)?;
+        set_nonblocking(&out_r);
+        set_nonblocking(&err_r);
+        let (stdin, input) = if stdin {
+            let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC).map_err(StartError::Pipe)?;
+            set_nonblocking(&in_w);
+            (Some(in_r), Some(in_w))
+        } else {
+            (None, None)
+        };
+        Ok(ContainerStreams {
+            stdio: ContainerStdio {
+                stdin,
+                stdout: out_w,
+                stderr: err_w,
+            },
+            pipes: [Some(out_r), Some(err_r)],
+            input,
+        })
     }
 }
 
@@ -373,27 +429,17 @@ impl Supervisor {
             container_id: container_id.to_string(),
             source,
         };
-        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| start(StartError::Pipe(e)))?;
-        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| start(StartError::Pipe(e)))?;
-        set_nonblocking(&out_r);
-        set_nonblocking(&err_r);
         let log = CriLogWriter::create(log_path).map_err(|e| start(e.into()))?;
-        let created = runtime::create(
-            &oci,
-            dir,
-            ContainerStdio {
-                stdin: None,
-                stdout: out_w,
-                stderr: err_w,
-            },
-        )
-        .map_err(|e| start(e.into()))?;
+        let tty = c.tty == Some(true);
+        let streams = ContainerStreams::new(tty, c.stdin == Some(true)).map_err(start)?;
+        let created = runtime::create(&oci, dir, streams.stdio).map_err(|e| start(e.into()))?;
         Ok(Pending {
             created,
             dir: dir.to_path_buf(),
             cgroup: cgroup.map(Path::to_path_buf),
             container_id: container_id.to_string(),
-            pipes: [out_r, err_r],
+            pipes: streams.pipes,
+            input: streams.input,
             log,
             termination_log,
             stop_signal: stop_signal(c, image),

@@ -78,6 +78,7 @@ struct Ready {
     objects: bool,
     /// (container run, pipe) pairs.
     pipes: Vec<(usize, usize)>,
+    attach: super::attach::AttachReady,
 }
 
 impl Supervisor {
@@ -96,6 +97,7 @@ impl Supervisor {
         for (ri, pi) in ready.pipes {
             self.drain_pipe(ri, pi);
         }
+        self.on_attach_ready(ready.attach);
         if ready.objects {
             self.on_objects_changed();
         }
@@ -128,6 +130,28 @@ impl Supervisor {
                 }
             }
         }
+        // Attach: the listener, the clients (not those held back by a full stdin), and the
+        // stdin of containers with bytes waiting.
+        let first_attach = fds.len();
+        let listener = self.attach.listener_fd();
+        if let Some(fd) = listener {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        let first_client = fds.len();
+        let clients = self.attach.client_fds(|run| self.input_blocked(run));
+        for (_, fd) in &clients {
+            fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+        }
+        let first_input = fds.len();
+        let mut inputs = Vec::new();
+        for (ri, r) in self.runs.iter().enumerate() {
+            if let Some(inst) = r.life.instance() {
+                if let (Some(fd), false) = (&inst.input, inst.input_pending.is_empty()) {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
+                    inputs.push(ri);
+                }
+            }
+        }
         match poll(&mut fds, PollTimeout::from(timeout_ms)) {
             Ok(0) => {
                 if !self.idle.trimmed && self.idle.last_activity.elapsed() >= IDLE_TRIM_AFTER {
@@ -144,10 +168,26 @@ impl Supervisor {
             }
         }
         let is_ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let attach = super::attach::AttachReady {
+            listener: listener.is_some() && is_ready(&fds[first_attach]),
+            clients: fds[first_client..first_input]
+                .iter()
+                .zip(clients.iter())
+                .filter(|(f, _)| is_ready(f))
+                .map(|(_, (id, _))| *id)
+                .collect(),
+            inputs: fds[first_input..]
+                .iter()
+                .zip(inputs.iter())
+                .filter(|(f, _)| is_ready(f))
+                .map(|(_, ri)| *ri)
+                .collect(),
+        };
         Some(Ready {
             signals: is_ready(&fds[0]),
             objects: watch.is_some() && is_ready(&fds[1]),
-            pipes: fds[first_pipe..]
+            attach,
+            pipes: fds[first_pipe..first_attach]
                 .iter()
                 .zip(owners.iter())
                 .filter(|(f, _)| is_ready(f))

@@ -108,6 +108,7 @@ impl Supervisor {
                     if let Err(e) = inst.log.write(stream, &buf[..n]) {
                         tracing::warn!(error = %e, "log write failed");
                     }
+                    self.attach.broadcast(ri, stream, &buf[..n]);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EAGAIN) => return,
@@ -123,6 +124,7 @@ impl Supervisor {
     pub(super) fn on_container_exit(&mut self, i: usize, exit_code: i32, signal: Option<i32>) {
         self.drain_pipe(i, 0);
         self.drain_pipe(i, 1);
+        self.end_attach(i);
         let Some((mut inst, cause)) = self.runs[i].life.take_exited() else {
             return;
         };

@@ -14,6 +14,7 @@
 //! safe with one thread, and one poll loop over a signalfd and the containers' pipes is all the
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
+mod attach;
 mod create;
 mod dispatch;
 mod eviction;
@@ -196,6 +197,8 @@ pub(crate) struct Supervisor {
     /// Cgroups of ended instances still to be removed.
     leftovers: create::Leftovers,
     idle: dispatch::Idle,
+    /// The pod's attach socket and its clients.
+    attach: attach::Attach,
 }
 
 /// RFC 3339 with second precision, as Kubernetes timestamps are shown.
@@ -242,7 +245,10 @@ impl Supervisor {
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
         let volumes = volumes::VolumeState::new(&paths, &pod);
         let admission = crate::pod::admission::admit(&pod);
+        let attach =
+            attach::Attach::open(&paths.pod_run_dir(uid).join(crate::pod::attach::SOCKET_FILE));
         Ok(Supervisor {
+            attach,
             policy: RestartPolicy::of(&pod),
             uid: uid.to_string(),
             state,

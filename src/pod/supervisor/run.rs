@@ -27,8 +27,16 @@ pub(crate) struct Instance {
     pub cgroup: Option<PathBuf>,
     pub started_at: Timestamp,
     pub started: Instant,
-    /// stdout, stderr read ends; None once at EOF.
+    /// stdout, stderr read ends (a terminal's master: stdout only); None once at EOF.
     pub pipes: [Option<OwnedFd>; 2],
+    /// Where attached clients' stdin goes: the stdin pipe's write end, or the terminal's
+    /// master; None without `stdin`, or once closed (`stdinOnce`, or the container closed it).
+    pub input: Option<OwnedFd>,
+    /// Stdin bytes the container has not taken yet; while there are some, the clients that
+    /// write stdin are not read (the container's pace holds them back).
+    pub input_pending: Vec<u8>,
+    /// The master of the container's terminal (`tty`), for window sizes.
+    pub terminal: Option<OwnedFd>,
     pub log: CriLogWriter,
     pub termination_log: PathBuf,
     pub stop_signal: Signal,

@@ -187,13 +187,14 @@ impl Supervisor {
             cgroup,
             container_id,
             pipes,
+            input,
             log,
             termination_log,
             stop_signal,
         } = p;
         let name = self.runs[i].spec.name.clone();
-        let pid = match created.start() {
-            Ok(spawned) => spawned.pid,
+        let (pid, terminal) = match created.start() {
+            Ok(spawned) => (spawned.pid, spawned.terminal),
             Err(e) => {
                 tracing::warn!(container = %name, error = %e, "container start failed");
                 self.release_instance(&dir, cgroup.as_deref());
@@ -208,6 +209,18 @@ impl Supervisor {
         }
         self.save_state_or_log();
         let field = self.runs[i].field_path();
+        let wants_stdin = self.runs[i].spec.stdin == Some(true);
+        let (pipes, input, terminal) = match terminal {
+            // A terminal's output is all stdout, as CRI runtimes log it; its input and window
+            // size go to the same master.
+            Some(master) => {
+                super::create::set_nonblocking(&master);
+                let input = wants_stdin.then(|| master.try_clone().ok()).flatten();
+                let resize = master.try_clone().ok();
+                ([Some(master), None], input, resize)
+            }
+            None => (pipes, input, None),
+        };
         let inst = Instance {
             pid: nix::unistd::Pid::from_raw(pid),
             container_id,
@@ -215,7 +228,10 @@ impl Supervisor {
             cgroup,
             started_at: Timestamp::now(),
             started: Instant::now(),
-            pipes: pipes.map(Some),
+            pipes,
+            input,
+            input_pending: Vec::new(),
+            terminal,
             log,
             termination_log,
             stop_signal,

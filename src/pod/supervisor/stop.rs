@@ -236,6 +236,7 @@ impl Supervisor {
     /// Releases what the end of the pod says: everything for a delete; for a finished pod its
     /// host resources are gone already, and the final status is written.
     pub(super) fn finish(&mut self) -> Result<(), SupervisorError> {
+        self.attach.close();
         match self.pod_run {
             PodRun::Over { end: End::Delete } => {
                 crate::pod::teardown::release_all(&self.paths, &self.state)?;
