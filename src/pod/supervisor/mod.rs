@@ -22,6 +22,7 @@ mod hooks;
 mod hostnet;
 mod hostports;
 mod pulls;
+mod reboot;
 mod run;
 mod sandbox;
 mod scheduling;
@@ -194,6 +195,9 @@ pub(crate) struct Supervisor {
     /// Cgroups of ended instances still to be removed.
     leftovers: create::Leftovers,
     idle: dispatch::Idle,
+    /// The pod's processes were lost to a reboot (`reboot`): its sandbox is re-created once
+    /// it is admitted again.
+    after_reboot: bool,
 }
 
 /// RFC 3339 with second precision, as Kubernetes timestamps are shown.
@@ -233,12 +237,13 @@ impl Supervisor {
             namespace,
             name,
             supervisor: ProcessRef::of(std::process::id() as i32),
+            boot_id: Some(crate::procfs::boot_id()),
             ..Default::default()
         };
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
         let volumes = volumes::VolumeState::new(&paths, &pod);
         let admission = crate::pod::admission::admit(&pod);
-        Ok(Supervisor {
+        let mut supervisor = Supervisor {
             policy: RestartPolicy::of(&pod),
             uid: uid.to_string(),
             state,
@@ -260,9 +265,12 @@ impl Supervisor {
             hooks,
             leftovers: create::Leftovers::default(),
             idle,
+            after_reboot: false,
             paths,
             pod,
-        })
+        };
+        supervisor.after_reboot = supervisor.restore_after_reboot();
+        Ok(supervisor)
     }
 
     pub fn pod_name(&self) -> &str {
@@ -367,20 +375,24 @@ impl Supervisor {
 
     /// Scheduled on the node: the Scheduled event, then the kubelet's admission. The pod's
     /// start time (status.startTime, which activeDeadlineSeconds counts from) is now.
+    /// A pod recovered after a reboot keeps its start time and was scheduled long ago.
     fn on_scheduled(&mut self) {
-        self.start_time = Timestamp::now();
-        self.started = Instant::now();
-        let node = self.host.node_name.clone();
-        self.event(
-            events::NORMAL,
-            events::REASON_SCHEDULED,
-            "",
-            format!(
-                "Successfully assigned {}/{} to {node}",
-                self.namespace(),
-                self.pod_name()
-            ),
-        );
+        let after_reboot = std::mem::take(&mut self.after_reboot);
+        if !after_reboot {
+            self.start_time = Timestamp::now();
+            self.started = Instant::now();
+            let node = self.host.node_name.clone();
+            self.event(
+                events::NORMAL,
+                events::REASON_SCHEDULED,
+                "",
+                format!(
+                    "Successfully assigned {}/{} to {node}",
+                    self.namespace(),
+                    self.pod_name()
+                ),
+            );
+        }
         if let Some(verdict) = self.admission.clone() {
             tracing::warn!(
                 reason = verdict.reason(),
@@ -401,6 +413,9 @@ impl Supervisor {
                 },
                 crate::pod::admission::Verdict::Blocked { .. } => PodRun::Blocked,
             };
+        }
+        if after_reboot {
+            self.sandbox_lost_at_boot();
         }
     }
 
