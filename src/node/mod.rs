@@ -62,6 +62,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    #[error("delete of static pod {pod}: {message}")]
+    Delete { pod: String, message: String },
     #[error("another peapod node agent is running (it holds {0})")]
     AlreadyRunning(PathBuf),
     #[error("{what}: {source}")]
@@ -228,9 +230,19 @@ pub fn sync(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> 
         match action {
             Action::Delete { namespace, name } => {
                 tracing::info!(pod = %format!("{namespace}/{name}"), "static pod's manifest changed or went away: deleting it");
-                match lifecycle::delete(paths, &namespace, &name, None, false) {
-                    Ok(()) | Err(LifecycleError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
+                // In a child: a delete whose supervisor is gone tears down here (see
+                // `recovery::in_child`).
+                let deleted = recovery::in_child(|| {
+                    match lifecycle::delete(paths, &namespace, &name, None, false) {
+                        Ok(()) | Err(LifecycleError::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                });
+                if let Err(message) = deleted {
+                    return Err(NodeError::Delete {
+                        pod: format!("{namespace}/{name}"),
+                        message,
+                    });
                 }
                 report.deleted.push(format!("{namespace}/{name}"));
             }

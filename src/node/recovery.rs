@@ -78,7 +78,7 @@ pub fn recover(paths: &Paths) -> Result<RecoveryReport, NodeError> {
                 let Some(state) = rec.state.as_ref() else {
                     continue;
                 };
-                match crate::pod::teardown::release_all(paths, state) {
+                match in_child(|| crate::pod::teardown::release_all(paths, state)) {
                     Ok(()) => report.deleted.push(key),
                     Err(e) => {
                         tracing::error!(pod = %key, error = %e, "cannot finish the pod's delete");
@@ -95,6 +95,45 @@ pub fn recover(paths: &Paths) -> Result<RecoveryReport, NodeError> {
     }
     sweep_leftovers(paths, &mut report)?;
     Ok(report)
+}
+
+/// Runs a teardown in a child process and waits for it. The teardown talks netlink through a
+/// tokio runtime, which leaves process-wide state behind (its signal pipe); a supervisor forked
+/// from the agent afterwards would inherit that state with the pipe's descriptors closed, and
+/// its own netlink runtime would then fail (EINVAL, EBADF). So the agent keeps that state out
+/// of its own process. A caller with threads forks no supervisor (they are re-executed) and
+/// may run it in place.
+pub(super) fn in_child<E: std::fmt::Display>(
+    f: impl FnOnce() -> Result<(), E>,
+) -> Result<(), String> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    if crate::procfs::thread_count() != 1 {
+        return f().map_err(|e| e.to_string());
+    }
+    // SAFETY: this process has a single thread (checked above), so the child may run ordinary
+    // code; it leaves through _exit and never returns into the agent.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let code = match f() {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "teardown failed");
+                    1
+                }
+            };
+            // SAFETY: leave without running the agent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(other) => Err(format!(
+                "the teardown process ended with {other:?}; see the agent's log"
+            )),
+            Err(e) => Err(format!("wait for the teardown process: {e}")),
+        },
+        Err(e) => Err(format!("fork the teardown process: {e}")),
+    }
 }
 
 /// IP allocations and runtime directories of pods no longer on record.
