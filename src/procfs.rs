@@ -27,6 +27,25 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     Some(Stat { state, start_time })
 }
 
+/// The kernel's id of the current boot [random(4): `/proc/sys/kernel/random/boot_id`, a UUID
+/// made anew at each boot]. Recorded with a pod's runtime state, it tells a pod whose
+/// supervisor is gone because the host rebooted from one whose supervisor was killed.
+pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+/// For tests only: stands in for [`BOOT_ID_FILE`], so that a test can simulate a reboot
+/// without one.
+pub const ENV_BOOT_ID: &str = "PEAPOD_BOOT_ID";
+
+/// This boot's id ([`BOOT_ID_FILE`], or [`ENV_BOOT_ID`] when set); empty when neither can be
+/// read, which no recorded boot ever equals but an empty one.
+pub fn boot_id() -> String {
+    if let Some(id) = std::env::var_os(ENV_BOOT_ID).filter(|v| !v.is_empty()) {
+        return id.to_string_lossy().into_owned();
+    }
+    fs::read_to_string(BOOT_ID_FILE)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// The number of threads of this process. Code that forks and then keeps running (instead of
 /// exec'ing at once) is only sound when this is 1.
 pub fn thread_count() -> usize {

@@ -128,7 +128,12 @@ impl Paths {
     /// Per-pod runtime directory: sandbox files (hosts, resolv.conf, hostname, shm) and the
     /// containers' writable layers.
     pub fn pod_run_dir(&self, uid: &str) -> PathBuf {
-        self.run.join("pods").join(uid)
+        self.run_pods().join(uid)
+    }
+
+    /// The runtime directories of all pods: `<run>/pods/`.
+    pub fn run_pods(&self) -> PathBuf {
+        self.run.join("pods")
     }
 
     /// `/var/log/pods/<namespace>_<pod>_<uid>`, as the kubelet lays it out.

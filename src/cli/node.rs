@@ -55,6 +55,18 @@ pub fn run(paths: &Paths, args: &NodeArgs) -> Result<i32> {
     };
     let report = node::run(paths, &opts)?;
     if args.once {
+        for p in &report.recovery.recovered {
+            println!("pod {p} recovered after a reboot");
+        }
+        for p in &report.recovery.deleted {
+            println!("pod {p} deleted (its delete was cut short by a reboot)");
+        }
+        for p in &report.recovery.lost_this_boot {
+            eprintln!("warning: pod {p}: its supervisor is gone and the host did not reboot; left Unknown");
+        }
+        for bad in &report.recovery.failed {
+            eprintln!("error: {bad}");
+        }
         for p in &report.deleted {
             println!("static pod {p} deleted");
         }
@@ -64,7 +76,8 @@ pub fn run(paths: &Paths, args: &NodeArgs) -> Result<i32> {
         for bad in &report.invalid {
             eprintln!("error: {bad}");
         }
-        return Ok(if report.invalid.is_empty() { 0 } else { 1 });
+        let ok = report.invalid.is_empty() && report.recovery.failed.is_empty();
+        return Ok(if ok { 0 } else { 1 });
     }
     Ok(0)
 }

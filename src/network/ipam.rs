@@ -49,12 +49,29 @@ impl Ipam {
 
     /// The address of `owner` (a pod UID): the one it already has, else the next free one.
     pub fn allocate(&self, owner: &str) -> Result<Ipv4Addr, NetworkError> {
+        self.allocate_preferring(owner, None)
+    }
+
+    /// Like [`Ipam::allocate`], but an owner without an allocation gets `preferred` (the
+    /// address it had before its allocation was lost) when it is in the range and no other
+    /// owner holds it.
+    pub fn allocate_preferring(
+        &self,
+        owner: &str,
+        preferred: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, NetworkError> {
         let _lock = FileLock::exclusive(&self.lock)?;
         let mut state = self.read()?;
         if let Some(ip) = state.allocations.get(owner) {
             return Ok(*ip);
         }
-        let ip = self.next_free(&state)?;
+        let free = |ip: &Ipv4Addr| {
+            self.assignable(*ip) && !state.allocations.values().any(|held| held == ip)
+        };
+        let ip = match preferred.filter(free) {
+            Some(ip) => ip,
+            None => self.next_free(&state)?,
+        };
         state.allocations.insert(owner.to_string(), ip);
         state.last = Some(ip);
         // No fsync: an allocation only matters while its pod's processes live, and a power
@@ -75,6 +92,29 @@ impl Ipam {
         Ok(())
     }
 
+    /// Gives back every address whose owner `keep` refuses (pods no longer on record);
+    /// returns them.
+    pub fn release_unowned(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, Ipv4Addr)>, NetworkError> {
+        let _lock = FileLock::exclusive(&self.lock)?;
+        let mut state = self.read()?;
+        let gone: Vec<(String, Ipv4Addr)> = state
+            .allocations
+            .iter()
+            .filter(|(owner, _)| !keep(owner))
+            .map(|(o, ip)| (o.clone(), *ip))
+            .collect();
+        if !gone.is_empty() {
+            for (owner, _) in &gone {
+                state.allocations.remove(owner);
+            }
+            write_json_volatile(&self.state, &state)?;
+        }
+        Ok(gone)
+    }
+
     /// Every current allocation, pod UID to address.
     pub fn allocations(&self) -> Result<BTreeMap<String, Ipv4Addr>, NetworkError> {
         let _lock = FileLock::exclusive(&self.lock)?;
@@ -89,12 +129,20 @@ impl Ipam {
         }
     }
 
-    fn next_free(&self, state: &IpamState) -> Result<Ipv4Addr, NetworkError> {
+    /// The addresses pods get: network+2 ..= broadcast-1 (network+1 is the gateway).
+    fn pod_range(&self) -> (u32, u32) {
         let network = u32::from(self.cfg.subnet);
-        // Pods get network+2 ..= broadcast-1: network+1 is the gateway.
-        let first = network + 2;
         let last = network | host_mask(self.cfg.prefix_len);
-        let last = last.saturating_sub(1);
+        (network + 2, last.saturating_sub(1))
+    }
+
+    fn assignable(&self, ip: Ipv4Addr) -> bool {
+        let (first, last) = self.pod_range();
+        (first..=last).contains(&u32::from(ip))
+    }
+
+    fn next_free(&self, state: &IpamState) -> Result<Ipv4Addr, NetworkError> {
+        let (first, last) = self.pod_range();
         let used: BTreeSet<u32> = state
             .allocations
             .values()
@@ -167,6 +215,45 @@ mod tests {
         // The end of the range: wrap around to the freed .2, never the broadcast .7.
         assert_eq!(ipam.allocate("f").unwrap().octets()[3], 2);
         assert!(ipam.allocate("g").is_err());
+    }
+
+    #[test]
+    fn a_preferred_address_is_taken_only_when_free_and_in_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(&Paths::under(dir.path()), &cfg("10.88.0.0/29"));
+        let five = Ipv4Addr::new(10, 88, 0, 5);
+        assert_eq!(ipam.allocate_preferring("a", Some(five)).unwrap(), five);
+        // Held by a: b gets the next free one instead.
+        assert_eq!(
+            ipam.allocate_preferring("b", Some(five)).unwrap().octets()[3],
+            6
+        );
+        // An owner keeps what it has, whatever it prefers.
+        let two = Ipv4Addr::new(10, 88, 0, 2);
+        assert_eq!(ipam.allocate_preferring("a", Some(two)).unwrap(), five);
+        // The gateway, the broadcast and other networks are never given.
+        for bad in [[10, 88, 0, 1], [10, 88, 0, 7], [10, 89, 0, 2]] {
+            let got = ipam
+                .allocate_preferring(&format!("{bad:?}"), Some(bad.into()))
+                .unwrap();
+            assert_ne!(got, Ipv4Addr::from(bad));
+            ipam.release(&format!("{bad:?}")).unwrap();
+        }
+    }
+
+    #[test]
+    fn allocations_of_owners_gone_are_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(&Paths::under(dir.path()), &cfg("10.88.0.0/16"));
+        let a = ipam.allocate("a").unwrap();
+        let b = ipam.allocate("b").unwrap();
+        let gone = ipam.release_unowned(|owner| owner == "a").unwrap();
+        assert_eq!(gone, vec![("b".to_string(), b)]);
+        let left = ipam.allocations().unwrap();
+        assert_eq!(
+            left.into_iter().collect::<Vec<_>>(),
+            vec![("a".to_string(), a)]
+        );
     }
 
     #[test]

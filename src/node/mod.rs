@@ -1,11 +1,13 @@
 //! The node agent, `peapod node`: what a kubelet does for its node besides running pods, on one
-//! host. Today: static pods from a manifest directory ([`static_pods`]), kept in step with the
-//! directory by inotify and a periodic rescan, as the kubelet's `staticPodPath` is. It runs in
+//! host: when it starts, the pods a reboot stopped come back ([`recovery`]); then static pods
+//! from a manifest directory ([`static_pods`]), kept in step with the directory by inotify and
+//! a periodic rescan, as the kubelet's `staticPodPath` is. It runs in
 //! the foreground (a systemd service: [`SYSTEMD_UNIT`]); the pods it creates are ordinary
 //! peapod pods with their own supervisors, so stopping the agent stops no pod.
 //!
 //! Single-threaded (supervisors are forked from it); must not print (it logs).
 
+pub mod recovery;
 pub mod static_pods;
 
 use std::os::fd::AsFd;
@@ -34,10 +36,15 @@ const NODE_LOCK: &str = "node.lock";
 
 /// The systemd unit that runs the agent at boot. `KillMode=process`: stopping or restarting
 /// the agent leaves the pods' supervisors and containers running, as a kubelet restart does.
+///
+/// At boot it is what brings the pods back (`recovery`): it starts after the local file
+/// systems that hold peapod's records and logs are mounted (`RequiresMountsFor`), and once up
+/// it starts a supervisor for each pod the reboot stopped.
 pub const SYSTEMD_UNIT: &str = "[Unit]
-Description=peapod node agent (static pods)
+Description=peapod node agent (pods back after a reboot, static pods)
 After=network-online.target local-fs.target
 Wants=network-online.target
+RequiresMountsFor=/var/lib/peapod /var/log/pods
 
 [Service]
 ExecStart=/usr/local/bin/peapod node --manifests /etc/peapod/manifests
@@ -55,6 +62,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    #[error("delete of static pod {pod}: {message}")]
+    Delete { pod: String, message: String },
     #[error("another peapod node agent is running (it holds {0})")]
     AlreadyRunning(PathBuf),
     #[error("{what}: {source}")]
@@ -85,6 +94,8 @@ pub struct SyncReport {
     pub created: Vec<String>,
     pub deleted: Vec<String>,
     pub invalid: Vec<String>,
+    /// What the start-up recovery did (`--once` reports it).
+    pub recovery: recovery::RecoveryReport,
 }
 
 /// Runs the agent until SIGTERM or SIGINT (or one pass with `once`).
@@ -92,8 +103,14 @@ pub fn run(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> {
     let lock_path = paths.run.join(NODE_LOCK);
     let _lock = FileLock::try_exclusive(&lock_path)?
         .ok_or_else(|| NodeError::AlreadyRunning(lock_path.clone()))?;
+    // Pods an earlier boot ran come back first: a static pod among them is then found
+    // running by the sync below, not made anew.
+    let recovery = recovery::recover(paths)?;
+    tracing::info!(?recovery, "recovery after boot done");
     if opts.once {
-        return sync(paths, opts);
+        let mut report = sync(paths, opts)?;
+        report.recovery = recovery;
+        return Ok(report);
     }
     let mut mask = SigSet::empty();
     for s in [
@@ -213,9 +230,19 @@ pub fn sync(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> 
         match action {
             Action::Delete { namespace, name } => {
                 tracing::info!(pod = %format!("{namespace}/{name}"), "static pod's manifest changed or went away: deleting it");
-                match lifecycle::delete(paths, &namespace, &name, None, false) {
-                    Ok(()) | Err(LifecycleError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
+                // In a child: a delete whose supervisor is gone tears down here (see
+                // `recovery::in_child`).
+                let deleted = recovery::in_child(|| {
+                    match lifecycle::delete(paths, &namespace, &name, None, false) {
+                        Ok(()) | Err(LifecycleError::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                });
+                if let Err(message) = deleted {
+                    return Err(NodeError::Delete {
+                        pod: format!("{namespace}/{name}"),
+                        message,
+                    });
                 }
                 report.deleted.push(format!("{namespace}/{name}"));
             }

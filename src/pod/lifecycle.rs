@@ -150,6 +150,17 @@ fn create(
     Ok(outcomes)
 }
 
+/// Starts a supervisor again for a pod on record whose processes a reboot took (the node
+/// agent's recovery: `node::recovery`); the supervisor takes the pod up from its records
+/// (`pod::reboot`).
+pub fn restart_supervisor(paths: &Paths, uid: &str) -> Result<(), LifecycleError> {
+    let pod_file = paths.pod_dir(uid).join(POD_FILE);
+    start_supervisor(paths, uid, &pod_file).map_err(|e| LifecycleError::Pod {
+        pod: uid.to_string(),
+        message: format!("cannot start its supervisor: {e}"),
+    })
+}
+
 /// Starts the pod's supervisor in its own session, detached from the CLI, and waits until it
 /// has recorded itself. A single-threaded CLI forks it (no second exec of peapod: about 2 ms
 /// and the relocated pages stay shared); otherwise it runs `peapod __supervise <uid>`.
@@ -180,8 +191,15 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
     fs::File::open(durable)?.sync_all()?;
     let state_file = paths.pod_dir(uid).join(STATE_FILE);
     let deadline = Instant::now() + SUPERVISOR_START_TIMEOUT;
+    // A pod recovered after a reboot has a state file already: it must name this child.
+    let recorded = |child: u32| {
+        read_json::<PodState>(&state_file)
+            .ok()
+            .and_then(|s| s.supervisor)
+            .is_some_and(|p| p.pid as u32 == child)
+    };
     while Instant::now() < deadline {
-        if state_file.exists() {
+        if recorded(child.id()) {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {

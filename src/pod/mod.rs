@@ -11,6 +11,7 @@ pub mod machine;
 pub mod metadata;
 pub mod model;
 pub mod phase;
+pub mod reboot;
 pub mod record;
 pub mod supervisor;
 pub mod teardown;

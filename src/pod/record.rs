@@ -139,6 +139,10 @@ pub struct PodState {
     /// is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port_table: Option<String>,
+    /// The boot the supervisor ran in (`procfs::boot_id`): a pod whose supervisor is gone
+    /// and whose boot is not this one lost its processes to a reboot (`node::recovery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// A request to stop and remove the pod, written by `peapod delete`.

@@ -32,7 +32,9 @@ impl Supervisor {
             self.save_state()?;
             return Ok(ip);
         }
-        let ip = Ipam::new(&self.paths, &self.host.net).allocate(&self.uid)?;
+        // The address it had (a sandbox made again, a pod recovered after a reboot) if free.
+        let ip = Ipam::new(&self.paths, &self.host.net)
+            .allocate_preferring(&self.uid, self.sandbox.pod_ip)?;
         self.state.sandbox.ip = Some(ip);
         self.state.sandbox.veth = Some(network::veth_name(&self.uid));
         self.save_state()?;

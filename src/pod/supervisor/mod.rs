@@ -23,6 +23,7 @@ mod hooks;
 mod hostnet;
 mod hostports;
 mod pulls;
+mod reboot;
 mod restart_all;
 mod run;
 mod sandbox;
@@ -199,6 +200,9 @@ pub(crate) struct Supervisor {
     idle: dispatch::Idle,
     /// The pod's attach socket and its clients.
     attach: attach::Attach,
+    /// The pod's processes were lost to a reboot (`reboot`): its sandbox is re-created once
+    /// it is admitted again.
+    after_reboot: bool,
 }
 
 /// RFC 3339 with second precision, as Kubernetes timestamps are shown.
@@ -240,6 +244,7 @@ impl Supervisor {
             namespace,
             name,
             supervisor: ProcessRef::of(std::process::id() as i32),
+            boot_id: Some(crate::procfs::boot_id()),
             ..Default::default()
         };
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
@@ -247,7 +252,7 @@ impl Supervisor {
         let admission = crate::pod::admission::admit(&pod);
         let attach =
             attach::Attach::open(&paths.pod_run_dir(uid).join(crate::pod::attach::SOCKET_FILE));
-        Ok(Supervisor {
+        let mut supervisor = Supervisor {
             attach,
             policy: RestartPolicy::of(&pod),
             uid: uid.to_string(),
@@ -270,9 +275,12 @@ impl Supervisor {
             hooks,
             leftovers: create::Leftovers::default(),
             idle,
+            after_reboot: false,
             paths,
             pod,
-        })
+        };
+        supervisor.after_reboot = supervisor.restore_after_reboot();
+        Ok(supervisor)
     }
 
     pub fn pod_name(&self) -> &str {
@@ -382,20 +390,24 @@ impl Supervisor {
 
     /// Scheduled on the node: the Scheduled event, then the kubelet's admission. The pod's
     /// start time (status.startTime, which activeDeadlineSeconds counts from) is now.
+    /// A pod recovered after a reboot keeps its start time and was scheduled long ago.
     fn on_scheduled(&mut self) {
-        self.start_time = Timestamp::now();
-        self.started = Instant::now();
-        let node = self.host.node_name.clone();
-        self.event(
-            events::NORMAL,
-            events::REASON_SCHEDULED,
-            "",
-            format!(
-                "Successfully assigned {}/{} to {node}",
-                self.namespace(),
-                self.pod_name()
-            ),
-        );
+        let after_reboot = std::mem::take(&mut self.after_reboot);
+        if !after_reboot {
+            self.start_time = Timestamp::now();
+            self.started = Instant::now();
+            let node = self.host.node_name.clone();
+            self.event(
+                events::NORMAL,
+                events::REASON_SCHEDULED,
+                "",
+                format!(
+                    "Successfully assigned {}/{} to {node}",
+                    self.namespace(),
+                    self.pod_name()
+                ),
+            );
+        }
         if let Some(verdict) = self.admission.clone() {
             tracing::warn!(
                 reason = verdict.reason(),
@@ -416,6 +428,9 @@ impl Supervisor {
                 },
                 crate::pod::admission::Verdict::Blocked { .. } => PodRun::Blocked,
             };
+        }
+        if after_reboot {
+            self.sandbox_lost_at_boot();
         }
     }
 

@@ -343,6 +343,25 @@ impl Supervisor {
         true
     }
 
+    /// After a reboot (`reboot`): the sandbox went with the boot and its containers with it.
+    /// The kubelet says SandboxChanged only when it makes a new one [SyncPod: KillPod with
+    /// CreateSandbox]; a pod not to run again (Never) just ends.
+    pub(super) fn sandbox_lost_at_boot(&mut self) {
+        if !matches!(self.pod_run, PodRun::Active { .. }) {
+            return;
+        }
+        self.sandbox.state = State::Lost;
+        if recreate_sandbox(self.policy, &self.entries(), self.sandbox.ran) {
+            self.event(
+                events::NORMAL,
+                events::REASON_SANDBOX_CHANGED,
+                "",
+                SANDBOX_CHANGED_MESSAGE.into(),
+            );
+        }
+        self.sandbox_lost_check();
+    }
+
     /// Once every container of a lost sandbox is gone: a new sandbox, or the pod's end when
     /// it is not to run again (`machine::order::recreate_sandbox`).
     pub(super) fn sandbox_lost_check(&mut self) {
