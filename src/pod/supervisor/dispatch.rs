@@ -1,6 +1,6 @@
 //! The supervisor's poll loop: one `poll(2)` over the signalfd, the object-store watch and
 //! every container pipe, then the handlers for what became ready (output, signals, exited
-//! children, changed objects). Idle for a while, it releases its start-up code pages.
+//! children, changed objects). Idle for a while, it gives back the memory start-up left resident (`trim`).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -13,7 +13,8 @@ use nix::unistd::Pid;
 
 use super::{trim, Supervisor, METADATA_SIGNAL};
 
-/// After this long without anything to do, the supervisor releases its start-up code pages.
+/// After this long without anything to do, the supervisor gives back what start-up left
+/// resident (code pages, the deep stack, free heap).
 pub(super) const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
 /// How often logs are checked for rotation, as the kubelet does.
 pub(super) const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
@@ -54,10 +55,10 @@ impl Idle {
         })
     }
 
-    /// Releases the code pages now (after a round of frequent probes, which would never
+    /// Gives back idle memory now (after a round of frequent probes, which would never
     /// leave the loop idle for long enough).
     pub fn trim(&mut self) {
-        trim::release_code_pages();
+        trim::release_idle_memory();
         self.trimmed = true;
     }
 

@@ -1,81 +1,162 @@
-//! Returning start-up code to the page cache once the supervisor is idle.
+//! Giving memory back once the supervisor is idle.
 //!
 //! Starting a pod runs a lot of peapod (YAML and JSON decoding, the image store, the Spec
-//! builder, netlink): megabytes of code pages that the idle loop (poll, read, write a status
-//! file) never touches again, but that stay mapped, and so counted, in every pod's
-//! supervisor. `madvise(MADV_DONTNEED)` on peapod's own executable mapping drops those page
-//! table entries; the pages stay in the page cache and fault back in on the next use (a restart,
-//! a delete). Only the read+execute mapping is touched: text is never written, so nothing can
-//! be lost, whereas writable or relocated mappings hold private copies that DONTNEED would
-//! discard.
+//! builder, netlink) that the idle loop (poll, read, write a status file) never touches again.
+//! What that leaves resident, and what is released:
+//! - the executable's code and read-only data (`.text`, `.rodata`, `.eh_frame`): file pages
+//!   that stay mapped, and so counted, in every pod's supervisor. `madvise(MADV_DONTNEED)`
+//!   drops the page table entries; the pages stay in the page cache and fault back in on the
+//!   next use (a restart, a delete). Only mappings with no private copy are touched (smaps'
+//!   `Anonymous: 0`): the relocated `.data.rel.ro` is read-only too, but its pages are the
+//!   process's own copies, which DONTNEED would replace with the file's unrelocated bytes;
+//! - the stack below the current frame, which start-up grew deep (Spec building, decoding)
+//!   and the loop never reaches again: dead pages, handed back and refaulted as zeroes if a
+//!   later call goes that deep;
+//! - the heap's free pages (`malloc_trim`), left by start-up's short-lived allocations.
 
 use std::fs;
 
-/// Unmaps the resident pages of this process's executable code (see the module doc).
-pub fn release_code_pages() {
+/// Pages kept below the current stack pointer: the frames of the calls made right after the
+/// trim (poll, the handlers) would otherwise fault them straight back in.
+const STACK_KEPT_BELOW: usize = 4 * 4096;
+
+/// Releases the memory the idle loop does not need (see the module doc).
+pub fn release_idle_memory() {
     let Ok(exe) = fs::read_link("/proc/self/exe") else {
         return;
     };
     let Some(exe) = exe.to_str().map(str::to_owned) else {
         return;
     };
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
+    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for (start, end) in code_ranges(&maps, &exe) {
-        // SAFETY: the range is a read+execute file mapping of our own executable; DONTNEED on
-        // such a mapping only drops page table entries, and the kernel refaults the same
-        // file content on the next access.
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    for (start, end) in releasable(&smaps, &exe, sp) {
+        // SAFETY: each range is either a mapping of our own executable that holds no private
+        // page (DONTNEED only drops page table entries and the kernel refaults the same file
+        // content), or the part of our stack below the live frames (dead memory, refaulted as
+        // zero pages on the next use).
         let rc =
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
         if rc != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "madvise failed");
         }
     }
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; single-threaded caller.
+    unsafe { libc::malloc_trim(0) };
 }
 
-/// The `r-xp` mappings of `exe` in a /proc/self/maps text.
-fn code_ranges(maps: &str, exe: &str) -> Vec<(usize, usize)> {
-    maps.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let range = f.next()?;
-            let perms = f.next()?;
-            let path = f.nth(3)?;
-            if perms != "r-xp" || path != exe {
-                return None;
+/// One mapping of a /proc/<pid>/smaps text: its range, permissions, path and how much of it
+/// is private anonymous memory (a copy-on-write copy for a file mapping).
+struct Mapping<'a> {
+    start: usize,
+    end: usize,
+    perms: &'a str,
+    path: &'a str,
+    anonymous_kb: u64,
+}
+
+fn mappings(smaps: &str) -> Vec<Mapping<'_>> {
+    let mut out: Vec<Mapping<'_>> = Vec::new();
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("Anonymous:") {
+            if let Some(m) = out.last_mut() {
+                m.anonymous_kb = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(1);
             }
-            let (a, b) = range.split_once('-')?;
-            Some((
-                usize::from_str_radix(a, 16).ok()?,
-                usize::from_str_radix(b, 16).ok()?,
-            ))
-        })
-        .collect()
+            continue;
+        }
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
+        out.push(Mapping {
+            start,
+            end,
+            perms,
+            path: f.nth(3).unwrap_or(""),
+            // Unknown until the mapping's Anonymous line: never released without it.
+            anonymous_kb: u64::MAX,
+        });
+    }
+    out
+}
+
+/// The ranges `release_idle_memory` hands back: `exe`'s read-only or code mappings that hold
+/// no private page, and the stack below `sp` (less [`STACK_KEPT_BELOW`]).
+fn releasable(smaps: &str, exe: &str, sp: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for m in mappings(smaps) {
+        if m.path == exe && (m.perms == "r--p" || m.perms == "r-xp") && m.anonymous_kb == 0 {
+            out.push((m.start, m.end));
+        } else if m.path == "[stack]" && (m.start..m.end).contains(&sp) {
+            let top = (sp & !4095).saturating_sub(STACK_KEPT_BELOW);
+            if top > m.start {
+                out.push((m.start, top));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_the_executables_code_mapping() {
-        let maps = "\
+    const SMAPS: &str = "\
 00400000-00500000 r--p 00000000 fe:01 12 /usr/bin/peapod
+Rss:                 776 kB
+Anonymous:             0 kB
 00500000-00d00000 r-xp 00100000 fe:01 12 /usr/bin/peapod
-00d00000-00e00000 rw-p 00900000 fe:01 12 /usr/bin/peapod
+Anonymous:             0 kB
+00d00000-00e00000 r--p 00900000 fe:01 12 /usr/bin/peapod
+Anonymous:           560 kB
+00e00000-00e03000 rw-p 00a00000 fe:01 12 /usr/bin/peapod
+Anonymous:            12 kB
 7f0000000000-7f0000100000 r-xp 00000000 fe:01 99 /usr/lib/libc.so.6
-7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+Anonymous:             0 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+Anonymous:           116 kB
 ";
+
+    #[test]
+    fn clean_executable_mappings_and_the_dead_stack() {
+        let sp = 0x7ffd00018123;
         assert_eq!(
-            code_ranges(maps, "/usr/bin/peapod"),
-            vec![(0x500000, 0xd00000)]
+            releasable(SMAPS, "/usr/bin/peapod", sp),
+            vec![
+                (0x400000, 0x500000),
+                (0x500000, 0xd00000),
+                (0x7ffd00000000, 0x7ffd00018000 - STACK_KEPT_BELOW)
+            ]
         );
     }
 
     #[test]
-    fn releasing_our_own_code_keeps_running() {
-        release_code_pages();
-        assert_eq!(code_ranges("", "/x"), vec![]);
+    fn relocated_or_unknown_mappings_are_kept() {
+        // The relocated .data.rel.ro (Anonymous > 0) is never in the list, nor a mapping whose
+        // Anonymous line is missing, nor a stack that does not hold sp.
+        let no_anon_line = "00400000-00500000 r--p 00000000 fe:01 12 /usr/bin/peapod\n";
+        assert_eq!(releasable(no_anon_line, "/usr/bin/peapod", 0), vec![]);
+        let ranges = releasable(SMAPS, "/usr/bin/peapod", 0x1000);
+        assert!(!ranges
+            .iter()
+            .any(|&(a, _)| a == 0xd00000 || a == 0x7ffd00000000));
+    }
+
+    #[test]
+    fn releasing_keeps_the_process_running() {
+        let v: Vec<u64> = (0..100_000).collect();
+        release_idle_memory();
+        assert_eq!(v.iter().sum::<u64>(), 4_999_950_000);
+        release_idle_memory();
     }
 }
