@@ -78,6 +78,8 @@ fn wait_running_within(name: &str, timeout: Duration) {
 fn pod_with_a_remote_image_runs_after_the_pull() {
     setup();
     let image = format!("{REGISTRY}/team/app:v1");
+    // Not in the store, whatever an earlier test pulled (vm_cli's image change pulls it).
+    let _ = peapod(&["rmi", &image]);
     apply_ok(&sleeper("pull-remote", &image, ""));
     let _pod = PodGuard("pull-remote".into());
     wait_running_within("pull-remote", PULL_TIMEOUT);
