@@ -26,7 +26,7 @@ pub mod registry;
 pub mod accounting;
 pub mod vm_registry;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -379,42 +379,86 @@ pub fn cgroup_of(pid: i32) -> PathBuf {
     PathBuf::from(format!("/sys/fs/cgroup{rel}"))
 }
 
+/// The environment variable `scripts/test` sets when another lane of test binaries runs
+/// beside this one: the other lanes' `PEAPOD_LIB_DIR`s, `:`-separated. Their pods share this
+/// VM's cgroup root and links, so [`leftovers`] leaves theirs out.
+pub const OTHER_LANES_ENV: &str = "PEAPOD_TEST_OTHER_LIB_DIRS";
+
 /// Everything peapod may leave behind on the host: links, mounts, pod cgroups, pod dirs.
+/// What belongs to a pod of another lane of tests running at the same time is not counted.
 pub fn leftovers() -> Vec<String> {
-    let mut found = Vec::new();
+    let mut found: Vec<(Option<String>, String)> = Vec::new();
     if let Ok(out) = Command::new(IP).args(["-o", "link"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split(':').nth(1).unwrap_or("").trim();
+            let name = name.split('@').next().unwrap_or(name);
             // the bridge itself is shared by all pods and may stay
             if (name.starts_with("pp") || name.contains("peapod")) && !is_bridge(name) {
-                found.push(format!("link {name}"));
+                let owner = name.strip_prefix("pp").map(str::to_string);
+                found.push((owner, format!("link {name}")));
             }
         }
     }
     let lib = lib_dir();
-    let lib = lib.to_string_lossy();
+    let lib = format!("{}/", lib.to_string_lossy().trim_end_matches('/'));
+    let run = std::env::var("PEAPOD_RUN_DIR").unwrap_or_else(|_| RUN_DIR.into());
+    let run = format!("{}/", run.trim_end_matches('/'));
     if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
         for line in info.lines() {
             let mnt = line.split(' ').nth(4).unwrap_or("");
-            if mnt.starts_with(&*lib) || mnt.starts_with(RUN_DIR) {
-                found.push(format!("mount {mnt}"));
+            if mnt.starts_with(&lib) || mnt.starts_with(&run) {
+                found.push((None, format!("mount {mnt}")));
             }
         }
     }
     for dir in [CGROUP_DIR, HYBRID_CGROUP_DIR] {
-        found.extend(
-            dir_entries(dir, "pod-")
-                .into_iter()
-                .map(|d| format!("cgroup {d}")),
-        );
+        for d in dir_entries(dir, "pod-") {
+            let uid = d.rsplit("/pod-").next().map(str::to_string);
+            found.push((uid, format!("cgroup {d}")));
+        }
     }
     let pods = lib_dir().join("pods");
     found.extend(
         dir_entries(&pods.to_string_lossy(), "")
             .into_iter()
-            .map(|d| format!("pod dir {d}")),
+            .map(|d| (None, format!("pod dir {d}"))),
     );
+    // Read after the residue: another lane's pod dir exists before its cgroup and link are
+    // made and goes only after they are removed, so nothing of a live pod of theirs is missed.
+    let others = other_lanes_pods();
     found
+        .into_iter()
+        .filter(|(owner, _)| {
+            let owner = owner.as_deref().map(|o| o.replace('-', ""));
+            !owner.is_some_and(|o| others.iter().any(|u| u.starts_with(&o)))
+        })
+        .map(|(_, what)| what)
+        .collect()
+}
+
+/// The UIDs of the pods of the other lanes (`PEAPOD_TEST_OTHER_LIB_DIRS`), the ones being made
+/// or removed included (`.new-<uid>-<pid>`, `.gone-<uid>-<pid>`), without dashes (a veth is
+/// named from the first hex digits of one).
+fn other_lanes_pods() -> Vec<String> {
+    let Ok(dirs) = std::env::var(OTHER_LANES_ENV) else {
+        return Vec::new();
+    };
+    let mut uids = Vec::new();
+    for dir in dirs.split(':').filter(|d| !d.is_empty()) {
+        let Ok(rd) = std::fs::read_dir(Path::new(dir).join("pods")) else {
+            continue;
+        };
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let uid = name
+                .strip_prefix(".new-")
+                .or_else(|| name.strip_prefix(".gone-"))
+                .map(|rest| rest.rsplit_once('-').map_or(rest, |(uid, _pid)| uid))
+                .unwrap_or(&name);
+            uids.push(uid.replace('-', ""));
+        }
+    }
+    uids
 }
 
 fn is_bridge(link: &str) -> bool {
