@@ -5,7 +5,8 @@
 //! Covered: Version, Status (ready, then a broken pod network config), RuntimeConfig,
 //! UpdateRuntimeConfig, an Unimplemented call; PullImage anonymous, through a mirror, with basic
 //! auth (request credentials, base64 `auth`, credentials files, a wrong password, another
-//! server's credentials), a missing tag and an invalid reference; ImageStatus (present by tag,
+//! server's credentials), with a `registry_token` from a token server (and a bogus one), a
+//! missing tag and an invalid reference; ImageStatus (present by tag,
 //! ID, ID prefix and repo digest, absent, verbose), ListImages (all, filtered), RemoveImage
 //! (twice), ImageFsInfo; the socket's mode, its removal at exit, and the agent restarting a
 //! killed server. Runs as root here (the agent's lock and run directory); it touches no network
@@ -624,4 +625,70 @@ fn pull_with_credentials() {
     peapod.set_authfile(&docker_config(&reg.host(), USER, PASSWORD));
     let node = Node::start(&peapod);
     assert_eq!(node.pull(&reference, None).expect("credentials file"), id);
+}
+
+/// A pull token from the token server of `reg`, as a client that did the token dance itself
+/// would hold it (what the CRI's `registry_token` carries).
+fn pull_token(reg: &Registry, repository: &str, creds: &str) -> String {
+    let probe = common::registry::run_ok(std::process::Command::new("curl").args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        &format!("{}/v2/{repository}/manifests/latest", reg.url()),
+    ]));
+    let headers = String::from_utf8_lossy(&probe.stdout).to_string();
+    let challenge = headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .unwrap_or_else(|| panic!("no Bearer challenge from the registry:\n{headers}"));
+    let param = |name: &str| {
+        let start = challenge
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("no {name} in {challenge}"))
+            + name.len()
+            + 2;
+        let len = challenge[start..].find('"').unwrap_or(0);
+        challenge[start..start + len].to_string()
+    };
+    let url = format!(
+        "{}?service={}&scope=repository:{repository}:pull",
+        param("realm"),
+        param("service")
+    );
+    let out = common::registry::run_ok(
+        std::process::Command::new("curl").args(["-sf", "-u", creds, &url]),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("token server answer is not JSON ({e})"));
+    json["token"]
+        .as_str()
+        .or(json["access_token"].as_str())
+        .expect("a token in the token server's answer")
+        .to_string()
+}
+
+#[test]
+fn pull_with_a_registry_token() {
+    let reg = Registry::start_with_token(USER, PASSWORD);
+    reg.push("busybox", "test/busybox:latest");
+    let peapod = Peapod::new();
+    let node = Node::start(&peapod);
+    let reference = format!("{}/test/busybox:latest", reg.host());
+    let token = pull_token(&reg, "test/busybox", &format!("{USER}:{PASSWORD}"));
+    let with = |token: &str| {
+        Some(cri::AuthConfig {
+            registry_token: token.to_string(),
+            ..Default::default()
+        })
+    };
+    let e = node
+        .pull(&reference, with("not-a-token"))
+        .expect_err("a bogus token");
+    assert!(e.message().contains("unauthorized"), "{}", e.message());
+    let id = node
+        .pull(&reference, with(&token))
+        .expect("PullImage with registry_token");
+    assert_eq!(node.status(&reference, false).image.map(|i| i.id), Some(id));
 }
