@@ -11,6 +11,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod container;
+pub mod cri;
 pub mod gofmt;
 pub mod image;
 pub mod logs;

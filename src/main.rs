@@ -1,6 +1,7 @@
 //! The `peapod` binary: hidden modes for the processes peapod re-executes itself as, then the CLI.
 
 use peapod::container::runtime::INIT_ARG;
+use peapod::cri::CRI_VERB;
 use peapod::pod::supervisor::{PULL_VERB, SUPERVISE_VERB};
 use peapod::probe::PROBE_VERB;
 
@@ -25,6 +26,7 @@ fn main() {
             None => 2,
         },
         Some(PROBE_VERB) => peapod::probe::probe_main(),
+        Some(CRI_VERB) => peapod::cri::cri_main(&args[2..]),
         _ => peapod::cli::run(),
     };
     std::process::exit(code);

@@ -202,8 +202,8 @@ enum Verb {
     },
     /// Run an image in a new pod, as `kubectl run` does.
     Run(run::RunArgs),
-    /// Run the node agent: static pods from a manifest directory (`node install`: its
-    /// systemd unit).
+    /// Run the node agent: pods back after a reboot, static pods from a manifest directory,
+    /// the CRI socket (`node install`: its systemd unit).
     Node(node::NodeArgs),
     /// Print a container's OCI runtime Spec (config.json).
     Inspect {

@@ -1,4 +1,5 @@
-//! `peapod node`: the node agent in the foreground (static pods from a manifest directory), and
+//! `peapod node`: the node agent in the foreground (static pods from a manifest directory, the
+//! CRI socket), and
 //! `peapod node install`, which writes its systemd unit.
 
 use std::path::PathBuf;
@@ -22,6 +23,13 @@ pub struct NodeArgs {
     /// Reconcile the static pods once and exit.
     #[arg(long)]
     pub once: bool,
+    /// Where the CRI server listens for the kubelet and crictl (default
+    /// <run dir>/peapod.sock, i.e. /run/peapod/peapod.sock).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_cri")]
+    pub cri_socket: Option<PathBuf>,
+    /// Do not serve the CRI.
+    #[arg(long)]
+    pub no_cri: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -52,6 +60,11 @@ pub fn run(paths: &Paths, args: &NodeArgs) -> Result<i32> {
         manifests: args.manifests.clone(),
         node_name: super::hostname(),
         once: args.once,
+        cri_socket: (!args.no_cri && !args.once).then(|| {
+            args.cri_socket
+                .clone()
+                .unwrap_or_else(|| paths.run.join(crate::cri::SOCKET_NAME))
+        }),
     };
     let report = node::run(paths, &opts)?;
     if args.once {

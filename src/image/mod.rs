@@ -42,9 +42,10 @@ pub use pull::{PullOutcome, RemoteRef};
 pub use push::check_login;
 pub use reference::{is_bare_tag, normalize_reference, split_reference, NO_TAG};
 pub use registry::{
-    Credential, Credentials, PullEvent, PullOptions, RegistriesConfig, DEFAULT_REGISTRIES_CONFIG,
+    Credential, Credentials, PullAuth, PullEvent, PullOptions, PullSecret, RegistriesConfig,
+    DEFAULT_REGISTRIES_CONFIG,
 };
-pub use store::ImageStore;
+pub use store::{ImageStore, NamedImage};
 pub use unpack::{unpack_layer_from, Compression};
 
 /// The OCI annotation naming an image in an index (image-spec annotations.md).

@@ -18,7 +18,7 @@ use super::reference::{normalize_reference, split_reference};
 use super::registry::client::{build_client, Remote, Target};
 use super::registry::config::{Endpoint, DOCKER_HUB};
 use super::registry::retry::{with_retry, with_retry_limit, MAX_ATTEMPTS};
-use super::registry::{PullEvent, PullOptions};
+use super::registry::{PullEvent, PullOptions, PullSecret};
 use super::store::{layer_compression, ImageStore};
 use super::unpack::sha256_hex;
 use super::{Image, ImageSummary, INDEX_DIGEST_ANNOTATION, REPO_DIGEST_ANNOTATION};
@@ -96,21 +96,35 @@ impl ImageStore {
         opts: &PullOptions,
         progress: &(dyn Fn(PullEvent) + Send + Sync),
     ) -> Result<PullOutcome, ImageError> {
-        let normalized = normalize_reference(reference)?;
-        // Blobs and layers land before index.json names the image: keep `prune` away.
-        let _guard = self.content_guard()?;
-        self.sweep_orphan_temps();
-        let wrap = |e| ImageError::Pull {
-            reference: normalized.clone(),
-            cause: Box::new(e),
-        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| wrap(ImageError::io("tokio runtime", e)))?;
+            .map_err(|e| ImageError::Pull {
+                reference: reference.to_string(),
+                cause: Box::new(ImageError::io("tokio runtime", e)),
+            })?;
+        self.pull_on(rt.handle(), reference, opts, progress)
+    }
+
+    /// [`ImageStore::pull`] on a tokio runtime the caller runs (the CRI server's). It blocks:
+    /// call it from a blocking thread of that runtime (`spawn_blocking`), never from a task.
+    pub fn pull_on(
+        &self,
+        rt: &tokio::runtime::Handle,
+        reference: &str,
+        opts: &PullOptions,
+        progress: &(dyn Fn(PullEvent) + Send + Sync),
+    ) -> Result<PullOutcome, ImageError> {
+        let normalized = normalize_reference(reference)?;
+        // Blobs and layers land before index.json names the image: keep `prune` away.
+        let _guard = self.content_guard()?;
+        self.sweep_orphan_temps();
         rt.block_on(self.pull_async(&normalized, opts, progress))
-            .map_err(wrap)
+            .map_err(|e| ImageError::Pull {
+                reference: normalized.clone(),
+                cause: Box::new(e),
+            })
     }
 
     async fn pull_async(
@@ -298,8 +312,11 @@ fn remote_for(
     } else {
         rref.domain.clone()
     };
-    let cred = opts.credentials.lookup(&login_host);
-    Remote::new(client, ep, &rref.repository, cred, &login_host)
+    let secret = match &opts.request_auth {
+        Some(auth) => auth.for_host(&login_host),
+        None => PullSecret::from(opts.credentials.lookup(&login_host)),
+    };
+    Remote::with_secret(client, ep, &rref.repository, secret, &login_host)
 }
 
 /// Fetches the manifest `rref` names at `remote`; for an index, this host's manifest in it.

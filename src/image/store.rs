@@ -72,6 +72,16 @@ pub(crate) fn layer_compression(layer: &Descriptor) -> Result<Compression, Image
     }
 }
 
+/// One name of the store with what a pull recorded beside it ([`ImageStore::list_named`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedImage {
+    pub summary: ImageSummary,
+    /// `<repository>@sha256:...` of what the registry served; `None` for a loaded image.
+    pub repo_digest: Option<String>,
+    /// The manifest's size as `index.json` records it.
+    pub manifest_size: u64,
+}
+
 /// The local content store.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -233,6 +243,29 @@ impl ImageStore {
             let Some(name) = ref_name(d) else { continue };
             match self.summary(name, d) {
                 Ok(s) => out.push(s),
+                Err(e) => tracing::warn!(image = name, error = %e, "skipping a broken image"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The images in the store with what a pull recorded beside each name (its repository
+    /// digest) and the size of its manifest: what a CRI image listing is made of.
+    pub fn list_named(&self) -> Result<Vec<NamedImage>, ImageError> {
+        let index = self.read_index()?;
+        let mut out = Vec::new();
+        for d in index.manifests() {
+            let Some(name) = ref_name(d) else { continue };
+            match self.summary(name, d) {
+                Ok(summary) => out.push(NamedImage {
+                    summary,
+                    repo_digest: d
+                        .annotations()
+                        .as_ref()
+                        .and_then(|a| a.get(REPO_DIGEST_ANNOTATION))
+                        .cloned(),
+                    manifest_size: d.size(),
+                }),
                 Err(e) => tracing::warn!(image = name, error = %e, "skipping a broken image"),
             }
         }

@@ -3,10 +3,12 @@
 //! from a manifest directory ([`static_pods`]), kept in step with the directory by inotify and
 //! a periodic rescan, as the kubelet's `staticPodPath` is. It runs in
 //! the foreground (a systemd service: [`SYSTEMD_UNIT`]); the pods it creates are ordinary
-//! peapod pods with their own supervisors, so stopping the agent stops no pod.
+//! peapod pods with their own supervisors, so stopping the agent stops no pod. It also keeps
+//! the CRI server running, a child process of its own ([`cri_server`]).
 //!
 //! Single-threaded (supervisors are forked from it); must not print (it logs).
 
+pub mod cri_server;
 pub mod recovery;
 pub mod static_pods;
 
@@ -41,7 +43,7 @@ const NODE_LOCK: &str = "node.lock";
 /// systems that hold peapod's records and logs are mounted (`RequiresMountsFor`), and once up
 /// it starts a supervisor for each pod the reboot stopped.
 pub const SYSTEMD_UNIT: &str = "[Unit]
-Description=peapod node agent (pods back after a reboot, static pods)
+Description=peapod node agent (pods back after a reboot, static pods, the CRI socket)
 After=network-online.target local-fs.target
 Wants=network-online.target
 RequiresMountsFor=/var/lib/peapod /var/log/pods
@@ -86,6 +88,8 @@ pub struct NodeOptions {
     pub node_name: String,
     /// Reconcile once and return (tests, cron).
     pub once: bool,
+    /// Where the CRI server listens; `None`: no CRI server.
+    pub cri_socket: Option<PathBuf>,
 }
 
 /// What one pass did, for the log and for `--once`.
@@ -130,12 +134,18 @@ pub fn run(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> {
     // A static pod deleted by hand comes back at once, as a kubelet recreates its mirror pod.
     watch(&inotify, &paths.pods())?;
     tracing::info!(manifests = %opts.manifests.display(), node = %opts.node_name, "node agent started");
+    // Once SIGCHLD reaches the signalfd, so that its exit is never missed. Dropped (stopped)
+    // whenever this function returns.
+    let mut cri = opts.cri_socket.clone().map(cri_server::CriChild::start);
 
     let mut last = sync(paths, opts)?;
     let mut next_scan = Instant::now() + RESCAN_INTERVAL;
     let mut pending: Option<Instant> = None;
     loop {
-        let due = pending.map_or(next_scan, |p| p.min(next_scan));
+        let due = [pending, cri.as_ref().and_then(|c| c.due())]
+            .into_iter()
+            .flatten()
+            .fold(next_scan, Instant::min);
         let wait = due.saturating_duration_since(Instant::now());
         let mut fds = [
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
@@ -158,7 +168,7 @@ pub fn run(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> {
                     }
                     Ok(Signal::SIGHUP) => pending = Some(Instant::now()),
                     // Supervisors are forked from here and detach; reap any that exits.
-                    _ => reap_children(),
+                    _ => reap_children(&mut cri),
                 }
             }
         }
@@ -173,6 +183,9 @@ pub fn run(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> {
             watch(&inotify, &opts.manifests)?;
         }
         let now = Instant::now();
+        if let Some(c) = &mut cri {
+            c.tick(now);
+        }
         if pending.is_some_and(|p| now >= p) || now >= next_scan {
             pending = None;
             next_scan = now + RESCAN_INTERVAL;
@@ -195,11 +208,13 @@ fn watch(inotify: &Inotify, dir: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
-fn reap_children() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+/// Reaps every child that exited; the CRI server's exit schedules its restart.
+fn reap_children(cri: &mut Option<cri_server::CriChild>) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
     while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
+        let Some(pid) = status.pid() else { break };
+        if let Some(c) = cri {
+            c.exited(pid, &status);
         }
     }
 }

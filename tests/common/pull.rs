@@ -69,6 +69,11 @@ impl Peapod {
         self.root.path().join("lib")
     }
 
+    /// `PEAPOD_RUN_DIR`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.path().join("run")
+    }
+
     /// The content store (an OCI layout).
     pub fn store(&self) -> PathBuf {
         self.lib_dir().join("images")
@@ -83,7 +88,7 @@ impl Peapod {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(PEAPOD);
         cmd.env("PEAPOD_LIB_DIR", self.lib_dir())
-            .env("PEAPOD_RUN_DIR", self.root.path().join("run"))
+            .env("PEAPOD_RUN_DIR", self.run_dir())
             .env("PEAPOD_LOG_DIR", self.root.path().join("log"))
             .env("DOCKER_CONFIG", self.root.path().join("docker"))
             .env("HOME", self.root.path())

@@ -44,6 +44,54 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// What a pull sends one registry host: nothing, a user name and password, or a bearer token
+/// (the CRI's `registry_token`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum PullSecret {
+    Anonymous,
+    Basic(Credential),
+    Bearer(String),
+}
+
+impl From<Option<Credential>> for PullSecret {
+    fn from(c: Option<Credential>) -> Self {
+        c.map_or(PullSecret::Anonymous, PullSecret::Basic)
+    }
+}
+
+impl std::fmt::Debug for PullSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PullSecret::Anonymous => write!(f, "Anonymous"),
+            PullSecret::Basic(c) => write!(f, "Basic({c:?})"),
+            PullSecret::Bearer(_) => write!(f, "Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// Credentials that come with one pull (the CRI's `AuthConfig`) and replace the credentials
+/// files for it, as a request's auth replaces the configured one in containerd's CRI plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullAuth {
+    /// The registry host they are for (`server_address`); `None`: whatever host the pull
+    /// contacts, mirrors included (containerd hands them to every host too).
+    pub server: Option<String>,
+    pub secret: PullSecret,
+}
+
+impl PullAuth {
+    /// What to send to `host`: anonymous when the credentials name another server (containerd
+    /// does not fall back to its configured credentials then either).
+    pub fn for_host(&self, host: &str) -> PullSecret {
+        match &self.server {
+            Some(server) if !host_keys(host).iter().any(|k| k == strip_url(server)) => {
+                PullSecret::Anonymous
+            }
+            _ => self.secret.clone(),
+        }
+    }
+}
+
 /// Every credentials file found, in lookup order.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
@@ -321,6 +369,36 @@ mod tests {
         assert_eq!(c.lookup("registry-1.docker.io").unwrap().username, "hub");
         assert_eq!(c.lookup("quay.io").unwrap().password, "p:x");
         assert!(c.lookup("ghcr.io").is_none());
+    }
+
+    #[test]
+    fn request_credentials_go_to_their_server_only() {
+        let basic = PullSecret::Basic(Credential {
+            username: "u".into(),
+            password: "p".into(),
+        });
+        let any = PullAuth {
+            server: None,
+            secret: basic.clone(),
+        };
+        assert_eq!(any.for_host("mirror.local:5000"), basic);
+        let hub = PullAuth {
+            server: Some("https://index.docker.io/v1/".into()),
+            secret: basic.clone(),
+        };
+        assert_eq!(hub.for_host("docker.io"), basic);
+        assert_eq!(hub.for_host("registry-1.docker.io"), basic);
+        assert_eq!(hub.for_host("quay.io"), PullSecret::Anonymous);
+        let local = PullAuth {
+            server: Some("127.0.0.1:5000".into()),
+            secret: PullSecret::Bearer("t".into()),
+        };
+        assert_eq!(
+            local.for_host("127.0.0.1:5000"),
+            PullSecret::Bearer("t".into())
+        );
+        assert_eq!(local.for_host("127.0.0.1:5001"), PullSecret::Anonymous);
+        assert_eq!(format!("{:?}", local.secret), "Bearer(<redacted>)");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use super::config::Endpoint;
-use super::Credential;
+use super::{Credential, PullSecret};
 use crate::image::document::Origin;
 use crate::image::error::ImageError;
 
@@ -108,9 +108,27 @@ impl Remote {
         credential: Option<Credential>,
         login_host: &str,
     ) -> Remote {
-        let auth = match credential {
-            Some(c) => RegistryAuth::Basic(c.username, c.password),
-            None => RegistryAuth::Anonymous,
+        Self::with_secret(
+            client,
+            endpoint,
+            repository,
+            PullSecret::from(credential),
+            login_host,
+        )
+    }
+
+    /// [`Remote::new`] with any kind of secret (a bearer token given with a CRI pull).
+    pub fn with_secret(
+        client: Client,
+        endpoint: Endpoint,
+        repository: &str,
+        secret: PullSecret,
+        login_host: &str,
+    ) -> Remote {
+        let auth = match secret {
+            PullSecret::Basic(c) => RegistryAuth::Basic(c.username, c.password),
+            PullSecret::Bearer(token) => RegistryAuth::Bearer(token),
+            PullSecret::Anonymous => RegistryAuth::Anonymous,
         };
         Remote {
             client,

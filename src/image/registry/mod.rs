@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::image::error::ImageError;
 use crate::store::Paths;
 
-pub use auth::{Credential, Credentials, ENV_AUTH_FILE};
+pub use auth::{Credential, Credentials, PullAuth, PullSecret, ENV_AUTH_FILE};
 pub use config::{
     Endpoint, RegistriesConfig, RegistryConfig, DEFAULT_REGISTRIES_CONFIG, ENV_REGISTRIES_CONFIG,
 };
@@ -26,6 +26,8 @@ pub const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 3;
 pub struct PullOptions {
     pub registries: RegistriesConfig,
     pub credentials: Credentials,
+    /// Credentials given with this pull: when set, the files are not consulted.
+    pub request_auth: Option<PullAuth>,
     pub max_concurrent_downloads: usize,
 }
 
@@ -34,6 +36,7 @@ impl Default for PullOptions {
         PullOptions {
             registries: RegistriesConfig::default(),
             credentials: Credentials::none(),
+            request_auth: None,
             max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         }
     }
@@ -45,6 +48,7 @@ impl PullOptions {
         Ok(PullOptions {
             registries: RegistriesConfig::load()?,
             credentials: Credentials::load(paths)?,
+            request_auth: None,
             max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         })
     }

@@ -1,0 +1,72 @@
+//! The Kubernetes CRI v1 endpoint: a gRPC server of the `RuntimeService` and `ImageService`
+//! (kubernetes/cri-api's api.proto, compiled by the `k8s-cri` crate; served with tonic) on a
+//! unix socket, `/run/peapod/peapod.sock` by default, for the kubelet and crictl.
+//!
+//! It runs in a process of its own, `peapod __cri` ([`CRI_VERB`]), that the node agent
+//! starts, restarts and stops (`node::cri_server`): tonic needs a multi-threaded tokio runtime,
+//! and the agent and the supervisors must stay single-threaded because they fork.
+//!
+//! - [`server`]: the socket (0600, a stale one replaced, removed at exit) and the serve loop.
+//! - [`runtime_service`]: Version, Status ([`status`]), RuntimeConfig, UpdateRuntimeConfig; the
+//!   pod and container calls answer Unimplemented for now.
+//! - [`image_service`]: the image calls over `image::ImageStore`, with [`images`] (the store's
+//!   images as the CRI lists them), [`auth`] (a request's AuthConfig) and [`fs_usage`]
+//!   (ImageFsInfo).
+//!
+//! Must not print (it logs), nor fork (it is threaded: supervisors it starts are re-executed).
+
+pub mod auth;
+pub mod fs_usage;
+pub mod image_service;
+pub mod images;
+pub mod runtime_service;
+pub mod server;
+pub mod status;
+
+use std::path::PathBuf;
+
+pub use server::{serve, CriError};
+
+/// The hidden verb the node agent re-executes itself with: `peapod __cri --socket PATH`.
+pub const CRI_VERB: &str = "__cri";
+/// The socket's name under the run directory (`/run/peapod/peapod.sock`).
+pub const SOCKET_NAME: &str = "peapod.sock";
+
+/// Runs `f` (store and file work) on a blocking thread of the server's runtime.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, tonic::Status>
+where
+    F: FnOnce() -> Result<T, tonic::Status> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| tonic::Status::internal(format!("CRI request handler failed: {e}")))?
+}
+
+/// `peapod __cri [--socket PATH]`: serves until SIGTERM or SIGINT; the exit code for main.
+pub fn cri_main(args: &[String]) -> i32 {
+    crate::pod::supervisor::init_logging();
+    // The node agent blocks the signals it reads from a signalfd, and a blocked mask survives
+    // exec: unblock them before any thread exists (threads inherit this mask), or SIGTERM would
+    // never reach the server's handler.
+    if let Err(e) = nix::sys::signal::SigSet::all().thread_unblock() {
+        tracing::error!(error = %e, "cannot unblock signals");
+        return 1;
+    }
+    let paths = crate::store::Paths::from_env();
+    let socket = match args {
+        [] => paths.run.join(SOCKET_NAME),
+        [flag, path] if flag == "--socket" => PathBuf::from(path),
+        other => {
+            tracing::error!(args = ?other, "usage: peapod __cri [--socket PATH]");
+            return 2;
+        }
+    };
+    match serve(paths, &socket) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "CRI server failed");
+            1
+        }
+    }
+}

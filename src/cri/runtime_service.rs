@@ -1,0 +1,197 @@
+//! The CRI `RuntimeService`: `Version`, `Status`, `RuntimeConfig` and `UpdateRuntimeConfig`
+//! answer as a node runtime should; every pod sandbox, container, stream and stats call answers
+//! gRPC `Unimplemented`, naming the call, until peapod's pod lifecycle is served through the
+//! CRI (the kubelet then reports the runtime's error instead of acting on a fake answer).
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use tonic::{Request, Response, Status};
+
+use super::{blocking, status};
+use crate::store::Paths;
+
+/// The CRI API version the kubelet expects in `VersionResponse.version` (containerd's
+/// `kubeAPIVersion`).
+pub const KUBE_API_VERSION: &str = "0.1.0";
+pub const RUNTIME_NAME: &str = "peapod";
+/// The CRI API peapod serves.
+pub const RUNTIME_API_VERSION: &str = "v1";
+
+/// The runtime service over peapod's state directories.
+#[derive(Debug, Clone)]
+pub struct CriRuntime {
+    paths: Paths,
+}
+
+impl CriRuntime {
+    pub fn new(paths: Paths) -> CriRuntime {
+        CriRuntime { paths }
+    }
+}
+
+/// The answer to a call peapod does not serve yet.
+fn not_implemented(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "{rpc} is not implemented by peapod's CRI server yet: pods and containers are not run \
+         through the CRI; run them with `peapod apply`"
+    ))
+}
+
+/// `UpdateRuntimeConfig`'s pod CIDRs (comma separated, as the kubelet sends them); an
+/// unparsable one is refused with the field named, as containerd refuses it.
+fn pod_cidrs(value: &str) -> Result<Vec<String>, Status> {
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|c| {
+            let valid = c.split_once('/').is_some_and(|(addr, len)| {
+                let max = match addr.parse::<std::net::IpAddr>() {
+                    Ok(std::net::IpAddr::V4(_)) => 32,
+                    Ok(std::net::IpAddr::V6(_)) => 128,
+                    Err(_) => return false,
+                };
+                len.parse::<u8>().is_ok_and(|l| l <= max)
+            });
+            if valid {
+                Ok(c.to_string())
+            } else {
+                Err(Status::invalid_argument(format!(
+                    "runtime_config.network_config.pod_cidr: invalid CIDR {c:?}"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Generates the service: the calls served (written out below) and one `Unimplemented`
+/// method per call listed. (A macro, since `async_trait` must see the methods expanded.)
+macro_rules! runtime_service {
+    ($($method:ident($req:ident) -> $resp:ident = $rpc:literal;)*) => {
+        #[tonic::async_trait]
+        impl RuntimeService for CriRuntime {
+            async fn version(
+                &self,
+                _request: Request<cri::VersionRequest>,
+            ) -> Result<Response<cri::VersionResponse>, Status> {
+                Ok(Response::new(cri::VersionResponse {
+                    version: KUBE_API_VERSION.to_string(),
+                    runtime_name: RUNTIME_NAME.to_string(),
+                    runtime_version: env!("CARGO_PKG_VERSION").to_string(),
+                    runtime_api_version: RUNTIME_API_VERSION.to_string(),
+                }))
+            }
+
+            async fn status(
+                &self,
+                request: Request<cri::StatusRequest>,
+            ) -> Result<Response<cri::StatusResponse>, Status> {
+                let verbose = request.get_ref().verbose;
+                let paths = self.paths.clone();
+                blocking(move || Ok(status::status(&paths, verbose)))
+                    .await
+                    .map(Response::new)
+            }
+
+            async fn runtime_config(
+                &self,
+                _request: Request<cri::RuntimeConfigRequest>,
+            ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
+                // peapod writes cgroupfs paths itself (/sys/fs/cgroup/peapod/...), not systemd
+                // slices: the kubelet must use the cgroupfs driver too.
+                Ok(Response::new(cri::RuntimeConfigResponse {
+                    linux: Some(cri::LinuxRuntimeConfiguration {
+                        cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+                    }),
+                }))
+            }
+
+            async fn update_runtime_config(
+                &self,
+                request: Request<cri::UpdateRuntimeConfigRequest>,
+            ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+                let value = request
+                    .get_ref()
+                    .runtime_config
+                    .as_ref()
+                    .and_then(|c| c.network_config.as_ref())
+                    .map(|n| n.pod_cidr.clone())
+                    .unwrap_or_default();
+                if value.is_empty() {
+                    return Ok(Response::new(cri::UpdateRuntimeConfigResponse {}));
+                }
+                let cidrs = pod_cidrs(&value)?;
+                // As containerd with a CNI config in place: the node's network is already
+                // configured (peapod's bridge and pod CIDR), so the kubelet's is noted only.
+                let own = crate::network::NetworkConfig::load(&self.paths)
+                    .map(|n| format!("{}/{}", n.subnet, n.prefix_len))
+                    .unwrap_or_default();
+                tracing::info!(kubelet = ?cidrs, peapod = %own, "pod CIDR from the kubelet noted; peapod keeps its own network settings (<lib>/network/config.json)");
+                Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+            }
+
+            type GetContainerEventsStream = futures::stream::Empty<
+                Result<cri::ContainerEventResponse, Status>,
+            >;
+
+            async fn get_container_events(
+                &self,
+                _request: Request<cri::GetEventsRequest>,
+            ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+                Err(not_implemented("GetContainerEvents"))
+            }
+
+            $(
+                async fn $method(
+                    &self,
+                    _request: Request<cri::$req>,
+                ) -> Result<Response<cri::$resp>, Status> {
+                    Err(not_implemented($rpc))
+                }
+            )*
+        }
+    };
+}
+
+runtime_service! {
+    run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox";
+    stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox";
+    remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox";
+    pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus";
+    list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox";
+    create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
+    start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
+    stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
+    remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
+    list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
+    container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
+    update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
+    reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
+    exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
+    exec(ExecRequest) -> ExecResponse = "Exec";
+    attach(AttachRequest) -> AttachResponse = "Attach";
+    port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
+    container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
+    list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
+    pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
+    list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
+    checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
+    list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
+    list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cidrs_are_checked_and_named() {
+        assert_eq!(
+            pod_cidrs("10.244.0.0/24, fd00::/64").unwrap(),
+            ["10.244.0.0/24", "fd00::/64"]
+        );
+        let e = pod_cidrs("10.244.0.0/33").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("pod_cidr") && e.message().contains("10.244.0.0/33"));
+        assert!(pod_cidrs("nonsense").is_err());
+    }
+}
