@@ -22,5 +22,6 @@ pub mod pod;
 pub mod probe;
 pub mod procfs;
 pub mod sandbox;
+pub mod starttrace;
 pub mod store;
 pub mod volume;
