@@ -3,6 +3,7 @@ import glob, json, os, statistics, subprocess, sys, time
 
 peapod, work, runs, idle = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 density = [int(n) for n in sys.argv[5].split(",")] if len(sys.argv) > 5 and sys.argv[5] else []
+profile = len(sys.argv) > 6 and sys.argv[6] == "1"
 lib = os.environ["PEAPOD_LIB_DIR"]
 
 def sh(*args, **kw):
@@ -48,6 +49,33 @@ def apply_until_running(name, command):
         time.sleep(0.0002)
     return time.perf_counter() - t0
 
+def traced_start(name, command, trace):
+    """One apply -> Running with PEAPOD_TRACE_START: {step: ms after the apply began}, each
+    step's first mark (src/starttrace.rs), "Running seen" being when this script saw it."""
+    open(trace, "w").close()
+    env = dict(os.environ, PEAPOD_TRACE_START=trace)
+    t0 = time.monotonic_ns()
+    sh(peapod, "apply", "-f", "-", input=pod_yaml(name, command).encode(), env=env)
+    while not running(name):
+        time.sleep(0.0002)
+    seen = time.monotonic_ns()
+    steps = {}
+    for line in open(trace):
+        ns, _pid, step = line.rstrip("\n").split(" ", 2)
+        steps.setdefault(step, (int(ns) - t0) / 1e6)
+    steps["Running seen (bench)"] = (seen - t0) / 1e6
+    return steps
+
+def print_profile(traces):
+    """Median ms after the apply began, for each step, in the order reached."""
+    names = {s for t in traces for s in t}
+    rows = sorted((statistics.median(t[s] for t in traces if s in t), s) for s in names)
+    print(f"\nstart breakdown (PEAPOD_TRACE_START, {len(traces)} traced runs): median ms after `apply` began")
+    prev = 0.0
+    for at, step in rows:
+        print(f"  {at:7.2f}  (+{at - prev:5.2f})  {step}")
+        prev = at
+
 def timed(*args):
     t0 = time.perf_counter()
     sh(*args)
@@ -72,6 +100,15 @@ for i in range(runs):
     delete_force.append(timed(peapod, "delete", "pod", f"b{i}", "--grace-period=0", "--force"))
     start_g.append(apply_until_running(f"g{i}", graceful))
     delete_grace.append(timed(peapod, "delete", "pod", f"g{i}"))
+
+# Breakdown: the same start traced step by step (separate runs: the untraced figures above
+# carry no tracing cost).
+traces = []
+if profile:
+    trace = os.path.join(work, "start-trace")
+    for i in range(runs):
+        traces.append(traced_start(f"t{i}", sleeper, trace))
+        sh(peapod, "delete", "pod", f"t{i}", "--grace-period=0", "--force")
 
 # Memory: PSS of each idle pod's supervisor and sandbox processes (before the crun part, which
 # hides the cgroup2 mount peapod's device allowlist needs on a hybrid host).
@@ -150,6 +187,8 @@ summary("crun run (bare container, `true`)", crun)
 summary("runc run (bare container, `true`)", runc)
 summary("peapod delete --grace-period=0 --force", delete_force)
 summary("peapod delete (container exits on SIGTERM)", delete_grace)
+if traces:
+    print_profile(traces)
 if pss:
     print(f"\nmemory per idle pod (PSS of supervisor + sandbox, {idle} pods): "
           f"mean {statistics.mean(pss):.0f} kB, max {max(pss)} kB  "

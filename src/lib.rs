@@ -23,5 +23,6 @@ pub mod pod;
 pub mod probe;
 pub mod procfs;
 pub mod sandbox;
+pub mod starttrace;
 pub mod store;
 pub mod volume;

@@ -6,6 +6,7 @@ use peapod::pod::supervisor::{PULL_VERB, SUPERVISE_VERB};
 use peapod::probe::PROBE_VERB;
 
 fn main() {
+    peapod::starttrace::mark("cli main");
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
         // Container init comes first: it is pid 1 of a container and must not parse the CLI or
@@ -29,5 +30,6 @@ fn main() {
         Some(CRI_VERB) => peapod::cri::cri_main(&args[2..]),
         _ => peapod::cli::run(),
     };
+    peapod::starttrace::mark("exit");
     std::process::exit(code);
 }

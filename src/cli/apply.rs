@@ -46,6 +46,7 @@ fn update_pod(
 /// others go on, as kubectl does.
 pub fn run(paths: &Paths, files: &Sources, dry_run: bool, mode: PutMode) -> Result<i32> {
     let objects = files.decode()?;
+    crate::starttrace::mark("cli decoded");
     if objects.is_empty() {
         let verb = if mode == PutMode::Create {
             "create"

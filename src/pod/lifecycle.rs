@@ -101,8 +101,10 @@ fn create(
                 }
             })?;
     }
+    crate::starttrace::mark("cli checked");
     let _lock = FileLock::exclusive(&paths.pods_lock())?;
     record::sweep_transient(paths);
+    crate::starttrace::mark("cli locked+swept");
     let mut outcomes = Vec::new();
     for mut pod in pods {
         let (namespace, name) = ns_name(&pod);
@@ -134,6 +136,7 @@ fn create(
             return Err(e.into());
         }
         let pod_file = paths.pod_dir(&uid).join(POD_FILE);
+        crate::starttrace::mark("cli pod.json written");
         if let Err(e) = start_supervisor(paths, &uid, &pod_file) {
             let _ = fs::remove_dir_all(paths.pod_dir(&uid));
             return Err(LifecycleError::Pod {
@@ -229,6 +232,7 @@ fn fork_supervisor(
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // SAFETY: this process has a single thread (checked by the caller), so the child may run
     // ordinary code; it leaves through _exit and never returns into the CLI.
+    crate::starttrace::mark("cli forking");
     match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
         nix::unistd::ForkResult::Child => {
             drop(ready_r);
@@ -244,6 +248,7 @@ fn fork_supervisor(
                 }
                 libc::syscall(libc::SYS_close_range, (ready + 1) as u32, u32::MAX, 0u32);
             }
+            crate::starttrace::reopen();
             std::mem::forget((null, log));
             let code = crate::pod::supervisor::main_forked(uid, ready_w);
             // SAFETY: leave without running the CLI's destructors or flushing its buffers.
@@ -252,8 +257,10 @@ fn fork_supervisor(
         nix::unistd::ForkResult::Parent { .. } => {
             drop(ready_w);
             fs::File::open(durable)?.sync_all()?;
+            crate::starttrace::mark("cli pod.json synced");
             let mut answer = Vec::new();
             fs::File::from(ready_r).read_to_end(&mut answer)?;
+            crate::starttrace::mark("cli supervisor ready");
             if answer.is_empty() {
                 return Err(std::io::Error::other(format!(
                     "supervisor exited before recording the pod; see {}",

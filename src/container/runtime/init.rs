@@ -127,14 +127,17 @@ fn run_spec(
         return Err(InitError::new("read spec", "process.args: empty"));
     }
 
+    crate::starttrace::mark("init entered");
     mounts::isolate_root(spec)?;
     let rootfs = mounts::mount_rootfs(spec)?;
     mounts::mount_all(&rootfs, spec)?;
     devices::create_devices(&rootfs, spec)?;
+    crate::starttrace::mark("init rootfs mounted");
     // Kubernetes creates a missing workingDir; resolve it inside the rootfs like a mount target.
     mounts::resolve_in_root(&rootfs, process.cwd(), Some(Kind::Dir))
         .map_err(|e| InitError::io(format!("create cwd {}", process.cwd().display()), &e))?;
     mounts::pivot_into(&rootfs)?;
+    crate::starttrace::mark("init pivoted");
     // After pivot_root: the terminal comes from the container's own devpts.
     if let Some(socket) = console {
         super::terminal::take_console(socket, process)
@@ -152,8 +155,10 @@ fn run_spec(
     // waits on its exec fifo: the cost (about 0.6 ms, mostly the kernel's BPF JIT) stays off
     // the start path.
     let late = load_privileged(process, compile_seccomp(spec)?)?;
+    crate::starttrace::mark("init at gate");
     if let Some(gate) = gate {
         wait_at_gate(gate);
+        crate::starttrace::mark("init gate open");
     }
     finish_and_exec(process, &args, late.as_ref())
 }
@@ -227,6 +232,7 @@ pub(crate) fn finish_and_exec(
     if let Some(f) = late_filter {
         seccomp::load(f)?;
     }
+    crate::starttrace::mark("init exec");
     let err = nix::unistd::execve(&c_program, &c_args, &c_env).unwrap_err();
     Err(InitError::new(
         format!("exec: \"{}\"", args[0]),

@@ -135,6 +135,9 @@ pub(super) enum StartFailure {
     /// stays Waiting with CreateContainerError.
     #[error(transparent)]
     Create(SpecError),
+    /// The sandbox's namespaces could not be made: the sandbox's failure, reported as such.
+    #[error("the pod sandbox could not be made")]
+    NoSandbox,
     /// The runtime could not start the process: a StartError instance.
     #[error("{source}")]
     Start {
@@ -329,6 +332,7 @@ impl Supervisor {
         );
         self.save_state().map_err(ConfigError::from)?;
         self.sandbox.ran = true;
+        crate::starttrace::mark("sup instance recorded");
         let result =
             self.build_and_create(c, image, &dir, cgroup.as_deref(), &log_path, &container_id);
         if let Err(e) = &result {
@@ -363,6 +367,7 @@ impl Supervisor {
             fs::Permissions::from_mode(TERMINATION_LOG_MODE),
         )
         .map_err(io_error(&termination_log))?;
+        crate::starttrace::mark("sup layer dirs");
         let volume_dirs = self.volumes.dirs().map_err(ConfigError::from)?;
         // Env values are read once, now: later updates of the objects do not reach them.
         let objects = self.env_objects(c).map_err(ConfigError::from)?;
@@ -414,8 +419,10 @@ impl Supervisor {
             e => ConfigError::from(e).into(),
         })?;
         tracing::debug!(container = %c.name, "spec built");
+        crate::starttrace::mark("sup spec built");
         runtime::write_bundle(dir, &oci).map_err(ConfigError::from)?;
         tracing::debug!(container = %c.name, "bundle written");
+        crate::starttrace::mark("sup bundle written");
         if let (Some(cg), Some(mgr)) = (cgroup, self.host.cgroups.as_ref()) {
             let res = oci
                 .linux()
@@ -425,14 +432,22 @@ impl Supervisor {
             mgr.create(cg, &res).map_err(ConfigError::from)?;
         }
 
+        crate::starttrace::mark("sup ctr cgroup");
         let start = |source: StartError| StartFailure::Start {
             container_id: container_id.to_string(),
             source,
         };
+        // The namespaces the container joins, built by the kernel while all of the above ran.
+        if !self.namespaces_ready() {
+            return Err(StartFailure::NoSandbox);
+        }
         let log = CriLogWriter::create(log_path).map_err(|e| start(e.into()))?;
         let tty = c.tty == Some(true);
         let streams = ContainerStreams::new(tty, c.stdin == Some(true)).map_err(start)?;
+        crate::starttrace::mark("sup log+pipes");
+        crate::starttrace::prepare();
         let created = runtime::create(&oci, dir, streams.stdio).map_err(|e| start(e.into()))?;
+        crate::starttrace::mark("sup cloned");
         Ok(Pending {
             created,
             dir: dir.to_path_buf(),

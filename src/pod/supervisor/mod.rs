@@ -113,6 +113,7 @@ pub(crate) fn init_logging() {
 }
 
 fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
+    crate::starttrace::mark("sup main");
     init_logging();
     let paths = Paths::from_env();
     match Supervisor::new(paths, uid, ready).and_then(|mut s| s.run()) {
@@ -355,10 +356,13 @@ impl Supervisor {
         }
         self.scheduling.apply(&mut status);
         let dir = self.paths.pod_dir(&self.uid);
+        crate::starttrace::mark("sup status computed");
         // State first (it is what teardown needs), then what readers wait on.
         self.save_state()?;
+        crate::starttrace::mark("sup state written");
         write_json_volatile(&dir.join(STATUS_FILE), &status)?;
         write_json_volatile(&dir.join(EVENTS_FILE), &self.events)?;
+        crate::starttrace::mark("sup status written");
         self.status = Some(status);
         self.dirty = false;
         Ok(())
@@ -366,8 +370,10 @@ impl Supervisor {
 
     fn run(&mut self) -> Result<(), SupervisorError> {
         tracing::debug!("supervisor started");
+        crate::starttrace::mark("sup new");
         self.save_state()?;
         self.idle.tell_ready();
+        crate::starttrace::mark("sup ready told");
         if self.schedule() {
             self.on_scheduled();
         }

@@ -101,6 +101,11 @@ pub(crate) struct Sandbox {
     pub host_ip: Option<String>,
     /// A container was created in some sandbox: a Never pod is then not run again in a new one.
     pub ran: bool,
+    /// The pause process of a sandbox being made, whose namespaces the kernel may still be
+    /// building (the first containers are prepared meanwhile; see `await_namespaces`).
+    building: Option<pause::Pause>,
+    /// Why the namespaces could not be made, found while a container was being created.
+    failed: Option<SandboxError>,
 }
 
 impl Sandbox {
@@ -113,6 +118,8 @@ impl Sandbox {
             pod_ip: None,
             host_ip: None,
             ran: false,
+            building: None,
+            failed: None,
         }
     }
 
@@ -160,11 +167,15 @@ impl Supervisor {
     }
 
     /// Creates the sandbox; on failure records an event, releases what it took and retries
-    /// with back-off. The first containers are created (their init mounting their rootfs)
-    /// while the network is wired, and started once it is.
+    /// with back-off. The first containers are prepared (writable layer, Spec, cgroup) while
+    /// the kernel builds the pause process's namespaces, created (their init mounting their
+    /// rootfs) while the network is wired, and started once it is.
     fn start_sandbox(&mut self, now: Instant) {
         self.sandbox.state = State::Pending { next_try: None };
+        self.sandbox.failed = None;
+        crate::starttrace::mark("sup sandbox begin");
         let mut result = self.try_start_sandbox();
+        crate::starttrace::mark("sup sandbox made");
         if result.is_ok() {
             let first = self.begin_sandbox_run(now);
             let mut created = Vec::new();
@@ -174,7 +185,12 @@ impl Supervisor {
                     created.push((i, p));
                 }
             }
-            result = self.connect_network();
+            result = match self.sandbox.failed.take() {
+                Some(e) => Err(e),
+                None => self.await_namespaces(),
+            }
+            .and_then(|()| self.connect_network());
+            crate::starttrace::mark("sup network wired");
             match result {
                 Ok(()) => {
                     for (i, p) in created {
@@ -186,6 +202,7 @@ impl Supervisor {
         }
         if let Err(e) = result {
             tracing::error!(error = %e, "sandbox creation failed");
+            self.sandbox.building = None;
             if let Some(pid) = self.sandbox.pid() {
                 let _ = kill(pid, Signal::SIGKILL);
             }
@@ -208,8 +225,8 @@ impl Supervisor {
         self.mark_dirty();
     }
 
-    /// The pod cgroup, /dev/shm, the pause process and its namespaces, the pod IP and the
-    /// shared files. The pause process builds its namespaces while the IP is allocated.
+    /// The pod cgroup, /dev/shm, the pause process, the pod IP and the shared files. The pause
+    /// process builds its namespaces meanwhile, and after: `await_namespaces` waits for them.
     fn try_start_sandbox(&mut self) -> Result<(), SandboxError> {
         let uid = self.uid.clone();
         let run_dir = self.paths.pod_run_dir(&uid);
@@ -238,6 +255,7 @@ impl Supervisor {
             let sb = cg.sandbox_path(&uid);
             cg.create(&sb, &Default::default())?;
             sandbox_cgroup = Some(sb);
+            crate::starttrace::mark("sup pod cgroups");
         }
 
         // The pod-wide /dev/shm: a 64 MiB tmpfs.
@@ -257,6 +275,7 @@ impl Supervisor {
             })?;
         }
 
+        crate::starttrace::mark("sup shm");
         // The pause process; with shareProcessNamespace it is pid 1 of the pod's pid namespace.
         let hostname = files::pod_hostname(&self.pod);
         let pause = pause::spawn(
@@ -268,6 +287,7 @@ impl Supervisor {
         .map_err(SandboxError::Spawn)?;
         let pid = pause.pid.as_raw();
         tracing::debug!(%pid, "pause process forked");
+        crate::starttrace::mark("sup pause forked");
         self.sandbox.state = State::Ready { pid: pause.pid };
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
@@ -276,6 +296,7 @@ impl Supervisor {
         let ip = self.sandbox_address()?;
         self.sandbox.pod_ip = Some(ip);
         tracing::debug!(%ip, "address allocated");
+        crate::starttrace::mark("sup ip allocated");
 
         // The files every container shares (bind-mounted: final before any container starts).
         let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
@@ -288,8 +309,30 @@ impl Supervisor {
         ] {
             write_volatile(&run_dir.join(name), content.as_bytes())?;
         }
-        pause.wait_ready().map_err(SandboxError::Pause)?;
+        crate::starttrace::mark("sup files written");
+        self.sandbox.building = Some(pause);
         Ok(())
+    }
+
+    /// Waits until the pause process of the sandbox being made has its namespaces (a no-op
+    /// once it has): before a container joins them, and before the network is wired.
+    pub(super) fn await_namespaces(&mut self) -> Result<(), SandboxError> {
+        match self.sandbox.building.take() {
+            Some(pause) => pause.wait_ready().map(drop).map_err(SandboxError::Pause),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Self::await_namespaces`] for a container about to join them: false when the sandbox
+    /// failed (kept for `start_sandbox`, which reports it and tries again).
+    pub(super) fn namespaces_ready(&mut self) -> bool {
+        match self.await_namespaces() {
+            Ok(()) => true,
+            Err(e) => {
+                self.sandbox.failed = Some(e);
+                false
+            }
+        }
     }
 
     /// The bridge and the pod's veth, eth0, address and route.

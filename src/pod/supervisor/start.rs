@@ -107,6 +107,7 @@ impl Supervisor {
                 image.manifest_digest
             )
         });
+        crate::starttrace::mark("sup image resolved");
         let result = self.create_instance(i, &c, &image);
         self.mark_dirty();
         match result {
@@ -125,6 +126,8 @@ impl Supervisor {
                 container_id,
                 source,
             }) => self.start_error(i, source.to_string(), container_id),
+            // `start_sandbox` reports it and makes the sandbox again.
+            Err(StartFailure::NoSandbox) => {}
         }
         None
     }
@@ -194,7 +197,10 @@ impl Supervisor {
         } = p;
         let name = self.runs[i].spec.name.clone();
         let (pid, terminal) = match created.start() {
-            Ok(spawned) => (spawned.pid, spawned.terminal),
+            Ok(spawned) => {
+                crate::starttrace::mark("sup started (exec seen)");
+                (spawned.pid, spawned.terminal)
+            }
             Err(e) => {
                 tracing::warn!(container = %name, error = %e, "container start failed");
                 self.release_instance(&dir, cgroup.as_deref());
