@@ -43,6 +43,9 @@ const RESPAWNS_MAX: usize = 5;
 const RESPAWN_WINDOW: Duration = Duration::from_secs(60);
 /// How long a new supervisor waits for the keeper to answer its sync.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+/// The keeper's and the supervisor's process names (`comm`).
+const KEEPER_NAME: &std::ffi::CStr = c"peapod-keeper";
+const SUPERVISOR_NAME: &std::ffi::CStr = c"peapod";
 /// The longest record: a tag (container names are at most 63 bytes).
 const MAX_RECORD: usize = 256;
 
@@ -350,6 +353,8 @@ pub fn run(uid: &str, ready: Option<OwnedFd>) -> i32 {
             return crate::pod::supervisor::run_main(uid, ready, None, None);
         }
     };
+    // Told apart in `ps` from the supervisor it forks (which takes peapod's name back).
+    let _ = nix::sys::prctl::set_name(KEEPER_NAME);
     let mut k = Keeper {
         uid: uid.to_string(),
         signals,
@@ -387,6 +392,7 @@ impl Keeper {
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(mine);
+                let _ = nix::sys::prctl::set_name(SUPERVISOR_NAME);
                 // The keeper's own descriptors are not the supervisor's; the held ones are
                 // handed over (the keeper's copies stay in the keeper).
                 self.sock = None;
