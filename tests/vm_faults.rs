@@ -5,8 +5,8 @@
 //!
 //! Each cycle of [`kill_9_at_random_points_leaves_nothing_behind`] picks, from a seeded RNG, an
 //! operation (apply of a pod, restart of a crashing container, a pull from the VM's registry,
-//! delete), one of peapod's processes (the CLI, the supervisor, the pause process, the pull
-//! child, the container's init) and a delay; it starts the operation, waits the delay and sends
+//! delete), one of peapod's processes (the CLI, the supervisor, its keeper, the pause process,
+//! the pull child, the container's init) and a delay; it starts the operation, waits the delay and sends
 //! SIGKILL to that process, found by PID from the pod's state.json or the supervisor's
 //! children in /proc (never by name). Then: a pod on record is still listed by `get`, `delete`
 //! works, and nothing is left (`accounting::assert_clean`: links, mounts, cgroups, pod, runtime
@@ -89,6 +89,8 @@ enum Op {
 enum Victim {
     Cli,
     Supervisor,
+    /// The supervisor's keeper: a supervisor killed later is no longer replaced.
+    Keeper,
     Pause,
     PullChild,
     Container,
@@ -100,9 +102,9 @@ impl Op {
     fn victims(self) -> &'static [Victim] {
         use Victim::*;
         match self {
-            Op::Apply | Op::Delete => &[Cli, Supervisor, Pause, Container],
-            Op::Restart => &[Supervisor, Pause, Container],
-            Op::Pull => &[Cli, Supervisor, PullChild],
+            Op::Apply | Op::Delete => &[Cli, Supervisor, Keeper, Pause, Container],
+            Op::Restart => &[Supervisor, Keeper, Pause, Container],
+            Op::Pull => &[Cli, Supervisor, Keeper, PullChild],
         }
     }
 
@@ -179,6 +181,7 @@ fn find_victim(victim: Victim, pod: &str, cli: Option<&mut Child>) -> Option<i32
     let state = accounting::read_state(&accounting::pod_uid(pod)?)?;
     match victim {
         Victim::Supervisor => accounting::live_recorded(&state["supervisor"]),
+        Victim::Keeper => accounting::live_recorded(&state["keeper"]),
         Victim::Pause => accounting::live_recorded(&state["sandbox"]["process"]),
         Victim::Container => accounting::live_recorded(&state["containers"]["app"]["process"]),
         Victim::PullChild => {
@@ -394,7 +397,7 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
     if cycles >= 100 {
         assert_eq!(
             tally.victims_hit().len(),
-            5,
+            6,
             "not every kind of process was killed: {:?}",
             tally.hits
         );

@@ -437,6 +437,11 @@ fn host_port_rules_go_after_the_supervisor_is_killed_and_the_pod_deleted() {
         .as_i64()
         .expect("supervisor pid") as i32;
     assert!(pod_state("net-hp-k")["host_port_table"].is_string());
+    // The keeper first: no new supervisor adopts the pod, which stays lost.
+    let keeper = pod_state("net-hp-k")["keeper"]["pid"]
+        .as_i64()
+        .expect("keeper pid") as i32;
+    kill(keeper, "KILL");
     kill(supervisor, "KILL");
     assert!(wait_for(
         || status_column("net-hp-k") == "SupervisorLost",

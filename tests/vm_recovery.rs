@@ -53,7 +53,11 @@ fn pods_processes() -> Vec<i32> {
             continue;
         };
         let state: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let mut recorded = vec![&state["supervisor"], &state["sandbox"]["process"]];
+        let mut recorded = vec![
+            &state["keeper"],
+            &state["supervisor"],
+            &state["sandbox"]["process"],
+        ];
         if let Some(cs) = state["containers"].as_object() {
             recorded.extend(cs.values().map(|c| &c["process"]));
         }
@@ -92,22 +96,27 @@ fn cgroups_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// What a reboot does to peapod's pods: every process gone (supervisors first, so none
-/// reacts), mounts gone, /run emptied, links and cgroups gone; then a new boot id.
+/// What a reboot does to peapod's pods: every process gone (keepers, then supervisors first,
+/// so none reacts: a keeper would start a new supervisor), mounts gone, /run emptied, links and
+/// cgroups gone; then a new boot id.
 fn simulate_reboot() {
-    let supervisors: Vec<i32> = lib_dir()
+    let states: Vec<serde_json::Value> = lib_dir()
         .join("pods")
         .read_dir()
         .unwrap()
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path().join("state.json")).ok())
         .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .filter_map(|s| s["supervisor"]["pid"].as_i64())
-        .map(|p| p as i32)
-        .filter(|p| live(*p))
         .collect();
-    for pid in supervisors {
-        kill(pid, "KILL");
+    for role in ["keeper", "supervisor"] {
+        let pids = states
+            .iter()
+            .filter_map(|s| s[role]["pid"].as_i64())
+            .map(|p| p as i32)
+            .filter(|p| live(*p));
+        for pid in pids {
+            kill(pid, "KILL");
+        }
     }
     let gone = wait_for(
         || {

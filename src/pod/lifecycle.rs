@@ -194,12 +194,15 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
     fs::File::open(durable)?.sync_all()?;
     let state_file = paths.pod_dir(uid).join(STATE_FILE);
     let deadline = Instant::now() + SUPERVISOR_START_TIMEOUT;
-    // A pod recovered after a reboot has a state file already: it must name this child.
+    // A pod recovered after a reboot has a state file already: it must name this child, the
+    // keeper (or the supervisor itself, when it could not set up a keeper).
     let recorded = |child: u32| {
-        read_json::<PodState>(&state_file)
-            .ok()
-            .and_then(|s| s.supervisor)
-            .is_some_and(|p| p.pid as u32 == child)
+        read_json::<PodState>(&state_file).ok().is_some_and(|s| {
+            [s.keeper, s.supervisor]
+                .iter()
+                .flatten()
+                .any(|p| p.pid as u32 == child)
+        })
     };
     while Instant::now() < deadline {
         if recorded(child.id()) {
@@ -279,6 +282,8 @@ pub struct PendingDelete {
     name: String,
     uid: String,
     supervisor: Option<ProcessRef>,
+    /// The supervisor's keeper: it may start a new supervisor meanwhile.
+    keeper: Option<ProcessRef>,
     grace_seconds: i64,
 }
 
@@ -344,11 +349,17 @@ pub fn request_delete(
     if let Some(sup) = &supervisor {
         let _ = kill(Pid::from_raw(sup.pid), Signal::SIGTERM);
     }
+    let keeper = rec
+        .state
+        .as_ref()
+        .and_then(|s| s.keeper.clone())
+        .filter(|k| !gone && k.is_alive());
     Ok(PendingDelete {
         namespace: namespace.into(),
         name: name.into(),
         uid,
         supervisor,
+        keeper,
         grace_seconds: grace,
     })
 }
@@ -361,17 +372,39 @@ pub fn finish_delete(paths: &Paths, pending: PendingDelete) -> Result<(), Lifecy
         name,
         uid,
         supervisor,
+        mut keeper,
         grace_seconds,
     } = pending;
-    if let Some(sup) = supervisor {
-        let deadline =
-            Instant::now() + Duration::from_secs(grace_seconds.max(0) as u64) + DELETE_MARGIN;
-        while sup.is_alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+    let deadline =
+        Instant::now() + Duration::from_secs(grace_seconds.max(0) as u64) + DELETE_MARGIN;
+    let state_file = paths.pod_dir(&uid).join(STATE_FILE);
+    // The supervisors asked to stop; a keeper may start another one (a supervisor killed
+    // meanwhile), which refuses to adopt a pod being deleted, or adopted it just before and
+    // is asked in turn. The keeper ends once its supervisor has.
+    let mut supervisors: Vec<ProcessRef> = supervisor.into_iter().collect();
+    loop {
+        if let Ok(state) = read_json::<PodState>(&state_file) {
+            keeper = state.keeper.or(keeper);
+            if let Some(sup) = state.supervisor.filter(|s| s.is_alive()) {
+                if !supervisors.contains(&sup) {
+                    let _ = kill(Pid::from_raw(sup.pid), Signal::SIGTERM);
+                    supervisors.push(sup);
+                }
+            }
         }
-        if sup.is_alive() {
-            let _ = kill(Pid::from_raw(sup.pid), Signal::SIGKILL);
+        let running = supervisors.iter().any(ProcessRef::is_alive)
+            || keeper.as_ref().is_some_and(ProcessRef::is_alive);
+        if !running {
+            break;
         }
+        if Instant::now() >= deadline {
+            // The keeper first, so that it starts no other supervisor.
+            for p in keeper.iter().chain(supervisors.iter()) {
+                crate::pod::teardown::kill_recorded(p);
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     let dir = paths.pod_dir(&uid);
     if dir.exists() {

@@ -2,10 +2,12 @@
 //! (`machine`: restart policy, init order, sidecars, termination) and back-off, the node's admission (sysctls, AppArmor), the per-pod supervisor process, and creating and removing pods.
 
 pub mod admission;
+pub mod adopt;
 pub mod attach;
 pub mod backoff;
 pub mod events;
 pub mod image_use;
+pub mod keeper;
 pub mod lifecycle;
 pub mod machine;
 pub mod metadata;

@@ -127,6 +127,10 @@ pub struct PodState {
     pub namespace: String,
     pub name: String,
     pub supervisor: Option<ProcessRef>,
+    /// The supervisor's keeper (`pod::keeper`): it starts a new supervisor if this one is
+    /// killed; `delete` waits for it to end too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keeper: Option<ProcessRef>,
     pub sandbox: SandboxState,
     pub pod_cgroup: Option<PathBuf>,
     /// By container name (init and app containers).

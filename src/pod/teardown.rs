@@ -178,6 +178,13 @@ pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError>
     let uid = state.uid.as_str();
     // The spec names the claims to release once the pod is gone.
     let pod: Option<Pod> = read_json(&paths.pod_dir(uid).join(POD_FILE)).ok();
+    // The keeper first, so that it starts no supervisor for a pod going away; not when the
+    // caller is the supervisor it keeps (it ends once that supervisor has).
+    if let Some(k) = &state.keeper {
+        if k.pid != nix::unistd::getppid().as_raw() {
+            kill_recorded(k);
+        }
+    }
     let mut errors = release_host(paths, state);
 
     // Files: runtime dir, logs, and the record itself last so a retry can find it.

@@ -136,8 +136,9 @@ fn cgroup_line(pid: i32) -> String {
 }
 
 /// Processes that belong to peapod or to a pod and are not the kept pods': peapod's binary
-/// (supervisors, pause processes, pull children, CLIs, inits before their exec) or anything in
-/// a `pod-<uid>` cgroup. Zombies are not counted: they hold nothing but a pid.
+/// (supervisors and their keepers, pause processes, pull children, CLIs, inits before their
+/// exec) or anything in a `pod-<uid>` cgroup. Zombies are not counted: they hold nothing but a
+/// pid.
 pub fn stray_processes(keep: &Keep) -> Vec<String> {
     let me = std::process::id() as i32;
     let bin = std::fs::canonicalize(peapod_bin()).unwrap_or_else(|_| peapod_bin());
@@ -145,7 +146,8 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         .uids
         .iter()
         .filter_map(|u| read_state(u))
-        .filter_map(|s| live_recorded(&s["supervisor"]))
+        .flat_map(|s| [live_recorded(&s["supervisor"]), live_recorded(&s["keeper"])])
+        .flatten()
         .collect();
     let mut found = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {

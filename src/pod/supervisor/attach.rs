@@ -342,6 +342,10 @@ impl Supervisor {
                     tracing::debug!(error = %e, "the container's stdin is closed");
                     inst.input = None;
                     inst.input_pending.clear();
+                    let attempt = inst.attempt;
+                    let name = self.runs[run].spec.name.clone();
+                    self.release_kept(&name, attempt, Some(crate::pod::keeper::Role::Stdin));
+                    return;
                 }
             }
         }
@@ -369,6 +373,9 @@ impl Supervisor {
         }
         if inst.input.take().is_some() {
             tracing::debug!(container = %r.spec.name, "stdinOnce: stdin closed");
+            // The keeper's copy too, or the container would never see the end of its input.
+            let (name, attempt) = (r.spec.name.clone(), inst.attempt);
+            self.release_kept(&name, attempt, Some(crate::pod::keeper::Role::Stdin));
         }
     }
 

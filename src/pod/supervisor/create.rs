@@ -28,7 +28,7 @@ use crate::pod::record::{ContainerState, CONTAINERS_DIR};
 use crate::store::StoreError;
 
 /// The file bind-mounted at the container's terminationMessagePath.
-const TERMINATION_LOG: &str = "termination-log";
+pub(super) const TERMINATION_LOG: &str = "termination-log";
 /// The kubelet makes the termination-message file writable by any user, so that a container
 /// running as non-root can write its message [kuberuntime_container.go makeMounts: Chmod 0666].
 const TERMINATION_LOG_MODE: u32 = 0o666;
@@ -195,11 +195,7 @@ fn parse_signal(name: &str) -> Option<Signal> {
 /// The signal that stops the container: `lifecycle.stopSignal`, else the image's STOPSIGNAL,
 /// else SIGTERM [KEP-4960: spec > image > runtime default; containerd's default is SIGTERM].
 pub(super) fn stop_signal(c: &Container, image: &Image) -> Signal {
-    let from_spec = c
-        .lifecycle
-        .as_ref()
-        .and_then(|l| l.stop_signal.as_deref())
-        .and_then(parse_signal);
+    let from_spec = spec_stop_signal_of(c);
     let from_image = || {
         image
             .config
@@ -209,6 +205,18 @@ pub(super) fn stop_signal(c: &Container, image: &Image) -> Signal {
             .and_then(|s| parse_signal(&s))
     };
     from_spec.or_else(from_image).unwrap_or(Signal::SIGTERM)
+}
+
+fn spec_stop_signal_of(c: &Container) -> Option<Signal> {
+    c.lifecycle
+        .as_ref()
+        .and_then(|l| l.stop_signal.as_deref())
+        .and_then(parse_signal)
+}
+
+/// The stop signal when the image's config cannot be read: the spec's, else SIGTERM.
+pub(super) fn spec_stop_signal(c: &Container) -> Signal {
+    spec_stop_signal_of(c).unwrap_or(Signal::SIGTERM)
 }
 
 pub(super) fn set_nonblocking(fd: &OwnedFd) {

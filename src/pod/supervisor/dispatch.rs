@@ -77,6 +77,8 @@ impl Idle {
 struct Ready {
     signals: bool,
     objects: bool,
+    /// The keeper relayed exits (or went away).
+    keeper: bool,
     /// (container run, pipe) pairs.
     pipes: Vec<(usize, usize)>,
     attach: super::attach::AttachReady,
@@ -105,6 +107,32 @@ impl Supervisor {
         if ready.signals {
             self.handle_signals();
         }
+        if ready.keeper {
+            self.on_keeper();
+        }
+    }
+
+    /// Exits the keeper collected: the processes this supervisor adopted (`adopt`) are its
+    /// children, not ours. Unknown pids (a probe's orphaned grandchild) are ignored.
+    fn on_keeper(&mut self) {
+        let Some(k) = &self.keeper else {
+            return;
+        };
+        match k.read_exits() {
+            Some(exits) => {
+                for (pid, status) in exits {
+                    if let Some((code, signal)) = crate::pod::keeper::exit_of(status) {
+                        self.on_child_exit(Pid::from_raw(pid), code, signal);
+                    }
+                }
+            }
+            None => {
+                tracing::warn!(
+                    "the pod's keeper is gone: if this supervisor dies, the pod is left Unknown"
+                );
+                self.keeper = None;
+            }
+        }
     }
 
     /// Polls the signalfd, the object watch and every open pipe. None on timeout (after
@@ -119,6 +147,10 @@ impl Supervisor {
         // Probe and hook reports only wake the loop: `collect_runs` reads them.
         for fd in self.hooks.fds() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        let keeper_at = fds.len();
+        if let Some(k) = &self.keeper {
+            fds.push(PollFd::new(k.fd(), PollFlags::POLLIN));
         }
         let first_pipe = fds.len();
         for (ri, r) in self.runs.iter().enumerate() {
@@ -186,6 +218,7 @@ impl Supervisor {
         };
         Some(Ready {
             signals: is_ready(&fds[0]),
+            keeper: keeper_at < first_pipe && is_ready(&fds[keeper_at]),
             objects: watch.is_some() && is_ready(&fds[1]),
             attach,
             pipes: fds[first_pipe..first_attach]

@@ -129,6 +129,8 @@ impl Supervisor {
             return;
         };
         self.cancel_runs(i);
+        let name = self.runs[i].spec.name.clone();
+        self.release_kept(&name, inst.attempt, None);
         if let Err(e) = inst.log.flush_partial() {
             tracing::warn!(error = %e, "log flush failed");
         }
@@ -136,7 +138,6 @@ impl Supervisor {
             (Some(cg), Some(mgr)) => mgr.oom_killed(cg).unwrap_or(false),
             _ => false,
         };
-        let name = self.runs[i].spec.name.clone();
         let log_path = self
             .state
             .containers

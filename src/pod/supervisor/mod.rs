@@ -14,6 +14,7 @@
 //! safe with one thread, and one poll loop over a signalfd and the containers' pipes is all the
 //! concurrency it needs. It must not print: it logs through `tracing` to its log file.
 
+mod adopt;
 mod attach;
 mod create;
 mod dispatch;
@@ -36,6 +37,7 @@ mod update;
 mod volumes;
 
 pub use pulls::{pull_main, PULL_VERB};
+pub(crate) use trim::release_idle_memory;
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -47,6 +49,7 @@ use nix::sys::signal::Signal;
 use crate::cgroup::{CgroupManager, CgroupSupport};
 use crate::network::NetworkConfig;
 use crate::pod::events;
+use crate::pod::keeper::{Handoff, Link};
 use crate::pod::machine::{ContainerPolicy, Kind, RestartPolicy};
 use crate::pod::model::{PodFailure, PodView};
 use crate::pod::record::{
@@ -88,15 +91,16 @@ pub enum SupervisorError {
     Teardown(#[from] crate::pod::teardown::TeardownError),
 }
 
-/// Entry point of `peapod __supervise <uid>`; returns the process exit code.
+/// Entry point of `peapod __supervise <uid>`; returns the process exit code. The process
+/// becomes the pod's keeper, which forks the supervisor (`pod::keeper`).
 pub fn main(uid: &str) -> i32 {
-    run_main(uid, None)
+    crate::pod::keeper::run(uid, None)
 }
 
 /// Entry point of a supervisor forked by `apply`: `ready` gets one byte once the pod's state
-/// file exists, then is closed.
+/// file exists, then is closed. The process becomes the pod's keeper first.
 pub fn main_forked(uid: &str, ready: OwnedFd) -> i32 {
-    run_main(uid, Some(ready))
+    crate::pod::keeper::run(uid, Some(ready))
 }
 
 /// Logging of the supervisor and its pull children: plain lines on stderr (the supervisor's
@@ -112,11 +116,23 @@ pub(crate) fn init_logging() {
         .try_init();
 }
 
-fn run_main(uid: &str, ready: Option<OwnedFd>) -> i32 {
+/// Runs the supervisor of pod `uid` to its end; `keeper`: the socket to the keeper above it;
+/// `handoff`: a supervisor started by the keeper after the previous one was killed, to adopt
+/// the pod (`adopt`). Returns the process exit code.
+pub(crate) fn run_main(
+    uid: &str,
+    ready: Option<OwnedFd>,
+    keeper: Option<Link>,
+    handoff: Option<Handoff>,
+) -> i32 {
     crate::starttrace::mark("sup main");
     init_logging();
     let paths = Paths::from_env();
-    match Supervisor::new(paths, uid, ready).and_then(|mut s| s.run()) {
+    let supervisor = Supervisor::new(paths, uid, ready, keeper).map(|mut s| match handoff {
+        None => Some(s),
+        Some(h) => s.adopt(h).then_some(s),
+    });
+    match supervisor.and_then(|s| s.map_or(Ok(()), |mut s| s.run())) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(%uid, error = %e, "supervisor failed");
@@ -204,6 +220,12 @@ pub(crate) struct Supervisor {
     /// The pod's processes were lost to a reboot (`reboot`): its sandbox is re-created once
     /// it is admitted again.
     after_reboot: bool,
+    /// The socket to the pod's keeper (`pod::keeper`): it holds each instance's descriptors
+    /// and relays the exits of the processes it adopted; None without a keeper (or once it
+    /// is gone: a later death of this supervisor leaves the pod `Unknown`).
+    pub keeper: Option<Link>,
+    /// This supervisor adopted a running pod (`adopt`): no Scheduled event, no new sandbox.
+    adopted: bool,
 }
 
 /// RFC 3339 with second precision, as Kubernetes timestamps are shown.
@@ -212,7 +234,12 @@ pub(crate) fn now_string() -> String {
 }
 
 impl Supervisor {
-    fn new(paths: Paths, uid: &str, ready: Option<OwnedFd>) -> Result<Supervisor, SupervisorError> {
+    fn new(
+        paths: Paths,
+        uid: &str,
+        ready: Option<OwnedFd>,
+        keeper: Option<Link>,
+    ) -> Result<Supervisor, SupervisorError> {
         let dir = paths.pod_dir(uid);
         let pod: Pod = read_json(&dir.join(POD_FILE))?;
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
@@ -245,6 +272,9 @@ impl Supervisor {
             namespace,
             name,
             supervisor: ProcessRef::of(std::process::id() as i32),
+            keeper: keeper
+                .as_ref()
+                .and_then(|_| ProcessRef::of(nix::unistd::getppid().as_raw())),
             boot_id: Some(crate::procfs::boot_id()),
             ..Default::default()
         };
@@ -277,6 +307,8 @@ impl Supervisor {
             leftovers: create::Leftovers::default(),
             idle,
             after_reboot: false,
+            keeper,
+            adopted: false,
             paths,
             pod,
         };
@@ -374,7 +406,7 @@ impl Supervisor {
         self.save_state()?;
         self.idle.tell_ready();
         crate::starttrace::mark("sup ready told");
-        if self.schedule() {
+        if !self.adopted && self.schedule() {
             self.on_scheduled();
         }
         loop {

@@ -165,7 +165,7 @@ impl Supervisor {
         None
     }
 
-    fn local_image(&mut self, reference: &str) -> Result<Image, ImageError> {
+    pub(super) fn local_image(&mut self, reference: &str) -> Result<Image, ImageError> {
         if let Some(img) = self.images.cache.get(reference) {
             // `rmi -f` and `image prune` may have removed the layers since the last start:
             // then look again (and pull, per the policy) rather than mount what is gone.

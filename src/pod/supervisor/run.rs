@@ -22,6 +22,8 @@ use crate::probe::ContainerProbes;
 /// A running container instance.
 pub(crate) struct Instance {
     pub pid: Pid,
+    /// Its restartCount (the instance number in its paths and in the keeper's tags).
+    pub attempt: u32,
     pub container_id: String,
     pub dir: PathBuf,
     pub cgroup: Option<PathBuf>,

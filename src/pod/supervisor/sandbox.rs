@@ -149,6 +149,14 @@ impl Sandbox {
         }
     }
 
+    /// The sandbox a killed supervisor made, taken over as it is (`adopt`).
+    pub fn adopt(&mut self, pid: Pid, pod_ip: Option<Ipv4Addr>, host_ip: Option<String>) {
+        self.state = State::Ready { pid };
+        self.pod_ip = pod_ip;
+        self.host_ip = host_ip;
+        self.ran = true;
+    }
+
     /// No new sandbox is to be made (the pod ends, or it is not scheduled yet).
     pub fn cancel_retry(&mut self) {
         if let State::Pending { .. } = self.state {

@@ -227,8 +227,10 @@ impl Supervisor {
             }
             None => (pipes, input, None),
         };
+        let attempt = self.runs[i].instances;
         let inst = Instance {
             pid: nix::unistd::Pid::from_raw(pid),
+            attempt,
             container_id,
             dir,
             cgroup,
@@ -242,6 +244,7 @@ impl Supervisor {
             termination_log,
             stop_signal,
         };
+        self.keep_descriptors(&name, &inst);
         let r = &mut self.runs[i];
         r.instances += 1;
         r.redefining = false;
@@ -271,6 +274,56 @@ impl Supervisor {
         }
         self.reconcile();
         self.mark_dirty();
+    }
+
+    /// Gives the keeper a copy of each descriptor the instance needs to outlive this
+    /// supervisor: its output pipes (or terminal) and its stdin.
+    fn keep_descriptors(&self, name: &str, inst: &Instance) {
+        use crate::pod::keeper::{tag, Role};
+        use std::os::fd::AsFd;
+        let Some(k) = &self.keeper else {
+            return;
+        };
+        let mut fds = Vec::new();
+        if let Some(master) = &inst.terminal {
+            fds.push((Role::Terminal, master.as_fd()));
+        } else {
+            for (role, fd) in [
+                (Role::Stdout, &inst.pipes[0]),
+                (Role::Stderr, &inst.pipes[1]),
+            ] {
+                if let Some(fd) = fd {
+                    fds.push((role, fd.as_fd()));
+                }
+            }
+            if let Some(fd) = &inst.input {
+                fds.push((Role::Stdin, fd.as_fd()));
+            }
+        }
+        for (role, fd) in fds {
+            if let Err(e) = k.hold(&tag(name, inst.attempt, role), fd) {
+                tracing::warn!(container = %name, error = %e, "the keeper cannot hold the container's descriptors: a killed supervisor loses its output");
+            }
+        }
+    }
+
+    /// The keeper lets go of an instance's descriptors (`role`, or all of them).
+    pub(super) fn release_kept(
+        &self,
+        name: &str,
+        attempt: u32,
+        role: Option<crate::pod::keeper::Role>,
+    ) {
+        use crate::pod::keeper::{instance_prefix, tag};
+        if let Some(k) = &self.keeper {
+            let prefix = match role {
+                Some(role) => tag(name, attempt, role),
+                None => instance_prefix(name, attempt),
+            };
+            if let Err(e) = k.release(&prefix) {
+                tracing::debug!(error = %e, "keeper release");
+            }
+        }
     }
 
     /// Drops created containers that will not start (their init exits at the closed gate) and

@@ -243,6 +243,7 @@ impl Supervisor {
             }
             _ => {
                 self.state.supervisor = None;
+                self.state.keeper = None;
                 self.state.finished = true;
                 self.write_status()?;
                 tracing::info!("pod finished; its status, events and logs stay until deleted");
