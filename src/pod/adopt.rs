@@ -174,22 +174,10 @@ pub fn adopt_container(f: ContainerFacts, now: Timestamp) -> Adopted {
     if !shown_running && !newer {
         return Adopted::NotRunning(restored);
     }
-    let ended = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| Terminated {
-        exit_code: t.exit_code,
-        signal: t.signal,
-        reason: t.reason.clone().unwrap_or_default(),
-        message: t.message.clone(),
-        started_at: t.started_at.as_ref().map(|s| s.0),
-        finished_at: t
-            .finished_at
-            .as_ref()
-            .map_or(Timestamp::UNIX_EPOCH, |f| f.0),
-        container_id: t.container_id.clone().unwrap_or_default(),
-    };
     let last_state = status
         .and_then(|s| s.last_state.as_ref())
         .and_then(|l| l.terminated.as_ref())
-        .map(ended);
+        .map(crate::pod::reboot::terminated);
     let taken = Taken {
         restart_count: instance.restart_count,
         container_id: format!("{CONTAINER_ID_SCHEME}{}", instance.id),

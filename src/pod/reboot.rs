@@ -114,7 +114,8 @@ pub struct Restored {
     pub image_id: String,
 }
 
-fn terminated(t: &ContainerStateTerminated) -> Terminated {
+/// A recorded `terminated` state as the lifecycle model's `Terminated`.
+pub(crate) fn terminated(t: &ContainerStateTerminated) -> Terminated {
     Terminated {
         exit_code: t.exit_code,
         signal: t.signal,
