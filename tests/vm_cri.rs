@@ -194,6 +194,36 @@ impl Node {
         ids
     }
 
+    fn container_info(&self, id: &str) -> serde_json::Value {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        };
+        let info = self
+            .call(|mut c| async move { c.container_status(req).await })
+            .expect("ContainerStatus")
+            .info;
+        serde_json::from_str(&info["info"]).expect("verbose info is JSON")
+    }
+
+    fn update(&self, id: &str, r: cri::LinuxContainerResources) -> Result<(), tonic::Status> {
+        let req = cri::UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(r),
+            ..Default::default()
+        };
+        self.call(|mut c| async move { c.update_container_resources(req).await })
+            .map(|_| ())
+    }
+
+    fn reopen_log(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        self.call(|mut c| async move { c.reopen_container_log(req).await })
+            .map(|_| ())
+    }
+
     fn stop_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
         let req = cri::StopPodSandboxRequest {
             pod_sandbox_id: id.into(),
@@ -317,6 +347,18 @@ fn ipam_has(uid: &str) -> bool {
     std::fs::read_to_string(lib_dir().join("network/ipam.json"))
         .unwrap_or_default()
         .contains(uid)
+}
+
+/// Polls every 5 ms (the latency figures must not carry a coarse poll).
+fn wait_fast(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + RUNNING_TIMEOUT;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -462,6 +504,105 @@ fn the_kubelet_drives_sandboxes_and_containers() {
         assert!(text.contains(want), "{want:?} in {text}");
     }
 
+    // Stats: CPU time and working set of the container's and the pod's cgroups.
+    let app_id = app.clone();
+    let stats = node
+        .call(|mut c| async move {
+            c.container_stats(cri::ContainerStatsRequest {
+                container_id: app_id,
+            })
+            .await
+        })
+        .expect("ContainerStats")
+        .stats
+        .expect("stats");
+    assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some());
+    assert!(
+        stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 0),
+        "a working set"
+    );
+    let listed = node
+        .call(|mut c| async move {
+            c.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+                .await
+        })
+        .expect("ListContainerStats")
+        .stats;
+    assert_eq!(listed.len(), 1, "the running container's stats");
+    let pod_stats = node
+        .call(|mut c| async move {
+            c.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: None })
+                .await
+        })
+        .expect("ListPodSandboxStats")
+        .stats;
+    assert_eq!(pod_stats.len(), 1);
+    let linux = pod_stats[0].linux.clone().expect("linux stats");
+    assert!(linux.cpu.is_some() && linux.containers.len() == 1);
+
+    // UpdateContainerResources: the running container's cgroup v2 limits change.
+    let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
+    let cg = cgroup_of(pid);
+    node.update(
+        &app,
+        cri::LinuxContainerResources {
+            cpu_quota: 20_000,
+            cpu_period: 100_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        },
+    )
+    .expect("UpdateContainerResources");
+    let read = |f: &str| {
+        std::fs::read_to_string(cg.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("memory.max"), (96u64 << 20).to_string());
+    assert_eq!(read("cpu.max"), "20000 100000");
+    let s = node.status(&app).unwrap();
+    let r = s.resources.and_then(|r| r.linux).expect("resources");
+    assert_eq!(r.memory_limit_in_bytes, 96 << 20);
+
+    // The supervisor killed: its keeper starts another, which adopts the pod and serves the
+    // control socket again (the container keeps running).
+    let state = |f: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(lib_dir().join("pods").join(&peapod_uid).join(f))
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    };
+    let supervisor = state("state.json")["supervisor"]["pid"].as_i64().unwrap() as i32;
+    kill(supervisor, "KILL");
+    assert!(
+        wait_for(
+            || state("state.json")["supervisor"]["pid"]
+                .as_i64()
+                .is_some_and(
+                    |p| p as i32 != supervisor && Path::new(&format!("/proc/{p}")).exists()
+                ),
+            RUNNING_TIMEOUT
+        ),
+        "no supervisor adopted the CRI pod"
+    );
+    assert_eq!(
+        node.status(&app).unwrap().state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    assert_eq!(node.container_info(&app)["pid"].as_i64(), Some(pid as i64));
+
+    // ReopenContainerLog: the kubelet renamed the file; the container writes to a new one.
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    node.reopen_log(&app).expect("ReopenContainerLog");
+    assert!(log.exists(), "the log was opened again at its path");
+
     // A container that exits by itself: EXITED, 3, Error.
     let fail = node
         .create(
@@ -602,7 +743,8 @@ fn the_kubelet_drives_sandboxes_and_containers() {
 const ROUNDS: usize = 10;
 
 /// RunPodSandbox + CreateContainer + StartContainer through the socket, beside `peapod
-/// apply` of the same one-container pod until its container runs; medians of ROUNDS.
+/// apply` of the same one-container pod until its status.json shows the container running;
+/// medians of ROUNDS.
 fn measure_latency(node: &Node) {
     let mut cri_times = Vec::new();
     for i in 0..ROUNDS {
@@ -621,7 +763,12 @@ fn measure_latency(node: &Node) {
         let yaml = pod_yaml("lat", "Always", "", "sleep 3600");
         let t = Instant::now();
         apply_ok(&yaml);
-        wait_running("lat");
+        let uid = common::accounting::pod_uid("lat").expect("the pod's uid");
+        let status = lib_dir().join("pods").join(uid).join("status.json");
+        assert!(
+            wait_fast(|| std::fs::read_to_string(&status).is_ok_and(|t| t.contains("\"running\""))),
+            "lat never ran"
+        );
         apply_times.push(t.elapsed());
         delete("lat");
     }

@@ -40,7 +40,12 @@ fn ns_of(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
 
 /// The CRI state of a container from its record and its status in the pod: CREATED until
 /// started, then RUNNING or EXITED as the status says; UNKNOWN when the status lost it.
-pub fn observe(rec: &ContainerRecord, status: Option<&K8sStatus>) -> Observed {
+/// `finished_ns`: when the supervisor saw it end (state.json), finer than the status's seconds.
+pub fn observe(
+    rec: &ContainerRecord,
+    status: Option<&K8sStatus>,
+    finished_ns: Option<i64>,
+) -> Observed {
     let Some(started) = rec.started_at else {
         return Observed {
             state: cri::ContainerState::ContainerCreated as i32,
@@ -52,7 +57,9 @@ pub fn observe(rec: &ContainerRecord, status: Option<&K8sStatus>) -> Observed {
         return Observed {
             state: cri::ContainerState::ContainerExited as i32,
             started_at: started,
-            finished_at: t.finished_at.as_ref().map(ns_of).unwrap_or_default(),
+            finished_at: finished_ns
+                .or_else(|| t.finished_at.as_ref().map(ns_of))
+                .unwrap_or_default(),
             exit_code: t.exit_code,
             reason: t.reason.clone().unwrap_or_default(),
             message: t.message.clone().unwrap_or_default(),
@@ -77,9 +84,23 @@ fn status_in<'a>(live: &'a Live, name: &str) -> Option<&'a K8sStatus> {
         .and_then(|l| l.iter().find(|c| c.name == name))
 }
 
+fn finished_ns(live: &Live, name: &str) -> Option<i64> {
+    live.state
+        .as_ref()
+        .and_then(|s| s.containers.get(name))
+        .and_then(|c| c.finished_at_ns)
+}
+
+fn observe_in(live: &Live, rec: &ContainerRecord) -> Observed {
+    observe(
+        rec,
+        status_in(live, &rec.name),
+        finished_ns(live, &rec.name),
+    )
+}
+
 fn observe_live(paths: &Paths, rec: &ContainerRecord) -> Observed {
-    let live = Live::read(paths, &rec.pod_uid);
-    observe(rec, status_in(&live, &rec.name))
+    observe_in(&Live::read(paths, &rec.pod_uid), rec)
 }
 
 /// Rewrites the pod's pod.json under the pods lock (as `peapod label` does).
@@ -246,7 +267,7 @@ pub fn start(paths: &Paths, id: &str) -> Result<(), Status> {
             rec.id
         )));
     }
-    rec.started_at = Some(records::now_ns());
+    rec.started_at = Some(reply.started_at_ns.unwrap_or_else(records::now_ns));
     records::save_container(paths, &rec).map_err(internal)
 }
 
@@ -359,6 +380,89 @@ pub fn remove(paths: &Paths, id: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// UpdateContainerResources: a running container's cgroup gets the new CPU and memory
+/// limits (cgroup v2, as runc's update converts them); the record and pod.json keep them.
+pub fn update_resources(
+    paths: &Paths,
+    id: &str,
+    linux: Option<cri::LinuxContainerResources>,
+) -> Result<(), Status> {
+    let (_, mut rec) = records::find_container(paths, id)?;
+    let Some(new) = linux else {
+        return Ok(());
+    };
+    let seen = observe_live(paths, &rec);
+    if seen.state == cri::ContainerState::ContainerRunning as i32 {
+        let live = Live::read(paths, &rec.pod_uid);
+        let cgroup = live
+            .state
+            .as_ref()
+            .and_then(|s| s.containers.get(&rec.name))
+            .and_then(|c| c.cgroup.clone())
+            .ok_or_else(|| Status::unknown(format!("container {:?} has no cgroup", rec.id)))?;
+        let res = crate::container::spec::update_resources(
+            new.cpu_shares.max(0).unsigned_abs(),
+            new.cpu_quota,
+            new.cpu_period.max(0).unsigned_abs(),
+            new.memory_limit_in_bytes,
+        )
+        .map_err(|e| Status::invalid_argument(format!("linux: {e}")))?;
+        let mgr = crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT))
+            .manager()
+            .ok_or_else(|| Status::failed_precondition("no cgroup2 hierarchy on this host"))?;
+        mgr.update(&cgroup, &res).map_err(|e| {
+            Status::unknown(format!("failed to update resources of {:?}: {e}", rec.id))
+        })?;
+    } else if seen.state != cri::ContainerState::ContainerCreated as i32 {
+        return Err(Status::unknown(format!(
+            "container {:?} is in {} state",
+            rec.id,
+            state_name(seen.state)
+        )));
+    }
+    let linux_config = rec.config.linux.get_or_insert_with(Default::default);
+    linux_config.resources = Some(new);
+    let (container, _) = translate::container(&rec.name, &rec.image, &rec.config);
+    let _guard = reserve_lock();
+    edit_pod(paths, &rec.pod_uid, |pod| {
+        if let Some(c) = pod
+            .spec
+            .as_mut()
+            .and_then(|s| s.containers.iter_mut().find(|c| c.name == rec.name))
+        {
+            c.resources = container.resources;
+        }
+    })?;
+    records::save_container(paths, &rec).map_err(internal)
+}
+
+/// ReopenContainerLog: the running container's log file opened again at its path.
+pub fn reopen_log(paths: &Paths, id: &str) -> Result<(), Status> {
+    let (_, rec) = records::find_container(paths, id)?;
+    if observe_live(paths, &rec).state != cri::ContainerState::ContainerRunning as i32 {
+        return Err(Status::unknown(format!(
+            "can't reopen log for non-running container {:?}",
+            rec.id
+        )));
+    }
+    let request = Request::ReopenLog {
+        container: rec.name.clone(),
+    };
+    let reply = control::call(
+        &records::control_socket(paths, &rec.pod_uid),
+        &request,
+        CONTROL_TIMEOUT,
+    )
+    .map_err(|e| Status::unknown(e.to_string()))?;
+    match reply.error {
+        Some(e) => Err(Status::unknown(format!(
+            "failed to reopen the log of {:?}: {e}",
+            rec.id
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn resources(c: &cri::ContainerConfig) -> Option<cri::ContainerResources> {
     c.linux
         .as_ref()
@@ -447,7 +551,7 @@ pub fn list(
     }) {
         let live = Live::read(paths, &sandbox.uid);
         for rec in recs {
-            let seen = observe(&rec, status_in(&live, &rec.name));
+            let seen = observe_in(&live, &rec);
             let item = cri::Container {
                 id: rec.id.clone(),
                 pod_sandbox_id: rec.sandbox_id.clone(),
@@ -504,14 +608,14 @@ mod tests {
     #[test]
     fn states_come_from_the_record_and_the_pods_status() {
         assert_eq!(
-            observe(&rec(None), None).state,
+            observe(&rec(None), None, None).state,
             cri::ContainerState::ContainerCreated as i32
         );
         let running = status(ContainerState {
             running: Some(ContainerStateRunning { started_at: None }),
             ..Default::default()
         });
-        let seen = observe(&rec(Some(5)), Some(&running));
+        let seen = observe(&rec(Some(5)), Some(&running), None);
         assert_eq!(seen.state, cri::ContainerState::ContainerRunning as i32);
         assert_eq!(seen.started_at, 5);
         let finished = jiff::Timestamp::from_second(100).unwrap();
@@ -524,12 +628,15 @@ mod tests {
             }),
             ..Default::default()
         });
-        let seen = observe(&rec(Some(5)), Some(&exited));
+        let seen = observe(&rec(Some(5)), Some(&exited), None);
         assert_eq!(seen.state, cri::ContainerState::ContainerExited as i32);
         assert_eq!((seen.exit_code, seen.reason.as_str()), (3, "Error"));
         assert_eq!(seen.finished_at, 100_000_000_000);
+        // The supervisor's own record of the end is finer than the status's seconds.
+        let seen = observe(&rec(Some(5)), Some(&exited), Some(100_123_456_789));
+        assert_eq!(seen.finished_at, 100_123_456_789);
         assert_eq!(
-            observe(&rec(Some(5)), None).state,
+            observe(&rec(Some(5)), None, None).state,
             cri::ContainerState::ContainerUnknown as i32
         );
     }

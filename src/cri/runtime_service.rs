@@ -279,6 +279,26 @@ macro_rules! runtime_service {
                     .map(|stats| Response::new(cri::ListPodSandboxStatsResponse { stats }))
             }
 
+            async fn update_container_resources(
+                &self,
+                request: Request<cri::UpdateContainerResourcesRequest>,
+            ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+                let (paths, req) = (self.paths.clone(), request.into_inner());
+                blocking(move || containers::update_resources(&paths, &req.container_id, req.linux))
+                    .await
+                    .map(|()| Response::new(cri::UpdateContainerResourcesResponse {}))
+            }
+
+            async fn reopen_container_log(
+                &self,
+                request: Request<cri::ReopenContainerLogRequest>,
+            ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().container_id);
+                blocking(move || containers::reopen_log(&paths, &id))
+                    .await
+                    .map(|()| Response::new(cri::ReopenContainerLogResponse {}))
+            }
+
             type GetContainerEventsStream = futures::stream::Empty<
                 Result<cri::ContainerEventResponse, Status>,
             >;
@@ -303,8 +323,6 @@ macro_rules! runtime_service {
 }
 
 runtime_service! {
-    update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
-    reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
     exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
     exec(ExecRequest) -> ExecResponse = "Exec";
     attach(AttachRequest) -> AttachResponse = "Attach";

@@ -44,6 +44,8 @@ pub enum Request {
         container: String,
         timeout_seconds: i64,
     },
+    /// Reopen the running container's log file (the kubelet rotated it by renaming it).
+    ReopenLog { container: String },
     /// Forget a container that does not run (its status goes).
     Remove { container: String },
     /// Stop every container at once and give back the sandbox, network and cgroups; the
@@ -56,6 +58,9 @@ pub enum Request {
 pub struct Reply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Start: when the process started, in nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ns: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -103,11 +103,24 @@ impl Supervisor {
                 continue;
             };
             tracing::info!(?request, "CRI request");
-            let reply = Reply {
-                error: self.on_control(request).err(),
+            let reply = match self.on_control(request) {
+                Ok(started_at_ns) => Reply {
+                    error: None,
+                    started_at_ns,
+                },
+                Err(e) => Reply {
+                    error: Some(e),
+                    started_at_ns: None,
+                },
             };
             if let Some(e) = &reply.error {
                 tracing::warn!(error = %e, "CRI request failed");
+            }
+            // The status shows what was done before the CRI server reads it.
+            if self.dirty {
+                if let Err(e) = self.write_status() {
+                    tracing::error!(error = %e, "cannot write the pod's status");
+                }
             }
             let body = serde_json::to_vec(&reply).unwrap_or_default();
             if let Err(e) = send(fd.as_raw_fd(), &body, MsgFlags::MSG_NOSIGNAL) {
@@ -116,7 +129,8 @@ impl Supervisor {
         }
     }
 
-    fn on_control(&mut self, request: Request) -> Result<(), String> {
+    /// Handles one request; a Start answers with the start time (ns since the epoch).
+    fn on_control(&mut self, request: Request) -> Result<Option<i64>, String> {
         match request {
             Request::Start {
                 container,
@@ -135,7 +149,17 @@ impl Supervisor {
                     self.drive_stops(now);
                     self.mark_dirty();
                 }
-                Ok(())
+                Ok(None)
+            }
+            Request::ReopenLog { container } => {
+                let i = self.cri_run(&container)?;
+                let Some(inst) = self.runs[i].life.instance_mut() else {
+                    return Err(format!("container {container:?} is not running"));
+                };
+                let _ = inst.log.flush_partial();
+                let path = inst.log.path().to_path_buf();
+                inst.log = crate::logs::CriLogWriter::create(&path).map_err(|e| e.to_string())?;
+                Ok(None)
             }
             Request::Remove { container } => {
                 let i = self.cri_run(&container)?;
@@ -147,13 +171,13 @@ impl Supervisor {
                 self.state.containers.remove(&container);
                 self.cri_instances.remove(&container);
                 self.mark_dirty();
-                Ok(())
+                Ok(None)
             }
             Request::StopPod => {
                 if matches!(self.pod_run, PodRun::Active { .. } | PodRun::Blocked) {
                     self.terminate(End::Finish, Duration::ZERO, None);
                 }
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -166,7 +190,12 @@ impl Supervisor {
     }
 
     /// Creates and starts `name`, taken from pod.json as the CRI server wrote it.
-    fn cri_start(&mut self, name: &str, id: String, log_path: PathBuf) -> Result<(), String> {
+    fn cri_start(
+        &mut self,
+        name: &str,
+        id: String,
+        log_path: PathBuf,
+    ) -> Result<Option<i64>, String> {
         if !matches!(self.pod_run, PodRun::Active { .. }) {
             return Err("the pod sandbox is stopped".into());
         }
@@ -203,7 +232,22 @@ impl Supervisor {
         }
         self.mark_dirty();
         match &self.runs[i].life {
-            Lifecycle::Running { .. } | Lifecycle::Starting { .. } => Ok(()),
+            Lifecycle::Running { inst, .. } | Lifecycle::Starting { inst } => {
+                Ok(Some(inst.started_at.as_nanosecond() as i64))
+            }
+            // Ended already (it ran, briefly): its start is on record; a StartError is not one.
+            Lifecycle::Exited { .. } | Lifecycle::Done
+                if self.runs[i]
+                    .last
+                    .as_ref()
+                    .is_some_and(|t| t.reason != super::start::REASON_START_ERROR) =>
+            {
+                Ok(self.runs[i]
+                    .last
+                    .as_ref()
+                    .and_then(|t| t.started_at)
+                    .map(|t| t.as_nanosecond() as i64))
+            }
             Lifecycle::Waiting { waiting, .. } => Err(format!(
                 "{}: {}",
                 waiting.reason,

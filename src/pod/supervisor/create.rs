@@ -345,6 +345,7 @@ impl Supervisor {
                 bundle: Some(dir.clone()),
                 cgroup: cgroup.clone(),
                 log_path: Some(log_path.clone()),
+                finished_at_ns: None,
             },
         );
         self.save_state().map_err(ConfigError::from)?;
