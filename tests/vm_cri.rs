@@ -25,6 +25,7 @@ use tonic::Code;
 
 const SOCKET: &str = "/run/peapod/peapod.sock";
 const POD_UID: &str = "0b0e7c1a-cri0-4000-8000-000000000001";
+const HOST_PORT: u16 = 18190;
 const LOG_DIR: &str = "/var/log/pods/default_crisb_0b0e7c1a-cri0-4000-8000-000000000001";
 
 /// `peapod node` and a client on its socket; the agent is stopped (SIGTERM) at the end.
@@ -271,6 +272,16 @@ fn sandbox_config(name: &str, uid: &str, attempt: u32) -> cri::PodSandboxConfig 
             searches: vec!["default.svc.cluster.local".into()],
             options: vec!["ndots:5".into()],
         }),
+        port_mappings: if attempt == 0 && name == "crisb" {
+            vec![cri::PortMapping {
+                protocol: cri::Protocol::Tcp as i32,
+                container_port: 8080,
+                host_port: HOST_PORT as i32,
+                host_ip: String::new(),
+            }]
+        } else {
+            Vec::new()
+        },
         labels: labels(&[("app", "cri"), ("io.kubernetes.pod.name", name)]),
         annotations: labels(&[("kubernetes.io/config.source", "api")]),
         linux: Some(cri::LinuxPodSandboxConfig {
@@ -341,6 +352,17 @@ fn wait_state(node: &Node, id: &str, state: cri::ContainerState) -> cri::Contain
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn try_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut all = String::new();
+    s.read_to_string(&mut all).ok()?;
+    all.split("\r\n\r\n").nth(1).map(|b| b.trim().to_string())
 }
 
 fn ipam_has(uid: &str) -> bool {
@@ -436,7 +458,8 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     };
     let app_config = container_config(
         "app",
-        "echo $GREETING; cat /mnt/host/f; echo to-stderr >&2; \
+        "mkdir -p /www && echo hello-hp > /www/index.html && httpd -p 8080 -h /www; \
+         echo $GREETING; cat /mnt/host/f; echo to-stderr >&2; \
          touch /mnt/host/x 2>/dev/null || echo read-only; \
          trap 'echo bye; exit 0' TERM; while true; do sleep 0.2; done",
         vec![mount.clone()],
@@ -503,6 +526,16 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     ] {
         assert!(text.contains(want), "{want:?} in {text}");
     }
+
+    // The sandbox's port mapping reaches the container from the host.
+    let addr = format!("127.0.0.1:{HOST_PORT}");
+    assert!(
+        wait_for(
+            || try_get(&addr).as_deref() == Some("hello-hp"),
+            Duration::from_secs(20)
+        ),
+        "{addr} does not reach the CRI pod"
+    );
 
     // Stats: CPU time and working set of the container's and the pod's cgroups.
     let app_id = app.clone();
@@ -734,6 +767,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     drop(node);
     // The kubelet removes the log directories it asked for.
     let _ = std::fs::remove_dir_all(LOG_DIR);
+    let _ = std::fs::remove_dir_all("/var/log/pods/default_crihost_uid-host");
     for i in 0..ROUNDS {
         let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_lat_lat-{i}"));
     }
@@ -747,17 +781,29 @@ const ROUNDS: usize = 10;
 /// medians of ROUNDS.
 fn measure_latency(node: &Node) {
     let mut cri_times = Vec::new();
+    let (mut runs, mut creates, mut starts) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..ROUNDS {
         let config = sandbox_config("lat", &format!("lat-{i}"), 0);
         let t = Instant::now();
         let sb = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+        let ran = t.elapsed();
         let c = node
             .create(&sb, container_config("c", "sleep 3600", vec![]), &config)
             .expect("CreateContainer");
+        let created = t.elapsed();
         node.start(&c).expect("StartContainer");
         cri_times.push(t.elapsed());
+        runs.push(ran);
+        creates.push(created - ran);
+        starts.push(t.elapsed() - created);
         node.remove_sandbox(&sb).expect("RemovePodSandbox");
     }
+    eprintln!(
+        "LATENCY CRI medians: RunPodSandbox {:?}, CreateContainer {:?}, StartContainer {:?}",
+        median(runs),
+        median(creates),
+        median(starts)
+    );
     let mut apply_times = Vec::new();
     for _ in 0..ROUNDS {
         let yaml = pod_yaml("lat", "Always", "", "sleep 3600");

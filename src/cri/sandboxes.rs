@@ -121,7 +121,7 @@ pub fn run(paths: &Paths, req: cri::RunPodSandboxRequest) -> Result<String, Stat
             return Ok(id);
         }
         let finished = live.state.as_ref().is_some_and(|s| s.finished);
-        if finished || !live.supervised() || Instant::now() >= deadline {
+        if finished || !live.supervised() || unschedulable(&live) || Instant::now() >= deadline {
             let why = last_warning(paths, &uid).unwrap_or_else(|| {
                 format!(
                     "the sandbox was not ready in {READY_TIMEOUT:?}; see {}",
@@ -140,6 +140,17 @@ pub fn run(paths: &Paths, req: cri::RunPodSandboxRequest) -> Result<String, Stat
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The node cannot take the pod (a host port claimed by another): PodScheduled False.
+fn unschedulable(live: &Live) -> bool {
+    live.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
 }
 
 /// The pod's last Warning event, to say why its sandbox failed.

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, HostPathVolumeSource, Pod, PodDNSConfig, PodDNSConfigOption,
-    PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, HostPathVolumeSource, Pod, PodDNSConfig,
+    PodDNSConfigOption, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -56,8 +57,32 @@ fn ns_mode(config: &cri::PodSandboxConfig, pick: fn(&cri::NamespaceOption) -> i3
         .is_some_and(|n| pick(n) == cri::NamespaceMode::Node as i32)
 }
 
+/// The sandbox's port mappings as ContainerPorts (those with a host port; the protocol
+/// named as in a Pod).
+fn host_ports(mappings: &[cri::PortMapping]) -> Vec<ContainerPort> {
+    mappings
+        .iter()
+        .filter(|m| m.host_port > 0)
+        .map(|m| ContainerPort {
+            container_port: m.container_port,
+            host_port: Some(m.host_port),
+            host_ip: (!m.host_ip.is_empty()).then(|| m.host_ip.clone()),
+            protocol: Some(
+                match cri::Protocol::try_from(m.protocol) {
+                    Ok(cri::Protocol::Udp) => "UDP",
+                    Ok(cri::Protocol::Sctp) => "SCTP",
+                    _ => "TCP",
+                }
+                .into(),
+            ),
+            name: None,
+        })
+        .collect()
+}
+
 /// The pod a sandbox is: metadata, labels and annotations passed through (plus
-/// [`CRI_SANDBOX_ANNOTATION`]), hostname, DNS, host network and IPC; no containers yet.
+/// [`CRI_SANDBOX_ANNOTATION`], and the port mappings under `hostport::PORTS_ANNOTATION`),
+/// hostname, DNS, host network and IPC; no containers yet.
 pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
     let meta = config.metadata.clone().unwrap_or_default();
     let namespace = if meta.namespace.is_empty() {
@@ -71,6 +96,13 @@ pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     annotations.insert(CRI_SANDBOX_ANNOTATION.into(), id.into());
+    let ports = host_ports(&config.port_mappings);
+    if !ports.is_empty() {
+        annotations.insert(
+            crate::network::hostport::PORTS_ANNOTATION.into(),
+            serde_json::to_string(&ports).unwrap_or_default(),
+        );
+    }
     let labels: BTreeMap<String, String> = config
         .labels
         .iter()
@@ -329,6 +361,26 @@ mod tests {
         assert_eq!(opts[0].value.as_deref(), Some("5"));
         assert_eq!(opts[1].value, None);
         assert_eq!(spec.host_network, None);
+        assert!(!ann.contains_key(crate::network::hostport::PORTS_ANNOTATION));
+
+        let mut mapped = config.clone();
+        mapped.port_mappings = vec![
+            cri::PortMapping {
+                protocol: cri::Protocol::Udp as i32,
+                container_port: 53,
+                host_port: 5353,
+                host_ip: String::new(),
+            },
+            cri::PortMapping {
+                container_port: 80,
+                ..Default::default()
+            },
+        ];
+        let pod = sandbox_pod("abc", &mapped);
+        let ports = crate::network::hostport::mappings(&pod);
+        assert_eq!(ports.len(), 1, "only mappings with a host port: {ports:?}");
+        assert_eq!((ports[0].host_port, ports[0].container_port), (5353, 53));
+        assert_eq!(ports[0].protocol, crate::network::hostport::Protocol::Udp);
 
         let mut node = config.clone();
         node.linux = Some(cri::LinuxPodSandboxConfig {
