@@ -724,6 +724,19 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     assert_eq!(node.status(&fail).unwrap_err().code(), Code::NotFound);
     node.remove(&fail)
         .expect("RemoveContainer of a removed container");
+    // Its name is free again: the same metadata makes a new container, which runs.
+    let again = node
+        .create(
+            &sandbox,
+            container_config("fail", "exit 3", vec![]),
+            &config,
+        )
+        .expect("CreateContainer with a released name");
+    assert_ne!(again, fail);
+    node.start(&again).expect("StartContainer of the new one");
+    let s = wait_state(&node, &again, cri::ContainerState::ContainerExited);
+    assert_eq!(s.exit_code, 3, "{s:?}");
+    node.remove(&again).expect("RemoveContainer");
 
     // StopPodSandbox: NOTREADY, the IP given back; the containers stay EXITED.
     node.stop_sandbox(&sandbox).expect("StopPodSandbox");
@@ -762,6 +775,19 @@ fn the_kubelet_drives_sandboxes_and_containers() {
         .expect("RemovePodSandbox of a ready sandbox");
 
     measure_latency(&node);
+
+    // The keepers the CRI server started have ended and were collected: no zombie children.
+    let server = common::accounting::children(node.agent.id() as i32);
+    assert!(
+        wait_for(
+            || server
+                .iter()
+                .flat_map(|p| common::accounting::children(*p))
+                .all(|c| common::accounting::proc_stat(c).is_none_or(|s| s.state != 'Z')),
+            Duration::from_secs(10)
+        ),
+        "zombie children of the CRI server {server:?}"
+    );
 
     delete("plain");
     drop(node);

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, HostPathVolumeSource, Pod, PodDNSConfig,
-    PodDNSConfigOption, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
-    VolumeMount,
+    PodDNSConfigOption, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -134,6 +134,18 @@ pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
         None => ("Default", None),
     };
     let host_network = ns_mode(config, |n| n.network);
+    // The sysctls the kubelet allowed (its own admission ran): written by each container's
+    // init as for any pod.
+    let mut sysctls: Vec<Sysctl> = config
+        .linux
+        .iter()
+        .flat_map(|l| l.sysctls.iter())
+        .map(|(name, value)| Sysctl {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    sysctls.sort_by(|a, b| a.name.cmp(&b.name));
     Pod {
         metadata: ObjectMeta {
             name: Some(peapod_name(&meta.name, meta.attempt)),
@@ -152,6 +164,10 @@ pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
             host_network: host_network.then_some(true),
             host_ipc: ns_mode(config, |n| n.ipc).then_some(true),
             termination_grace_period_seconds: Some(0),
+            security_context: (!sysctls.is_empty()).then(|| PodSecurityContext {
+                sysctls: Some(sysctls),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         status: None,
@@ -381,6 +397,18 @@ mod tests {
         assert_eq!(ports.len(), 1, "only mappings with a host port: {ports:?}");
         assert_eq!((ports[0].host_port, ports[0].container_port), (5353, 53));
         assert_eq!(ports[0].protocol, crate::network::hostport::Protocol::Udp);
+
+        let mut tuned = config.clone();
+        tuned.linux = Some(cri::LinuxPodSandboxConfig {
+            sysctls: HashMap::from([("net.ipv4.ip_unprivileged_port_start".into(), "0".into())]),
+            ..Default::default()
+        });
+        let sysctls = sandbox_pod("abc", &tuned)
+            .spec
+            .and_then(|s| s.security_context)
+            .and_then(|s| s.sysctls)
+            .unwrap();
+        assert_eq!(sysctls[0].name, "net.ipv4.ip_unprivileged_port_start");
 
         let mut node = config.clone();
         node.linux = Some(cri::LinuxPodSandboxConfig {

@@ -210,8 +210,13 @@ impl Supervisor {
             .and_then(|s| s.containers.iter().find(|c| c.name == name))
             .cloned()
             .ok_or_else(|| format!("container {name:?} is not in the pod's pod.json"))?;
-        let i = match self.runs.iter().position(|r| r.spec.name == name) {
-            Some(i) if self.runs[i].instances > 0 || self.runs[i].removed => {
+        // A removed container's name may come back (the kubelet made it again): a new run.
+        let i = match self
+            .runs
+            .iter()
+            .position(|r| r.spec.name == name && !r.removed)
+        {
+            Some(i) if self.runs[i].instances > 0 => {
                 return Err(format!("container {name:?} was already started"));
             }
             Some(i) => {
