@@ -324,9 +324,19 @@ fn runtime_calls_socket_and_restart() {
     let e = node
         .rt
         .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest::default()))
-        .expect_err("RunPodSandbox is not served yet");
+        .expect_err("RunPodSandbox without a config");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("config"), "{}", e.message());
+    let e = node
+        .rt
+        .block_on(rt.checkpoint_container(cri::CheckpointContainerRequest::default()))
+        .expect_err("CheckpointContainer is not served");
     assert_eq!(e.code(), Code::Unimplemented);
-    assert!(e.message().contains("RunPodSandbox"), "{}", e.message());
+    assert!(
+        e.message().contains("CheckpointContainer"),
+        "{}",
+        e.message()
+    );
 
     // Only root may talk to the runtime.
     use std::os::unix::fs::PermissionsExt;

@@ -279,6 +279,14 @@ impl CgroupManager {
         Ok(())
     }
 
+    /// Applies new limits to an existing (running) container's cgroup, as runc's `update`.
+    pub fn update(&self, path: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
+        if !self.controllers {
+            return Err(self.no_controllers("linux.resources"));
+        }
+        self.write_limits(path, res)
+    }
+
     fn write_limits(&self, path: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
         if let Some(cpu) = res.cpu() {
             let period = cpu.period().unwrap_or(CPU_PERIOD_US);

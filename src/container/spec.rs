@@ -335,6 +335,33 @@ pub fn linux_resources(res: &Resources) -> Result<LinuxResources, SpecError> {
     Ok(builder.build()?)
 }
 
+/// The cgroup resources a CRI UpdateContainerResources asks for (shares, CFS quota and
+/// period, memory limit; a zero is "not given"), for the running container's cgroup.
+pub fn update_resources(
+    cpu_shares: u64,
+    cpu_quota: i64,
+    cpu_period: u64,
+    memory_limit: i64,
+) -> Result<LinuxResources, SpecError> {
+    let mut cpu = LinuxCpuBuilder::default();
+    if cpu_shares > 0 {
+        cpu = cpu.shares(cpu_shares.max(MIN_CPU_SHARES));
+    }
+    if cpu_quota > 0 {
+        cpu = cpu.quota(cpu_quota.max(MIN_CPU_QUOTA_US));
+    }
+    cpu = cpu.period(if cpu_period > 0 {
+        cpu_period
+    } else {
+        CPU_PERIOD_US
+    });
+    let mut builder = LinuxResourcesBuilder::default().cpu(cpu.build()?);
+    if memory_limit > 0 {
+        builder = builder.memory(LinuxMemoryBuilder::default().limit(memory_limit).build()?);
+    }
+    Ok(builder.build()?)
+}
+
 fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxNamespace, SpecError> {
     let b = LinuxNamespaceBuilder::default().typ(typ);
     Ok(match path {

@@ -39,6 +39,11 @@ fn catalog(store: &ImageStore) -> Result<Vec<CriImage>, Status> {
     Ok(images::catalog(&named, &blob_size))
 }
 
+/// The store's images as the CRI groups them (CreateContainer's image lookup).
+pub(crate) fn store_catalog(paths: &Paths) -> Result<Vec<CriImage>, Status> {
+    catalog(&open(paths)?)
+}
+
 fn open(paths: &Paths) -> Result<ImageStore, Status> {
     ImageStore::open(paths).map_err(store_error)
 }

@@ -7,8 +7,11 @@
 //! and the agent and the supervisors must stay single-threaded because they fork.
 //!
 //! - [`server`]: the socket (0600, a stale one replaced, removed at exit) and the serve loop.
-//! - [`runtime_service`]: Version, Status ([`status`]), RuntimeConfig, UpdateRuntimeConfig; the
-//!   pod and container calls answer Unimplemented for now.
+//! - [`runtime_service`]: Version, Status ([`status`]), RuntimeConfig, UpdateRuntimeConfig,
+//!   and the pod sandbox ([`sandboxes`]) and container ([`containers`]) lifecycle: a sandbox is
+//!   a peapod pod driven through its supervisor's control socket (`pod::control`), its
+//!   configs translated by [`translate`], the CRI's own records kept by [`records`].
+//!   [`resolve`] maps CRI IDs to peapod's pods and containers for the streaming calls.
 //! - [`image_service`]: the image calls over `image::ImageStore`, with [`images`] (the store's
 //!   images as the CRI lists them), [`auth`] (a request's AuthConfig) and [`fs_usage`]
 //!   (ImageFsInfo).
@@ -16,15 +19,22 @@
 //! Must not print (it logs), nor fork (it is threaded: supervisors it starts are re-executed).
 
 pub mod auth;
+pub mod containers;
 pub mod fs_usage;
 pub mod image_service;
 pub mod images;
+pub mod records;
+pub mod resolve;
 pub mod runtime_service;
+pub mod sandboxes;
 pub mod server;
+pub mod stats;
 pub mod status;
+pub mod translate;
 
 use std::path::PathBuf;
 
+pub use resolve::{resolve_container, resolve_sandbox, ContainerTarget, SandboxTarget};
 pub use server::{serve, CriError};
 
 /// The hidden verb the node agent re-executes itself with: `peapod __cri --socket PATH`.
@@ -38,9 +48,13 @@ where
     F: FnOnce() -> Result<T, tonic::Status> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| tonic::Status::internal(format!("CRI request handler failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        // Keepers this server started and that ended since are collected now.
+        crate::pod::lifecycle::reap_started();
+        f()
+    })
+    .await
+    .map_err(|e| tonic::Status::internal(format!("CRI request handler failed: {e}")))?
 }
 
 /// `peapod __cri [--socket PATH]`: serves until SIGTERM or SIGINT; the exit code for main.

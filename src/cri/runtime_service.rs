@@ -1,13 +1,14 @@
 //! The CRI `RuntimeService`: `Version`, `Status`, `RuntimeConfig` and `UpdateRuntimeConfig`
-//! answer as a node runtime should; every pod sandbox, container, stream and stats call answers
-//! gRPC `Unimplemented`, naming the call, until peapod's pod lifecycle is served through the
-//! CRI (the kubelet then reports the runtime's error instead of acting on a fake answer).
+//! answer as a node runtime should; the pod sandbox calls are served by `sandboxes`, the
+//! container calls by `containers`. The stream, stats and other calls answer gRPC
+//! `Unimplemented`, naming the call (the kubelet then reports the runtime's error instead of
+//! acting on a fake answer).
 
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use super::{blocking, status};
+use super::{blocking, containers, sandboxes, stats, status};
 use crate::store::Paths;
 
 /// The CRI API version the kubelet expects in `VersionResponse.version` (containerd's
@@ -32,8 +33,7 @@ impl CriRuntime {
 /// The answer to a call peapod does not serve yet.
 fn not_implemented(rpc: &str) -> Status {
     Status::unimplemented(format!(
-        "{rpc} is not implemented by peapod's CRI server yet: pods and containers are not run \
-         through the CRI; run them with `peapod apply`"
+        "{rpc} is not implemented by peapod's CRI server yet"
     ))
 }
 
@@ -129,6 +129,176 @@ macro_rules! runtime_service {
                 Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
             }
 
+            async fn run_pod_sandbox(
+                &self,
+                request: Request<cri::RunPodSandboxRequest>,
+            ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+                let (paths, req) = (self.paths.clone(), request.into_inner());
+                blocking(move || sandboxes::run(&paths, req))
+                    .await
+                    .map(|pod_sandbox_id| Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
+            }
+
+            async fn stop_pod_sandbox(
+                &self,
+                request: Request<cri::StopPodSandboxRequest>,
+            ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().pod_sandbox_id);
+                blocking(move || sandboxes::stop(&paths, &id))
+                    .await
+                    .map(|()| Response::new(cri::StopPodSandboxResponse {}))
+            }
+
+            async fn remove_pod_sandbox(
+                &self,
+                request: Request<cri::RemovePodSandboxRequest>,
+            ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().pod_sandbox_id);
+                blocking(move || sandboxes::remove(&paths, &id))
+                    .await
+                    .map(|()| Response::new(cri::RemovePodSandboxResponse {}))
+            }
+
+            async fn pod_sandbox_status(
+                &self,
+                request: Request<cri::PodSandboxStatusRequest>,
+            ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+                let (paths, req) = (self.paths.clone(), request.into_inner());
+                blocking(move || sandboxes::status(&paths, &req.pod_sandbox_id, req.verbose))
+                    .await
+                    .map(Response::new)
+            }
+
+            async fn list_pod_sandbox(
+                &self,
+                request: Request<cri::ListPodSandboxRequest>,
+            ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+                let (paths, filter) = (self.paths.clone(), request.into_inner().filter);
+                blocking(move || sandboxes::list(&paths, filter))
+                    .await
+                    .map(|items| Response::new(cri::ListPodSandboxResponse { items }))
+            }
+
+            async fn create_container(
+                &self,
+                request: Request<cri::CreateContainerRequest>,
+            ) -> Result<Response<cri::CreateContainerResponse>, Status> {
+                let (paths, req) = (self.paths.clone(), request.into_inner());
+                blocking(move || containers::create(&paths, req))
+                    .await
+                    .map(|container_id| Response::new(cri::CreateContainerResponse { container_id }))
+            }
+
+            async fn start_container(
+                &self,
+                request: Request<cri::StartContainerRequest>,
+            ) -> Result<Response<cri::StartContainerResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().container_id);
+                blocking(move || containers::start(&paths, &id))
+                    .await
+                    .map(|()| Response::new(cri::StartContainerResponse {}))
+            }
+
+            async fn stop_container(
+                &self,
+                request: Request<cri::StopContainerRequest>,
+            ) -> Result<Response<cri::StopContainerResponse>, Status> {
+                let (paths, req) = (self.paths.clone(), request.into_inner());
+                blocking(move || containers::stop(&paths, &req.container_id, req.timeout))
+                    .await
+                    .map(|()| Response::new(cri::StopContainerResponse {}))
+            }
+
+            async fn remove_container(
+                &self,
+                request: Request<cri::RemoveContainerRequest>,
+            ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().container_id);
+                blocking(move || containers::remove(&paths, &id))
+                    .await
+                    .map(|()| Response::new(cri::RemoveContainerResponse {}))
+            }
+
+            async fn container_status(
+                &self,
+                request: Request<cri::ContainerStatusRequest>,
+            ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+                let (paths, req) = (self.paths.clone(), request.into_inner());
+                blocking(move || containers::status(&paths, &req.container_id, req.verbose))
+                    .await
+                    .map(Response::new)
+            }
+
+            async fn list_containers(
+                &self,
+                request: Request<cri::ListContainersRequest>,
+            ) -> Result<Response<cri::ListContainersResponse>, Status> {
+                let (paths, filter) = (self.paths.clone(), request.into_inner().filter);
+                blocking(move || containers::list(&paths, filter))
+                    .await
+                    .map(|containers| Response::new(cri::ListContainersResponse { containers }))
+            }
+
+            async fn container_stats(
+                &self,
+                request: Request<cri::ContainerStatsRequest>,
+            ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().container_id);
+                blocking(move || stats::container(&paths, &id))
+                    .await
+                    .map(|s| Response::new(cri::ContainerStatsResponse { stats: Some(s) }))
+            }
+
+            async fn list_container_stats(
+                &self,
+                request: Request<cri::ListContainerStatsRequest>,
+            ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+                let (paths, filter) = (self.paths.clone(), request.into_inner().filter);
+                blocking(move || stats::list_containers(&paths, filter))
+                    .await
+                    .map(|stats| Response::new(cri::ListContainerStatsResponse { stats }))
+            }
+
+            async fn pod_sandbox_stats(
+                &self,
+                request: Request<cri::PodSandboxStatsRequest>,
+            ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().pod_sandbox_id);
+                blocking(move || stats::sandbox(&paths, &id))
+                    .await
+                    .map(|s| Response::new(cri::PodSandboxStatsResponse { stats: Some(s) }))
+            }
+
+            async fn list_pod_sandbox_stats(
+                &self,
+                request: Request<cri::ListPodSandboxStatsRequest>,
+            ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+                let (paths, filter) = (self.paths.clone(), request.into_inner().filter);
+                blocking(move || stats::list_sandboxes(&paths, filter))
+                    .await
+                    .map(|stats| Response::new(cri::ListPodSandboxStatsResponse { stats }))
+            }
+
+            async fn update_container_resources(
+                &self,
+                request: Request<cri::UpdateContainerResourcesRequest>,
+            ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+                let (paths, req) = (self.paths.clone(), request.into_inner());
+                blocking(move || containers::update_resources(&paths, &req.container_id, req.linux))
+                    .await
+                    .map(|()| Response::new(cri::UpdateContainerResourcesResponse {}))
+            }
+
+            async fn reopen_container_log(
+                &self,
+                request: Request<cri::ReopenContainerLogRequest>,
+            ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+                let (paths, id) = (self.paths.clone(), request.into_inner().container_id);
+                blocking(move || containers::reopen_log(&paths, &id))
+                    .await
+                    .map(|()| Response::new(cri::ReopenContainerLogResponse {}))
+            }
+
             type GetContainerEventsStream = futures::stream::Empty<
                 Result<cri::ContainerEventResponse, Status>,
             >;
@@ -153,27 +323,10 @@ macro_rules! runtime_service {
 }
 
 runtime_service! {
-    run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox";
-    stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox";
-    remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox";
-    pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus";
-    list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox";
-    create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
-    start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
-    stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
-    remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
-    list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
-    container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
-    update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
-    reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
     exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
     exec(ExecRequest) -> ExecResponse = "Exec";
     attach(AttachRequest) -> AttachResponse = "Attach";
     port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
-    container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
-    list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
-    pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
-    list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
     checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
     list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
     list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";

@@ -19,6 +19,8 @@ use crate::store::Paths;
 /// Worker threads of the server's runtime: calls are short but for pulls, which run on
 /// blocking threads.
 const WORKER_THREADS: usize = 2;
+/// How often ended keepers are collected.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a stopping server waits for its clients (the node agent waits 5 s, then kills).
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -138,6 +140,15 @@ fn run(paths: Paths, socket: &Path, listener: UnixListener) -> Result<(), CriErr
             let _ = stopping.send(());
         };
         tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "CRI server listening");
+        // The keepers this server started (RunPodSandbox) are its children: collected as
+        // they end, between calls too.
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(REAP_EVERY);
+            loop {
+                every.tick().await;
+                crate::pod::lifecycle::reap_started();
+            }
+        });
         let server = tonic::transport::Server::builder()
             .add_service(RuntimeServiceServer::new(CriRuntime::new(paths.clone())))
             .add_service(ImageServiceServer::new(CriImages::new(paths)))

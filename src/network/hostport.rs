@@ -95,15 +95,28 @@ pub struct PortMapping {
     pub container_port: u16,
 }
 
-/// The host ports of the pod's containers, as the kubelet hands them to the network plugin
-/// (MakePortMappings). An IPv6 hostIP is left out: the pod has no IPv6 address, as portmap
-/// skips mappings of the other family.
+/// The annotation that gives a pod host ports beyond its containers': a JSON list of
+/// ContainerPorts, the port mappings of a sandbox made through the CRI (whose containers come
+/// after its network).
+pub const PORTS_ANNOTATION: &str = "peapod.io/host-ports";
+
+/// The host ports of the pod's containers (and of [`PORTS_ANNOTATION`]), as the kubelet hands
+/// them to the network plugin (MakePortMappings). An IPv6 hostIP is left out: the pod has no
+/// IPv6 address, as portmap skips mappings of the other family.
 pub fn mappings(pod: &Pod) -> Vec<PortMapping> {
+    let annotated: Vec<k8s_openapi::api::core::v1::ContainerPort> = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PORTS_ANNOTATION))
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
     let ports = pod
         .spec
         .iter()
         .flat_map(|s| s.containers.iter())
-        .flat_map(|c| c.ports.iter().flatten());
+        .flat_map(|c| c.ports.iter().flatten())
+        .chain(annotated.iter());
     let mut out = Vec::new();
     for p in ports {
         let (Ok(host_port), Ok(container_port)) = (

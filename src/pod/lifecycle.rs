@@ -206,6 +206,7 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
     };
     while Instant::now() < deadline {
         if recorded(child.id()) {
+            started_children().push(child);
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -217,6 +218,22 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
         std::thread::sleep(Duration::from_millis(1));
     }
     Err(std::io::Error::other("supervisor did not start in time"))
+}
+
+/// The keepers this (threaded) process started by re-exec: its children until they exit,
+/// collected by [`reap_started`].
+fn started_children() -> std::sync::MutexGuard<'static, Vec<std::process::Child>> {
+    static CHILDREN: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Collects the keepers started by re-exec that have exited (a threaded caller of `apply`,
+/// the CRI server, calls it now and then), so that no zombie piles up. Returns how many are
+/// still running.
+pub fn reap_started() -> usize {
+    let mut children = started_children();
+    children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+    children.len()
 }
 
 /// Forks the supervisor. The child gets a new session, /dev/null and the log as stdio, and no

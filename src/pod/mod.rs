@@ -5,6 +5,7 @@ pub mod admission;
 pub mod adopt;
 pub mod attach;
 pub mod backoff;
+pub mod control;
 pub mod events;
 pub mod image_use;
 pub mod keeper;

@@ -117,6 +117,10 @@ pub struct ContainerState {
     pub bundle: Option<PathBuf>,
     pub cgroup: Option<PathBuf>,
     pub log_path: Option<PathBuf>,
+    /// When the instance ended, in nanoseconds since the epoch (the status has seconds; the
+    /// CRI reports nanoseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ns: Option<i64>,
 }
 
 /// Everything on the host the pod holds, recorded before each resource is created so that

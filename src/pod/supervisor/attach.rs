@@ -164,7 +164,9 @@ impl Attach {
     }
 }
 
-fn listen_on(path: &Path) -> nix::Result<OwnedFd> {
+/// A non-blocking SOCK_SEQPACKET listener at `path` (a stale file replaced), mode 0600: only
+/// root may connect (the attach and control sockets).
+pub(super) fn listen_on(path: &Path) -> nix::Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
     let fd = socket(
         AddressFamily::Unix,

@@ -303,7 +303,12 @@ impl Supervisor {
             &c.name,
             attempt,
         );
-        let id = crate::container::names::container_id(&name, &Timestamp::now().to_string());
+        // Through the CRI: the ID the kubelet knows the container by, and its log path.
+        let cri = self.cri_instances.get(&c.name).cloned();
+        let id = match &cri {
+            Some((id, _)) => id.clone(),
+            None => crate::container::names::container_id(&name, &Timestamp::now().to_string()),
+        };
         let container_id = format!("{CONTAINER_ID_SCHEME}{id}");
         let dir = self
             .paths
@@ -324,9 +329,13 @@ impl Supervisor {
                 mgr.remove(cg).map_err(ConfigError::from)?;
             }
         }
-        let log_path =
-            self.paths
-                .container_log(self.namespace(), self.pod_name(), &uid, &c.name, attempt);
+        let log_path = match cri {
+            Some((_, path)) => path,
+            None => {
+                self.paths
+                    .container_log(self.namespace(), self.pod_name(), &uid, &c.name, attempt)
+            }
+        };
         self.state.containers.insert(
             c.name.clone(),
             ContainerState {
@@ -336,6 +345,7 @@ impl Supervisor {
                 bundle: Some(dir.clone()),
                 cgroup: cgroup.clone(),
                 log_path: Some(log_path.clone()),
+                finished_at_ns: None,
             },
         );
         self.save_state().map_err(ConfigError::from)?;
@@ -376,7 +386,27 @@ impl Supervisor {
         )
         .map_err(io_error(&termination_log))?;
         crate::starttrace::mark("sup layer dirs");
-        let volume_dirs = self.volumes.dirs().map_err(ConfigError::from)?;
+        let mut volume_dirs = self.volumes.dirs().map_err(ConfigError::from)?;
+        if self.cri {
+            // Through the CRI a container's mounts are host paths the kubelet prepared,
+            // recorded as hostPath volumes when the container was added (`cri::translate`).
+            for v in self
+                .pod
+                .spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+            {
+                if let (Some(hp), false) = (&v.host_path, volume_dirs.contains_key(&v.name)) {
+                    volume_dirs.insert(
+                        v.name.clone(),
+                        crate::volume::HostVolume {
+                            path: hp.path.clone().into(),
+                            read_only: false,
+                        },
+                    );
+                }
+            }
+        }
         // Env values are read once, now: later updates of the objects do not reach them.
         let objects = self.env_objects(c).map_err(ConfigError::from)?;
         self.warn_invalid_env_names(c, &objects);

@@ -79,6 +79,8 @@ struct Ready {
     objects: bool,
     /// The keeper relayed exits (or went away).
     keeper: bool,
+    /// A CRI request waits on the control socket.
+    control: bool,
     /// (container run, pipe) pairs.
     pipes: Vec<(usize, usize)>,
     attach: super::attach::AttachReady,
@@ -109,6 +111,9 @@ impl Supervisor {
         }
         if ready.keeper {
             self.on_keeper();
+        }
+        if ready.control {
+            self.on_control_ready();
         }
     }
 
@@ -151,6 +156,10 @@ impl Supervisor {
         let keeper_at = fds.len();
         if let Some(k) = &self.keeper {
             fds.push(PollFd::new(k.fd(), PollFlags::POLLIN));
+        }
+        let control_at = fds.len();
+        if let Some(fd) = self.control.fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let first_pipe = fds.len();
         for (ri, r) in self.runs.iter().enumerate() {
@@ -218,7 +227,8 @@ impl Supervisor {
         };
         Some(Ready {
             signals: is_ready(&fds[0]),
-            keeper: keeper_at < first_pipe && is_ready(&fds[keeper_at]),
+            keeper: keeper_at < control_at && is_ready(&fds[keeper_at]),
+            control: control_at < first_pipe && is_ready(&fds[control_at]),
             objects: watch.is_some() && is_ready(&fds[1]),
             attach,
             pipes: fds[first_pipe..first_attach]

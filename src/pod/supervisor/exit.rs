@@ -158,13 +158,17 @@ impl Supervisor {
         } else {
             (exit_code, signal)
         };
+        let finished_at = Timestamp::now();
+        if let Some(s) = self.state.containers.get_mut(&name) {
+            s.finished_at_ns = Some(finished_at.as_nanosecond() as i64);
+        }
         let t = Terminated {
             exit_code,
             signal,
             reason: model::terminated_reason(exit_code, oom).into(),
             message,
             started_at: Some(inst.started_at),
-            finished_at: Timestamp::now(),
+            finished_at,
             container_id: inst.container_id.clone(),
         };
         tracing::info!(container = %name, exit_code, oom, ?cause, "container exited");

@@ -16,6 +16,7 @@
 
 mod adopt;
 mod attach;
+mod control;
 mod create;
 mod dispatch;
 mod eviction;
@@ -226,6 +227,13 @@ pub(crate) struct Supervisor {
     pub keeper: Option<Link>,
     /// This supervisor adopted a running pod (`adopt`): no Scheduled event, no new sandbox.
     adopted: bool,
+    /// The pod is driven through the CRI (`pod::control`): the kubelet starts, stops and
+    /// removes its containers; nothing starts, restarts or ends the pod on its own.
+    pub cri: bool,
+    /// The control socket the CRI server drives such a pod through.
+    control: control::Control,
+    /// Per container: the CRI's container ID and log path, for its instance.
+    pub cri_instances: std::collections::HashMap<String, (String, std::path::PathBuf)>,
 }
 
 /// RFC 3339 with second precision, as Kubernetes timestamps are shown.
@@ -283,6 +291,20 @@ impl Supervisor {
         let admission = crate::pod::admission::admit(&pod);
         let attach =
             attach::Attach::open(&paths.pod_run_dir(uid).join(crate::pod::attach::SOCKET_FILE));
+        let cri = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(crate::pod::control::CRI_SANDBOX_ANNOTATION));
+        let control = if cri {
+            control::Control::open(
+                &paths
+                    .pod_run_dir(uid)
+                    .join(crate::pod::control::SOCKET_FILE),
+            )
+        } else {
+            control::Control::none()
+        };
         let mut supervisor = Supervisor {
             attach,
             policy: RestartPolicy::of(&pod),
@@ -309,6 +331,9 @@ impl Supervisor {
             after_reboot: false,
             keeper,
             adopted: false,
+            cri,
+            control,
+            cri_instances: Default::default(),
             paths,
             pod,
         };
@@ -359,6 +384,7 @@ impl Supervisor {
         let (init, app) = self
             .runs
             .iter()
+            .filter(|r| !r.removed)
             .partition::<Vec<_>, _>(|r| r.kind.is_init());
         PodView {
             init: init.iter().map(|r| r.view()).collect(),
@@ -489,7 +515,8 @@ impl Supervisor {
                 self.on_volume_timers(now);
                 self.check_deadline(now);
                 self.sandbox_timers(now);
-                if self.sandbox.is_ready() {
+                // Through the CRI, containers start when the kubelet says (`control`).
+                if self.sandbox.is_ready() && !self.cri {
                     self.start_due_containers(now);
                 }
                 self.drive_stops(now);

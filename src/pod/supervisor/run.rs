@@ -79,6 +79,8 @@ pub(crate) struct ContainerRun {
     /// sync and publishes no status between), so the pod's phase does not pass through the
     /// end of its containers.
     pub redefining: bool,
+    /// Removed through the CRI: kept (attach clients name runs by index) but not shown.
+    pub removed: bool,
 }
 
 impl ContainerRun {
@@ -108,6 +110,7 @@ impl ContainerRun {
             rerun: false,
             image_pulled: false,
             redefining: false,
+            removed: false,
         }
     }
 

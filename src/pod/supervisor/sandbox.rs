@@ -427,7 +427,8 @@ impl Supervisor {
                 tracing::warn!(%veth, error = %e, "veth removal failed");
             }
         }
-        if recreate_sandbox(self.policy, &self.entries(), self.sandbox.ran) {
+        // Through the CRI the kubelet makes a new sandbox itself (NOTREADY tells it to).
+        if !self.cri && recreate_sandbox(self.policy, &self.entries(), self.sandbox.ran) {
             self.sandbox.state = State::Pending {
                 next_try: Some(Instant::now()),
             };

@@ -65,6 +65,10 @@ impl Supervisor {
         let PodRun::Active { progress } = self.pod_run else {
             return;
         };
+        // Through the CRI the pod ends only when the kubelet stops it.
+        if self.cri {
+            return;
+        }
         let entries = self.entries();
         if let Some(how) = completion(&entries) {
             tracing::info!(?how, "the pod's containers are done");

@@ -237,6 +237,7 @@ impl Supervisor {
     /// host resources are gone already, and the final status is written.
     pub(super) fn finish(&mut self) -> Result<(), SupervisorError> {
         self.attach.close();
+        self.control.close();
         match self.pod_run {
             PodRun::Over { end: End::Delete } => {
                 crate::pod::teardown::release_all(&self.paths, &self.state)?;

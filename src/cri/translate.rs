@@ -1,0 +1,521 @@
+//! The CRI's configs as the pods peapod runs (pure): a `PodSandboxConfig` becomes a k8s Pod
+//! with no containers, each `ContainerConfig` one more container of it (and hostPath volumes
+//! for its mounts), so that the one place that makes OCI Specs (`container::spec`) builds
+//! theirs too, and `peapod get`/`describe`/`logs` show them. Also the names containerd
+//! reserves for sandboxes and containers, and new IDs.
+
+use std::collections::BTreeMap;
+
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, HostPathVolumeSource, Pod, PodDNSConfig,
+    PodDNSConfigOption, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Sysctl, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::pod::control::CRI_SANDBOX_ANNOTATION;
+
+/// A new 64-hex-digit ID for the sandbox or container reserved as `name`.
+pub fn new_id(name: &str) -> String {
+    crate::container::names::container_id(name, &uuid::Uuid::new_v4().to_string())
+}
+
+/// The name containerd reserves for a sandbox: `<name>_<namespace>_<uid>_<attempt>`; a second
+/// sandbox with the same metadata is refused while the first exists.
+pub fn sandbox_name(m: &cri::PodSandboxMetadata) -> String {
+    format!("{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
+}
+
+/// The name containerd reserves for a container:
+/// `<container>_<pod>_<namespace>_<uid>_<attempt>`.
+pub fn container_name(s: &cri::PodSandboxMetadata, c: &cri::ContainerMetadata) -> String {
+    format!(
+        "{}_{}_{}_{}_{}",
+        c.name, s.name, s.namespace, s.uid, c.attempt
+    )
+}
+
+/// The name of the peapod pod (or container) for a CRI object of `name` and `attempt`: the
+/// name itself at the first attempt, `<name>-<attempt>` after, since the kubelet makes the
+/// next attempt while the previous one is still on record.
+pub fn peapod_name(name: &str, attempt: u32) -> String {
+    if attempt == 0 {
+        name.to_string()
+    } else {
+        format!("{name}-{attempt}")
+    }
+}
+
+fn ns_mode(config: &cri::PodSandboxConfig, pick: fn(&cri::NamespaceOption) -> i32) -> bool {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| pick(n) == cri::NamespaceMode::Node as i32)
+}
+
+/// The sandbox's port mappings as ContainerPorts (those with a host port; the protocol
+/// named as in a Pod).
+fn host_ports(mappings: &[cri::PortMapping]) -> Vec<ContainerPort> {
+    mappings
+        .iter()
+        .filter(|m| m.host_port > 0)
+        .map(|m| ContainerPort {
+            container_port: m.container_port,
+            host_port: Some(m.host_port),
+            host_ip: (!m.host_ip.is_empty()).then(|| m.host_ip.clone()),
+            protocol: Some(
+                match cri::Protocol::try_from(m.protocol) {
+                    Ok(cri::Protocol::Udp) => "UDP",
+                    Ok(cri::Protocol::Sctp) => "SCTP",
+                    _ => "TCP",
+                }
+                .into(),
+            ),
+            name: None,
+        })
+        .collect()
+}
+
+/// The pod a sandbox is: metadata, labels and annotations passed through (plus
+/// [`CRI_SANDBOX_ANNOTATION`], and the port mappings under `hostport::PORTS_ANNOTATION`),
+/// hostname, DNS, host network and IPC; no containers yet.
+pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
+    let meta = config.metadata.clone().unwrap_or_default();
+    let namespace = if meta.namespace.is_empty() {
+        "default".to_string()
+    } else {
+        meta.namespace.clone()
+    };
+    let mut annotations: BTreeMap<String, String> = config
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    annotations.insert(CRI_SANDBOX_ANNOTATION.into(), id.into());
+    let ports = host_ports(&config.port_mappings);
+    if !ports.is_empty() {
+        annotations.insert(
+            crate::network::hostport::PORTS_ANNOTATION.into(),
+            serde_json::to_string(&ports).unwrap_or_default(),
+        );
+    }
+    let labels: BTreeMap<String, String> = config
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (dns_policy, dns_config) = match &config.dns_config {
+        Some(d) => (
+            "None",
+            Some(PodDNSConfig {
+                nameservers: Some(d.servers.clone()),
+                searches: Some(d.searches.clone()),
+                options: Some(
+                    d.options
+                        .iter()
+                        .map(|o| {
+                            let (name, value) = match o.split_once(':') {
+                                Some((n, v)) => (n, Some(v.to_string())),
+                                None => (o.as_str(), None),
+                            };
+                            PodDNSConfigOption {
+                                name: Some(name.to_string()),
+                                value,
+                            }
+                        })
+                        .collect(),
+                ),
+            }),
+        ),
+        None => ("Default", None),
+    };
+    let host_network = ns_mode(config, |n| n.network);
+    // The sysctls the kubelet allowed (its own admission ran): written by each container's
+    // init as for any pod.
+    let mut sysctls: Vec<Sysctl> = config
+        .linux
+        .iter()
+        .flat_map(|l| l.sysctls.iter())
+        .map(|(name, value)| Sysctl {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    sysctls.sort_by(|a, b| a.name.cmp(&b.name));
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(peapod_name(&meta.name, meta.attempt)),
+            namespace: Some(namespace),
+            labels: (!labels.is_empty()).then_some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: Vec::new(),
+            restart_policy: Some("Never".into()),
+            hostname: (!config.hostname.is_empty() && !host_network)
+                .then(|| config.hostname.clone()),
+            dns_policy: Some(dns_policy.into()),
+            dns_config,
+            host_network: host_network.then_some(true),
+            host_ipc: ns_mode(config, |n| n.ipc).then_some(true),
+            termination_grace_period_seconds: Some(0),
+            security_context: (!sysctls.is_empty()).then(|| PodSecurityContext {
+                sysctls: Some(sysctls),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Kubelet's conversions back: cpu shares to a millicore request (shares = milli*1024/1000),
+/// a CFS quota over its period to a millicore limit, the memory limit in bytes.
+fn resources(r: &cri::LinuxContainerResources) -> Option<ResourceRequirements> {
+    let mut requests = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    if r.cpu_shares > 2 {
+        requests.insert(
+            "cpu".to_string(),
+            Quantity(format!("{}m", (r.cpu_shares * 1000 + 1023) / 1024)),
+        );
+    }
+    if r.cpu_quota > 0 && r.cpu_period > 0 {
+        limits.insert(
+            "cpu".to_string(),
+            Quantity(format!("{}m", r.cpu_quota * 1000 / r.cpu_period)),
+        );
+    }
+    if r.memory_limit_in_bytes > 0 {
+        limits.insert(
+            "memory".to_string(),
+            Quantity(r.memory_limit_in_bytes.to_string()),
+        );
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return None;
+    }
+    Some(ResourceRequirements {
+        requests: (!requests.is_empty()).then_some(requests),
+        limits: (!limits.is_empty()).then_some(limits),
+        ..Default::default()
+    })
+}
+
+fn seccomp(p: Option<&cri::SecurityProfile>) -> SeccompProfile {
+    use cri::security_profile::ProfileType;
+    match p.map(|p| (ProfileType::try_from(p.profile_type), p)) {
+        Some((Ok(ProfileType::RuntimeDefault), _)) => SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        },
+        Some((Ok(ProfileType::Localhost), p)) => SeccompProfile {
+            type_: "Localhost".into(),
+            localhost_profile: Some(p.localhost_ref.clone()),
+        },
+        // No profile is the CRI's unconfined.
+        _ => SeccompProfile {
+            type_: "Unconfined".into(),
+            localhost_profile: None,
+        },
+    }
+}
+
+fn security(s: &cri::LinuxContainerSecurityContext) -> SecurityContext {
+    let caps = s.capabilities.as_ref();
+    let list = |l: &[String]| (!l.is_empty()).then(|| l.to_vec());
+    SecurityContext {
+        privileged: s.privileged.then_some(true),
+        run_as_user: s.run_as_user.as_ref().map(|v| v.value),
+        run_as_group: s.run_as_group.as_ref().map(|v| v.value),
+        read_only_root_filesystem: s.readonly_rootfs.then_some(true),
+        allow_privilege_escalation: Some(!s.no_new_privs),
+        capabilities: caps.map(|c| Capabilities {
+            add: list(&c.add_capabilities),
+            drop: list(&c.drop_capabilities),
+        }),
+        seccomp_profile: Some(seccomp(s.seccomp.as_ref())),
+        // The kubelet sends the masked paths unless procMount is Unmasked.
+        proc_mount: (s.masked_paths.is_empty() && !s.privileged).then(|| "Unmasked".into()),
+        ..Default::default()
+    }
+}
+
+/// The volume name of mount `k` of container `name`.
+pub fn mount_volume(name: &str, k: usize) -> String {
+    format!("cri-{name}-{k}")
+}
+
+/// The container a `ContainerConfig` is, named `name` in its pod, with `image` (a name the
+/// store resolves), never pulled; and the hostPath volumes of its mounts (the kubelet
+/// prepared the host paths; propagation and SELinux relabeling are not applied).
+pub fn container(name: &str, image: &str, c: &cri::ContainerConfig) -> (Container, Vec<Volume>) {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (k, m) in c.mounts.iter().enumerate() {
+        let volume = mount_volume(name, k);
+        volumes.push(Volume {
+            name: volume.clone(),
+            host_path: Some(HostPathVolumeSource {
+                path: m.host_path.clone(),
+                type_: None,
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume,
+            mount_path: m.container_path.clone(),
+            read_only: m.readonly.then_some(true),
+            ..Default::default()
+        });
+    }
+    let linux = c.linux.as_ref();
+    let container = Container {
+        name: name.to_string(),
+        image: Some(image.to_string()),
+        image_pull_policy: Some("Never".into()),
+        command: (!c.command.is_empty()).then(|| c.command.clone()),
+        args: (!c.args.is_empty()).then(|| c.args.clone()),
+        working_dir: (!c.working_dir.is_empty()).then(|| c.working_dir.clone()),
+        env: (!c.envs.is_empty()).then(|| {
+            c.envs
+                .iter()
+                .map(|kv| EnvVar {
+                    name: kv.key.clone(),
+                    value: Some(kv.value.clone()),
+                    value_from: None,
+                })
+                .collect()
+        }),
+        tty: c.tty.then_some(true),
+        stdin: c.stdin.then_some(true),
+        stdin_once: c.stdin_once.then_some(true),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        security_context: linux
+            .and_then(|l| l.security_context.as_ref())
+            .map(security),
+        resources: linux.and_then(|l| l.resources.as_ref()).and_then(resources),
+        termination_message_policy: Some("File".into()),
+        ..Default::default()
+    };
+    (container, volumes)
+}
+
+/// Whether `labels` has every pair of `selector` (the CRI's label_selector is an equality
+/// match of each pair).
+pub fn labels_match(
+    labels: &std::collections::HashMap<String, String>,
+    selector: &std::collections::HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn meta() -> cri::PodSandboxMetadata {
+        cri::PodSandboxMetadata {
+            name: "web".into(),
+            uid: "u-1".into(),
+            namespace: "ns".into(),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn reserved_names_and_ids_are_containerds() {
+        assert_eq!(sandbox_name(&meta()), "web_ns_u-1_1");
+        let c = cri::ContainerMetadata {
+            name: "app".into(),
+            attempt: 2,
+        };
+        assert_eq!(container_name(&meta(), &c), "app_web_ns_u-1_2");
+        let (a, b) = (new_id("x"), new_id("x"));
+        assert!(a.len() == 64 && a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        assert_eq!(peapod_name("web", 0), "web");
+        assert_eq!(peapod_name("web", 1), "web-1");
+    }
+
+    #[test]
+    fn a_sandbox_config_becomes_a_pod_without_containers() {
+        let config = cri::PodSandboxConfig {
+            metadata: Some(meta()),
+            hostname: "web".into(),
+            dns_config: Some(cri::DnsConfig {
+                servers: vec!["10.96.0.10".into()],
+                searches: vec!["ns.svc.cluster.local".into()],
+                options: vec!["ndots:5".into(), "edns0".into()],
+            }),
+            labels: HashMap::from([("app".into(), "web".into())]),
+            annotations: HashMap::from([("a".into(), "b".into())]),
+            ..Default::default()
+        };
+        let pod = sandbox_pod("abc", &config);
+        assert_eq!(pod.metadata.name.as_deref(), Some("web-1"));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
+        let ann = pod.metadata.annotations.unwrap();
+        assert_eq!(ann[CRI_SANDBOX_ANNOTATION], "abc");
+        assert_eq!(ann["a"], "b");
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+        let spec = pod.spec.unwrap();
+        assert!(spec.containers.is_empty());
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.hostname.as_deref(), Some("web"));
+        assert_eq!(spec.dns_policy.as_deref(), Some("None"));
+        let dns = spec.dns_config.unwrap();
+        assert_eq!(dns.nameservers.unwrap(), ["10.96.0.10"]);
+        let opts = dns.options.unwrap();
+        assert_eq!(opts[0].name.as_deref(), Some("ndots"));
+        assert_eq!(opts[0].value.as_deref(), Some("5"));
+        assert_eq!(opts[1].value, None);
+        assert_eq!(spec.host_network, None);
+        assert!(!ann.contains_key(crate::network::hostport::PORTS_ANNOTATION));
+
+        let mut mapped = config.clone();
+        mapped.port_mappings = vec![
+            cri::PortMapping {
+                protocol: cri::Protocol::Udp as i32,
+                container_port: 53,
+                host_port: 5353,
+                host_ip: String::new(),
+            },
+            cri::PortMapping {
+                container_port: 80,
+                ..Default::default()
+            },
+        ];
+        let pod = sandbox_pod("abc", &mapped);
+        let ports = crate::network::hostport::mappings(&pod);
+        assert_eq!(ports.len(), 1, "only mappings with a host port: {ports:?}");
+        assert_eq!((ports[0].host_port, ports[0].container_port), (5353, 53));
+        assert_eq!(ports[0].protocol, crate::network::hostport::Protocol::Udp);
+
+        let mut tuned = config.clone();
+        tuned.linux = Some(cri::LinuxPodSandboxConfig {
+            sysctls: HashMap::from([("net.ipv4.ip_unprivileged_port_start".into(), "0".into())]),
+            ..Default::default()
+        });
+        let sysctls = sandbox_pod("abc", &tuned)
+            .spec
+            .and_then(|s| s.security_context)
+            .and_then(|s| s.sysctls)
+            .unwrap();
+        assert_eq!(sysctls[0].name, "net.ipv4.ip_unprivileged_port_start");
+
+        let mut node = config.clone();
+        node.linux = Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: cri::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let spec = sandbox_pod("abc", &node).spec.unwrap();
+        assert_eq!(spec.host_network, Some(true));
+        assert_eq!(spec.hostname, None);
+    }
+
+    #[test]
+    fn a_container_config_becomes_a_container_and_its_mounts_volumes() {
+        let config = cri::ContainerConfig {
+            command: vec!["sh".into()],
+            args: vec!["-c".into(), "echo hi".into()],
+            working_dir: "/tmp".into(),
+            envs: vec![cri::KeyValue {
+                key: "A".into(),
+                value: "1".into(),
+            }],
+            mounts: vec![cri::Mount {
+                container_path: "/data".into(),
+                host_path: "/srv/data".into(),
+                readonly: true,
+                ..Default::default()
+            }],
+            tty: true,
+            linux: Some(cri::LinuxContainerConfig {
+                resources: Some(cri::LinuxContainerResources {
+                    cpu_shares: 512,
+                    cpu_quota: 50_000,
+                    cpu_period: 100_000,
+                    memory_limit_in_bytes: 64 << 20,
+                    ..Default::default()
+                }),
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    run_as_user: Some(cri::Int64Value { value: 1000 }),
+                    no_new_privs: true,
+                    capabilities: Some(cri::Capability {
+                        add_capabilities: vec!["NET_ADMIN".into()],
+                        drop_capabilities: vec!["ALL".into()],
+                        ..Default::default()
+                    }),
+                    masked_paths: vec!["/proc/kcore".into()],
+                    seccomp: Some(cri::SecurityProfile {
+                        profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                        localhost_ref: String::new(),
+                    }),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let (c, volumes) = container("app", "docker.io/library/busybox:latest", &config);
+        assert_eq!(c.name, "app");
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Never"));
+        assert_eq!(c.command.unwrap(), ["sh"]);
+        assert_eq!(c.args.unwrap(), ["-c", "echo hi"]);
+        assert_eq!(c.working_dir.as_deref(), Some("/tmp"));
+        assert_eq!(c.env.unwrap()[0].value.as_deref(), Some("1"));
+        assert_eq!(c.tty, Some(true));
+        assert_eq!(volumes.len(), 1);
+        assert_eq!(volumes[0].name, "cri-app-0");
+        assert_eq!(volumes[0].host_path.as_ref().unwrap().path, "/srv/data");
+        let vm = &c.volume_mounts.unwrap()[0];
+        assert_eq!(
+            (vm.mount_path.as_str(), vm.read_only),
+            ("/data", Some(true))
+        );
+        let r = c.resources.unwrap();
+        assert_eq!(r.requests.unwrap()["cpu"].0, "500m");
+        let limits = r.limits.unwrap();
+        assert_eq!(limits["cpu"].0, "500m");
+        assert_eq!(limits["memory"].0, (64u64 << 20).to_string());
+        let s = c.security_context.unwrap();
+        assert_eq!(s.run_as_user, Some(1000));
+        assert_eq!(s.allow_privilege_escalation, Some(false));
+        assert_eq!(s.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+        assert_eq!(s.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(s.proc_mount, None);
+        // No profile at all is unconfined in the CRI.
+        let (bare, _) = container("b", "busybox", &cri::ContainerConfig::default());
+        assert_eq!(bare.security_context, None);
+    }
+
+    #[test]
+    fn label_selectors_match_every_pair() {
+        let labels = HashMap::from([("a".to_string(), "1".to_string()), ("b".into(), "2".into())]);
+        assert!(labels_match(&labels, &HashMap::new()));
+        assert!(labels_match(
+            &labels,
+            &HashMap::from([("a".into(), "1".into())])
+        ));
+        assert!(!labels_match(
+            &labels,
+            &HashMap::from([("a".into(), "2".into())])
+        ));
+        assert!(!labels_match(
+            &labels,
+            &HashMap::from([("c".into(), "1".into())])
+        ));
+    }
+}

@@ -1,0 +1,143 @@
+//! The control socket of a pod driven through the CRI (`cri::sandboxes`): the kubelet decides
+//! when each container starts, stops and goes, and the CRI server needs a synchronous answer
+//! from the pod's single-threaded supervisor. One request a connection on
+//! `/run/peapod/pods/<uid>/control.sock` (SOCK_SEQPACKET, 0600), a JSON [`Request`], a JSON
+//! [`Reply`]; the supervisor serves it from its poll loop (`supervisor::control`).
+//!
+//! A pod is driven through the CRI when its pod.json carries [`CRI_SANDBOX_ANNOTATION`] (the
+//! CRI sandbox ID): its supervisor then starts no container on its own, restarts none, and
+//! does not end the pod when its containers are done.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::socket::{
+    connect, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockType,
+    UnixAddr,
+};
+use serde::{Deserialize, Serialize};
+
+/// The socket's name in the pod's runtime directory.
+pub const SOCKET_FILE: &str = "control.sock";
+/// The annotation that marks a pod made through the CRI; its value is the sandbox ID.
+pub const CRI_SANDBOX_ANNOTATION: &str = "peapod.io/cri-sandbox-id";
+/// The largest request or reply.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// What the CRI server asks of a pod's supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Request {
+    /// Create and start `container` (already in pod.json, read again), with the CRI's
+    /// container ID and the log path the kubelet asked for.
+    #[serde(rename_all = "camelCase")]
+    Start {
+        container: String,
+        id: String,
+        log_path: PathBuf,
+    },
+    /// Stop `container`: its stop signal, SIGKILL after `timeout_seconds`. Answered at once;
+    /// the status shows the exit.
+    #[serde(rename_all = "camelCase")]
+    Stop {
+        container: String,
+        timeout_seconds: i64,
+    },
+    /// Reopen the running container's log file (the kubelet rotated it by renaming it).
+    ReopenLog { container: String },
+    /// Forget a container that does not run (its status goes).
+    Remove { container: String },
+    /// Stop every container at once and give back the sandbox, network and cgroups; the
+    /// supervisor exits once done, the pod's records stay.
+    StopPod,
+}
+
+/// The supervisor's answer: None, or what went wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Start: when the process started, in nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ns: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Nobody listens: the supervisor is gone (the pod was stopped) or not up yet.
+    #[error("pod supervisor not reachable on {path}: {source}")]
+    Unreachable {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("pod supervisor on {path}: {what}")]
+    Protocol { path: PathBuf, what: String },
+}
+
+/// Sends `request` to the supervisor listening on `path` and waits up to `timeout` for its
+/// reply.
+pub fn call(path: &Path, request: &Request, timeout: Duration) -> Result<Reply, ControlError> {
+    let unreachable = |source| ControlError::Unreachable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let protocol = |what: String| ControlError::Protocol {
+        path: path.to_path_buf(),
+        what,
+    };
+    let fd: OwnedFd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(unreachable)?;
+    let tv = nix::sys::time::TimeVal::new(
+        timeout.as_secs() as i64,
+        timeout.subsec_micros() as nix::libc::suseconds_t,
+    );
+    setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(unreachable)?;
+    setsockopt(&fd, sockopt::SendTimeout, &tv).map_err(unreachable)?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path).map_err(unreachable)?).map_err(unreachable)?;
+    let body = serde_json::to_vec(request).map_err(|e| protocol(e.to_string()))?;
+    send(fd.as_raw_fd(), &body, MsgFlags::MSG_NOSIGNAL)
+        .map_err(|e| protocol(format!("sending the request: {e}")))?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let n = loop {
+        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(protocol(format!("no reply within {timeout:?}")))
+            }
+            Err(e) => return Err(protocol(format!("reading the reply: {e}"))),
+            Ok(0) => return Err(protocol("closed without a reply".into())),
+            Ok(n) => break n,
+        }
+    };
+    serde_json::from_slice(&buf[..n]).map_err(|e| protocol(format!("bad reply: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_tagged_json() {
+        let r = Request::Start {
+            container: "app".into(),
+            id: "ab".into(),
+            log_path: "/var/log/pods/x/app/0.log".into(),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""op":"start""#) && text.contains("logPath"),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
+        let stop = serde_json::to_string(&Request::StopPod).unwrap();
+        assert_eq!(stop, r#"{"op":"stopPod"}"#);
+        assert_eq!(serde_json::to_string(&Reply::default()).unwrap(), "{}");
+    }
+}

@@ -1,0 +1,853 @@
+//! The CRI pod sandbox and container lifecycle, driven through `peapod node`'s socket with a
+//! gRPC client made from the same generated code (k8s-cri), as the kubelet drives containerd:
+//! RunPodSandbox, CreateContainer, StartContainer, the statuses and lists with their filters,
+//! the log file at the kubelet's path, StopContainer, a container that exits by itself,
+//! StopPodSandbox (NOTREADY, IP given back), RemovePodSandbox (nothing left), the error codes
+//! (NotFound, AlreadyExists, idempotent removals) and `peapod get pods` showing the CRI pod.
+//! It also prints RunPodSandbox + CreateContainer + StartContainer latency beside `peapod
+//! apply` of the same one-container pod (medians; `--nocapture` shows them). Runs only in the
+//! test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::accounting::{assert_clean, Keep};
+use common::*;
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::Code;
+
+const SOCKET: &str = "/run/peapod/peapod.sock";
+const POD_UID: &str = "0b0e7c1a-cri0-4000-8000-000000000001";
+const HOST_PORT: u16 = 18190;
+const LOG_DIR: &str = "/var/log/pods/default_crisb_0b0e7c1a-cri0-4000-8000-000000000001";
+
+/// `peapod node` and a client on its socket; the agent is stopped (SIGTERM) at the end.
+struct Node {
+    agent: Child,
+    rt: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+impl Node {
+    fn launch() -> Node {
+        let manifests = PathBuf::from("/tmp/cri-manifests");
+        std::fs::create_dir_all(&manifests).expect("manifest dir");
+        let agent = Command::new(peapod_bin())
+            .args(["node", "--manifests"])
+            .arg(&manifests)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create("/tmp/cri-node.log").expect("node log"))
+            .spawn()
+            .expect("cannot start peapod node");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(SOCKET).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the CRI socket did not appear: {}",
+                std::fs::read_to_string("/tmp/cri-node.log").unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let channel = rt.block_on(async {
+            Endpoint::try_from("http://[::]:50051")
+                .expect("endpoint")
+                .connect_with_connector(tower::service_fn(|_: Uri| async {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(SOCKET).await?,
+                    ))
+                }))
+                .await
+                .expect("cannot connect to the CRI socket")
+        });
+        Node {
+            agent,
+            rt,
+            client: RuntimeServiceClient::new(channel),
+        }
+    }
+
+    fn call<T, F>(
+        &self,
+        f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.rt
+            .block_on(f(self.client.clone()))
+            .map(|r| r.into_inner())
+    }
+
+    fn run_sandbox(&self, config: cri::PodSandboxConfig) -> Result<String, tonic::Status> {
+        let req = cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        self.call(|mut c| async move { c.run_pod_sandbox(req).await })
+            .map(|r| r.pod_sandbox_id)
+    }
+
+    fn sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus, tonic::Status> {
+        let req = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        };
+        self.call(|mut c| async move { c.pod_sandbox_status(req).await })
+            .map(|r| r.status.expect("a status"))
+    }
+
+    fn sandbox_info(&self, id: &str) -> serde_json::Value {
+        let req = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        };
+        let info = self
+            .call(|mut c| async move { c.pod_sandbox_status(req).await })
+            .expect("PodSandboxStatus")
+            .info;
+        serde_json::from_str(&info["info"]).expect("verbose info is JSON")
+    }
+
+    fn list_sandboxes(&self, filter: cri::PodSandboxFilter) -> Vec<String> {
+        let req = cri::ListPodSandboxRequest {
+            filter: Some(filter),
+        };
+        self.call(|mut c| async move { c.list_pod_sandbox(req).await })
+            .expect("ListPodSandbox")
+            .items
+            .into_iter()
+            .map(|i| i.id)
+            .collect()
+    }
+
+    fn create(
+        &self,
+        sandbox: &str,
+        config: cri::ContainerConfig,
+        sandbox_config: &cri::PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config.clone()),
+        };
+        self.call(|mut c| async move { c.create_container(req).await })
+            .map(|r| r.container_id)
+    }
+
+    fn start(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::StartContainerRequest {
+            container_id: id.into(),
+        };
+        self.call(|mut c| async move { c.start_container(req).await })
+            .map(|_| ())
+    }
+
+    fn stop(&self, id: &str, timeout: i64) -> Result<(), tonic::Status> {
+        let req = cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        };
+        self.call(|mut c| async move { c.stop_container(req).await })
+            .map(|_| ())
+    }
+
+    fn remove(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.call(|mut c| async move { c.remove_container(req).await })
+            .map(|_| ())
+    }
+
+    fn status(&self, id: &str) -> Result<cri::ContainerStatus, tonic::Status> {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.call(|mut c| async move { c.container_status(req).await })
+            .map(|r| r.status.expect("a status"))
+    }
+
+    fn list(&self, filter: cri::ContainerFilter) -> Vec<String> {
+        let req = cri::ListContainersRequest {
+            filter: Some(filter),
+        };
+        let mut ids: Vec<String> = self
+            .call(|mut c| async move { c.list_containers(req).await })
+            .expect("ListContainers")
+            .containers
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn container_info(&self, id: &str) -> serde_json::Value {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        };
+        let info = self
+            .call(|mut c| async move { c.container_status(req).await })
+            .expect("ContainerStatus")
+            .info;
+        serde_json::from_str(&info["info"]).expect("verbose info is JSON")
+    }
+
+    fn update(&self, id: &str, r: cri::LinuxContainerResources) -> Result<(), tonic::Status> {
+        let req = cri::UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(r),
+            ..Default::default()
+        };
+        self.call(|mut c| async move { c.update_container_resources(req).await })
+            .map(|_| ())
+    }
+
+    fn reopen_log(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        self.call(|mut c| async move { c.reopen_container_log(req).await })
+            .map(|_| ())
+    }
+
+    fn stop_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        self.call(|mut c| async move { c.stop_pod_sandbox(req).await })
+            .map(|_| ())
+    }
+
+    fn remove_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        self.call(|mut c| async move { c.remove_pod_sandbox(req).await })
+            .map(|_| ())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        kill(self.agent.id() as i32, "TERM");
+        let _ = self.agent.wait();
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A sandbox config as the kubelet sends one (namespaces of the pod, DNS, log directory).
+fn sandbox_config(name: &str, uid: &str, attempt: u32) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.into(),
+            namespace: "default".into(),
+            attempt,
+        }),
+        hostname: name.into(),
+        log_directory: format!("/var/log/pods/default_{name}_{uid}"),
+        dns_config: Some(cri::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["default.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        port_mappings: if attempt == 0 && name == "crisb" {
+            vec![cri::PortMapping {
+                protocol: cri::Protocol::Tcp as i32,
+                container_port: 8080,
+                host_port: HOST_PORT as i32,
+                host_ip: String::new(),
+            }]
+        } else {
+            Vec::new()
+        },
+        labels: labels(&[("app", "cri"), ("io.kubernetes.pod.name", name)]),
+        annotations: labels(&[("kubernetes.io/config.source", "api")]),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, script: &str, mounts: Vec<cri::Mount>) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into()],
+        args: vec![script.into()],
+        envs: vec![cri::KeyValue {
+            key: "GREETING".into(),
+            value: "hello-cri".into(),
+        }],
+        mounts,
+        labels: labels(&[("io.kubernetes.container.name", name)]),
+        annotations: labels(&[("io.kubernetes.container.restartCount", "0")]),
+        log_path: format!("{name}/0.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                cpu_shares: 102,
+                memory_limit_in_bytes: 64 << 20,
+                ..Default::default()
+            }),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                    localhost_ref: String::new(),
+                }),
+                masked_paths: vec!["/proc/kcore".into()],
+                readonly_paths: vec!["/proc/sys".into()],
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+fn state_filter(s: cri::ContainerState) -> Option<cri::ContainerStateValue> {
+    Some(cri::ContainerStateValue { state: s as i32 })
+}
+
+fn wait_state(node: &Node, id: &str, state: cri::ContainerState) -> cri::ContainerStatus {
+    let deadline = Instant::now() + RUNNING_TIMEOUT;
+    loop {
+        let s = node.status(id).expect("ContainerStatus");
+        if s.state == state as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} never reached {state:?}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn try_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut all = String::new();
+    s.read_to_string(&mut all).ok()?;
+    all.split("\r\n\r\n").nth(1).map(|b| b.trim().to_string())
+}
+
+fn ipam_has(uid: &str) -> bool {
+    std::fs::read_to_string(lib_dir().join("network/ipam.json"))
+        .unwrap_or_default()
+        .contains(uid)
+}
+
+/// Polls every 5 ms (the latency figures must not carry a coarse poll).
+fn wait_fast(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + RUNNING_TIMEOUT;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn the_kubelet_drives_sandboxes_and_containers() {
+    require_vm();
+    let keep = Keep::pods(&[]);
+    let node = Node::launch();
+    // A peapod pod of its own: `get` shows it, the CRI does not.
+    apply_ok(&pod_yaml("plain", "Always", "", "sleep 3600"));
+
+    // RunPodSandbox: a peapod pod with an IP on the bridge.
+    let config = sandbox_config("crisb", POD_UID, 0);
+    let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    assert!(
+        sandbox.len() == 64 && sandbox.chars().all(|c| c.is_ascii_hexdigit()),
+        "{sandbox}"
+    );
+    let e = node
+        .run_sandbox(config.clone())
+        .expect_err("the same metadata twice");
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains("is reserved for"), "{}", e.message());
+    let s = node.sandbox_status(&sandbox).expect("PodSandboxStatus");
+    assert_eq!(s.state, cri::PodSandboxState::SandboxReady as i32);
+    let ip = s.network.expect("network").ip;
+    assert!(ip.starts_with("10.88."), "sandbox IP {ip}");
+    assert_eq!(s.labels["app"], "cri");
+    assert_eq!(s.annotations["kubernetes.io/config.source"], "api");
+    assert_eq!(s.metadata.expect("metadata").uid, POD_UID);
+    assert!(s.created_at > 0);
+    let peapod_uid = node.sandbox_info(&sandbox)["peapodPodUid"]
+        .as_str()
+        .expect("the peapod pod's uid")
+        .to_string();
+    assert!(ipam_has(&peapod_uid), "the sandbox's IP is allocated");
+
+    // ListPodSandbox: CRI pods only, with filters.
+    let all = node.list_sandboxes(Default::default());
+    assert_eq!(all, vec![sandbox.clone()], "only the CRI's pod is listed");
+    let by = |id: &str, state: Option<cri::PodSandboxState>, l: &[(&str, &str)]| {
+        node.list_sandboxes(cri::PodSandboxFilter {
+            id: id.into(),
+            state: state.map(|s| cri::PodSandboxStateValue { state: s as i32 }),
+            label_selector: labels(l),
+        })
+    };
+    assert_eq!(by(&sandbox[..12], None, &[]).len(), 1);
+    assert_eq!(by("ffff", None, &[]).len(), 0);
+    assert_eq!(
+        by("", Some(cri::PodSandboxState::SandboxReady), &[]).len(),
+        1
+    );
+    assert_eq!(
+        by("", Some(cri::PodSandboxState::SandboxNotready), &[]).len(),
+        0
+    );
+    assert_eq!(by("", None, &[("app", "cri")]).len(), 1);
+    assert_eq!(by("", None, &[("app", "other")]).len(), 0);
+
+    // CreateContainer: the image must be in the store; names are reserved.
+    let host_dir = Path::new("/tmp/cri-mount");
+    std::fs::create_dir_all(host_dir).unwrap();
+    std::fs::write(host_dir.join("f"), "from-the-host\n").unwrap();
+    let mount = cri::Mount {
+        container_path: "/mnt/host".into(),
+        host_path: host_dir.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    };
+    let app_config = container_config(
+        "app",
+        "mkdir -p /www && echo hello-hp > /www/index.html && httpd -p 8080 -h /www; \
+         echo $GREETING; cat /mnt/host/f; echo to-stderr >&2; \
+         touch /mnt/host/x 2>/dev/null || echo read-only; \
+         trap 'echo bye; exit 0' TERM; while true; do sleep 0.2; done",
+        vec![mount.clone()],
+    );
+    let app = node
+        .create(&sandbox, app_config.clone(), &config)
+        .expect("CreateContainer");
+    assert_eq!(app.len(), 64);
+    let s = node.status(&app).expect("ContainerStatus");
+    assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
+    assert_eq!(s.log_path, format!("{LOG_DIR}/app/0.log"));
+    assert_eq!(s.mounts, vec![mount]);
+    assert_eq!(s.labels["io.kubernetes.container.name"], "app");
+    assert!(s.image_ref.contains("sha256:"), "{}", s.image_ref);
+    let e = node
+        .create(&sandbox, app_config.clone(), &config)
+        .expect_err("the same container twice");
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains("is reserved for"), "{}", e.message());
+    let mut missing = container_config("nosuch", "true", vec![]);
+    missing.image = Some(cri::ImageSpec {
+        image: "registry.invalid/nosuch:1".into(),
+        ..Default::default()
+    });
+    let e = node
+        .create(&sandbox, missing, &config)
+        .expect_err("an image not in the store");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(
+        e.message().contains("registry.invalid/nosuch:1"),
+        "{}",
+        e.message()
+    );
+    let e = node
+        .create("0000", container_config("x", "true", vec![]), &config)
+        .expect_err("an unknown sandbox");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+
+    // StartContainer: RUNNING, its output in the CRI log format at the kubelet's path.
+    node.start(&app).expect("StartContainer");
+    let s = node.status(&app).expect("ContainerStatus");
+    assert_eq!(
+        s.state,
+        cri::ContainerState::ContainerRunning as i32,
+        "{s:?}"
+    );
+    assert!(s.started_at >= s.created_at && s.started_at > 0);
+    assert!(node.start(&app).is_err(), "a second start is refused");
+    let log = PathBuf::from(&s.log_path);
+    assert!(
+        wait_for(
+            || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("read-only")),
+            RUNNING_TIMEOUT
+        ),
+        "log {}: {:?}",
+        log.display(),
+        std::fs::read_to_string(&log)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    for want in [
+        " stdout F hello-cri",
+        " stdout F from-the-host",
+        " stderr F to-stderr",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+
+    // The sandbox's port mapping reaches the container from the host.
+    let addr = format!("127.0.0.1:{HOST_PORT}");
+    assert!(
+        wait_for(
+            || try_get(&addr).as_deref() == Some("hello-hp"),
+            Duration::from_secs(20)
+        ),
+        "{addr} does not reach the CRI pod"
+    );
+
+    // Stats: CPU time and working set of the container's and the pod's cgroups.
+    let app_id = app.clone();
+    let stats = node
+        .call(|mut c| async move {
+            c.container_stats(cri::ContainerStatsRequest {
+                container_id: app_id,
+            })
+            .await
+        })
+        .expect("ContainerStats")
+        .stats
+        .expect("stats");
+    assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some());
+    assert!(
+        stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 0),
+        "a working set"
+    );
+    let listed = node
+        .call(|mut c| async move {
+            c.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+                .await
+        })
+        .expect("ListContainerStats")
+        .stats;
+    assert_eq!(listed.len(), 1, "the running container's stats");
+    let pod_stats = node
+        .call(|mut c| async move {
+            c.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: None })
+                .await
+        })
+        .expect("ListPodSandboxStats")
+        .stats;
+    assert_eq!(pod_stats.len(), 1);
+    let linux = pod_stats[0].linux.clone().expect("linux stats");
+    assert!(linux.cpu.is_some() && linux.containers.len() == 1);
+
+    // UpdateContainerResources: the running container's cgroup v2 limits change.
+    let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
+    let cg = cgroup_of(pid);
+    node.update(
+        &app,
+        cri::LinuxContainerResources {
+            cpu_quota: 20_000,
+            cpu_period: 100_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        },
+    )
+    .expect("UpdateContainerResources");
+    let read = |f: &str| {
+        std::fs::read_to_string(cg.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("memory.max"), (96u64 << 20).to_string());
+    assert_eq!(read("cpu.max"), "20000 100000");
+    let s = node.status(&app).unwrap();
+    let r = s.resources.and_then(|r| r.linux).expect("resources");
+    assert_eq!(r.memory_limit_in_bytes, 96 << 20);
+
+    // The supervisor killed: its keeper starts another, which adopts the pod and serves the
+    // control socket again (the container keeps running).
+    let state = |f: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(lib_dir().join("pods").join(&peapod_uid).join(f))
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    };
+    let supervisor = state("state.json")["supervisor"]["pid"].as_i64().unwrap() as i32;
+    kill(supervisor, "KILL");
+    assert!(
+        wait_for(
+            || state("state.json")["supervisor"]["pid"]
+                .as_i64()
+                .is_some_and(
+                    |p| p as i32 != supervisor && Path::new(&format!("/proc/{p}")).exists()
+                ),
+            RUNNING_TIMEOUT
+        ),
+        "no supervisor adopted the CRI pod"
+    );
+    assert_eq!(
+        node.status(&app).unwrap().state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    assert_eq!(node.container_info(&app)["pid"].as_i64(), Some(pid as i64));
+
+    // ReopenContainerLog: the kubelet renamed the file; the container writes to a new one.
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    node.reopen_log(&app).expect("ReopenContainerLog");
+    assert!(log.exists(), "the log was opened again at its path");
+
+    // A container that exits by itself: EXITED, 3, Error.
+    let fail = node
+        .create(
+            &sandbox,
+            container_config("fail", "exit 3", vec![]),
+            &config,
+        )
+        .expect("CreateContainer fail");
+    node.start(&fail).expect("StartContainer fail");
+    let s = wait_state(&node, &fail, cri::ContainerState::ContainerExited);
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"), "{s:?}");
+    assert!(s.finished_at >= s.started_at && s.finished_at > 0, "{s:?}");
+    // Not restarted: the kubelet decides.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        node.status(&fail).unwrap().state,
+        cri::ContainerState::ContainerExited as i32
+    );
+
+    // ListContainers and its filters.
+    let mut both = vec![app.clone(), fail.clone()];
+    both.sort();
+    assert_eq!(node.list(Default::default()), both);
+    let list = |f: cri::ContainerFilter| node.list(f);
+    assert_eq!(
+        list(cri::ContainerFilter {
+            state: state_filter(cri::ContainerState::ContainerRunning),
+            ..Default::default()
+        }),
+        vec![app.clone()]
+    );
+    assert_eq!(
+        list(cri::ContainerFilter {
+            pod_sandbox_id: sandbox.clone(),
+            ..Default::default()
+        }),
+        both
+    );
+    assert_eq!(
+        list(cri::ContainerFilter {
+            pod_sandbox_id: "ffff".into(),
+            ..Default::default()
+        }),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list(cri::ContainerFilter {
+            label_selector: labels(&[("io.kubernetes.container.name", "fail")]),
+            ..Default::default()
+        }),
+        vec![fail.clone()]
+    );
+    assert_eq!(
+        list(cri::ContainerFilter {
+            id: app[..10].into(),
+            ..Default::default()
+        }),
+        vec![app.clone()]
+    );
+
+    // `peapod get pods` shows the CRI's pod beside its own.
+    let pods = peapod_ok(&["get", "pods"]);
+    assert!(pods.contains("crisb") && pods.contains("plain"), "{pods}");
+
+    // StopContainer: the stop signal, the exit seen; idempotent; NotFound for an unknown ID.
+    node.stop(&app, 10).expect("StopContainer");
+    let s = node.status(&app).expect("ContainerStatus");
+    assert_eq!(
+        s.state,
+        cri::ContainerState::ContainerExited as i32,
+        "{s:?}"
+    );
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains(" stdout F bye"));
+    node.stop(&app, 10)
+        .expect("StopContainer of a stopped container");
+    assert_eq!(node.stop("ffff", 1).unwrap_err().code(), Code::NotFound);
+    assert_eq!(node.status("ffff").unwrap_err().code(), Code::NotFound);
+    assert_eq!(node.start("ffff").unwrap_err().code(), Code::NotFound);
+
+    // RemoveContainer: gone from the lists; idempotent.
+    node.remove(&fail).expect("RemoveContainer");
+    assert_eq!(node.list(Default::default()), vec![app.clone()]);
+    assert_eq!(node.status(&fail).unwrap_err().code(), Code::NotFound);
+    node.remove(&fail)
+        .expect("RemoveContainer of a removed container");
+    // Its name is free again: the same metadata makes a new container, which runs.
+    let again = node
+        .create(
+            &sandbox,
+            container_config("fail", "exit 3", vec![]),
+            &config,
+        )
+        .expect("CreateContainer with a released name");
+    assert_ne!(again, fail);
+    node.start(&again).expect("StartContainer of the new one");
+    let s = wait_state(&node, &again, cri::ContainerState::ContainerExited);
+    assert_eq!(s.exit_code, 3, "{s:?}");
+    node.remove(&again).expect("RemoveContainer");
+
+    // StopPodSandbox: NOTREADY, the IP given back; the containers stay EXITED.
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox");
+    let s = node.sandbox_status(&sandbox).expect("PodSandboxStatus");
+    assert_eq!(s.state, cri::PodSandboxState::SandboxNotready as i32);
+    assert!(!ipam_has(&peapod_uid), "the IP was given back");
+    assert_eq!(
+        node.status(&app).unwrap().state,
+        cri::ContainerState::ContainerExited as i32
+    );
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox twice");
+    assert_eq!(
+        node.stop_sandbox("ffff").unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        node.sandbox_status("ffff").unwrap_err().code(),
+        Code::NotFound
+    );
+
+    // RemovePodSandbox: nothing left; idempotent.
+    node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
+    assert_eq!(
+        node.sandbox_status(&sandbox).unwrap_err().code(),
+        Code::NotFound
+    );
+    assert!(node.list_sandboxes(Default::default()).is_empty());
+    assert!(node.list(Default::default()).is_empty());
+    node.remove_sandbox(&sandbox)
+        .expect("RemovePodSandbox twice");
+    // A sandbox with the same metadata can be made again once the first is removed.
+    let again = node
+        .run_sandbox(config.clone())
+        .expect("RunPodSandbox again");
+    node.remove_sandbox(&again)
+        .expect("RemovePodSandbox of a ready sandbox");
+
+    measure_latency(&node);
+
+    // The keepers the CRI server started have ended and were collected: no zombie children.
+    let server = common::accounting::children(node.agent.id() as i32);
+    assert!(
+        wait_for(
+            || server
+                .iter()
+                .flat_map(|p| common::accounting::children(*p))
+                .all(|c| common::accounting::proc_stat(c).is_none_or(|s| s.state != 'Z')),
+            Duration::from_secs(10)
+        ),
+        "zombie children of the CRI server {server:?}"
+    );
+
+    delete("plain");
+    drop(node);
+    // The kubelet removes the log directories it asked for.
+    let _ = std::fs::remove_dir_all(LOG_DIR);
+    let _ = std::fs::remove_dir_all("/var/log/pods/default_crihost_uid-host");
+    for i in 0..ROUNDS {
+        let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_lat_lat-{i}"));
+    }
+    assert_clean(&keep, "the CRI's sandboxes were removed");
+}
+
+const ROUNDS: usize = 10;
+
+/// RunPodSandbox + CreateContainer + StartContainer through the socket, beside `peapod
+/// apply` of the same one-container pod until its status.json shows the container running;
+/// medians of ROUNDS.
+fn measure_latency(node: &Node) {
+    let mut cri_times = Vec::new();
+    let (mut runs, mut creates, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..ROUNDS {
+        let config = sandbox_config("lat", &format!("lat-{i}"), 0);
+        let t = Instant::now();
+        let sb = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+        let ran = t.elapsed();
+        let c = node
+            .create(&sb, container_config("c", "sleep 3600", vec![]), &config)
+            .expect("CreateContainer");
+        let created = t.elapsed();
+        node.start(&c).expect("StartContainer");
+        cri_times.push(t.elapsed());
+        runs.push(ran);
+        creates.push(created - ran);
+        starts.push(t.elapsed() - created);
+        node.remove_sandbox(&sb).expect("RemovePodSandbox");
+    }
+    eprintln!(
+        "LATENCY CRI medians: RunPodSandbox {:?}, CreateContainer {:?}, StartContainer {:?}",
+        median(runs),
+        median(creates),
+        median(starts)
+    );
+    let mut apply_times = Vec::new();
+    for _ in 0..ROUNDS {
+        let yaml = pod_yaml("lat", "Always", "", "sleep 3600");
+        let t = Instant::now();
+        apply_ok(&yaml);
+        let uid = common::accounting::pod_uid("lat").expect("the pod's uid");
+        let status = lib_dir().join("pods").join(uid).join("status.json");
+        assert!(
+            wait_fast(|| std::fs::read_to_string(&status).is_ok_and(|t| t.contains("\"running\""))),
+            "lat never ran"
+        );
+        apply_times.push(t.elapsed());
+        delete("lat");
+    }
+    eprintln!(
+        "LATENCY median of {ROUNDS}: CRI RunPodSandbox+CreateContainer+StartContainer {:?}; \
+         peapod apply until Running {:?}",
+        median(cri_times),
+        median(apply_times)
+    );
+}
