@@ -22,6 +22,7 @@ pub mod images;
 pub mod runtime_service;
 pub mod server;
 pub mod status;
+pub mod streaming;
 
 use std::path::PathBuf;
 
