@@ -62,6 +62,14 @@ async fn server() -> StreamingServer {
         .unwrap()
 }
 
+/// `f`, or a failure naming `what` when it has not ended in a minute (no test hangs).
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    eprintln!("vm_cri_stream: {what}");
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no end after 60 s"))
+}
+
 fn strings(cmd: &[&str]) -> Vec<String> {
     cmd.iter().map(|s| s.to_string()).collect()
 }
@@ -114,17 +122,23 @@ fn exec_sync_output_exit_code_and_timeout() {
             (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
             (&b"out\n"[..], &b"err\n"[..], 3)
         );
-        let r = streaming::exec_sync(&s, &ApplyPods, sync(&["cat", "/etc/hostname"], 0))
-            .await
-            .unwrap();
+        let r = within(
+            "exec_sync",
+            streaming::exec_sync(&s, &ApplyPods, sync(&["cat", "/etc/hostname"], 0)),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (String::from_utf8_lossy(&r.stdout).trim(), r.exit_code),
             ("cri-sync", 0)
         );
 
-        let e = streaming::exec_sync(&s, &ApplyPods, sync(&["nonesuch"], 5))
-            .await
-            .unwrap_err();
+        let e = within(
+            "exec_sync",
+            streaming::exec_sync(&s, &ApplyPods, sync(&["nonesuch"], 5)),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.code(), Code::Unknown);
         assert!(
             e.message()
@@ -134,9 +148,12 @@ fn exec_sync_output_exit_code_and_timeout() {
         );
 
         let started = Instant::now();
-        let e = streaming::exec_sync(&s, &ApplyPods, sync(&["sleep", "47"], 2))
-            .await
-            .unwrap_err();
+        let e = within(
+            "exec_sync",
+            streaming::exec_sync(&s, &ApplyPods, sync(&["sleep", "47"], 2)),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.code(), Code::DeadlineExceeded, "{}", e.message());
         assert_eq!(
             e.message(),
@@ -163,6 +180,8 @@ fn exec_sync_output_exit_code_and_timeout() {
         );
         assert!(gone, "sleep 47 still runs after the timeout");
     });
+    // Not waiting on blocking threads a failed session may have left.
+    rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 #[test]
@@ -187,7 +206,11 @@ fn exec_over_websocket_and_spdy_with_stdin_and_a_terminal() {
             true,
             false,
         );
-        let r = stream_client::websocket(&url, &["v5.channel.k8s.io"], send.clone()).await;
+        let r = within(
+            "websocket",
+            stream_client::websocket(&url, &["v5.channel.k8s.io"], send.clone()),
+        )
+        .await;
         assert_eq!(
             (r.text(1).as_str(), r.text(2).as_str()),
             ("line one\n", "to-err\n")
@@ -195,12 +218,20 @@ fn exec_over_websocket_and_spdy_with_stdin_and_a_terminal() {
         assert_eq!(exit_code(&r), "5");
 
         let url = exec_url(&s, id, &["sh", "-c", "cat; exit 6"], true, false);
-        let r = stream_client::spdy_exec(&url, &["v4.channel.k8s.io"], true, send).await;
+        let r = within(
+            "spdy_exec",
+            stream_client::spdy_exec(&url, &["v4.channel.k8s.io"], true, send),
+        )
+        .await;
         assert_eq!(r.text(1), "line one\n");
         assert_eq!(exit_code(&r), "6");
 
         let url = exec_url(&s, id, &["nonesuch"], false, false);
-        let r = stream_client::websocket(&url, &["v4.channel.k8s.io"], Send::default()).await;
+        let r = within(
+            "websocket",
+            stream_client::websocket(&url, &["v4.channel.k8s.io"], Send::default()),
+        )
+        .await;
         let st: serde_json::Value = serde_json::from_slice(&r.channels[&3]).unwrap();
         assert_eq!(st["reason"], "InternalError", "{st}");
 
@@ -214,13 +245,21 @@ fn exec_over_websocket_and_spdy_with_stdin_and_a_terminal() {
         };
         let script = "read x; stty size; tty; exit 4";
         let url = exec_url(&s, id, &["sh", "-c", script], true, true);
-        let r = stream_client::websocket(&url, &["v5.channel.k8s.io"], tty.clone()).await;
+        let r = within(
+            "websocket",
+            stream_client::websocket(&url, &["v5.channel.k8s.io"], tty.clone()),
+        )
+        .await;
         let out = r.text(1);
         assert!(out.contains("33 101"), "{out:?}");
         assert!(out.contains("/dev/pts/"), "{out:?}");
         assert_eq!(exit_code(&r), "4");
         let url = exec_url(&s, id, &["sh", "-c", script], true, true);
-        let r = stream_client::spdy_exec(&url, &["v4.channel.k8s.io"], false, tty).await;
+        let r = within(
+            "spdy_exec",
+            stream_client::spdy_exec(&url, &["v4.channel.k8s.io"], false, tty),
+        )
+        .await;
         let out = r.text(1);
         assert!(
             out.contains("33 101") && out.contains("/dev/pts/"),
@@ -241,13 +280,16 @@ fn exec_over_websocket_and_spdy_with_stdin_and_a_terminal() {
         .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
     });
+    // Not waiting on blocking threads a failed session may have left.
+    rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 #[test]
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
 fn attach_to_a_containers_output() {
     require_vm();
-    let cmd = "sleep 4; echo done-attach; echo to-stderr >&2";
+    // The output comes once the test says so (/tmp/go), when both clients are attached.
+    let cmd = "until [ -e /tmp/go ]; do sleep 0.2; done; echo done-attach; echo to-stderr >&2";
     let _ws = start_pod(
         "cri-attach-ws",
         &pod_yaml("cri-attach-ws", "Never", "", cmd),
@@ -271,18 +313,36 @@ fn attach_to_a_containers_output() {
         let spdy = streaming::attach(&s, &ApplyPods, attach("cri-attach-spdy/app"))
             .unwrap()
             .url;
-        let (a, b) = tokio::join!(
-            stream_client::websocket(&ws, &["v5.channel.k8s.io"], Send::default()),
-            stream_client::spdy_exec(&spdy, &["v4.channel.k8s.io"], true, Send::default()),
-        );
+        let go = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::task::spawn_blocking(|| {
+                for pod in ["cri-attach-ws", "cri-attach-spdy"] {
+                    assert_eq!(exec(pod, "app", &["touch", "/tmp/go"]).0, 0);
+                }
+            })
+            .await
+            .unwrap();
+        };
+        let (a, b, ()) = within("attach", async {
+            tokio::join!(
+                stream_client::websocket(&ws, &["v5.channel.k8s.io"], Send::default()),
+                stream_client::spdy_exec(&spdy, &["v4.channel.k8s.io"], true, Send::default()),
+                go,
+            )
+        })
+        .await;
         for r in [a, b] {
             assert_eq!(
                 (r.text(1).as_str(), r.text(2).as_str()),
-                ("done-attach\n", "to-stderr\n")
+                ("done-attach\n", "to-stderr\n"),
+                "{}",
+                r.text(3)
             );
             assert_eq!(exit_code(&r), "0");
         }
     });
+    // Not waiting on blocking threads a failed session may have left.
+    rt.shutdown_timeout(Duration::from_secs(5));
     // Ended: attach is refused as containerd refuses it.
     wait_until(
         "cri-attach-ws",
@@ -301,6 +361,8 @@ fn attach_to_a_containers_output() {
         let e = streaming::attach(&s, &ApplyPods, req).unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition);
     });
+    // Not waiting on blocking threads a failed session may have left.
+    rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 #[test]
@@ -317,7 +379,7 @@ fn port_forward_reaches_nc_in_the_pod() {
         let mut answer = String::new();
         for _ in 0..20 {
             let url = streaming::port_forward(&s, &ApplyPods, forward()).unwrap().url;
-            let r = stream_client::spdy_portforward(&url, 8080, b"ping\n").await;
+            let r = within("spdy_portforward", stream_client::spdy_portforward(&url, 8080, b"ping\n")).await;
             answer = r.text(0);
             if answer == "pong ping\n" {
                 break;
@@ -326,13 +388,15 @@ fn port_forward_reaches_nc_in_the_pod() {
         }
         assert_eq!(answer, "pong ping\n");
         let url = streaming::port_forward(&s, &ApplyPods, forward()).unwrap().url;
-        let r = stream_client::websocket_portforward(&url, 8080, b"ws\n").await;
+        let r = within("websocket_portforward", stream_client::websocket_portforward(&url, 8080, b"ws\n")).await;
         assert_eq!(&r.channels[&0][..2], &8080u16.to_le_bytes());
         assert_eq!(String::from_utf8_lossy(&r.channels[&0][2..]), "pong ws\n");
         // Nothing listens on 8081 in the pod (though the host may): the error stream says so.
         let url = streaming::port_forward(&s, &ApplyPods, forward()).unwrap().url;
-        let r = stream_client::spdy_portforward(&url, 8081, b"x").await;
+        let r = within("spdy_portforward", stream_client::spdy_portforward(&url, 8081, b"x")).await;
         let err = r.text(1);
         assert!(err.starts_with("error forwarding port 8081 to pod cri-pf, uid : failed to connect to localhost:8081"), "{err}");
     });
+    // Not waiting on blocking threads a failed session may have left.
+    rt.shutdown_timeout(Duration::from_secs(5));
 }

@@ -192,6 +192,14 @@ async fn exec(
     let report_raw = report_wr.as_raw_fd();
     let master = if io.tty {
         let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
+        // Neither end for `__exec`'s children (the copies on its stdio are made by dup2).
+        for fd in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map_err(|e| format!("pty: {e}"))?;
+        }
         let slave = std::fs::File::from(pty.slave);
         let dup = |f: &std::fs::File| f.try_clone().map(Stdio::from);
         command
@@ -211,10 +219,16 @@ async fn exec(
         None
     };
     let tty = io.tty;
-    // SAFETY: between fork and exec only async-signal-safe calls: dup2, setsid, ioctl.
+    // SAFETY: between fork and exec only async-signal-safe calls: dup2, fcntl, setsid, ioctl.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(report_raw, REPORT_FD) < 0 {
+            // dup2 onto itself keeps FD_CLOEXEC: clear it then.
+            let kept = if report_raw == REPORT_FD {
+                libc::fcntl(REPORT_FD, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(report_raw, REPORT_FD)
+            };
+            if kept < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             if tty {
@@ -231,6 +245,8 @@ async fn exec(
         .kill_on_drop(false)
         .spawn()
         .map_err(|e| format!("starting peapod {EXEC_VERB}: {e}"))?;
+    // The command holds the terminal's peer while it lives: the master would never hang up.
+    drop(command);
     drop(report_wr);
     let mut running = Running {
         child,
