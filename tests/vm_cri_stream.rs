@@ -70,6 +70,24 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: no end after 60 s"))
 }
 
+/// `peapod __exec` processes still alive (each session's must end with it).
+fn exec_children() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"__exec"))
+        })
+        .collect()
+}
+
+fn no_exec_child_left() {
+    let gone = wait_for(|| exec_children().is_empty(), Duration::from_secs(10));
+    assert!(gone, "peapod __exec left running: {:?}", exec_children());
+}
+
 fn strings(cmd: &[&str]) -> Vec<String> {
     cmd.iter().map(|s| s.to_string()).collect()
 }
@@ -182,6 +200,7 @@ fn exec_sync_output_exit_code_and_timeout() {
     });
     // Not waiting on blocking threads a failed session may have left.
     rt.shutdown_timeout(Duration::from_secs(5));
+    no_exec_child_left();
 }
 
 #[test]
@@ -282,6 +301,7 @@ fn exec_over_websocket_and_spdy_with_stdin_and_a_terminal() {
     });
     // Not waiting on blocking threads a failed session may have left.
     rt.shutdown_timeout(Duration::from_secs(5));
+    no_exec_child_left();
 }
 
 #[test]
