@@ -1,6 +1,7 @@
 //! The `peapod` binary: hidden modes for the processes peapod re-executes itself as, then the CLI.
 
 use peapod::container::runtime::INIT_ARG;
+use peapod::cri::streaming::exec_child::EXEC_VERB;
 use peapod::cri::CRI_VERB;
 use peapod::pod::supervisor::{PULL_VERB, SUPERVISE_VERB};
 use peapod::probe::PROBE_VERB;
@@ -28,6 +29,7 @@ fn main() {
         },
         Some(PROBE_VERB) => peapod::probe::probe_main(),
         Some(CRI_VERB) => peapod::cri::cri_main(&args[2..]),
+        Some(EXEC_VERB) => peapod::cri::streaming::exec_child::exec_main(&args[2..]),
         _ => peapod::cli::run(),
     };
     peapod::starttrace::mark("exit");

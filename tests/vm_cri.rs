@@ -9,6 +9,9 @@
 //! test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent.
 
 mod common;
+#[path = "common/stream_client.rs"]
+#[allow(dead_code)] // the clients this test does not use
+mod stream_client;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -576,6 +579,62 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     let linux = pod_stats[0].linux.clone().expect("linux stats");
     assert!(linux.cpu.is_some() && linux.containers.len() == 1);
 
+    // ExecSync, Exec and PortForward through the socket, on the CRI's own IDs.
+    let req = cri::ExecSyncRequest {
+        container_id: app.clone(),
+        cmd: ["sh", "-c", "cat /mnt/host/f; echo oops >&2; exit 5"]
+            .map(String::from)
+            .to_vec(),
+        timeout: 10,
+    };
+    let out = node
+        .call(|mut c| async move { c.exec_sync(req).await })
+        .expect("ExecSync");
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice(), out.exit_code),
+        (&b"from-the-host\n"[..], &b"oops\n"[..], 5)
+    );
+    let req = cri::ExecRequest {
+        container_id: app.clone(),
+        cmd: ["sh", "-c", "read l; echo got-$l; hostname"]
+            .map(String::from)
+            .to_vec(),
+        stdin: true,
+        stdout: true,
+        ..Default::default()
+    };
+    let url = node
+        .call(|mut c| async move { c.exec(req).await })
+        .expect("Exec")
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let send = stream_client::Send {
+        stdin: Some(b"ping\n".to_vec()),
+        close_stdin: true,
+        ..Default::default()
+    };
+    let got = node
+        .rt
+        .block_on(stream_client::websocket(&url, &["v5.channel.k8s.io"], send));
+    assert_eq!(got.text(1), "got-ping\ncrisb\n", "{got:?}");
+    let id = sandbox.clone();
+    let url = node
+        .call(|mut c| async move {
+            c.port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: id,
+                port: vec![8080],
+            })
+            .await
+        })
+        .expect("PortForward")
+        .url;
+    let got = node.rt.block_on(stream_client::spdy_portforward(
+        &url,
+        8080,
+        b"GET /index.html HTTP/1.0\r\n\r\n",
+    ));
+    assert!(got.text(0).contains("hello-hp"), "{got:?}");
+
     // UpdateContainerResources: the running container's cgroup v2 limits change.
     let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
     let cg = cgroup_of(pid);
@@ -648,6 +707,22 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     let s = wait_state(&node, &fail, cri::ContainerState::ContainerExited);
     assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"), "{s:?}");
     assert!(s.finished_at >= s.started_at && s.finished_at > 0, "{s:?}");
+    let id = fail.clone();
+    let e = node
+        .call(|mut c| async move {
+            c.exec(cri::ExecRequest {
+                container_id: id,
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+        })
+        .expect_err("Exec in an exited container");
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::Unknown, "container is in CONTAINER_EXITED state")
+    );
     // Not restarted: the kubelet decides.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(

@@ -13,7 +13,6 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream as StdTcpStream};
 use std::os::fd::AsFd;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
@@ -22,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use super::kinds::Kind;
+use crate::cri::streaming::backend::dial_localhost;
 use crate::manifest::defaults::DEFAULT_NAMESPACE;
 use crate::pod::record::PodRecord;
 use crate::store::Paths;
@@ -31,8 +31,6 @@ const LOCALHOST: &str = "localhost";
 /// client-go's error when the pod's stream closes.
 const LOST_CONNECTION: &str = "lost connection to pod";
 const RUNNING: &str = "Running";
-/// How long a connection inside the pod may take to be accepted or refused.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The relay's buffer per direction.
 const RELAY_BUFFER: usize = 128 * 1024;
 
@@ -217,7 +215,7 @@ fn start_dialer(netns: File) -> Result<mpsc::Sender<Dial>> {
                 return;
             }
             for dial in rx {
-                let _ = dial.reply.send(dial_in_pod(dial.port));
+                let _ = dial.reply.send(dial_localhost(dial.port));
             }
         })
         .context("start the dialer thread")?;
@@ -225,21 +223,6 @@ fn start_dialer(netns: File) -> Result<mpsc::Sender<Dial>> {
         Ok(Ok(())) => Ok(tx),
         Ok(Err(e)) => Err(anyhow!("enter the pod's network namespace: {e}")),
         Err(_) => Err(anyhow!("the dialer thread stopped")),
-    }
-}
-
-fn dial_in_pod(port: u16) -> std::result::Result<StdTcpStream, String> {
-    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-    let e4 = match StdTcpStream::connect_timeout(&v4, DIAL_TIMEOUT) {
-        Ok(s) => return Ok(s),
-        Err(e) => e,
-    };
-    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
-    match StdTcpStream::connect_timeout(&v6, DIAL_TIMEOUT) {
-        Ok(s) => Ok(s),
-        Err(e6) => Err(format!(
-            "failed to connect to localhost:{port} inside the pod's network namespace, IPv4: dial tcp4 {v4}: {e4} IPv6: dial tcp6 {v6}: {e6}"
-        )),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod sandboxes;
 pub mod server;
 pub mod stats;
 pub mod status;
+pub mod streaming;
 pub mod translate;
 
 use std::path::PathBuf;

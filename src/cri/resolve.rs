@@ -20,6 +20,9 @@ pub struct ContainerTarget {
     pub sandbox_id: String,
     /// CONTAINER_RUNNING now.
     pub running: bool,
+    /// The CRI state's name (`CONTAINER_EXITED`...), for the refusal of a stream to a container
+    /// that does not run.
+    pub state: String,
 }
 
 /// A CRI sandbox as peapod knows it.
@@ -43,14 +46,17 @@ impl SandboxTarget {
 /// The container `container_id` (or a unique prefix), NotFound as containerd words it.
 pub fn resolve_container(paths: &Paths, container_id: &str) -> Result<ContainerTarget, Status> {
     let (_, rec) = records::find_container(paths, container_id)?;
-    let running = containers::status(paths, &rec.id, false)?
+    let state = containers::status(paths, &rec.id, false)?
         .status
-        .is_some_and(|s| s.state == k8s_cri::v1::ContainerState::ContainerRunning as i32);
+        .and_then(|s| k8s_cri::v1::ContainerState::try_from(s.state).ok())
+        .unwrap_or(k8s_cri::v1::ContainerState::ContainerUnknown);
+    let running = state == k8s_cri::v1::ContainerState::ContainerRunning;
     Ok(ContainerTarget {
         pod_uid: rec.pod_uid,
         container_name: rec.name,
         sandbox_id: rec.sandbox_id,
         running,
+        state: state.as_str_name().to_string(),
     })
 }
 
@@ -64,4 +70,25 @@ pub fn resolve_sandbox(paths: &Paths, sandbox_id: &str) -> Result<SandboxTarget,
         pod_uid: rec.uid,
         sandbox_id: rec.id,
     })
+}
+
+/// The streaming calls' view of the CRI records ([`super::streaming::Resolver`]).
+#[derive(Debug, Clone)]
+pub struct CriResolver {
+    pub paths: Paths,
+}
+
+impl super::streaming::Resolver for CriResolver {
+    fn container(&self, container_id: &str) -> Result<ContainerTarget, Status> {
+        resolve_container(&self.paths, container_id)
+    }
+
+    /// A sandbox that is not ready is refused as containerd's PortForward refuses it.
+    fn sandbox(&self, sandbox_id: &str) -> Result<String, Status> {
+        let target = resolve_sandbox(&self.paths, sandbox_id)?;
+        if !target.ready {
+            return Err(Status::unknown("sandbox container is not running"));
+        }
+        Ok(target.pod_uid)
+    }
 }

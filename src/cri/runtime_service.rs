@@ -1,6 +1,7 @@
 //! The CRI `RuntimeService`: `Version`, `Status`, `RuntimeConfig` and `UpdateRuntimeConfig`
 //! answer as a node runtime should; the pod sandbox calls are served by `sandboxes`, the
-//! container calls by `containers`. The stream, stats and other calls answer gRPC
+//! container calls by `containers`, the stats by `stats`, ExecSync and the streaming calls by
+//! `streaming` (over the records, through `resolve::CriResolver`). The few others answer gRPC
 //! `Unimplemented`, naming the call (the kubelet then reports the runtime's error instead of
 //! acting on a fake answer).
 
@@ -8,6 +9,8 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::resolve::CriResolver;
+use super::streaming::{self, StreamingServer};
 use super::{blocking, containers, sandboxes, stats, status};
 use crate::store::Paths;
 
@@ -18,15 +21,25 @@ pub const RUNTIME_NAME: &str = "peapod";
 /// The CRI API peapod serves.
 pub const RUNTIME_API_VERSION: &str = "v1";
 
-/// The runtime service over peapod's state directories.
-#[derive(Debug, Clone)]
+/// The runtime service over peapod's state directories, with the streaming server its Exec,
+/// Attach and PortForward send clients to.
+#[derive(Clone)]
 pub struct CriRuntime {
     paths: Paths,
+    streaming: StreamingServer,
+    resolver: CriResolver,
 }
 
 impl CriRuntime {
-    pub fn new(paths: Paths) -> CriRuntime {
-        CriRuntime { paths }
+    pub fn new(paths: Paths, streaming: StreamingServer) -> CriRuntime {
+        let resolver = CriResolver {
+            paths: paths.clone(),
+        };
+        CriRuntime {
+            paths,
+            streaming,
+            resolver,
+        }
     }
 }
 
@@ -299,6 +312,48 @@ macro_rules! runtime_service {
                     .map(|()| Response::new(cri::ReopenContainerLogResponse {}))
             }
 
+            async fn exec_sync(
+                &self,
+                request: Request<cri::ExecSyncRequest>,
+            ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+                streaming::exec_sync(&self.streaming, &self.resolver, request.into_inner())
+                    .await
+                    .map(Response::new)
+            }
+
+            async fn exec(
+                &self,
+                request: Request<cri::ExecRequest>,
+            ) -> Result<Response<cri::ExecResponse>, Status> {
+                let (server, resolver) = (self.streaming.clone(), self.resolver.clone());
+                let req = request.into_inner();
+                blocking(move || streaming::exec(&server, &resolver, req))
+                    .await
+                    .map(Response::new)
+            }
+
+            async fn attach(
+                &self,
+                request: Request<cri::AttachRequest>,
+            ) -> Result<Response<cri::AttachResponse>, Status> {
+                let (server, resolver) = (self.streaming.clone(), self.resolver.clone());
+                let req = request.into_inner();
+                blocking(move || streaming::attach(&server, &resolver, req))
+                    .await
+                    .map(Response::new)
+            }
+
+            async fn port_forward(
+                &self,
+                request: Request<cri::PortForwardRequest>,
+            ) -> Result<Response<cri::PortForwardResponse>, Status> {
+                let (server, resolver) = (self.streaming.clone(), self.resolver.clone());
+                let req = request.into_inner();
+                blocking(move || streaming::port_forward(&server, &resolver, req))
+                    .await
+                    .map(Response::new)
+            }
+
             type GetContainerEventsStream = futures::stream::Empty<
                 Result<cri::ContainerEventResponse, Status>,
             >;
@@ -323,10 +378,6 @@ macro_rules! runtime_service {
 }
 
 runtime_service! {
-    exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
-    exec(ExecRequest) -> ExecResponse = "Exec";
-    attach(AttachRequest) -> AttachResponse = "Attach";
-    port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
     checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
     list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
     list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";

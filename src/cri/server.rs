@@ -14,6 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::image_service::CriImages;
 use super::runtime_service::CriRuntime;
+use super::streaming::{self, backend::PodBackend};
 use crate::store::Paths;
 
 /// Worker threads of the server's runtime: calls are short but for pulls, which run on
@@ -23,6 +24,9 @@ const WORKER_THREADS: usize = 2;
 const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a stopping server waits for its clients (the node agent waits 5 s, then kills).
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// The streaming server's address: containerd's `stream_server_address` and `_port` defaults.
+const STREAM_ADDRESS: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
@@ -37,6 +41,8 @@ pub enum CriError {
     InUse(PathBuf),
     #[error("{0} exists and is not a socket; not replacing it")]
     NotASocket(PathBuf),
+    #[error(transparent)]
+    Streaming(#[from] streaming::http::HttpError),
     #[error("serving the CRI on {path}: {source}")]
     Serve {
         path: PathBuf,
@@ -139,6 +145,13 @@ fn run(paths: Paths, socket: &Path, listener: UnixListener) -> Result<(), CriErr
             tracing::info!("CRI server stopping");
             let _ = stopping.send(());
         };
+        // The streaming server Exec, Attach and PortForward send clients to (127.0.0.1 and a
+        // random port, as containerd's defaults); it lives as long as this runtime.
+        let exe = std::env::current_exe().map_err(io_error("locating the peapod binary for", socket))?;
+        let backend = std::sync::Arc::new(PodBackend::new(paths.clone(), exe));
+        let streaming = streaming::start(STREAM_ADDRESS, backend)
+            .await
+            .map_err(CriError::Streaming)?;
         tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "CRI server listening");
         // The keepers this server started (RunPodSandbox) are its children: collected as
         // they end, between calls too.
@@ -150,7 +163,7 @@ fn run(paths: Paths, socket: &Path, listener: UnixListener) -> Result<(), CriErr
             }
         });
         let server = tonic::transport::Server::builder()
-            .add_service(RuntimeServiceServer::new(CriRuntime::new(paths.clone())))
+            .add_service(RuntimeServiceServer::new(CriRuntime::new(paths.clone(), streaming)))
             .add_service(ImageServiceServer::new(CriImages::new(paths)))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
