@@ -124,6 +124,7 @@ pub fn open_dir(path: &std::path::Path) -> std::io::Result<std::os::fd::OwnedFd>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     /// Without a cgroup the clone is a plain fork: the child exits with a code the parent
     /// reads (no root, no cgroupfs needed).
@@ -140,5 +141,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Where the kernel refuses CLONE_INTO_CGROUP, the child is cloned outside and writes "0"
+    /// into the directory's cgroup.procs itself. A plain directory with a plain cgroup.procs
+    /// file stands in for cgroupfs: the kernel refuses it in clone3 (EBADF, not a fallback
+    /// case), and takes the child's write.
+    #[test]
+    fn a_refused_flag_falls_back_to_cgroup_procs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let procs = dir.path().join("cgroup.procs");
+        std::fs::write(&procs, "").expect("write cgroup.procs");
+        let fd = open_dir(dir.path()).expect("open dir");
+        let raw = fd.as_raw_fd();
+        if !UNSUPPORTED.load(Ordering::Relaxed) {
+            // SAFETY: refused before any child exists.
+            assert_eq!(unsafe { clone_into(0, Some(raw)) }, Err(Errno::EBADF));
+        }
+        UNSUPPORTED.store(true, Ordering::Relaxed);
+        // SAFETY: the child only calls async-signal-safe functions and _exit.
+        match unsafe { clone_into(0, Some(raw)) }.expect("clone") {
+            Cloned::Child { joined } => {
+                let code = if !joined && join(raw).is_ok() { 0 } else { 1 };
+                unsafe { libc::_exit(code) }
+            }
+            Cloned::Parent { pid } => {
+                let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                assert_eq!(
+                    status.expect("waitpid"),
+                    nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0)
+                );
+            }
+        }
+        assert_eq!(std::fs::read_to_string(&procs).expect("read"), "0");
     }
 }

@@ -208,6 +208,9 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
     }
     // SAFETY: close_range(2) on descriptors this process owns; nothing uses them afterwards.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // Ready: what follows allocates nothing, so the heap (the originals of every page the
+    // supervisor wrote since the fork), the unused code and the dead stack go back.
+    crate::pod::supervisor::release_for_good();
     loop {
         // SAFETY: pause(2) has no preconditions.
         unsafe { libc::pause() };
