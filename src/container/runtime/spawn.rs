@@ -266,13 +266,13 @@ fn create_inner(
                 direct.then_some(spec),
             );
         }
-        Ok(Cloned::Parent { pid }) => Some(pid),
-        Err(_) => None,
+        Ok(Cloned::Parent { pid }) => Ok(pid),
+        Err(e) => Err(e),
     };
     if let Some(own) = &own_pid_ns {
         if let Err(e) = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID) {
             // Our later children would land in the pod's pid namespace: refuse to go on.
-            if let Some(pid) = pid {
+            if let Ok(pid) = pid {
                 let _ =
                     nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 let _ = waitpid(Pid::from_raw(pid), None);
@@ -280,16 +280,13 @@ fn create_inner(
             return Err(RuntimeError::sys("setns back to our own pid namespace", e));
         }
     }
-    let pid = match cloned {
-        Ok(_) => pid.unwrap_or_default(),
-        Err(e) => {
-            let what = match &prepared.cgroup_dir {
-                Some(_) => "clone into the container's cgroup",
-                None => "clone",
-            };
-            return Err(RuntimeError::sys(what, e));
-        }
-    };
+    let pid = pid.map_err(|e| {
+        let what = match &prepared.cgroup_dir {
+            Some(_) => "clone into the container's cgroup",
+            None => "clone",
+        };
+        RuntimeError::sys(what, e)
+    })?;
     drop(pipe_wr);
     drop(gate_rd);
     drop(prepared);
