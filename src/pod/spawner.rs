@@ -11,9 +11,9 @@
 //!
 //! The CLI sends each request on a SOCK_SEQPACKET pair: the pod's uid, with the supervisor's
 //! readiness pipe and log file (SCM_RIGHTS). The spawner's child becomes the keeper in its own
-//! session, as `lifecycle::fork_supervisor` did from the CLI. At the CLI's end (or its death)
-//! the socket closes and the spawner exits; [`finish`] waits for it so that no process of the
-//! command outlives it.
+//! session (`lifecycle::fork_keeper`, which the CLI runs itself when it has no spawner). At the
+//! CLI's end (or its death) the socket closes and the spawner exits; [`finish`] waits for it so
+//! that no process of the command outlives it.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
