@@ -31,12 +31,13 @@ def running(name):
     return all_running([name])
 
 def idle_pss():
-    """PSS (kB) of each pod's supervisor and sandbox processes together."""
+    """PSS (kB) of each pod's keeper, supervisor and sandbox processes together."""
     out = []
     for path in glob.glob(f"{lib}/pods/*/state.json"):
         st = json.load(open(path))
         total = 0
-        for proc in (st.get("supervisor"), (st.get("sandbox") or {}).get("process")):
+        procs = (st.get("keeper"), st.get("supervisor"), (st.get("sandbox") or {}).get("process"))
+        for proc in (p for p in procs if p):
             with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
                 total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
         out.append(total)
@@ -110,7 +111,8 @@ if profile:
         traces.append(traced_start(f"t{i}", sleeper, trace))
         sh(peapod, "delete", "pod", f"t{i}", "--grace-period=0", "--force")
 
-# Memory: PSS of each idle pod's supervisor and sandbox processes (before the crun part, which
+# Memory: PSS of each idle pod's keeper, supervisor and sandbox processes, one apply per pod
+# (each relocates its own copy of the binary's data; before the crun part, which
 # hides the cgroup2 mount peapod's device allowlist needs on a hybrid host).
 for i in range(idle):
     apply_until_running(f"idle{i}", sleeper)
@@ -190,7 +192,7 @@ summary("peapod delete (container exits on SIGTERM)", delete_grace)
 if traces:
     print_profile(traces)
 if pss:
-    print(f"\nmemory per idle pod (PSS of supervisor + sandbox, {idle} pods): "
+    print(f"\nmemory per idle pod (PSS of keeper + supervisor + sandbox, {idle} pods, one apply each): "
           f"mean {statistics.mean(pss):.0f} kB, max {max(pss)} kB  "
           f"(podman conmon + infra measured on this kind of machine: 851 kB)")
 if dense:

@@ -30,7 +30,15 @@ fn main() {
         Some(PROBE_VERB) => peapod::probe::probe_main(),
         Some(CRI_VERB) => peapod::cri::cri_main(&args[2..]),
         Some(EXEC_VERB) => peapod::cri::streaming::exec_child::exec_main(&args[2..]),
-        _ => peapod::cli::run(),
+        _ => {
+            // Before the CLI allocates anything: the pods' keepers are forked from it.
+            if peapod::pod::spawner::starts_pods(&args) {
+                peapod::pod::spawner::start();
+            }
+            let code = peapod::cli::run();
+            peapod::pod::spawner::finish();
+            code
+        }
     };
     peapod::starttrace::mark("exit");
     std::process::exit(code);

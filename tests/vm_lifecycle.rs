@@ -526,6 +526,26 @@ spec:
     assert_eq!(read("memory.max").trim(), (200u64 << 20).to_string());
     // 500m -> 512 shares -> the kubelet's pod weight 1 + (512-2)*9999/262142.
     assert_eq!(read("cpu.weight").trim(), "20");
+    // Created in their cgroups (clone3 CLONE_INTO_CGROUP, or cgroup.procs where refused): the
+    // pause process in the sandbox cgroup, the container in its own, which is the root of its
+    // cgroup namespace.
+    let state = accounting::read_state(&uid).expect("state.json");
+    let cgroup_of = |process: &serde_json::Value| {
+        let pid = accounting::live_recorded(process).expect("a recorded live process");
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
+    };
+    let pause = cgroup_of(&state["sandbox"]["process"]);
+    assert!(
+        pause.contains(&format!("/pod-{uid}/sandbox\n")),
+        "pause process: {pause}"
+    );
+    let app = cgroup_of(&state["containers"]["app"]["process"]);
+    assert!(
+        app.contains(&format!("/pod-{uid}/app-")),
+        "container: {app}"
+    );
+    let (code, inside) = exec("pod-resources", "app", &["cat", "/proc/self/cgroup"]);
+    assert_eq!((code, inside.trim()), (0, "0::/"), "seen inside: {inside}");
     assert_eq!(pod_json("pod-resources")["status"]["qosClass"], "Burstable");
     // A container above the pod's limit is refused with the API server's words.
     let bad = yaml

@@ -13,6 +13,7 @@
 //! there is no cgroup2 hierarchy at all, no container runs ([`check_devices_supported`]).
 
 mod bpf;
+pub mod clone;
 mod devices;
 pub mod pod;
 pub mod stats;

@@ -235,6 +235,7 @@ pub fn run() -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
+    crate::starttrace::mark("cli parsed");
     // Through the environment so that supervisors forked or executed from here see them too.
     if let Some(f) = &cli.registries_config {
         std::env::set_var(crate::image::registry::ENV_REGISTRIES_CONFIG, f);

@@ -6,6 +6,7 @@
 //! is dead it releases the pod's resources itself from the recorded state.
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -236,9 +237,9 @@ pub fn reap_started() -> usize {
     children.len()
 }
 
-/// Forks the supervisor. The child gets a new session, /dev/null and the log as stdio, and no
-/// other descriptor of the CLI's (the pods lock above all) but the readiness pipe, on which it
-/// writes once its state file exists.
+/// Starts the supervisor (through its keeper) and waits until it has recorded itself: forked by
+/// the CLI's spawner when there is one (`pod::spawner`: the keeper then inherits none of the
+/// CLI's heap), else by this process.
 fn fork_supervisor(
     uid: &str,
     log: fs::File,
@@ -246,16 +247,40 @@ fn fork_supervisor(
     durable: &std::path::Path,
 ) -> std::io::Result<()> {
     use std::io::Read;
+
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    crate::starttrace::mark("cli forking");
+    if crate::pod::spawner::request(uid, &ready_w, &log).is_err() {
+        fork_keeper(uid, ready_w, log)?;
+    } else {
+        drop((ready_w, log));
+    }
+    fs::File::open(durable)?.sync_all()?;
+    crate::starttrace::mark("cli pod.json synced");
+    let mut answer = Vec::new();
+    fs::File::from(ready_r).read_to_end(&mut answer)?;
+    crate::starttrace::mark("cli supervisor ready");
+    if answer.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "supervisor exited before recording the pod; see {}",
+            run_dir.join(SUPERVISOR_LOG).display()
+        )));
+    }
+    Ok(())
+}
+
+/// Forks the pod's keeper, which forks its supervisor. The child gets a new session, /dev/null
+/// and `log` as stdio, and no other descriptor of this process's (the pods lock above all) but
+/// the readiness pipe, on which the supervisor writes once its state file exists. The caller
+/// is single-threaded.
+pub(crate) fn fork_keeper(uid: &str, ready_w: OwnedFd, log: fs::File) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
 
     let null = fs::OpenOptions::new().read(true).open("/dev/null")?;
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    // SAFETY: this process has a single thread (checked by the caller), so the child may run
-    // ordinary code; it leaves through _exit and never returns into the CLI.
-    crate::starttrace::mark("cli forking");
+    // SAFETY: this process has a single thread (the caller's contract), so the child may run
+    // ordinary code; it leaves through _exit and never returns into the caller.
     match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
         nix::unistd::ForkResult::Child => {
-            drop(ready_r);
             let ready = ready_w.as_raw_fd();
             // SAFETY: descriptor plumbing on fds this process owns; nothing else runs yet.
             unsafe {
@@ -271,24 +296,10 @@ fn fork_supervisor(
             crate::starttrace::reopen();
             std::mem::forget((null, log));
             let code = crate::pod::supervisor::main_forked(uid, ready_w);
-            // SAFETY: leave without running the CLI's destructors or flushing its buffers.
+            // SAFETY: leave without running the caller's destructors or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
-        nix::unistd::ForkResult::Parent { .. } => {
-            drop(ready_w);
-            fs::File::open(durable)?.sync_all()?;
-            crate::starttrace::mark("cli pod.json synced");
-            let mut answer = Vec::new();
-            fs::File::from(ready_r).read_to_end(&mut answer)?;
-            crate::starttrace::mark("cli supervisor ready");
-            if answer.is_empty() {
-                return Err(std::io::Error::other(format!(
-                    "supervisor exited before recording the pod; see {}",
-                    run_dir.join(SUPERVISOR_LOG).display()
-                )));
-            }
-            Ok(())
-        }
+        nix::unistd::ForkResult::Parent { .. } => Ok(()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod model;
 pub mod phase;
 pub mod reboot;
 pub mod record;
+pub mod spawner;
 pub mod supervisor;
 pub mod teardown;
 pub mod update;

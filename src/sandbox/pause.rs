@@ -23,7 +23,9 @@ use std::path::Path;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
+
+use crate::cgroup::clone::Cloned;
 
 use super::HostNamespaces;
 
@@ -90,65 +92,39 @@ pub fn spawn(
         .write(true)
         .open("/dev/null")?;
     let comm = CString::new(PAUSE_COMM).unwrap_or_default();
-    let procs = match cgroup {
-        Some(cg) => Some(
-            OpenOptions::new()
-                .write(true)
-                .open(cg.join("cgroup.procs"))?,
-        ),
-        None => None,
-    };
+    let cgroup_dir = cgroup.map(crate::cgroup::clone::open_dir).transpose()?;
     // The child reports a failed setup step through this pipe before it pauses.
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    match fork_pause(new_pid_ns)? {
-        ForkResult::Child => {
+    // With shareProcessNamespace the child is pid 1 of a new pid namespace: a clone flag, as
+    // unshare(CLONE_NEWPID) would only move the caller's future children; clone keeps the
+    // child a direct, waitable child of ours.
+    let clone_flags = if new_pid_ns {
+        libc::CLONE_NEWPID as u64
+    } else {
+        0
+    };
+    let dir_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
+    // SAFETY: like fork(2); the caller is single-threaded (checked above), so the child may run
+    // ordinary code, and it never returns from `pause_child`. Created in the sandbox cgroup (no
+    // migration: see `cgroup::clone`) where the kernel can.
+    match unsafe { crate::cgroup::clone::clone_into(clone_flags, dir_fd) }? {
+        Cloned::Child { joined } => {
             drop(err_r);
             let fd = err_w.as_raw_fd();
             let fds = ChildFds {
-                cgroup_procs: procs.as_ref().map(|f| f.as_raw_fd()),
+                cgroup_dir: dir_fd.filter(|_| !joined),
                 null: null.as_raw_fd(),
                 report: fd,
             };
             pause_child(&host, &comm, &fds, unshare_flags)
         }
-        ForkResult::Parent { child } => {
+        Cloned::Parent { pid } => {
             drop(err_w);
             Ok(Pause {
-                pid: child,
+                pid: Pid::from_raw(pid),
                 report: err_r,
             })
         }
-    }
-}
-
-/// fork(2), or with `new_pid_ns` a clone(2) that makes the child pid 1 of a new pid namespace
-/// (unshare(CLONE_NEWPID) would only move the caller's future children; clone keeps the child
-/// a direct, waitable child of ours).
-fn fork_pause(new_pid_ns: bool) -> io::Result<ForkResult> {
-    if !new_pid_ns {
-        // SAFETY: the caller is single-threaded (checked by `spawn`), so the child may run
-        // ordinary code; it never returns from `pause_child`.
-        return unsafe { fork() }.map_err(io::Error::from);
-    }
-    // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2) (the child runs on
-    // a copy of this stack); the caller is single-threaded, and the child only runs
-    // `pause_child`, which never returns. x86_64 order: flags, stack, parent_tid, child_tid, tls.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    match ret {
-        r if r < 0 => Err(io::Error::last_os_error()),
-        0 => Ok(ForkResult::Child),
-        pid => Ok(ForkResult::Parent {
-            child: Pid::from_raw(pid as i32),
-        }),
     }
 }
 
@@ -160,7 +136,8 @@ extern "C" fn exit_on_signal(_: libc::c_int) {
 
 /// Descriptors the pause child uses, opened by the parent.
 struct ChildFds {
-    cgroup_procs: Option<i32>,
+    /// The sandbox cgroup to join, when the child was not created in it.
+    cgroup_dir: Option<i32>,
     null: i32,
     report: i32,
 }
@@ -176,10 +153,9 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
             libc::_exit(1)
         }
     };
-    if let Some(fd) = fds.cgroup_procs {
-        // SAFETY: write(2) of a static buffer to an fd opened by the parent.
-        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-            fail("join the sandbox cgroup", io::Error::last_os_error());
+    if let Some(fd) = fds.cgroup_dir {
+        if let Err(e) = crate::cgroup::clone::join(fd) {
+            fail("join the sandbox cgroup", e.into());
         }
     }
     if let Err(e) = unshare(flags) {
@@ -232,6 +208,9 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
     }
     // SAFETY: close_range(2) on descriptors this process owns; nothing uses them afterwards.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // Ready: what follows allocates nothing, so the heap (the originals of every page the
+    // supervisor wrote since the fork), the unused code and the dead stack go back.
+    crate::pod::supervisor::release_for_good();
     loop {
         // SAFETY: pause(2) has no preconditions.
         unsafe { libc::pause() };

@@ -154,7 +154,9 @@ fn run_spec(
     // Compiled and (without no_new_privs) loaded before the gate, as runc loads it before it
     // waits on its exec fifo: the cost (about 0.6 ms, mostly the kernel's BPF JIT) stays off
     // the start path.
-    let late = load_privileged(process, compile_seccomp(spec)?)?;
+    let compiled = compile_seccomp(spec)?;
+    crate::starttrace::mark("init seccomp compiled");
+    let late = load_privileged(process, compiled)?;
     crate::starttrace::mark("init at gate");
     if let Some(gate) = gate {
         wait_at_gate(gate);

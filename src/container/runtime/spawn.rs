@@ -31,6 +31,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::error::{errno_text, RuntimeError};
 use super::{ContainerStdio, Spawned, INIT_ARG, INIT_CONSOLE_ENV, INIT_GATE_ENV, INIT_PIPE_ENV};
+use crate::cgroup::clone::Cloned;
 
 /// Lowest fd number used for the child's prepared copies of its stdio, so that the final dup2
 /// onto 0, 1 and 2 can never overwrite a source that has not been duplicated yet.
@@ -58,7 +59,8 @@ struct Prepared {
     _envp_store: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
-    cgroup_procs: Option<OwnedFd>,
+    /// The container's cgroup directory: the child is created in it (or joins it).
+    cgroup_dir: Option<OwnedFd>,
     new_cgroup_ns: bool,
     joins: Vec<Join>,
     /// An existing pid namespace to create the child in (a pod that shares one), instead of a
@@ -67,7 +69,7 @@ struct Prepared {
     stdio: [OwnedFd; 3],
     /// The socket the init sends its terminal's master on (`process.terminal`).
     console: Option<OwnedFd>,
-    clone_flags: libc::c_ulong,
+    clone_flags: u64,
 }
 
 /// Starts the container described by `spec`, whose `config.json` is in `bundle`.
@@ -241,47 +243,50 @@ fn create_inner(
         }
         None => None,
     };
-    // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2): the child continues
-    // on a copy of this stack. The child only runs `child_main`, which uses async-signal-safe
-    // syscalls on memory prepared above and never returns. x86_64 argument order is
-    // (flags, stack, parent_tid, child_tid, tls).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
+    // SAFETY: like fork(2), the child continues on a copy of this stack. It only runs
+    // `child_main`, which uses async-signal-safe syscalls on memory prepared above and never
+    // returns. Created in its cgroup (no migration: see `cgroup::clone`) where the kernel can.
+    let cloned = unsafe {
+        crate::cgroup::clone::clone_into(
             prepared.clone_flags,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+            prepared.cgroup_dir.as_ref().map(AsRawFd::as_raw_fd),
         )
     };
-    let clone_errno = Errno::last();
-    if ret != 0 {
-        if let Some(own) = &own_pid_ns {
-            if let Err(e) = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID) {
-                // Our later children would land in the pod's pid namespace: refuse to go on.
-                if ret > 0 {
-                    let _ = nix::sys::signal::kill(
-                        Pid::from_raw(ret as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    let _ = waitpid(Pid::from_raw(ret as i32), None);
-                }
-                return Err(RuntimeError::sys("setns back to our own pid namespace", e));
+    let pid = match cloned {
+        Ok(Cloned::Child { joined }) => {
+            let gate = Gate {
+                read: gate_rd.as_raw_fd(),
+                write: gate_w.as_raw_fd(),
+            };
+            child_main(
+                &prepared,
+                joined,
+                pipe_wr.as_raw_fd(),
+                gate,
+                direct.then_some(spec),
+            );
+        }
+        Ok(Cloned::Parent { pid }) => Ok(pid),
+        Err(e) => Err(e),
+    };
+    if let Some(own) = &own_pid_ns {
+        if let Err(e) = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID) {
+            // Our later children would land in the pod's pid namespace: refuse to go on.
+            if let Ok(pid) = pid {
+                let _ =
+                    nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(Pid::from_raw(pid), None);
             }
+            return Err(RuntimeError::sys("setns back to our own pid namespace", e));
         }
     }
-    if ret < 0 {
-        return Err(RuntimeError::sys("clone", clone_errno));
-    }
-    if ret == 0 {
-        let gate = Gate {
-            read: gate_rd.as_raw_fd(),
-            write: gate_w.as_raw_fd(),
+    let pid = pid.map_err(|e| {
+        let what = match &prepared.cgroup_dir {
+            Some(_) => "clone into the container's cgroup",
+            None => "clone",
         };
-        child_main(&prepared, pipe_wr.as_raw_fd(), gate, direct.then_some(spec));
-    }
-    let pid = ret as i32;
+        RuntimeError::sys(what, e)
+    })?;
     drop(pipe_wr);
     drop(gate_rd);
     drop(prepared);
@@ -330,7 +335,7 @@ fn prepare(
         .as_ref()
         .ok_or_else(|| RuntimeError::InvalidSpec("linux: missing".into()))?;
     // The init always needs its own mount namespace (the overlay must not leak to the host).
-    let mut clone_flags = (libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong;
+    let mut clone_flags = libc::CLONE_NEWNS as u64;
     let mut new_cgroup_ns = false;
     let mut has_pid = false;
     let mut pid_ns = None;
@@ -340,7 +345,7 @@ fn prepare(
         match (typ, ns.path()) {
             (LinuxNamespaceType::Pid, None) => {
                 has_pid = true;
-                clone_flags |= libc::CLONE_NEWPID as libc::c_ulong;
+                clone_flags |= libc::CLONE_NEWPID as u64;
             }
             (LinuxNamespaceType::Pid, Some(path)) => {
                 has_pid = true;
@@ -358,7 +363,7 @@ fn prepare(
                 LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc,
                 None,
             ) => {
-                clone_flags |= typ as libc::c_ulong;
+                clone_flags |= typ as u64;
             }
             (
                 LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc,
@@ -414,16 +419,9 @@ fn prepare(
                 .into(),
         ));
     }
-    let cgroup_procs = match linux.cgroups_path() {
+    let cgroup_dir = match linux.cgroups_path() {
         Some(dir) if dir.is_absolute() => {
-            let path = dir.join("cgroup.procs");
-            let fd = open(
-                path.as_path(),
-                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| RuntimeError::sys(format!("open {}", path.display()), e))?;
-            Some(fd)
+            Some(crate::cgroup::clone::open_dir(dir).map_err(|e| RuntimeError::io(dir, e))?)
         }
         Some(dir) => {
             return Err(RuntimeError::InvalidSpec(format!(
@@ -480,7 +478,7 @@ fn prepare(
         _envp_store: envp_store,
         argv,
         envp,
-        cgroup_procs,
+        cgroup_dir,
         new_cgroup_ns,
         joins,
         pid_ns,
@@ -517,19 +515,21 @@ fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// The child between clone and execve: join the cgroup, the cgroup and sandbox namespaces,
-/// install stdio, then either run the init right here (`direct`: the caller was
-/// single-threaded, so ordinary code is safe in the child) or keep the pipe open across exec
-/// and exec `peapod __init`.
-fn child_main(p: &Prepared, pipe: RawFd, gate: Gate, direct: Option<&Spec>) -> ! {
+/// The child between clone and execve: join the cgroup (unless it was `joined` at clone),
+/// the cgroup and sandbox namespaces, install stdio, then either run the init right here
+/// (`direct`: the caller was single-threaded, so ordinary code is safe in the child) or keep
+/// the pipe open across exec and exec `peapod __init`.
+fn child_main(p: &Prepared, joined: bool, pipe: RawFd, gate: Gate, direct: Option<&Spec>) -> ! {
     // SAFETY (whole function): only async-signal-safe syscalls on fds and memory prepared
     // before clone; every path ends in execve or _exit.
     unsafe {
         libc::close(gate.write);
-        if let Some(fd) = &p.cgroup_procs {
-            // Writing "0" moves the writer itself (cgroups(7)). It must happen before the
-            // cgroup namespace is created so that the namespace root is the container's cgroup.
-            if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) < 0 {
+        // In the cgroup before the cgroup namespace is created, so that the namespace root is
+        // the container's cgroup. (Not CLONE_NEWCGROUP at clone: the kernel makes the
+        // namespaces before it places the child, so the root would be the supervisor's.)
+        if let Some(fd) = p.cgroup_dir.as_ref().filter(|_| !joined) {
+            if let Err(e) = crate::cgroup::clone::join(fd.as_raw_fd()) {
+                e.set();
                 child_fail(pipe, b"join cgroup");
             }
         }

@@ -38,7 +38,7 @@ mod update;
 mod volumes;
 
 pub use pulls::{pull_main, PULL_VERB};
-pub(crate) use trim::release_idle_memory;
+pub(crate) use trim::{release_for_good, release_idle_memory};
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};

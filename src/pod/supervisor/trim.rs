@@ -13,6 +13,10 @@
 //!   and the loop never reaches again: dead pages, handed back and refaulted as zeroes if a
 //!   later call goes that deep;
 //! - the heap's free pages (`malloc_trim`), left by start-up's short-lived allocations.
+//!
+//! The pause process goes further ([`release_for_good`]): forked from the supervisor, it holds
+//! the original of every heap page the supervisor wrote since (copy-on-write leaves the copy
+//! with the writer), yet it never allocates after its setup: its whole heap is handed back.
 
 use std::fs;
 
@@ -22,18 +26,7 @@ const STACK_KEPT_BELOW: usize = 4 * 4096;
 
 /// Releases the memory the idle loop does not need (see the module doc).
 pub fn release_idle_memory() {
-    let Ok(exe) = fs::read_link("/proc/self/exe") else {
-        return;
-    };
-    let Some(exe) = exe.to_str().map(str::to_owned) else {
-        return;
-    };
-    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
-    for (start, end) in releasable(&smaps, &exe, sp) {
+    for (start, end) in own_releasable(false) {
         // SAFETY: each range is either a mapping of our own executable that holds no private
         // page (DONTNEED only drops page table entries and the kernel refaults the same file
         // content), or the part of our stack below the live frames (dead memory, refaulted as
@@ -46,6 +39,56 @@ pub fn release_idle_memory() {
     }
     // SAFETY: malloc_trim only returns free heap memory to the kernel; single-threaded caller.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// This process's [`releasable`] ranges, and its `[heap]` with `heap`; none if /proc cannot
+/// tell.
+fn own_releasable(heap: bool) -> Vec<(usize, usize)> {
+    let Ok(exe) = fs::read_link("/proc/self/exe") else {
+        return Vec::new();
+    };
+    let Some(exe) = exe.to_str() else {
+        return Vec::new();
+    };
+    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
+        return Vec::new();
+    };
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    let mut out = releasable(&smaps, exe, sp);
+    if heap {
+        out.extend(
+            mappings(&smaps)
+                .into_iter()
+                .filter(|m| m.path == "[heap]")
+                .map(|m| (m.start, m.end)),
+        );
+    }
+    out
+}
+
+/// At most this many ranges are released by [`release_for_good`] (in practice: the code, the
+/// read-only data, the heap and the stack).
+const RANGES_MAX: usize = 16;
+
+/// [`release_idle_memory`] and the whole heap (`[heap]`), for a process that never allocates
+/// again, nor touches what it allocated: the pause process once its setup is done. Its
+/// allocator's own records are in those pages too: a later allocation would crash.
+pub fn release_for_good() {
+    // The ranges are copied to the stack and every heap value dropped before the heap goes.
+    let mut ranges = [(0usize, 0usize); RANGES_MAX];
+    let mut count = 0;
+    for range in own_releasable(true) {
+        if count < RANGES_MAX {
+            ranges[count] = range;
+            count += 1;
+        }
+    }
+    for &(start, end) in &ranges[..count] {
+        // SAFETY: as in `release_idle_memory`, plus the heap, which the caller never uses
+        // again (refaulted as zero pages if it did).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
 }
 
 /// One mapping of a /proc/<pid>/smaps text: its range, permissions, path and how much of it
