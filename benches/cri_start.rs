@@ -229,7 +229,11 @@ fn main() {
         if i > 0 {
             applies.push(took);
         }
-        peapod(bin, &["delete", "pod", "bench", "--grace-period", "0"], None);
+        peapod(
+            bin,
+            &["delete", "pod", "bench", "--grace-period", "0"],
+            None,
+        );
     }
     drop(agent);
     println!("pod start, cached image, one container, median of {rounds} (ms):");
