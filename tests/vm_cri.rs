@@ -288,6 +288,8 @@ fn sandbox_config(name: &str, uid: &str, attempt: u32) -> cri::PodSandboxConfig 
         labels: labels(&[("app", "cri"), ("io.kubernetes.pod.name", name)]),
         annotations: labels(&[("kubernetes.io/config.source", "api")]),
         linux: Some(cri::LinuxPodSandboxConfig {
+            // Unsafe for peapod's own admission, allowed by this kubelet.
+            sysctls: labels(&[("net.core.somaxconn", "1234")]),
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption::default()),
                 ..Default::default()
@@ -813,6 +815,8 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     assert_eq!(s.exit_code, 3, "{s:?}");
     node.remove(&again).expect("RemoveContainer");
 
+    security_settings_are_the_kubelets(&node, &sandbox, &config);
+
     // StopPodSandbox: NOTREADY, the IP given back; the containers stay EXITED.
     node.stop_sandbox(&sandbox).expect("StopPodSandbox");
     let s = node.sandbox_status(&sandbox).expect("PodSandboxStatus");
@@ -880,6 +884,106 @@ const ROUNDS: usize = 10;
 /// RunPodSandbox + CreateContainer + StartContainer through the socket, beside `peapod
 /// apply` of the same one-container pod until its status.json shows the container running;
 /// medians of ROUNDS.
+/// What the kubelet asks of a container's security and devices, as seen from inside it: a
+/// Localhost seccomp profile by its absolute path, the group, supplemental groups, a read-only
+/// root, capabilities (drop ALL, add one), no_new_privs, the kubelet's masked paths, a host
+/// device; the sandbox's sysctl. A host-wide sysctl and an AppArmor profile are refused.
+fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::PodSandboxConfig) {
+    let profile_dir = Path::new("/var/lib/kubelet/seccomp");
+    std::fs::create_dir_all(profile_dir).unwrap();
+    let profile = profile_dir.join("cri-deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let mut sec = container_config(
+        "sec",
+        "grep -E '^(Gid|Groups|CapEff|NoNewPrivs)' /proc/self/status; \
+         mkdir /dev/shm/d || echo mkdir-denied; touch /x 2>/dev/null || echo rootfs-ro; \
+         echo masked=$(wc -c < /proc/cpuinfo); echo dev=$(stat -c %t:%T /dev/crikmsg); \
+         echo peapod-cri > /dev/crikmsg && echo dev-written; \
+         echo somaxconn=$(cat /proc/sys/net/core/somaxconn)",
+        vec![],
+    );
+    sec.devices = vec![cri::Device {
+        container_path: "/dev/crikmsg".into(),
+        host_path: "/dev/kmsg".into(),
+        permissions: "rwm".into(),
+    }];
+    let sc = sec
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .unwrap();
+    sc.seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Localhost as i32,
+        localhost_ref: profile.display().to_string(),
+    });
+    sc.run_as_user = Some(cri::Int64Value { value: 0 });
+    sc.run_as_group = Some(cri::Int64Value { value: 2000 });
+    sc.supplemental_groups = vec![3000];
+    sc.readonly_rootfs = true;
+    sc.no_new_privs = true;
+    sc.capabilities = Some(cri::Capability {
+        add_capabilities: vec!["NET_BIND_SERVICE".into()],
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    sc.masked_paths = vec!["/proc/cpuinfo".into()];
+    let id = node
+        .create(sandbox, sec.clone(), config)
+        .expect("CreateContainer sec");
+    node.start(&id).expect("StartContainer sec");
+    let s = wait_state(node, &id, cri::ContainerState::ContainerExited);
+    let text = std::fs::read_to_string(&s.log_path).unwrap();
+    for want in [
+        "Gid:\t2000\t2000\t2000\t2000",
+        "CapEff:\t0000000000000400",
+        "NoNewPrivs:\t1",
+        "Operation not permitted",
+        "mkdir-denied",
+        "rootfs-ro",
+        "masked=0",
+        "dev=1:b",
+        "dev-written",
+        "somaxconn=1234",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+    let groups = text.lines().find(|l| l.contains("Groups:")).unwrap_or("");
+    assert!(groups.split_whitespace().any(|g| g == "3000"), "{text}");
+    node.remove(&id).expect("RemoveContainer sec");
+
+    // AppArmor: peapod applies none, so a profile is refused.
+    let mut armored = container_config("armored", "true", vec![]);
+    let sc = armored
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .unwrap();
+    sc.apparmor = Some(cri::SecurityProfile::default());
+    let e = node
+        .create(sandbox, armored, config)
+        .expect_err("an AppArmor profile");
+    assert!(e.message().contains("apparmor is not supported"), "{e:?}");
+
+    // A host-wide sysctl would change the host: refused before anything is made.
+    let mut host_wide = sandbox_config("crisysctl", "0b0e7c1a-cri0-4000-8000-000000000002", 0);
+    if let Some(l) = host_wide.linux.as_mut() {
+        l.sysctls = labels(&[("vm.swappiness", "10")]);
+    }
+    let e = node.run_sandbox(host_wide).expect_err("a host-wide sysctl");
+    assert!(
+        e.message()
+            .contains("sysctl \"vm.swappiness\" is not in a separate kernel namespace"),
+        "{e:?}"
+    );
+    assert_eq!(node.list_sandboxes(Default::default()).len(), 1);
+    std::fs::remove_file(&profile).unwrap();
+}
+
 fn measure_latency(node: &Node) {
     let mut cri_times = Vec::new();
     let (mut runs, mut creates, mut starts) = (Vec::new(), Vec::new(), Vec::new());

@@ -131,39 +131,89 @@ pub fn host_devices(dev: &Path) -> io::Result<Vec<LinuxDevice>> {
             if name == SKIPPED_DEV_FILE {
                 continue;
             }
-            let typ = if file_type.is_char_device() {
-                LinuxDeviceType::C
-            } else if file_type.is_block_device() {
-                LinuxDeviceType::B
-            } else {
+            if !file_type.is_char_device() && !file_type.is_block_device() {
                 continue;
-            };
+            }
             // A node removed since read_dir (udev at work) is simply not listed.
             let meta = match std::fs::symlink_metadata(entry.path()) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let rdev = meta.rdev();
-            let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-            if major == 0 && minor == 0 {
+            let Some(device) = node(&entry.path(), &meta)? else {
                 continue;
-            }
-            let device = LinuxDeviceBuilder::default()
-                .path(entry.path())
-                .typ(typ)
-                .major(major as i64)
-                .minor(minor as i64)
-                .file_mode(meta.mode() & 0o7777)
-                .uid(meta.uid())
-                .gid(meta.gid())
-                .build()
-                .map_err(io::Error::other)?;
+            };
             out.push(device);
         }
     }
     out.sort_by(|a, b| a.path().cmp(b.path()));
     Ok(out)
+}
+
+/// The device a char or block node's metadata describes, at `path`; None for other files and
+/// for 0:0.
+fn node(path: &Path, meta: &std::fs::Metadata) -> io::Result<Option<LinuxDevice>> {
+    let file_type = meta.file_type();
+    let typ = if file_type.is_char_device() {
+        LinuxDeviceType::C
+    } else if file_type.is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return Ok(None);
+    };
+    let rdev = meta.rdev();
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    if major == 0 && minor == 0 {
+        return Ok(None);
+    }
+    LinuxDeviceBuilder::default()
+        .path(path)
+        .typ(typ)
+        .major(major as i64)
+        .minor(minor as i64)
+        .file_mode(meta.mode() & 0o7777)
+        .uid(meta.uid())
+        .gid(meta.gid())
+        .build()
+        .map(Some)
+        .map_err(io::Error::other)
+}
+
+/// The devices a CRI `Device` names (containerd's `getDevices`): the node at `host` (symlinks
+/// followed) made at `container`, or, for a directory, every node under it at the same place
+/// under `container`.
+pub fn devices_at(host: &Path, container: &Path) -> io::Result<Vec<LinuxDevice>> {
+    let meta = std::fs::metadata(host)?;
+    if meta.is_dir() {
+        let mut list = host_devices(host)?;
+        for d in &mut list {
+            let rel = d
+                .path()
+                .strip_prefix(host)
+                .unwrap_or(d.path())
+                .to_path_buf();
+            d.set_path(container.join(rel));
+        }
+        return Ok(list);
+    }
+    match node(container, &meta)? {
+        Some(d) => Ok(vec![d]),
+        None => Err(io::Error::other(format!(
+            "{} is not a device node",
+            host.display()
+        ))),
+    }
+}
+
+/// The cgroup rule that lets the container use `device` with `access` (`r`, `w`, `m`).
+pub fn device_rule(device: &LinuxDevice, access: &str) -> Result<LinuxDeviceCgroup, SpecError> {
+    Ok(LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(device.typ())
+        .major(device.major())
+        .minor(device.minor())
+        .access(access)
+        .build()?)
 }
 
 #[cfg(test)]
@@ -238,5 +288,25 @@ mod tests {
         std::os::unix::fs::symlink("/dev/null", tmp.path().join("link")).unwrap();
         std::fs::create_dir(tmp.path().join("pts")).unwrap();
         assert!(host_devices(tmp.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cri_device_is_the_host_node_at_the_container_path() {
+        let devs = devices_at(Path::new("/dev/null"), Path::new("/dev/mynull")).unwrap();
+        assert_eq!(devs.len(), 1);
+        assert_eq!(devs[0].path(), Path::new("/dev/mynull"));
+        assert_eq!((devs[0].major(), devs[0].minor()), (1, 3));
+        let rule = device_rule(&devs[0], "rw").unwrap();
+        assert_eq!(
+            (rule.major(), rule.minor(), rule.allow()),
+            (Some(1), Some(3), true)
+        );
+        assert_eq!(rule.access().as_deref(), Some("rw"));
+
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("file"), "x").unwrap();
+        let e = devices_at(&tmp.path().join("file"), Path::new("/dev/x")).unwrap_err();
+        assert!(e.to_string().ends_with("is not a device node"), "{e}");
+        assert!(devices_at(&tmp.path().join("none"), Path::new("/dev/x")).is_err());
     }
 }

@@ -538,21 +538,36 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
             namespaces.push(namespace(typ, ns_path(name))?);
         }
     }
+    // A CRI container: the kubelet's lists replace the defaults when it gave some (an empty
+    // list, which the CRI cannot tell from none, keeps them, as under containerd).
+    let cri =
+        crate::pod::control::CriContainerSettings::of(pod, &container.name).unwrap_or_default();
+    let given = |l: Option<Vec<String>>, default: &[&str]| {
+        l.filter(|l| !l.is_empty())
+            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+    };
     let (masked, readonly): (Vec<String>, Vec<String>) = if privileged {
         (Vec::new(), Vec::new())
     } else {
         (
-            MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-            READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+            given(cri.masked_paths, &MASKED_PATHS),
+            given(cri.readonly_paths, &READONLY_PATHS),
         )
     };
+    let mut rules = device_cgroup_rules(privileged)?;
+    let mut devices = linux_devices(privileged, &input.host_devices)?;
+    for d in cri.devices {
+        rules.push(super::devices::device_rule(&d.device, &d.permissions)?);
+        devices.retain(|o| o.path() != d.device.path());
+        devices.push(d.device);
+    }
     let mut resources = linux_resources(&input.resources)?;
-    resources.set_devices(Some(device_cgroup_rules(privileged)?));
+    resources.set_devices(Some(rules));
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(masked)
         .readonly_paths(readonly)
-        .devices(linux_devices(privileged, &input.host_devices)?)
+        .devices(devices)
         .resources(resources);
     if let Some(path) = &input.cgroup_path {
         linux = linux.cgroups_path(path.clone());

@@ -213,6 +213,41 @@ impl Allowlist {
             Err(format!("{name:?} not allowlisted"))
         }
     }
+
+    /// Every namespaced sysctl: a pod the kubelet drives through the CRI was admitted by the
+    /// kubelet's own allowlist (its safe set and `--allowed-unsafe-sysctls`), so the runtime
+    /// refuses only what cannot be set in the pod's namespaces, as containerd leaves that to runc.
+    pub fn every_namespaced() -> Self {
+        let all = |names: &[&str]| {
+            names
+                .iter()
+                .filter_map(|n| namespaced_by(n).map(|ns| (n.to_string(), ns)))
+                .collect()
+        };
+        Allowlist {
+            names: all(&["kernel.sem"]),
+            prefixes: all(&["kernel.shm", "kernel.msg", "fs.mqueue.", "net."]),
+        }
+    }
+}
+
+/// Why a sysctl cannot be set in a pod that shares the host's network (`host_network`) or IPC
+/// (`host_ipc`) namespace, or that no pod namespace holds; runc's words
+/// (libcontainer/configs/validate `sysctl`), which containerd passes on.
+pub fn not_in_pod_namespace(name: &str, host_network: bool, host_ipc: bool) -> Option<String> {
+    let name = normalize(name);
+    match namespaced_by(&name) {
+        None => Some(format!(
+            "sysctl {name:?} is not in a separate kernel namespace"
+        )),
+        Some(Namespace::Net) if host_network => Some(format!(
+            "sysctl {name:?} not allowed in host network namespace"
+        )),
+        Some(Namespace::Ipc) if host_ipc => Some(format!(
+            "sysctl {name:?} is not allowed in the hosts ipc namespace"
+        )),
+        Some(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +264,33 @@ mod tests {
         let old = Allowlist::new(Some((4, 4)), &[]).unwrap();
         assert!(old.check("net.ipv4.tcp_keepalive_time").is_err());
         assert!(old.check("net.ipv4.tcp_syncookies").is_ok());
+    }
+
+    #[test]
+    fn a_cri_pod_may_set_any_namespaced_sysctl_only() {
+        let list = Allowlist::every_namespaced();
+        for name in [
+            "net.core.somaxconn",
+            "kernel.msgmax",
+            "kernel.sem",
+            "fs.mqueue.msg_max",
+        ] {
+            assert!(list.check(name).is_ok(), "{name}");
+        }
+        assert!(list.check("vm.swappiness").is_err());
+        assert!(list.check("kernel.semx").is_err());
+        assert_eq!(
+            not_in_pod_namespace("vm/swappiness", false, false).unwrap(),
+            "sysctl \"vm.swappiness\" is not in a separate kernel namespace"
+        );
+        assert_eq!(
+            not_in_pod_namespace("net.core.somaxconn", false, true),
+            None
+        );
+        assert!(not_in_pod_namespace("net.core.somaxconn", true, false)
+            .unwrap()
+            .contains("host network namespace"));
+        assert!(not_in_pod_namespace("kernel.shmmax", false, true).is_some());
     }
 
     #[test]

@@ -150,7 +150,34 @@ pub fn create(paths: &Paths, req: cri::CreateContainerRequest) -> Result<String,
     let id = translate::new_id(&reserved);
     let name = translate::peapod_name(&meta.name, meta.attempt);
     let log_path = log_path(paths, &sandbox, &config, &name);
-    let (container, volumes) = translate::container(&name, &image.store_name, &config);
+    let (container, volumes) = translate::container(&name, &image.store_name, &config)
+        .map_err(|e| Status::unknown(format!("failed to generate container {id:?} spec: {e}")))?;
+    let groups = translate::supplemental_groups(&config);
+    let mut settings = translate::settings(&config);
+    for (k, d) in config.devices.iter().enumerate() {
+        let found = crate::container::devices::devices_at(
+            std::path::Path::new(&d.host_path),
+            std::path::Path::new(&d.container_path),
+        )
+        .map_err(|e| {
+            Status::unknown(format!(
+                "failed to generate container {id:?} spec: config.devices[{k}]: {}: {e}",
+                d.host_path
+            ))
+        })?;
+        let permissions = if d.permissions.is_empty() {
+            "rwm"
+        } else {
+            &d.permissions
+        };
+        settings
+            .devices
+            .extend(found.into_iter().map(|device| control::CriDevice {
+                device,
+                permissions: permissions.to_string(),
+            }));
+    }
+    let settings = serde_json::to_string(&settings).map_err(internal)?;
     let rec = ContainerRecord {
         id: id.clone(),
         sandbox_id: sandbox.id.clone(),
@@ -166,7 +193,16 @@ pub fn create(paths: &Paths, req: cri::CreateContainerRequest) -> Result<String,
         config,
     };
     edit_pod(paths, &sandbox.uid, |pod| {
+        pod.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(control::CriContainerSettings::key(&name), settings);
         let spec = pod.spec.get_or_insert_with(Default::default);
+        if let Some(groups) = groups {
+            spec.security_context
+                .get_or_insert_with(Default::default)
+                .supplemental_groups = Some(groups);
+        }
         spec.containers.retain(|c| c.name != name);
         spec.containers.push(container);
         let list = spec.volumes.get_or_insert_with(Vec::new);
@@ -360,6 +396,9 @@ pub fn remove(paths: &Paths, id: &str) -> Result<(), Status> {
     let _guard = reserve_lock();
     if paths.pod_dir(&rec.pod_uid).exists() {
         edit_pod(paths, &rec.pod_uid, |pod| {
+            if let Some(a) = pod.metadata.annotations.as_mut() {
+                a.remove(&control::CriContainerSettings::key(&rec.name));
+            }
             let Some(spec) = pod.spec.as_mut() else {
                 return;
             };
@@ -422,7 +461,8 @@ pub fn update_resources(
     }
     let linux_config = rec.config.linux.get_or_insert_with(Default::default);
     linux_config.resources = Some(new);
-    let (container, _) = translate::container(&rec.name, &rec.image, &rec.config);
+    let (container, _) =
+        translate::container(&rec.name, &rec.image, &rec.config).map_err(Status::unknown)?;
     let _guard = reserve_lock();
     edit_pod(paths, &rec.pod_uid, |pod| {
         if let Some(c) = pod

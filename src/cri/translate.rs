@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::pod::control::CRI_SANDBOX_ANNOTATION;
+use crate::pod::control::{CriContainerSettings, CRI_SANDBOX_ANNOTATION};
 
 /// A new 64-hex-digit ID for the sandbox or container reserved as `name`.
 pub fn new_id(name: &str) -> String {
@@ -55,6 +55,18 @@ fn ns_mode(config: &cri::PodSandboxConfig, pick: fn(&cri::NamespaceOption) -> i3
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref())
         .is_some_and(|n| pick(n) == cri::NamespaceMode::Node as i32)
+}
+
+/// Why the sandbox's sysctls cannot be set, if one cannot: the kubelet admitted them (its
+/// allowlist is the node's), but a host-wide one, or one of a namespace the pod shares with the
+/// host, would change the host (refused as runc refuses it under containerd).
+pub fn sysctl_refused(config: &cri::PodSandboxConfig) -> Option<String> {
+    let mut names: Vec<&String> = config.linux.iter().flat_map(|l| l.sysctls.keys()).collect();
+    names.sort();
+    let (net, ipc) = (ns_mode(config, |n| n.network), ns_mode(config, |n| n.ipc));
+    names
+        .into_iter()
+        .find_map(|n| crate::container::sysctl::not_in_pod_namespace(n, net, ipc))
 }
 
 /// The sandbox's port mappings as ContainerPorts (those with a host port; the protocol
@@ -207,29 +219,67 @@ fn resources(r: &cri::LinuxContainerResources) -> Option<ResourceRequirements> {
     })
 }
 
-fn seccomp(p: Option<&cri::SecurityProfile>) -> SeccompProfile {
+/// The prefix of a Localhost profile in the deprecated `seccomp_profile_path` (and the one
+/// containerd trims from `localhost_ref`).
+const LOCALHOST_PREFIX: &str = "localhost/";
+
+/// containerd's reading of a container's seccomp fields (internal/cri/server
+/// `generateSeccompSecurityProfile`, `generateSeccompSpecOpts`): the profile, else the
+/// deprecated `seccomp_profile_path`, else none, which the CRI runs unconfined (containerd's
+/// `unset_seccomp_profile` is empty by default). A Localhost profile is the absolute path
+/// the kubelet made of its own seccomp root (`--root-dir`/seccomp) and the pod's
+/// `localhostProfile`; container::seccomp reads it from there (manifests can only name
+/// relative ones, so that path is the CRI's alone).
+#[allow(deprecated)] // seccomp_profile_path: still read, as containerd reads it
+fn seccomp(s: &cri::LinuxContainerSecurityContext) -> Result<SeccompProfile, String> {
     use cri::security_profile::ProfileType;
-    match p.map(|p| (ProfileType::try_from(p.profile_type), p)) {
-        Some((Ok(ProfileType::RuntimeDefault), _)) => SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        },
-        Some((Ok(ProfileType::Localhost), p)) => SeccompProfile {
-            type_: "Localhost".into(),
-            localhost_profile: Some(p.localhost_ref.clone()),
-        },
-        // No profile is the CRI's unconfined.
-        _ => SeccompProfile {
-            type_: "Unconfined".into(),
-            localhost_profile: None,
-        },
+    let profile = |type_: &str, localhost: Option<&str>| SeccompProfile {
+        type_: type_.into(),
+        localhost_profile: localhost.map(|p| p.trim_start_matches(LOCALHOST_PREFIX).to_string()),
+    };
+    let Some(p) = &s.seccomp else {
+        return Ok(match s.seccomp_profile_path.as_str() {
+            "" | "unconfined" => profile("Unconfined", None),
+            "runtime/default" | "docker/default" => profile("RuntimeDefault", None),
+            path if path.starts_with(LOCALHOST_PREFIX) => profile("Localhost", Some(path)),
+            other => return Err(format!("unsupported seccomp profile {other:?}")),
+        });
+    };
+    let kind = ProfileType::try_from(p.profile_type);
+    if kind != Ok(ProfileType::Localhost) && !p.localhost_ref.is_empty() {
+        return Err(
+            "seccomp config invalid LocalhostRef must only be set if ProfileType is Localhost"
+                .into(),
+        );
+    }
+    match kind {
+        Ok(ProfileType::RuntimeDefault) => Ok(profile("RuntimeDefault", None)),
+        Ok(ProfileType::Unconfined) => Ok(profile("Unconfined", None)),
+        Ok(ProfileType::Localhost) => Ok(profile("Localhost", Some(&p.localhost_ref))),
+        Err(_) => Err("seccomp unknown ProfileType".into()),
     }
 }
 
-fn security(s: &cri::LinuxContainerSecurityContext) -> SecurityContext {
+/// AppArmor: peapod applies no profile, so a container that asks for one is refused, as
+/// containerd refuses it on a host without AppArmor (`generateApparmorSpecOpts`).
+#[allow(deprecated)] // apparmor_profile: still read, as containerd reads it
+fn apparmor(s: &cri::LinuxContainerSecurityContext) -> Result<(), String> {
+    use cri::security_profile::ProfileType;
+    let asks = match &s.apparmor {
+        Some(p) => ProfileType::try_from(p.profile_type) != Ok(ProfileType::Unconfined),
+        None => !matches!(s.apparmor_profile.as_str(), "" | "unconfined"),
+    };
+    if asks {
+        return Err("apparmor is not supported (peapod applies no AppArmor profile)".into());
+    }
+    Ok(())
+}
+
+fn security(s: &cri::LinuxContainerSecurityContext) -> Result<SecurityContext, String> {
+    apparmor(s)?;
     let caps = s.capabilities.as_ref();
     let list = |l: &[String]| (!l.is_empty()).then(|| l.to_vec());
-    SecurityContext {
+    Ok(SecurityContext {
         privileged: s.privileged.then_some(true),
         run_as_user: s.run_as_user.as_ref().map(|v| v.value),
         run_as_group: s.run_as_group.as_ref().map(|v| v.value),
@@ -239,11 +289,31 @@ fn security(s: &cri::LinuxContainerSecurityContext) -> SecurityContext {
             add: list(&c.add_capabilities),
             drop: list(&c.drop_capabilities),
         }),
-        seccomp_profile: Some(seccomp(s.seccomp.as_ref())),
-        // The kubelet sends the masked paths unless procMount is Unmasked.
-        proc_mount: (s.masked_paths.is_empty() && !s.privileged).then(|| "Unmasked".into()),
+        seccomp_profile: Some(seccomp(s)?),
         ..Default::default()
+    })
+}
+
+/// What the kubelet asks of the container that a Pod has no field for, but its devices (read
+/// from the host by the caller): its masked and read-only paths.
+pub fn settings(c: &cri::ContainerConfig) -> CriContainerSettings {
+    let s = c.linux.as_ref().and_then(|l| l.security_context.as_ref());
+    let given = |l: Option<&Vec<String>>| l.filter(|l| !l.is_empty()).cloned();
+    CriContainerSettings {
+        masked_paths: given(s.map(|s| &s.masked_paths)),
+        readonly_paths: given(s.map(|s| &s.readonly_paths)),
+        devices: Vec::new(),
     }
+}
+
+/// The supplemental groups the kubelet passes with each container (the pod's
+/// `supplementalGroups` and `fsGroup`): pod-wide in a Pod, so set on the pod.
+pub fn supplemental_groups(c: &cri::ContainerConfig) -> Option<Vec<i64>> {
+    c.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .map(|s| s.supplemental_groups.clone())
+        .filter(|g| !g.is_empty())
 }
 
 /// The volume name of mount `k` of container `name`.
@@ -253,8 +323,13 @@ pub fn mount_volume(name: &str, k: usize) -> String {
 
 /// The container a `ContainerConfig` is, named `name` in its pod, with `image` (a name the
 /// store resolves), never pulled; and the hostPath volumes of its mounts (the kubelet
-/// prepared the host paths; propagation and SELinux relabeling are not applied).
-pub fn container(name: &str, image: &str, c: &cri::ContainerConfig) -> (Container, Vec<Volume>) {
+/// prepared the host paths; propagation and SELinux relabeling are not applied). The error
+/// says which security setting cannot be honoured.
+pub fn container(
+    name: &str,
+    image: &str,
+    c: &cri::ContainerConfig,
+) -> Result<(Container, Vec<Volume>), String> {
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     for (k, m) in c.mounts.iter().enumerate() {
@@ -296,14 +371,17 @@ pub fn container(name: &str, image: &str, c: &cri::ContainerConfig) -> (Containe
         stdin: c.stdin.then_some(true),
         stdin_once: c.stdin_once.then_some(true),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
-        security_context: linux
-            .and_then(|l| l.security_context.as_ref())
-            .map(security),
+        // Always one: no seccomp profile is unconfined in the CRI, not peapod's RuntimeDefault.
+        security_context: Some(security(
+            linux
+                .and_then(|l| l.security_context.as_ref())
+                .unwrap_or(&Default::default()),
+        )?),
         resources: linux.and_then(|l| l.resources.as_ref()).and_then(resources),
         termination_message_policy: Some("File".into()),
         ..Default::default()
     };
-    (container, volumes)
+    Ok((container, volumes))
 }
 
 /// Whether `labels` has every pair of `selector` (the CRI's label_selector is an equality
@@ -469,7 +547,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let (c, volumes) = container("app", "docker.io/library/busybox:latest", &config);
+        let (c, volumes) = container("app", "docker.io/library/busybox:latest", &config).unwrap();
         assert_eq!(c.name, "app");
         assert_eq!(c.image_pull_policy.as_deref(), Some("Never"));
         assert_eq!(c.command.unwrap(), ["sh"]);
@@ -496,9 +574,130 @@ mod tests {
         assert_eq!(s.capabilities.unwrap().drop.unwrap(), ["ALL"]);
         assert_eq!(s.seccomp_profile.unwrap().type_, "RuntimeDefault");
         assert_eq!(s.proc_mount, None);
+        let paths = settings(&config);
+        assert_eq!(paths.masked_paths.unwrap(), ["/proc/kcore"]);
+        assert_eq!(paths.readonly_paths, None);
         // No profile at all is unconfined in the CRI.
-        let (bare, _) = container("b", "busybox", &cri::ContainerConfig::default());
-        assert_eq!(bare.security_context, None);
+        let (bare, _) = container("b", "busybox", &cri::ContainerConfig::default()).unwrap();
+        let profile = bare.security_context.unwrap().seccomp_profile.unwrap();
+        assert_eq!(profile.type_, "Unconfined");
+    }
+
+    fn with_security(s: cri::LinuxContainerSecurityContext) -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(s),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn seccomp_of(s: cri::LinuxContainerSecurityContext) -> Result<SeccompProfile, String> {
+        container("c", "busybox", &with_security(s))
+            .map(|(c, _)| c.security_context.unwrap().seccomp_profile.unwrap())
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn seccomp_and_apparmor_are_read_as_containerd_reads_them() {
+        use cri::security_profile::ProfileType;
+        let profile = |t: ProfileType, r: &str| cri::LinuxContainerSecurityContext {
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: t as i32,
+                localhost_ref: r.into(),
+            }),
+            ..Default::default()
+        };
+        let local = seccomp_of(profile(
+            ProfileType::Localhost,
+            "/var/lib/kubelet/seccomp/x.json",
+        ))
+        .unwrap();
+        assert_eq!(local.type_, "Localhost");
+        assert_eq!(
+            local.localhost_profile.as_deref(),
+            Some("/var/lib/kubelet/seccomp/x.json")
+        );
+        assert_eq!(
+            seccomp_of(profile(ProfileType::Unconfined, ""))
+                .unwrap()
+                .type_,
+            "Unconfined"
+        );
+        let e = seccomp_of(profile(ProfileType::RuntimeDefault, "/x.json")).unwrap_err();
+        assert!(e.contains("LocalhostRef must only be set"), "{e}");
+        let deprecated = |path: &str| {
+            seccomp_of(cri::LinuxContainerSecurityContext {
+                seccomp_profile_path: path.into(),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            deprecated("runtime/default").unwrap().type_,
+            "RuntimeDefault"
+        );
+        let old = deprecated("localhost//var/lib/kubelet/seccomp/y.json").unwrap();
+        assert_eq!(
+            old.localhost_profile.as_deref(),
+            Some("/var/lib/kubelet/seccomp/y.json")
+        );
+        assert!(deprecated("bogus").is_err());
+
+        let armored = cri::LinuxContainerSecurityContext {
+            apparmor: Some(cri::SecurityProfile::default()),
+            ..Default::default()
+        };
+        let e = container("c", "busybox", &with_security(armored)).unwrap_err();
+        assert!(e.starts_with("apparmor is not supported"), "{e}");
+        let unconfined = cri::LinuxContainerSecurityContext {
+            apparmor: Some(cri::SecurityProfile {
+                profile_type: ProfileType::Unconfined as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        };
+        assert!(container("c", "busybox", &with_security(unconfined)).is_ok());
+    }
+
+    #[test]
+    fn supplemental_groups_and_sysctls_of_the_kubelet() {
+        let groups = with_security(cri::LinuxContainerSecurityContext {
+            supplemental_groups: vec![3000, 4000],
+            ..Default::default()
+        });
+        assert_eq!(supplemental_groups(&groups), Some(vec![3000, 4000]));
+        assert_eq!(supplemental_groups(&cri::ContainerConfig::default()), None);
+
+        let sysctls = |names: &[&str], host_network: bool| cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                sysctls: names.iter().map(|n| (n.to_string(), "1".into())).collect(),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: if host_network {
+                            cri::NamespaceMode::Node as i32
+                        } else {
+                            cri::NamespaceMode::Pod as i32
+                        },
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // Unsafe for peapod's own admission, allowed by the kubelet: set.
+        assert_eq!(
+            sysctl_refused(&sysctls(&["net.core.somaxconn", "kernel.msgmax"], false)),
+            None
+        );
+        let e = sysctl_refused(&sysctls(&["net.core.somaxconn", "vm.swappiness"], false)).unwrap();
+        assert_eq!(
+            e,
+            "sysctl \"vm.swappiness\" is not in a separate kernel namespace"
+        );
+        assert!(sysctl_refused(&sysctls(&["net.core.somaxconn"], true)).is_some());
     }
 
     #[test]

@@ -93,9 +93,16 @@ const MESSAGE_POD_OS_NOT_SUPPORTED: &str =
 const NODE_OS: &str = "linux";
 
 /// The node's verdict on the pod, None when it may run.
+/// A pod driven through the CRI was admitted by the kubelet, whose allowlist is the node's:
+/// any namespaced sysctl it passes on is allowed.
 pub fn admit(pod: &Pod) -> Option<Verdict> {
+    let allowlist = if crate::pod::control::is_cri(pod) {
+        Ok(Allowlist::every_namespaced())
+    } else {
+        Allowlist::from_env()
+    };
     check_os(pod)
-        .or_else(|| check_sysctls(pod, Allowlist::from_env()))
+        .or_else(|| check_sysctls(pod, allowlist))
         .or_else(|| check_apparmor(pod, host_has_apparmor()))
 }
 

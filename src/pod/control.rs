@@ -22,6 +22,57 @@ use serde::{Deserialize, Serialize};
 pub const SOCKET_FILE: &str = "control.sock";
 /// The annotation that marks a pod made through the CRI; its value is the sandbox ID.
 pub const CRI_SANDBOX_ANNOTATION: &str = "peapod.io/cri-sandbox-id";
+/// Whether `pod` is driven through the CRI (it carries [`CRI_SANDBOX_ANNOTATION`]).
+pub fn is_cri(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(CRI_SANDBOX_ANNOTATION))
+}
+
+/// The annotation prefix, before a container's name, of what the kubelet asks of that CRI
+/// container that a Pod has no field for ([`CriContainerSettings`], JSON).
+pub const CRI_CONTAINER_ANNOTATION_PREFIX: &str = "peapod.io/cri-container.";
+
+/// A CRI container's settings beyond the Pod's fields: the kubelet's masked and read-only
+/// paths (used instead of peapod's defaults when given, as containerd uses them) and the
+/// devices of `ContainerConfig.devices`, read from the host when the container was created.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CriContainerSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<CriDevice>,
+}
+
+/// A device node made in the container and allowed with `permissions` (`rwm` letters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriDevice {
+    pub device: oci_spec::runtime::LinuxDevice,
+    pub permissions: String,
+}
+
+impl CriContainerSettings {
+    /// The annotation key for `container`.
+    pub fn key(container: &str) -> String {
+        format!("{CRI_CONTAINER_ANNOTATION_PREFIX}{container}")
+    }
+
+    /// The settings recorded for `container` in a CRI pod; None when there are none (or the
+    /// pod is not driven through the CRI).
+    pub fn of(pod: &k8s_openapi::api::core::v1::Pod, container: &str) -> Option<Self> {
+        let annotations = pod.metadata.annotations.as_ref()?;
+        annotations.get(CRI_SANDBOX_ANNOTATION)?;
+        let raw = annotations.get(&Self::key(container))?;
+        serde_json::from_str(raw)
+            .inspect_err(|e| tracing::warn!(container, error = %e, "unreadable CRI settings"))
+            .ok()
+    }
+}
+
 /// The largest request or reply.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 

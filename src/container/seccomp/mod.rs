@@ -51,7 +51,9 @@ pub enum SeccompError {
 pub enum Choice {
     Unconfined,
     RuntimeDefault,
-    /// `localhostProfile`, relative to the node's seccomp directory.
+    /// `localhostProfile`, relative to the node's seccomp directory; or an absolute path, as
+    /// the kubelet passes one through the CRI (manifest validation refuses absolute and `..`
+    /// paths, so only a CRI container, whose pod skips it, names a file elsewhere).
     Localhost(String),
 }
 
@@ -86,8 +88,12 @@ pub fn choose(pod: &Pod, container: &Container, privileged: bool) -> Choice {
 
 /// Reads a Localhost profile: JSON in the OCI `LinuxSeccomp` form (Docker's format without its
 /// `archMap`/`includes` extensions, which are ignored as containerd ignores them).
-pub fn load_localhost(root: &Path, relative: &str) -> Result<LinuxSeccomp, SeccompError> {
-    let path = root.join(relative);
+pub fn load_localhost(root: &Path, profile: &str) -> Result<LinuxSeccomp, SeccompError> {
+    let path = if Path::new(profile).is_absolute() {
+        PathBuf::from(profile)
+    } else {
+        root.join(profile)
+    };
     let data = std::fs::read(&path).map_err(|source| SeccompError::Load {
         path: path.clone(),
         source,

@@ -109,6 +109,11 @@ fn localhost_profiles_are_read_under_the_root_and_missing_ones_say_so() {
     .unwrap();
     let p = load_localhost(dir.path(), "profiles/deny-mkdir.json").unwrap();
     assert_eq!(p.default_action(), LinuxSeccompAction::ScmpActAllow);
+    // The kubelet's absolute path (through the CRI) is read where it points.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let absolute = dir.path().join("profiles/deny-mkdir.json");
+    let p = load_localhost(elsewhere.path(), &absolute.display().to_string()).unwrap();
+    assert_eq!(p.default_action(), LinuxSeccompAction::ScmpActAllow);
 
     let err = load_localhost(dir.path(), "profiles/missing.json").unwrap_err();
     let path = dir.path().join("profiles/missing.json");

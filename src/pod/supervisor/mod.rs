@@ -291,11 +291,7 @@ impl Supervisor {
         let admission = crate::pod::admission::admit(&pod);
         let attach =
             attach::Attach::open(&paths.pod_run_dir(uid).join(crate::pod::attach::SOCKET_FILE));
-        let cri = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(crate::pod::control::CRI_SANDBOX_ANNOTATION));
+        let cri = crate::pod::control::is_cri(&pod);
         let control = if cri {
             control::Control::open(
                 &paths
