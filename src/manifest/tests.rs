@@ -572,3 +572,21 @@ fn stdin_stdin_once_and_tty_are_accepted() {
         (Some(true), Some(true), Some(true))
     );
 }
+
+#[test]
+fn annotations_of_the_cri_server_are_reserved() {
+    let text = GOOD.replace(
+        "  name: web",
+        "  name: web\n  annotations: {peapod.io/cri-sandbox-id: abc, peapod.io/host-ports: '[]', peapod.io/other: x}",
+    );
+    let err = errors(&text);
+    for key in ["peapod.io/cri-sandbox-id", "peapod.io/host-ports"] {
+        assert!(
+            err.contains(&format!(
+                "metadata.annotations[{key}]: Forbidden: reserved for pods made through peapod's CRI socket"
+            )),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("peapod.io/other"), "{err}");
+}

@@ -106,6 +106,14 @@ pub(crate) fn validate(pod: &Pod, doc: usize, out: &mut Vec<Problem>) {
         check.label("metadata.namespace", ns);
     }
     super::objects::validate_labels(&pod.metadata, &mut check);
+    for key in pod.metadata.annotations.iter().flatten().map(|(k, _)| k) {
+        if crate::pod::control::reserved_annotation(key) {
+            check.push(
+                format!("metadata.annotations[{key}]"),
+                Reason::Forbidden(crate::pod::control::RESERVED_ANNOTATION.to_string()),
+            );
+        }
+    }
     let Some(spec) = pod.spec.as_ref() else {
         check.push("spec", Reason::Required);
         return;

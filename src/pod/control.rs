@@ -30,6 +30,16 @@ pub fn is_cri(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
         .is_some_and(|a| a.contains_key(CRI_SANDBOX_ANNOTATION))
 }
 
+/// Whether annotation `key` is one only the CRI server may set: the CRI marker, a CRI
+/// container's settings, the sandbox's port mappings. A manifest or `annotate` that sets one
+/// would give a pod what only the kubelet may ask for (devices, every namespaced sysctl).
+pub fn reserved_annotation(key: &str) -> bool {
+    key.starts_with("peapod.io/cri-") || key == crate::network::hostport::PORTS_ANNOTATION
+}
+
+/// Why [`reserved_annotation`] refuses a key, as the field error's detail.
+pub const RESERVED_ANNOTATION: &str = "reserved for pods made through peapod's CRI socket";
+
 /// The annotation prefix, before a container's name, of what the kubelet asks of that CRI
 /// container that a Pod has no field for ([`CriContainerSettings`], JSON).
 pub const CRI_CONTAINER_ANNOTATION_PREFIX: &str = "peapod.io/cri-container.";

@@ -72,6 +72,12 @@ pub enum MetadataError {
     LabelExists(Vec<String>),
     #[error("--overwrite is false but found the following declared annotation(s): {}", .0.join("; "))]
     AnnotationExists(Vec<String>),
+    /// An annotation only the CRI server sets (`pod::control::reserved_annotation`).
+    #[error(
+        "The Pod {pod:?} is invalid: metadata.annotations[{key}]: Forbidden: {}",
+        crate::pod::control::RESERVED_ANNOTATION
+    )]
+    ReservedAnnotation { pod: String, key: String },
     /// The API server's answer to a key that is not a qualified name.
     #[error("The Pod {pod:?} is invalid: metadata.{field}: Invalid value: {key:?}: {QUALIFIED_NAME_RULE}")]
     InvalidKey {
@@ -219,6 +225,14 @@ pub fn update(
     change: &MetadataChange,
 ) -> Result<MetadataOutcome, MetadataError> {
     let pod_name = name.to_string();
+    for key in change.set.keys().chain(&change.remove) {
+        if kind == MetadataKind::Annotations && crate::pod::control::reserved_annotation(key) {
+            return Err(MetadataError::ReservedAnnotation {
+                pod: pod_name,
+                key: key.clone(),
+            });
+        }
+    }
     for key in change.set.keys() {
         if !is_qualified_name(key) {
             return Err(MetadataError::InvalidKey {
@@ -350,5 +364,27 @@ mod tests {
             err.to_string(),
             "--overwrite is false but found the following declared annotation(s): 'k' already has a value (v)"
         );
+    }
+
+    #[test]
+    fn cri_annotations_cannot_be_set_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        for args_ in [
+            &["peapod.io/cri-sandbox-id=x"][..],
+            &["peapod.io/host-ports-"][..],
+        ] {
+            let change = parse_annotations(&args(args_)).unwrap();
+            let e =
+                update(&paths, "default", "web", MetadataKind::Annotations, &change).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("The Pod \"web\" is invalid: metadata.annotations[peapod.io/"),
+                "{e}"
+            );
+            assert!(e
+                .to_string()
+                .ends_with("Forbidden: reserved for pods made through peapod's CRI socket"));
+        }
     }
 }
