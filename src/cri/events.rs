@@ -156,7 +156,8 @@ impl Events {
     }
 
     /// One look at every CRI sandbox and container: STOPPED for those that ran when last
-    /// seen and no longer do. The first look only learns what runs.
+    /// seen and have ended (EXITED; a sandbox stopped or its pause process gone). The first
+    /// look only learns what runs; an unreadable or UNKNOWN state changes nothing.
     pub fn poll(&self, paths: &Paths) {
         let Ok(sandboxes) = records::sandboxes(paths) else {
             return;
@@ -165,25 +166,40 @@ impl Events {
         for sandbox in &sandboxes {
             let live = Live::read(paths, &sandbox.uid);
             for c in records::containers_of(paths, &sandbox.uid) {
-                let running = containers::observe_in(&live, &c).state
-                    == cri::ContainerState::ContainerRunning as i32;
-                self.note_polled(paths, &c.id, &sandbox.id, running);
+                let state = containers::observe_in(&live, &c).state;
+                self.note_polled(paths, &c.id, &sandbox.id, polled(state));
                 on_record.insert(c.id);
             }
-            self.note_polled(paths, &sandbox.id, &sandbox.id, live.sandbox_ready());
+            let sandbox_running = live
+                .state
+                .as_ref()
+                .map(|s| !s.finished && s.sandbox.process.as_ref().is_some_and(|p| p.is_alive()));
+            self.note_polled(paths, &sandbox.id, &sandbox.id, sandbox_running);
             on_record.insert(sandbox.id.clone());
         }
         self.seen().retain(&on_record);
     }
 
-    fn note_polled(&self, paths: &Paths, id: &str, sandbox_id: &str, running: bool) {
-        if running {
-            // Only a start this server made adds a running one; a first look learns it too.
-            let mut seen = self.seen();
-            seen.running.entry(id.to_string()).or_insert(true);
-        } else {
-            self.stopped(paths, id, sandbox_id);
+    /// `running`: Some(true) runs, Some(false) ended, None not known.
+    fn note_polled(&self, paths: &Paths, id: &str, sandbox_id: &str, running: Option<bool>) {
+        match running {
+            // Learnt, if not known yet (a start this server made noted it already).
+            Some(true) => {
+                self.seen().running.entry(id.to_string()).or_insert(true);
+            }
+            Some(false) => self.stopped(paths, id, sandbox_id),
+            None => {}
         }
+    }
+}
+
+/// A container's CRI state as the watcher takes it: RUNNING runs, EXITED ended, others
+/// (CREATED, UNKNOWN) tell nothing.
+fn polled(state: i32) -> Option<bool> {
+    match cri::ContainerState::try_from(state) {
+        Ok(cri::ContainerState::ContainerRunning) => Some(true),
+        Ok(cri::ContainerState::ContainerExited) => Some(false),
+        _ => None,
     }
 }
 
@@ -233,6 +249,20 @@ mod tests {
         seen.note("c", true);
         seen.retain(&std::collections::HashSet::new());
         assert!(!seen.note("c", false));
+    }
+
+    #[test]
+    fn only_running_and_exited_count() {
+        assert_eq!(
+            polled(cri::ContainerState::ContainerRunning as i32),
+            Some(true)
+        );
+        assert_eq!(
+            polled(cri::ContainerState::ContainerExited as i32),
+            Some(false)
+        );
+        assert_eq!(polled(cri::ContainerState::ContainerUnknown as i32), None);
+        assert_eq!(polled(cri::ContainerState::ContainerCreated as i32), None);
     }
 
     fn event(id: &str) -> cri::ContainerEventResponse {
