@@ -1018,6 +1018,14 @@ fn container_events(node: &Node) {
         got[5].pod_sandbox_status.as_ref().map(|s| s.state),
         Some(cri::PodSandboxState::SandboxNotready as i32)
     );
+    // A removed container's DELETED: the sandbox's status, none of the container's (as
+    // containerd's own test of these events expects).
+    assert!(got[3].pod_sandbox_status.is_some(), "{:?}", got[3]);
+    assert!(
+        got[3].containers_statuses.iter().all(|c| c.id != short),
+        "{:?}",
+        got[3]
+    );
     assert!(got[6].pod_sandbox_status.is_none(), "{:?}", got[6]);
     // Nothing more: no second STOPPED from the watcher.
     let more = node
