@@ -3,7 +3,8 @@
 //! RunPodSandbox, CreateContainer, StartContainer, the statuses and lists with their filters,
 //! the log file at the kubelet's path, StopContainer, a container that exits by itself,
 //! StopPodSandbox (NOTREADY, IP given back), RemovePodSandbox (nothing left), the error codes
-//! (NotFound, AlreadyExists, idempotent removals) and `peapod get pods` showing the CRI pod.
+//! (NotFound, AlreadyExists, idempotent removals) and `peapod get pods` showing the CRI pod;
+//! GetContainerEvents over a sandbox's and two containers' lives (a self-exit among them).
 //! It also prints RunPodSandbox + CreateContainer + StartContainer latency beside `peapod
 //! apply` of the same one-container pod (medians; `--nocapture` shows them). Runs only in the
 //! test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent.
@@ -853,6 +854,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     node.remove_sandbox(&again)
         .expect("RemovePodSandbox of a ready sandbox");
 
+    container_events(&node);
     measure_latency(&node);
 
     // The keepers the CRI server started have ended and were collected: no zombie children.
@@ -873,6 +875,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     // The kubelet removes the log directories it asked for.
     let _ = std::fs::remove_dir_all(LOG_DIR);
     let _ = std::fs::remove_dir_all("/var/log/pods/default_crihost_uid-host");
+    let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_crievents_{EVENTS_UID}"));
     for i in 0..ROUNDS {
         let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_lat_lat-{i}"));
     }
@@ -880,6 +883,156 @@ fn the_kubelet_drives_sandboxes_and_containers() {
 }
 
 const ROUNDS: usize = 10;
+const EVENTS_UID: &str = "0b0e7c1a-cri0-4000-8000-000000000002";
+
+/// The next `n` events of a GetContainerEvents stream as (container ID, type), with the events
+/// themselves; fails after a while without one.
+fn next_events(
+    node: &Node,
+    stream: &mut tonic::Streaming<cri::ContainerEventResponse>,
+    n: usize,
+) -> Vec<cri::ContainerEventResponse> {
+    (0..n)
+        .map(|i| {
+            node.rt
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(30), stream.message()).await
+                })
+                .unwrap_or_else(|_| panic!("event {i} of {n} did not come"))
+                .expect("GetContainerEvents stream")
+                .expect("the stream ended")
+        })
+        .collect()
+}
+
+fn kinds(events: &[cri::ContainerEventResponse]) -> Vec<(String, cri::ContainerEventType)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.container_id.clone(),
+                cri::ContainerEventType::try_from(e.container_event_type).expect("event type"),
+            )
+        })
+        .collect()
+}
+
+/// GetContainerEvents, subscribed before a sandbox and two containers go through their lives:
+/// each call's events in order (a sandbox's under its own ID), the STOPPED of a container that
+/// exits by itself from the server's watcher, one STOPPED only per exit, the statuses in them.
+fn container_events(node: &Node) {
+    use cri::ContainerEventType::*;
+    let mut stream = node
+        .call(|mut c| async move { c.get_container_events(cri::GetEventsRequest {}).await })
+        .expect("GetContainerEvents");
+    let config = sandbox_config("crievents", EVENTS_UID, 0);
+    let sb = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let got = next_events(node, &mut stream, 2);
+    assert_eq!(
+        kinds(&got),
+        [
+            (sb.clone(), ContainerCreatedEvent),
+            (sb.clone(), ContainerStartedEvent)
+        ]
+    );
+    let status = got[1]
+        .pod_sandbox_status
+        .as_ref()
+        .expect("pod_sandbox_status");
+    assert_eq!(status.id, sb);
+    assert_eq!(status.state, cri::PodSandboxState::SandboxReady as i32);
+    assert!(got[1].created_at >= got[0].created_at && got[0].created_at > 0);
+
+    // A container that exits by itself: its STOPPED comes from the watcher.
+    let short = node
+        .create(
+            &sb,
+            container_config("short", "sleep 1; exit 2", vec![]),
+            &config,
+        )
+        .expect("CreateContainer");
+    node.start(&short).expect("StartContainer");
+    let got = next_events(node, &mut stream, 3);
+    assert_eq!(
+        kinds(&got),
+        [
+            (short.clone(), ContainerCreatedEvent),
+            (short.clone(), ContainerStartedEvent),
+            (short.clone(), ContainerStoppedEvent)
+        ]
+    );
+    let of = |e: &cri::ContainerEventResponse, id: &str| {
+        e.containers_statuses
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no status of {id} in {e:?}"))
+    };
+    assert_eq!(
+        of(&got[0], &short).state,
+        cri::ContainerState::ContainerCreated as i32
+    );
+    let stopped = of(&got[2], &short);
+    assert_eq!(stopped.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(stopped.exit_code, 2);
+
+    // StopContainer: one STOPPED; a second stop of the exited one sends none.
+    let long = node
+        .create(
+            &sb,
+            container_config(
+                "long",
+                "trap 'exit 0' TERM; while true; do sleep 0.2; done",
+                vec![],
+            ),
+            &config,
+        )
+        .expect("CreateContainer");
+    node.start(&long).expect("StartContainer");
+    node.stop(&long, 10).expect("StopContainer");
+    node.stop(&long, 10).expect("StopContainer twice");
+    // RemoveContainer, then the sandbox stopped and removed.
+    node.remove(&short).expect("RemoveContainer");
+    node.remove(&long).expect("RemoveContainer");
+    node.remove(&long).expect("RemoveContainer twice");
+    node.stop_sandbox(&sb).expect("StopPodSandbox");
+    node.remove_sandbox(&sb).expect("RemovePodSandbox");
+    let got = next_events(node, &mut stream, 7);
+    assert_eq!(
+        kinds(&got),
+        [
+            (long.clone(), ContainerCreatedEvent),
+            (long.clone(), ContainerStartedEvent),
+            (long.clone(), ContainerStoppedEvent),
+            (short.clone(), ContainerDeletedEvent),
+            (long.clone(), ContainerDeletedEvent),
+            (sb.clone(), ContainerStoppedEvent),
+            (sb.clone(), ContainerDeletedEvent),
+        ]
+    );
+    assert_eq!(
+        of(&got[2], &long).state,
+        cri::ContainerState::ContainerExited as i32
+    );
+    assert_eq!(
+        got[5].pod_sandbox_status.as_ref().map(|s| s.state),
+        Some(cri::PodSandboxState::SandboxNotready as i32)
+    );
+    // A removed container's DELETED: the sandbox's status, none of the container's (as
+    // containerd's own test of these events expects).
+    assert!(got[3].pod_sandbox_status.is_some(), "{:?}", got[3]);
+    assert!(
+        got[3].containers_statuses.iter().all(|c| c.id != short),
+        "{:?}",
+        got[3]
+    );
+    assert!(got[6].pod_sandbox_status.is_none(), "{:?}", got[6]);
+    // Nothing more: no second STOPPED from the watcher.
+    let more = node
+        .rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(3), stream.message()).await });
+    assert!(more.is_err(), "an unexpected event: {more:?}");
+}
 
 /// RunPodSandbox + CreateContainer + StartContainer through the socket, beside `peapod
 /// apply` of the same one-container pod until its status.json shows the container running;

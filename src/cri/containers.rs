@@ -91,7 +91,7 @@ fn finished_ns(live: &Live, name: &str) -> Option<i64> {
         .and_then(|c| c.finished_at_ns)
 }
 
-fn observe_in(live: &Live, rec: &ContainerRecord) -> Observed {
+pub(crate) fn observe_in(live: &Live, rec: &ContainerRecord) -> Observed {
     observe(
         rec,
         status_in(live, &rec.name),

@@ -11,7 +11,9 @@
 //!   and the pod sandbox ([`sandboxes`]) and container ([`containers`]) lifecycle: a sandbox is
 //!   a peapod pod driven through its supervisor's control socket (`pod::control`), its
 //!   configs translated by [`translate`], the CRI's own records kept by [`records`].
-//!   [`resolve`] maps CRI IDs to peapod's pods and containers for the streaming calls.
+//!   [`resolve`] maps CRI IDs to peapod's pods and containers for the streaming calls;
+//!   [`events`] serves GetContainerEvents (sent by the lifecycle calls, and by a watcher
+//!   polling for containers that exit by themselves).
 //! - [`image_service`]: the image calls over `image::ImageStore`, with [`images`] (the store's
 //!   images as the CRI lists them), [`auth`] (a request's AuthConfig) and [`fs_usage`]
 //!   (ImageFsInfo).
@@ -20,6 +22,7 @@
 
 pub mod auth;
 pub mod containers;
+pub mod events;
 pub mod fs_usage;
 pub mod image_service;
 pub mod images;

@@ -1,7 +1,8 @@
 //! The CRI `RuntimeService`: `Version`, `Status`, `RuntimeConfig` and `UpdateRuntimeConfig`
 //! answer as a node runtime should; the pod sandbox calls are served by `sandboxes`, the
 //! container calls by `containers`, the stats by `stats`, ExecSync and the streaming calls by
-//! `streaming` (over the records, through `resolve::CriResolver`). The few others answer gRPC
+//! `streaming` (over the records, through `resolve::CriResolver`), GetContainerEvents by
+//! `events` (each lifecycle call sends its events once it succeeded). The few others answer gRPC
 //! `Unimplemented`, naming the call (the kubelet then reports the runtime's error instead of
 //! acting on a fake answer).
 
@@ -9,6 +10,8 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::events::{EventStream, Events};
+use super::records;
 use super::resolve::CriResolver;
 use super::streaming::{self, StreamingServer};
 use super::{blocking, containers, sandboxes, stats, status};
@@ -28,10 +31,11 @@ pub struct CriRuntime {
     paths: Paths,
     streaming: StreamingServer,
     resolver: CriResolver,
+    events: Events,
 }
 
 impl CriRuntime {
-    pub fn new(paths: Paths, streaming: StreamingServer) -> CriRuntime {
+    pub fn new(paths: Paths, streaming: StreamingServer, events: Events) -> CriRuntime {
         let resolver = CriResolver {
             paths: paths.clone(),
         };
@@ -39,6 +43,7 @@ impl CriRuntime {
             paths,
             streaming,
             resolver,
+            events,
         }
     }
 }
@@ -146,9 +151,15 @@ macro_rules! runtime_service {
                 &self,
                 request: Request<cri::RunPodSandboxRequest>,
             ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-                let (paths, req) = (self.paths.clone(), request.into_inner());
-                blocking(move || sandboxes::run(&paths, req))
-                    .await
+                let (paths, req, events) = (self.paths.clone(), request.into_inner(), self.events.clone());
+                blocking(move || {
+                    let id = sandboxes::run(&paths, req)?;
+                    events.running(&id);
+                    events.send(&paths, &id, &id, cri::ContainerEventType::ContainerCreatedEvent);
+                    events.send(&paths, &id, &id, cri::ContainerEventType::ContainerStartedEvent);
+                    Ok(id)
+                })
+                .await
                     .map(|pod_sandbox_id| Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
             }
 
@@ -156,9 +167,17 @@ macro_rules! runtime_service {
                 &self,
                 request: Request<cri::StopPodSandboxRequest>,
             ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-                let (paths, id) = (self.paths.clone(), request.into_inner().pod_sandbox_id);
-                blocking(move || sandboxes::stop(&paths, &id))
-                    .await
+                let (paths, id, events) = (self.paths.clone(), request.into_inner().pod_sandbox_id, self.events.clone());
+                blocking(move || {
+                    let sandbox = records::find_sandbox(&paths, &id)?;
+                    sandboxes::stop(&paths, &sandbox.id)?;
+                    for c in records::containers_of(&paths, &sandbox.uid) {
+                        events.stopped(&paths, &c.id, &sandbox.id);
+                    }
+                    events.stopped(&paths, &sandbox.id, &sandbox.id);
+                    Ok(())
+                })
+                .await
                     .map(|()| Response::new(cri::StopPodSandboxResponse {}))
             }
 
@@ -166,9 +185,26 @@ macro_rules! runtime_service {
                 &self,
                 request: Request<cri::RemovePodSandboxRequest>,
             ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-                let (paths, id) = (self.paths.clone(), request.into_inner().pod_sandbox_id);
-                blocking(move || sandboxes::remove(&paths, &id))
-                    .await
+                let (paths, id, events) = (self.paths.clone(), request.into_inner().pod_sandbox_id, self.events.clone());
+                blocking(move || {
+                    let all = records::sandboxes(&paths)?;
+                    let sandbox = records::by_id(&all, &id, |s| &s.id)?.cloned();
+                    let held = sandbox
+                        .as_ref()
+                        .map(|s| records::containers_of(&paths, &s.uid))
+                        .unwrap_or_default();
+                    sandboxes::remove(&paths, &id)?;
+                    if let Some(sandbox) = sandbox {
+                        for c in held {
+                            events.stopped(&paths, &c.id, &sandbox.id);
+                            events.deleted(&paths, &c.id, &sandbox.id);
+                        }
+                        events.stopped(&paths, &sandbox.id, &sandbox.id);
+                        events.deleted(&paths, &sandbox.id, &sandbox.id);
+                    }
+                    Ok(())
+                })
+                .await
                     .map(|()| Response::new(cri::RemovePodSandboxResponse {}))
             }
 
@@ -196,9 +232,14 @@ macro_rules! runtime_service {
                 &self,
                 request: Request<cri::CreateContainerRequest>,
             ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-                let (paths, req) = (self.paths.clone(), request.into_inner());
-                blocking(move || containers::create(&paths, req))
-                    .await
+                let (paths, req, events) = (self.paths.clone(), request.into_inner(), self.events.clone());
+                blocking(move || {
+                    let sandbox = records::find_sandbox(&paths, &req.pod_sandbox_id)?;
+                    let id = containers::create(&paths, req)?;
+                    events.send(&paths, &id, &sandbox.id, cri::ContainerEventType::ContainerCreatedEvent);
+                    Ok(id)
+                })
+                .await
                     .map(|container_id| Response::new(cri::CreateContainerResponse { container_id }))
             }
 
@@ -206,9 +247,15 @@ macro_rules! runtime_service {
                 &self,
                 request: Request<cri::StartContainerRequest>,
             ) -> Result<Response<cri::StartContainerResponse>, Status> {
-                let (paths, id) = (self.paths.clone(), request.into_inner().container_id);
-                blocking(move || containers::start(&paths, &id))
-                    .await
+                let (paths, id, events) = (self.paths.clone(), request.into_inner().container_id, self.events.clone());
+                blocking(move || {
+                    let (sandbox, rec) = records::find_container(&paths, &id)?;
+                    containers::start(&paths, &rec.id)?;
+                    events.running(&rec.id);
+                    events.send(&paths, &rec.id, &sandbox.id, cri::ContainerEventType::ContainerStartedEvent);
+                    Ok(())
+                })
+                .await
                     .map(|()| Response::new(cri::StartContainerResponse {}))
             }
 
@@ -216,9 +263,14 @@ macro_rules! runtime_service {
                 &self,
                 request: Request<cri::StopContainerRequest>,
             ) -> Result<Response<cri::StopContainerResponse>, Status> {
-                let (paths, req) = (self.paths.clone(), request.into_inner());
-                blocking(move || containers::stop(&paths, &req.container_id, req.timeout))
-                    .await
+                let (paths, req, events) = (self.paths.clone(), request.into_inner(), self.events.clone());
+                blocking(move || {
+                    let (sandbox, rec) = records::find_container(&paths, &req.container_id)?;
+                    containers::stop(&paths, &rec.id, req.timeout)?;
+                    events.stopped(&paths, &rec.id, &sandbox.id);
+                    Ok(())
+                })
+                .await
                     .map(|()| Response::new(cri::StopContainerResponse {}))
             }
 
@@ -226,9 +278,18 @@ macro_rules! runtime_service {
                 &self,
                 request: Request<cri::RemoveContainerRequest>,
             ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-                let (paths, id) = (self.paths.clone(), request.into_inner().container_id);
-                blocking(move || containers::remove(&paths, &id))
-                    .await
+                let (paths, id, events) = (self.paths.clone(), request.into_inner().container_id, self.events.clone());
+                blocking(move || {
+                    let all = records::containers(&paths)?;
+                    let found = records::by_id(&all, &id, |(_, c)| &c.id)?.cloned();
+                    containers::remove(&paths, &id)?;
+                    if let Some((sandbox, rec)) = found {
+                        events.stopped(&paths, &rec.id, &sandbox.id);
+                        events.deleted(&paths, &rec.id, &sandbox.id);
+                    }
+                    Ok(())
+                })
+                .await
                     .map(|()| Response::new(cri::RemoveContainerResponse {}))
             }
 
@@ -354,15 +415,13 @@ macro_rules! runtime_service {
                     .map(Response::new)
             }
 
-            type GetContainerEventsStream = futures::stream::Empty<
-                Result<cri::ContainerEventResponse, Status>,
-            >;
+            type GetContainerEventsStream = EventStream;
 
             async fn get_container_events(
                 &self,
                 _request: Request<cri::GetEventsRequest>,
             ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-                Err(not_implemented("GetContainerEvents"))
+                Ok(Response::new(self.events.subscribe()))
             }
 
             $(

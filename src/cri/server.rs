@@ -12,6 +12,7 @@ use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::events::{self, Events};
 use super::image_service::CriImages;
 use super::runtime_service::CriRuntime;
 use super::streaming::{self, backend::PodBackend};
@@ -162,8 +163,11 @@ fn run(paths: Paths, socket: &Path, listener: UnixListener) -> Result<(), CriErr
                 crate::pod::lifecycle::reap_started();
             }
         });
+        // GetContainerEvents: the calls send their own; the watcher the exits nobody asked for.
+        let events = Events::new();
+        tokio::spawn(events::watch(events.clone(), paths.clone()));
         let server = tonic::transport::Server::builder()
-            .add_service(RuntimeServiceServer::new(CriRuntime::new(paths.clone(), streaming)))
+            .add_service(RuntimeServiceServer::new(CriRuntime::new(paths.clone(), streaming, events)))
             .add_service(ImageServiceServer::new(CriImages::new(paths)))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
