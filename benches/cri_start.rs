@@ -12,31 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
+
+#[path = "../tests/common/cri_connect.rs"]
+mod cri_connect;
+use cri_connect::connect;
 
 const SLEEPER: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 
 fn env_dir(var: &str) -> PathBuf {
     PathBuf::from(std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set")))
-}
-
-async fn connect(socket: &Path) -> Channel {
-    let socket = socket.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .expect("endpoint")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("cannot connect to the CRI socket")
 }
 
 fn sandbox_config(uid: &str, logs: &Path) -> cri::PodSandboxConfig {

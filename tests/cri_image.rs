@@ -13,6 +13,8 @@
 //! but loopback.
 
 mod common;
+#[path = "common/cri_connect.rs"]
+mod cri_connect;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -23,11 +25,11 @@ use common::pull::Peapod;
 use common::registry::{
     docker_config, layout, layout_json, layout_top_digest, manifest_image, mirrors_toml, Registry,
 };
-use hyper_util::rt::TokioIo;
+use cri_connect::connect;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::Code;
 
 const USER: &str = "peapod";
@@ -183,22 +185,6 @@ impl Drop for Node {
             let _ = self.agent.wait();
         }
     }
-}
-
-async fn connect(socket: &Path) -> Channel {
-    let socket = socket.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .expect("endpoint")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("cannot connect to the CRI socket")
 }
 
 fn spec(image: &str) -> cri::ImageSpec {

@@ -10,6 +10,8 @@
 //! test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent.
 
 mod common;
+#[path = "common/cri_connect.rs"]
+mod cri_connect;
 #[path = "common/stream_client.rs"]
 #[allow(dead_code)] // the clients this test does not use
 mod stream_client;
@@ -21,10 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::accounting::{assert_clean, Keep};
 use common::*;
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::Code;
 
 const SOCKET: &str = "/run/peapod/peapod.sock";
@@ -63,17 +64,7 @@ impl Node {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let channel = rt.block_on(async {
-            Endpoint::try_from("http://[::]:50051")
-                .expect("endpoint")
-                .connect_with_connector(tower::service_fn(|_: Uri| async {
-                    Ok::<_, std::io::Error>(TokioIo::new(
-                        tokio::net::UnixStream::connect(SOCKET).await?,
-                    ))
-                }))
-                .await
-                .expect("cannot connect to the CRI socket")
-        });
+        let channel = rt.block_on(cri_connect::connect(Path::new(SOCKET)));
         Node {
             agent,
             rt,
