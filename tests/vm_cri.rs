@@ -629,6 +629,92 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     ));
     assert!(got.text(0).contains("hello-hp"), "{got:?}");
 
+    // Attach through the socket: the output of a CRI container, its exit code at the end.
+    let att = node
+        .create(
+            &sandbox,
+            container_config(
+                "att",
+                "until [ -e /tmp/go ]; do sleep 0.2; done; echo via-attach; echo err-attach >&2; exit 4",
+                vec![],
+            ),
+            &config,
+        )
+        .expect("CreateContainer att");
+    node.start(&att).expect("StartContainer att");
+    let id = att.clone();
+    let url = node
+        .call(|mut c| async move {
+            c.attach(cri::AttachRequest {
+                container_id: id,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            })
+            .await
+        })
+        .expect("Attach")
+        .url;
+    let mut client = node.client.clone();
+    let id = att.clone();
+    let go = async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        client
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: id,
+                cmd: vec!["touch".into(), "/tmp/go".into()],
+                timeout: 10,
+            })
+            .await
+            .expect("ExecSync touch");
+    };
+    let (got, ()) = node.rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::join!(
+                stream_client::websocket(&url, &["v5.channel.k8s.io"], Default::default()),
+                go
+            )
+        })
+        .await
+        .expect("the attach session ends with the container")
+    });
+    assert_eq!(
+        (got.text(1).as_str(), got.text(2).as_str()),
+        ("via-attach\n", "err-attach\n"),
+        "{got:?}"
+    );
+    let s = wait_state(&node, &att, cri::ContainerState::ContainerExited);
+    assert_eq!(s.exit_code, 4, "{s:?}");
+    node.remove(&att).expect("RemoveContainer att");
+
+    // A container over its memory limit (64 MiB): OOMKilled, 137, as the kubelet expects.
+    let oom = node
+        .create(
+            &sandbox,
+            container_config("oom", "x=a; while true; do x=$x$x; done", vec![]),
+            &config,
+        )
+        .expect("CreateContainer oom");
+    node.start(&oom).expect("StartContainer oom");
+    let s = wait_state(&node, &oom, cri::ContainerState::ContainerExited);
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+    node.remove(&oom).expect("RemoveContainer oom");
+    // PodSandboxStats of the one sandbox.
+    let id = sandbox.clone();
+    let one = node
+        .call(|mut c| async move {
+            c.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: id })
+                .await
+        })
+        .expect("PodSandboxStats")
+        .stats
+        .expect("stats");
+    assert_eq!(one.attributes.expect("attributes").id, sandbox);
+
     // UpdateContainerResources: the running container's cgroup v2 limits change.
     let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
     let cg = cgroup_of(pid);
