@@ -40,7 +40,11 @@ fn sandbox_config(uid: &str, logs: &Path) -> cri::PodSandboxConfig {
             .to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption::default()),
+                // The kubelet's default: a pid namespace per container.
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -283,7 +283,11 @@ fn sandbox_config(name: &str, uid: &str, attempt: u32) -> cri::PodSandboxConfig 
             // Unsafe for peapod's own admission, allowed by this kubelet.
             sysctls: labels(&[("net.core.somaxconn", "1234")]),
             security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption::default()),
+                // The kubelet's default: a pid namespace per container.
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -48,13 +48,23 @@ pub fn peapod_name(name: &str, attempt: u32) -> String {
     }
 }
 
+/// Whether the sandbox asks for the node's namespace of a kind (hostNetwork, hostIPC,
+/// hostPID).
 fn ns_mode(config: &cri::PodSandboxConfig, pick: fn(&cri::NamespaceOption) -> i32) -> bool {
+    ns_is(config, pick, cri::NamespaceMode::Node)
+}
+
+fn ns_is(
+    config: &cri::PodSandboxConfig,
+    pick: fn(&cri::NamespaceOption) -> i32,
+    mode: cri::NamespaceMode,
+) -> bool {
     config
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref())
-        .is_some_and(|n| pick(n) == cri::NamespaceMode::Node as i32)
+        .is_some_and(|n| pick(n) == mode as i32)
 }
 
 /// Why the sandbox's sysctls cannot be set, if one cannot: the kubelet admitted them (its
@@ -175,6 +185,12 @@ pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
             dns_config,
             host_network: host_network.then_some(true),
             host_ipc: ns_mode(config, |n| n.ipc).then_some(true),
+            // The kubelet's pid namespace option: NODE for hostPID, POD for
+            // shareProcessNamespace (one pid namespace held by the pause process), CONTAINER
+            // (the default) for neither.
+            host_pid: ns_mode(config, |n| n.pid).then_some(true),
+            share_process_namespace: ns_is(config, |n| n.pid, cri::NamespaceMode::Pod)
+                .then_some(true),
             termination_grace_period_seconds: Some(0),
             security_context: (!sysctls.is_empty()).then(|| PodSecurityContext {
                 sysctls: Some(sysctls),
@@ -502,6 +518,36 @@ mod tests {
         let spec = sandbox_pod("abc", &node).spec.unwrap();
         assert_eq!(spec.host_network, Some(true));
         assert_eq!(spec.hostname, None);
+        // An unset pid option is POD (the enum's zero), a shared pid namespace as containerd
+        // reads it; the kubelet always sets it (CONTAINER unless shareProcessNamespace).
+        assert_eq!(
+            (spec.host_pid, spec.share_process_namespace),
+            (None, Some(true))
+        );
+
+        for (mode, host_pid, shared) in [
+            (cri::NamespaceMode::Node, Some(true), None),
+            (cri::NamespaceMode::Pod, None, Some(true)),
+            (cri::NamespaceMode::Container, None, None),
+        ] {
+            let mut pid = config.clone();
+            pid.linux = Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: mode as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let spec = sandbox_pod("abc", &pid).spec.unwrap();
+            assert_eq!(
+                (spec.host_pid, spec.share_process_namespace),
+                (host_pid, shared),
+                "{mode:?}"
+            );
+        }
     }
 
     #[test]
