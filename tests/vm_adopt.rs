@@ -19,19 +19,9 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn container(name: &str, cmd: &str) -> String {
-    format!(
-        "  - name: {name}
-    image: busybox
-    imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", {cmd:?}]
-"
-    )
-}
-
 /// Exits with `code` once /tmp/quit exists in the container.
 fn quitter(name: &str, code: i32) -> String {
-    container(
+    container_entry(
         name,
         &format!("while [ ! -e /tmp/quit ]; do sleep 0.1; done; exit {code}"),
     )
@@ -120,7 +110,7 @@ fn a_killed_supervisor_is_replaced_and_the_pod_runs_on() {
     require_vm();
     let _turn = turn();
     let pod = "adopt-run";
-    let containers = container(
+    let containers = container_entry(
         "printer",
         "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
     ) + &quitter("quitter", 3);
@@ -237,7 +227,7 @@ fn two_kills_in_a_row_then_delete_leave_nothing() {
     let _turn = turn();
     let pod = "adopt-twice";
     let keep = Keep::pods(&[]);
-    let containers = container("app", "trap 'exit 0' TERM; while true; do sleep 1; done");
+    let containers = container_entry("app", "trap 'exit 0' TERM; while true; do sleep 1; done");
     apply_ok(&pod_of(pod, "Always", 2, &containers, ""));
     wait_running(pod);
     let app = container_pid(pod, "app");

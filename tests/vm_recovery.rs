@@ -14,16 +14,6 @@ const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 /// The boot id the simulated reboot starts (the agent and the supervisors it starts see it).
 const NEW_BOOT: &str = "00000000-0000-4000-8000-00000000b007";
 
-fn app(name: &str, cmd: &str) -> String {
-    format!(
-        "  - name: {name}
-    image: busybox
-    imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", {cmd:?}]
-"
-    )
-}
-
 fn uid(pod: &str) -> String {
     pod_json(pod)["metadata"]["uid"]
         .as_str()
@@ -263,14 +253,14 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
         "rb-always",
         "Always",
         2,
-        &app(
+        &container_entry(
             "app",
             "echo up-$(cat /proc/sys/kernel/random/uuid); mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www",
         ),
         "",
     );
     // Its emptyDir outlives the reboot, as the pod's directory does.
-    let long = app(
+    let long = container_entry(
         "long",
         &format!(
             "if [ -f /data/mark ]; then echo kept; else touch /data/mark; echo new; fi; {SLEEP}"
@@ -280,7 +270,7 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
         "rb-onfail",
         "OnFailure",
         2,
-        &(app("done", "echo finished") + &long),
+        &(container_entry("done", "echo finished") + &long),
         "  volumes:\n  - {name: data, emptyDir: {}}\n",
     );
     let never_done = pod_yaml("rb-never-done", "Never", "", "echo bye");
@@ -289,8 +279,11 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
         "rb-init",
         "Always",
         2,
-        &app("app", SLEEP),
-        &format!("  initContainers:\n{}", app("prep", "echo prepared")),
+        &container_entry("app", SLEEP),
+        &format!(
+            "  initContainers:\n{}",
+            container_entry("prep", "echo prepared")
+        ),
     );
     let deleting = pod_yaml("rb-deleting", "Always", "", SLEEP);
     let names = [

@@ -478,18 +478,17 @@ fn dir_entries(dir: &str, prefix: &str) -> Vec<String> {
 
 /// A one-container busybox pod running `cmd` under `sh -c`.
 pub fn pod_yaml(name: &str, policy: &str, extra: &str, cmd: &str) -> String {
-    pod_of(
-        name,
-        policy,
-        2,
-        &format!(
-            "  - name: app
+    pod_of(name, policy, 2, &(container_entry("app", cmd) + extra), "")
+}
+
+/// One busybox container list entry named `name`, running `cmd` under `sh -c`.
+pub fn container_entry(name: &str, cmd: &str) -> String {
+    format!(
+        "  - name: {name}
     image: busybox
     imagePullPolicy: IfNotPresent
     command: [\"sh\", \"-c\", {cmd:?}]
-{extra}"
-        ),
-        "",
+"
     )
 }
 
