@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 
 use crate::pod::lifecycle::{self, ApplyOutcome, LifecycleError};
 use crate::pod::record;
@@ -116,18 +115,7 @@ pub fn run(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> {
         report.recovery = recovery;
         return Ok(report);
     }
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
-        mask.add(s);
-    }
-    mask.thread_block().map_err(sys("block signals"))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(sys("signalfd"))?;
+    let signals = crate::pod::loop_signalfd(&[]).map_err(|(step, e)| sys(step)(e))?;
     let inotify =
         Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(sys("inotify"))?;
     watch(&inotify, &opts.manifests)?;

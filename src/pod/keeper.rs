@@ -26,8 +26,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
@@ -333,23 +333,11 @@ pub fn run(uid: &str, ready: Option<OwnedFd>) -> i32 {
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot become a subreaper: a killed supervisor will not be replaced");
     }
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(s);
-    }
-    let signals = mask
-        .thread_block()
-        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC));
-    let signals = match signals {
+    let signals = match crate::pod::loop_signalfd(&[]) {
         Ok(s) => s,
-        Err(e) => {
+        Err((step, e)) => {
             // No keeper then: this process is the supervisor, as before.
-            tracing::warn!(error = %e, "cannot set up the keeper; supervising without one");
+            tracing::warn!(error = %e, step, "cannot set up the keeper; supervising without one");
             return crate::pod::supervisor::run_main(uid, ready, None, None);
         }
     };

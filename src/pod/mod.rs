@@ -20,3 +20,29 @@ pub mod spawner;
 pub mod supervisor;
 pub mod teardown;
 pub mod update;
+
+/// The signalfd of a single-threaded loop (the node agent, a keeper, a supervisor): SIGCHLD,
+/// SIGTERM, SIGINT, SIGHUP and `extra` blocked and read from it, non-blocking and
+/// close-on-exec (children get a clean mask: the runtime and std reset it before exec). The
+/// error names the step.
+pub fn loop_signalfd(
+    extra: &[nix::sys::signal::Signal],
+) -> Result<nix::sys::signalfd::SignalFd, (&'static str, nix::Error)> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ]
+    .iter()
+    .chain(extra)
+    {
+        mask.add(*s);
+    }
+    mask.thread_block().map_err(|e| ("block signals", e))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| ("signalfd", e))
+}

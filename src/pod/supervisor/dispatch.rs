@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -30,22 +30,10 @@ pub(crate) struct Idle {
 }
 
 impl Idle {
-    /// Blocks the signals the loop reads through a signalfd (children get a clean mask: the
-    /// runtime and std reset it before exec). The error names the step.
+    /// Blocks the signals the loop reads through a signalfd (`pod::loop_signalfd`, with the
+    /// metadata signal). The error names the step.
     pub fn new(ready: Option<OwnedFd>) -> Result<Idle, (&'static str, nix::Error)> {
-        let mut mask = SigSet::empty();
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            METADATA_SIGNAL,
-        ] {
-            mask.add(s);
-        }
-        mask.thread_block().map_err(|e| ("block signals", e))?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| ("signalfd", e))?;
+        let signals = crate::pod::loop_signalfd(&[METADATA_SIGNAL])?;
         Ok(Idle {
             signals,
             ready,
