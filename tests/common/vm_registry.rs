@@ -18,12 +18,18 @@ static REGISTRY_PROCESS: Mutex<Option<Child>> = Mutex::new(None);
 /// Starts `docker-registry` on `addr` over [`STORAGE`], with its config and log in `dir` and
 /// `extra` appended to its config; waits until it listens.
 pub fn serve(addr: &str, dir: &Path, extra: &str) -> Child {
+    serve_storage(addr, dir, Path::new(STORAGE), extra)
+}
+
+/// [`serve`] over the storage at `storage` (a registry of the test's own, which it may fill).
+pub fn serve_storage(addr: &str, dir: &Path, storage: &Path, extra: &str) -> Child {
     std::fs::create_dir_all(dir).expect("cannot create the registry's directory");
+    let storage = storage.display();
     let config = dir.join("config.yml");
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {STORAGE}\nhttp:\n  addr: {addr}\n{extra}"
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {storage}\nhttp:\n  addr: {addr}\n{extra}"
         ),
     )
     .expect("cannot write the registry config");
