@@ -15,7 +15,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::pod::control::{CriContainerSettings, CRI_SANDBOX_ANNOTATION};
+use crate::pod::control::{
+    CriContainerSettings, CRI_CGROUP_PARENT_ANNOTATION, CRI_SANDBOX_ANNOTATION,
+};
 
 /// A new 64-hex-digit ID for the sandbox or container reserved as `name`.
 pub fn new_id(name: &str) -> String {
@@ -79,6 +81,19 @@ pub fn sysctl_refused(config: &cri::PodSandboxConfig) -> Option<String> {
         .find_map(|n| crate::container::sysctl::not_in_pod_namespace(n, net, ipc))
 }
 
+/// The sandbox's `linux.cgroup_parent`, checked (`cgroup::parent::parse`), as the value of
+/// [`CRI_CGROUP_PARENT_ANNOTATION`]; None where peapod keeps its own layout (no parent).
+pub fn cgroup_parent(
+    config: &cri::PodSandboxConfig,
+) -> Result<Option<String>, crate::cgroup::parent::ParentError> {
+    let raw = config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.as_str())
+        .unwrap_or_default();
+    Ok(crate::cgroup::parent::parse(raw)?.map(|rel| format!("/{}", rel.display())))
+}
+
 /// The sandbox's port mappings as ContainerPorts (those with a host port; the protocol
 /// named as in a Pod).
 fn host_ports(mappings: &[cri::PortMapping]) -> Vec<ContainerPort> {
@@ -103,7 +118,8 @@ fn host_ports(mappings: &[cri::PortMapping]) -> Vec<ContainerPort> {
 }
 
 /// The pod a sandbox is: metadata, labels and annotations passed through (plus
-/// [`CRI_SANDBOX_ANNOTATION`], and the port mappings under `hostport::PORTS_ANNOTATION`),
+/// [`CRI_SANDBOX_ANNOTATION`], the cgroup parent under [`CRI_CGROUP_PARENT_ANNOTATION`], and
+/// the port mappings under `hostport::PORTS_ANNOTATION`),
 /// hostname, DNS, host network and IPC; no containers yet.
 pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
     let meta = config.metadata.clone().unwrap_or_default();
@@ -118,6 +134,10 @@ pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     annotations.insert(CRI_SANDBOX_ANNOTATION.into(), id.into());
+    // Checked by the caller; an unusable one leaves peapod's own layout.
+    if let Ok(Some(parent)) = cgroup_parent(config) {
+        annotations.insert(CRI_CGROUP_PARENT_ANNOTATION.into(), parent);
+    }
     let ports = host_ports(&config.port_mappings);
     if !ports.is_empty() {
         annotations.insert(
@@ -472,6 +492,25 @@ mod tests {
         assert_eq!(opts[1].value, None);
         assert_eq!(spec.host_network, None);
         assert!(!ann.contains_key(crate::network::hostport::PORTS_ANNOTATION));
+        assert!(!ann.contains_key(CRI_CGROUP_PARENT_ANNOTATION));
+
+        let mut placed = config.clone();
+        placed.linux = Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: "/kubepods/burstable/podu-1/".into(),
+            ..Default::default()
+        });
+        let pod = sandbox_pod("abc", &placed);
+        let ann = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(
+            ann[CRI_CGROUP_PARENT_ANNOTATION],
+            "/kubepods/burstable/podu-1"
+        );
+        assert_eq!(
+            crate::pod::control::cri_cgroup_parent(&pod),
+            Some(std::path::PathBuf::from("kubepods/burstable/podu-1"))
+        );
+        placed.linux.as_mut().unwrap().cgroup_parent = "kubepods-podu_1.slice".into();
+        assert!(cgroup_parent(&placed).is_err());
 
         let mut mapped = config.clone();
         mapped.port_mappings = vec![
