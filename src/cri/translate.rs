@@ -357,10 +357,60 @@ pub fn mount_volume(name: &str, k: usize) -> String {
     format!("cri-{name}-{k}")
 }
 
+/// A CRI mount's propagation as a volumeMount's `mountPropagation` (None: private); an
+/// unknown mode is private, as containerd takes it (with a warning).
+fn propagation(m: &cri::Mount) -> Option<&'static str> {
+    use crate::container::spec::{PROPAGATION_BIDIRECTIONAL, PROPAGATION_HOST_TO_CONTAINER};
+    match cri::MountPropagation::try_from(m.propagation) {
+        Ok(cri::MountPropagation::PropagationPrivate) => None,
+        Ok(cri::MountPropagation::PropagationHostToContainer) => {
+            Some(PROPAGATION_HOST_TO_CONTAINER)
+        }
+        Ok(cri::MountPropagation::PropagationBidirectional) => Some(PROPAGATION_BIDIRECTIONAL),
+        Err(_) => {
+            tracing::warn!(host_path = %m.host_path, "unknown propagation mode for hostPath");
+            None
+        }
+    }
+}
+
+/// containerd's check of a mount's host path before it asks for propagation
+/// [internal/cri/opts/spec_linux_opts.go ensureShared, ensureSharedOrSlave]: Bidirectional
+/// needs the mount the path is on (`mountinfo`: the host's) to be shared, HostToContainer
+/// shared or a slave; otherwise neither direction could reach the other side. `path` is the
+/// host path with its symlinks resolved.
+pub fn check_propagation(
+    m: &cri::Mount,
+    path: &std::path::Path,
+    mountinfo: &str,
+) -> Result<(), String> {
+    use crate::gofmt::quote;
+    let Some(mode) = propagation(m) else {
+        return Ok(());
+    };
+    let shown = quote(&path.to_string_lossy());
+    let on = crate::procfs::mount_containing(mountinfo, path)
+        .ok_or_else(|| format!("failed to find the mount of {shown}"))?;
+    let mountpoint = quote(&on.mountpoint.to_string_lossy());
+    if mode == crate::container::spec::PROPAGATION_BIDIRECTIONAL {
+        if !on.is_shared() {
+            return Err(format!(
+                "path {shown} is mounted on {mountpoint} but it is not a shared mount"
+            ));
+        }
+    } else if !on.is_shared() && !on.is_slave() {
+        return Err(format!(
+            "path {shown} is mounted on {mountpoint} but it is not a shared or slave mount"
+        ));
+    }
+    Ok(())
+}
+
 /// The container a `ContainerConfig` is, named `name` in its pod, with `image` (a name the
 /// store resolves), never pulled; and the hostPath volumes of its mounts (the kubelet
-/// prepared the host paths; propagation and SELinux relabeling are not applied). The error
-/// says which security setting cannot be honoured.
+/// prepared the host paths; their propagation as `mountPropagation`, checked by the caller
+/// with [`check_propagation`]; SELinux relabeling is not applied). The error says which
+/// security setting cannot be honoured.
 pub fn container(
     name: &str,
     image: &str,
@@ -382,6 +432,7 @@ pub fn container(
             name: volume,
             mount_path: m.container_path.clone(),
             read_only: m.readonly.then_some(true),
+            mount_propagation: propagation(m).map(str::to_string),
             ..Default::default()
         });
     }
@@ -441,6 +492,59 @@ mod tests {
             namespace: "ns".into(),
             attempt: 1,
         }
+    }
+
+    #[test]
+    fn mount_propagation_is_the_kubelets_and_checked_as_containerd() {
+        let mount = |p: cri::MountPropagation| cri::Mount {
+            container_path: "/data".into(),
+            host_path: "/mnt/data".into(),
+            propagation: p as i32,
+            ..Default::default()
+        };
+        let config = |m: cri::Mount| cri::ContainerConfig {
+            mounts: vec![m],
+            ..Default::default()
+        };
+        let of = |p: cri::MountPropagation| {
+            let (c, _) = container("app", "busybox", &config(mount(p))).unwrap();
+            c.volume_mounts.unwrap()[0].mount_propagation.clone()
+        };
+        assert_eq!(of(cri::MountPropagation::PropagationPrivate), None);
+        assert_eq!(
+            of(cri::MountPropagation::PropagationHostToContainer).as_deref(),
+            Some("HostToContainer")
+        );
+        assert_eq!(
+            of(cri::MountPropagation::PropagationBidirectional).as_deref(),
+            Some("Bidirectional")
+        );
+        let mut unknown = mount(cri::MountPropagation::PropagationPrivate);
+        unknown.propagation = 7;
+        let (c, _) = container("app", "busybox", &config(unknown)).unwrap();
+        assert_eq!(c.volume_mounts.unwrap()[0].mount_propagation, None);
+
+        let info = |opt: &str| {
+            format!("22 1 0:21 / / rw shared:1 - ext4 /dev/vda rw\n30 22 0:30 / /mnt rw {opt} - tmpfs t rw\n")
+        };
+        let path = std::path::Path::new("/mnt/data");
+        let check = |p, opt: &str| check_propagation(&mount(p), path, &info(opt));
+        use cri::MountPropagation::*;
+        assert_eq!(check(PropagationPrivate, ""), Ok(()));
+        assert_eq!(check(PropagationBidirectional, "shared:5"), Ok(()));
+        assert_eq!(
+            check(PropagationBidirectional, "master:5"),
+            Err(r#"path "/mnt/data" is mounted on "/mnt" but it is not a shared mount"#.into())
+        );
+        assert_eq!(check(PropagationHostToContainer, "master:5"), Ok(()));
+        assert_eq!(check(PropagationHostToContainer, "shared:5"), Ok(()));
+        assert_eq!(
+            check(PropagationHostToContainer, ""),
+            Err(
+                r#"path "/mnt/data" is mounted on "/mnt" but it is not a shared or slave mount"#
+                    .into()
+            )
+        );
     }
 
     #[test]

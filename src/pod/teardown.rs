@@ -37,33 +37,12 @@ pub fn kill_recorded(p: &ProcessRef) {
     }
 }
 
-/// Decodes the octal escapes (`\040` for space) of a /proc/self/mountinfo path field.
-fn unescape_mount_path(field: &str) -> PathBuf {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    PathBuf::from(std::ffi::OsString::from(
-        String::from_utf8_lossy(&out).into_owned(),
-    ))
-}
-
 /// Mount points in this mount namespace at or under any of `roots`, deepest first.
 pub fn mounts_under(mountinfo: &str, roots: &[PathBuf]) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
+        .map(crate::procfs::unescape_mount_path)
         .filter(|m| roots.iter().any(|r| m.starts_with(r)))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
