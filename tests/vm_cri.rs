@@ -1264,3 +1264,380 @@ fn measure_latency(node: &Node) {
         median(apply_times)
     );
 }
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const PARENT_UID: &str = "0b0e7c1a-cri0-4000-8000-00000000000c";
+
+fn write_cgroup(dir: &Path, file: &str, value: &str) {
+    std::fs::write(dir.join(file), value)
+        .unwrap_or_else(|e| panic!("write {value:?} to {}/{file}: {e}", dir.display()));
+}
+
+fn read_cgroup(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
+        .trim()
+        .to_string()
+}
+
+/// The directories in a cgroup (its child cgroups).
+fn child_cgroups(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The cgroup v2 path (from the cgroup2 root) of a host process.
+fn cgroup_line(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn with_parent(mut config: cri::PodSandboxConfig, parent: &str) -> cri::PodSandboxConfig {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .cgroup_parent = parent.into();
+    config
+}
+
+/// The kubelet's pod cgroup as the kubelet makes it with the cgroupfs driver
+/// (`/kubepods/burstable/pod<uid>`, controllers enabled down to the QoS level, pod-level limits
+/// set on the pod cgroup) holds the sandbox's pause process and the container under their CRI
+/// IDs, as containerd places them; container limits, updates, OOM kills and stats follow them
+/// there; and once the sandbox is stopped and removed, the kubelet's cgroups are as it made
+/// them and nothing of peapod's is left. A parent that does not exist is made and removed by
+/// peapod; a systemd slice is refused.
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
+    require_vm();
+    let keep = Keep::pods(&[]);
+    let node = Node::launch();
+    let root = Path::new(CGROUP_ROOT);
+    let kubepods = root.join("kubepods");
+    let burstable = kubepods.join("burstable");
+    let pod_cg = burstable.join(format!("pod{PARENT_UID}"));
+    // As the kubelet's cgroup manager (runc's fs2 CreateCgroupPath): the controllers on in
+    // each ancestor's subtree_control, not in the pod cgroup's own; then its limits.
+    for dir in [&kubepods, &burstable, &pod_cg] {
+        std::fs::create_dir_all(dir).expect("kubelet cgroup");
+    }
+    for dir in [root, kubepods.as_path(), burstable.as_path()] {
+        write_cgroup(dir, "cgroup.subtree_control", "+cpu +memory +pids");
+    }
+    write_cgroup(&pod_cg, "memory.max", "268435456");
+    write_cgroup(&pod_cg, "cpu.max", "150000 100000");
+    write_cgroup(&pod_cg, "cpu.weight", "42");
+    let parent = format!("/kubepods/burstable/pod{PARENT_UID}");
+
+    let config = with_parent(sandbox_config("cgp", PARENT_UID, 0), &parent);
+    let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let pause = node.sandbox_info(&sandbox)["pid"]
+        .as_i64()
+        .expect("a pause pid") as i32;
+    assert_eq!(
+        cgroup_line(pause),
+        format!("{parent}/{sandbox}"),
+        "the pause process is in <parent>/<sandbox id>"
+    );
+    let app = node
+        .create(
+            &sandbox,
+            container_config("app", "sleep 3600", vec![]),
+            &config,
+        )
+        .expect("CreateContainer");
+    node.start(&app).expect("StartContainer");
+    let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
+    assert_eq!(cgroup_line(pid), format!("{parent}/{app}"));
+    let app_cg = pod_cg.join(&app);
+    assert_eq!(
+        read_cgroup(&app_cg, "memory.max"),
+        (64u64 << 20).to_string()
+    );
+    // The pod-level limits are the kubelet's, untouched.
+    assert_eq!(read_cgroup(&pod_cg, "memory.max"), "268435456");
+    assert_eq!(read_cgroup(&pod_cg, "cpu.max"), "150000 100000");
+    assert_eq!(read_cgroup(&pod_cg, "cpu.weight"), "42");
+
+    // UpdateContainerResources writes the container's cgroup under the parent.
+    node.update(
+        &app,
+        cri::LinuxContainerResources {
+            cpu_quota: 20_000,
+            cpu_period: 100_000,
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        },
+    )
+    .expect("UpdateContainerResources");
+    assert_eq!(
+        read_cgroup(&app_cg, "memory.max"),
+        (96u64 << 20).to_string()
+    );
+    assert_eq!(read_cgroup(&app_cg, "cpu.max"), "20000 100000");
+
+    // Stats read the container's and the pod's cgroups there.
+    let id = app.clone();
+    let stats = node
+        .call(|mut c| async move {
+            c.container_stats(cri::ContainerStatsRequest { container_id: id })
+                .await
+        })
+        .expect("ContainerStats")
+        .stats
+        .expect("stats");
+    assert!(
+        stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 0),
+        "the container's working set"
+    );
+    let id = sandbox.clone();
+    let pod_stats = node
+        .call(|mut c| async move {
+            c.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: id })
+                .await
+        })
+        .expect("PodSandboxStats")
+        .stats
+        .expect("stats");
+    let linux = pod_stats.linux.expect("linux stats");
+    assert!(
+        linux
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 0),
+        "the pod cgroup's working set"
+    );
+
+    // An OOM kill in a container under the parent is seen.
+    let oom = node
+        .create(
+            &sandbox,
+            container_config("oom", "x=a; while true; do x=$x$x; done", vec![]),
+            &config,
+        )
+        .expect("CreateContainer oom");
+    node.start(&oom).expect("StartContainer oom");
+    let s = wait_state(&node, &oom, cri::ContainerState::ContainerExited);
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+    node.remove(&oom).expect("RemoveContainer oom");
+    assert!(
+        wait_for(|| !pod_cg.join(&oom).exists(), Duration::from_secs(10)),
+        "the removed container's cgroup stays"
+    );
+
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox");
+    assert!(
+        child_cgroups(&pod_cg).is_empty(),
+        "peapod's cgroups in the kubelet's: {:?}",
+        child_cgroups(&pod_cg)
+    );
+    node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
+    assert!(pod_cg.exists(), "the kubelet's pod cgroup was removed");
+    assert!(child_cgroups(&pod_cg).is_empty());
+    assert_eq!(read_cgroup(&pod_cg, "memory.max"), "268435456");
+
+    // A parent nobody made: peapod makes the missing components, and removes them.
+    let missing_top = root.join("peapod-test-kubepods");
+    assert!(!missing_top.exists());
+    let made = format!("/peapod-test-kubepods/besteffort/pod{PARENT_UID}");
+    let config = with_parent(sandbox_config("cgm", PARENT_UID, 0), &made);
+    let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let app = node
+        .create(
+            &sandbox,
+            container_config("app", "sleep 3600", vec![]),
+            &config,
+        )
+        .expect("CreateContainer");
+    node.start(&app).expect("StartContainer");
+    let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
+    assert_eq!(cgroup_line(pid), format!("{made}/{app}"));
+    assert!(missing_top.join("besteffort").exists());
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox");
+    node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
+    assert!(
+        !missing_top.exists(),
+        "the components peapod made stay: {:?}",
+        child_cgroups(&missing_top)
+    );
+
+    // A systemd slice: this runtime reports the cgroupfs driver.
+    let slice = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podx.slice";
+    let err = node
+        .run_sandbox(with_parent(sandbox_config("cgs", PARENT_UID, 0), slice))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("systemd slice") && err.message().contains("cgroupfs"),
+        "{}",
+        err.message()
+    );
+    assert!(node.list_sandboxes(Default::default()).is_empty());
+
+    drop(node);
+    // The kubelet removes its own cgroups.
+    for dir in [&pod_cg, &burstable, &kubepods] {
+        std::fs::remove_dir(dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
+    }
+    for name in ["cgp", "cgm"] {
+        let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_{name}_{PARENT_UID}"));
+    }
+    assert_clean(&keep, "the cgroup-parent sandboxes were removed");
+}
+
+fn sh_host(script: &str) {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn exec_sync(node: &Node, id: &str, script: &str) -> (i32, String) {
+    let req = cri::ExecSyncRequest {
+        container_id: id.into(),
+        cmd: ["sh", "-c", script].map(String::from).to_vec(),
+        timeout: 20,
+    };
+    let out = node
+        .call(|mut c| async move { c.exec_sync(req).await })
+        .expect("ExecSync");
+    (
+        out.exit_code,
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn mount_of(path: &str, propagation: cri::MountPropagation) -> cri::Mount {
+    cri::Mount {
+        container_path: format!("/{}", path.trim_start_matches("/tmp/")),
+        host_path: path.into(),
+        propagation: propagation as i32,
+        ..Default::default()
+    }
+}
+
+/// CRI mounts with propagation, as containerd gives it: a Bidirectional mount carries a mount
+/// made in the container onto the host, a HostToContainer one a mount the host makes after
+/// the start into the container; neither lets the container's rootfs reach the host. A mount
+/// whose host path is not on a shared (Bidirectional) or shared-or-slave (HostToContainer)
+/// mount is refused with containerd's words.
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn mount_propagation_of_cri_mounts() {
+    use cri::MountPropagation::{PropagationBidirectional, PropagationHostToContainer};
+    require_vm();
+    let keep = Keep::pods(&[]);
+    let (bidir, h2c, private) = ("/tmp/cri-bidir", "/tmp/cri-h2c", "/tmp/cri-private");
+    sh_host(&format!(
+        "mkdir -p {bidir} {h2c} {private} && mount -t tmpfs bidir {bidir} && mount --make-shared {bidir} \
+         && mount --bind {h2c} {h2c} && mount --make-shared {h2c} \
+         && mount -t tmpfs priv {private} && mount --make-private {private}"
+    ));
+    let node = Node::launch();
+    let config = sandbox_config("criprop", "uid-prop", 0);
+    let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let mut c = container_config(
+        "app",
+        "sleep 3600",
+        vec![
+            mount_of(bidir, PropagationBidirectional),
+            mount_of(h2c, PropagationHostToContainer),
+        ],
+    );
+    let security = c
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .expect("security context");
+    security.privileged = true;
+    let app = node.create(&sandbox, c, &config).expect("CreateContainer");
+    node.start(&app).expect("StartContainer");
+
+    // Bidirectional: mounted in the container, seen on the host.
+    let (code, out) = exec_sync(
+        &node,
+        &app,
+        "mkdir -p /cri-bidir/inner && mount -t tmpfs inner /cri-bidir/inner && echo in > /cri-bidir/inner/f",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{bidir}/inner/f"))
+            .ok()
+            .as_deref(),
+        Some("in\n"),
+        "the container's mount did not reach the host"
+    );
+    // HostToContainer: mounted on the host after the start, seen in the container.
+    sh_host(&format!(
+        "mkdir -p {h2c}/late && mount -t tmpfs late {h2c}/late && echo late > {h2c}/late/f"
+    ));
+    assert_eq!(
+        exec_sync(&node, &app, "cat /cri-h2c/late/f"),
+        (0, "late".into())
+    );
+    // Nothing of the container's own tree (its overlay rootfs, /proc...) is on the host.
+    let peapod_uid = node.sandbox_info(&sandbox)["peapodPodUid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !info.contains(&format!("/pods/{peapod_uid}/containers")),
+        "the container's rootfs propagated to the host:\n{info}"
+    );
+
+    // Refused as containerd refuses them: the host path's mount gives no propagation.
+    for (mode, words) in [
+        (PropagationBidirectional, "but it is not a shared mount"),
+        (
+            PropagationHostToContainer,
+            "but it is not a shared or slave mount",
+        ),
+    ] {
+        let mut c = container_config("refused", "true", vec![mount_of(private, mode)]);
+        c.metadata.as_mut().unwrap().attempt = mode as u32;
+        let err = node.create(&sandbox, c, &config).unwrap_err();
+        assert_eq!(err.code(), Code::Unknown, "{err:?}");
+        let want = format!("path {private:?} is mounted on {private:?} {words}");
+        assert!(
+            err.message().starts_with("failed to generate container")
+                && err.message().ends_with(&want),
+            "{} (wanted {want})",
+            err.message()
+        );
+    }
+
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox");
+    node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
+    drop(node);
+    sh_host(&format!(
+        "(umount {bidir}/inner || true) && umount {bidir} && (umount {h2c}/late || true) && umount {h2c} \
+         && umount {private} && rmdir {bidir} {h2c} {private}"
+    ));
+    let _ = std::fs::remove_dir_all("/var/log/pods/default_criprop_uid-prop");
+    assert_clean(&keep, "the propagation sandbox was removed");
+}
