@@ -36,8 +36,9 @@ pub(crate) enum Kind {
 /// HostToContainer volume: the host's later mounts then reach the container); shared for
 /// rshared (Bidirectional: the volume's bind mount is then a peer of the host's mount, so
 /// mounts made in it reach the host too). A shared tree would carry the rootfs and everything
-/// mounted in it onto the host, so the mount the rootfs directory is on is made private first
-/// (runc's rootfsParentMountPrivate); the old root is made a slave before it is detached
+/// mounted in it onto the host, so the mount the rootfs directory is on is made a slave first
+/// (runc's rootfsParentMountPrivate makes it private; a slave still receives the host's mounts,
+/// for a volume on that same mount); the old root is made a slave before it is detached
 /// ([`pivot_into`]).
 pub(crate) fn isolate_root(spec: &Spec) -> Result<(), InitError> {
     let propagation = spec
@@ -59,21 +60,21 @@ pub(crate) fn isolate_root(spec: &Spec) -> Result<(), InitError> {
     .map_err(|e| InitError::sys("set the propagation of /", e))?;
     if flag == MsFlags::MS_SHARED {
         if let Some(root) = spec.root().as_ref() {
-            private_parent_mount(root.path())?;
+            slave_parent_mount(root.path())?;
         }
     }
     Ok(())
 }
 
-/// Makes the mount `dir` is on private (in this namespace only) if it is shared, so that what
+/// Makes the mount `dir` is on a slave (in this namespace only) if it is shared, so that what
 /// is mounted at `dir` does not propagate to its peers; pivot_root(2) also refuses a new root
 /// whose parent mount is shared.
-fn private_parent_mount(dir: &Path) -> Result<(), InitError> {
+fn slave_parent_mount(dir: &Path) -> Result<(), InitError> {
     let info = fs::read_to_string(crate::procfs::MOUNTINFO)
         .map_err(|e| InitError::io(crate::procfs::MOUNTINFO, &e))?;
     let Some(on) = crate::procfs::mount_containing(&info, dir) else {
         return Err(InitError::new(
-            "make the rootfs's mount private",
+            "make the rootfs's mount a slave",
             format!("no mount holds {}", dir.display()),
         ));
     };
@@ -84,10 +85,10 @@ fn private_parent_mount(dir: &Path) -> Result<(), InitError> {
         None::<&str>,
         &on.mountpoint,
         None::<&str>,
-        MsFlags::MS_PRIVATE,
+        MsFlags::MS_SLAVE,
         None::<&str>,
     )
-    .map_err(|e| InitError::sys(format!("make {} private", on.mountpoint.display()), e))
+    .map_err(|e| InitError::sys(format!("make {} a slave", on.mountpoint.display()), e))
 }
 
 /// Mounts the rootfs at `root.path` and returns that path. With the overlay annotations it
@@ -478,10 +479,20 @@ fn components_rev(path: &Path) -> Vec<OsString> {
 /// the host.
 pub(crate) fn pivot_into(rootfs: &Path) -> Result<(), InitError> {
     let step = |what: &str| format!("{what} {}", rootfs.display());
+    let old_root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| InitError::sys("open the old root", e))?;
     std::env::set_current_dir(rootfs).map_err(|e| InitError::io(step("chdir"), &e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| InitError::sys(step("pivot_root"), e))?;
-    // "." is the old root now. A slave, its unmount cannot propagate to the host even where
-    // the tree was left shared (a Bidirectional volume, see `isolate_root`).
+    // Into the old root itself (as runc): mount(2) does not look past the new root for "."
+    // when the cwd is the new root (only umount2's lookup follows the mount stacked on it).
+    nix::unistd::fchdir(&old_root).map_err(|e| InitError::sys("chdir into the old root", e))?;
+    drop(old_root);
+    // A slave, the old root's unmount cannot propagate to the host even where the tree was
+    // left shared (a Bidirectional volume, see `isolate_root`).
     mount(
         None::<&str>,
         ".",
