@@ -220,6 +220,51 @@ impl Node {
             .map(|_| ())
     }
 
+    fn container_stats(&self, id: &str) -> cri::ContainerStats {
+        let req = cri::ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        self.call(|mut c| async move { c.container_stats(req).await })
+            .expect("ContainerStats")
+            .stats
+            .expect("stats")
+    }
+
+    fn pod_stats(&self, id: &str) -> cri::PodSandboxStats {
+        let req = cri::PodSandboxStatsRequest {
+            pod_sandbox_id: id.into(),
+        };
+        self.call(|mut c| async move { c.pod_sandbox_stats(req).await })
+            .expect("PodSandboxStats")
+            .stats
+            .expect("stats")
+    }
+
+    /// ExecSync of `sh -c script`: the exit code, stdout (trimmed) and stderr.
+    fn exec_sync(&self, id: &str, script: &str) -> (i32, String) {
+        let req = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: ["sh", "-c", script].map(String::from).to_vec(),
+            timeout: 20,
+        };
+        let out = self
+            .call(|mut c| async move { c.exec_sync(req).await })
+            .expect("ExecSync");
+        (
+            out.exit_code,
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// Stops and removes every sandbox (after a failed test, so the next one starts clean).
+    fn remove_all_sandboxes(&self) {
+        for id in self.list_sandboxes(Default::default()) {
+            let _ = self.stop_sandbox(&id);
+            let _ = self.remove_sandbox(&id);
+        }
+    }
+
     fn stop_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
         let req = cri::StopPodSandboxRequest {
             pod_sandbox_id: id.into(),
@@ -384,6 +429,36 @@ fn wait_fast(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// A container over its memory limit (64 MiB): OOMKilled, 137, as the kubelet expects; then
+/// removed. Returns its ID.
+fn oom_kill(node: &Node, sandbox: &str, config: &cri::PodSandboxConfig) -> String {
+    let oom = node
+        .create(
+            sandbox,
+            container_config("oom", "x=a; while true; do x=$x$x; done", vec![]),
+            config,
+        )
+        .expect("CreateContainer oom");
+    node.start(&oom).expect("StartContainer oom");
+    let s = wait_state(node, &oom, cri::ContainerState::ContainerExited);
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+    node.remove(&oom).expect("RemoveContainer oom");
+    oom
+}
+
+/// Runs a test's body; if it fails, removes its sandboxes first, so that the next test of this
+/// binary starts clean.
+fn with_cleanup(node: &Node, body: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        node.remove_all_sandboxes();
+        std::panic::resume_unwind(panic);
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -539,17 +614,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     );
 
     // Stats: CPU time and working set of the container's and the pod's cgroups.
-    let app_id = app.clone();
-    let stats = node
-        .call(|mut c| async move {
-            c.container_stats(cri::ContainerStatsRequest {
-                container_id: app_id,
-            })
-            .await
-        })
-        .expect("ContainerStats")
-        .stats
-        .expect("stats");
+    let stats = node.container_stats(&app);
     assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some());
     assert!(
         stats
@@ -691,32 +756,9 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     assert_eq!(s.exit_code, 4, "{s:?}");
     node.remove(&att).expect("RemoveContainer att");
 
-    // A container over its memory limit (64 MiB): OOMKilled, 137, as the kubelet expects.
-    let oom = node
-        .create(
-            &sandbox,
-            container_config("oom", "x=a; while true; do x=$x$x; done", vec![]),
-            &config,
-        )
-        .expect("CreateContainer oom");
-    node.start(&oom).expect("StartContainer oom");
-    let s = wait_state(&node, &oom, cri::ContainerState::ContainerExited);
-    assert_eq!(
-        (s.exit_code, s.reason.as_str()),
-        (137, "OOMKilled"),
-        "{s:?}"
-    );
-    node.remove(&oom).expect("RemoveContainer oom");
+    oom_kill(&node, &sandbox, &config);
     // PodSandboxStats of the one sandbox.
-    let id = sandbox.clone();
-    let one = node
-        .call(|mut c| async move {
-            c.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: id })
-                .await
-        })
-        .expect("PodSandboxStats")
-        .stats
-        .expect("stats");
+    let one = node.pod_stats(&sandbox);
     assert_eq!(one.attributes.expect("attributes").id, sandbox);
 
     // UpdateContainerResources: the running container's cgroup v2 limits change.
@@ -1338,9 +1380,22 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
     write_cgroup(&pod_cg, "memory.max", "268435456");
     write_cgroup(&pod_cg, "cpu.max", "150000 100000");
     write_cgroup(&pod_cg, "cpu.weight", "42");
-    let parent = format!("/kubepods/burstable/pod{PARENT_UID}");
+    with_cleanup(&node, || in_cgroup_parents(&node, &pod_cg));
+    drop(node);
+    // The kubelet removes its own cgroups.
+    for dir in [&pod_cg, &burstable, &kubepods] {
+        std::fs::remove_dir(dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
+    }
+    for name in ["cgp", "cgm"] {
+        let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_{name}_{PARENT_UID}"));
+    }
+    assert_clean(&keep, "the cgroup-parent sandboxes were removed");
+}
 
-    let config = with_parent(sandbox_config("cgp", PARENT_UID, 0), &parent);
+/// A sandbox named `name` with cgroup parent `parent` and a running container `app`; the pause
+/// process is in `<parent>/<sandbox id>`, the container in `<parent>/<container id>`.
+fn run_in_parent(node: &Node, name: &str, parent: &str) -> (cri::PodSandboxConfig, String, String) {
+    let config = with_parent(sandbox_config(name, PARENT_UID, 0), parent);
     let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
     let pause = node.sandbox_info(&sandbox)["pid"]
         .as_i64()
@@ -1348,7 +1403,7 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
     assert_eq!(
         cgroup_line(pause),
         format!("{parent}/{sandbox}"),
-        "the pause process is in <parent>/<sandbox id>"
+        "the pause process"
     );
     let app = node
         .create(
@@ -1359,7 +1414,15 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
         .expect("CreateContainer");
     node.start(&app).expect("StartContainer");
     let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
-    assert_eq!(cgroup_line(pid), format!("{parent}/{app}"));
+    assert_eq!(cgroup_line(pid), format!("{parent}/{app}"), "the container");
+    (config, sandbox, app)
+}
+
+/// The body of the test above, with the kubelet's pod cgroup `pod_cg` made.
+fn in_cgroup_parents(node: &Node, pod_cg: &Path) {
+    let root = Path::new(CGROUP_ROOT);
+    let parent = format!("/kubepods/burstable/pod{PARENT_UID}");
+    let (config, sandbox, app) = run_in_parent(node, "cgp", &parent);
     let app_cg = pod_cg.join(&app);
     assert_eq!(
         read_cgroup(&app_cg, "memory.max"),
@@ -1388,15 +1451,7 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
     assert_eq!(read_cgroup(&app_cg, "cpu.max"), "20000 100000");
 
     // Stats read the container's and the pod's cgroups there.
-    let id = app.clone();
-    let stats = node
-        .call(|mut c| async move {
-            c.container_stats(cri::ContainerStatsRequest { container_id: id })
-                .await
-        })
-        .expect("ContainerStats")
-        .stats
-        .expect("stats");
+    let stats = node.container_stats(&app);
     assert!(
         stats
             .memory
@@ -1404,16 +1459,7 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
             .is_some_and(|w| w.value > 0),
         "the container's working set"
     );
-    let id = sandbox.clone();
-    let pod_stats = node
-        .call(|mut c| async move {
-            c.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: id })
-                .await
-        })
-        .expect("PodSandboxStats")
-        .stats
-        .expect("stats");
-    let linux = pod_stats.linux.expect("linux stats");
+    let linux = node.pod_stats(&sandbox).linux.expect("linux stats");
     assert!(
         linux
             .memory
@@ -1423,21 +1469,7 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
     );
 
     // An OOM kill in a container under the parent is seen.
-    let oom = node
-        .create(
-            &sandbox,
-            container_config("oom", "x=a; while true; do x=$x$x; done", vec![]),
-            &config,
-        )
-        .expect("CreateContainer oom");
-    node.start(&oom).expect("StartContainer oom");
-    let s = wait_state(&node, &oom, cri::ContainerState::ContainerExited);
-    assert_eq!(
-        (s.exit_code, s.reason.as_str()),
-        (137, "OOMKilled"),
-        "{s:?}"
-    );
-    node.remove(&oom).expect("RemoveContainer oom");
+    let oom = oom_kill(node, &sandbox, &config);
     assert!(
         wait_for(|| !pod_cg.join(&oom).exists(), Duration::from_secs(10)),
         "the removed container's cgroup stays"
@@ -1458,18 +1490,7 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
     let missing_top = root.join("peapod-test-kubepods");
     assert!(!missing_top.exists());
     let made = format!("/peapod-test-kubepods/besteffort/pod{PARENT_UID}");
-    let config = with_parent(sandbox_config("cgm", PARENT_UID, 0), &made);
-    let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
-    let app = node
-        .create(
-            &sandbox,
-            container_config("app", "sleep 3600", vec![]),
-            &config,
-        )
-        .expect("CreateContainer");
-    node.start(&app).expect("StartContainer");
-    let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
-    assert_eq!(cgroup_line(pid), format!("{made}/{app}"));
+    let (_, sandbox, _) = run_in_parent(node, "cgm", &made);
     assert!(missing_top.join("besteffort").exists());
     node.stop_sandbox(&sandbox).expect("StopPodSandbox");
     node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
@@ -1491,16 +1512,6 @@ fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
         err.message()
     );
     assert!(node.list_sandboxes(Default::default()).is_empty());
-
-    drop(node);
-    // The kubelet removes its own cgroups.
-    for dir in [&pod_cg, &burstable, &kubepods] {
-        std::fs::remove_dir(dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
-    }
-    for name in ["cgp", "cgm"] {
-        let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_{name}_{PARENT_UID}"));
-    }
-    assert_clean(&keep, "the cgroup-parent sandboxes were removed");
 }
 
 fn sh_host(script: &str) {
@@ -1513,22 +1524,6 @@ fn sh_host(script: &str) {
         "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn exec_sync(node: &Node, id: &str, script: &str) -> (i32, String) {
-    let req = cri::ExecSyncRequest {
-        container_id: id.into(),
-        cmd: ["sh", "-c", script].map(String::from).to_vec(),
-        timeout: 20,
-    };
-    let out = node
-        .call(|mut c| async move { c.exec_sync(req).await })
-        .expect("ExecSync");
-    (
-        out.exit_code,
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-            + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 fn mount_of(path: &str, propagation: cri::MountPropagation) -> cri::Mount {
@@ -1548,7 +1543,6 @@ fn mount_of(path: &str, propagation: cri::MountPropagation) -> cri::Mount {
 #[test]
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
 fn mount_propagation_of_cri_mounts() {
-    use cri::MountPropagation::{PropagationBidirectional, PropagationHostToContainer};
     require_vm();
     let keep = Keep::pods(&[]);
     let (bidir, h2c, private) = ("/tmp/cri-bidir", "/tmp/cri-h2c", "/tmp/cri-private");
@@ -1558,6 +1552,26 @@ fn mount_propagation_of_cri_mounts() {
          && mount -t tmpfs priv {private} && mount --make-private {private}"
     ));
     let node = Node::launch();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        propagation_checks(&node, bidir, h2c, private)
+    }));
+    node.remove_all_sandboxes();
+    drop(node);
+    sh_host(&format!(
+        "(umount {bidir}/inner || true) && umount {bidir} \
+         && (umount {h2c}/late || true) && rm -rf {h2c}/late && umount {h2c} \
+         && umount {private} && rmdir {bidir} {h2c} {private}"
+    ));
+    let _ = std::fs::remove_dir_all("/var/log/pods/default_criprop_uid-prop");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert_clean(&keep, "the propagation sandbox was removed");
+}
+
+/// The body of the test above, with the host paths' mounts made.
+fn propagation_checks(node: &Node, bidir: &str, h2c: &str, private: &str) {
+    use cri::MountPropagation::{PropagationBidirectional, PropagationHostToContainer};
     let config = sandbox_config("criprop", "uid-prop", 0);
     let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
     let mut c = container_config(
@@ -1578,8 +1592,7 @@ fn mount_propagation_of_cri_mounts() {
     node.start(&app).expect("StartContainer");
 
     // Bidirectional: mounted in the container, seen on the host.
-    let (code, out) = exec_sync(
-        &node,
+    let (code, out) = node.exec_sync(
         &app,
         "mkdir -p /cri-bidir/inner && mount -t tmpfs inner /cri-bidir/inner && echo in > /cri-bidir/inner/f",
     );
@@ -1596,7 +1609,7 @@ fn mount_propagation_of_cri_mounts() {
         "mkdir -p {h2c}/late && mount -t tmpfs late {h2c}/late && echo late > {h2c}/late/f"
     ));
     assert_eq!(
-        exec_sync(&node, &app, "cat /cri-h2c/late/f"),
+        node.exec_sync(&app, "cat /cri-h2c/late/f"),
         (0, "late".into())
     );
     // Nothing of the container's own tree (its overlay rootfs, /proc...) is on the host.
@@ -1633,11 +1646,4 @@ fn mount_propagation_of_cri_mounts() {
 
     node.stop_sandbox(&sandbox).expect("StopPodSandbox");
     node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
-    drop(node);
-    sh_host(&format!(
-        "(umount {bidir}/inner || true) && umount {bidir} && (umount {h2c}/late || true) && umount {h2c} \
-         && umount {private} && rmdir {bidir} {h2c} {private}"
-    ));
-    let _ = std::fs::remove_dir_all("/var/log/pods/default_criprop_uid-prop");
-    assert_clean(&keep, "the propagation sandbox was removed");
 }
