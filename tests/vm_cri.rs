@@ -450,6 +450,29 @@ fn oom_kill(node: &Node, sandbox: &str, config: &cri::PodSandboxConfig) -> Strin
     oom
 }
 
+/// Kills the supervisor of the peapod pod `uid` and waits until its keeper's new one adopted
+/// the pod.
+fn replace_supervisor(uid: &str) {
+    let state = || -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(lib_dir().join("pods").join(uid).join("state.json"))
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    };
+    let supervisor = state()["supervisor"]["pid"].as_i64().expect("a supervisor") as i32;
+    kill(supervisor, "KILL");
+    assert!(
+        wait_for(
+            || state()["supervisor"]["pid"].as_i64().is_some_and(
+                |p| p as i32 != supervisor && Path::new(&format!("/proc/{p}")).exists()
+            ),
+            RUNNING_TIMEOUT
+        ),
+        "no supervisor adopted the CRI pod {uid}"
+    );
+}
+
 /// Runs a test's body; if it fails, removes its sandboxes first, so that the next test of this
 /// binary starts clean.
 fn with_cleanup(node: &Node, body: impl FnOnce()) {
@@ -789,26 +812,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
 
     // The supervisor killed: its keeper starts another, which adopts the pod and serves the
     // control socket again (the container keeps running).
-    let state = |f: &str| -> serde_json::Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(lib_dir().join("pods").join(&peapod_uid).join(f))
-                .unwrap_or_default(),
-        )
-        .unwrap_or_default()
-    };
-    let supervisor = state("state.json")["supervisor"]["pid"].as_i64().unwrap() as i32;
-    kill(supervisor, "KILL");
-    assert!(
-        wait_for(
-            || state("state.json")["supervisor"]["pid"]
-                .as_i64()
-                .is_some_and(
-                    |p| p as i32 != supervisor && Path::new(&format!("/proc/{p}")).exists()
-                ),
-            RUNNING_TIMEOUT
-        ),
-        "no supervisor adopted the CRI pod"
-    );
+    replace_supervisor(&peapod_uid);
     assert_eq!(
         node.status(&app).unwrap().state,
         cri::ContainerState::ContainerRunning as i32
@@ -1468,7 +1472,13 @@ fn in_cgroup_parents(node: &Node, pod_cg: &Path) {
         "the pod cgroup's working set"
     );
 
-    // An OOM kill in a container under the parent is seen.
+    // A supervisor killed and replaced: the new one takes over the record of what peapod
+    // made in the parent, and the next container still goes there. An OOM kill in it is seen.
+    let uid = node.sandbox_info(&sandbox)["peapodPodUid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    replace_supervisor(&uid);
     let oom = oom_kill(node, &sandbox, &config);
     assert!(
         wait_for(|| !pod_cg.join(&oom).exists(), Duration::from_secs(10)),

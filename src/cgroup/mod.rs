@@ -194,6 +194,14 @@ impl CgroupManager {
         self.root.join(PEAPOD_CGROUP).join(format!("pod-{uid}"))
     }
 
+    /// Whether `path` has the shape of peapod's own pod cgroups, `.../peapod/pod-<uid>` (the
+    /// only pod cgroups teardown may remove whole).
+    pub fn is_own_pod_path(path: &Path) -> bool {
+        let parent = path.parent().and_then(Path::file_name);
+        let name = path.file_name().map(|n| n.to_string_lossy());
+        parent.is_some_and(|p| p == PEAPOD_CGROUP) && name.is_some_and(|n| n.starts_with("pod-"))
+    }
+
     /// `<root>/peapod/pod-<uid>/<container>-<attempt>`
     pub fn container_path(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
         self.pod_path(uid).join(format!("{container}-{attempt}"))

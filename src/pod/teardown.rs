@@ -76,11 +76,16 @@ fn remove_dir(path: &Path) -> Option<String> {
 }
 
 /// The cgroups that are the pod's to kill and remove: its pod cgroup, or, in a CRI cgroup
-/// parent (not peapod's), only the sandbox's and containers' cgroups peapod made there.
+/// parent (not peapod's), only the sandbox's and containers' cgroups peapod made there. A pod
+/// cgroup outside peapod's own layout with no such record is left alone.
 fn own_cgroups(state: &PodState) -> Vec<&PathBuf> {
     match &state.cgroup_parent {
         Some(parent) => parent.children.iter().collect(),
-        None => state.pod_cgroup.iter().collect(),
+        None => state
+            .pod_cgroup
+            .iter()
+            .filter(|p| CgroupManager::is_own_pod_path(p))
+            .collect(),
     }
 }
 
@@ -263,6 +268,11 @@ mod tests {
             }),
             ..Default::default()
         };
+        let unrecorded = PodState {
+            cgroup_parent: None,
+            ..kubelets.clone()
+        };
+        assert!(own_cgroups(&unrecorded).is_empty(), "never the kubelet's");
         let cgroups = own_cgroups(&kubelets);
         assert_eq!(cgroups.len(), 2);
         assert!(cgroups
