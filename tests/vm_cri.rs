@@ -1433,9 +1433,9 @@ fn in_cgroup_parents(node: &Node, pod_cg: &Path) {
         (64u64 << 20).to_string()
     );
     // The pod-level limits are the kubelet's, untouched.
-    assert_eq!(read_cgroup(&pod_cg, "memory.max"), "268435456");
-    assert_eq!(read_cgroup(&pod_cg, "cpu.max"), "150000 100000");
-    assert_eq!(read_cgroup(&pod_cg, "cpu.weight"), "42");
+    assert_eq!(read_cgroup(pod_cg, "memory.max"), "268435456");
+    assert_eq!(read_cgroup(pod_cg, "cpu.max"), "150000 100000");
+    assert_eq!(read_cgroup(pod_cg, "cpu.weight"), "42");
 
     // UpdateContainerResources writes the container's cgroup under the parent.
     node.update(
@@ -1487,14 +1487,14 @@ fn in_cgroup_parents(node: &Node, pod_cg: &Path) {
 
     node.stop_sandbox(&sandbox).expect("StopPodSandbox");
     assert!(
-        child_cgroups(&pod_cg).is_empty(),
+        child_cgroups(pod_cg).is_empty(),
         "peapod's cgroups in the kubelet's: {:?}",
-        child_cgroups(&pod_cg)
+        child_cgroups(pod_cg)
     );
     node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
     assert!(pod_cg.exists(), "the kubelet's pod cgroup was removed");
-    assert!(child_cgroups(&pod_cg).is_empty());
-    assert_eq!(read_cgroup(&pod_cg, "memory.max"), "268435456");
+    assert!(child_cgroups(pod_cg).is_empty());
+    assert_eq!(read_cgroup(pod_cg, "memory.max"), "268435456");
 
     // A parent nobody made: peapod makes the missing components, and removes them.
     let missing_top = root.join("peapod-test-kubepods");
