@@ -2,6 +2,7 @@
 //! clone and track processes.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 /// The fields of `/proc/<pid>/stat` peapod needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,82 @@ pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
 }
 
+/// Decodes the octal escapes (`\040` for space) of a /proc/self/mountinfo path field.
+pub fn unescape_mount_path(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from(
+        String::from_utf8_lossy(&out).into_owned(),
+    ))
+}
+
+/// The mountinfo file of this process's mount namespace [proc(5)].
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// One line of a mountinfo file, the fields peapod reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mountpoint: PathBuf,
+    /// The optional fields (`shared:N`, `master:N`, `propagate_from:N`, `unbindable`): the
+    /// mount's propagation [mount_namespaces(7)]; none for a private mount.
+    pub optional: Vec<String>,
+}
+
+impl MountEntry {
+    /// In a peer group: mounts and unmounts under it propagate to (and from) its peers.
+    pub fn is_shared(&self) -> bool {
+        self.optional.iter().any(|o| o.starts_with("shared:"))
+    }
+
+    /// A slave of a peer group: receives its mounts and unmounts.
+    pub fn is_slave(&self) -> bool {
+        self.optional.iter().any(|o| o.starts_with("master:"))
+    }
+}
+
+/// Parses a mountinfo line: "id parent maj:min root mountpoint options [optional...] -
+/// fstype source superoptions".
+fn parse_mount_line(line: &str) -> Option<MountEntry> {
+    let (left, _) = line.split_once(" - ")?;
+    let mut fields = left.split(' ');
+    let mountpoint = unescape_mount_path(fields.nth(4)?);
+    let optional = fields.skip(1).map(str::to_string).collect();
+    Some(MountEntry {
+        mountpoint,
+        optional,
+    })
+}
+
+/// The mount `path` is on: the one with the longest mount point containing it, the last
+/// (topmost) of those stacked there, as containerd's mount.Lookup finds it.
+pub fn mount_containing(mountinfo: &str, path: &Path) -> Option<MountEntry> {
+    let mut found: Option<MountEntry> = None;
+    for entry in mountinfo.lines().filter_map(parse_mount_line) {
+        if !path.starts_with(&entry.mountpoint) {
+            continue;
+        }
+        let deeper = found.as_ref().is_none_or(|f| {
+            entry.mountpoint.components().count() >= f.mountpoint.components().count()
+        });
+        if deeper {
+            found = Some(entry);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +208,28 @@ mod tests {
         assert!(me.start_time > 0);
         assert!(thread_count() >= 1);
         assert!(mem_total_bytes() > 0);
+    }
+
+    #[test]
+    fn the_mount_a_path_is_on_with_its_propagation() {
+        let info = "\
+22 1 0:21 / / rw shared:1 - ext4 /dev/vda rw
+30 22 0:30 / /mnt rw - tmpfs t rw
+31 30 0:31 / /mnt/sh\\040ared rw shared:7 master:1 - tmpfs t rw
+32 30 0:32 / /mnt/slave rw master:7 - tmpfs t rw
+33 30 0:33 / /mnt/slave rw - tmpfs t rw
+";
+        let at = |p: &str| mount_containing(info, Path::new(p)).unwrap();
+        assert_eq!(at("/etc/x").mountpoint, Path::new("/"));
+        assert!(at("/etc/x").is_shared());
+        assert!(!at("/mnt/a").is_shared() && !at("/mnt/a").is_slave());
+        let shared = at("/mnt/sh ared/d");
+        assert_eq!(shared.mountpoint, Path::new("/mnt/sh ared"));
+        assert!(shared.is_shared() && shared.is_slave());
+        // A component-wise prefix only.
+        assert_eq!(at("/mnt/slavery").mountpoint, Path::new("/mnt"));
+        // The topmost of two mounts stacked at one point.
+        assert!(!at("/mnt/slave/x").is_slave());
+        assert_eq!(mount_containing("", Path::new("/x")), None);
     }
 }

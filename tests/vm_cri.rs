@@ -220,6 +220,51 @@ impl Node {
             .map(|_| ())
     }
 
+    fn container_stats(&self, id: &str) -> cri::ContainerStats {
+        let req = cri::ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        self.call(|mut c| async move { c.container_stats(req).await })
+            .expect("ContainerStats")
+            .stats
+            .expect("stats")
+    }
+
+    fn pod_stats(&self, id: &str) -> cri::PodSandboxStats {
+        let req = cri::PodSandboxStatsRequest {
+            pod_sandbox_id: id.into(),
+        };
+        self.call(|mut c| async move { c.pod_sandbox_stats(req).await })
+            .expect("PodSandboxStats")
+            .stats
+            .expect("stats")
+    }
+
+    /// ExecSync of `sh -c script`: the exit code, stdout (trimmed) and stderr.
+    fn exec_sync(&self, id: &str, script: &str) -> (i32, String) {
+        let req = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: ["sh", "-c", script].map(String::from).to_vec(),
+            timeout: 20,
+        };
+        let out = self
+            .call(|mut c| async move { c.exec_sync(req).await })
+            .expect("ExecSync");
+        (
+            out.exit_code,
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// Stops and removes every sandbox (after a failed test, so the next one starts clean).
+    fn remove_all_sandboxes(&self) {
+        for id in self.list_sandboxes(Default::default()) {
+            let _ = self.stop_sandbox(&id);
+            let _ = self.remove_sandbox(&id);
+        }
+    }
+
     fn stop_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
         let req = cri::StopPodSandboxRequest {
             pod_sandbox_id: id.into(),
@@ -384,6 +429,59 @@ fn wait_fast(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// A container over its memory limit (64 MiB): OOMKilled, 137, as the kubelet expects; then
+/// removed. Returns its ID.
+fn oom_kill(node: &Node, sandbox: &str, config: &cri::PodSandboxConfig) -> String {
+    let oom = node
+        .create(
+            sandbox,
+            container_config("oom", "x=a; while true; do x=$x$x; done", vec![]),
+            config,
+        )
+        .expect("CreateContainer oom");
+    node.start(&oom).expect("StartContainer oom");
+    let s = wait_state(node, &oom, cri::ContainerState::ContainerExited);
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+    node.remove(&oom).expect("RemoveContainer oom");
+    oom
+}
+
+/// Kills the supervisor of the peapod pod `uid` and waits until its keeper's new one adopted
+/// the pod.
+fn replace_supervisor(uid: &str) {
+    let state = || -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(lib_dir().join("pods").join(uid).join("state.json"))
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    };
+    let supervisor = state()["supervisor"]["pid"].as_i64().expect("a supervisor") as i32;
+    kill(supervisor, "KILL");
+    assert!(
+        wait_for(
+            || state()["supervisor"]["pid"].as_i64().is_some_and(
+                |p| p as i32 != supervisor && Path::new(&format!("/proc/{p}")).exists()
+            ),
+            RUNNING_TIMEOUT
+        ),
+        "no supervisor adopted the CRI pod {uid}"
+    );
+}
+
+/// Runs a test's body; if it fails, removes its sandboxes first, so that the next test of this
+/// binary starts clean.
+fn with_cleanup(node: &Node, body: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        node.remove_all_sandboxes();
+        std::panic::resume_unwind(panic);
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -539,17 +637,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     );
 
     // Stats: CPU time and working set of the container's and the pod's cgroups.
-    let app_id = app.clone();
-    let stats = node
-        .call(|mut c| async move {
-            c.container_stats(cri::ContainerStatsRequest {
-                container_id: app_id,
-            })
-            .await
-        })
-        .expect("ContainerStats")
-        .stats
-        .expect("stats");
+    let stats = node.container_stats(&app);
     assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some());
     assert!(
         stats
@@ -691,32 +779,9 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     assert_eq!(s.exit_code, 4, "{s:?}");
     node.remove(&att).expect("RemoveContainer att");
 
-    // A container over its memory limit (64 MiB): OOMKilled, 137, as the kubelet expects.
-    let oom = node
-        .create(
-            &sandbox,
-            container_config("oom", "x=a; while true; do x=$x$x; done", vec![]),
-            &config,
-        )
-        .expect("CreateContainer oom");
-    node.start(&oom).expect("StartContainer oom");
-    let s = wait_state(&node, &oom, cri::ContainerState::ContainerExited);
-    assert_eq!(
-        (s.exit_code, s.reason.as_str()),
-        (137, "OOMKilled"),
-        "{s:?}"
-    );
-    node.remove(&oom).expect("RemoveContainer oom");
+    oom_kill(&node, &sandbox, &config);
     // PodSandboxStats of the one sandbox.
-    let id = sandbox.clone();
-    let one = node
-        .call(|mut c| async move {
-            c.pod_sandbox_stats(cri::PodSandboxStatsRequest { pod_sandbox_id: id })
-                .await
-        })
-        .expect("PodSandboxStats")
-        .stats
-        .expect("stats");
+    let one = node.pod_stats(&sandbox);
     assert_eq!(one.attributes.expect("attributes").id, sandbox);
 
     // UpdateContainerResources: the running container's cgroup v2 limits change.
@@ -747,26 +812,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
 
     // The supervisor killed: its keeper starts another, which adopts the pod and serves the
     // control socket again (the container keeps running).
-    let state = |f: &str| -> serde_json::Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(lib_dir().join("pods").join(&peapod_uid).join(f))
-                .unwrap_or_default(),
-        )
-        .unwrap_or_default()
-    };
-    let supervisor = state("state.json")["supervisor"]["pid"].as_i64().unwrap() as i32;
-    kill(supervisor, "KILL");
-    assert!(
-        wait_for(
-            || state("state.json")["supervisor"]["pid"]
-                .as_i64()
-                .is_some_and(
-                    |p| p as i32 != supervisor && Path::new(&format!("/proc/{p}")).exists()
-                ),
-            RUNNING_TIMEOUT
-        ),
-        "no supervisor adopted the CRI pod"
-    );
+    replace_supervisor(&peapod_uid);
     assert_eq!(
         node.status(&app).unwrap().state,
         cri::ContainerState::ContainerRunning as i32
@@ -1263,4 +1309,351 @@ fn measure_latency(node: &Node) {
         median(cri_times),
         median(apply_times)
     );
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const PARENT_UID: &str = "0b0e7c1a-cri0-4000-8000-00000000000c";
+
+fn write_cgroup(dir: &Path, file: &str, value: &str) {
+    std::fs::write(dir.join(file), value)
+        .unwrap_or_else(|e| panic!("write {value:?} to {}/{file}: {e}", dir.display()));
+}
+
+fn read_cgroup(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
+        .trim()
+        .to_string()
+}
+
+/// The directories in a cgroup (its child cgroups).
+fn child_cgroups(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The cgroup v2 path (from the cgroup2 root) of a host process.
+fn cgroup_line(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn with_parent(mut config: cri::PodSandboxConfig, parent: &str) -> cri::PodSandboxConfig {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .cgroup_parent = parent.into();
+    config
+}
+
+/// The kubelet's pod cgroup as the kubelet makes it with the cgroupfs driver
+/// (`/kubepods/burstable/pod<uid>`, controllers enabled down to the QoS level, pod-level limits
+/// set on the pod cgroup) holds the sandbox's pause process and the container under their CRI
+/// IDs, as containerd places them; container limits, updates, OOM kills and stats follow them
+/// there; and once the sandbox is stopped and removed, the kubelet's cgroups are as it made
+/// them and nothing of peapod's is left. A parent that does not exist is made and removed by
+/// peapod; a systemd slice is refused.
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn the_sandbox_and_containers_live_in_the_kubelets_pod_cgroup() {
+    require_vm();
+    let keep = Keep::pods(&[]);
+    let node = Node::launch();
+    let root = Path::new(CGROUP_ROOT);
+    let kubepods = root.join("kubepods");
+    let burstable = kubepods.join("burstable");
+    let pod_cg = burstable.join(format!("pod{PARENT_UID}"));
+    // As the kubelet's cgroup manager (runc's fs2 CreateCgroupPath): the controllers on in
+    // each ancestor's subtree_control, not in the pod cgroup's own; then its limits.
+    for dir in [&kubepods, &burstable, &pod_cg] {
+        std::fs::create_dir_all(dir).expect("kubelet cgroup");
+    }
+    for dir in [root, kubepods.as_path(), burstable.as_path()] {
+        write_cgroup(dir, "cgroup.subtree_control", "+cpu +memory +pids");
+    }
+    write_cgroup(&pod_cg, "memory.max", "268435456");
+    write_cgroup(&pod_cg, "cpu.max", "150000 100000");
+    write_cgroup(&pod_cg, "cpu.weight", "42");
+    with_cleanup(&node, || in_cgroup_parents(&node, &pod_cg));
+    drop(node);
+    // The kubelet removes its own cgroups.
+    for dir in [&pod_cg, &burstable, &kubepods] {
+        std::fs::remove_dir(dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
+    }
+    for name in ["cgp", "cgm"] {
+        let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_{name}_{PARENT_UID}"));
+    }
+    assert_clean(&keep, "the cgroup-parent sandboxes were removed");
+}
+
+/// A sandbox named `name` with cgroup parent `parent` and a running container `app`; the pause
+/// process is in `<parent>/<sandbox id>`, the container in `<parent>/<container id>`.
+fn run_in_parent(node: &Node, name: &str, parent: &str) -> (cri::PodSandboxConfig, String, String) {
+    let config = with_parent(sandbox_config(name, PARENT_UID, 0), parent);
+    let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let pause = node.sandbox_info(&sandbox)["pid"]
+        .as_i64()
+        .expect("a pause pid") as i32;
+    assert_eq!(
+        cgroup_line(pause),
+        format!("{parent}/{sandbox}"),
+        "the pause process"
+    );
+    let app = node
+        .create(
+            &sandbox,
+            container_config("app", "sleep 3600", vec![]),
+            &config,
+        )
+        .expect("CreateContainer");
+    node.start(&app).expect("StartContainer");
+    let pid = node.container_info(&app)["pid"].as_i64().expect("a pid") as i32;
+    assert_eq!(cgroup_line(pid), format!("{parent}/{app}"), "the container");
+    (config, sandbox, app)
+}
+
+/// The body of the test above, with the kubelet's pod cgroup `pod_cg` made.
+fn in_cgroup_parents(node: &Node, pod_cg: &Path) {
+    let root = Path::new(CGROUP_ROOT);
+    let parent = format!("/kubepods/burstable/pod{PARENT_UID}");
+    let (config, sandbox, app) = run_in_parent(node, "cgp", &parent);
+    let app_cg = pod_cg.join(&app);
+    assert_eq!(
+        read_cgroup(&app_cg, "memory.max"),
+        (64u64 << 20).to_string()
+    );
+    // The pod-level limits are the kubelet's, untouched.
+    assert_eq!(read_cgroup(pod_cg, "memory.max"), "268435456");
+    assert_eq!(read_cgroup(pod_cg, "cpu.max"), "150000 100000");
+    assert_eq!(read_cgroup(pod_cg, "cpu.weight"), "42");
+
+    // UpdateContainerResources writes the container's cgroup under the parent.
+    node.update(
+        &app,
+        cri::LinuxContainerResources {
+            cpu_quota: 20_000,
+            cpu_period: 100_000,
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        },
+    )
+    .expect("UpdateContainerResources");
+    assert_eq!(
+        read_cgroup(&app_cg, "memory.max"),
+        (96u64 << 20).to_string()
+    );
+    assert_eq!(read_cgroup(&app_cg, "cpu.max"), "20000 100000");
+
+    // Stats read the container's and the pod's cgroups there.
+    let stats = node.container_stats(&app);
+    assert!(
+        stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 0),
+        "the container's working set"
+    );
+    let linux = node.pod_stats(&sandbox).linux.expect("linux stats");
+    assert!(
+        linux
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 0),
+        "the pod cgroup's working set"
+    );
+
+    // A supervisor killed and replaced: the new one takes over the record of what peapod
+    // made in the parent, and the next container still goes there. An OOM kill in it is seen.
+    let uid = node.sandbox_info(&sandbox)["peapodPodUid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    replace_supervisor(&uid);
+    let oom = oom_kill(node, &sandbox, &config);
+    assert!(
+        wait_for(|| !pod_cg.join(&oom).exists(), Duration::from_secs(10)),
+        "the removed container's cgroup stays"
+    );
+
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox");
+    assert!(
+        child_cgroups(pod_cg).is_empty(),
+        "peapod's cgroups in the kubelet's: {:?}",
+        child_cgroups(pod_cg)
+    );
+    node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
+    assert!(pod_cg.exists(), "the kubelet's pod cgroup was removed");
+    assert!(child_cgroups(pod_cg).is_empty());
+    assert_eq!(read_cgroup(pod_cg, "memory.max"), "268435456");
+
+    // A parent nobody made: peapod makes the missing components, and removes them.
+    let missing_top = root.join("peapod-test-kubepods");
+    assert!(!missing_top.exists());
+    let made = format!("/peapod-test-kubepods/besteffort/pod{PARENT_UID}");
+    let (_, sandbox, _) = run_in_parent(node, "cgm", &made);
+    assert!(missing_top.join("besteffort").exists());
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox");
+    node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
+    assert!(
+        !missing_top.exists(),
+        "the components peapod made stay: {:?}",
+        child_cgroups(&missing_top)
+    );
+
+    // A systemd slice: this runtime reports the cgroupfs driver.
+    let slice = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podx.slice";
+    let err = node
+        .run_sandbox(with_parent(sandbox_config("cgs", PARENT_UID, 0), slice))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("systemd slice") && err.message().contains("cgroupfs"),
+        "{}",
+        err.message()
+    );
+    assert!(node.list_sandboxes(Default::default()).is_empty());
+}
+
+fn sh_host(script: &str) {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mount_of(path: &str, propagation: cri::MountPropagation) -> cri::Mount {
+    cri::Mount {
+        container_path: format!("/{}", path.trim_start_matches("/tmp/")),
+        host_path: path.into(),
+        propagation: propagation as i32,
+        ..Default::default()
+    }
+}
+
+/// CRI mounts with propagation, as containerd gives it: a Bidirectional mount carries a mount
+/// made in the container onto the host, a HostToContainer one a mount the host makes after
+/// the start into the container; neither lets the container's rootfs reach the host. A mount
+/// whose host path is not on a shared (Bidirectional) or shared-or-slave (HostToContainer)
+/// mount is refused with containerd's words.
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn mount_propagation_of_cri_mounts() {
+    require_vm();
+    let keep = Keep::pods(&[]);
+    let (bidir, h2c, private) = ("/tmp/cri-bidir", "/tmp/cri-h2c", "/tmp/cri-private");
+    sh_host(&format!(
+        "mkdir -p {bidir} {h2c} {private} && mount -t tmpfs bidir {bidir} && mount --make-shared {bidir} \
+         && mount --bind {h2c} {h2c} && mount --make-shared {h2c} \
+         && mount -t tmpfs priv {private} && mount --make-private {private}"
+    ));
+    let node = Node::launch();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        propagation_checks(&node, bidir, h2c, private)
+    }));
+    node.remove_all_sandboxes();
+    drop(node);
+    sh_host(&format!(
+        "(umount {bidir}/inner || true) && umount {bidir} \
+         && (umount {h2c}/late || true) && rm -rf {h2c}/late && umount {h2c} \
+         && umount {private} && rmdir {bidir} {h2c} {private}"
+    ));
+    let _ = std::fs::remove_dir_all("/var/log/pods/default_criprop_uid-prop");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert_clean(&keep, "the propagation sandbox was removed");
+}
+
+/// The body of the test above, with the host paths' mounts made.
+fn propagation_checks(node: &Node, bidir: &str, h2c: &str, private: &str) {
+    use cri::MountPropagation::{PropagationBidirectional, PropagationHostToContainer};
+    let config = sandbox_config("criprop", "uid-prop", 0);
+    let sandbox = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let mut c = container_config(
+        "app",
+        "sleep 3600",
+        vec![
+            mount_of(bidir, PropagationBidirectional),
+            mount_of(h2c, PropagationHostToContainer),
+        ],
+    );
+    let security = c
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .expect("security context");
+    security.privileged = true;
+    let app = node.create(&sandbox, c, &config).expect("CreateContainer");
+    node.start(&app).expect("StartContainer");
+
+    // Bidirectional: mounted in the container, seen on the host.
+    let (code, out) = node.exec_sync(
+        &app,
+        "mkdir -p /cri-bidir/inner && mount -t tmpfs inner /cri-bidir/inner && echo in > /cri-bidir/inner/f",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{bidir}/inner/f"))
+            .ok()
+            .as_deref(),
+        Some("in\n"),
+        "the container's mount did not reach the host"
+    );
+    // HostToContainer: mounted on the host after the start, seen in the container.
+    sh_host(&format!(
+        "mkdir -p {h2c}/late && mount -t tmpfs late {h2c}/late && echo late > {h2c}/late/f"
+    ));
+    assert_eq!(
+        node.exec_sync(&app, "cat /cri-h2c/late/f"),
+        (0, "late".into())
+    );
+    // Nothing of the container's own tree (its overlay rootfs, /proc...) is on the host.
+    let peapod_uid = node.sandbox_info(&sandbox)["peapodPodUid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !info.contains(&format!("/pods/{peapod_uid}/containers")),
+        "the container's rootfs propagated to the host:\n{info}"
+    );
+
+    // Refused as containerd refuses them: the host path's mount gives no propagation.
+    for (mode, words) in [
+        (PropagationBidirectional, "but it is not a shared mount"),
+        (
+            PropagationHostToContainer,
+            "but it is not a shared or slave mount",
+        ),
+    ] {
+        let mut c = container_config("refused", "true", vec![mount_of(private, mode)]);
+        c.metadata.as_mut().unwrap().attempt = mode as u32;
+        let err = node.create(&sandbox, c, &config).unwrap_err();
+        assert_eq!(err.code(), Code::Unknown, "{err:?}");
+        let want = format!("path {private:?} is mounted on {private:?} {words}");
+        assert!(
+            err.message().starts_with("failed to generate container")
+                && err.message().ends_with(&want),
+            "{} (wanted {want})",
+            err.message()
+        );
+    }
+
+    node.stop_sandbox(&sandbox).expect("StopPodSandbox");
+    node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
 }

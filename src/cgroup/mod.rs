@@ -1,11 +1,13 @@
 //! cgroup v2: a cgroup per pod and per container, resource limits, the device allowlist, OOM
 //! detection, kill-all.
 //!
-//! Layout: `<root>/peapod/pod-<uid>/{sandbox,<container>-<attempt>}`. The manager takes the
-//! cgroup2 mount as a parameter so tests run against a temp dir that mimics cgroupfs. It never
-//! touches cgroups outside `<root>/peapod` except enabling controllers in `<root>`'s
-//! `cgroup.subtree_control`. Limits it cannot enforce are reported, never dropped
-//! ([`check_limits_supported`]).
+//! Layout: `<root>/peapod/pod-<uid>/{sandbox,<container>-<attempt>}`; a CRI sandbox with a
+//! `cgroup_parent` has `<root>/<parent>/{<sandbox id>,<container id>}` instead, as containerd
+//! ([`parent`]). The manager takes the cgroup2 mount as a parameter so tests run against a temp
+//! dir that mimics cgroupfs. It never touches cgroups outside `<root>/peapod` except enabling
+//! controllers in `cgroup.subtree_control` of `<root>` (and of a cgroup parent's components),
+//! and the components of a cgroup parent it had to make. Limits it cannot enforce are
+//! reported, never dropped ([`check_limits_supported`]).
 //!
 //! On a hybrid host (cgroup v1 controllers, a cgroup2 mount at `/sys/fs/cgroup/unified` with none
 //! of them) the same layout lives under the unified mount without controllers: it carries only
@@ -15,6 +17,7 @@
 mod bpf;
 pub mod clone;
 mod devices;
+pub mod parent;
 pub mod pod;
 pub mod stats;
 mod support;
@@ -189,6 +192,14 @@ impl CgroupManager {
     /// `<root>/peapod/pod-<uid>`
     pub fn pod_path(&self, uid: &str) -> PathBuf {
         self.root.join(PEAPOD_CGROUP).join(format!("pod-{uid}"))
+    }
+
+    /// Whether `path` has the shape of peapod's own pod cgroups, `.../peapod/pod-<uid>` (the
+    /// only pod cgroups teardown may remove whole).
+    pub fn is_own_pod_path(path: &Path) -> bool {
+        let parent = path.parent().and_then(Path::file_name);
+        let name = path.file_name().map(|n| n.to_string_lossy());
+        parent.is_some_and(|p| p == PEAPOD_CGROUP) && name.is_some_and(|n| n.starts_with("pod-"))
     }
 
     /// `<root>/peapod/pod-<uid>/<container>-<attempt>`

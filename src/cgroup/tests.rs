@@ -51,6 +51,16 @@ fn paths() {
         m.sandbox_path("u1"),
         Path::new("/sys/fs/cgroup/peapod/pod-u1/sandbox")
     );
+    assert!(CgroupManager::is_own_pod_path(&m.pod_path("u1")));
+    assert!(CgroupManager::is_own_pod_path(Path::new(
+        "/sys/fs/cgroup/unified/peapod/pod-u1"
+    )));
+    assert!(!CgroupManager::is_own_pod_path(Path::new(
+        "/sys/fs/cgroup/kubepods/burstable/pod-u1"
+    )));
+    assert!(!CgroupManager::is_own_pod_path(Path::new(
+        "/sys/fs/cgroup/peapod"
+    )));
 }
 
 #[test]

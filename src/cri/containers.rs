@@ -103,6 +103,24 @@ fn observe_live(paths: &Paths, rec: &ContainerRecord) -> Observed {
     observe_in(&Live::read(paths, &rec.pod_uid), rec)
 }
 
+/// The host paths of the mounts that ask for propagation are on mounts that give it
+/// (`translate::check_propagation`, against this namespace's mounts: the server runs in the
+/// host's), symlinks resolved as containerd resolves them.
+fn check_mount_propagation(config: &cri::ContainerConfig) -> Result<(), String> {
+    let private = cri::MountPropagation::PropagationPrivate as i32;
+    if config.mounts.iter().all(|m| m.propagation == private) {
+        return Ok(());
+    }
+    let mountinfo = std::fs::read_to_string(crate::procfs::MOUNTINFO)
+        .map_err(|e| format!("{}: {e}", crate::procfs::MOUNTINFO))?;
+    for m in &config.mounts {
+        let path = std::fs::canonicalize(&m.host_path)
+            .unwrap_or_else(|_| std::path::PathBuf::from(&m.host_path));
+        translate::check_propagation(m, &path, &mountinfo)?;
+    }
+    Ok(())
+}
+
 /// Rewrites the pod's pod.json under the pods lock (as `peapod label` does).
 fn edit_pod(paths: &Paths, uid: &str, f: impl FnOnce(&mut Pod)) -> Result<(), Status> {
     let _lock = FileLock::exclusive(&paths.pods_lock()).map_err(internal)?;
@@ -150,8 +168,11 @@ pub fn create(paths: &Paths, req: cri::CreateContainerRequest) -> Result<String,
     let id = translate::new_id(&reserved);
     let name = translate::peapod_name(&meta.name, meta.attempt);
     let log_path = log_path(paths, &sandbox, &config, &name);
-    let (container, volumes) = translate::container(&name, &image.store_name, &config)
-        .map_err(|e| Status::unknown(format!("failed to generate container {id:?} spec: {e}")))?;
+    let spec_error =
+        |e: String| Status::unknown(format!("failed to generate container {id:?} spec: {e}"));
+    let (container, volumes) =
+        translate::container(&name, &image.store_name, &config).map_err(spec_error)?;
+    check_mount_propagation(&config).map_err(spec_error)?;
     let groups = translate::supplemental_groups(&config);
     let mut settings = translate::settings(&config);
     for (k, d) in config.devices.iter().enumerate() {

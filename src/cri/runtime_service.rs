@@ -114,8 +114,9 @@ macro_rules! runtime_service {
                 &self,
                 _request: Request<cri::RuntimeConfigRequest>,
             ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
-                // peapod writes cgroupfs paths itself (/sys/fs/cgroup/peapod/...), not systemd
-                // slices: the kubelet must use the cgroupfs driver too.
+                // peapod writes cgroupfs paths itself (/sys/fs/cgroup/peapod/..., or under the
+                // sandbox's cgroupfs cgroup_parent), not systemd slices: the kubelet must use
+                // the cgroupfs driver too (a slice parent is refused).
                 Ok(Response::new(cri::RuntimeConfigResponse {
                     linux: Some(cri::LinuxRuntimeConfiguration {
                         cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,

@@ -72,6 +72,8 @@ pub fn run(paths: &Paths, req: cri::RunPodSandboxRequest) -> Result<String, Stat
             "failed to create the sandbox: config.linux.sysctls: {why}"
         )));
     }
+    translate::cgroup_parent(&config)
+        .map_err(|e| Status::invalid_argument(format!("config.linux.cgroup_parent: {e}")))?;
     let reserved = translate::sandbox_name(&meta);
     let (id, uid) = {
         let _guard = reserve_lock();

@@ -15,7 +15,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::pod::control::{CriContainerSettings, CRI_SANDBOX_ANNOTATION};
+use crate::pod::control::{
+    CriContainerSettings, CRI_CGROUP_PARENT_ANNOTATION, CRI_SANDBOX_ANNOTATION,
+};
 
 /// A new 64-hex-digit ID for the sandbox or container reserved as `name`.
 pub fn new_id(name: &str) -> String {
@@ -79,6 +81,19 @@ pub fn sysctl_refused(config: &cri::PodSandboxConfig) -> Option<String> {
         .find_map(|n| crate::container::sysctl::not_in_pod_namespace(n, net, ipc))
 }
 
+/// The sandbox's `linux.cgroup_parent`, checked (`cgroup::parent::parse`), as the value of
+/// [`CRI_CGROUP_PARENT_ANNOTATION`]; None where peapod keeps its own layout (no parent).
+pub fn cgroup_parent(
+    config: &cri::PodSandboxConfig,
+) -> Result<Option<String>, crate::cgroup::parent::ParentError> {
+    let raw = config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.as_str())
+        .unwrap_or_default();
+    Ok(crate::cgroup::parent::parse(raw)?.map(|rel| format!("/{}", rel.display())))
+}
+
 /// The sandbox's port mappings as ContainerPorts (those with a host port; the protocol
 /// named as in a Pod).
 fn host_ports(mappings: &[cri::PortMapping]) -> Vec<ContainerPort> {
@@ -103,7 +118,8 @@ fn host_ports(mappings: &[cri::PortMapping]) -> Vec<ContainerPort> {
 }
 
 /// The pod a sandbox is: metadata, labels and annotations passed through (plus
-/// [`CRI_SANDBOX_ANNOTATION`], and the port mappings under `hostport::PORTS_ANNOTATION`),
+/// [`CRI_SANDBOX_ANNOTATION`], the cgroup parent under [`CRI_CGROUP_PARENT_ANNOTATION`], and
+/// the port mappings under `hostport::PORTS_ANNOTATION`),
 /// hostname, DNS, host network and IPC; no containers yet.
 pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
     let meta = config.metadata.clone().unwrap_or_default();
@@ -118,6 +134,10 @@ pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     annotations.insert(CRI_SANDBOX_ANNOTATION.into(), id.into());
+    // Checked by the caller; an unusable one leaves peapod's own layout.
+    if let Ok(Some(parent)) = cgroup_parent(config) {
+        annotations.insert(CRI_CGROUP_PARENT_ANNOTATION.into(), parent);
+    }
     let ports = host_ports(&config.port_mappings);
     if !ports.is_empty() {
         annotations.insert(
@@ -337,10 +357,60 @@ pub fn mount_volume(name: &str, k: usize) -> String {
     format!("cri-{name}-{k}")
 }
 
+/// A CRI mount's propagation as a volumeMount's `mountPropagation` (None: private); an
+/// unknown mode is private, as containerd takes it (with a warning).
+fn propagation(m: &cri::Mount) -> Option<&'static str> {
+    use crate::container::spec::{PROPAGATION_BIDIRECTIONAL, PROPAGATION_HOST_TO_CONTAINER};
+    match cri::MountPropagation::try_from(m.propagation) {
+        Ok(cri::MountPropagation::PropagationPrivate) => None,
+        Ok(cri::MountPropagation::PropagationHostToContainer) => {
+            Some(PROPAGATION_HOST_TO_CONTAINER)
+        }
+        Ok(cri::MountPropagation::PropagationBidirectional) => Some(PROPAGATION_BIDIRECTIONAL),
+        Err(_) => {
+            tracing::warn!(host_path = %m.host_path, "unknown propagation mode for hostPath");
+            None
+        }
+    }
+}
+
+/// containerd's check of a mount's host path before it asks for propagation
+/// [internal/cri/opts/spec_linux_opts.go ensureShared, ensureSharedOrSlave]: Bidirectional
+/// needs the mount the path is on (`mountinfo`: the host's) to be shared, HostToContainer
+/// shared or a slave; otherwise neither direction could reach the other side. `path` is the
+/// host path with its symlinks resolved.
+pub fn check_propagation(
+    m: &cri::Mount,
+    path: &std::path::Path,
+    mountinfo: &str,
+) -> Result<(), String> {
+    use crate::gofmt::quote;
+    let Some(mode) = propagation(m) else {
+        return Ok(());
+    };
+    let shown = quote(&path.to_string_lossy());
+    let on = crate::procfs::mount_containing(mountinfo, path)
+        .ok_or_else(|| format!("failed to find the mount of {shown}"))?;
+    let mountpoint = quote(&on.mountpoint.to_string_lossy());
+    if mode == crate::container::spec::PROPAGATION_BIDIRECTIONAL {
+        if !on.is_shared() {
+            return Err(format!(
+                "path {shown} is mounted on {mountpoint} but it is not a shared mount"
+            ));
+        }
+    } else if !on.is_shared() && !on.is_slave() {
+        return Err(format!(
+            "path {shown} is mounted on {mountpoint} but it is not a shared or slave mount"
+        ));
+    }
+    Ok(())
+}
+
 /// The container a `ContainerConfig` is, named `name` in its pod, with `image` (a name the
 /// store resolves), never pulled; and the hostPath volumes of its mounts (the kubelet
-/// prepared the host paths; propagation and SELinux relabeling are not applied). The error
-/// says which security setting cannot be honoured.
+/// prepared the host paths; their propagation as `mountPropagation`, checked by the caller
+/// with [`check_propagation`]; SELinux relabeling is not applied). The error says which
+/// security setting cannot be honoured.
 pub fn container(
     name: &str,
     image: &str,
@@ -362,6 +432,7 @@ pub fn container(
             name: volume,
             mount_path: m.container_path.clone(),
             read_only: m.readonly.then_some(true),
+            mount_propagation: propagation(m).map(str::to_string),
             ..Default::default()
         });
     }
@@ -424,6 +495,59 @@ mod tests {
     }
 
     #[test]
+    fn mount_propagation_is_the_kubelets_and_checked_as_containerd() {
+        let mount = |p: cri::MountPropagation| cri::Mount {
+            container_path: "/data".into(),
+            host_path: "/mnt/data".into(),
+            propagation: p as i32,
+            ..Default::default()
+        };
+        let config = |m: cri::Mount| cri::ContainerConfig {
+            mounts: vec![m],
+            ..Default::default()
+        };
+        let of = |p: cri::MountPropagation| {
+            let (c, _) = container("app", "busybox", &config(mount(p))).unwrap();
+            c.volume_mounts.unwrap()[0].mount_propagation.clone()
+        };
+        assert_eq!(of(cri::MountPropagation::PropagationPrivate), None);
+        assert_eq!(
+            of(cri::MountPropagation::PropagationHostToContainer).as_deref(),
+            Some("HostToContainer")
+        );
+        assert_eq!(
+            of(cri::MountPropagation::PropagationBidirectional).as_deref(),
+            Some("Bidirectional")
+        );
+        let mut unknown = mount(cri::MountPropagation::PropagationPrivate);
+        unknown.propagation = 7;
+        let (c, _) = container("app", "busybox", &config(unknown)).unwrap();
+        assert_eq!(c.volume_mounts.unwrap()[0].mount_propagation, None);
+
+        let info = |opt: &str| {
+            format!("22 1 0:21 / / rw shared:1 - ext4 /dev/vda rw\n30 22 0:30 / /mnt rw {opt} - tmpfs t rw\n")
+        };
+        let path = std::path::Path::new("/mnt/data");
+        let check = |p, opt: &str| check_propagation(&mount(p), path, &info(opt));
+        use cri::MountPropagation::*;
+        assert_eq!(check(PropagationPrivate, ""), Ok(()));
+        assert_eq!(check(PropagationBidirectional, "shared:5"), Ok(()));
+        assert_eq!(
+            check(PropagationBidirectional, "master:5"),
+            Err(r#"path "/mnt/data" is mounted on "/mnt" but it is not a shared mount"#.into())
+        );
+        assert_eq!(check(PropagationHostToContainer, "master:5"), Ok(()));
+        assert_eq!(check(PropagationHostToContainer, "shared:5"), Ok(()));
+        assert_eq!(
+            check(PropagationHostToContainer, ""),
+            Err(
+                r#"path "/mnt/data" is mounted on "/mnt" but it is not a shared or slave mount"#
+                    .into()
+            )
+        );
+    }
+
+    #[test]
     fn reserved_names_and_ids_are_containerds() {
         assert_eq!(sandbox_name(&meta()), "web_ns_u-1_1");
         let c = cri::ContainerMetadata {
@@ -472,6 +596,25 @@ mod tests {
         assert_eq!(opts[1].value, None);
         assert_eq!(spec.host_network, None);
         assert!(!ann.contains_key(crate::network::hostport::PORTS_ANNOTATION));
+        assert!(!ann.contains_key(CRI_CGROUP_PARENT_ANNOTATION));
+
+        let mut placed = config.clone();
+        placed.linux = Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: "/kubepods/burstable/podu-1/".into(),
+            ..Default::default()
+        });
+        let pod = sandbox_pod("abc", &placed);
+        let ann = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(
+            ann[CRI_CGROUP_PARENT_ANNOTATION],
+            "/kubepods/burstable/podu-1"
+        );
+        assert_eq!(
+            crate::pod::control::cri_cgroup_parent(&pod),
+            Some(std::path::PathBuf::from("kubepods/burstable/podu-1"))
+        );
+        placed.linux.as_mut().unwrap().cgroup_parent = "kubepods-podu_1.slice".into();
+        assert!(cgroup_parent(&placed).is_err());
 
         let mut mapped = config.clone();
         mapped.port_mappings = vec![

@@ -30,6 +30,22 @@ pub fn is_cri(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
         .is_some_and(|a| a.contains_key(CRI_SANDBOX_ANNOTATION))
 }
 
+/// The annotation that carries a CRI sandbox's `linux.cgroup_parent` (validated by
+/// `cgroup::parent::parse`): its pod's cgroups go under it (`cgroup::parent`).
+pub const CRI_CGROUP_PARENT_ANNOTATION: &str = "peapod.io/cri-cgroup-parent";
+
+/// The cgroup parent of a CRI pod, relative to the cgroup2 root; None for peapod's own layout
+/// (no parent, or a pod not driven through the CRI).
+pub fn cri_cgroup_parent(pod: &k8s_openapi::api::core::v1::Pod) -> Option<PathBuf> {
+    let annotations = pod.metadata.annotations.as_ref()?;
+    annotations.get(CRI_SANDBOX_ANNOTATION)?;
+    let raw = annotations.get(CRI_CGROUP_PARENT_ANNOTATION)?;
+    crate::cgroup::parent::parse(raw)
+        .inspect_err(|e| tracing::warn!(error = %e, "unusable cgroup parent; peapod's own layout"))
+        .ok()
+        .flatten()
+}
+
 /// Whether annotation `key` is one only the CRI server may set: the CRI marker, a CRI
 /// container's settings, the sandbox's port mappings. A manifest or `annotate` that sets one
 /// would give a pod what only the kubelet may ask for (devices, every namespaced sysctl).

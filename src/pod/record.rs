@@ -136,7 +136,13 @@ pub struct PodState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keeper: Option<ProcessRef>,
     pub sandbox: SandboxState,
+    /// The pod cgroup: peapod's own (`peapod/pod-<uid>`), or a CRI sandbox's cgroup parent,
+    /// which is not peapod's (see `cgroup_parent`).
     pub pod_cgroup: Option<PathBuf>,
+    /// For a pod whose cgroup is a CRI sandbox's `cgroup_parent`: what peapod made there, the
+    /// only cgroups its teardown removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<ParentCgroups>,
     /// By container name (init and app containers).
     pub containers: BTreeMap<String, ContainerState>,
     /// The pod finished: its host resources are released and its supervisor exited; the
@@ -151,6 +157,38 @@ pub struct PodState {
     /// and whose boot is not this one lost its processes to a reboot (`node::recovery`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+}
+
+/// What peapod made in a cgroup parent it does not own (`cgroup::parent`), each recorded
+/// before it is made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentCgroups {
+    /// Components of the parent that were missing, outermost first: removed with the pod,
+    /// innermost first, once nothing is left in them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<PathBuf>,
+    /// peapod's cgroups in the parent (the sandbox's, the containers'): killed and removed
+    /// with the pod; forgotten once removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<PathBuf>,
+}
+
+impl ParentCgroups {
+    /// Records a cgroup about to be made in the parent (once).
+    pub fn add_child(&mut self, path: &std::path::Path) {
+        if !self.children.iter().any(|c| c == path) {
+            self.children.push(path.to_path_buf());
+        }
+    }
+
+    /// Records components about to be made (once each, in order).
+    pub fn add_created(&mut self, paths: &[PathBuf]) {
+        for p in paths {
+            if !self.created.contains(p) {
+                self.created.push(p.clone());
+            }
+        }
+    }
 }
 
 /// A request to stop and remove the pod, written by `peapod delete`.

@@ -37,33 +37,12 @@ pub fn kill_recorded(p: &ProcessRef) {
     }
 }
 
-/// Decodes the octal escapes (`\040` for space) of a /proc/self/mountinfo path field.
-fn unescape_mount_path(field: &str) -> PathBuf {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    PathBuf::from(std::ffi::OsString::from(
-        String::from_utf8_lossy(&out).into_owned(),
-    ))
-}
-
 /// Mount points in this mount namespace at or under any of `roots`, deepest first.
 pub fn mounts_under(mountinfo: &str, roots: &[PathBuf]) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
+        .map(crate::procfs::unescape_mount_path)
         .filter(|m| roots.iter().any(|r| m.starts_with(r)))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -96,6 +75,20 @@ fn remove_dir(path: &Path) -> Option<String> {
     }
 }
 
+/// The cgroups that are the pod's to kill and remove: its pod cgroup, or, in a CRI cgroup
+/// parent (not peapod's), only the sandbox's and containers' cgroups peapod made there. A pod
+/// cgroup outside peapod's own layout with no such record is left alone.
+fn own_cgroups(state: &PodState) -> Vec<&PathBuf> {
+    match &state.cgroup_parent {
+        Some(parent) => parent.children.iter().collect(),
+        None => state
+            .pod_cgroup
+            .iter()
+            .filter(|p| CgroupManager::is_own_pod_path(p))
+            .collect(),
+    }
+}
+
 /// Releases what the pod holds on the host: its processes, network (veth, host ports and
 /// their claim, IP), mounts and cgroups, then the contents of its volumes (once nothing is mounted there any more). The
 /// record, the status and the logs stay. Returns the steps that failed (after trying all).
@@ -113,7 +106,7 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
         kill_recorded(p);
     }
     let cgroups = CgroupManager::new(PathBuf::from(crate::cgroup::CGROUP_ROOT));
-    if let Some(cg) = &state.pod_cgroup {
+    for cg in own_cgroups(state) {
         if cg.exists() {
             if let Err(e) = cgroups.kill_all(cg) {
                 errors.push(format!("kill cgroup {}: {e}", cg.display()));
@@ -155,10 +148,16 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
     let lib_dir = paths.pod_dir(uid);
     errors.extend(unmount_under(&[run_dir, lib_dir.clone()]));
 
-    // 4. cgroups (children first; the manager handles nesting).
-    if let Some(cg) = &state.pod_cgroup {
+    // 4. cgroups (children first; the manager handles nesting), then the components of a
+    // cgroup parent peapod had to make.
+    for cg in own_cgroups(state) {
         if let Err(e) = cgroups.remove(cg) {
             errors.push(format!("cgroup {}: {e}", cg.display()));
+        }
+    }
+    if let Some(parent) = &state.cgroup_parent {
+        if let Err(e) = cgroups.remove_created(&parent.created) {
+            errors.push(format!("cgroup parent: {e}"));
         }
     }
 
@@ -247,6 +246,39 @@ fn wait_gone(state: &PodState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_parent_is_never_removed_only_peapods_cgroups_in_it() {
+        let own = PodState {
+            pod_cgroup: Some("/sys/fs/cgroup/peapod/pod-u1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            own_cgroups(&own),
+            [&PathBuf::from("/sys/fs/cgroup/peapod/pod-u1")]
+        );
+        let kubelets = PodState {
+            pod_cgroup: Some("/sys/fs/cgroup/kubepods/pod1".into()),
+            cgroup_parent: Some(crate::pod::record::ParentCgroups {
+                created: Vec::new(),
+                children: vec![
+                    "/sys/fs/cgroup/kubepods/pod1/sandboxid".into(),
+                    "/sys/fs/cgroup/kubepods/pod1/containerid".into(),
+                ],
+            }),
+            ..Default::default()
+        };
+        let unrecorded = PodState {
+            cgroup_parent: None,
+            ..kubelets.clone()
+        };
+        assert!(own_cgroups(&unrecorded).is_empty(), "never the kubelet's");
+        let cgroups = own_cgroups(&kubelets);
+        assert_eq!(cgroups.len(), 2);
+        assert!(cgroups
+            .iter()
+            .all(|c| c.parent() == Some(Path::new("/sys/fs/cgroup/kubepods/pod1"))));
+    }
 
     #[test]
     fn finds_mounts_under_roots_deepest_first() {

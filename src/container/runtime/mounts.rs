@@ -1,9 +1,10 @@
 //! Rootfs and mounts inside the container's private mount namespace: the overlay root,
 //! the Spec's mounts, pivot_root, masked and read-only paths.
 //!
-//! Everything here runs in the init after `clone(CLONE_NEWNS)`, and the first step makes the
-//! whole tree private, so no mount or unmount made here propagates to the host; the mounts die
-//! with the namespace when the container's last process exits.
+//! Everything here runs in the init after `clone(CLONE_NEWNS)`, and the first step cuts the
+//! tree off from the host's ([`isolate_root`]), so no mount or unmount made here propagates to
+//! the host but in a Bidirectional volume; the mounts die with the namespace when the
+//! container's last process exits.
 
 use std::ffi::OsString;
 use std::fs;
@@ -29,20 +30,24 @@ pub(crate) enum Kind {
     File,
 }
 
-/// Cuts our new namespace's mounts off from the host's, so that nothing we mount or unmount
-/// reaches the host (mount_namespaces(7): a copied namespace keeps the shared peer groups):
-/// private by default; a slave of the host when the Spec's `linux.rootfsPropagation` asks for
-/// rslave (a HostToContainer volume: the host's later mounts then reach the container) or
-/// rshared (Bidirectional). A shared root is made a slave too: shared, the overlay rootfs and
-/// every mount under it would propagate onto the host, so a Bidirectional volume receives the
-/// host's mounts but mounts made inside the container stay in it.
+/// Cuts our new namespace's mounts off from the host's, as runc's prepareRoot does
+/// (mount_namespaces(7): a copied namespace keeps the shared peer groups): private by default;
+/// a slave of the host when the Spec's `linux.rootfsPropagation` asks for rslave (a
+/// HostToContainer volume: the host's later mounts then reach the container); shared for
+/// rshared (Bidirectional: the volume's bind mount is then a peer of the host's mount, so
+/// mounts made in it reach the host too). A shared tree would carry the rootfs and everything
+/// mounted in it onto the host, so the mount the rootfs directory is on is made a slave first
+/// (runc's rootfsParentMountPrivate makes it private; a slave still receives the host's mounts,
+/// for a volume on that same mount); the old root is made a slave before it is detached
+/// ([`pivot_into`]).
 pub(crate) fn isolate_root(spec: &Spec) -> Result<(), InitError> {
     let propagation = spec
         .linux()
         .as_ref()
         .and_then(|l| l.rootfs_propagation().as_deref());
     let flag = match propagation {
-        Some("rslave" | "slave" | "rshared" | "shared") => MsFlags::MS_SLAVE,
+        Some("rslave" | "slave") => MsFlags::MS_SLAVE,
+        Some("rshared" | "shared") => MsFlags::MS_SHARED,
         _ => MsFlags::MS_PRIVATE,
     };
     mount(
@@ -52,7 +57,38 @@ pub(crate) fn isolate_root(spec: &Spec) -> Result<(), InitError> {
         MsFlags::MS_REC | flag,
         None::<&str>,
     )
-    .map_err(|e| InitError::sys("set the propagation of /", e))
+    .map_err(|e| InitError::sys("set the propagation of /", e))?;
+    if flag == MsFlags::MS_SHARED {
+        if let Some(root) = spec.root().as_ref() {
+            slave_parent_mount(root.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the mount `dir` is on a slave (in this namespace only) if it is shared, so that what
+/// is mounted at `dir` does not propagate to its peers; pivot_root(2) also refuses a new root
+/// whose parent mount is shared.
+fn slave_parent_mount(dir: &Path) -> Result<(), InitError> {
+    let info = fs::read_to_string(crate::procfs::MOUNTINFO)
+        .map_err(|e| InitError::io(crate::procfs::MOUNTINFO, &e))?;
+    let Some(on) = crate::procfs::mount_containing(&info, dir) else {
+        return Err(InitError::new(
+            "make the rootfs's mount a slave",
+            format!("no mount holds {}", dir.display()),
+        ));
+    };
+    if !on.is_shared() {
+        return Ok(());
+    }
+    mount(
+        None::<&str>,
+        &on.mountpoint,
+        None::<&str>,
+        MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::sys(format!("make {} a slave", on.mountpoint.display()), e))
 }
 
 /// Mounts the rootfs at `root.path` and returns that path. With the overlay annotations it
@@ -439,12 +475,32 @@ fn components_rev(path: &Path) -> Vec<OsString> {
 
 /// Makes `rootfs` the root: `pivot_root(".", ".")` stacks the old root on top of the new one
 /// at the same place, and the lazy unmount of "." then drops the old root (pivot_root(2),
-/// NOTES). The old root's mounts are private or slaves (see [`isolate_root`]), so the unmount does
-/// not propagate to the host.
+/// NOTES). The old root's mounts are made slaves first, so the unmount does not propagate to
+/// the host.
 pub(crate) fn pivot_into(rootfs: &Path) -> Result<(), InitError> {
     let step = |what: &str| format!("{what} {}", rootfs.display());
+    let old_root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| InitError::sys("open the old root", e))?;
     std::env::set_current_dir(rootfs).map_err(|e| InitError::io(step("chdir"), &e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| InitError::sys(step("pivot_root"), e))?;
+    // Into the old root itself (as runc): mount(2) does not look past the new root for "."
+    // when the cwd is the new root (only umount2's lookup follows the mount stacked on it).
+    nix::unistd::fchdir(&old_root).map_err(|e| InitError::sys("chdir into the old root", e))?;
+    drop(old_root);
+    // A slave, the old root's unmount cannot propagate to the host even where the tree was
+    // left shared (a Bidirectional volume, see `isolate_root`).
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::sys("make the old root a slave", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| InitError::sys("unmount old root", e))?;
     std::env::set_current_dir("/").map_err(|e| InitError::io("chdir /", &e))
 }

@@ -93,6 +93,7 @@ impl Supervisor {
 
         self.state.sandbox = previous.sandbox.clone();
         self.state.pod_cgroup = previous.pod_cgroup.clone();
+        self.state.cgroup_parent = previous.cgroup_parent.clone();
         self.state.host_port_table = previous.host_port_table.clone();
         self.state.containers = previous.containers.clone();
         if let Some(start) = status.start_time.as_ref() {

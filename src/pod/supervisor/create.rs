@@ -316,11 +316,16 @@ impl Supervisor {
             .join(CONTAINERS_DIR)
             .join(&c.name)
             .join(attempt.to_string());
-        let cgroup = self
-            .host
-            .cgroups
-            .as_ref()
-            .map(|cg| cg.container_path(&uid, &c.name, attempt));
+        // Under a CRI sandbox's cgroup parent the container's cgroup is named by its CRI ID,
+        // as containerd names it, and recorded as peapod's in that parent.
+        let parent = self.cri_cgroup_parent().map(|(p, _)| p);
+        let cgroup = self.host.cgroups.as_ref().map(|cg| match &parent {
+            Some(parent) => cg.child_path(parent, &id),
+            None => cg.container_path(&uid, &c.name, attempt),
+        });
+        if let (Some(cg), Some(record)) = (&cgroup, self.state.cgroup_parent.as_mut()) {
+            record.add_child(cg);
+        }
         // A retry after a failed creation reuses the attempt's cgroup path: one still being
         // given back by the kernel is removed first, waiting, so that the later removal cannot
         // take the new instance's cgroup.
@@ -511,7 +516,7 @@ impl Supervisor {
                 }
             }
             match mgr.try_remove(cg) {
-                Ok(true) => {}
+                Ok(true) => self.forget_parent_child(cg),
                 Ok(false) => self.leftovers.add(cg.to_path_buf(), Instant::now()),
                 Err(e) => {
                     tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup removal failed")
@@ -532,13 +537,29 @@ impl Supervisor {
         let Some(mgr) = self.host.cgroups.as_ref() else {
             return;
         };
+        let mut removed = Vec::new();
         self.leftovers.retry(now, |cg| match mgr.try_remove(cg) {
-            Ok(gone) => gone,
+            Ok(gone) => {
+                if gone {
+                    removed.push(cg.to_path_buf());
+                }
+                gone
+            }
             Err(e) => {
                 tracing::warn!(cgroup = %cg.display(), error = %e, "cgroup removal failed");
                 true
             }
         });
+        for cg in removed {
+            self.forget_parent_child(&cg);
+        }
+    }
+
+    /// A cgroup of this pod in a CRI cgroup parent is gone: teardown need not look for it.
+    fn forget_parent_child(&mut self, cgroup: &Path) {
+        if let Some(record) = self.state.cgroup_parent.as_mut() {
+            record.children.retain(|c| c != cgroup);
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, MsFlags};
@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use super::stop::{End, PodRun};
 use super::Supervisor;
-use crate::cgroup::CgroupError;
+use crate::cgroup::{CgroupError, CgroupManager};
 use crate::manifest::ManifestError;
 use crate::network::{self, NetworkError};
 use crate::pod::backoff::RestartBackoff;
@@ -246,22 +246,11 @@ impl Supervisor {
 
         // The pod cgroup, recorded before it is made.
         let mut sandbox_cgroup = None;
-        if let Some(cg) = &self.host.cgroups {
-            let pod_path = cg.pod_path(&uid);
-            if self.state.pod_cgroup.is_none() {
-                self.state.pod_cgroup = Some(pod_path.clone());
-                if let Err(e) = self.save_state() {
-                    // Not recorded (a full disk): not made either, and recorded at the next try.
-                    self.state.pod_cgroup = None;
-                    return Err(e.into());
-                }
-            }
-            // Made (idempotently) with every sandbox: a try that failed after recording it
-            // must not leave the next one without it.
-            let resources = crate::cgroup::pod_resources(&self.pod)?;
-            cg.create_pod(&uid, resources)?;
-            let sb = cg.sandbox_path(&uid);
-            cg.create(&sb, &Default::default())?;
+        if let Some(cg) = self.host.cgroups.clone() {
+            let sb = match self.cri_cgroup_parent() {
+                Some((parent, id)) => self.parent_cgroups(&cg, &parent, &id)?,
+                None => self.own_cgroups(&cg, &uid)?,
+            };
             sandbox_cgroup = Some(sb);
             crate::starttrace::mark("sup pod cgroups");
         }
@@ -320,6 +309,79 @@ impl Supervisor {
         crate::starttrace::mark("sup files written");
         self.sandbox.building = Some(pause);
         Ok(())
+    }
+
+    /// peapod's own pod cgroup (`peapod/pod-<uid>`, with the pod's cpu.weight and limits) and
+    /// the sandbox's in it; returns the sandbox's.
+    fn own_cgroups(&mut self, cg: &CgroupManager, uid: &str) -> Result<PathBuf, SandboxError> {
+        if self.state.pod_cgroup.is_none() {
+            self.state.pod_cgroup = Some(cg.pod_path(uid));
+            if let Err(e) = self.save_state() {
+                // Not recorded (a full disk): not made either, and recorded at the next try.
+                self.state.pod_cgroup = None;
+                return Err(e.into());
+            }
+        }
+        // Made (idempotently) with every sandbox: a try that failed after recording it
+        // must not leave the next one without it.
+        let resources = crate::cgroup::pod_resources(&self.pod)?;
+        cg.create_pod(uid, resources)?;
+        let sb = cg.sandbox_path(uid);
+        cg.create(&sb, &Default::default())?;
+        Ok(sb)
+    }
+
+    /// The CRI sandbox's cgroup parent (the kubelet's pod cgroup) and its sandbox ID, if it
+    /// was given one.
+    pub(super) fn cri_cgroup_parent(&self) -> Option<(PathBuf, String)> {
+        let parent = crate::pod::control::cri_cgroup_parent(&self.pod)?;
+        let id = self
+            .pod
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(crate::pod::control::CRI_SANDBOX_ANNOTATION)?;
+        Some((parent, id.clone()))
+    }
+
+    /// The kubelet's pod cgroup as this pod's, its missing components made (and recorded
+    /// first), and the sandbox's cgroup `<parent>/<sandbox id>` in it; returns the sandbox's.
+    /// No pod-level limit is written: they are the kubelet's (`cgroup::parent`).
+    fn parent_cgroups(
+        &mut self,
+        cg: &CgroupManager,
+        parent: &Path,
+        sandbox_id: &str,
+    ) -> Result<PathBuf, SandboxError> {
+        let before = (
+            self.state.pod_cgroup.clone(),
+            self.state.cgroup_parent.clone(),
+        );
+        let missing = crate::cgroup::parent::missing(cg.root(), parent, Path::exists);
+        let sb = cg.child_path(parent, sandbox_id);
+        self.state.pod_cgroup = Some(cg.parent_path(parent));
+        let record = self
+            .state
+            .cgroup_parent
+            .get_or_insert_with(Default::default);
+        record.add_created(&missing);
+        record.add_child(&sb);
+        if let Err(e) = self.save_state() {
+            // Not recorded: not made either.
+            (self.state.pod_cgroup, self.state.cgroup_parent) = before;
+            return Err(e.into());
+        }
+        let made = cg.create_parent(parent)?;
+        if let Some(record) = self.state.cgroup_parent.as_mut() {
+            // What appeared meanwhile is not peapod's; what an earlier try made stays ours.
+            let earlier = before.1.map(|b| b.created).unwrap_or_default();
+            record
+                .created
+                .retain(|p| made.contains(p) || earlier.contains(p));
+        }
+        self.save_state_or_log();
+        cg.create(&sb, &Default::default())?;
+        Ok(sb)
     }
 
     /// Waits until the pause process of the sandbox being made has its namespaces (a no-op

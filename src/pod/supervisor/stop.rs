@@ -267,6 +267,7 @@ impl Supervisor {
         self.state.sandbox.ip = None;
         self.state.host_port_table = None;
         self.state.pod_cgroup = None;
+        self.state.cgroup_parent = None;
         for c in self.state.containers.values_mut() {
             c.cgroup = None;
             c.bundle = None;
