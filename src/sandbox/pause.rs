@@ -250,9 +250,10 @@ mod exec {
     /// memfd_create(2)'s flag (Linux 6.3): executable even where vm.memfd_noexec is 1.
     const MFD_EXEC: u32 = 0x10;
 
-    /// Closes every descriptor but 0-2 at the exec, then the report pipe (the parent reads
-    /// "ready"), and executes the pause program. Returns only where the kernel refused, with
-    /// the report pipe still open (the caller closes it with the rest).
+    /// Marks every descriptor but 0-2 close-on-exec, closes the report pipe (the parent reads
+    /// "ready") and executes the pause program. Returns only where the kernel refused (the
+    /// caller then closes what is left, the report pipe too if it is still open, and pauses
+    /// in this process).
     pub(super) fn pause_program(report: i32) {
         // SAFETY: close_range(2) marking descriptors this process owns close-on-exec.
         if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0
