@@ -1,18 +1,30 @@
 //! The pause process: it holds a pod's network, UTS and IPC namespaces for as long as the pod
-//! lives. No image is pulled for it: it is peapod itself, forked from the pod's supervisor.
+//! lives. No image is pulled for it: it is forked from the pod's supervisor for its setup,
+//! then executes the pause program peapod carries (`pause_exe.rs`, built by `build.rs`).
 //!
-//! Why fork and not re-exec: a re-executed binary pays its dynamic relocations and start-up
-//! allocations again in private memory (about 500 kB here), while a forked child shares every
-//! page with the supervisor copy-on-write and dirties only its stack. Forking without exec is
-//! safe only from a single-threaded process, which the supervisor is (see
-//! `pod::supervisor`); `spawn` checks it and refuses otherwise.
+//! Why fork for the setup: a fork of the single-threaded supervisor makes the namespaces, sets
+//! the hostname and reports a failure with ordinary code, and shares every page with the
+//! supervisor copy-on-write meanwhile. Forking without exec is safe only from a
+//! single-threaded process, which the supervisor is (see `pod::supervisor`); `spawn` checks it
+//! and refuses otherwise. Why exec afterwards: a fork that stays keeps, for the pod's whole
+//! life, its own share of the binary's relocated data (a PIE's `.data.rel.ro`, dirtied at
+//! every exec of peapod: ~700 kB, shared by the processes of one exec), its stack and what
+//! the kernel counts of its libraries: 146 kB PSS per pause process with 6 pods from one
+//! apply (`scripts/supervisor-pss`). The pause program is a static PIE with no relocation, no
+//! libc and no heap (`readelf -r`: none): 9-12 kB. (With one apply per pod, the share of the
+//! relocated data the pause process carried moves to the pod's keeper and supervisor: only its
+//! private pages are saved there.) It runs from a sealed memfd, as runc runs its own copy: no
+//! file to install, and no process of the pod (pid 1 of a shared pid namespace is visible
+//! through /proc/1/exe) can write it. Where the kernel refuses (no memfd exec:
+//! vm.memfd_noexec=2, or no CLOSE_RANGE_CLOEXEC before Linux 5.11), the forked process stays
+//! and pauses itself, as it did before.
 //!
 //! With `shareProcessNamespace` the pause process is also pid 1 of a new pid namespace that
 //! every container of the pod joins, as the kubelet's pause container is. It then reaps the
 //! processes reparented to it: SIGCHLD is ignored, so the kernel frees an orphan as soon as it
 //! exits (and the zombies it inherits), without a waitpid loop or any allocation. SIGTERM and
-//! SIGINT end it, as they end the kubelet's pause: pid 1 of a namespace gets only the signals
-//! it handles.
+//! SIGINT end it with exit code 0, as they end the kubelet's pause: pid 1 of a namespace gets
+//! only the signals it handles or waits for.
 
 use std::ffi::CString;
 use std::fs::OpenOptions;
@@ -197,8 +209,10 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
         );
     }
     // The supervisor blocks the signals it reads from a signalfd; the pause process must die
-    // of SIGTERM like any process.
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // of any other signal like any process. SIGTERM and SIGINT stay blocked until the pause
+    // program waits for them: one sent during the exec stays pending (the mask is kept across
+    // exec; the handlers are not).
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&ending_signals()), None);
     // Keep nothing of the supervisor's open files (pipes, logs, locks): fds 0-2 go to
     // /dev/null, everything else is closed, the report pipe last, which tells the parent we
     // are ready.
@@ -206,13 +220,159 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
         // SAFETY: dup2 onto the standard descriptors.
         unsafe { libc::dup2(fds.null, target) };
     }
+    #[cfg(peapod_pause_exe)]
+    exec::pause_program(report);
     // SAFETY: close_range(2) on descriptors this process owns; nothing uses them afterwards.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // Ready: what follows allocates nothing, so the heap (the originals of every page the
     // supervisor wrote since the fork), the unused code and the dead stack go back.
     crate::pod::supervisor::release_for_good();
     loop {
         // SAFETY: pause(2) has no preconditions.
         unsafe { libc::pause() };
+    }
+}
+
+/// SIGTERM and SIGINT: what ends a pause process.
+fn ending_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGTERM);
+    set.add(nix::sys::signal::Signal::SIGINT);
+    set
+}
+
+/// The pause program, run from a sealed memfd.
+#[cfg(peapod_pause_exe)]
+mod exec {
+    /// The static executable `build.rs` compiled from `pause_exe.rs`.
+    static PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/peapod-pause"));
+    /// close_range(2)'s flag (Linux 5.11): mark the range close-on-exec rather than close it.
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    /// memfd_create(2)'s flag (Linux 6.3): executable even where vm.memfd_noexec is 1.
+    const MFD_EXEC: u32 = 0x10;
+
+    /// Marks every descriptor but 0-2 close-on-exec, closes the report pipe (the parent reads
+    /// "ready") and executes the pause program. Returns only where the kernel refused (the
+    /// caller then closes what is left, the report pipe too if it is still open, and pauses
+    /// in this process).
+    pub(super) fn pause_program(report: i32) {
+        // SAFETY: close_range(2) marking descriptors this process owns close-on-exec.
+        if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0
+        {
+            return;
+        }
+        let Some(memfd) = sealed_memfd() else { return };
+        let argv = [c"peapod-pause".as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null::<libc::c_char>()];
+        // SAFETY: closing our own pipe end (the parent's wait_ready sees its end of file), then
+        // execveat(2) of a descriptor we own with NULL-terminated argv and envp arrays on our
+        // stack. It returns only on failure, which the caller survives.
+        unsafe {
+            libc::close(report);
+            libc::syscall(
+                libc::SYS_execveat,
+                memfd,
+                c"".as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            libc::close(memfd);
+        }
+    }
+
+    /// A close-on-exec memfd holding the pause program, sealed against any change.
+    pub(super) fn sealed_memfd() -> Option<i32> {
+        let name = c"peapod-pause";
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: memfd_create(2) with a NUL-terminated name; older kernels refuse MFD_EXEC
+        // (EINVAL), and make every memfd executable.
+        let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
+        if fd < 0 {
+            // SAFETY: as above.
+            fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+        }
+        if fd < 0 {
+            return None;
+        }
+        let mut written = 0;
+        while written < PAUSE_PROGRAM.len() {
+            let rest = &PAUSE_PROGRAM[written..];
+            // SAFETY: write(2) from a static buffer to our memfd.
+            let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+            if n <= 0 {
+                // SAFETY: closing our own descriptor.
+                unsafe { libc::close(fd) };
+                return None;
+            }
+            written += n as usize;
+        }
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        // SAFETY: fcntl(2) F_ADD_SEALS on our memfd, which nothing maps.
+        if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+            // SAFETY: closing our own descriptor.
+            unsafe { libc::close(fd) };
+            return None;
+        }
+        Some(fd)
+    }
+}
+
+#[cfg(all(test, peapod_pause_exe))]
+mod tests {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    /// Starts the embedded pause program and waits until it waits for its signals (named,
+    /// asleep: its only blocking call is rt_sigtimedwait).
+    // The child is returned to the caller, which waits for it.
+    #[allow(clippy::zombie_processes)]
+    fn start_pause_program() -> std::process::Child {
+        let fd = super::exec::sealed_memfd().expect("a sealed memfd");
+        // SAFETY: write(2) to our own memfd, which the seals must refuse.
+        let written = unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+        assert_eq!(written, -1, "the memfd is sealed against writes");
+        let mut child = Command::new(format!("/proc/self/fd/{fd}"))
+            .spawn()
+            .expect("exec the pause program");
+        // SAFETY: closing our own descriptor (the child has its image mapped).
+        unsafe { libc::close(fd) };
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            if text.contains("(peapod-pause) S") {
+                return child;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the pause program never waited: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_pause_program_ends_with_code_0_on_sigterm_or_sigint_and_dies_of_others() {
+        for (signal, code, killed_by) in [
+            (libc::SIGTERM, Some(0), None),
+            (libc::SIGINT, Some(0), None),
+            (libc::SIGHUP, None, Some(libc::SIGHUP)),
+        ] {
+            let mut child = start_pause_program();
+            // SAFETY: kill(2) of our own child.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+            let status = child.wait().expect("wait for the pause program");
+            assert_eq!(status.code(), code, "after signal {signal}: {status:?}");
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                status.signal(),
+                killed_by,
+                "after signal {signal}: {status:?}"
+            );
+        }
     }
 }

@@ -166,8 +166,10 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         }
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         let exe_text = exe.to_string_lossy();
-        let is_peapod =
-            exe == bin || exe_text.trim_end_matches(" (deleted)") == bin.to_string_lossy();
+        // A pause process runs peapod's pause program from a memfd (`sandbox::pause`).
+        let is_peapod = exe == bin
+            || exe_text.trim_end_matches(" (deleted)") == bin.to_string_lossy()
+            || exe_text.starts_with("/memfd:peapod-pause");
         let cgroup = cgroup_line(pid);
         let in_pod = cgroup.contains("/peapod/pod-");
         if (is_peapod || in_pod) && !keep.keeps(&cgroup) {

@@ -13,9 +13,9 @@ use nix::unistd::Pid;
 
 use super::{trim, Supervisor, METADATA_SIGNAL};
 
-/// After this long without anything to do, the supervisor gives back what start-up left
-/// resident (code pages, the deep stack, free heap).
-pub(super) const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
+/// After this long without anything to do, the supervisor (and the keeper) gives back what
+/// start-up left resident (code pages, the deep stack, free heap).
+pub(crate) const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
 /// How often logs are checked for rotation, as the kubelet does.
 pub(super) const LOG_ROTATION_CHECK: Duration = Duration::from_secs(10);
 

@@ -37,6 +37,7 @@ mod trim;
 mod update;
 mod volumes;
 
+pub(crate) use dispatch::IDLE_TRIM_AFTER;
 pub use pulls::{pull_main, PULL_VERB};
 pub(crate) use trim::{release_for_good, release_idle_memory};
 

@@ -14,9 +14,10 @@
 //!   later call goes that deep;
 //! - the heap's free pages (`malloc_trim`), left by start-up's short-lived allocations.
 //!
-//! The pause process goes further ([`release_for_good`]): forked from the supervisor, it holds
-//! the original of every heap page the supervisor wrote since (copy-on-write leaves the copy
-//! with the writer), yet it never allocates after its setup: its whole heap is handed back.
+//! A pause process that could not execute the pause program (`sandbox::pause`) goes further
+//! ([`release_for_good`]): forked from the supervisor, it holds the original of every heap page
+//! the supervisor wrote since (copy-on-write leaves the copy with the writer), yet it never
+//! allocates after its setup: its whole heap is handed back.
 
 use std::fs;
 
