@@ -263,6 +263,21 @@ impl CgroupManager {
     /// Creates a container (or sandbox) cgroup and applies the Spec's resources: limits, then
     /// the device allowlist of `devices` (before any process joins the cgroup).
     pub fn create(&self, path: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
+        match self.create_without_devices(path, res)? {
+            Some(rules) => self.attach_devices(path, &rules),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Self::create`] up to the device allowlist, which it returns to attach with
+    /// [`Self::attach_devices`] later, once the container's init is in the cgroup but before it
+    /// runs the container's program (runc, too, sets the device rules after its init joined
+    /// the cgroup): the kernel's load of the program then overlaps the init's mounts.
+    pub fn create_without_devices(
+        &self,
+        path: &Path,
+        res: &LinuxResources,
+    ) -> Result<Option<DeviceRules>, CgroupError> {
         let rules = match res.devices() {
             Some(list) => Some(DeviceRules::from_spec(list)?),
             None => None,
@@ -285,10 +300,12 @@ impl CgroupManager {
         if self.controllers {
             self.write_limits(path, res)?;
         }
-        if let Some(rules) = rules {
-            (self.attach_devices)(path, &rules)?;
-        }
-        Ok(())
+        Ok(rules)
+    }
+
+    /// Attaches the device allowlist `rules` to the cgroup at `path`.
+    pub fn attach_devices(&self, path: &Path, rules: &DeviceRules) -> Result<(), CgroupError> {
+        (self.attach_devices)(path, rules)
     }
 
     /// Applies new limits to an existing (running) container's cgroup, as runc's `update`.

@@ -72,7 +72,7 @@ pub struct Spawned {
 
 /// Writes `<bundle>/config.json` atomically, creating the bundle directory if needed.
 pub fn write_bundle(bundle: &Path, spec: &Spec) -> Result<(), RuntimeError> {
-    let data = serde_json::to_vec_pretty(spec)
+    let data = serde_json::to_vec(spec)
         .map_err(|e| RuntimeError::InvalidSpec(format!("cannot serialize: {e}")))?;
     crate::store::write_volatile(&bundle.join(CONFIG_FILE), &data)?;
     Ok(())

@@ -466,13 +466,17 @@ impl Supervisor {
         runtime::write_bundle(dir, &oci).map_err(ConfigError::from)?;
         tracing::debug!(container = %c.name, "bundle written");
         crate::starttrace::mark("sup bundle written");
+        let mut devices = None;
         if let (Some(cg), Some(mgr)) = (cgroup, self.host.cgroups.as_ref()) {
             let res = oci
                 .linux()
                 .as_ref()
                 .and_then(|l| l.resources().clone())
                 .unwrap_or_default();
-            mgr.create(cg, &res).map_err(ConfigError::from)?;
+            devices = mgr
+                .create_without_devices(cg, &res)
+                .map_err(ConfigError::from)?
+                .map(|rules| (cg, rules));
         }
 
         crate::starttrace::mark("sup ctr cgroup");
@@ -491,6 +495,12 @@ impl Supervisor {
         crate::starttrace::prepare();
         let created = runtime::create(&oci, dir, streams.stdio).map_err(|e| start(e.into()))?;
         crate::starttrace::mark("sup cloned");
+        // The device allowlist, while the init mounts the rootfs; before its gate opens (an
+        // error drops `created`: the init exits at its closed gate and is reaped).
+        if let (Some((cg, rules)), Some(mgr)) = (devices, self.host.cgroups.as_ref()) {
+            mgr.attach_devices(cg, &rules).map_err(ConfigError::from)?;
+            crate::starttrace::mark("sup devices attached");
+        }
         Ok(Pending {
             created,
             dir: dir.to_path_buf(),

@@ -194,6 +194,9 @@ pub(crate) struct Supervisor {
     pub events: Vec<Event>,
     pub status: Option<PodStatus>,
     dirty: bool,
+    /// What this process last wrote to state.json and events.json.
+    written_state: Written,
+    written_events: Written,
     pub runs: Vec<ContainerRun>,
     /// Where the pod as a whole stands (admitted, running, terminating, finished).
     pub pod_run: PodRun,
@@ -235,6 +238,33 @@ pub(crate) struct Supervisor {
     control: control::Control,
     /// Per container: the CRI's container ID and log path, for its instance.
     pub cri_instances: std::collections::HashMap<String, (String, std::path::PathBuf)>,
+}
+
+/// The bytes this process last wrote to one of the pod's volatile files: writing the same bytes
+/// again is skipped (a status write rewrote state.json and events.json each time, unchanged
+/// since the start of a container had recorded them a moment before: about 0.3 ms of a pod's
+/// start). Sound because the supervisor is the files' only writer; a failed write is tried
+/// again in full.
+#[derive(Default)]
+struct Written(std::cell::RefCell<Vec<u8>>);
+
+impl Written {
+    fn write<T: serde::Serialize>(
+        &self,
+        path: &std::path::Path,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let data = serde_json::to_vec(value).map_err(|source| StoreError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if *self.0.borrow() == data {
+            return Ok(());
+        }
+        crate::store::write_volatile(path, &data)?;
+        *self.0.borrow_mut() = data;
+        Ok(())
+    }
 }
 
 /// RFC 3339 with second precision, as Kubernetes timestamps are shown.
@@ -310,6 +340,8 @@ impl Supervisor {
             events,
             status: None,
             dirty: true,
+            written_state: Written::default(),
+            written_events: Written::default(),
             runs,
             pod_run: PodRun::Active { progress: 0 },
             failure: None,
@@ -363,9 +395,11 @@ impl Supervisor {
         self.dirty = true;
     }
 
-    /// Records the state file now: called before each host resource is created.
+    /// Records the state file now: called before each host resource is created. Skipped when
+    /// the file already holds this state (written last by this supervisor, its only writer).
     pub fn save_state(&self) -> Result<(), StoreError> {
-        write_json_volatile(&self.paths.pod_dir(&self.uid).join(STATE_FILE), &self.state)
+        self.written_state
+            .write(&self.paths.pod_dir(&self.uid).join(STATE_FILE), &self.state)
     }
 
     /// Records the state file after a change that was already made (a process started or
@@ -416,7 +450,8 @@ impl Supervisor {
         self.save_state()?;
         crate::starttrace::mark("sup state written");
         write_json_volatile(&dir.join(STATUS_FILE), &status)?;
-        write_json_volatile(&dir.join(EVENTS_FILE), &self.events)?;
+        self.written_events
+            .write(&dir.join(EVENTS_FILE), &self.events)?;
         crate::starttrace::mark("sup status written");
         self.status = Some(status);
         self.dirty = false;
