@@ -276,10 +276,10 @@ fn container_statuses(paths: &Paths, sandbox_id: &str) -> Vec<cri::ContainerStat
     let Ok(sandbox) = records::find_sandbox(paths, sandbox_id) else {
         return Vec::new();
     };
+    let live = Live::read(paths, &sandbox.uid);
     records::containers_of(paths, &sandbox.uid)
         .iter()
-        .filter_map(|c| containers::status(paths, &c.id, false).ok())
-        .filter_map(|s| s.status)
+        .filter_map(|c| containers::cri_status_in(&live, c, false).status)
         .collect()
 }
 
