@@ -178,7 +178,7 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
 /// runs (it ends its pod itself).
 pub fn finish_unsupervised(paths: &Paths, uid: &str) -> Result<(), TeardownError> {
     let file = paths.pod_dir(uid).join(record::STATE_FILE);
-    let Ok(mut state) = read_json::<PodState>(&file) else {
+    let Ok(state) = read_json::<PodState>(&file) else {
         return Ok(());
     };
     if state.finished || state.supervisor.as_ref().is_some_and(ProcessRef::is_alive) {
@@ -190,6 +190,19 @@ pub fn finish_unsupervised(paths: &Paths, uid: &str) -> Result<(), TeardownError
         what: "resources".into(),
         message,
     };
+    // A keeper still there (its supervisor killed in this boot) starts no other one now; one
+    // it started meanwhile ends the pod itself, when asked through its control socket.
+    if let Some(k) = &state.keeper {
+        kill_recorded(k);
+    }
+    let Ok(mut state) = read_json::<PodState>(&file) else {
+        return Ok(());
+    };
+    if state.supervisor.as_ref().is_some_and(ProcessRef::is_alive) {
+        return Err(failed(
+            "its supervisor was started again meanwhile; stop it again".into(),
+        ));
+    }
     let errors = release_host(paths, &state);
     if !errors.is_empty() {
         return Err(failed(errors.join("; ")));
