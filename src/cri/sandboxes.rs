@@ -266,7 +266,7 @@ pub fn status(
             metadata: Some(rec.metadata()),
             state: state_of(&live) as i32,
             created_at: rec.created_at,
-            // None once the network namespace is gone, as containerd's for a closed netns.
+            // Empty once the network namespace is gone (containerd: a closed netns).
             network: Some(cri::PodSandboxNetworkStatus {
                 ip: live
                     .sandbox_pid()
