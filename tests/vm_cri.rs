@@ -5,9 +5,12 @@
 //! StopPodSandbox (NOTREADY, IP given back), RemovePodSandbox (nothing left), the error codes
 //! (NotFound, AlreadyExists, idempotent removals) and `peapod get pods` showing the CRI pod;
 //! GetContainerEvents over a sandbox's and two containers' lives (a self-exit among them).
+//! Then a simulated reboot under two CRI sandboxes (the kubelet's view and its recovery of
+//! them), and the CRI server and the agent killed with kill -9 while a CRI pod runs.
 //! It also prints RunPodSandbox + CreateContainer + StartContainer latency beside `peapod
 //! apply` of the same one-container pod (medians; `--nocapture` shows them). Runs only in the
-//! test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent.
+//! test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent and
+//! takes down every pod on record.
 
 mod common;
 #[path = "common/cri_connect.rs"]
@@ -29,6 +32,7 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 const SOCKET: &str = "/run/peapod/peapod.sock";
+const MANIFESTS: &str = "/tmp/cri-manifests";
 const POD_UID: &str = "0b0e7c1a-cri0-4000-8000-000000000001";
 const HOST_PORT: u16 = 18190;
 const LOG_DIR: &str = "/var/log/pods/default_crisb_0b0e7c1a-cri0-4000-8000-000000000001";
@@ -42,11 +46,17 @@ struct Node {
 
 impl Node {
     fn launch() -> Node {
-        let manifests = PathBuf::from("/tmp/cri-manifests");
+        Node::launch_with(&[])
+    }
+
+    /// The agent with `env` added to its environment (and its CRI server's).
+    fn launch_with(env: &[(&str, &str)]) -> Node {
+        let manifests = PathBuf::from(MANIFESTS);
         std::fs::create_dir_all(&manifests).expect("manifest dir");
         let agent = Command::new(peapod_bin())
             .args(["node", "--manifests"])
             .arg(&manifests)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create("/tmp/cri-node.log").expect("node log"))
             .spawn()
@@ -282,10 +292,74 @@ impl Node {
     }
 }
 
+impl Node {
+    /// A new connection, once a (restarted) server answers on the socket.
+    fn reconnect(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(SOCKET).is_err() {
+            assert!(Instant::now() < deadline, "no CRI server came back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let channel = self.rt.block_on(cri_connect::connect(Path::new(SOCKET)));
+        self.client = RuntimeServiceClient::new(channel);
+    }
+
+    /// The agent's CRI server process (`peapod __cri`).
+    fn server_pid(&self) -> Option<i32> {
+        common::accounting::children(self.agent.id() as i32)
+            .into_iter()
+            .find(|p| common::accounting::cmdline(*p).contains("__cri"))
+    }
+
+    fn exec_sync_call(&self, id: &str) -> Result<cri::ExecSyncResponse, tonic::Status> {
+        let req = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["true".into()],
+            timeout: 10,
+        };
+        self.call(|mut c| async move { c.exec_sync(req).await })
+    }
+
+    fn exec(&self, id: &str) -> Result<cri::ExecResponse, tonic::Status> {
+        let req = cri::ExecRequest {
+            container_id: id.into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        };
+        self.call(|mut c| async move { c.exec(req).await })
+    }
+
+    fn attach(&self, id: &str) -> Result<cri::AttachResponse, tonic::Status> {
+        let req = cri::AttachRequest {
+            container_id: id.into(),
+            stdout: true,
+            ..Default::default()
+        };
+        self.call(|mut c| async move { c.attach(req).await })
+    }
+
+    fn port_forward(&self, sandbox: &str) -> Result<cri::PortForwardResponse, tonic::Status> {
+        let req = cri::PortForwardRequest {
+            pod_sandbox_id: sandbox.into(),
+            port: vec![8080],
+        };
+        self.call(|mut c| async move { c.port_forward(req).await })
+    }
+
+    fn subscribe(&self) -> tonic::Streaming<cri::ContainerEventResponse> {
+        self.call(|mut c| async move { c.get_container_events(cri::GetEventsRequest {}).await })
+            .expect("GetContainerEvents")
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
-        kill(self.agent.id() as i32, "TERM");
-        let _ = self.agent.wait();
+        // An agent the test killed (and waited for) has no pid to signal any more.
+        if matches!(self.agent.try_wait(), Ok(None)) {
+            kill(self.agent.id() as i32, "TERM");
+            let _ = self.agent.wait();
+        }
     }
 }
 
@@ -1032,6 +1106,24 @@ fn next_events(
         .collect()
 }
 
+/// The events that come until none has for 3 s.
+fn quiet_events(
+    node: &Node,
+    stream: &mut tonic::Streaming<cri::ContainerEventResponse>,
+) -> Vec<cri::ContainerEventResponse> {
+    let mut got = Vec::new();
+    while let Ok(next) = node
+        .rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(3), stream.message()).await })
+    {
+        got.push(
+            next.expect("GetContainerEvents stream")
+                .expect("the stream ended"),
+        );
+    }
+    got
+}
+
 fn kinds(events: &[cri::ContainerEventResponse]) -> Vec<(String, cri::ContainerEventType)> {
     events
         .iter()
@@ -1049,9 +1141,11 @@ fn kinds(events: &[cri::ContainerEventResponse]) -> Vec<(String, cri::ContainerE
 /// exits by itself from the server's watcher, one STOPPED only per exit, the statuses in them.
 fn container_events(node: &Node) {
     use cri::ContainerEventType::*;
-    let mut stream = node
-        .call(|mut c| async move { c.get_container_events(cri::GetEventsRequest {}).await })
-        .expect("GetContainerEvents");
+    let mut stream = node.subscribe();
+    // The first subscriber gets what was sent while nobody listened (the calls above): held
+    // for it, as containerd's queue holds them.
+    let held = quiet_events(node, &mut stream);
+    assert!(!held.is_empty(), "the earlier calls' events were not held");
     let config = sandbox_config("crievents", EVENTS_UID, 0);
     let sb = node.run_sandbox(config.clone()).expect("RunPodSandbox");
     let got = next_events(node, &mut stream, 2);
@@ -1656,4 +1750,394 @@ fn propagation_checks(node: &Node, bidir: &str, h2c: &str, private: &str) {
 
     node.stop_sandbox(&sandbox).expect("StopPodSandbox");
     node.remove_sandbox(&sandbox).expect("RemovePodSandbox");
+}
+
+const REBOOT_UID: &str = "0b0e7c1a-cri0-4000-8000-0000000000b1";
+const REBOOT_DONE_UID: &str = "0b0e7c1a-cri0-4000-8000-0000000000b2";
+const REBOOT_PORT: u16 = 18191;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn ipam_allocations() -> serde_json::Value {
+    let text = std::fs::read_to_string(lib_dir().join("network/ipam.json")).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()["allocations"].clone()
+}
+
+fn peapod_uid_of(node: &Node, sandbox: &str) -> String {
+    node.sandbox_info(sandbox)["peapodPodUid"]
+        .as_str()
+        .expect("the peapod pod's uid")
+        .to_string()
+}
+
+/// A host reboot with two CRI sandboxes, one with a running container, one whose container had
+/// exited (the simulated reboot of vm_recovery, then the agent with the new boot id): the
+/// agent starts nothing for them; the kubelet finds the sandboxes NOTREADY and the running
+/// container EXITED 255 `Unknown` (the exited one as it ended), its log still there, streams
+/// refused as containerd refuses them; then it does what the kubelet does: StopPodSandbox
+/// (IP and host port given back), a new sandbox for the pod (attempt 1, an IP of its own),
+/// RemoveContainer and RemovePodSandbox of the old ones (nothing left).
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn after_a_reboot_the_kubelet_finds_its_sandboxes_notready_and_makes_new_ones() {
+    use cri::ContainerState::{ContainerExited, ContainerRunning};
+    require_vm();
+    let keep = Keep::pods(&[]);
+    let node = Node::launch();
+    let mapping = cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: REBOOT_PORT as i32,
+        host_ip: String::new(),
+    };
+    let mut config = sandbox_config("crireboot", REBOOT_UID, 0);
+    config.port_mappings = vec![mapping.clone()];
+    let sb = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let app = node
+        .create(
+            &sb,
+            container_config(
+                "app",
+                "echo before-reboot; trap 'exit 0' TERM; while true; do sleep 0.2; done",
+                vec![],
+            ),
+            &config,
+        )
+        .expect("CreateContainer");
+    node.start(&app).expect("StartContainer");
+    let app_before = wait_state(&node, &app, ContainerRunning);
+    let done_config = sandbox_config("crirebootdone", REBOOT_DONE_UID, 0);
+    let done_sb = node
+        .run_sandbox(done_config.clone())
+        .expect("RunPodSandbox");
+    let quit = node
+        .create(
+            &done_sb,
+            container_config("quit", "echo quitting; exit 3", vec![]),
+            &done_config,
+        )
+        .expect("CreateContainer");
+    node.start(&quit).expect("StartContainer");
+    let quit_before = wait_state(&node, &quit, ContainerExited);
+    let uid = peapod_uid_of(&node, &sb);
+    let done_uid = peapod_uid_of(&node, &done_sb);
+    let done_ip = node.sandbox_status(&done_sb).unwrap().network.unwrap().ip;
+    let log = Path::new(&config.log_directory).join("app/0.log");
+    assert!(
+        wait_for(
+            || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("before-reboot")),
+            RUNNING_TIMEOUT
+        ),
+        "no log at {}",
+        log.display()
+    );
+    drop(node);
+
+    common::reboot::simulate_reboot();
+    assert_eq!(phase("crireboot"), "Unknown", "before the agent");
+    let rebooted = now_ns();
+    let out = expect_ok(
+        &["node", "--once"],
+        peapod_env(
+            &["node", "--once", "--manifests", MANIFESTS],
+            &[("PEAPOD_BOOT_ID", PathBuf::from(common::reboot::NEW_BOOT))],
+        ),
+    );
+    for name in ["crireboot", "crirebootdone"] {
+        assert!(
+            out.contains(&format!("CRI sandbox default/{name} left NOTREADY")),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("recovered"), "{out}");
+    // Nothing of theirs runs or is made again.
+    assert!(
+        common::reboot::pods_processes().is_empty(),
+        "processes: {:?}",
+        common::reboot::pods_processes()
+    );
+    assert!(!Path::new(RUN_DIR).join("pods").join(&uid).exists());
+    // `peapod get`: the container's end, not a lost supervisor.
+    assert_eq!(status_column("crireboot"), "Unknown");
+    assert_eq!(column("crireboot", "READY"), "0/1");
+    assert_eq!(phase("crireboot"), "Failed");
+    assert_eq!(status_column("crirebootdone"), "Error");
+    let described = peapod_ok(&["describe", "pod", "crireboot"]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.trim_start().starts_with("Exit Code:") && l.trim_end().ends_with("255")),
+        "{described}"
+    );
+
+    let node = Node::launch_with(&[("PEAPOD_BOOT_ID", common::reboot::NEW_BOOT)]);
+    // The agent started again in this boot: nothing more to settle.
+    assert!(!std::fs::read_to_string("/tmp/cri-node.log")
+        .unwrap_or_default()
+        .contains("left NOTREADY"));
+    // PodSandboxStatus/ListPodSandbox: NOTREADY, no network.
+    for id in [&sb, &done_sb] {
+        let s = node.sandbox_status(id).expect("PodSandboxStatus");
+        assert_eq!(s.state, cri::PodSandboxState::SandboxNotready as i32);
+        assert_eq!(s.network.unwrap().ip, "");
+    }
+    let notready = node.list_sandboxes(cri::PodSandboxFilter {
+        state: Some(cri::PodSandboxStateValue {
+            state: cri::PodSandboxState::SandboxNotready as i32,
+        }),
+        ..Default::default()
+    });
+    assert_eq!(notready.len(), 2, "{notready:?}");
+    // ContainerStatus/ListContainers: the running one EXITED 255 Unknown, ended at the
+    // recovery; the exited one as it was.
+    let s = node.status(&app).expect("ContainerStatus");
+    assert_eq!(s.state, ContainerExited as i32, "{s:?}");
+    assert_eq!((s.exit_code, s.reason.as_str()), (255, "Unknown"), "{s:?}");
+    assert!(s.finished_at >= rebooted, "{s:?}");
+    assert_eq!(s.started_at, app_before.started_at);
+    assert_eq!(s.log_path, log.display().to_string());
+    let q = node.status(&quit).expect("ContainerStatus");
+    assert_eq!((q.state, q.exit_code), (ContainerExited as i32, 3), "{q:?}");
+    assert_eq!(q.reason, "Error");
+    assert_eq!(
+        (q.started_at, q.finished_at),
+        (quit_before.started_at, quit_before.finished_at)
+    );
+    let mut both = vec![app.clone(), quit.clone()];
+    both.sort();
+    assert_eq!(
+        node.list(cri::ContainerFilter {
+            state: state_filter(ContainerExited),
+            ..Default::default()
+        }),
+        both
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("before-reboot"));
+    // Streams refused as containerd refuses them; stats still answer.
+    for e in [
+        node.exec_sync_call(&app).map(|_| ()).unwrap_err(),
+        node.exec(&app).map(|_| ()).unwrap_err(),
+        node.attach(&app).map(|_| ()).unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Code::Unknown, "{e:?}");
+        assert_eq!(e.message(), "container is in CONTAINER_EXITED state");
+    }
+    let e = node.port_forward(&sb).unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::Unknown, "sandbox container is not running")
+    );
+    node.call(|mut c| async move {
+        c.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+            .await
+    })
+    .expect("ListContainerStats");
+
+    // The kubelet: the old sandbox stopped: its IP and host port given back.
+    node.stop_sandbox(&sb).expect("StopPodSandbox");
+    assert!(!ipam_has(&uid), "the IP was given back");
+    let ports =
+        std::fs::read_to_string(lib_dir().join("network/hostports.json")).unwrap_or_default();
+    assert!(!ports.contains(&uid), "the host port claim stayed: {ports}");
+    node.stop_sandbox(&sb).expect("StopPodSandbox twice");
+    // A new sandbox, attempt 1, with the same host port and an address of its own.
+    let mut again_config = sandbox_config("crireboot", REBOOT_UID, 1);
+    again_config.port_mappings = vec![mapping];
+    let again = node
+        .run_sandbox(again_config.clone())
+        .expect("RunPodSandbox, attempt 1");
+    let s = node.sandbox_status(&again).unwrap();
+    assert_eq!(s.state, cri::PodSandboxState::SandboxReady as i32);
+    let ip = s.network.unwrap().ip;
+    assert!(ip.starts_with("10.88.") && ip != done_ip, "{ip}");
+    let ips: Vec<String> = ipam_allocations()
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.to_string())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = ips.iter().collect();
+    assert_eq!(unique.len(), ips.len(), "{ips:?}");
+    let mut app_config = container_config(
+        "app",
+        "echo after-reboot; trap 'exit 0' TERM; while true; do sleep 0.2; done",
+        vec![],
+    );
+    app_config.metadata.as_mut().unwrap().attempt = 1;
+    app_config.log_path = "app/1.log".into();
+    let app1 = node
+        .create(&again, app_config, &again_config)
+        .expect("CreateContainer in the new sandbox");
+    node.start(&app1).expect("StartContainer");
+    wait_state(&node, &app1, ContainerRunning);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("before-reboot"));
+    // The kubelet's garbage collection: the old containers and sandboxes go, nothing left.
+    node.remove(&app)
+        .expect("RemoveContainer of the lost container");
+    node.remove_sandbox(&sb).expect("RemovePodSandbox");
+    assert!(!lib_dir().join("pods").join(&uid).exists());
+    node.remove_sandbox(&done_sb)
+        .expect("RemovePodSandbox of a sandbox the reboot stopped, not stopped since");
+    assert!(!lib_dir().join("pods").join(&done_uid).exists());
+    assert!(!ipam_has(&done_uid));
+    assert_eq!(node.list_sandboxes(Default::default()), vec![again.clone()]);
+    node.stop_sandbox(&again).expect("StopPodSandbox");
+    node.remove_sandbox(&again).expect("RemovePodSandbox");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&config.log_directory);
+    let _ = std::fs::remove_dir_all(&done_config.log_directory);
+    assert_clean(
+        &keep,
+        "the sandboxes of before and after the reboot were removed",
+    );
+}
+
+const AGENT_KILL_UID: &str = "0b0e7c1a-cri0-4000-8000-0000000000c1";
+
+/// The CRI server killed (the agent restarts it), then the agent itself killed with kill -9 and
+/// started again: the pods run on untouched (same processes), a container that exited while no
+/// server ran is EXITED with its exit code, and events are as containerd's after its restart:
+/// none for that exit, the STOPPED of an exit after the restart given to a subscriber that
+/// came later (held for it).
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn cri_pods_run_on_while_the_agent_is_killed_and_restarted() {
+    use cri::ContainerState::{ContainerExited, ContainerRunning};
+    require_vm();
+    let keep = Keep::pods(&[]);
+    let trigger = Path::new("/tmp/cri-agent-kill");
+    let _ = std::fs::remove_dir_all(trigger);
+    std::fs::create_dir_all(trigger).unwrap();
+    let mount = cri::Mount {
+        container_path: "/trigger".into(),
+        host_path: trigger.display().to_string(),
+        ..Default::default()
+    };
+    let waits_for = |file: &str, code: i32| {
+        format!("while [ ! -f /trigger/{file} ]; do sleep 0.2; done; exit {code}")
+    };
+    let mut node = Node::launch();
+    let config = sandbox_config("criagent", AGENT_KILL_UID, 0);
+    let sb = node.run_sandbox(config.clone()).expect("RunPodSandbox");
+    let mut ids = Vec::new();
+    for (name, script) in [
+        (
+            "long",
+            "trap 'exit 0' TERM; while true; do sleep 0.2; done".to_string(),
+        ),
+        ("quits", waits_for("quit", 7)),
+        ("later", waits_for("later", 9)),
+    ] {
+        let id = node
+            .create(
+                &sb,
+                container_config(name, &script, vec![mount.clone()]),
+                &config,
+            )
+            .expect("CreateContainer");
+        node.start(&id).expect("StartContainer");
+        wait_state(&node, &id, ContainerRunning);
+        ids.push(id);
+    }
+    let (long, quits, later) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+    let pids = |node: &Node| -> Vec<i64> {
+        let mut p: Vec<i64> = ids
+            .iter()
+            .map(|id| node.container_info(id)["pid"].as_i64().unwrap_or(-1))
+            .collect();
+        p.push(node.sandbox_info(&sb)["pid"].as_i64().unwrap_or(-1));
+        p
+    };
+    let before = pids(&node);
+    assert!(before.iter().all(|p| *p > 0), "{before:?}");
+
+    // The CRI server alone killed: the agent starts another; the pods did not notice.
+    let server = node.server_pid().expect("the CRI server");
+    kill(server, "KILL");
+    assert!(
+        wait_for(
+            || node.server_pid().is_some_and(|p| p != server),
+            Duration::from_secs(30)
+        ),
+        "the agent did not restart its CRI server"
+    );
+    node.reconnect();
+    assert_eq!(pids(&node), before);
+    for id in &ids {
+        assert_eq!(node.status(id).unwrap().state, ContainerRunning as i32);
+    }
+
+    // The agent killed: its CRI server goes with it; the pods run on without either.
+    let server = node.server_pid().expect("the CRI server");
+    kill(node.agent.id() as i32, "KILL");
+    let _ = node.agent.wait();
+    assert!(
+        wait_for(
+            || common::accounting::proc_stat(server).is_none_or(|s| s.state == 'Z'),
+            Duration::from_secs(30)
+        ),
+        "the CRI server outlived its agent"
+    );
+    std::fs::write(trigger.join("quit"), "").unwrap();
+    wait_until(
+        "criagent",
+        "quits ended",
+        || {
+            container_status("criagent", "quits")
+                .is_some_and(|s| s["state"]["terminated"]["exitCode"] == 7)
+        },
+        RUNNING_TIMEOUT,
+    );
+    drop(node);
+    let node = Node::launch();
+    let after = pids(&node);
+    assert_eq!(after[0], before[0], "long was restarted");
+    assert_eq!(after[2], before[2], "later was restarted");
+    assert_eq!(after[3], before[3], "the sandbox was re-created");
+    assert_eq!(
+        node.sandbox_status(&sb).unwrap().state,
+        cri::PodSandboxState::SandboxReady as i32
+    );
+    assert_eq!(node.status(&long).unwrap().state, ContainerRunning as i32);
+    let q = node.status(&quits).unwrap();
+    assert_eq!((q.state, q.exit_code), (ContainerExited as i32, 7), "{q:?}");
+    assert_eq!(q.reason, "Error");
+    // An exit after the restart, before anyone subscribed: its STOPPED is held for the
+    // subscriber; the exit while no server ran has none.
+    std::fs::write(trigger.join("later"), "").unwrap();
+    let l = wait_state(&node, &later, ContainerExited);
+    assert_eq!(l.exit_code, 9);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut stream = node.subscribe();
+    let got = quiet_events(&node, &mut stream);
+    assert_eq!(
+        kinds(&got),
+        [(
+            later.clone(),
+            cri::ContainerEventType::ContainerStoppedEvent
+        )]
+    );
+    let status = got[0]
+        .containers_statuses
+        .iter()
+        .find(|c| c.id == later)
+        .expect("later's status in its event");
+    assert_eq!(status.exit_code, 9);
+
+    node.stop_sandbox(&sb).expect("StopPodSandbox");
+    node.remove_sandbox(&sb).expect("RemovePodSandbox");
+    drop(stream);
+    drop(node);
+    let _ = std::fs::remove_dir_all(&config.log_directory);
+    let _ = std::fs::remove_dir_all(trigger);
+    assert_clean(&keep, "the sandbox was removed");
 }

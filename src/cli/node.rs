@@ -71,6 +71,9 @@ pub fn run(paths: &Paths, args: &NodeArgs) -> Result<i32> {
         for p in &report.recovery.recovered {
             println!("pod {p} recovered after a reboot");
         }
+        for p in &report.recovery.kept_down {
+            println!("CRI sandbox {p} left NOTREADY after a reboot (its client re-creates it)");
+        }
         for p in &report.recovery.deleted {
             println!("pod {p} deleted (its delete was cut short by a reboot)");
         }

@@ -540,10 +540,22 @@ pub fn status(
     verbose: bool,
 ) -> Result<cri::ContainerStatusResponse, Status> {
     let (_, rec) = records::find_container(paths, id)?;
-    let seen = observe_live(paths, &rec);
+    Ok(cri_status_in(
+        &Live::read(paths, &rec.pod_uid),
+        &rec,
+        verbose,
+    ))
+}
+
+/// The status of `rec` from its pod's live records.
+pub(crate) fn cri_status_in(
+    live: &Live,
+    rec: &ContainerRecord,
+    verbose: bool,
+) -> cri::ContainerStatusResponse {
+    let seen = observe_in(live, rec);
     let mut info = std::collections::HashMap::new();
     if verbose {
-        let live = Live::read(paths, &rec.pod_uid);
         let pid = live
             .state
             .as_ref()
@@ -560,7 +572,7 @@ pub fn status(
         });
         info.insert("info".to_string(), value.to_string());
     }
-    Ok(cri::ContainerStatusResponse {
+    cri::ContainerStatusResponse {
         status: Some(cri::ContainerStatus {
             id: rec.id.clone(),
             metadata: rec.config.metadata.clone(),
@@ -569,7 +581,7 @@ pub fn status(
             started_at: seen.started_at,
             finished_at: seen.finished_at,
             exit_code: seen.exit_code,
-            image: Some(image_spec(&rec)),
+            image: Some(image_spec(rec)),
             image_ref: rec.image_ref.clone(),
             reason: seen.reason,
             message: seen.message,
@@ -582,7 +594,7 @@ pub fn status(
             user: None,
         }),
         info,
-    })
+    }
 }
 
 fn image_spec(rec: &ContainerRecord) -> cri::ImageSpec {

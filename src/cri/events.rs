@@ -11,12 +11,21 @@
 //!
 //! Each event holds the sandbox's status and the statuses of all its containers at the time it
 //! is sent. A subscriber that falls [`CAPACITY`] events behind skips the ones it missed (a
-//! warning says how many); the server never waits for one.
+//! warning says how many); the server never waits for one. Events sent while nobody is
+//! subscribed are held for [`HOLD_FOR`] (at most [`CAPACITY`] of them) and given to the next
+//! subscriber first, as containerd's event queue holds them [internal/eventq; the CRI
+//! plugin's `containerEventsQ`, 5 minutes].
+//!
+//! After a restart of the server, as after containerd's: what ran before is learnt by the
+//! watcher's first look (at once), so a later exit is sent; an exit while no server ran is
+//! not (containerd's recovery updates such a container's status without an event
+//! [internal/cri/server/restart.go loadContainer]); the status shows it, and the kubelet's
+//! PLEG relists when its event stream broke.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
 use tokio::sync::broadcast;
@@ -30,6 +39,8 @@ use crate::store::Paths;
 pub const CAPACITY: usize = 1024;
 /// How often the watcher looks for containers and sandboxes that ended by themselves.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How long an event sent while nobody is subscribed waits for a subscriber (containerd's).
+pub const HOLD_FOR: Duration = Duration::from_secs(5 * 60);
 
 pub type EventStream =
     Pin<Box<dyn futures::Stream<Item = Result<cri::ContainerEventResponse, tonic::Status>> + Send>>;
@@ -57,11 +68,48 @@ impl Seen {
     }
 }
 
+/// Events sent while nobody was subscribed, oldest first, with when they were sent.
+#[derive(Debug, Default)]
+struct Held {
+    events: VecDeque<(Instant, cri::ContainerEventResponse)>,
+}
+
+impl Held {
+    /// Keeps `event`, sent at `now`: those older than [`HOLD_FOR`] go, and the oldest beyond
+    /// [`CAPACITY`].
+    fn hold(&mut self, now: Instant, event: cri::ContainerEventResponse) {
+        self.expire(now);
+        if self.events.len() >= CAPACITY {
+            self.events.pop_front();
+            tracing::warn!("no GetContainerEvents subscriber: the oldest held event is dropped");
+        }
+        self.events.push_back((now, event));
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self
+            .events
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= HOLD_FOR)
+        {
+            self.events.pop_front();
+        }
+    }
+
+    /// The events still held at `now`, for a new subscriber (nothing is held after).
+    fn take(&mut self, now: Instant) -> Vec<cri::ContainerEventResponse> {
+        self.expire(now);
+        self.events.drain(..).map(|(_, e)| e).collect()
+    }
+}
+
 /// The server's event channel (cheap to clone).
 #[derive(Clone)]
 pub struct Events {
     sender: broadcast::Sender<cri::ContainerEventResponse>,
     seen: Arc<Mutex<Seen>>,
+    /// Also serializes a send with a subscription, so no event falls between the two.
+    held: Arc<Mutex<Held>>,
 }
 
 impl Default for Events {
@@ -76,6 +124,7 @@ impl Events {
         Events {
             sender,
             seen: Arc::new(Mutex::new(Seen::default())),
+            held: Arc::new(Mutex::new(Held::default())),
         }
     }
 
@@ -83,23 +132,46 @@ impl Events {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new subscriber's stream: the events sent from now on.
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new subscriber's stream: the events held for want of a subscriber, then those sent
+    /// from now on.
     pub fn subscribe(&self) -> EventStream {
-        let rx = self.sender.subscribe();
-        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(event) => return Some((Ok(event), rx)),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            skipped = n,
-                            "a GetContainerEvents subscriber fell behind; events skipped"
-                        );
+        let (rx, held) = {
+            let mut held = self.held();
+            (self.sender.subscribe(), held.take(Instant::now()))
+        };
+        let held = futures::stream::iter(held.into_iter().map(Ok));
+        Box::pin(futures::StreamExt::chain(
+            held,
+            futures::stream::unfold(rx, |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(event) => return Some((Ok(event), rx)),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(
+                                skipped = n,
+                                "a GetContainerEvents subscriber fell behind; events skipped"
+                            );
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-            }
-        }))
+            }),
+        ))
+    }
+
+    /// Sends `event` to the subscribers, or holds it while there is none.
+    fn publish(&self, event: cri::ContainerEventResponse) {
+        let mut held = self.held();
+        if self.sender.receiver_count() == 0 {
+            held.hold(Instant::now(), event);
+        } else if let Err(broadcast::error::SendError(event)) = self.sender.send(event) {
+            // The last subscriber left meanwhile.
+            held.hold(Instant::now(), event);
+        }
     }
 
     /// Sends `kind` for `container_id` of sandbox `sandbox_id`, with their statuses now.
@@ -111,9 +183,6 @@ impl Events {
         sandbox_id: &str,
         kind: cri::ContainerEventType,
     ) {
-        if self.sender.receiver_count() == 0 {
-            return;
-        }
         let event = cri::ContainerEventResponse {
             container_id: container_id.to_string(),
             container_event_type: kind as i32,
@@ -123,8 +192,7 @@ impl Events {
                 .and_then(|s| s.status),
             containers_statuses: container_statuses(paths, sandbox_id),
         };
-        // No receiver left meanwhile: nobody to tell.
-        let _ = self.sender.send(event);
+        self.publish(event);
     }
 
     /// `id` now runs (a started container, a sandbox that was run).
@@ -208,10 +276,10 @@ fn container_statuses(paths: &Paths, sandbox_id: &str) -> Vec<cri::ContainerStat
     let Ok(sandbox) = records::find_sandbox(paths, sandbox_id) else {
         return Vec::new();
     };
+    let live = Live::read(paths, &sandbox.uid);
     records::containers_of(paths, &sandbox.uid)
         .iter()
-        .filter_map(|c| containers::status(paths, &c.id, false).ok())
-        .filter_map(|s| s.status)
+        .filter_map(|c| containers::cri_status_in(&live, c, false).status)
         .collect()
 }
 
@@ -285,14 +353,57 @@ mod tests {
         assert_eq!(first.container_id, "5");
         let second = slow.next().await.unwrap().unwrap();
         assert_eq!(second.container_id, "6");
-        // A subscriber sees only what is sent after it subscribed.
+        // With a subscriber, nothing is held: a second one sees only what comes after it.
         let mut late = events.subscribe();
-        events.sender.send(event("new")).unwrap();
+        events.publish(event("new"));
         assert_eq!(late.next().await.unwrap().unwrap().container_id, "new");
         drop(events);
         // Closed: the stream ends once drained.
         while let Some(e) = late.next().await {
             e.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn events_nobody_received_wait_for_the_next_subscriber() {
+        let events = Events::new();
+        events.publish(event("a"));
+        events.publish(event("b"));
+        let mut first = events.subscribe();
+        events.publish(event("c"));
+        for want in ["a", "b", "c"] {
+            assert_eq!(first.next().await.unwrap().unwrap().container_id, want);
+        }
+        // Given once: a second subscriber does not get them again.
+        let mut second = events.subscribe();
+        events.publish(event("d"));
+        assert_eq!(second.next().await.unwrap().unwrap().container_id, "d");
+        // Everyone left: held again, for the next one.
+        drop((first, second));
+        events.publish(event("e"));
+        let mut third = events.subscribe();
+        assert_eq!(third.next().await.unwrap().unwrap().container_id, "e");
+    }
+
+    #[test]
+    fn held_events_expire_and_are_bounded() {
+        let mut held = Held::default();
+        let t0 = Instant::now();
+        held.hold(t0, event("old"));
+        held.hold(t0 + Duration::from_secs(60), event("newer"));
+        assert_eq!(
+            held.take(t0 + HOLD_FOR)
+                .into_iter()
+                .map(|e| e.container_id)
+                .collect::<Vec<_>>(),
+            ["newer"]
+        );
+        for i in 0..CAPACITY + 3 {
+            held.hold(t0, event(&i.to_string()));
+        }
+        let kept = held.take(t0);
+        assert_eq!(kept.len(), CAPACITY);
+        assert_eq!(kept[0].container_id, "3", "the oldest go first");
+        assert!(held.take(t0).is_empty());
     }
 }

@@ -215,7 +215,9 @@ pub fn stop(paths: &Paths, id: &str) -> Result<(), Status> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(())
+    // No supervisor ended it (a reboot took it down): what it still holds goes now.
+    crate::pod::teardown::finish_unsupervised(paths, &rec.uid)
+        .map_err(|e| Status::unknown(format!("failed to stop sandbox {:?}: {e}", rec.id)))
 }
 
 /// Removes the sandbox and everything of it (as `peapod delete`); an unknown ID is fine.
@@ -264,8 +266,12 @@ pub fn status(
             metadata: Some(rec.metadata()),
             state: state_of(&live) as i32,
             created_at: rec.created_at,
+            // Empty once the network namespace is gone (containerd: a closed netns).
             network: Some(cri::PodSandboxNetworkStatus {
-                ip: live.pod_ip().unwrap_or_default(),
+                ip: live
+                    .sandbox_pid()
+                    .and_then(|_| live.pod_ip())
+                    .unwrap_or_default(),
                 additional_ips: Vec::new(),
             }),
             linux: Some(cri::LinuxPodSandboxStatus {

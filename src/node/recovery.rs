@@ -4,8 +4,11 @@
 //!
 //! For each pod on record (`pod::reboot::after_boot` decides): one whose supervisor is gone
 //! and whose recorded boot is not this one gets a supervisor again, which re-creates its
-//! sandbox and restarts its containers per restartPolicy (`pod::supervisor::reboot`); one
-//! being deleted has its delete finished; finished pods and pods whose supervisor runs (the
+//! sandbox and restarts its containers per restartPolicy (`pod::supervisor::reboot`), except a
+//! CRI sandbox, which stays down with its record settled to what the reboot left
+//! (`pod::reboot::settle_cri`: NOTREADY, its running containers EXITED 255 `Unknown`) for the
+//! kubelet to stop, remove and re-create, as containerd leaves its sandboxes; one being
+//! deleted has its delete finished; finished pods and pods whose supervisor runs (the
 //! agent itself was restarted) are left alone. A pod whose supervisor was killed in this same
 //! boot is left alone too: its containers may still run, and taking them over is the matter of
 //! supervisor re-adoption, not of this recovery; it stays `Unknown` as before.
@@ -18,15 +21,17 @@ use std::collections::BTreeSet;
 
 use super::NodeError;
 use crate::pod::lifecycle;
-use crate::pod::reboot::{after_boot, AfterBoot, Leave, PodFacts};
+use crate::pod::reboot::{after_boot, settle_cri, AfterBoot, Leave, PodFacts, Settled};
 use crate::pod::record;
-use crate::store::Paths;
+use crate::store::{write_json_volatile, Paths, StoreError};
 
 /// What the recovery did, for the log and `--once`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// `namespace/name` of the pods started again.
     pub recovered: Vec<String>,
+    /// CRI sandboxes left down for their client (the kubelet) to re-create.
+    pub kept_down: Vec<String>,
     /// Pods whose delete was finished.
     pub deleted: Vec<String>,
     /// Pods whose supervisor died in this boot (left `Unknown`).
@@ -61,6 +66,7 @@ pub fn recover(paths: &Paths) -> Result<RecoveryReport, NodeError> {
                 .is_some_and(|p| p.is_alive()),
             run_dir_exists: paths.pod_run_dir(&uid).exists(),
             deleting: rec.deleting.is_some(),
+            cri: crate::pod::control::is_cri(&rec.pod),
         };
         match after_boot(&facts, &boot) {
             AfterBoot::Recover => {
@@ -69,6 +75,23 @@ pub fn recover(paths: &Paths) -> Result<RecoveryReport, NodeError> {
                     Ok(()) => report.recovered.push(key),
                     Err(e) => {
                         tracing::error!(pod = %key, error = %e, "cannot recover the pod");
+                        report.failed.push(format!("{key}: {e}"));
+                    }
+                }
+            }
+            AfterBoot::KeepDown => {
+                let Some(state) = rec.state.as_ref() else {
+                    continue;
+                };
+                let Some(settled) = settle_cri(state, rec.status.as_ref(), jiff::Timestamp::now())
+                else {
+                    continue;
+                };
+                tracing::info!(pod = %key, lost = ?settled.lost, "CRI sandbox lost to a reboot: left NOTREADY for its client to re-create");
+                match save_settled(paths, &uid, &settled) {
+                    Ok(()) => report.kept_down.push(key),
+                    Err(e) => {
+                        tracing::error!(pod = %key, error = %e, "cannot record what the reboot left of the CRI sandbox");
                         report.failed.push(format!("{key}: {e}"));
                     }
                 }
@@ -95,6 +118,16 @@ pub fn recover(paths: &Paths) -> Result<RecoveryReport, NodeError> {
     }
     sweep_leftovers(paths, &mut report)?;
     Ok(report)
+}
+
+/// Writes a settled CRI sandbox's record: state first (what a teardown reads), then status.
+fn save_settled(paths: &Paths, uid: &str, settled: &Settled) -> Result<(), StoreError> {
+    let dir = paths.pod_dir(uid);
+    write_json_volatile(&dir.join(record::STATE_FILE), &settled.state)?;
+    if let Some(status) = &settled.status {
+        write_json_volatile(&dir.join(record::STATUS_FILE), status)?;
+    }
+    Ok(())
 }
 
 /// Runs a teardown in a child process and waits for it. The teardown talks netlink through a

@@ -10,11 +10,18 @@
 //! restart.go loadContainer: unknownExitCode, unknownExitReason]; the kubelet sees the sandbox
 //! changed, makes a new one and starts the containers as the restart policy says, each as a new
 //! attempt (restartCount + 1) [kuberuntime_manager.go computePodActions].
+//!
+//! A pod made through the CRI is the kubelet's to bring back, not the agent's: its sandbox
+//! stays down ([`AfterBoot::KeepDown`]) and its record is settled to what containerd reports
+//! after a reboot ([`settle_cri`]): the sandbox NOTREADY, a container that was running EXITED
+//! with 255 `Unknown`, one that had ended as it ended. The kubelet then stops and removes that
+//! sandbox and makes a new one, attempt + 1 [kuberuntime util.go PodSandboxChanged].
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, PodStatus};
 
-use crate::pod::model::Terminated;
+use crate::pod::machine::{Kind, RestartPolicy};
+use crate::pod::model::{ContainerView, PodView, RunState, Terminated};
 use crate::pod::record::{ContainerState, PodState};
 
 /// The exit code of a container whose end the runtime did not see [containerd restart.go].
@@ -33,6 +40,8 @@ pub struct PodFacts<'a> {
     pub run_dir_exists: bool,
     /// A delete was asked and not finished.
     pub deleting: bool,
+    /// The pod is a CRI sandbox (`pod::control::is_cri`): its client brings it back.
+    pub cri: bool,
 }
 
 /// What the agent does with a pod when it starts.
@@ -42,6 +51,10 @@ pub enum AfterBoot {
     Recover,
     /// Lost to a reboot while being deleted: the delete is finished from its record.
     FinishDelete,
+    /// A CRI sandbox lost to a reboot: nothing is started; its record is settled to what the
+    /// reboot left ([`settle_cri`]) and the CRI client (the kubelet) stops, removes and
+    /// re-creates it, as it does with containerd's sandboxes after a reboot.
+    KeepDown,
     /// Nothing to do, and why.
     Leave(Leave),
 }
@@ -86,6 +99,8 @@ pub fn after_boot(f: &PodFacts, boot_id: &str) -> AfterBoot {
     }
     if f.deleting {
         AfterBoot::FinishDelete
+    } else if f.cri {
+        AfterBoot::KeepDown
     } else {
         AfterBoot::Recover
     }
@@ -199,6 +214,125 @@ pub fn restore_container(before: ContainerBefore, now: Timestamp) -> Restored {
         lost: false,
         image_id,
     }
+}
+
+/// A CRI sandbox's record once settled after a reboot ([`settle_cri`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    /// No process recorded any more (they ended with the boot); the host resources the pod
+    /// still holds (IP, host ports, volumes, bundles) stay recorded for StopPodSandbox to
+    /// release. The boot id stays the earlier boot's: that is where its processes ran.
+    pub state: PodState,
+    /// The containers that were running ended 255 `Unknown`, the sandbox not ready, the
+    /// phase and conditions as the kubelet computes them from that; None if it had none.
+    pub status: Option<PodStatus>,
+    /// The containers that were running when the host went down.
+    pub lost: Vec<String>,
+}
+
+/// A recorded container status as the lifecycle model's view (an app container).
+fn view_of(s: &ContainerStatus) -> ContainerView {
+    let mut view = ContainerView::new(
+        &s.name,
+        Kind::App,
+        &s.image,
+        crate::pod::model::REASON_CONTAINER_CREATING,
+    );
+    view.image_id = s.image_id.clone();
+    view.restart_count = u32::try_from(s.restart_count).unwrap_or(0);
+    view.ready = s.ready;
+    view.started = s.started.unwrap_or(false);
+    view.last_terminated = s
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .map(terminated);
+    let state = s.state.as_ref();
+    if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
+        view.state = RunState::Terminated(terminated(t));
+    } else if let Some(r) = state.and_then(|st| st.running.as_ref()) {
+        view.state = RunState::Running {
+            started_at: r.started_at.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+            container_id: s.container_id.clone().unwrap_or_default(),
+        };
+    } else if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
+        view.state = RunState::Waiting {
+            reason: w.reason.clone().unwrap_or_default(),
+            message: w.message.clone(),
+        };
+    }
+    view
+}
+
+/// What a reboot at `now` left of a CRI sandbox whose records are `state` and `status`, or
+/// None when they say so already (settled by an earlier start of the agent in this boot).
+///
+/// As containerd's recovery finds its containers [internal/cri/server/restart.go
+/// loadContainer]: one whose task is gone while its checkpoint says running is EXITED, exit
+/// code 255, reason `Unknown`, finished at the recovery; an exited one keeps its status; one
+/// created and never started stays so (the CRI record says CREATED). The sandbox has no
+/// process left: NOTREADY, as containerd's with a stopped or missing task.
+pub fn settle_cri(state: &PodState, status: Option<&PodStatus>, now: Timestamp) -> Option<Settled> {
+    let recorded = state.supervisor.is_some()
+        || state.keeper.is_some()
+        || state.sandbox.process.is_some()
+        || state.containers.values().any(|c| c.process.is_some());
+    let running = |s: &&ContainerStatus| s.state.as_ref().is_some_and(|st| st.running.is_some());
+    let shown_running = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| running(&c)));
+    if !recorded && !shown_running {
+        return None;
+    }
+    let mut settled = state.clone();
+    settled.supervisor = None;
+    settled.keeper = None;
+    settled.sandbox.process = None;
+    let mut lost = Vec::new();
+    let mut app = Vec::new();
+    for s in status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or(&[])
+    {
+        let mut view = view_of(s);
+        if running(&s) {
+            let before = ContainerBefore {
+                status: Some(s),
+                instance: state.containers.get(&s.name),
+            };
+            if let Some(last) = restore_container(before, now).last {
+                view.state = RunState::Terminated(last);
+            }
+            view.ready = false;
+            view.started = false;
+            lost.push(s.name.clone());
+            if let Some(c) = settled.containers.get_mut(&s.name) {
+                c.finished_at_ns = Some(now.as_nanosecond() as i64);
+            }
+        }
+        app.push(view);
+    }
+    for c in settled.containers.values_mut() {
+        c.process = None;
+    }
+    let status = status.map(|old| {
+        let view = PodView {
+            app,
+            policy: RestartPolicy::Never,
+            pod_ip: old.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            host_ip: old.host_ip.clone(),
+            start_time: old.start_time.as_ref().map(|t| t.0),
+            qos_class: old.qos_class.clone().unwrap_or_default(),
+            sandbox_ready: false,
+            ..Default::default()
+        };
+        crate::pod::model::pod_status(&view, Some(old), now)
+    });
+    Some(Settled {
+        state: settled,
+        status,
+        lost,
+    })
 }
 
 #[cfg(test)]

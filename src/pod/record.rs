@@ -191,6 +191,25 @@ impl ParentCgroups {
     }
 }
 
+impl PodState {
+    /// Forgets what `teardown::release_host` gave back: the sandbox's process and network,
+    /// host ports, cgroups (the cgroup parent's record too), and each instance's process,
+    /// cgroup and bundle.
+    pub fn host_released(&mut self) {
+        self.sandbox.veth = None;
+        self.sandbox.process = None;
+        self.sandbox.ip = None;
+        self.host_port_table = None;
+        self.pod_cgroup = None;
+        self.cgroup_parent = None;
+        for c in self.containers.values_mut() {
+            c.cgroup = None;
+            c.bundle = None;
+            c.process = None;
+        }
+    }
+}
+
 /// A request to stop and remove the pod, written by `peapod delete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -171,6 +171,49 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
     errors
 }
 
+/// Ends a pod that no supervisor will end (a CRI sandbox a reboot took down: its supervisor
+/// and processes are gone, what it held on the host is still recorded), as its supervisor's
+/// end would have: what the state records is released and the state says `finished`; the
+/// record, status and logs stay. Nothing to do for a finished pod or one whose supervisor
+/// runs (it ends its pod itself).
+pub fn finish_unsupervised(paths: &Paths, uid: &str) -> Result<(), TeardownError> {
+    let file = paths.pod_dir(uid).join(record::STATE_FILE);
+    let Ok(state) = read_json::<PodState>(&file) else {
+        return Ok(());
+    };
+    if state.finished || state.supervisor.as_ref().is_some_and(ProcessRef::is_alive) {
+        return Ok(());
+    }
+    let pod = format!("{}/{}", state.namespace, state.name);
+    let failed = |message: String| TeardownError::Step {
+        pod: pod.clone(),
+        what: "resources".into(),
+        message,
+    };
+    // A keeper still there (its supervisor killed in this boot) starts no other one now; one
+    // it started meanwhile ends the pod itself, when asked through its control socket.
+    if let Some(k) = &state.keeper {
+        kill_recorded(k);
+    }
+    let Ok(mut state) = read_json::<PodState>(&file) else {
+        return Ok(());
+    };
+    if state.supervisor.as_ref().is_some_and(ProcessRef::is_alive) {
+        return Err(failed(
+            "its supervisor was started again meanwhile; stop it again".into(),
+        ));
+    }
+    let errors = release_host(paths, &state);
+    if !errors.is_empty() {
+        return Err(failed(errors.join("; ")));
+    }
+    state.host_released();
+    state.supervisor = None;
+    state.keeper = None;
+    state.finished = true;
+    crate::store::write_json_volatile(&file, &state).map_err(|e| failed(e.to_string()))
+}
+
 /// Releases every resource recorded in `state`, then removes the pod's directories.
 /// Returns the steps that failed, if any (after trying all of them).
 pub fn release_all(paths: &Paths, state: &PodState) -> Result<(), TeardownError> {

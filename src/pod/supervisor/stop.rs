@@ -262,17 +262,7 @@ impl Supervisor {
             tracing::warn!(errors = %errors.join("; "), "releasing the finished pod's resources");
             return;
         }
-        self.state.sandbox.veth = None;
-        self.state.sandbox.process = None;
-        self.state.sandbox.ip = None;
-        self.state.host_port_table = None;
-        self.state.pod_cgroup = None;
-        self.state.cgroup_parent = None;
-        for c in self.state.containers.values_mut() {
-            c.cgroup = None;
-            c.bundle = None;
-            c.process = None;
-        }
+        self.state.host_released();
         self.save_state_or_log();
     }
 }
