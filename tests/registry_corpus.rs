@@ -15,35 +15,9 @@ use std::path::{Path, PathBuf};
 use common::pull::Peapod;
 use common::registry::{layout, layout_json, layout_top_digest, mirrors_toml, Registry};
 
-fn corpus_dir() -> PathBuf {
-    [
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/pod-corpus"),
-        "/work/shared/pod-corpus",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_dir())
-    .expect("pod corpus not found next to the project or at /work/shared/pod-corpus")
-}
-
-fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            manifests(&path, out);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            out.push(path);
-        }
-    }
-}
-
 /// The `image:` values of every container of every manifest peapod accepts.
 fn corpus_images() -> BTreeSet<String> {
-    let mut files = Vec::new();
-    manifests(&corpus_dir(), &mut files);
+    let files = common::corpus::manifests(&common::corpus::dir());
     let mut images = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap_or_default();

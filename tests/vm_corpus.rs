@@ -25,8 +25,6 @@ use common::vm_registry;
 use common::*;
 use sha2::{Digest, Sha256};
 
-/// Where `scripts/test` copies the corpus in the VM.
-const CORPUS: &str = "/peapod/pod-corpus";
 /// The test's own registry, the mirror of every registry the corpus names.
 const MIRROR: &str = "127.0.0.1:5055";
 /// The registries the corpus' images come from.
@@ -105,33 +103,6 @@ struct CorpusPod {
     name: String,
     init: Vec<String>,
     app: Vec<String>,
-}
-
-fn corpus_dir() -> PathBuf {
-    let dir =
-        std::env::var_os("PEAPOD_TEST_CORPUS").map_or_else(|| PathBuf::from(CORPUS), PathBuf::from);
-    assert!(
-        dir.is_dir(),
-        "the pod corpus is missing at {} (scripts/test copies it into the VM)",
-        dir.display()
-    );
-    dir
-}
-
-fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            manifests(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
 }
 
 /// The pods a manifest file holds, read with peapod's own decoder.
@@ -409,9 +380,8 @@ fn rounds(pods: Vec<CorpusPod>) -> Vec<Vec<CorpusPod>> {
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
 fn every_corpus_manifest_runs() {
     require_vm();
-    let corpus = corpus_dir();
-    let mut files = Vec::new();
-    manifests(&corpus, &mut files);
+    let corpus = common::corpus::dir();
+    let files = common::corpus::manifests(&corpus);
     assert!(
         files.len() >= 48,
         "the corpus has {} manifests, expected 48",

@@ -231,23 +231,33 @@ async fn blocking<T: Send + 'static>(
 
 /// The receiving end: every chunk is written to the blob temp file and hashed as it is read
 /// by the unpacker (or by the final drain when there is nothing to unpack).
-struct TeeReader {
+struct TeeReader<W> {
     rx: mpsc::Receiver<Chunk>,
     current: bytes::Bytes,
-    file: File,
+    file: W,
     path: PathBuf,
     hasher: Sha256,
     size: u64,
+    /// The first write error on the blob file. It sticks: once a chunk is lost the blob is
+    /// wrong whatever comes after, and every later read must say why (a disk that fills while
+    /// another layer is unpacked may have room again a moment later, when that layer's
+    /// temp files are gone; the drain would then count a short blob instead of the full disk).
+    write_error: Option<(io::ErrorKind, String)>,
 }
 
-impl Read for TeeReader {
+impl<W: Write> Read for TeeReader<W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
+            if let Some((kind, message)) = &self.write_error {
+                return Err(io::Error::new(*kind, message.clone()));
+            }
             match self.rx.blocking_recv() {
                 Some(Chunk::Data(b)) => {
-                    self.file.write_all(&b).map_err(|e| {
-                        io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
-                    })?;
+                    if let Err(e) = self.file.write_all(&b) {
+                        let message = format!("{}: {e}", self.path.display());
+                        self.write_error = Some((e.kind(), message));
+                        continue;
+                    }
                     self.hasher.update(&b);
                     self.size += b.len() as u64;
                     self.current = b;
@@ -285,6 +295,7 @@ fn sink(
         path: blob_tmp.to_path_buf(),
         hasher: Sha256::new(),
         size: 0,
+        write_error: None,
     };
     let unpacked = match layer_tmp {
         Some(dir) => {
@@ -332,5 +343,68 @@ fn syncfs(file: &File) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A blob file on a disk that is full for one write, then has room again.
+    struct FullOnce {
+        failed: bool,
+        written: Vec<u8>,
+    }
+
+    impl Write for FullOnce {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.failed {
+                self.failed = true;
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lost_chunk_fails_every_later_read_with_the_write_error() {
+        let (tx, rx) = mpsc::channel(4);
+        for chunk in [&b"first"[..], b"second", b"third"] {
+            tx.try_send(Chunk::Data(bytes::Bytes::from_static(chunk)))
+                .expect("the channel has room");
+        }
+        drop(tx);
+        let mut reader = TeeReader {
+            rx,
+            current: bytes::Bytes::new(),
+            file: FullOnce {
+                failed: false,
+                written: Vec::new(),
+            },
+            path: PathBuf::from("/lib/images/tmp/blob-1"),
+            hasher: Sha256::new(),
+            size: 0,
+            write_error: None,
+        };
+        let mut buf = [0u8; 16];
+        for _ in 0..2 {
+            let e = reader
+                .read(&mut buf)
+                .expect_err("a read after a failed write succeeded");
+            assert_eq!(e.raw_os_error(), None);
+            assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+            assert!(e.to_string().starts_with("/lib/images/tmp/blob-1: "), "{e}");
+            assert!(e.to_string().contains("No space left on device"), "{e}");
+        }
+        let drained = io::copy(&mut reader, &mut io::sink());
+        assert!(
+            drained.is_err(),
+            "the drain took a short blob for a whole one"
+        );
+        assert_eq!(reader.size, 0, "bytes counted past a lost chunk");
     }
 }

@@ -24,6 +24,8 @@ pub mod pull;
 pub mod registry;
 // The VM-side fault and soak suites' accounting, and the registry inside the VM.
 pub mod accounting;
+// The shared pod corpus (registry_corpus, vm_corpus).
+pub mod corpus;
 // A simulated reboot (vm_recovery, vm_cri).
 pub mod reboot;
 pub mod vm_registry;
