@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use common::pull::Peapod;
 use common::registry::{layout, layout_json, layout_top_digest, mirrors_toml, Registry};
