@@ -56,6 +56,8 @@ fn ns_mode(config: &cri::PodSandboxConfig, pick: fn(&cri::NamespaceOption) -> i3
     ns_is(config, pick, cri::NamespaceMode::Node)
 }
 
+/// Whether the sandbox's namespace option of a kind is `mode`; options left out are POD (the
+/// enum's zero), as containerd reads them through Go's nil-safe getters.
 fn ns_is(
     config: &cri::PodSandboxConfig,
     pick: fn(&cri::NamespaceOption) -> i32,
@@ -66,7 +68,8 @@ fn ns_is(
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref())
-        .is_some_and(|n| pick(n) == mode as i32)
+        .map_or(cri::NamespaceMode::Pod as i32, pick)
+        == mode as i32
 }
 
 /// Why the sandbox's sysctls cannot be set, if one cannot: the kubelet admitted them (its
@@ -620,6 +623,8 @@ mod tests {
         assert_eq!(opts[0].value.as_deref(), Some("5"));
         assert_eq!(opts[1].value, None);
         assert_eq!(spec.host_network, None);
+        // No namespace options at all (critest's default sandbox): POD, one pid namespace.
+        assert_eq!(spec.share_process_namespace, Some(true));
         assert!(!ann.contains_key(crate::network::hostport::PORTS_ANNOTATION));
         assert!(!ann.contains_key(CRI_CGROUP_PARENT_ANNOTATION));
 
