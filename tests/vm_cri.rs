@@ -1330,6 +1330,37 @@ fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::
     assert!(groups.split_whitespace().any(|g| g == "3000"), "{text}");
     node.remove(&id).expect("RemoveContainer sec");
 
+    // run_as_username is looked up in the image's /etc/passwd (critest's RunAsUserName); a
+    // group without a user is refused at create, as containerd refuses it.
+    let mut named = container_config("named", "id -u; id -g", vec![]);
+    let sc = named
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .unwrap();
+    sc.run_as_username = "nobody".into();
+    let id = node
+        .create(sandbox, named, config)
+        .expect("CreateContainer named");
+    node.start(&id).expect("StartContainer named");
+    let s = wait_state(node, &id, cri::ContainerState::ContainerExited);
+    let text = std::fs::read_to_string(&s.log_path).unwrap();
+    assert!(text.contains("stdout F 65534\n"), "{text}");
+    assert_eq!(text.matches(" 65534\n").count(), 2, "{text}");
+    node.remove(&id).expect("RemoveContainer named");
+    let mut group_only = container_config("grouponly", "true", vec![]);
+    if let Some(sc) = group_only
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        sc.run_as_group = Some(cri::Int64Value { value: 1002 });
+    }
+    let e = node
+        .create(sandbox, group_only, config)
+        .expect_err("a group without a user");
+    assert!(e.message().contains("is specified without user"), "{e:?}");
+
     // AppArmor: peapod applies none, so a profile is refused.
     let mut armored = container_config("armored", "true", vec![]);
     let sc = armored

@@ -464,10 +464,17 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         })
         .unwrap_or_else(|| "/".to_string());
 
+    // A CRI container's settings beyond the Pod (none for other pods).
+    let cri =
+        crate::pod::control::CriContainerSettings::of(pod, &container.name).unwrap_or_default();
+    // The CRI's run_as_username takes the place of the image's user, as containerd passes it
+    // to the same lookup (`oci.WithUser`); a runAsGroup still replaces its group.
     let user = resolve_user(
         pod,
         container,
-        image.and_then(|c| c.user().as_deref()),
+        cri.run_as_username
+            .as_deref()
+            .or_else(|| image.and_then(|c| c.user().as_deref())),
         &input.rootfs.lower,
         &field,
     )?;
@@ -540,8 +547,6 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     }
     // A CRI container: the kubelet's lists replace the defaults when it gave some (an empty
     // list, which the CRI cannot tell from none, keeps them, as under containerd).
-    let cri =
-        crate::pod::control::CriContainerSettings::of(pod, &container.name).unwrap_or_default();
     let given = |l: Option<Vec<String>>, default: &[&str]| {
         l.filter(|l| !l.is_empty())
             .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())

@@ -319,6 +319,28 @@ fn user_resolution_from_layers() {
         .unwrap(),
     );
     assert_eq!(user_of(&f3), (1000, 1001, vec![1001, 4000]));
+
+    // A CRI container's run_as_username is looked up in place of the image's user.
+    let mut f4 = Fixture::new(app(json!({})), json!({"User": "old"}));
+    f4.layers = f.layers.clone();
+    let settings = crate::pod::control::CriContainerSettings {
+        run_as_username: Some("web".into()),
+        ..Default::default()
+    };
+    f4.pod.metadata.annotations = Some(
+        [
+            (
+                crate::pod::control::CRI_SANDBOX_ANNOTATION.to_string(),
+                "sb".to_string(),
+            ),
+            (
+                crate::pod::control::CriContainerSettings::key("app"),
+                serde_json::to_string(&settings).unwrap(),
+            ),
+        ]
+        .into(),
+    );
+    assert_eq!(user_of(&f4), (1000, 1001, vec![1001, 50]));
 }
 
 #[test]

@@ -56,6 +56,8 @@ fn ns_mode(config: &cri::PodSandboxConfig, pick: fn(&cri::NamespaceOption) -> i3
     ns_is(config, pick, cri::NamespaceMode::Node)
 }
 
+/// Whether the sandbox's namespace option of a kind is `mode`; options left out are POD (the
+/// enum's zero), as containerd reads them through Go's nil-safe getters.
 fn ns_is(
     config: &cri::PodSandboxConfig,
     pick: fn(&cri::NamespaceOption) -> i32,
@@ -66,7 +68,8 @@ fn ns_is(
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref())
-        .is_some_and(|n| pick(n) == mode as i32)
+        .map_or(cri::NamespaceMode::Pod as i32, pick)
+        == mode as i32
 }
 
 /// Why the sandbox's sysctls cannot be set, if one cannot: the kubelet admitted them (its
@@ -150,7 +153,14 @@ pub fn sandbox_pod(id: &str, config: &cri::PodSandboxConfig) -> Pod {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let (dns_policy, dns_config) = match &config.dns_config {
+    // An empty DNSConfig (critest's namespace tests send one) is the node's resolv.conf, as
+    // containerd copies the host's file when the config gives nothing to write
+    // [internal/cri/server sandbox_run setupSandboxFiles].
+    let given_dns = config
+        .dns_config
+        .as_ref()
+        .filter(|d| !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()));
+    let (dns_policy, dns_config) = match given_dns {
         Some(d) => (
             "None",
             Some(PodDNSConfig {
@@ -313,11 +323,26 @@ fn apparmor(s: &cri::LinuxContainerSecurityContext) -> Result<(), String> {
 
 fn security(s: &cri::LinuxContainerSecurityContext) -> Result<SecurityContext, String> {
     apparmor(s)?;
+    // containerd's `generateUserString`: a group needs a user (by name or id) to go with it.
+    if let Some(g) = &s.run_as_group {
+        if s.run_as_username.is_empty() && s.run_as_user.is_none() {
+            return Err(format!(
+                "failed to generate user string: user group \"{}\" is specified without user",
+                g.value
+            ));
+        }
+    }
     let caps = s.capabilities.as_ref();
     let list = |l: &[String]| (!l.is_empty()).then(|| l.to_vec());
     Ok(SecurityContext {
         privileged: s.privileged.then_some(true),
-        run_as_user: s.run_as_user.as_ref().map(|v| v.value),
+        // A user name wins over an id, as in containerd; the name is resolved in the image
+        // (CriContainerSettings::run_as_username).
+        run_as_user: s
+            .run_as_user
+            .as_ref()
+            .filter(|_| s.run_as_username.is_empty())
+            .map(|v| v.value),
         run_as_group: s.run_as_group.as_ref().map(|v| v.value),
         read_only_root_filesystem: s.readonly_rootfs.then_some(true),
         allow_privilege_escalation: Some(!s.no_new_privs),
@@ -331,13 +356,16 @@ fn security(s: &cri::LinuxContainerSecurityContext) -> Result<SecurityContext, S
 }
 
 /// What the kubelet asks of the container that a Pod has no field for, but its devices (read
-/// from the host by the caller): its masked and read-only paths.
+/// from the host by the caller): its masked and read-only paths, and the user it names.
 pub fn settings(c: &cri::ContainerConfig) -> CriContainerSettings {
     let s = c.linux.as_ref().and_then(|l| l.security_context.as_ref());
     let given = |l: Option<&Vec<String>>| l.filter(|l| !l.is_empty()).cloned();
     CriContainerSettings {
         masked_paths: given(s.map(|s| &s.masked_paths)),
         readonly_paths: given(s.map(|s| &s.readonly_paths)),
+        run_as_username: s
+            .map(|s| s.run_as_username.clone())
+            .filter(|n| !n.is_empty()),
         devices: Vec::new(),
     }
 }
@@ -595,6 +623,8 @@ mod tests {
         assert_eq!(opts[0].value.as_deref(), Some("5"));
         assert_eq!(opts[1].value, None);
         assert_eq!(spec.host_network, None);
+        // No namespace options at all (critest's default sandbox): POD, one pid namespace.
+        assert_eq!(spec.share_process_namespace, Some(true));
         assert!(!ann.contains_key(crate::network::hostport::PORTS_ANNOTATION));
         assert!(!ann.contains_key(CRI_CGROUP_PARENT_ANNOTATION));
 
@@ -847,6 +877,57 @@ mod tests {
             ..Default::default()
         };
         assert!(container("c", "busybox", &with_security(unconfined)).is_ok());
+    }
+
+    #[test]
+    fn an_empty_dns_config_is_the_nodes_resolv_conf() {
+        let config = cri::PodSandboxConfig {
+            metadata: Some(meta()),
+            dns_config: Some(cri::DnsConfig::default()),
+            ..Default::default()
+        };
+        let spec = sandbox_pod("abc", &config).spec.unwrap();
+        assert_eq!(
+            (spec.dns_policy.as_deref(), spec.dns_config),
+            (Some("Default"), None)
+        );
+        let pod = sandbox_pod("abc", &config);
+        let host = "nameserver 192.0.2.53\nsearch example.org\n";
+        let resolv = crate::sandbox::files::resolv_conf(&pod, host, None).unwrap();
+        assert!(resolv.contains("nameserver 192.0.2.53"), "{resolv}");
+    }
+
+    #[test]
+    fn run_as_username_and_run_as_group_as_containerd_reads_them() {
+        let named = with_security(cri::LinuxContainerSecurityContext {
+            run_as_username: "nobody".into(),
+            run_as_user: Some(cri::Int64Value { value: 7 }),
+            ..Default::default()
+        });
+        let (c, _) = container("c", "busybox", &named).unwrap();
+        assert_eq!(c.security_context.unwrap().run_as_user, None);
+        assert_eq!(settings(&named).run_as_username.as_deref(), Some("nobody"));
+        assert_eq!(
+            settings(&cri::ContainerConfig::default()).run_as_username,
+            None
+        );
+
+        let group_only = with_security(cri::LinuxContainerSecurityContext {
+            run_as_group: Some(cri::Int64Value { value: 1002 }),
+            ..Default::default()
+        });
+        let e = container("c", "busybox", &group_only).unwrap_err();
+        assert!(
+            e.contains(r#"user group "1002" is specified without user"#),
+            "{e}"
+        );
+        let named_group = with_security(cri::LinuxContainerSecurityContext {
+            run_as_username: "nobody".into(),
+            run_as_group: Some(cri::Int64Value { value: 1002 }),
+            ..Default::default()
+        });
+        let (c, _) = container("c", "busybox", &named_group).unwrap();
+        assert_eq!(c.security_context.unwrap().run_as_group, Some(1002));
     }
 
     #[test]

@@ -61,8 +61,9 @@ pub const RESERVED_ANNOTATION: &str = "reserved for pods made through peapod's C
 pub const CRI_CONTAINER_ANNOTATION_PREFIX: &str = "peapod.io/cri-container.";
 
 /// A CRI container's settings beyond the Pod's fields: the kubelet's masked and read-only
-/// paths (used instead of peapod's defaults when given, as containerd uses them) and the
-/// devices of `ContainerConfig.devices`, read from the host when the container was created.
+/// paths (used instead of peapod's defaults when given, as containerd uses them), the
+/// devices of `ContainerConfig.devices`, read from the host when the container was created,
+/// and the user name it runs as.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CriContainerSettings {
@@ -72,6 +73,10 @@ pub struct CriContainerSettings {
     pub readonly_paths: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<CriDevice>,
+    /// `run_as_username`: the user looked up in the image's /etc/passwd in place of the
+    /// image's own `User` (a Pod has only `runAsUser`, an id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_username: Option<String>,
 }
 
 /// A device node made in the container and allowed with `permissions` (`rwm` letters).
