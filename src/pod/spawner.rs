@@ -40,8 +40,9 @@ const ACK: &[u8] = b"A";
 enum Spawner {
     /// Its own spawner child: pid and our end of its socket.
     Local(Pid, OwnedFd),
-    /// A zygote's server for this process (not our child).
-    Zygote(OwnedFd),
+    /// A zygote's server for this process (not our child); whether it has answered our
+    /// context yet.
+    Zygote(OwnedFd, bool),
 }
 
 /// The spawner of this process, once started.
@@ -100,7 +101,7 @@ pub fn connect_zygote(run_dir: &std::path::Path) -> bool {
     };
     match SPAWNER.lock() {
         Ok(mut slot) => {
-            *slot = Some(Spawner::Zygote(sock));
+            *slot = Some(Spawner::Zygote(sock, false));
             true
         }
         Err(_) => false,
@@ -111,18 +112,28 @@ pub fn connect_zygote(run_dir: &std::path::Path) -> bool {
 pub fn has_zygote() -> bool {
     SPAWNER
         .lock()
-        .is_ok_and(|slot| matches!(*slot, Some(Spawner::Zygote(_))))
+        .is_ok_and(|slot| matches!(*slot, Some(Spawner::Zygote(..))))
 }
 
 /// Asks the spawner to start the keeper of pod `uid`, whose supervisor signals `ready` and
 /// logs to `log`. Ok once the spawner has taken the request (it forks next); Err when there is
 /// no spawner or it did not take it (it is gone): no keeper was forked, the caller forks it.
 pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
-    let slot = SPAWNER
+    let mut slot = SPAWNER
         .lock()
         .map_err(|_| std::io::Error::other("spawner lock poisoned"))?;
+    if let Some(Spawner::Zygote(sock, answered)) = slot.as_mut() {
+        if !*answered {
+            if !crate::pod::zygote::answered(sock) {
+                // Refused or silent: it reads no request; this process forks its keepers.
+                *slot = None;
+                return Err(std::io::Error::other("the zygote refused this process"));
+            }
+            *answered = true;
+        }
+    }
     let sock = match slot.as_ref() {
-        Some(Spawner::Local(_, sock) | Spawner::Zygote(sock)) => sock,
+        Some(Spawner::Local(_, sock) | Spawner::Zygote(sock, _)) => sock,
         None => return Err(std::io::Error::other("no spawner")),
     };
     let fds = [ready.as_raw_fd(), log.as_raw_fd()];
@@ -165,7 +176,7 @@ pub fn finish() {
             drop(sock);
             let _ = nix::sys::wait::waitpid(pid, None);
         }
-        Some(Spawner::Zygote(sock)) => drop(sock),
+        Some(Spawner::Zygote(sock, _)) => drop(sock),
         None => {}
     }
 }

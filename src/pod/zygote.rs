@@ -5,16 +5,17 @@
 //!
 //! It serves the CLI spawner's protocol (`pod::spawner`) on a unix socket,
 //! `<run dir>/spawner.sock` (SOCK_SEQPACKET, mode 0600, peers of uid 0 only, SO_PEERCRED).
-//! For each connection it forks a server (through an intermediate that exits at once, so the
-//! server is no child of the zygote's) which:
-//! 1. sends the zygote's [`Fingerprint`]: its binary, namespaces, root, credentials and
-//!    configuration (`PEAPOD_*` environment). A client whose own fingerprint differs closes the
-//!    connection and forks its own spawner, as without a zygote;
-//! 2. receives the client's [`Context`] (environment, working directory, umask, rlimits,
+//! It sends each client its [`Fingerprint`] (its binary, namespaces, root, credentials,
+//! process attributes and configuration, the `PEAPOD_*` environment): a client whose own
+//! fingerprint differs closes the connection and forks its own spawner, as without a zygote.
+//! Then it forks the connection's server (through an intermediate that exits at once, so the
+//! server is no child of the zygote's), which:
+//! 1. receives the client's [`Context`] (environment, working directory, umask, rlimits,
 //!    signal mask and ignored signals, nice value, OOM score adjustment, CPU affinity) and
 //!    takes it on, so that what it forks is what the client would have forked; it answers `ok`
-//!    (or `no`, and the client falls back);
-//! 3. serves the client's requests as the spawner does, each keeper forked through an
+//!    (or `no`, and the client forks its keepers itself), read by the client at its first
+//!    request;
+//! 2. serves the client's requests as the spawner does, each keeper forked through an
 //!    intermediate that exits at once (the keeper is nobody's child), until the client closes.
 //!
 //! The zygote itself only accepts. The agent hands it the listening socket once it holds the
@@ -648,7 +649,8 @@ fn accept_one(listener: &OwnedFd, link: &OwnedFd, hello: &[u8]) {
     let conn = unsafe { OwnedFd::from_raw_fd(raw) };
     let root =
         nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials).is_ok_and(|c| c.uid() == 0);
-    if !root {
+    // The hello goes before the forks: the client compares it meanwhile.
+    if !root || send(&conn, hello, &[]).is_err() {
         return;
     }
     // SAFETY: the zygote is single-threaded; both children leave through _exit.
@@ -662,7 +664,7 @@ fn accept_one(listener: &OwnedFd, link: &OwnedFd, hello: &[u8]) {
                     libc::close(listener.as_raw_fd());
                     libc::close(link.as_raw_fd());
                     libc::setsid();
-                    libc::_exit(serve_client(conn, hello))
+                    libc::_exit(serve_client(conn))
                 }
             }
             // SAFETY: as above.
@@ -676,11 +678,8 @@ fn accept_one(listener: &OwnedFd, link: &OwnedFd, hello: &[u8]) {
     }
 }
 
-/// A connection's server: the handshake, then the spawner's loop.
-fn serve_client(conn: OwnedFd, hello: &[u8]) -> i32 {
-    if send(&conn, hello, &[]).is_err() {
-        return 1;
-    }
+/// A connection's server: the client's context, then the spawner's loop.
+fn serve_client(conn: OwnedFd) -> i32 {
     let mut buf = vec![0u8; MAX_CONTEXT];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let (ctx, cwd) = loop {
@@ -779,9 +778,9 @@ pub(crate) fn null_stdio() {
     }
 }
 
-/// A client's connection to the zygote of `run_dir`, handshake done: None (and nothing left
-/// behind) when there is no zygote or it cannot serve this process as this process would
-/// serve itself.
+/// A client's connection to the zygote of `run_dir`, its context sent, the server's answer to
+/// be read ([`answered`]): None (and nothing left behind) when there is no zygote or it cannot
+/// serve this process as this process would serve itself.
 pub fn connect(run_dir: &Path) -> Option<OwnedFd> {
     let path = run_dir.join(SOCKET_NAME);
     let addr = UnixAddr::new(&path).ok()?;
@@ -798,11 +797,8 @@ pub fn connect(run_dir: &Path) -> Option<OwnedFd> {
     if peer.uid() != 0 {
         return None;
     }
-    let timeout = nix::sys::time::TimeVal::new(HANDSHAKE_TIMEOUT.as_secs() as _, 0);
-    nix::sys::socket::setsockopt(&sock, sockopt::ReceiveTimeout, &timeout).ok()?;
-    let hello = receive(&sock, MAX_HELLO)?;
-    let theirs = Fingerprint::decode(hello.strip_prefix(HELLO)?)?;
-    theirs.serves(&Fingerprint::of_self()?).ok()?;
+    // Read while the zygote accepts and sends its hello.
+    let ours = Fingerprint::of_self()?;
     let ctx = Context::of_self()?.encode();
     if ctx.len() > MAX_CONTEXT {
         return None;
@@ -813,15 +809,26 @@ pub fn connect(run_dir: &Path) -> Option<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .ok()?;
+    let timeout = nix::sys::time::TimeVal::new(HANDSHAKE_TIMEOUT.as_secs() as _, 0);
+    nix::sys::socket::setsockopt(&sock, sockopt::ReceiveTimeout, &timeout).ok()?;
+    let hello = receive(&sock, MAX_HELLO)?;
+    let theirs = Fingerprint::decode(hello.strip_prefix(HELLO)?)?;
+    theirs.serves(&ours).ok()?;
     send(&sock, &ctx, &[cwd.as_raw_fd()]).ok()?;
-    if receive(&sock, 16)? != b"ok" {
-        return None;
+    Some(sock)
+}
+
+/// The server's answer to the context [`connect`] sent, read before the first request (by
+/// then it has long been sent): true for `ok`. False when it refused or did not answer in time:
+/// it then never reads a request, and the caller forks its keepers itself.
+pub fn answered(sock: &OwnedFd) -> bool {
+    if receive(sock, 16).as_deref() != Some(b"ok") {
+        return false;
     }
     // Requests wait for their answer without a limit: once the server has a request, it
     // answers before it forks (see `spawner::request`).
     let none = nix::sys::time::TimeVal::new(0, 0);
-    nix::sys::socket::setsockopt(&sock, sockopt::ReceiveTimeout, &none).ok()?;
-    Some(sock)
+    nix::sys::socket::setsockopt(sock, sockopt::ReceiveTimeout, &none).is_ok()
 }
 
 #[cfg(test)]
