@@ -178,15 +178,27 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
         .open(run_dir.join(SUPERVISOR_LOG))?;
     let single = crate::procfs::thread_count() == 1;
     if single || crate::pod::spawner::has_zygote() {
+        use crate::pod::spawner;
         let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         crate::starttrace::mark("cli forking");
-        if crate::pod::spawner::request(uid, &ready_w, &log).is_ok() {
+        let taken = if single {
+            // The answer is read once the pod's file is synced: the spawner forks meanwhile.
+            let sent = spawner::send(uid, &ready_w, &log).is_ok();
+            sync_durable(durable)?;
+            sent && spawner::taken().is_ok()
+        } else if spawner::request(uid, &ready_w, &log).is_ok() {
+            sync_durable(durable)?;
+            true
+        } else {
+            false
+        };
+        if taken {
             drop(ready_w);
-            return wait_supervisor(ready_r, &run_dir, durable);
+            return wait_supervisor(ready_r, &run_dir);
         }
         if single {
             fork_keeper(uid, ready_w, log)?;
-            return wait_supervisor(ready_r, &run_dir, durable);
+            return wait_supervisor(ready_r, &run_dir);
         }
         // A threaded process whose zygote is gone: the supervisor is executed.
     }
@@ -249,18 +261,19 @@ pub fn reap_started() -> usize {
     children.len()
 }
 
+/// Makes the pod's file durable while its supervisor starts.
+fn sync_durable(durable: &std::path::Path) -> std::io::Result<()> {
+    fs::File::open(durable)?.sync_all()?;
+    crate::starttrace::mark("cli pod.json synced");
+    Ok(())
+}
+
 /// Waits until the supervisor forked (through its keeper) by the spawner, the zygote or this
 /// process has recorded itself: it writes `ready` then, and a supervisor that could not start
 /// (or a keeper never forked) closes it unwritten.
-fn wait_supervisor(
-    ready_r: OwnedFd,
-    run_dir: &std::path::Path,
-    durable: &std::path::Path,
-) -> std::io::Result<()> {
+fn wait_supervisor(ready_r: OwnedFd, run_dir: &std::path::Path) -> std::io::Result<()> {
     use std::io::Read;
 
-    fs::File::open(durable)?.sync_all()?;
-    crate::starttrace::mark("cli pod.json synced");
     let mut answer = Vec::new();
     fs::File::from(ready_r).read_to_end(&mut answer)?;
     crate::starttrace::mark("cli supervisor ready");

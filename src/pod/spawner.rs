@@ -118,10 +118,43 @@ pub fn has_zygote() -> bool {
 /// Asks the spawner to start the keeper of pod `uid`, whose supervisor signals `ready` and
 /// logs to `log`. Ok once the spawner has taken the request (it forks next); Err when there is
 /// no spawner or it did not take it (it is gone): no keeper was forked, the caller forks it.
+/// For threaded callers: the request and its answer are one step.
 pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
-    let mut slot = SPAWNER
+    let mut slot = lock()?;
+    send_on(&mut slot, uid, ready, log)?;
+    taken_on(&slot)
+}
+
+/// The first half of [`request`], for a single-threaded caller that does something else (its
+/// fsync) while the spawner forks, then reads the answer with [`taken`]. Err: not sent.
+pub fn send(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
+    send_on(&mut *lock()?, uid, ready, log)
+}
+
+/// The second half of [`request`]: Ok when the spawner took the request [`send`] sent.
+pub fn taken() -> std::io::Result<()> {
+    taken_on(&*lock()?)
+}
+
+fn lock() -> std::io::Result<std::sync::MutexGuard<'static, Option<Spawner>>> {
+    SPAWNER
         .lock()
-        .map_err(|_| std::io::Error::other("spawner lock poisoned"))?;
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))
+}
+
+fn socket_of(slot: &Option<Spawner>) -> std::io::Result<&OwnedFd> {
+    match slot.as_ref() {
+        Some(Spawner::Local(_, sock) | Spawner::Zygote(sock, _)) => Ok(sock),
+        None => Err(std::io::Error::other("no spawner")),
+    }
+}
+
+fn send_on(
+    slot: &mut Option<Spawner>,
+    uid: &str,
+    ready: &OwnedFd,
+    log: &std::fs::File,
+) -> std::io::Result<()> {
     if let Some(Spawner::Zygote(sock, answered)) = slot.as_mut() {
         if !*answered {
             if !crate::pod::zygote::answered(sock) {
@@ -132,10 +165,7 @@ pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Resu
             *answered = true;
         }
     }
-    let sock = match slot.as_ref() {
-        Some(Spawner::Local(_, sock) | Spawner::Zygote(sock, _)) => sock,
-        None => return Err(std::io::Error::other("no spawner")),
-    };
+    let sock = socket_of(slot)?;
     let fds = [ready.as_raw_fd(), log.as_raw_fd()];
     let cmsgs = [ControlMessage::ScmRights(&fds)];
     loop {
@@ -147,12 +177,13 @@ pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Resu
             None,
         ) {
             Err(nix::errno::Errno::EINTR) => continue,
-            other => {
-                other.map_err(std::io::Error::from)?;
-                break;
-            }
+            other => return other.map(drop).map_err(std::io::Error::from),
         }
     }
+}
+
+fn taken_on(slot: &Option<Spawner>) -> std::io::Result<()> {
+    let sock = socket_of(slot)?;
     let mut answer = [0u8; 8];
     loop {
         let mut iov = [IoSliceMut::new(&mut answer)];
