@@ -11,7 +11,8 @@
 //!
 //! The CLI sends each request on a SOCK_SEQPACKET pair: the pod's uid, with the supervisor's
 //! readiness pipe and log file (SCM_RIGHTS). The spawner answers `A` (before it forks: a CLI
-//! that gets no answer knows that no keeper was forked, and forks it itself), then its child
+//! that gets no answer knows that no keeper was forked, and forks it itself; the CLI reads it
+//! after its fsync of the pod's file, which the fork overlaps), then its child
 //! becomes the keeper in its own session (`lifecycle::fork_keeper`, which the CLI runs itself
 //! when it has no spawner). At the CLI's end (or its death) the socket closes and the spawner
 //! exits; [`finish`] waits for it so that no process of the command outlives it.
