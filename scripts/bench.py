@@ -4,6 +4,7 @@ import glob, json, os, statistics, subprocess, sys, time
 peapod, work, runs, idle = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 density = [int(n) for n in sys.argv[5].split(",")] if len(sys.argv) > 5 and sys.argv[5] else []
 profile = len(sys.argv) > 6 and sys.argv[6] == "1"
+node = len(sys.argv) > 7 and sys.argv[7] == "1"
 lib = os.environ["PEAPOD_LIB_DIR"]
 
 def sh(*args, **kw):
@@ -30,18 +31,31 @@ def all_running(names):
 def running(name):
     return all_running([name])
 
+def pss_of(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+
 def idle_pss():
-    """PSS (kB) of each pod's keeper, supervisor and sandbox processes together."""
+    """PSS (kB) of each pod's keeper, supervisor and sandbox processes: (total, keeper,
+    supervisor, sandbox) per pod."""
     out = []
     for path in glob.glob(f"{lib}/pods/*/state.json"):
         st = json.load(open(path))
-        total = 0
         procs = (st.get("keeper"), st.get("supervisor"), (st.get("sandbox") or {}).get("process"))
-        for proc in (p for p in procs if p):
-            with open(f"/proc/{proc['pid']}/smaps_rollup") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
-        out.append(total)
+        parts = [pss_of(p["pid"]) if p else 0 for p in procs]
+        out.append((sum(parts), *parts))
     return out
+
+def mean_parts(pss):
+    """'keeper K + supervisor S + pause P' (means, kB)."""
+    k, s, p = (statistics.mean(x[i] for x in pss) for i in (1, 2, 3))
+    return f"keeper {k:.0f} + supervisor {s:.0f} + pause {p:.0f}"
+
+def children(pid):
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
 
 def apply_until_running(name, command):
     t0 = time.perf_counter()
@@ -90,6 +104,21 @@ def summary(label, xs):
 sh("ip", "link", "set", "lo", "up")
 sh(peapod, "load", os.path.join(os.getcwd(), "out/images/busybox"))
 
+# --node: the node agent, whose zygote forks every pod's keeper (the same directories and
+# namespaces as the CLIs below, so that it serves them).
+agent = None
+if node:
+    manifests = os.path.join(work, "manifests")
+    os.makedirs(manifests, exist_ok=True)
+    agent = subprocess.Popen([peapod, "node", "--no-cri", "--manifests", manifests],
+                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "node.log"), "w"))
+    sock = os.path.join(os.environ["PEAPOD_RUN_DIR"], "spawner.sock")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock):
+        if time.monotonic() > deadline or agent.poll() is not None:
+            sys.exit("scripts/bench: the node agent's zygote socket never appeared; see node.log")
+        time.sleep(0.01)
+
 # peapod: a whole pod (sandbox, network, container), then its delete.
 sleeper = ["sleep", "3600"]
 graceful = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"]
@@ -118,6 +147,10 @@ for i in range(idle):
     apply_until_running(f"idle{i}", sleeper)
 time.sleep(10)  # past the supervisors' code-page trim, even on a loaded machine
 pss = idle_pss()
+host_pss = None
+if agent:
+    zygotes = [c for c in children(agent.pid) if open(f"/proc/{c}/comm").read().strip() == "peapod-zygote"]
+    host_pss = (pss_of(agent.pid), sum(pss_of(z) for z in zygotes))
 for i in range(idle):
     sh(peapod, "delete", "pod", f"idle{i}", "--grace-period=0", "--force")
 
@@ -139,7 +172,11 @@ for n in density:
     sh(peapod, "delete", "pods", "--all", "--grace-period=0", "--force")
     while glob.glob(f"{lib}/pods/*/pod.json"):
         time.sleep(0.002)
-    dense.append((n, up, time.perf_counter() - t0, statistics.mean(mem) if mem else 0))
+    dense.append((n, up, time.perf_counter() - t0, statistics.mean(m[0] for m in mem) if mem else 0))
+
+if agent:
+    agent.terminate()
+    agent.wait()
 
 # crun: one bare container running `true` from the same unpacked rootfs, no network, no cgroup
 # (crun refuses this host's hybrid cgroup layout unless the unified mount is hidden; we are in
@@ -191,10 +228,15 @@ summary("peapod delete --grace-period=0 --force", delete_force)
 summary("peapod delete (container exits on SIGTERM)", delete_grace)
 if traces:
     print_profile(traces)
+if node:
+    print("\nwith the node agent running (its zygote forks every pod's keeper)")
 if pss:
     print(f"\nmemory per idle pod (PSS of keeper + supervisor + sandbox, {idle} pods, one apply each): "
-          f"mean {statistics.mean(pss):.0f} kB, max {max(pss)} kB  "
+          f"mean {statistics.mean(p[0] for p in pss):.0f} kB, max {max(p[0] for p in pss)} kB  "
           f"(podman conmon + infra measured on this kind of machine: 851 kB)")
+    print(f"  of which (mean kB): {mean_parts(pss)}")
+if host_pss:
+    print(f"  per host, beside these pods: node agent {host_pss[0]} kB, zygote {host_pss[1]} kB")
 if dense:
     print(f"\ndensity: N pods in one apply until all Running, then `delete pods --all` until none")
     print(f"{'N':>5} {'peapod up s':>12} {'peapod del s':>13} {'PSS/pod kB':>11} {'crun up s':>10} {'crun del s':>11}")

@@ -34,6 +34,9 @@ fn main() {
             // Before the CLI allocates anything: the pods' keepers are forked from it.
             if peapod::pod::spawner::starts_pods(&args) {
                 peapod::pod::spawner::start();
+            } else if peapod::pod::zygote::is_agent(&args) {
+                // The node agent's zygote, which forks the keepers of the host's pods.
+                peapod::pod::zygote::start();
             }
             let code = peapod::cli::run();
             peapod::pod::spawner::finish();

@@ -1,6 +1,7 @@
-//! The node agent: static pods from a manifest directory, as the kubelet's staticPodPath. The
-//! agent (`peapod node --manifests DIR`) runs in the background of each test; pods are checked
-//! through the CLI. Runs only in the test VM (`scripts/test`).
+//! The node agent: static pods from a manifest directory, as the kubelet's staticPodPath, and its
+//! zygote, which forks the keepers of the host's pods. The agent (`peapod node --manifests DIR`)
+//! runs in the background of each test; pods are checked through the CLI. Runs only in the test
+//! VM (`scripts/test`).
 
 mod common;
 
@@ -39,10 +40,19 @@ impl Agent {
     }
 }
 
+impl Agent {
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
-        kill(self.0.id() as i32, "TERM");
-        let _ = self.0.wait();
+        // Not one the test killed and collected already (its pid may be another's now).
+        if let Ok(None) = self.0.try_wait() {
+            kill(self.pid(), "TERM");
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -163,4 +173,165 @@ fn stopping_the_agent_leaves_its_pods_running_and_once_reports_bad_files() {
         "Running",
         "stopping the agent must not stop its pods"
     );
+}
+
+/// The address the peapod binary is mapped at in process `pid`: processes forked from one exec
+/// share it, two execs (ASLR) do not.
+fn exe_base(pid: i32) -> String {
+    let bin = peapod_bin();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    maps.lines()
+        .find(|l| l.ends_with(bin.to_str().unwrap()))
+        .and_then(|l| l.split('-').next())
+        .unwrap_or_else(|| panic!("process {pid} maps no {}:\n{maps}", bin.display()))
+        .to_string()
+}
+
+fn ppid(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    after
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pids from `pid`'s parent up to pid 1.
+fn ancestors(mut pid: i32) -> Vec<i32> {
+    let mut chain = Vec::new();
+    while pid > 1 {
+        pid = ppid(pid);
+        chain.push(pid);
+    }
+    chain
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Whether `pid` is gone (or a zombie).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn keeper_pid(pod: &str) -> i32 {
+    pod_state(pod)["keeper"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no keeper for {pod}")) as i32
+}
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn the_agents_zygote_forks_the_keepers_of_every_cli_and_outlives_nothing() {
+    require_vm();
+    let dir = std::path::PathBuf::from("/tmp/static-manifests-3");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = std::path::PathBuf::from(
+        std::env::var("PEAPOD_RUN_DIR").unwrap_or_else(|_| RUN_DIR.into()),
+    );
+    let socket = run.join("spawner.sock");
+    let agent = Agent::start(&dir);
+    assert!(
+        wait_for(|| socket.exists(), Duration::from_secs(30)),
+        "the zygote's socket {} never appeared",
+        socket.display()
+    );
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", agent.pid())).unwrap();
+    let zygote: i32 = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|&p| comm(p) == "peapod-zygote")
+        .unwrap_or_else(|| panic!("no peapod-zygote among the agent's children {children}"));
+    let base = exe_base(agent.pid());
+    assert_eq!(exe_base(zygote), base, "the zygote is a fork of the agent");
+    let mode = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    let sleep = "trap 'exit 0' TERM; while true; do sleep 1; done";
+    let names = ["zy-a", "zy-b", "zy-c", "zy-d"];
+    let _guards: Vec<PodGuard> = names.iter().map(|n| PodGuard(n.to_string())).collect();
+    // Pods applied by separate CLI calls: each keeper and supervisor is of the agent's exec,
+    // and neither the agent, the zygote nor the (gone) CLI is above the keeper.
+    for name in &names[..2] {
+        apply_ok(&pod_yaml(name, "Always", "", sleep));
+        wait_running(name);
+        let keeper = keeper_pid(name);
+        assert_eq!(
+            exe_base(keeper),
+            base,
+            "{name}'s keeper is not the zygote's"
+        );
+        let supervisor = pod_state(name)["supervisor"]["pid"].as_i64().unwrap() as i32;
+        assert_eq!(exe_base(supervisor), base);
+        let chain = ancestors(keeper);
+        assert!(
+            !chain.contains(&agent.pid()) && !chain.contains(&zygote),
+            "{name}'s keeper {keeper} is under the agent or the zygote: {chain:?}"
+        );
+    }
+
+    // A CLI with another configuration (the same directory, spelled otherwise) forks its own.
+    let lib = lib_dir();
+    let file = dir.with_extension("zy-c.yaml");
+    std::fs::write(&file, pod_yaml("zy-c", "Always", "", sleep)).unwrap();
+    let out = peapod_env(
+        &["apply", "-f", file.to_str().unwrap()],
+        &[("PEAPOD_LIB_DIR", lib.join("."))],
+    );
+    expect_ok(&["apply"], out);
+    wait_running("zy-c");
+    assert_ne!(
+        exe_base(keeper_pid("zy-c")),
+        base,
+        "a CLI of another configuration was served by the zygote"
+    );
+
+    // kill -9 of the agent: the zygote exits and removes its socket; the pods run on.
+    let mut agent = agent;
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(agent.pid(), libc::SIGKILL) };
+    let _ = agent.0.wait();
+    assert!(
+        wait_for(|| gone(zygote), Duration::from_secs(10)),
+        "the zygote outlived its agent"
+    );
+    assert!(
+        wait_for(|| !socket.exists(), Duration::from_secs(10)),
+        "the zygote's socket outlived it"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    for name in &names[..3] {
+        assert_eq!(phase(name), "Running", "{name} did not survive the agent");
+    }
+    // Without an agent, a CLI forks its own keepers.
+    apply_ok(&pod_yaml("zy-d", "Always", "", sleep));
+    wait_running("zy-d");
+    assert_ne!(exe_base(keeper_pid("zy-d")), base);
+    for name in names {
+        let keeper = keeper_pid(name);
+        expect_ok(&["delete"], delete(name));
+        assert!(try_pod_json(name).is_none(), "{name} still listed");
+        assert!(
+            wait_for(|| gone(keeper), Duration::from_secs(10)),
+            "{name}'s keeper {keeper} outlived its pod"
+        );
+    }
+    let left = leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    drop(agent);
 }

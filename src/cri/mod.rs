@@ -72,6 +72,9 @@ pub fn cri_main(args: &[String]) -> i32 {
         return 1;
     }
     let paths = crate::store::Paths::from_env();
+    // The node agent's zygote forks the supervisors of the CRI's pods, when it can serve this
+    // process (else they are executed, `peapod __supervise`).
+    crate::pod::spawner::connect_zygote(&paths.run);
     let socket = match args {
         [] => paths.run.join(SOCKET_NAME),
         [flag, path] if flag == "--socket" => PathBuf::from(path),

@@ -33,7 +33,9 @@ pub const RESCAN_INTERVAL: Duration = Duration::from_secs(20);
 /// Changes that come together (an editor's write, rename and chmod) are read once.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// One agent per host.
-const NODE_LOCK: &str = "node.lock";
+pub const NODE_LOCK: &str = "node.lock";
+/// How long a starting agent waits for the node lock.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
 
 /// The systemd unit that runs the agent at boot. `KillMode=process`: stopping or restarting
 /// the agent leaves the pods' supervisors and containers running, as a kubelet restart does.
@@ -104,8 +106,13 @@ pub struct SyncReport {
 /// Runs the agent until SIGTERM or SIGINT (or one pass with `once`).
 pub fn run(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> {
     let lock_path = paths.run.join(NODE_LOCK);
-    let _lock = FileLock::try_exclusive(&lock_path)?
-        .ok_or_else(|| NodeError::AlreadyRunning(lock_path.clone()))?;
+    let _lock = take_lock(&lock_path)?;
+    // The zygote forks the keepers of every pod of the host, this agent's too (its socket is
+    // removed and the zygote stopped when this returns). Dropped before the lock.
+    let _zygote = crate::pod::zygote::listen(&paths.run, &lock_path);
+    if _zygote.is_some() {
+        crate::pod::spawner::connect_zygote(&paths.run);
+    }
     // Pods an earlier boot ran come back first: a static pod among them is then found
     // running by the sync below, not made anew.
     let recovery = recovery::recover(paths)?;
@@ -179,6 +186,21 @@ pub fn run(paths: &Paths, opts: &NodeOptions) -> Result<SyncReport, NodeError> {
             next_scan = now + RESCAN_INTERVAL;
             last = sync(paths, opts)?;
         }
+    }
+}
+
+/// The node lock. The zygote of an agent that just exited takes it for a moment (to remove its
+/// socket unless a new agent made one): an agent started meanwhile waits that moment out.
+fn take_lock(lock_path: &Path) -> Result<FileLock, NodeError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        if let Some(lock) = FileLock::try_exclusive(lock_path)? {
+            return Ok(lock);
+        }
+        if Instant::now() >= deadline {
+            return Err(NodeError::AlreadyRunning(lock_path.to_path_buf()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

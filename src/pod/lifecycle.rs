@@ -166,8 +166,9 @@ pub fn restart_supervisor(paths: &Paths, uid: &str) -> Result<(), LifecycleError
 }
 
 /// Starts the pod's supervisor in its own session, detached from the CLI, and waits until it
-/// has recorded itself. A single-threaded CLI forks it (no second exec of peapod: about 2 ms
-/// and the relocated pages stay shared); otherwise it runs `peapod __supervise <uid>`.
+/// has recorded itself. The host's zygote or a single-threaded CLI forks it (no second exec of
+/// peapod: about 2 ms and the relocated pages stay shared); otherwise it runs
+/// `peapod __supervise <uid>`.
 fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std::io::Result<()> {
     let run_dir = paths.pod_run_dir(uid);
     fs::create_dir_all(&run_dir)?;
@@ -175,8 +176,31 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
         .create(true)
         .append(true)
         .open(run_dir.join(SUPERVISOR_LOG))?;
-    if crate::procfs::thread_count() == 1 {
-        return fork_supervisor(uid, log, &run_dir, durable);
+    let single = crate::procfs::thread_count() == 1;
+    if single || crate::pod::spawner::has_zygote() {
+        use crate::pod::spawner;
+        let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        crate::starttrace::mark("cli forking");
+        let taken = if single {
+            // The answer is read once the pod's file is synced: the spawner forks meanwhile.
+            let sent = spawner::send(uid, &ready_w, &log).is_ok();
+            sync_durable(durable)?;
+            sent && spawner::taken().is_ok()
+        } else if spawner::request(uid, &ready_w, &log).is_ok() {
+            sync_durable(durable)?;
+            true
+        } else {
+            false
+        };
+        if taken {
+            drop(ready_w);
+            return wait_supervisor(ready_r, &run_dir);
+        }
+        if single {
+            fork_keeper(uid, ready_w, log)?;
+            return wait_supervisor(ready_r, &run_dir);
+        }
+        // A threaded process whose zygote is gone: the supervisor is executed.
     }
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(SUPERVISE_VERB)
@@ -237,26 +261,19 @@ pub fn reap_started() -> usize {
     children.len()
 }
 
-/// Starts the supervisor (through its keeper) and waits until it has recorded itself: forked by
-/// the CLI's spawner when there is one (`pod::spawner`: the keeper then inherits none of the
-/// CLI's heap), else by this process.
-fn fork_supervisor(
-    uid: &str,
-    log: fs::File,
-    run_dir: &std::path::Path,
-    durable: &std::path::Path,
-) -> std::io::Result<()> {
-    use std::io::Read;
-
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    crate::starttrace::mark("cli forking");
-    if crate::pod::spawner::request(uid, &ready_w, &log).is_err() {
-        fork_keeper(uid, ready_w, log)?;
-    } else {
-        drop((ready_w, log));
-    }
+/// Makes the pod's file durable while its supervisor starts.
+fn sync_durable(durable: &std::path::Path) -> std::io::Result<()> {
     fs::File::open(durable)?.sync_all()?;
     crate::starttrace::mark("cli pod.json synced");
+    Ok(())
+}
+
+/// Waits until the supervisor forked (through its keeper) by the spawner, the zygote or this
+/// process has recorded itself: it writes `ready` then, and a supervisor that could not start
+/// (or a keeper never forked) closes it unwritten.
+fn wait_supervisor(ready_r: OwnedFd, run_dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Read;
+
     let mut answer = Vec::new();
     fs::File::from(ready_r).read_to_end(&mut answer)?;
     crate::starttrace::mark("cli supervisor ready");

@@ -20,6 +20,7 @@ pub mod spawner;
 pub mod supervisor;
 pub mod teardown;
 pub mod update;
+pub mod zygote;
 
 /// The signalfd of a single-threaded loop (the node agent, a keeper, a supervisor): SIGCHLD,
 /// SIGTERM, SIGINT, SIGHUP and `extra` blocked and read from it, non-blocking and

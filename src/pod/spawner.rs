@@ -10,18 +10,23 @@
 //! Forked from the spawner, it inherits the heap of a process that has done nothing yet.
 //!
 //! The CLI sends each request on a SOCK_SEQPACKET pair: the pod's uid, with the supervisor's
-//! readiness pipe and log file (SCM_RIGHTS). The spawner's child becomes the keeper in its own
-//! session (`lifecycle::fork_keeper`, which the CLI runs itself when it has no spawner). At the
-//! CLI's end (or its death) the socket closes and the spawner exits; [`finish`] waits for it so
-//! that no process of the command outlives it.
+//! readiness pipe and log file (SCM_RIGHTS). The spawner answers `A` (before it forks: a CLI
+//! that gets no answer knows that no keeper was forked, and forks it itself; the CLI reads it
+//! after its fsync of the pod's file, which the fork overlaps), then its child
+//! becomes the keeper in its own session (`lifecycle::fork_keeper`, which the CLI runs itself
+//! when it has no spawner). At the CLI's end (or its death) the socket closes and the spawner
+//! exits; [`finish`] waits for it so that no process of the command outlives it.
+//!
+//! When the host's node agent runs a zygote (`pod::zygote`) that can serve this CLI exactly as
+//! its own spawner would, [`start`] connects to it instead of forking: the zygote's server for
+//! this connection speaks the same protocol, and every pod of the host shares one exec's pages.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };
 use nix::unistd::Pid;
 
@@ -29,9 +34,20 @@ use nix::unistd::Pid;
 const STARTING_VERBS: [&str; 4] = ["apply", "create", "replace", "run"];
 /// The longest request: a pod uid (a UUID, or one given by a client).
 const MAX_REQUEST: usize = 256;
+/// The spawner's answer to a request, sent before it forks.
+const ACK: &[u8] = b"A";
 
-/// The spawner of this process, once started: its pid and our end of its socket.
-static SPAWNER: Mutex<Option<(Pid, OwnedFd)>> = Mutex::new(None);
+/// Who forks this process's keepers.
+enum Spawner {
+    /// Its own spawner child: pid and our end of its socket.
+    Local(Pid, OwnedFd),
+    /// A zygote's server for this process (not our child); whether it has answered our
+    /// context yet.
+    Zygote(OwnedFd, bool),
+}
+
+/// The spawner of this process, once started.
+static SPAWNER: Mutex<Option<Spawner>> = Mutex::new(None);
 
 /// Whether a command line (`args[1..]`) may start pods.
 pub fn starts_pods(args: &[String]) -> bool {
@@ -41,9 +57,13 @@ pub fn starts_pods(args: &[String]) -> bool {
         .is_some_and(|verb| STARTING_VERBS.contains(&verb.as_str()))
 }
 
-/// Forks the spawner. Called first thing in `main`, from a single-threaded process; on any
-/// failure there is none, and supervisors are forked from the CLI as before.
+/// Connects to the host's zygote if it can serve this process, else forks the spawner. Called
+/// first thing in `main`, from a single-threaded process; on any failure there is none, and
+/// supervisors are forked from the CLI as before.
 pub fn start() {
+    if connect_zygote(&crate::store::Paths::from_env().run) {
+        return;
+    }
     if crate::procfs::thread_count() != 1 {
         return;
     }
@@ -60,29 +80,93 @@ pub fn start() {
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(ours);
+            crate::pod::zygote::null_stdio();
             // SAFETY: _exit without the CLI's destructors or buffers.
-            unsafe { libc::_exit(serve(theirs)) }
+            unsafe { libc::_exit(serve(theirs, false)) }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(theirs);
             if let Ok(mut slot) = SPAWNER.lock() {
-                *slot = Some((child, ours));
+                *slot = Some(Spawner::Local(child, ours));
             }
         }
         Err(_) => {}
     }
 }
 
-/// Asks the spawner to start the keeper of pod `uid`, whose supervisor signals `ready` and
-/// logs to `log`. Err when there is no spawner (the caller forks the keeper itself) or it is
-/// gone.
-pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
-    let slot = SPAWNER
-        .lock()
-        .map_err(|_| std::io::Error::other("spawner lock poisoned"))?;
-    let Some((_, sock)) = slot.as_ref() else {
-        return Err(std::io::Error::other("no spawner"));
+/// Uses the zygote of `run_dir` for this process's keepers if it can serve this process (the
+/// node agent, the CRI server, a CLI); false when it cannot, or there is none.
+pub fn connect_zygote(run_dir: &std::path::Path) -> bool {
+    let Some(sock) = crate::pod::zygote::connect(run_dir) else {
+        return false;
     };
+    match SPAWNER.lock() {
+        Ok(mut slot) => {
+            *slot = Some(Spawner::Zygote(sock, false));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether a zygote forks this process's keepers (a threaded process may then ask it).
+pub fn has_zygote() -> bool {
+    SPAWNER
+        .lock()
+        .is_ok_and(|slot| matches!(*slot, Some(Spawner::Zygote(..))))
+}
+
+/// Asks the spawner to start the keeper of pod `uid`, whose supervisor signals `ready` and
+/// logs to `log`. Ok once the spawner has taken the request (it forks next); Err when there is
+/// no spawner or it did not take it (it is gone): no keeper was forked, the caller forks it.
+/// For threaded callers: the request and its answer are one step.
+pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
+    let mut slot = lock()?;
+    send_on(&mut slot, uid, ready, log)?;
+    taken_on(&slot)
+}
+
+/// The first half of [`request`], for a single-threaded caller that does something else (its
+/// fsync) while the spawner forks, then reads the answer with [`taken`]. Err: not sent.
+pub fn send(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
+    send_on(&mut *lock()?, uid, ready, log)
+}
+
+/// The second half of [`request`]: Ok when the spawner took the request [`send`] sent.
+pub fn taken() -> std::io::Result<()> {
+    taken_on(&*lock()?)
+}
+
+fn lock() -> std::io::Result<std::sync::MutexGuard<'static, Option<Spawner>>> {
+    SPAWNER
+        .lock()
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))
+}
+
+fn socket_of(slot: &Option<Spawner>) -> std::io::Result<&OwnedFd> {
+    match slot.as_ref() {
+        Some(Spawner::Local(_, sock) | Spawner::Zygote(sock, _)) => Ok(sock),
+        None => Err(std::io::Error::other("no spawner")),
+    }
+}
+
+fn send_on(
+    slot: &mut Option<Spawner>,
+    uid: &str,
+    ready: &OwnedFd,
+    log: &std::fs::File,
+) -> std::io::Result<()> {
+    if let Some(Spawner::Zygote(sock, answered)) = slot.as_mut() {
+        if !*answered {
+            if !crate::pod::zygote::answered(sock) {
+                // Refused or silent: it reads no request; this process forks its keepers.
+                *slot = None;
+                return Err(std::io::Error::other("the zygote refused this process"));
+            }
+            *answered = true;
+        }
+    }
+    let sock = socket_of(slot)?;
     let fds = [ready.as_raw_fd(), log.as_raw_fd()];
     let cmsgs = [ControlMessage::ScmRights(&fds)];
     loop {
@@ -99,28 +183,40 @@ pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Resu
     }
 }
 
-/// Closes the socket (the spawner exits at its end) and reaps the spawner.
-pub fn finish() {
-    let taken = SPAWNER.lock().ok().and_then(|mut slot| slot.take());
-    if let Some((pid, sock)) = taken {
-        drop(sock);
-        let _ = nix::sys::wait::waitpid(pid, None);
+fn taken_on(slot: &Option<Spawner>) -> std::io::Result<()> {
+    let sock = socket_of(slot)?;
+    let mut answer = [0u8; 8];
+    loop {
+        let mut iov = [IoSliceMut::new(&mut answer)];
+        let n = match recvmsg::<()>(sock.as_raw_fd(), &mut iov, None, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(msg) => msg.bytes,
+        };
+        if answer.get(..n) == Some(ACK) {
+            return Ok(());
+        }
+        return Err(std::io::Error::other("the spawner is gone"));
     }
 }
 
-/// The spawner's loop: one keeper per request, until the CLI closes its end.
-fn serve(sock: OwnedFd) -> i32 {
-    // The caller's stdio stays the CLI's alone: a pipe it reads ends with the CLI.
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for target in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors of this process.
-            unsafe { libc::dup2(null.as_raw_fd(), target) };
+/// Closes the socket (the spawner exits at its end) and reaps our own spawner.
+pub fn finish() {
+    let taken = SPAWNER.lock().ok().and_then(|mut slot| slot.take());
+    match taken {
+        Some(Spawner::Local(pid, sock)) => {
+            drop(sock);
+            let _ = nix::sys::wait::waitpid(pid, None);
         }
+        Some(Spawner::Zygote(sock, _)) => drop(sock),
+        None => {}
     }
+}
+
+/// The spawner's loop: one keeper per request, until the client closes its end. `detach`: fork
+/// each keeper through an intermediate that exits at once (a zygote's server, which may live as
+/// long as the node agent), so that none is our child.
+pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
     loop {
         let mut buf = [0u8; MAX_REQUEST];
         let mut space = nix::cmsg_space!([RawFd; 2]);
@@ -136,26 +232,46 @@ fn serve(sock: OwnedFd) -> i32 {
             Err(_) => return 1,
         };
         let n = msg.bytes;
-        let mut fds = Vec::new();
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmRights(raw) = c {
-                    // SAFETY: SCM_RIGHTS installed these descriptors in our table for us.
-                    fds.extend(
-                        raw.into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
-            }
-        }
+        let fds = crate::pod::zygote::received_fds(&msg);
         if n == 0 && fds.is_empty() {
             return 0;
         }
         let uid = String::from_utf8_lossy(&buf[..n]).into_owned();
         let mut fds = fds.into_iter();
-        if let (Some(ready), Some(log)) = (fds.next(), fds.next()) {
-            // A failed fork drops `ready` unwritten: the CLI reports the supervisor's failure.
+        let (Some(ready), Some(log)) = (fds.next(), fds.next()) else {
+            continue;
+        };
+        // Taken: from here a failure drops `ready` unwritten, and the client reports the
+        // supervisor's failure. Not taken (the client is gone): nothing is forked.
+        let acked = sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(ACK)],
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        );
+        if acked.is_err() {
+            continue;
+        }
+        if !detach {
             let _ = crate::pod::lifecycle::fork_keeper(&uid, ready, log.into());
+            continue;
+        }
+        // SAFETY: this server is single-threaded; the intermediate leaves through _exit.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let code = match crate::pod::lifecycle::fork_keeper(&uid, ready, log.into()) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                };
+                // SAFETY: as above.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                drop((ready, log));
+                let _ = nix::sys::wait::waitpid(child, None);
+            }
+            Err(_) => {}
         }
     }
 }
