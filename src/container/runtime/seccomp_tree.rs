@@ -19,11 +19,12 @@ use std::collections::BTreeMap;
 
 use seccompiler::{sock_filter, BpfProgram, SeccompAction, SeccompRule};
 
-// <linux/filter.h> and <linux/bpf_common.h>.
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+// <linux/bpf_common.h>: BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20); BPF_JMP (0x05) with
+// BPF_JA (0x00), BPF_JEQ (0x10) or BPF_JGE (0x30), | BPF_K (0x00); BPF_RET (0x06) | BPF_K.
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JA: u16 = 0x05;
-const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
-const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGE_K: u16 = 0x35;
 const BPF_RET_K: u16 = 0x06;
 /// Offsets in `struct seccomp_data`.
 const DATA_NR: u32 = 0;
