@@ -24,15 +24,22 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// [pkg/kubelet/kubelet_resources.go].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NodeAllocatable {
-    pub cpu_millis: u64,
+    /// None: this node's, [`node_cpu_millis`], read only when a `limits.cpu` reference
+    /// without a limit needs it.
+    pub cpu_millis: Option<u64>,
     pub memory_bytes: u64,
 }
 
-/// This node's CPUs in millicores.
+/// This node's CPUs in millicores, read once per process (as the kubelet reads the machine's
+/// once): `available_parallelism` reads /proc/self/cgroup, which waits for the kernel's
+/// cgroup mutex, and the CPU quota files, a dozen system calls not to make at each start.
 pub fn node_cpu_millis() -> u64 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u64 * 1000)
-        .unwrap_or(1000)
+    static CPU_MILLIS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *CPU_MILLIS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u64 * 1000)
+            .unwrap_or(1000)
+    })
 }
 
 /// Values the downward API may hand to a container.
@@ -429,7 +436,11 @@ pub fn resource_value(
     divisor: Option<&str>,
 ) -> Result<String, ResourceRefError> {
     let (amount, cpu) = match resource {
-        "limits.cpu" => (r.cpu_limit_millis.unwrap_or(node.cpu_millis), true),
+        "limits.cpu" => (
+            r.cpu_limit_millis
+                .unwrap_or_else(|| node.cpu_millis.unwrap_or_else(node_cpu_millis)),
+            true,
+        ),
         "requests.cpu" => (r.cpu_request_millis.unwrap_or(0), true),
         "limits.memory" => (r.memory_limit_bytes.unwrap_or(node.memory_bytes), false),
         "requests.memory" => (r.memory_request_bytes.unwrap_or(0), false),

@@ -407,7 +407,7 @@ pub(crate) fn env_context<'a>(input: &'a SpecInput, field: &'a str) -> EnvContex
         host_ip: input.host_ip,
         node_name: &input.node_name,
         node: NodeAllocatable {
-            cpu_millis: super::env::node_cpu_millis(),
+            cpu_millis: None,
             memory_bytes: input.node_memory_bytes,
         },
         objects: input.objects,

@@ -212,7 +212,7 @@ mod tests {
     }
 
     const NODE: NodeAllocatable = NodeAllocatable {
-        cpu_millis: 2000,
+        cpu_millis: Some(2000),
         memory_bytes: 1 << 30,
     };
 

@@ -127,7 +127,7 @@ mod tests {
             pod: &pod,
             objects,
             node: NodeAllocatable {
-                cpu_millis: 1000,
+                cpu_millis: Some(1000),
                 memory_bytes: 1 << 30,
             },
             node_name: "n",

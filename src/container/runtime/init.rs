@@ -157,12 +157,17 @@ fn run_spec(
     let compiled = compile_seccomp(spec)?;
     crate::starttrace::mark("init seccomp compiled");
     let late = load_privileged(process, compiled)?;
+    // Credentials, cwd, the program's path and fd hygiene before the gate too, as runc's init
+    // does them before it blocks on its exec fifo (finalizeNamespace, then the fifo): what
+    // can fail is reported at create, and only the signal mask, a no_new_privs filter and the
+    // execve are left between the gate and the user program.
+    let ready = prepare_exec(process, &args)?;
     crate::starttrace::mark("init at gate");
     if let Some(gate) = gate {
         wait_at_gate(gate);
         crate::starttrace::mark("init gate open");
     }
-    finish_and_exec(process, &args, late.as_ref())
+    exec_prepared(&ready, late.as_ref())
 }
 
 /// Loads the filter now unless the process sets no_new_privs, and returns the filter left to
@@ -194,14 +199,30 @@ pub(crate) fn compile_seccomp(spec: &Spec) -> Result<Option<Compiled>, InitError
         .transpose()
 }
 
-/// The common tail of the init and `exec_in`: credentials, cwd, fd hygiene, signal mask, the
-/// seccomp filter [`load_privileged`] left (no_new_privs), and the execve of `args` with the
-/// Spec's env. Only returns on failure.
+/// The common tail of the init and `exec_in`: [`prepare_exec`] then [`exec_prepared`]. Only
+/// returns on failure.
 pub(crate) fn finish_and_exec(
     process: &Process,
     args: &[String],
     late_filter: Option<&Compiled>,
 ) -> Result<Infallible, InitError> {
+    let ready = prepare_exec(process, args)?;
+    exec_prepared(&ready, late_filter)
+}
+
+/// The execve(2) arguments, made by [`prepare_exec`].
+pub(crate) struct ReadyExec {
+    program: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    /// The name the Spec gave (`args[0]`), for the error message.
+    name: String,
+}
+
+/// Everything before the execve that may fail: umask, credentials, cwd, the program found in
+/// the Spec's PATH, the argument and environment strings; then every fd above 2 made
+/// close-on-exec and the signal handlers reset.
+pub(crate) fn prepare_exec(process: &Process, args: &[String]) -> Result<ReadyExec, InitError> {
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -212,20 +233,30 @@ pub(crate) fn finish_and_exec(
 
     let env = process.env().clone().unwrap_or_default();
     let program = resolve_program(&args[0], &env)?;
-    let c_program = to_cstring(program.as_os_str().as_bytes())?;
-    let c_args = args
-        .iter()
-        .map(|a| to_cstring(a.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let c_env = env
-        .iter()
-        .map(|e| to_cstring(e.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()?;
-
+    let ready = ReadyExec {
+        program: to_cstring(program.as_os_str().as_bytes())?,
+        args: args
+            .iter()
+            .map(|a| to_cstring(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?,
+        env: env
+            .iter()
+            .map(|e| to_cstring(e.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?,
+        name: args[0].clone(),
+    };
     close_stray_fds();
     reset_signals();
-    // A blocked or ignored signal mask survives execve (signal(7)); the user program must
-    // start with a clean one.
+    Ok(ready)
+}
+
+/// The last steps: a clean signal mask (a blocked signal survives execve, signal(7)), the
+/// seccomp filter [`load_privileged`] left (no_new_privs: as late as possible), and the
+/// execve. Only returns on failure.
+pub(crate) fn exec_prepared(
+    ready: &ReadyExec,
+    late_filter: Option<&Compiled>,
+) -> Result<Infallible, InitError> {
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),
@@ -235,9 +266,9 @@ pub(crate) fn finish_and_exec(
         seccomp::load(f)?;
     }
     crate::starttrace::mark("init exec");
-    let err = nix::unistd::execve(&c_program, &c_args, &c_env).unwrap_err();
+    let err = nix::unistd::execve(&ready.program, &ready.args, &ready.env).unwrap_err();
     Err(InitError::new(
-        format!("exec: \"{}\"", args[0]),
+        format!("exec: \"{}\"", ready.name),
         super::errno_text(err as i32),
     ))
 }

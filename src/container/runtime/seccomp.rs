@@ -160,9 +160,16 @@ fn flags(profile: &LinuxSeccomp) -> libc::c_ulong {
     out
 }
 
-/// Compiles the profile into the filters to load, in load order.
-pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Compiled, InitError> {
-    let arch = target_arch()?;
+/// One filter of the stack: its rules per syscall number, the action where none matches and
+/// the action where one does.
+type FilterRules = (
+    BTreeMap<i64, Vec<SeccompRule>>,
+    SeccompAction,
+    SeccompAction,
+);
+
+/// The filters of the profile's stack, in load order.
+fn filter_rules(profile: &LinuxSeccomp) -> Result<Vec<FilterRules>, InitError> {
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     // Every syscall some rule names (for the main filter), and the rules per other action.
     let mut named = Table::new();
@@ -191,17 +198,28 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Compiled, InitError> {
             }
         }
     }
-    let build = |table: &Table, mismatch: SeccompAction, matched: SeccompAction| {
-        SeccompFilter::new(rules_map(table), mismatch, matched, arch)
-            .and_then(BpfProgram::try_from)
-            .map_err(|e| InitError::new(STEP, e.to_string()))
-    };
-    let mut programs = Vec::new();
+    let mut filters = Vec::new();
     if default != SeccompAction::Allow {
-        programs.push(build(&named, default, SeccompAction::Allow)?);
+        filters.push((rules_map(&named), default, SeccompAction::Allow));
     }
     for (act, table) in &by_action {
-        programs.push(build(table, SeccompAction::Allow, act.clone())?);
+        filters.push((rules_map(table), SeccompAction::Allow, act.clone()));
+    }
+    Ok(filters)
+}
+
+/// Compiles the profile into the filters to load, in load order.
+pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Compiled, InitError> {
+    let arch = target_arch()?;
+    let mut programs = Vec::new();
+    for (rules, mismatch, matched) in filter_rules(profile)? {
+        // seccompiler's checks (the actions) on the same rules; the program is a search over
+        // the syscall number (`tree`) rather than seccompiler's linear chain.
+        SeccompFilter::new(BTreeMap::new(), mismatch.clone(), matched.clone(), arch)
+            .map_err(|e| InitError::new(STEP, e.to_string()))?;
+        programs.push(tree::program(rules, mismatch, matched).map_err(|len| {
+            InitError::new(STEP, format!("filter too large ({len} instructions)"))
+        })?);
     }
     Ok(Compiled {
         programs,
@@ -245,6 +263,9 @@ pub(crate) fn load(compiled: &Compiled) -> Result<(), InitError> {
     }
     Ok(())
 }
+
+#[path = "seccomp_tree.rs"]
+mod tree;
 
 #[cfg(test)]
 #[path = "seccomp_tests.rs"]

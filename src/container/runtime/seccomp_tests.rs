@@ -231,3 +231,145 @@ fn notify_is_refused() {
     let err = compile(&p).unwrap_err();
     assert!(err.to_string().contains("SCMP_ACT_NOTIFY"), "{err}");
 }
+
+/// Every filter of `p`, as seccompiler's linear chain and as the search `compile` loads, gives
+/// the same verdict for every syscall number (and some beyond the table, another ABI's and
+/// x32's), under argument values the profiles test for.
+fn assert_tree_matches_chain(p: &LinuxSeccomp) {
+    let arch_ok = arch();
+    let args: Vec<[u64; 6]> = vec![
+        [0; 6],
+        [u64::MAX; 6],
+        [0x8, 0x20008, 0xffff_ffff, 0, 1, 2],
+        [libc::CLONE_NEWUSER as u64, 40, 10, 0, 0, 0],
+        [CLONE_NAMESPACE_FLAGS, 1, 50, 7, 0, 0],
+        [libc::SIGCHLD as u64, 2, 5, 0x0040_0000, 0, 0],
+        [7, 0, 1, 1 << 40, 0, 0],
+        [0x0040_0008, 0x1_0000_0000, 3, 0, 0, 0],
+    ];
+    let mut nrs: Vec<i64> = (0..=1100).collect();
+    nrs.extend([0x4000_0000, 0x4000_0001, 0x4000_0200, i64::from(u32::MAX)]);
+    for (rules, mismatch, matched) in filter_rules(p).unwrap() {
+        let chain = BpfProgram::try_from(
+            SeccompFilter::new(
+                rules.clone(),
+                mismatch.clone(),
+                matched.clone(),
+                target_arch().unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let tree = tree::program(rules, mismatch, matched).unwrap();
+        assert_kernel_accepts(&tree);
+        for arch in [arch_ok, 0x4000_0003] {
+            for &nr in &nrs {
+                for a in &args {
+                    assert_eq!(
+                        run(&tree, arch, nr, *a),
+                        run(&chain, arch, nr, *a),
+                        "arch {arch:#x} nr {nr} args {a:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The checks of the kernel's bpf_check_classic and seccomp_check_filter that a program of
+/// these instructions must pass: every jump inside the program (reached or not), loads of
+/// aligned `struct seccomp_data` words, a return last.
+fn assert_kernel_accepts(prog: &[seccompiler::sock_filter]) {
+    let n = prog.len();
+    assert!(n > 0 && n <= 4096, "{n} instructions");
+    for (pc, ins) in prog.iter().enumerate() {
+        match ins.code {
+            0x05 => assert!(
+                (ins.k as usize) < n - pc - 1,
+                "JA out of the program at {pc}"
+            ),
+            0x15 | 0x25 | 0x35 | 0x45 => assert!(
+                pc + usize::from(ins.jt.max(ins.jf)) + 1 < n,
+                "jump out of the program at {pc}"
+            ),
+            0x20 => assert!(ins.k < 64 && ins.k % 4 == 0, "load at {pc}"),
+            0x06 | 0x54 => {}
+            other => panic!("opcode {other:#x} at {pc}"),
+        }
+    }
+    assert_eq!(prog[n - 1].code, 0x06, "the last instruction returns");
+}
+
+#[test]
+fn the_search_gives_the_chains_verdicts() {
+    assert_tree_matches_chain(&runtime_default(&default_caps()).unwrap());
+    assert_tree_matches_chain(
+        &runtime_default(&caps(&[Capability::SysAdmin, Capability::SysPtrace])).unwrap(),
+    );
+    assert_tree_matches_chain(&profile(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["read", "write", "mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"},
+            {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["socket"], "action": "SCMP_ACT_KILL_PROCESS",
+             "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_EQ"}]}
+        ]
+    })));
+    assert_tree_matches_chain(&profile(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [
+            {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+            {"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["write", "openat", "close"], "action": "SCMP_ACT_ALLOW", "args": [
+            {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+            {"index": 2, "value": 10, "op": "SCMP_CMP_LT"},
+            {"index": 3, "value": 1, "op": "SCMP_CMP_MASKED_EQ", "valueTwo": 0}]},
+            {"names": ["getpid", "getppid", "gettid"], "action": "SCMP_ACT_ALLOW"}]
+    })));
+}
+
+#[test]
+fn runtime_default_is_a_few_hundred_instructions() {
+    let c = compiled(&default_caps());
+    let total: usize = c.programs.iter().map(Vec::len).sum();
+    // 178 on x86_64 (seccompiler's chain: 1,603).
+    assert!(total < 300, "{total} instructions");
+}
+
+#[test]
+fn the_kernel_loads_the_default_profile() {
+    let c = compiled(&default_caps());
+    let progs: Vec<SockFprog> = c
+        .programs
+        .iter()
+        .map(|p| SockFprog {
+            len: p.len() as libc::c_ushort,
+            filter: p.as_ptr(),
+        })
+        .collect();
+    // SAFETY: fork from the test's threads; the child only makes system calls on memory
+    // prepared before the fork (no allocation), then _exits; the parent reaps it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: prctl and seccomp(2) read the fprogs above, alive in this copy of the memory.
+        unsafe {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            for p in &progs {
+                let f = p as *const SockFprog;
+                if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, f) != 0 {
+                    libc::_exit(1);
+                }
+            }
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on the child forked above, into a status we own.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status:#x}"
+    );
+}

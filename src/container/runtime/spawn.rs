@@ -112,12 +112,19 @@ impl Created {
 
     /// Opens the gate and waits until the init has exec'd the user program; returns
     /// `RuntimeError::Start` with the init's message (after reaping it) if any step failed.
-    pub fn start(mut self) -> Result<Spawned, RuntimeError> {
+    pub fn start(self) -> Result<Spawned, RuntimeError> {
+        self.start_with(|| ())
+    }
+
+    /// [`Created::start`], running `meanwhile` once the gate is open, while the init execs
+    /// the user program on another CPU (work that needs only the pid, such as recording it).
+    pub fn start_with(mut self, meanwhile: impl FnOnce()) -> Result<Spawned, RuntimeError> {
         let pid = self.pid;
         if let Some(gate) = self.gate_w.take() {
             // EPIPE means the init already failed; its message is on the pipe.
             let _ = nix::unistd::write(&gate, b"1");
         }
+        meanwhile();
         let mut message = Vec::new();
         if let Some(pipe) = self.pipe_rd.take() {
             let mut reader = std::fs::File::from(pipe);

@@ -200,24 +200,32 @@ impl Supervisor {
             stop_signal,
         } = p;
         let name = self.runs[i].spec.name.clone();
-        let (pid, terminal) = match created.start() {
+        // The process is recorded (its start time is the init's, kept across the execve) while
+        // the init execs: on another CPU, the state file is written meanwhile.
+        let init = created.pid();
+        let started = created.start_with(|| {
+            let process = ProcessRef::of(init).unwrap_or(ProcessRef {
+                pid: init,
+                start_time: 0,
+            });
+            self.set_container_process(&name, Some(process));
+            self.save_state_or_log();
+        });
+        let (pid, terminal) = match started {
             Ok(spawned) => {
                 crate::starttrace::mark("sup started (exec seen)");
                 (spawned.pid, spawned.terminal)
             }
             Err(e) => {
                 tracing::warn!(container = %name, error = %e, "container start failed");
+                // Reaped: never ran the user program.
+                self.set_container_process(&name, None);
                 self.release_instance(&dir, cgroup.as_deref());
                 self.start_error(i, e.to_string(), container_id);
                 return;
             }
         };
         tracing::debug!(container = %name, %pid, "container process running");
-        let process = ProcessRef::of(pid).unwrap_or(ProcessRef { pid, start_time: 0 });
-        if let Some(s) = self.state.containers.get_mut(&name) {
-            s.process = Some(process);
-        }
-        self.save_state_or_log();
         let field = self.runs[i].field_path();
         let wants_stdin = self.runs[i].spec.stdin == Some(true);
         let (pipes, input, terminal) = match terminal {
@@ -278,6 +286,12 @@ impl Supervisor {
         }
         self.reconcile();
         self.mark_dirty();
+    }
+
+    fn set_container_process(&mut self, name: &str, process: Option<ProcessRef>) {
+        if let Some(s) = self.state.containers.get_mut(name) {
+            s.process = process;
+        }
     }
 
     /// Gives the keeper a copy of each descriptor the instance needs to outlive this

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Po
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::Supervisor;
-use crate::container::env::{env_refs, node_cpu_millis, NodeAllocatable};
+use crate::container::env::{env_refs, NodeAllocatable};
 use crate::object::{ObjectError, ObjectStore, Refs, Snapshot};
 use crate::pod::events;
 use crate::pod::machine::Lifecycle;
@@ -192,7 +192,7 @@ fn watch_store(
 impl Supervisor {
     fn node_allocatable(&self) -> NodeAllocatable {
         NodeAllocatable {
-            cpu_millis: node_cpu_millis(),
+            cpu_millis: None,
             memory_bytes: self.host.node_memory,
         }
     }
