@@ -64,33 +64,42 @@ pub fn start() {
     if connect_zygote(&crate::store::Paths::from_env().run) {
         return;
     }
-    if crate::procfs::thread_count() != 1 {
-        return;
+    let forked = fork_with_socket(|theirs| {
+        crate::pod::zygote::null_stdio();
+        serve(theirs, false)
+    });
+    if let Some((child, ours)) = forked {
+        if let Ok(mut slot) = SPAWNER.lock() {
+            *slot = Some(Spawner::Local(child, ours));
+        }
     }
-    let Ok((ours, theirs)) = socketpair(
+}
+
+/// Forks a child that runs `child` on its end of a new SOCK_SEQPACKET pair and leaves through
+/// `_exit` with what it returns (never returning into the caller); the parent gets the child's
+/// pid and its own end. None, and no child, unless the caller is single-threaded (the spawner
+/// and the zygote, both forked first thing in `main`) and the pair and fork succeed.
+pub(crate) fn fork_with_socket(child: impl FnOnce(OwnedFd) -> i32) -> Option<(Pid, OwnedFd)> {
+    if crate::procfs::thread_count() != 1 {
+        return None;
+    }
+    let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
-    ) else {
-        return;
-    };
+    )
+    .ok()?;
     // SAFETY: single-threaded (checked above): the child may run ordinary code. It leaves
-    // through _exit and never returns into the CLI.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
+    // through _exit and never returns into the caller.
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Child => {
             drop(ours);
-            crate::pod::zygote::null_stdio();
-            // SAFETY: _exit without the CLI's destructors or buffers.
-            unsafe { libc::_exit(serve(theirs, false)) }
+            let code = child(theirs);
+            // SAFETY: _exit without the caller's destructors or buffers.
+            unsafe { libc::_exit(code) }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            drop(theirs);
-            if let Ok(mut slot) = SPAWNER.lock() {
-                *slot = Some(Spawner::Local(child, ours));
-            }
-        }
-        Err(_) => {}
+        nix::unistd::ForkResult::Parent { child } => Some((child, ours)),
     }
 }
 

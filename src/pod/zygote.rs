@@ -33,8 +33,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, socket, socketpair, sockopt, AddressFamily, ControlMessage,
-    ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
+    recvmsg, sendmsg, socket, sockopt, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use nix::unistd::Pid;
 
@@ -478,32 +478,10 @@ impl Context {
 /// Forks the zygote (the agent, first thing in `main`, single-threaded). On any failure there
 /// is none, and the agent and the CLIs fork their keepers themselves.
 pub fn start() {
-    if crate::procfs::thread_count() != 1 {
-        return;
-    }
-    let Ok((ours, theirs)) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    ) else {
-        return;
-    };
-    // SAFETY: single-threaded (checked above): the child may run ordinary code. It leaves
-    // through _exit and never returns into the agent.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            drop(ours);
-            // SAFETY: _exit without the agent's destructors or buffers.
-            unsafe { libc::_exit(run(theirs)) }
+    if let Some((child, ours)) = crate::pod::spawner::fork_with_socket(run) {
+        if let Ok(mut slot) = ZYGOTE.lock() {
+            *slot = Some((child, ours));
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            drop(theirs);
-            if let Ok(mut slot) = ZYGOTE.lock() {
-                *slot = Some((child, ours));
-            }
-        }
-        Err(_) => {}
     }
 }
 
