@@ -29,6 +29,7 @@ impl Agent {
         let child = Command::new(peapod_bin())
             .args(["node", "--manifests"])
             .arg(dir)
+            .env(AGENT_EXEC_MARK, "1")
             .stdout(Stdio::null())
             .stderr(
                 std::fs::File::create(dir.with_extension("log"))
@@ -175,16 +176,19 @@ fn stopping_the_agent_leaves_its_pods_running_and_once_reports_bad_files() {
     );
 }
 
-/// The address the peapod binary is mapped at in process `pid`: processes forked from one exec
-/// share it, two execs (ASLR) do not.
-fn exe_base(pid: i32) -> String {
-    let bin = peapod_bin();
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    maps.lines()
-        .find(|l| l.ends_with(bin.to_str().unwrap()))
-        .and_then(|l| l.split('-').next())
-        .unwrap_or_else(|| panic!("process {pid} maps no {}:\n{maps}", bin.display()))
-        .to_string()
+/// A variable only the agent's environment has (not `PEAPOD_*`: the zygote serves only CLIs
+/// whose `PEAPOD_*` environment is its own).
+const AGENT_EXEC_MARK: &str = "VM_NODE_AGENT_EXEC";
+
+/// Whether process `pid` comes from the agent's exec: `/proc/PID/environ` shows the environment
+/// of the execve a process comes from, which forks keep, so the agent, its zygote and what the
+/// zygote forks show the agent's mark and the processes of another exec do not. (Not the
+/// binary's load address: the test VM runs without ASLR.)
+fn of_agent_exec(pid: i32) -> bool {
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/environ: {e}"));
+    let mark = format!("{AGENT_EXEC_MARK}=1");
+    environ.split(|b| *b == 0).any(|v| v == mark.as_bytes())
 }
 
 fn ppid(pid: i32) -> i32 {
@@ -254,8 +258,7 @@ fn the_agents_zygote_forks_the_keepers_of_every_cli_and_outlives_nothing() {
         .filter_map(|p| p.parse().ok())
         .find(|&p| comm(p) == "peapod-zygote")
         .unwrap_or_else(|| panic!("no peapod-zygote among the agent's children {children}"));
-    let base = exe_base(agent.pid());
-    assert_eq!(exe_base(zygote), base, "the zygote is a fork of the agent");
+    assert!(of_agent_exec(agent.pid()) && of_agent_exec(zygote));
     let mode = std::fs::metadata(&socket).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
@@ -271,13 +274,12 @@ fn the_agents_zygote_forks_the_keepers_of_every_cli_and_outlives_nothing() {
         apply_ok(&pod_yaml(name, "Always", "", sleep));
         wait_running(name);
         let keeper = keeper_pid(name);
-        assert_eq!(
-            exe_base(keeper),
-            base,
-            "{name}'s keeper is not the zygote's"
-        );
+        assert!(of_agent_exec(keeper), "{name}'s keeper is not the zygote's");
         let supervisor = pod_state(name)["supervisor"]["pid"].as_i64().unwrap() as i32;
-        assert_eq!(exe_base(supervisor), base);
+        assert!(
+            of_agent_exec(supervisor),
+            "{name}'s supervisor is not the zygote's"
+        );
         let chain = ancestors(keeper);
         assert!(
             !chain.contains(&agent.pid()) && !chain.contains(&zygote),
@@ -295,9 +297,8 @@ fn the_agents_zygote_forks_the_keepers_of_every_cli_and_outlives_nothing() {
     );
     expect_ok(&["apply"], out);
     wait_running("zy-c");
-    assert_ne!(
-        exe_base(keeper_pid("zy-c")),
-        base,
+    assert!(
+        !of_agent_exec(keeper_pid("zy-c")),
         "a CLI of another configuration was served by the zygote"
     );
 
@@ -321,7 +322,10 @@ fn the_agents_zygote_forks_the_keepers_of_every_cli_and_outlives_nothing() {
     // Without an agent, a CLI forks its own keepers.
     apply_ok(&pod_yaml("zy-d", "Always", "", sleep));
     wait_running("zy-d");
-    assert_ne!(exe_base(keeper_pid("zy-d")), base);
+    assert!(
+        !of_agent_exec(keeper_pid("zy-d")),
+        "without the agent, a CLI's keeper is of the agent's exec"
+    );
     for name in names {
         let keeper = keeper_pid(name);
         expect_ok(&["delete"], delete(name));
