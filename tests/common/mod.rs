@@ -158,18 +158,66 @@ pub fn apply_ok(yaml: &str) {
     );
 }
 
-/// Polls `cond` every 250 ms until it holds; false if `timeout` passes first.
+/// How often [`wait_for`] looks whether peapod's pod state or container logs changed.
+const WAIT_TICK: Duration = Duration::from_millis(100);
+/// The longest [`wait_for`] goes without evaluating its condition while nothing changed (for
+/// conditions that depend on something else: a container's files, the network, the clock).
+const WAIT_RECHECK: Duration = Duration::from_secs(1);
+
+/// Evaluates `cond` until it holds; false if `timeout` passes first (it is evaluated once more
+/// at the deadline). Conditions mostly run the CLI, and each `peapod` run costs the emulated
+/// VM about 0.4 s of CPU, which the pods under test need: `cond` is evaluated again as soon as
+/// a file of peapod's pod state or container logs changes, and otherwise once a second.
 pub fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
+    let mut seen = None;
+    let mut evaluated = Instant::now();
     loop {
-        if cond() {
-            return true;
+        let now = Instant::now();
+        let state = state_fingerprint();
+        if seen != Some(state) || now >= evaluated + WAIT_RECHECK || now >= deadline {
+            seen = Some(state);
+            evaluated = now;
+            if cond() {
+                return true;
+            }
+            if now >= deadline {
+                return false;
+            }
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(WAIT_TICK.min(deadline.saturating_duration_since(Instant::now())));
     }
+}
+
+/// A hash of the identity, size and modification time of every file and directory of the pod
+/// state (`<lib>/pods`, two levels into each pod) and the container logs (`<log>/*/*/*`).
+/// peapod writes state by renaming new files into place, so any change shows.
+fn state_fingerprint() -> u64 {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, depth: u32, h: &mut impl Hasher) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()).hash(h);
+            if depth > 0 && meta.is_dir() {
+                walk(&entry.path(), depth - 1, h);
+            }
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let logs = std::env::var_os("PEAPOD_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| accounting::LOG_DIR.into());
+    for (dir, depth) in [(lib_dir().join("pods"), 2), (logs, 2)] {
+        if let Ok(meta) = std::fs::metadata(&dir) {
+            (meta.ino(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
+        }
+        walk(&dir, depth, &mut h);
+    }
+    h.finish()
 }
 
 /// Like [`wait_for`], but panics with `what` and the pod's last state on timeout.
