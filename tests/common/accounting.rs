@@ -149,6 +149,8 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         .flat_map(|s| [live_recorded(&s["supervisor"]), live_recorded(&s["keeper"])])
         .flatten()
         .collect();
+    // The pods of another lane of tests running beside this one (their uids without dashes).
+    let other_lanes = super::other_lanes_pods();
     let mut found = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return vec!["cannot read /proc".into()];
@@ -172,6 +174,10 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
             || exe_text.starts_with("/memfd:peapod-pause");
         let cgroup = cgroup_line(pid);
         let in_pod = cgroup.contains("/peapod/pod-");
+        let undashed = cgroup.replace('-', "");
+        if other_lanes.iter().any(|u| undashed.contains(u.as_str())) {
+            continue;
+        }
         if (is_peapod || in_pod) && !keep.keeps(&cgroup) {
             found.push(format!(
                 "process {pid} (ppid {}, cgroup {cgroup}): {}",
