@@ -1,14 +1,14 @@
 //! Seccomp, sysctls and AppArmor as a user meets them: containerd's default profile blocks
 //! what it blocks, Unconfined and privileged containers are not filtered, a Localhost profile
 //! applies and a missing one leaves the container in CreateContainerError, sysctls are set in
-//! the pod or refused with SysctlForbidden. Runs only in the test VM (`scripts/test`); every
+//! the pod or refused with SysctlForbidden; AppArmor profiles (the VM has AppArmor) hold the
+//! containers and their exec'd processes, and a missing one blocks the pod. Runs only in the test VM (`scripts/test`); every
 //! test uses its own pod names.
 
 mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::Duration;
 
 const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 
@@ -209,31 +209,172 @@ fn the_node_setting_allows_an_unsafe_namespaced_sysctl() {
     assert!(out.starts_with("1234"), "{out}");
 }
 
+/// The tests' own AppArmor profile: everything but writes under /etc.
+const TEST_PROFILE: &str = "peapod-test-ro-etc";
+
+/// Loads [`TEST_PROFILE`] with apparmor_parser, as an administrator loads a Localhost profile.
+fn load_test_profile() {
+    use std::io::Write;
+    let text = format!(
+        "profile {TEST_PROFILE} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  \
+         network,\n  capability,\n  signal,\n  ptrace,\n  deny /etc/** w,\n}}\n"
+    );
+    let mut parser = Command::new("/sbin/apparmor_parser")
+        .arg("-Kr")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("apparmor_parser (scripts/test stages it into the VM)");
+    parser
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(parser.wait().unwrap().success(), "apparmor_parser failed");
+}
+
+/// A pod of busybox containers `(name, securityContext)` sleeping; written as JSON, which is
+/// YAML.
+fn armored_pod(
+    name: &str,
+    annotations: serde_json::Value,
+    pod_sc: serde_json::Value,
+    containers: &[(&str, serde_json::Value)],
+) -> String {
+    let containers: Vec<_> = containers
+        .iter()
+        .map(|(c, sc)| {
+            serde_json::json!({"name": c, "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                               "command": ["sh", "-c", SLEEP], "securityContext": sc})
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"terminationGracePeriodSeconds": 1, "securityContext": pod_sc,
+                 "containers": containers},
+    })
+    .to_string()
+}
+
+/// The AppArmor label of the container's main process and of a process exec'd beside it.
+fn labels(pod: &str, container: &str) -> (String, String) {
+    let (_, out) = exec(
+        pod,
+        container,
+        &["cat", "/proc/1/attr/current", "/proc/self/attr/current"],
+    );
+    let mut lines = out.lines().map(str::to_string);
+    (
+        lines.next().unwrap_or_default(),
+        lines.next().unwrap_or_default(),
+    )
+}
+
 #[test]
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
-fn apparmor_runtime_default_is_blocked_without_apparmor_and_unconfined_runs() {
+fn apparmor_profiles_are_applied_where_the_host_has_apparmor() {
+    use serde_json::json;
     require_vm();
-    let unconfined = "    securityContext:\n      appArmorProfile:\n        type: Unconfined\n";
-    let _a = start("sc-aa-off", &pod_yaml("sc-aa-off", "", unconfined));
+    load_test_profile();
+    let local = json!({"appArmorProfile": {"type": "Localhost", "localhostProfile": TEST_PROFILE}});
+    let none = json!({});
+    // All at once: their starts overlap in the slow VM.
+    apply_ok(&armored_pod(
+        "sc-aa-local",
+        json!({"container.apparmor.security.beta.kubernetes.io/annotated":
+               format!("localhost/{TEST_PROFILE}")}),
+        none.clone(),
+        &[("app", local), ("annotated", none.clone())],
+    ));
+    let _local = PodGuard("sc-aa-local".into());
+    apply_ok(&armored_pod(
+        "sc-aa-default",
+        json!({}),
+        json!({"appArmorProfile": {"type": "RuntimeDefault"}}),
+        &[
+            ("app", none.clone()),
+            (
+                "unconfined",
+                json!({"appArmorProfile": {"type": "Unconfined"}}),
+            ),
+        ],
+    ));
+    let _default = PodGuard("sc-aa-default".into());
+    apply_ok(&armored_pod(
+        "sc-aa-none",
+        json!({}),
+        none.clone(),
+        &[("app", none.clone()), ("priv", json!({"privileged": true}))],
+    ));
+    let _none = PodGuard("sc-aa-none".into());
+    let missing =
+        json!({"appArmorProfile": {"type": "Localhost", "localhostProfile": "peapod-not-loaded"}});
+    apply_ok(&armored_pod(
+        "sc-aa-missing",
+        json!({}),
+        none,
+        &[("app", missing)],
+    ));
+    let _missing = PodGuard("sc-aa-missing".into());
 
-    let confined = "    securityContext:\n      appArmorProfile:\n        type: RuntimeDefault\n";
-    apply_ok(&pod_yaml("sc-aa", "", confined));
-    let _guard = PodGuard("sc-aa".into());
+    // A loaded Localhost profile, by field or by the deprecated annotation, holds the
+    // container's processes and those exec'd beside them, and denies what it denies.
+    wait_running("sc-aa-local");
+    let confined = format!("{TEST_PROFILE} (enforce)");
+    for c in ["app", "annotated"] {
+        assert_eq!(
+            labels("sc-aa-local", c),
+            (confined.clone(), confined.clone()),
+            "{c}"
+        );
+    }
+    let (_, out) = exec(
+        "sc-aa-local",
+        "app",
+        &[
+            "sh",
+            "-c",
+            "touch /etc/x 2>&1; touch /x && echo rootfs-written",
+        ],
+    );
+    assert!(out.contains("Permission denied"), "{out}");
+    assert!(out.contains("rootfs-written"), "{out}");
+
+    // RuntimeDefault is peapod's default profile; a container's Unconfined overrides the pod's.
+    wait_running("sc-aa-default");
+    let default = "peapod-default (enforce)".to_string();
+    assert_eq!(
+        labels("sc-aa-default", "app"),
+        (default.clone(), default.clone())
+    );
+    let unconfined = "unconfined".to_string();
+    assert_eq!(
+        labels("sc-aa-default", "unconfined"),
+        (unconfined.clone(), unconfined.clone())
+    );
+    // Nothing asked: the default profile, unconfined when privileged (kubelet + containerd).
+    wait_running("sc-aa-none");
+    assert_eq!(labels("sc-aa-none", "app"), (default.clone(), default));
+    assert_eq!(
+        labels("sc-aa-none", "priv"),
+        (unconfined.clone(), unconfined)
+    );
+
+    // A Localhost profile the kernel has not loaded blocks the pod, in the kubelet's words.
     wait_until(
-        "sc-aa",
+        "sc-aa-missing",
         "reason AppArmor",
-        || try_pod_json("sc-aa").is_some_and(|v| v["status"]["reason"] == "AppArmor"),
+        || try_pod_json("sc-aa-missing").is_some_and(|v| v["status"]["reason"] == "AppArmor"),
         RUNNING_TIMEOUT,
     );
-    std::thread::sleep(Duration::from_secs(1));
-    let status = &pod_json("sc-aa")["status"];
+    let status = &pod_json("sc-aa-missing")["status"];
     assert_eq!(status["phase"], "Pending");
-    let message = status["message"].as_str().unwrap_or_default();
-    assert!(
-        message.starts_with("Cannot enforce AppArmor: "),
-        "{message}"
+    assert_eq!(
+        status["message"],
+        "Cannot enforce AppArmor: profile \"peapod-not-loaded\" is not loaded"
     );
-    let c = container_status("sc-aa", "app").unwrap();
+    let c = container_status("sc-aa-missing", "app").unwrap();
     assert_eq!(c["state"]["waiting"]["reason"], "Blocked");
 }
 
