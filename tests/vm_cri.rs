@@ -1261,7 +1261,8 @@ fn container_events(node: &Node) {
 /// What the kubelet asks of a container's security and devices, as seen from inside it: a
 /// Localhost seccomp profile by its absolute path, the group, supplemental groups, a read-only
 /// root, capabilities (drop ALL, add one), no_new_privs, the kubelet's masked paths, a host
-/// device; the sandbox's sysctl. A host-wide sysctl and an AppArmor profile are refused.
+/// device; the sandbox's sysctl; the default AppArmor profile. A host-wide sysctl and a
+/// Localhost AppArmor profile that is not loaded are refused.
 fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::PodSandboxConfig) {
     let profile_dir = Path::new("/var/lib/kubelet/seccomp");
     std::fs::create_dir_all(profile_dir).unwrap();
@@ -1278,7 +1279,8 @@ fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::
          mkdir /dev/shm/d || echo mkdir-denied; touch /x 2>/dev/null || echo rootfs-ro; \
          echo masked=$(wc -c < /proc/cpuinfo); echo dev=$(stat -c %t:%T /dev/crikmsg); \
          echo peapod-cri > /dev/crikmsg && echo dev-written; \
-         echo somaxconn=$(cat /proc/sys/net/core/somaxconn)",
+         echo somaxconn=$(cat /proc/sys/net/core/somaxconn); \
+         echo apparmor=$(cat /proc/self/attr/current)",
         vec![],
     );
     sec.devices = vec![cri::Device {
@@ -1323,6 +1325,8 @@ fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::
         "dev=1:b",
         "dev-written",
         "somaxconn=1234",
+        // Nothing asked: the runtime's default AppArmor profile, as containerd's.
+        "apparmor=peapod-default (enforce)",
     ] {
         assert!(text.contains(want), "{want:?} in {text}");
     }
@@ -1361,18 +1365,37 @@ fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::
         .expect_err("a group without a user");
     assert!(e.message().contains("is specified without user"), "{e:?}");
 
-    // AppArmor: peapod applies none, so a profile is refused.
-    let mut armored = container_config("armored", "true", vec![]);
-    let sc = armored
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .unwrap();
-    sc.apparmor = Some(cri::SecurityProfile::default());
-    let e = node
-        .create(sandbox, armored, config)
-        .expect_err("an AppArmor profile");
-    assert!(e.message().contains("apparmor is not supported"), "{e:?}");
+    // AppArmor: a Localhost profile the kernel has not loaded is refused at create, in
+    // containerd's words, by the field or the deprecated string.
+    for (field, deprecated) in [(true, false), (false, true)] {
+        let mut armored = container_config("armored", "true", vec![]);
+        let sc = armored
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .unwrap();
+        if field {
+            sc.apparmor = Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                localhost_ref: "peapod-cri-missing".into(),
+            });
+        }
+        if deprecated {
+            #[allow(deprecated)]
+            {
+                sc.apparmor_profile = "localhost/peapod-cri-missing".into();
+            }
+        }
+        let e = node
+            .create(sandbox, armored, config)
+            .expect_err("a missing AppArmor profile");
+        assert!(
+            e.message().contains(
+                "failed to generate apparmor spec opts: apparmor profile not found peapod-cri-missing"
+            ),
+            "{e:?}"
+        );
+    }
 
     // A host-wide sysctl would change the host: refused before anything is made.
     let mut host_wide = sandbox_config("crisysctl", "0b0e7c1a-cri0-4000-8000-000000000002", 0);

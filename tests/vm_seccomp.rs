@@ -1,14 +1,14 @@
 //! Seccomp, sysctls and AppArmor as a user meets them: containerd's default profile blocks
 //! what it blocks, Unconfined and privileged containers are not filtered, a Localhost profile
 //! applies and a missing one leaves the container in CreateContainerError, sysctls are set in
-//! the pod or refused with SysctlForbidden. Runs only in the test VM (`scripts/test`); every
+//! the pod or refused with SysctlForbidden; AppArmor profiles (the VM has AppArmor) hold the
+//! containers and their exec'd processes, and a missing one blocks the pod. Runs only in the test VM (`scripts/test`); every
 //! test uses its own pod names.
 
 mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::Duration;
 
 const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 
@@ -209,31 +209,140 @@ fn the_node_setting_allows_an_unsafe_namespaced_sysctl() {
     assert!(out.starts_with("1234"), "{out}");
 }
 
+/// The tests' own AppArmor profile: everything but writes under /etc.
+const TEST_PROFILE: &str = "peapod-test-ro-etc";
+
+/// Loads [`TEST_PROFILE`] with apparmor_parser, as an administrator loads a Localhost profile.
+fn load_test_profile() {
+    use std::io::Write;
+    let text = format!(
+        "profile {TEST_PROFILE} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  \
+         network,\n  capability,\n  signal,\n  ptrace,\n  deny /etc/** w,\n}}\n"
+    );
+    let mut parser = Command::new("/sbin/apparmor_parser")
+        .arg("-Kr")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("apparmor_parser (scripts/test stages it into the VM)");
+    parser
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = parser.wait_with_output().unwrap();
+    assert!(out.status.success(), "apparmor_parser: {}", stderr(&out));
+}
+
+/// A pod of busybox containers `(name, securityContext)` sleeping; written as JSON, which is
+/// YAML.
+fn armored_pod(
+    name: &str,
+    annotations: serde_json::Value,
+    containers: &[(&str, serde_json::Value)],
+) -> String {
+    let containers: Vec<_> = containers
+        .iter()
+        .map(|(c, sc)| {
+            serde_json::json!({"name": c, "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                               "command": ["sh", "-c", SLEEP], "securityContext": sc})
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": containers},
+    })
+    .to_string()
+}
+
+/// The AppArmor label of a container's main process, read from the host.
+fn label(pod: &str, container: &str) -> String {
+    let pid = container_pid(pod, container);
+    std::fs::read_to_string(format!("/proc/{pid}/attr/current"))
+        .unwrap_or_else(|e| panic!("label of {pod}/{container}: {e}"))
+        .trim_end_matches(['\n', '\0'])
+        .to_string()
+}
+
 #[test]
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
-fn apparmor_runtime_default_is_blocked_without_apparmor_and_unconfined_runs() {
+fn apparmor_profiles_are_applied_where_the_host_has_apparmor() {
+    use serde_json::json;
     require_vm();
-    let unconfined = "    securityContext:\n      appArmorProfile:\n        type: Unconfined\n";
-    let _a = start("sc-aa-off", &pod_yaml("sc-aa-off", "", unconfined));
-
-    let confined = "    securityContext:\n      appArmorProfile:\n        type: RuntimeDefault\n";
-    apply_ok(&pod_yaml("sc-aa", "", confined));
-    let _guard = PodGuard("sc-aa".into());
-    wait_until(
+    load_test_profile();
+    // One pod for every kind (pod-level fields and overrides are unit tests): the VM is slow.
+    let local = json!({"appArmorProfile": {"type": "Localhost", "localhostProfile": TEST_PROFILE}});
+    apply_ok(&armored_pod(
         "sc-aa",
+        json!({"container.apparmor.security.beta.kubernetes.io/annotated":
+               format!("localhost/{TEST_PROFILE}")}),
+        &[
+            ("local", local),
+            ("annotated", json!({})),
+            (
+                "default",
+                json!({"appArmorProfile": {"type": "RuntimeDefault"}}),
+            ),
+            ("none", json!({})),
+            ("priv", json!({"privileged": true})),
+        ],
+    ));
+    let _pod = PodGuard("sc-aa".into());
+    let missing =
+        json!({"appArmorProfile": {"type": "Localhost", "localhostProfile": "peapod-not-loaded"}});
+    apply_ok(&armored_pod(
+        "sc-aa-missing",
+        json!({}),
+        &[("app", missing)],
+    ));
+    let _missing = PodGuard("sc-aa-missing".into());
+
+    wait_running("sc-aa");
+    // A loaded Localhost profile, by field or by the deprecated annotation; RuntimeDefault and
+    // nothing asked: peapod-default; privileged: unconfined (kubelet + containerd).
+    let confined = format!("{TEST_PROFILE} (enforce)");
+    let default = "peapod-default (enforce)";
+    for (c, want) in [
+        ("local", confined.as_str()),
+        ("annotated", &confined),
+        ("default", default),
+        ("none", default),
+        ("priv", "unconfined"),
+    ] {
+        assert_eq!(label("sc-aa", c), want, "{c}");
+    }
+    // Exec'd processes get the container's profile, and it denies what it denies.
+    let (_, out) = exec(
+        "sc-aa",
+        "local",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/attr/current; touch /etc/x 2>&1; touch /x && echo rootfs-written",
+        ],
+    );
+    assert!(out.starts_with(&confined), "{out}");
+    assert!(out.contains("touch: /etc/x: Permission denied"), "{out}");
+    assert!(out.contains("rootfs-written"), "{out}");
+    let (_, out) = exec("sc-aa", "none", &["cat", "/proc/self/attr/current"]);
+    assert!(out.starts_with(default), "{out}");
+
+    // A Localhost profile the kernel has not loaded blocks the pod, in the kubelet's words.
+    wait_until(
+        "sc-aa-missing",
         "reason AppArmor",
-        || try_pod_json("sc-aa").is_some_and(|v| v["status"]["reason"] == "AppArmor"),
+        || try_pod_json("sc-aa-missing").is_some_and(|v| v["status"]["reason"] == "AppArmor"),
         RUNNING_TIMEOUT,
     );
-    std::thread::sleep(Duration::from_secs(1));
-    let status = &pod_json("sc-aa")["status"];
+    let status = &pod_json("sc-aa-missing")["status"];
     assert_eq!(status["phase"], "Pending");
-    let message = status["message"].as_str().unwrap_or_default();
-    assert!(
-        message.starts_with("Cannot enforce AppArmor: "),
-        "{message}"
+    assert_eq!(
+        status["message"],
+        "Cannot enforce AppArmor: profile \"peapod-not-loaded\" is not loaded"
     );
-    let c = container_status("sc-aa", "app").unwrap();
+    let c = container_status("sc-aa-missing", "app").unwrap();
     assert_eq!(c["state"]["waiting"]["reason"], "Blocked");
 }
 

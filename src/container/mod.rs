@@ -13,6 +13,7 @@ pub(crate) const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
+pub mod apparmor;
 pub mod devices;
 pub mod env;
 mod mounts;

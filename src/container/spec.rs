@@ -178,6 +178,10 @@ pub enum SpecError {
     /// shows as a `CreateContainerError` (not a config error).
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    /// An AppArmor profile that cannot be applied: containerd's error, a
+    /// `CreateContainerError` for the kubelet.
+    #[error("failed to generate apparmor spec opts: {0}")]
+    AppArmor(#[from] super::apparmor::AppArmorError),
 }
 
 /// The container's overlay rootfs, prepared by the image store and the supervisor.
@@ -223,6 +227,9 @@ pub struct SpecInput<'a> {
     pub host_devices: Vec<LinuxDevice>,
     /// The node's seccomp profile directory, for `Localhost` profiles (`Paths::seccomp_profiles`).
     pub seccomp_root: PathBuf,
+    /// The container's AppArmor profile (`apparmor::spec_profile`, which reads the host);
+    /// None: unconfined.
+    pub apparmor_profile: Option<String>,
     pub resources: Resources,
     pub qos: QosClass,
     pub node_name: String,
@@ -496,7 +503,7 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     // The kubelet sets no_new_privs only when allowPrivilegeEscalation is explicitly false.
     let no_new_privileges = sc.and_then(|s| s.allow_privilege_escalation) == Some(false);
 
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(container.tty.unwrap_or(false))
         .user(user_builder.build()?)
         .args(args)
@@ -513,6 +520,7 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
             input.node_memory_bytes,
         ))
         .build()?;
+    process.set_apparmor_profile(input.apparmor_profile.clone());
 
     let ns_path = |name: &str| {
         Some(PathBuf::from(format!(

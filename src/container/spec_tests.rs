@@ -94,6 +94,7 @@ impl Fixture {
             cgroup_path: Some("/sys/fs/cgroup/peapod/pod-uid-1/app-0".into()),
             host_devices: Vec::new(),
             seccomp_root: "/nonexistent/seccomp".into(),
+            apparmor_profile: None,
             resources: self.resources,
             qos: self.qos,
             node_name: "node1".into(),

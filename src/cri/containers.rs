@@ -14,6 +14,7 @@ use tonic::Status;
 use super::records::{self, internal, ContainerRecord, Live, SandboxRecord};
 use super::sandboxes::{reserve_lock, CONTROL_TIMEOUT};
 use super::translate;
+use crate::container::spec;
 use crate::pod::control::{self, Request};
 use crate::pod::record::POD_FILE;
 use crate::store::{read_json, write_json, FileLock, Paths};
@@ -173,6 +174,11 @@ pub fn create(paths: &Paths, req: cri::CreateContainerRequest) -> Result<String,
     let (container, volumes) =
         translate::container(&name, &image.store_name, &config).map_err(spec_error)?;
     check_mount_propagation(&config).map_err(spec_error)?;
+    // Whether the host can apply its AppArmor profile, judged now as containerd judges it (and
+    // its default profile loaded now); the supervisor applies it when it makes the container.
+    let armor = crate::container::apparmor::asked(&Pod::default(), &container);
+    crate::container::apparmor::spec_profile(armor.as_ref(), spec::is_privileged(&container))
+        .map_err(|e| spec_error(spec::SpecError::from(e).to_string()))?;
     let groups = translate::supplemental_groups(&config);
     let mut settings = translate::settings(&config);
     for (k, d) in config.devices.iter().enumerate() {

@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HostPathVolumeSource, Pod, PodDNSConfig,
-    PodDNSConfigOption, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext, Sysctl, Volume, VolumeMount,
+    AppArmorProfile, Capabilities, Container, ContainerPort, EnvVar, HostPathVolumeSource, Pod,
+    PodDNSConfig, PodDNSConfigOption, PodSecurityContext, PodSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::container::seccomp::{TYPE_LOCALHOST, TYPE_RUNTIME_DEFAULT, TYPE_UNCONFINED};
 use crate::pod::control::{
     CriContainerSettings, CRI_CGROUP_PARENT_ANNOTATION, CRI_SANDBOX_ANNOTATION,
 };
@@ -306,23 +307,45 @@ fn seccomp(s: &cri::LinuxContainerSecurityContext) -> Result<SeccompProfile, Str
     }
 }
 
-/// AppArmor: peapod applies no profile, so a container that asks for one is refused, as
-/// containerd refuses it on a host without AppArmor (`generateApparmorSpecOpts`).
+/// containerd's reading of a container's AppArmor fields (internal/cri/sputil
+/// `GenerateApparmorSpecOpts`, `generateSecurityProfile`): the profile, else the deprecated
+/// `apparmor_profile` string, else none, which `container::apparmor` makes RuntimeDefault
+/// (unconfined when privileged) where the host has AppArmor. Whether the host can apply it
+/// is judged at creation (`cri::containers::create`), as containerd judges it.
 #[allow(deprecated)] // apparmor_profile: still read, as containerd reads it
-fn apparmor(s: &cri::LinuxContainerSecurityContext) -> Result<(), String> {
+fn apparmor(s: &cri::LinuxContainerSecurityContext) -> Result<Option<AppArmorProfile>, String> {
     use cri::security_profile::ProfileType;
-    let asks = match &s.apparmor {
-        Some(p) => ProfileType::try_from(p.profile_type) != Ok(ProfileType::Unconfined),
-        None => !matches!(s.apparmor_profile.as_str(), "" | "unconfined"),
+    let profile = |type_: &str, localhost: Option<&str>| AppArmorProfile {
+        type_: type_.into(),
+        localhost_profile: localhost.map(|p| p.trim_start_matches(LOCALHOST_PREFIX).to_string()),
     };
-    if asks {
-        return Err("apparmor is not supported (peapod applies no AppArmor profile)".into());
+    let invalid = |why: String| format!("failed to generate apparmor spec opts: {why}");
+    let Some(p) = &s.apparmor else {
+        return Ok(match s.apparmor_profile.as_str() {
+            "" => None,
+            "runtime/default" | "docker/default" => Some(profile(TYPE_RUNTIME_DEFAULT, None)),
+            "unconfined" => Some(profile(TYPE_UNCONFINED, None)),
+            path if path.starts_with(LOCALHOST_PREFIX) => Some(profile(TYPE_LOCALHOST, Some(path))),
+            other => return Err(invalid(format!("invalid profile {other:?}"))),
+        });
+    };
+    let kind = ProfileType::try_from(p.profile_type);
+    if kind != Ok(ProfileType::Localhost) && !p.localhost_ref.is_empty() {
+        return Err(invalid(
+            "apparmor config invalid LocalhostRef must only be set if ProfileType is Localhost"
+                .into(),
+        ));
     }
-    Ok(())
+    match kind {
+        Ok(ProfileType::RuntimeDefault) => Ok(Some(profile(TYPE_RUNTIME_DEFAULT, None))),
+        Ok(ProfileType::Unconfined) => Ok(Some(profile(TYPE_UNCONFINED, None))),
+        Ok(ProfileType::Localhost) => Ok(Some(profile(TYPE_LOCALHOST, Some(&p.localhost_ref)))),
+        Err(_) => Err(invalid("apparmor unknown ProfileType".into())),
+    }
 }
 
 fn security(s: &cri::LinuxContainerSecurityContext) -> Result<SecurityContext, String> {
-    apparmor(s)?;
+    let app_armor_profile = apparmor(s)?;
     // containerd's `generateUserString`: a group needs a user (by name or id) to go with it.
     if let Some(g) = &s.run_as_group {
         if s.run_as_username.is_empty() && s.run_as_user.is_none() {
@@ -351,6 +374,7 @@ fn security(s: &cri::LinuxContainerSecurityContext) -> Result<SecurityContext, S
             drop: list(&c.drop_capabilities),
         }),
         seccomp_profile: Some(seccomp(s)?),
+        app_armor_profile,
         ..Default::default()
     })
 }
@@ -863,20 +887,46 @@ mod tests {
         );
         assert!(deprecated("bogus").is_err());
 
-        let armored = cri::LinuxContainerSecurityContext {
-            apparmor: Some(cri::SecurityProfile::default()),
-            ..Default::default()
+        let armor_of = |s: cri::LinuxContainerSecurityContext| {
+            container("c", "busybox", &with_security(s))
+                .map(|(c, _)| c.security_context.unwrap().app_armor_profile)
         };
-        let e = container("c", "busybox", &with_security(armored)).unwrap_err();
-        assert!(e.starts_with("apparmor is not supported"), "{e}");
-        let unconfined = cri::LinuxContainerSecurityContext {
+        let armored = |t: ProfileType, r: &str| cri::LinuxContainerSecurityContext {
             apparmor: Some(cri::SecurityProfile {
-                profile_type: ProfileType::Unconfined as i32,
-                localhost_ref: String::new(),
+                profile_type: t as i32,
+                localhost_ref: r.into(),
             }),
             ..Default::default()
         };
-        assert!(container("c", "busybox", &with_security(unconfined)).is_ok());
+        let local = armor_of(armored(ProfileType::Localhost, "localhost/p"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (local.type_.as_str(), local.localhost_profile.as_deref()),
+            ("Localhost", Some("p"))
+        );
+        let default = armor_of(armored(ProfileType::RuntimeDefault, "")).unwrap();
+        assert_eq!(default.unwrap().type_, "RuntimeDefault");
+        let e = armor_of(armored(ProfileType::Unconfined, "p")).unwrap_err();
+        assert_eq!(e, "failed to generate apparmor spec opts: apparmor config invalid LocalhostRef must only be set if ProfileType is Localhost");
+        let old = |path: &str| {
+            armor_of(cri::LinuxContainerSecurityContext {
+                apparmor_profile: path.into(),
+                ..Default::default()
+            })
+        };
+        assert_eq!(old("").unwrap(), None);
+        assert_eq!(old("unconfined").unwrap().unwrap().type_, "Unconfined");
+        assert_eq!(
+            old("runtime/default").unwrap().unwrap().type_,
+            "RuntimeDefault"
+        );
+        let named = old("localhost/q").unwrap().unwrap();
+        assert_eq!(named.localhost_profile.as_deref(), Some("q"));
+        assert_eq!(
+            old("q").unwrap_err(),
+            "failed to generate apparmor spec opts: invalid profile \"q\""
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The kubelet's admission of a pod on this node, for what only the node can judge: the pod's
 //! sysctls against the node's allowlist (pkg/kubelet/sysctl/allowlist.go) and AppArmor
-//! profiles against the host (pkg/security/apparmor/validate.go).
+//! profiles against the host (pkg/security/apparmor/validate.go: AppArmor on, a Localhost
+//! profile loaded, peapod's default profile loadable when asked for).
 //!
 //! As with the kubelet, the pod is accepted by `apply` (the API server has nothing against it)
 //! and its supervisor then refuses to run it: a forbidden sysctl fails the pod (phase Failed,
@@ -9,8 +10,13 @@
 //! waiting with `Blocked`), as the kubelet's soft admission does. Either way a Warning event
 //! with the reason is recorded and no sandbox or container is made.
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use std::collections::HashSet;
 
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+
+use crate::container::apparmor;
+use crate::container::seccomp::TYPE_UNCONFINED;
+use crate::container::spec::is_privileged;
 use crate::container::sysctl::{Allowlist, REASON_SYSCTL_FORBIDDEN};
 
 /// The kubelet's reason for a pod whose AppArmor profile cannot be enforced.
@@ -19,14 +25,6 @@ pub const REASON_APPARMOR: &str = "AppArmor";
 pub const REASON_BLOCKED: &str = "Blocked";
 /// The prefix of a rejected pod's message [kubelet.go rejectPod].
 const REJECTED_PREFIX: &str = "Pod was rejected: ";
-/// runc's test for AppArmor (libcontainer/apparmor): securityfs shows it and the module is on.
-const APPARMOR_SECURITYFS: &str = "/sys/kernel/security/apparmor";
-const APPARMOR_ENABLED: &str = "/sys/module/apparmor/parameters/enabled";
-/// The deprecated per-container annotation and its unconfined value.
-pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
-pub const APPARMOR_ANNOTATION_UNCONFINED: &str = "unconfined";
-/// `appArmorProfile.type` values [core/v1 types.go].
-pub const APPARMOR_TYPE_UNCONFINED: &str = "Unconfined";
 
 /// Why the node will not run the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +101,7 @@ pub fn admit(pod: &Pod) -> Option<Verdict> {
     };
     check_os(pod)
         .or_else(|| check_sysctls(pod, allowlist))
-        .or_else(|| check_apparmor(pod, host_has_apparmor()))
+        .or_else(|| check_apparmor(pod, &Host))
 }
 
 /// A pod for another OS is rejected [predicate.go rejectPodAdmissionBasedOnOSField].
@@ -158,16 +156,13 @@ fn in_host_namespace(name: &str, host: crate::sandbox::HostNamespaces) -> Option
 /// Whether any profile the pod names is not Unconfined [apparmor/helpers.go isRequired].
 fn requires_apparmor(pod: &Pod) -> bool {
     let confined = |p: Option<&k8s_openapi::api::core::v1::AppArmorProfile>| {
-        p.is_some_and(|p| p.type_ != APPARMOR_TYPE_UNCONFINED)
+        p.is_some_and(|p| p.type_ != TYPE_UNCONFINED)
     };
     let spec = pod.spec.as_ref();
     let pod_level = spec
         .and_then(|s| s.security_context.as_ref())
         .and_then(|s| s.app_armor_profile.as_ref());
-    let containers = spec
-        .into_iter()
-        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers));
-    let mut fields = std::iter::once(pod_level).chain(containers.map(|c| {
+    let mut fields = std::iter::once(pod_level).chain(containers(pod).map(|c| {
         c.security_context
             .as_ref()
             .and_then(|s| s.app_armor_profile.as_ref())
@@ -175,29 +170,83 @@ fn requires_apparmor(pod: &Pod) -> bool {
     let annotations = pod.metadata.annotations.iter().flatten();
     fields.any(confined)
         || annotations.into_iter().any(|(k, v)| {
-            k.starts_with(APPARMOR_ANNOTATION_PREFIX) && v != APPARMOR_ANNOTATION_UNCONFINED
+            k.starts_with(apparmor::ANNOTATION_PREFIX) && v != apparmor::ANNOTATION_UNCONFINED
         })
 }
 
-fn host_has_apparmor() -> bool {
-    std::path::Path::new(APPARMOR_SECURITYFS).exists()
-        && std::fs::read(APPARMOR_ENABLED).is_ok_and(|b| b.first() == Some(&b'Y'))
+/// The pod's init containers, then its containers.
+fn containers(pod: &Pod) -> impl Iterator<Item = &Container> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
 }
 
-fn check_apparmor(pod: &Pod, host_has_apparmor: bool) -> Option<Verdict> {
+/// What admission needs of the host's AppArmor: read only when the pod names a profile.
+trait AppArmorHost {
+    fn enabled(&self) -> bool;
+    fn loaded(&self) -> Result<HashSet<String>, apparmor::AppArmorError>;
+    /// Loads the default profile unless the kernel has it.
+    fn load_default(&self) -> Result<(), apparmor::AppArmorError>;
+}
+
+/// This machine.
+struct Host;
+
+impl AppArmorHost for Host {
+    fn enabled(&self) -> bool {
+        apparmor::host_enabled()
+    }
+    fn loaded(&self) -> Result<HashSet<String>, apparmor::AppArmorError> {
+        apparmor::loaded_profiles()
+    }
+    fn load_default(&self) -> Result<(), apparmor::AppArmorError> {
+        apparmor::ensure_default()
+    }
+}
+
+/// The kubelet's AppArmor admission [pkg/security/apparmor/validate.go, lifecycle
+/// appArmorAdmitHandler]: a profile on a host without AppArmor, or a Localhost profile the
+/// kernel has not loaded (the check of kubelets up to 1.29; later ones leave it to the
+/// runtime's CreateContainerError), blocks the pod. A RuntimeDefault profile is peapod's
+/// default, loaded now; a failure to load it blocks the pod that asked for it.
+fn check_apparmor(pod: &Pod, host: &dyn AppArmorHost) -> Option<Verdict> {
     if !requires_apparmor(pod) {
         return None;
     }
-    let why = if host_has_apparmor {
-        // containerd would load its profile; peapod has no AppArmor support yet.
-        "peapod does not apply AppArmor profiles (only Unconfined runs)"
-    } else {
-        "AppArmor is not enabled on the host"
-    };
-    Some(Verdict::Blocked {
+    let blocked = |why: String| Verdict::Blocked {
         reason: REASON_APPARMOR.into(),
         message: format!("Cannot enforce AppArmor: {why}"),
-    })
+    };
+    if !host.enabled() {
+        return Some(blocked("AppArmor is not enabled on the host".into()));
+    }
+    let mut loaded = None;
+    for c in containers(pod) {
+        let asked = apparmor::asked(pod, c);
+        let decision = apparmor::decide(asked.as_ref(), is_privileged(c), true);
+        match decision {
+            apparmor::Decision::Localhost(name) => {
+                if loaded.is_none() {
+                    match host.loaded() {
+                        Ok(names) => loaded = Some(names),
+                        Err(e) => {
+                            return Some(blocked(format!("could not read loaded profiles: {e}")))
+                        }
+                    }
+                }
+                if !loaded.as_ref().is_some_and(|l| l.contains(&name)) {
+                    return Some(blocked(format!("profile {name:?} is not loaded")));
+                }
+            }
+            apparmor::Decision::RuntimeDefault { asked: true } => {
+                if let Err(e) = host.load_default() {
+                    return Some(blocked(e.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -285,32 +334,110 @@ mod tests {
             .is_some_and(|v| v.message().ends_with("not allowed with host ipc enabled")));
     }
 
+    /// A host for admission: AppArmor on or off, these profiles loaded, the default profile
+    /// loadable or not.
+    struct FakeHost {
+        enabled: bool,
+        loaded: &'static [&'static str],
+        parser: bool,
+    }
+
+    impl AppArmorHost for FakeHost {
+        fn enabled(&self) -> bool {
+            self.enabled
+        }
+        fn loaded(&self) -> Result<HashSet<String>, apparmor::AppArmorError> {
+            Ok(self.loaded.iter().map(|s| s.to_string()).collect())
+        }
+        fn load_default(&self) -> Result<(), apparmor::AppArmorError> {
+            if self.parser {
+                Ok(())
+            } else {
+                Err(apparmor::AppArmorError::NoParser)
+            }
+        }
+    }
+
+    const OFF: FakeHost = FakeHost {
+        enabled: false,
+        loaded: &[],
+        parser: true,
+    };
+    const ON: FakeHost = FakeHost {
+        enabled: true,
+        loaded: &["loaded"],
+        parser: true,
+    };
+
+    fn field(t: &str, local: Option<&str>) -> Pod {
+        pod(
+            json!({"containers": [{"name": "c",
+                    "securityContext": {"appArmorProfile": {"type": t, "localhostProfile": local}}}]}),
+            json!({}),
+        )
+    }
+
+    fn message(v: Option<Verdict>) -> Option<String> {
+        v.map(|v| {
+            assert_eq!(v.reason(), "AppArmor");
+            assert!(matches!(v, Verdict::Blocked { .. }));
+            v.message().to_string()
+        })
+    }
+
     #[test]
-    fn apparmor_blocks_unless_unconfined() {
-        let field = |t: &str| {
-            pod(
-                json!({"containers": [{"name": "c",
-                        "securityContext": {"appArmorProfile": {"type": t}}}]}),
-                json!({}),
-            )
-        };
-        assert_eq!(check_apparmor(&field("Unconfined"), false), None);
-        let v = check_apparmor(&field("RuntimeDefault"), false).unwrap();
-        assert_eq!(v.reason(), "AppArmor");
+    fn apparmor_off_blocks_unless_unconfined() {
+        assert_eq!(check_apparmor(&field("Unconfined", None), &OFF), None);
         assert_eq!(
-            v.message(),
-            "Cannot enforce AppArmor: AppArmor is not enabled on the host"
+            message(check_apparmor(&field("RuntimeDefault", None), &OFF)).as_deref(),
+            Some("Cannot enforce AppArmor: AppArmor is not enabled on the host")
         );
         let annotated = pod(
             json!({"containers": [{"name": "c"}]}),
             json!({"container.apparmor.security.beta.kubernetes.io/c": "runtime/default"}),
         );
-        assert!(check_apparmor(&annotated, false).is_some());
+        assert!(check_apparmor(&annotated, &OFF).is_some());
         let plain = pod(json!({"containers": [{"name": "c"}]}), json!({}));
-        assert_eq!(check_apparmor(&plain, false), None);
-        assert!(matches!(
-            check_apparmor(&field("Localhost"), true),
-            Some(Verdict::Blocked { .. })
-        ));
+        assert_eq!(check_apparmor(&plain, &OFF), None);
+    }
+
+    #[test]
+    fn apparmor_on_needs_a_loaded_localhost_profile() {
+        assert_eq!(
+            check_apparmor(&field("Localhost", Some("loaded")), &ON),
+            None
+        );
+        assert_eq!(check_apparmor(&field("RuntimeDefault", None), &ON), None);
+        assert_eq!(
+            message(check_apparmor(&field("Localhost", Some("missing")), &ON)).as_deref(),
+            Some("Cannot enforce AppArmor: profile \"missing\" is not loaded")
+        );
+        let annotated = pod(
+            json!({"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}),
+            json!({"container.apparmor.security.beta.kubernetes.io/i": "localhost/gone"}),
+        );
+        assert_eq!(
+            message(check_apparmor(&annotated, &ON)).as_deref(),
+            Some("Cannot enforce AppArmor: profile \"gone\" is not loaded")
+        );
+    }
+
+    #[test]
+    fn a_default_profile_that_cannot_be_loaded_blocks_only_who_asked() {
+        let no_parser = FakeHost {
+            parser: false,
+            ..ON
+        };
+        let m = message(check_apparmor(&field("RuntimeDefault", None), &no_parser)).unwrap();
+        assert!(m.starts_with("Cannot enforce AppArmor: cannot load the default AppArmor profile \"peapod-default\": apparmor_parser not found"), "{m}");
+        let plain = pod(json!({"containers": [{"name": "c"}]}), json!({}));
+        assert_eq!(check_apparmor(&plain, &no_parser), None);
+        // A privileged container's RuntimeDefault is unconfined: nothing to load.
+        let privileged = pod(
+            json!({"containers": [{"name": "c", "securityContext": {"privileged": true,
+                    "appArmorProfile": {"type": "RuntimeDefault"}}}]}),
+            json!({}),
+        );
+        assert_eq!(check_apparmor(&privileged, &no_parser), None);
     }
 }

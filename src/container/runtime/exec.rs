@@ -328,6 +328,10 @@ fn child(
             fail(e);
         }
     }
+    // The container's AppArmor profile confines exec'd processes too, as with `runc exec`.
+    if let Err(e) = super::apparmor::apply(process) {
+        fail(e.to_string());
+    }
     let late = match super::init::load_privileged(process, filter.cloned()) {
         Ok(late) => late,
         Err(e) => fail(e.to_string()),

@@ -147,6 +147,9 @@ fn run_spec(
     apply_sysctls(spec)?;
     mounts::mask_paths(spec)?;
     mounts::readonly_paths(spec)?;
+    // Armed now for the user program's execve, while the init is still root in its own
+    // /proc, as runc's init does it before seccomp and the credentials.
+    super::apparmor::apply(process)?;
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         mounts::remount_readonly(Path::new("/"))
             .map_err(|e| InitError::sys("remount / read-only", e))?;

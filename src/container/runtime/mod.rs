@@ -10,10 +10,12 @@
 //!
 //! Where things live: `spawn.rs` clones the container's pid 1; `init.rs` is the `peapod __init`
 //! mode that prepares the container and execs the user program; `mounts.rs` rootfs and mounts;
-//! `devices.rs` /dev; `creds.rs` user, capabilities, rlimits; `seccomp.rs` the Spec's seccomp
+//! `devices.rs` /dev; `creds.rs` user, capabilities, rlimits; `apparmor.rs` the Spec's AppArmor
+//! profile armed for the exec; `seccomp.rs` the Spec's seccomp
 //! profile compiled to BPF and loaded; `exec.rs` `peapod exec`; `terminal.rs` terminals of the
 //! container's own devpts (a `process.terminal` container's console, `exec -it`) and raw mode.
 
+mod apparmor;
 mod creds;
 mod devices;
 mod error;

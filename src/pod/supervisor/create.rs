@@ -131,7 +131,7 @@ pub(super) enum StartFailure {
     /// The container could not be configured (spec, volumes, cgroup): retried, stays Waiting.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The runtime could not create it (a Localhost seccomp profile it cannot load): retried,
+    /// The runtime could not create it (a Localhost seccomp or AppArmor profile it cannot use): retried,
     /// stays Waiting with CreateContainerError.
     #[error(transparent)]
     Create(SpecError),
@@ -431,6 +431,12 @@ impl Supervisor {
         } else {
             Vec::new()
         };
+        // Read from the host (and the default profile loaded) at each creation, as containerd
+        // does: a Localhost profile loaded since the last attempt is found.
+        let apparmor = crate::container::apparmor::asked(&self.pod, c);
+        let apparmor_profile =
+            crate::container::apparmor::spec_profile(apparmor.as_ref(), spec::is_privileged(c))
+                .map_err(|e| StartFailure::Create(SpecError::AppArmor(e)))?;
         let mut input = SpecInput {
             pod: &self.pod,
             container: c,
@@ -450,6 +456,7 @@ impl Supervisor {
             cgroup_path: cgroup.map(Path::to_path_buf),
             host_devices,
             seccomp_root: self.paths.seccomp_profiles(),
+            apparmor_profile,
             resources,
             qos: qos_class(&self.pod),
             node_name: self.host.node_name.clone(),
@@ -458,7 +465,7 @@ impl Supervisor {
         input.sub_path_sources = self.prepare_sub_paths(&input).map_err(ConfigError::from)?;
         let oci = spec::build_spec(&input).map_err(|e| match e {
             // The runtime's failure to load a profile, a CreateContainerError for the kubelet.
-            e @ SpecError::Seccomp(_) => StartFailure::Create(e),
+            e @ (SpecError::Seccomp(_) | SpecError::AppArmor(_)) => StartFailure::Create(e),
             e => ConfigError::from(e).into(),
         })?;
         tracing::debug!(container = %c.name, "spec built");
