@@ -1,7 +1,7 @@
 //! The kubelet's admission of a pod on this node, for what only the node can judge: the pod's
 //! sysctls against the node's allowlist (pkg/kubelet/sysctl/allowlist.go) and AppArmor
-//! profiles against the host (pkg/security/apparmor/validate.go: AppArmor on, a Localhost
-//! profile loaded, peapod's default profile loadable when asked for).
+//! profiles against the host (pkg/security/apparmor/validate.go: AppArmor on; whether a profile
+//! is loaded is asked at container creation, as the runtime does).
 //!
 //! As with the kubelet, the pod is accepted by `apply` (the API server has nothing against it)
 //! and its supervisor then refuses to run it: a forbidden sysctl fails the pod (phase Failed,
@@ -9,8 +9,6 @@
 //! profile that cannot be enforced blocks it (phase Pending, reason `AppArmor`, containers
 //! waiting with `Blocked`), as the kubelet's soft admission does. Either way a Warning event
 //! with the reason is recorded and no sandbox or container is made.
-
-use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 
@@ -101,7 +99,7 @@ pub fn admit(pod: &Pod) -> Option<Verdict> {
     };
     check_os(pod)
         .or_else(|| check_sysctls(pod, allowlist))
-        .or_else(|| check_apparmor(pod, &Host))
+        .or_else(|| check_apparmor(pod, apparmor::host_enabled()))
 }
 
 /// A pod for another OS is rejected [predicate.go rejectPodAdmissionBasedOnOSField].
@@ -181,35 +179,12 @@ fn containers(pod: &Pod) -> impl Iterator<Item = &Container> {
         .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
 }
 
-/// What admission needs of the host's AppArmor: read only when the pod names a profile.
-trait AppArmorHost {
-    fn enabled(&self) -> bool;
-    fn loaded(&self) -> Result<HashSet<String>, apparmor::AppArmorError>;
-    /// Loads the default profile unless the kernel has it.
-    fn load_default(&self) -> Result<(), apparmor::AppArmorError>;
-}
-
-/// This machine.
-struct Host;
-
-impl AppArmorHost for Host {
-    fn enabled(&self) -> bool {
-        apparmor::host_enabled()
-    }
-    fn loaded(&self) -> Result<HashSet<String>, apparmor::AppArmorError> {
-        apparmor::loaded_profiles()
-    }
-    fn load_default(&self) -> Result<(), apparmor::AppArmorError> {
-        apparmor::ensure_default()
-    }
-}
-
 /// The kubelet's AppArmor admission [pkg/security/apparmor/validate.go, lifecycle
-/// appArmorAdmitHandler]: a profile on a host without AppArmor, or a Localhost profile the
-/// kernel has not loaded (the check of kubelets up to 1.29; later ones leave it to the
-/// runtime's CreateContainerError), blocks the pod. A RuntimeDefault profile is peapod's
-/// default, loaded now; a failure to load it blocks the pod that asked for it.
-fn check_apparmor(pod: &Pod, host: &dyn AppArmorHost) -> Option<Verdict> {
+/// appArmorAdmitHandler]: a profile on a host without AppArmor, or a Localhost profile with an
+/// empty name, blocks the pod. Whether a Localhost profile is loaded (and whether peapod's
+/// default profile loads) is the runtime's question, asked at each container creation: a
+/// CreateContainerError in containerd's words, retried with back-off, as kubelets since 1.30.
+fn check_apparmor(pod: &Pod, host_enabled: bool) -> Option<Verdict> {
     if !requires_apparmor(pod) {
         return None;
     }
@@ -217,36 +192,17 @@ fn check_apparmor(pod: &Pod, host: &dyn AppArmorHost) -> Option<Verdict> {
         reason: REASON_APPARMOR.into(),
         message: format!("Cannot enforce AppArmor: {why}"),
     };
-    if !host.enabled() {
+    if !host_enabled {
         return Some(blocked("AppArmor is not enabled on the host".into()));
     }
-    let mut loaded = None;
-    for c in containers(pod) {
-        let asked = apparmor::asked(pod, c);
-        let decision = apparmor::decide(asked.as_ref(), is_privileged(c), true);
-        match decision {
-            apparmor::Decision::Localhost(name) => {
-                if loaded.is_none() {
-                    match host.loaded() {
-                        Ok(names) => loaded = Some(names),
-                        Err(e) => {
-                            return Some(blocked(format!("could not read loaded profiles: {e}")))
-                        }
-                    }
-                }
-                if !loaded.as_ref().is_some_and(|l| l.contains(&name)) {
-                    return Some(blocked(format!("profile {name:?} is not loaded")));
-                }
-            }
-            apparmor::Decision::RuntimeDefault { asked: true } => {
-                if let Err(e) = host.load_default() {
-                    return Some(blocked(e.to_string()));
-                }
-            }
-            _ => {}
+    containers(pod).find_map(|c| {
+        match apparmor::decide(apparmor::asked(pod, c).as_ref(), is_privileged(c), true) {
+            apparmor::Decision::Localhost(name) if name.trim().is_empty() => Some(blocked(
+                format!("invalid empty AppArmor profile name: {name:?}"),
+            )),
+            _ => None,
         }
-    }
-    None
+    })
 }
 
 #[cfg(test)]
@@ -334,40 +290,8 @@ mod tests {
             .is_some_and(|v| v.message().ends_with("not allowed with host ipc enabled")));
     }
 
-    /// A host for admission: AppArmor on or off, these profiles loaded, the default profile
-    /// loadable or not.
-    struct FakeHost {
-        enabled: bool,
-        loaded: &'static [&'static str],
-        parser: bool,
-    }
-
-    impl AppArmorHost for FakeHost {
-        fn enabled(&self) -> bool {
-            self.enabled
-        }
-        fn loaded(&self) -> Result<HashSet<String>, apparmor::AppArmorError> {
-            Ok(self.loaded.iter().map(|s| s.to_string()).collect())
-        }
-        fn load_default(&self) -> Result<(), apparmor::AppArmorError> {
-            if self.parser {
-                Ok(())
-            } else {
-                Err(apparmor::AppArmorError::NoParser)
-            }
-        }
-    }
-
-    const OFF: FakeHost = FakeHost {
-        enabled: false,
-        loaded: &[],
-        parser: true,
-    };
-    const ON: FakeHost = FakeHost {
-        enabled: true,
-        loaded: &["loaded"],
-        parser: true,
-    };
+    const OFF: bool = false;
+    const ON: bool = true;
 
     fn field(t: &str, local: Option<&str>) -> Pod {
         pod(
@@ -387,57 +311,36 @@ mod tests {
 
     #[test]
     fn apparmor_off_blocks_unless_unconfined() {
-        assert_eq!(check_apparmor(&field("Unconfined", None), &OFF), None);
+        assert_eq!(check_apparmor(&field("Unconfined", None), OFF), None);
         assert_eq!(
-            message(check_apparmor(&field("RuntimeDefault", None), &OFF)).as_deref(),
+            message(check_apparmor(&field("RuntimeDefault", None), OFF)).as_deref(),
             Some("Cannot enforce AppArmor: AppArmor is not enabled on the host")
         );
         let annotated = pod(
             json!({"containers": [{"name": "c"}]}),
             json!({"container.apparmor.security.beta.kubernetes.io/c": "runtime/default"}),
         );
-        assert!(check_apparmor(&annotated, &OFF).is_some());
+        assert!(check_apparmor(&annotated, OFF).is_some());
         let plain = pod(json!({"containers": [{"name": "c"}]}), json!({}));
-        assert_eq!(check_apparmor(&plain, &OFF), None);
+        assert_eq!(check_apparmor(&plain, OFF), None);
     }
 
     #[test]
-    fn apparmor_on_needs_a_loaded_localhost_profile() {
+    fn apparmor_on_leaves_loading_to_the_container_creation() {
+        // Loaded or not, a Localhost profile is the runtime's question (CreateContainerError).
         assert_eq!(
-            check_apparmor(&field("Localhost", Some("loaded")), &ON),
+            check_apparmor(&field("Localhost", Some("missing")), ON),
             None
         );
-        assert_eq!(check_apparmor(&field("RuntimeDefault", None), &ON), None);
-        assert_eq!(
-            message(check_apparmor(&field("Localhost", Some("missing")), &ON)).as_deref(),
-            Some("Cannot enforce AppArmor: profile \"missing\" is not loaded")
-        );
+        assert_eq!(check_apparmor(&field("RuntimeDefault", None), ON), None);
         let annotated = pod(
             json!({"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}),
             json!({"container.apparmor.security.beta.kubernetes.io/i": "localhost/gone"}),
         );
+        assert_eq!(check_apparmor(&annotated, ON), None);
         assert_eq!(
-            message(check_apparmor(&annotated, &ON)).as_deref(),
-            Some("Cannot enforce AppArmor: profile \"gone\" is not loaded")
+            message(check_apparmor(&field("Localhost", Some(" ")), ON)).as_deref(),
+            Some("Cannot enforce AppArmor: invalid empty AppArmor profile name: \" \"")
         );
-    }
-
-    #[test]
-    fn a_default_profile_that_cannot_be_loaded_blocks_only_who_asked() {
-        let no_parser = FakeHost {
-            parser: false,
-            ..ON
-        };
-        let m = message(check_apparmor(&field("RuntimeDefault", None), &no_parser)).unwrap();
-        assert!(m.starts_with("Cannot enforce AppArmor: cannot load the default AppArmor profile \"peapod-default\": apparmor_parser not found"), "{m}");
-        let plain = pod(json!({"containers": [{"name": "c"}]}), json!({}));
-        assert_eq!(check_apparmor(&plain, &no_parser), None);
-        // A privileged container's RuntimeDefault is unconfined: nothing to load.
-        let privileged = pod(
-            json!({"containers": [{"name": "c", "securityContext": {"privileged": true,
-                    "appArmorProfile": {"type": "RuntimeDefault"}}}]}),
-            json!({}),
-        );
-        assert_eq!(check_apparmor(&privileged, &no_parser), None);
     }
 }
