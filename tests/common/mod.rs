@@ -29,6 +29,8 @@ pub mod corpus;
 // A simulated reboot (vm_recovery, vm_cri).
 pub mod reboot;
 pub mod vm_registry;
+// Several checks in one exec (vm_config, vm_net).
+pub mod batch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
