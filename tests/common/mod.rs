@@ -445,7 +445,7 @@ pub fn leftovers() -> Vec<String> {
 /// The UIDs of the pods of the other lanes (`PEAPOD_TEST_OTHER_LIB_DIRS`), the ones being made
 /// or removed included (`.new-<uid>-<pid>`, `.gone-<uid>-<pid>`), without dashes (a veth is
 /// named from the first hex digits of one).
-fn other_lanes_pods() -> Vec<String> {
+pub fn other_lanes_pods() -> Vec<String> {
     let Ok(dirs) = std::env::var(OTHER_LANES_ENV) else {
         return Vec::new();
     };
