@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::batch::sh_all;
 use common::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,12 +90,16 @@ fn sh(pod: &str, script: &str) -> String {
     out
 }
 
+/// The script that prints the container's main process environment, one variable a line.
+const ENVIRON: &str = "tr '\\0' '\\n' < /proc/1/environ";
+
 /// The container's main process environment, as the kernel holds it.
 fn process_env(pod: &str) -> Vec<String> {
-    sh(pod, "tr '\\0' '\\n' < /proc/1/environ")
-        .lines()
-        .map(str::to_string)
-        .collect()
+    env_lines(&sh(pod, ENVIRON))
+}
+
+fn env_lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_string).collect()
 }
 
 fn describe(name: &str) -> String {
@@ -110,9 +115,9 @@ fn waiting(pod: &str) -> (String, String) {
     )
 }
 
-/// A file as the container sees it, read through its root (no exec per poll).
-fn container_file(pod: &str, path: &str) -> String {
-    let pid = container_pid(pod, "app");
+/// A file as the container (its process `pid`) sees it, read through its root (no exec nor
+/// CLI run per poll).
+fn container_file(pid: i32, path: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/root{path}")).unwrap_or_default()
 }
 
@@ -130,28 +135,28 @@ fn config_map_volume_has_the_kubelet_layout() {
         "  volumes:\n  - name: cfg\n    configMap: {name: layout-cfg}\n",
     );
     let _pod = start("cm-layout", &yaml);
-    let ls = sh("cm-layout", "ls -la /etc/config");
+    let out = sh_all(
+        "cm-layout",
+        "app",
+        &[
+            "ls -la /etc/config",
+            "cat /etc/config/game.properties",
+            "cat /etc/config/ui.properties",
+            "stat -L -c %a /etc/config/ui.properties",
+            // Mounted read-only whatever the volumeMount says, as the kubelet does.
+            "! touch /etc/config/new 2>/dev/null # fails if the configMap volume is writable",
+        ],
+    );
+    let ls = &out[0];
     assert!(ls.contains("..data -> ..20"), "no ..data link: {ls}");
     assert!(
         ls.contains("game.properties -> ..data/game.properties"),
         "no visible link: {ls}"
     );
     assert!(ls.contains("ui.properties -> ..data/ui.properties"), "{ls}");
-    assert_eq!(
-        sh("cm-layout", "cat /etc/config/game.properties"),
-        "lives=3\nlevel=7\n"
-    );
-    assert_eq!(
-        sh("cm-layout", "cat /etc/config/ui.properties"),
-        "color=blue"
-    );
-    assert_eq!(
-        sh("cm-layout", "stat -L -c %a /etc/config/ui.properties").trim(),
-        "644"
-    );
-    // Mounted read-only whatever the volumeMount says, as the kubelet does.
-    let (code, _) = exec("cm-layout", "app", &["touch", "/etc/config/new"]);
-    assert_ne!(code, 0, "the configMap volume is writable");
+    assert_eq!(out[1], "lives=3\nlevel=7\n");
+    assert_eq!(out[2], "color=blue");
+    assert_eq!(out[3].trim(), "644");
     // On the node's disk, at the kubelet's path.
     let uid = pod_json("cm-layout")["metadata"]["uid"]
         .as_str()
@@ -181,23 +186,28 @@ fn items_modes_and_optional_sources() {
         "  volumes:\n  - name: picked\n    configMap:\n      name: items-cfg\n      items:\n      - {key: a, path: sub/a.txt, mode: 0400}\n  - name: modes\n    configMap: {name: items-cfg, defaultMode: 0640}\n  - name: absent\n    configMap: {name: no-such-cfg, optional: true}\n  - name: sec\n    secret:\n      secretName: items-secret\n      defaultMode: 0400\n      items: [{key: token, path: tok, mode: 0440}, {key: nope, path: n}]\n      optional: true\n",
     );
     let _pod = start("cm-items", &yaml);
-    assert_eq!(sh("cm-items", "cat /picked/sub/a.txt"), "alpha");
-    assert_eq!(
-        sh("cm-items", "stat -L -c %a /picked/sub/a.txt").trim(),
-        "400"
+    let out = sh_all(
+        "cm-items",
+        "app",
+        &[
+            "cat /picked/sub/a.txt",
+            "stat -L -c %a /picked/sub/a.txt",
+            "! test -e /picked/b # fails if a key left out of items was projected",
+            "stat -L -c %a /modes/b",
+            "ls /absent",
+            "test -L /absent/..data",
+            "cat /sec/tok",
+            "stat -L -c %a /sec/tok",
+            "ls /sec",
+        ],
     );
-    let (code, _) = exec("cm-items", "app", &["test", "-e", "/picked/b"]);
-    assert_ne!(code, 0, "a key left out of items was projected");
-    assert_eq!(sh("cm-items", "stat -L -c %a /modes/b").trim(), "640");
-    assert_eq!(
-        sh("cm-items", "ls /absent").trim(),
-        "",
-        "an optional missing object is empty"
-    );
-    sh("cm-items", "test -L /absent/..data");
-    assert_eq!(sh("cm-items", "cat /sec/tok"), "t0k3n");
-    assert_eq!(sh("cm-items", "stat -L -c %a /sec/tok").trim(), "440");
-    assert_eq!(sh("cm-items", "ls /sec").trim(), "tok");
+    assert_eq!(out[0], "alpha");
+    assert_eq!(out[1].trim(), "400");
+    assert_eq!(out[3].trim(), "640");
+    assert_eq!(out[4].trim(), "", "an optional missing object is empty");
+    assert_eq!(out[6], "t0k3n");
+    assert_eq!(out[7].trim(), "440");
+    assert_eq!(out[8].trim(), "tok");
 }
 
 #[test]
@@ -211,36 +221,34 @@ fn config_map_update_reaches_the_volume_but_not_sub_path_or_env() {
         "  volumes:\n  - name: cfg\n    configMap: {name: update-cfg}\n",
     );
     let _pod = start("cm-update", &yaml);
-    assert_eq!(sh("cm-update", "cat /cfg/key"), "v1");
-    assert_eq!(sh("cm-update", "cat /one/key"), "v1");
+    let out = sh_all("cm-update", "app", &["cat /cfg/key", "cat /one/key"]);
+    assert_eq!(out, ["v1", "v1"]);
+    let pid = container_pid("cm-update", "app");
     let out = cm.reapply(&config_map("update-cfg", "  key: v2\n  added: new\n"));
     assert!(out.contains("configmap/update-cfg configured"), "{out}");
-    let updated = wait_for(
-        || container_file("cm-update", "/cfg/key") == "v2",
-        UPDATE_TIMEOUT,
-    );
+    let updated = wait_for(|| container_file(pid, "/cfg/key") == "v2", UPDATE_TIMEOUT);
     assert!(
         updated,
         "the volume still holds {:?}",
-        container_file("cm-update", "/cfg/key")
+        container_file(pid, "/cfg/key")
     );
-    assert_eq!(sh("cm-update", "cat /cfg/added"), "new");
-    assert_eq!(
-        sh("cm-update", "cat /one/key"),
-        "v1",
-        "a subPath mount never updates"
+    let out = sh_all(
+        "cm-update",
+        "app",
+        &["cat /cfg/added", "cat /one/key", ENVIRON],
     );
+    assert_eq!(out[0], "new");
+    assert_eq!(out[1], "v1", "a subPath mount never updates");
     assert!(
-        process_env("cm-update").contains(&"KEY=v1".to_string()),
+        env_lines(&out[2]).contains(&"KEY=v1".to_string()),
         "env values never update"
     );
-    // A removed key's file goes too.
+    // A removed key's file goes too (the container's view, through its root: `added` is a
+    // relative link into ..data).
     cm.reapply(&config_map("update-cfg", "  key: v3\n"));
+    let added = PathBuf::from(format!("/proc/{pid}/root/cfg/added"));
     let pruned = wait_for(
-        || {
-            container_file("cm-update", "/cfg/key") == "v3"
-                && exec("cm-update", "app", &["test", "-e", "/cfg/added"]).0 != 0
-        },
+        || container_file(pid, "/cfg/key") == "v3" && !added.exists(),
         UPDATE_TIMEOUT,
     );
     assert!(
@@ -291,12 +299,18 @@ fn secret_volume_is_a_read_only_tmpfs() {
         "  volumes:\n  - name: sec\n    secret: {secretName: tmpfs-secret, defaultMode: 0400}\n",
     );
     let _pod = start("secret-tmpfs", &yaml);
-    assert_eq!(sh("secret-tmpfs", "cat /etc/secret/password"), "s3cr3t");
-    assert_eq!(
-        sh("secret-tmpfs", "stat -L -c %a /etc/secret/password").trim(),
-        "400"
+    let out = sh_all(
+        "secret-tmpfs",
+        "app",
+        &[
+            "cat /etc/secret/password",
+            "stat -L -c %a /etc/secret/password",
+            "grep ' /etc/secret ' /proc/mounts",
+        ],
     );
-    let mounts = sh("secret-tmpfs", "grep ' /etc/secret ' /proc/mounts");
+    assert_eq!(out[0], "s3cr3t");
+    assert_eq!(out[1].trim(), "400");
+    let mounts = &out[2];
     let fields: Vec<&str> = mounts.split_whitespace().collect();
     assert_eq!(fields.get(2), Some(&"tmpfs"), "{mounts}");
     assert!(
@@ -329,24 +343,29 @@ fn downward_api_files_follow_label_and_annotate() {
         "  volumes:\n  - name: podinfo\n    downwardAPI:\n      items:\n      - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n      - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}\n      - {path: name, fieldRef: {fieldPath: metadata.name}}\n",
     );
     let _pod = start("dapi-label", &yaml);
-    assert_eq!(
-        sh("dapi-label", "cat /etc/podinfo/labels"),
-        "app=\"dapi-label\""
+    let out = sh_all(
+        "dapi-label",
+        "app",
+        &[
+            "cat /etc/podinfo/labels",
+            "cat /etc/podinfo/name",
+            "cat /etc/podinfo/annotations",
+        ],
     );
-    assert_eq!(sh("dapi-label", "cat /etc/podinfo/name"), "dapi-label");
-    assert_eq!(sh("dapi-label", "cat /etc/podinfo/annotations"), "");
+    assert_eq!(out, ["app=\"dapi-label\"", "dapi-label", ""]);
+    let pid = container_pid("dapi-label", "app");
 
     let out = peapod_ok(&["label", "pod", "dapi-label", "tier=db"]);
     assert_eq!(out, "pod/dapi-label labeled\n");
     let want = "app=\"dapi-label\"\ntier=\"db\"";
     let seen = wait_for(
-        || container_file("dapi-label", "/etc/podinfo/labels") == want,
+        || container_file(pid, "/etc/podinfo/labels") == want,
         UPDATE_TIMEOUT,
     );
     assert!(
         seen,
         "labels file: {:?}",
-        container_file("dapi-label", "/etc/podinfo/labels")
+        container_file(pid, "/etc/podinfo/labels")
     );
     let labels = &pod_json("dapi-label")["metadata"]["labels"];
     assert_eq!(labels["tier"], "db", "{labels}");
@@ -363,16 +382,13 @@ fn downward_api_files_follow_label_and_annotate() {
     let out = peapod_ok(&["annotate", "pod", "dapi-label", "note=hello \"world\""]);
     assert_eq!(out, "pod/dapi-label annotated\n");
     let seen = wait_for(
-        || {
-            container_file("dapi-label", "/etc/podinfo/annotations")
-                == "note=\"hello \\\"world\\\"\""
-        },
+        || container_file(pid, "/etc/podinfo/annotations") == "note=\"hello \\\"world\\\"\"",
         UPDATE_TIMEOUT,
     );
     assert!(
         seen,
         "annotations file: {:?}",
-        container_file("dapi-label", "/etc/podinfo/annotations")
+        container_file(pid, "/etc/podinfo/annotations")
     );
     let out = peapod(&["annotate", "pod", "dapi-label", "note=other"]);
     assert_eq!(
@@ -382,7 +398,7 @@ fn downward_api_files_follow_label_and_annotate() {
     let out = peapod_ok(&["label", "pod", "dapi-label", "tier-"]);
     assert_eq!(out, "pod/dapi-label unlabeled\n");
     let seen = wait_for(
-        || container_file("dapi-label", "/etc/podinfo/labels") == "app=\"dapi-label\"",
+        || container_file(pid, "/etc/podinfo/labels") == "app=\"dapi-label\"",
         UPDATE_TIMEOUT,
     );
     assert!(seen, "the removed label is still shown");
@@ -403,21 +419,24 @@ fn projected_volume_combines_its_sources() {
         "  volumes:\n  - name: all\n    projected:\n      defaultMode: 0440\n      sources:\n      - configMap:\n          name: proj-cfg\n          items: [{key: setting, path: conf/setting}]\n      - secret:\n          name: proj-secret\n          items: [{key: key, path: secret/key, mode: 0400}]\n      - downwardAPI:\n          items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]\n",
     );
     let _pod = start("projected", &yaml);
-    assert_eq!(sh("projected", "cat /projected/conf/setting"), "on");
-    assert_eq!(sh("projected", "cat /projected/secret/key"), "k3y");
-    assert_eq!(
-        sh("projected", "cat /projected/labels"),
-        "app=\"projected\""
+    let out = sh_all(
+        "projected",
+        "app",
+        &[
+            "cat /projected/conf/setting",
+            "cat /projected/secret/key",
+            "cat /projected/labels",
+            "stat -L -c %a /projected/conf/setting",
+            "stat -L -c %a /projected/secret/key",
+            "grep ' /projected ' /proc/mounts",
+        ],
     );
-    assert_eq!(
-        sh("projected", "stat -L -c %a /projected/conf/setting").trim(),
-        "440"
-    );
-    assert_eq!(
-        sh("projected", "stat -L -c %a /projected/secret/key").trim(),
-        "400"
-    );
-    let mounts = sh("projected", "grep ' /projected ' /proc/mounts");
+    assert_eq!(out[0], "on");
+    assert_eq!(out[1], "k3y");
+    assert_eq!(out[2], "app=\"projected\"");
+    assert_eq!(out[3].trim(), "440");
+    assert_eq!(out[4].trim(), "400");
+    let mounts = &out[5];
     assert!(mounts.contains(" tmpfs "), "{mounts}");
 }
 

@@ -12,7 +12,7 @@
 //! works, and nothing is left (`accounting::assert_clean`: links, mounts, cgroups, pod, runtime
 //! and log directories, IPs in ipam.json, processes) beside a witness pod that runs throughout.
 //!
-//! `PEAPOD_FAULT_CYCLES` sets the number of cycles (default 12, about a minute in the VM),
+//! `PEAPOD_FAULT_CYCLES` sets the number of cycles (default 8, about 40 s in the VM),
 //! `PEAPOD_FAULT_SEED` replays a run (the seed is printed first).
 
 mod common;
@@ -29,7 +29,7 @@ use common::*;
 /// A pod that runs through every cycle: it must never be lost nor disturbed.
 const WITNESS: &str = "fault-witness";
 /// Cycles of the default run (inside `scripts/test`).
-const DEFAULT_CYCLES: u64 = 12;
+const DEFAULT_CYCLES: u64 = 8;
 const CYCLES_ENV: &str = "PEAPOD_FAULT_CYCLES";
 const SEED_ENV: &str = "PEAPOD_FAULT_SEED";
 /// How long the operation under fault may take to end on its own (a delete waits for the

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::batch::sh_all;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -259,25 +260,32 @@ fn host_network_pid_and_ipc_are_the_hosts() {
         .unwrap_or_default()
         .to_string();
     assert_eq!(pod_ip("net-host").as_deref(), Some(host_ip.as_str()));
-    let (_, links) = exec("net-host", "app", &["cat", "/proc/net/dev"]);
+    let me = std::process::id();
+    let own_process = format!("test -d /proc/{me} # hostPID: the test's own process is visible");
+    let out = sh_all(
+        "net-host",
+        "app",
+        &[
+            "cat /proc/net/dev",
+            "hostname",
+            "cat /etc/hosts",
+            &own_process,
+            "readlink /proc/self/ns/ipc",
+        ],
+    );
+    let links = &out[0];
     assert!(
         links.contains("peapod0"),
         "not the host's interfaces: {links}"
     );
-    let (_, hostname) = exec("net-host", "app", &["hostname"]);
-    assert_eq!(hostname.trim(), "peapod-vm");
-    let (_, hosts) = exec("net-host", "app", &["cat", "/etc/hosts"]);
+    assert_eq!(out[1].trim(), "peapod-vm");
     let node = std::fs::read_to_string("/etc/hosts").expect("node hosts");
     assert_eq!(
-        hosts,
+        out[2],
         format!("# Kubernetes-managed hosts file (host network).\n{node}")
     );
-    let me = std::process::id().to_string();
-    let (code, _) = exec("net-host", "app", &["test", "-d", &format!("/proc/{me}")]);
-    assert_eq!(code, 0, "hostPID: the test's own process is not visible");
-    let (_, ipc) = exec("net-host", "app", &["readlink", "/proc/self/ns/ipc"]);
     let host_ipc = std::fs::read_link("/proc/self/ns/ipc").expect("own ipc ns");
-    assert_eq!(ipc.trim(), host_ipc.to_string_lossy());
+    assert_eq!(out[4].trim(), host_ipc.to_string_lossy());
 }
 
 /// A web pod on 8080 mapped to `host_port` (TCP), and 5353 to `host_port` + 1 (UDP).

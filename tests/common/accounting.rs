@@ -135,7 +135,8 @@ fn cgroup_line(pid: i32) -> String {
         .unwrap_or_default()
 }
 
-/// Processes that belong to peapod or to a pod and are not the kept pods': peapod's binary
+/// Processes that belong to peapod or to a pod and are not the kept pods' (nor the pods of
+/// another lane of tests, `PEAPOD_TEST_OTHER_LIB_DIRS`): peapod's binary
 /// (supervisors and their keepers, pause processes, pull children, CLIs, inits before their
 /// exec) or anything in a `pod-<uid>` cgroup. Zombies are not counted: they hold nothing but a
 /// pid.
@@ -174,11 +175,9 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
             || exe_text.starts_with("/memfd:peapod-pause");
         let cgroup = cgroup_line(pid);
         let in_pod = cgroup.contains("/peapod/pod-");
-        let undashed = cgroup.replace('-', "");
-        if other_lanes.iter().any(|u| undashed.contains(u.as_str())) {
-            continue;
-        }
-        if (is_peapod || in_pod) && !keep.keeps(&cgroup) {
+        let flat = cgroup.replace('-', "");
+        let other_lane = other_lanes.iter().any(|u| flat.contains(u.as_str()));
+        if (is_peapod || in_pod) && !keep.keeps(&cgroup) && !other_lane {
             found.push(format!(
                 "process {pid} (ppid {}, cgroup {cgroup}): {}",
                 stat.ppid,

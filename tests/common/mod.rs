@@ -29,6 +29,8 @@ pub mod corpus;
 // A simulated reboot (vm_recovery, vm_cri).
 pub mod reboot;
 pub mod vm_registry;
+// Several checks in one exec (vm_config, vm_net).
+pub mod batch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -491,7 +493,7 @@ pub fn leftovers() -> Vec<String> {
 /// The UIDs of the pods of the other lanes (`PEAPOD_TEST_OTHER_LIB_DIRS`), the ones being made
 /// or removed included (`.new-<uid>-<pid>`, `.gone-<uid>-<pid>`), without dashes (a veth is
 /// named from the first hex digits of one).
-fn other_lanes_pods() -> Vec<String> {
+pub fn other_lanes_pods() -> Vec<String> {
     let Ok(dirs) = std::env::var(OTHER_LANES_ENV) else {
         return Vec::new();
     };
