@@ -205,7 +205,8 @@ fn run_dir() -> PathBuf {
         .unwrap_or_else(|| RUN_DIR.into())
 }
 
-fn log_dir() -> PathBuf {
+/// peapod's log directory (`PEAPOD_LOG_DIR` overrides it).
+pub fn log_dir() -> PathBuf {
     std::env::var_os("PEAPOD_LOG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| LOG_DIR.into())

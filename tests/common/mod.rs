@@ -210,10 +210,7 @@ fn state_fingerprint() -> u64 {
         }
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let logs = std::env::var_os("PEAPOD_LOG_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| accounting::LOG_DIR.into());
-    for (dir, depth) in [(lib_dir().join("pods"), 2), (logs, 2)] {
+    for (dir, depth) in [(lib_dir().join("pods"), 2), (accounting::log_dir(), 2)] {
         if let Ok(meta) = std::fs::metadata(&dir) {
             (meta.ino(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
         }
