@@ -150,8 +150,11 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         .flat_map(|s| [live_recorded(&s["supervisor"]), live_recorded(&s["keeper"])])
         .flatten()
         .collect();
-    // The pods of another lane of tests running beside this one (their uids without dashes).
+    // The pods of another lane of tests running beside this one (their uids without dashes),
+    // and its state directories: a process of peapod's that is in no pod's cgroup (a CLI, a
+    // node agent, a supervisor) is another lane's if its environment names one of them.
     let other_lanes = super::other_lanes_pods();
+    let other_dirs = super::other_lib_dirs();
     let mut found = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return vec!["cannot read /proc".into()];
@@ -177,6 +180,7 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         let in_pod = cgroup.contains("/peapod/pod-");
         let flat = cgroup.replace('-', "");
         let other_lane = other_lanes.iter().any(|u| flat.contains(u.as_str()));
+        let other_lane = other_lane || (is_peapod && other_dirs.contains(&lib_dir_of(pid)));
         if (is_peapod || in_pod) && !keep.keeps(&cgroup) && !other_lane {
             found.push(format!(
                 "process {pid} (ppid {}, cgroup {cgroup}): {}",
@@ -186,6 +190,17 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         }
     }
     found
+}
+
+/// The state directory a process of peapod's works in: `PEAPOD_LIB_DIR` in the environment it
+/// was executed with (a forked supervisor or init shows its parent's), else the default.
+fn lib_dir_of(pid: i32) -> PathBuf {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    environ
+        .split(|&b| b == 0)
+        .find_map(|var| var.strip_prefix(b"PEAPOD_LIB_DIR="))
+        .map(|dir| PathBuf::from(String::from_utf8_lossy(dir).into_owned()))
+        .unwrap_or_else(|| super::LIB_DIR.into())
 }
 
 /// Entries of `dir` (names), or none if it does not exist.

@@ -491,12 +491,9 @@ pub fn leftovers() -> Vec<String> {
 /// or removed included (`.new-<uid>-<pid>`, `.gone-<uid>-<pid>`), without dashes (a veth is
 /// named from the first hex digits of one).
 pub fn other_lanes_pods() -> Vec<String> {
-    let Ok(dirs) = std::env::var(OTHER_LANES_ENV) else {
-        return Vec::new();
-    };
     let mut uids = Vec::new();
-    for dir in dirs.split(':').filter(|d| !d.is_empty()) {
-        let Ok(rd) = std::fs::read_dir(Path::new(dir).join("pods")) else {
+    for dir in other_lib_dirs() {
+        let Ok(rd) = std::fs::read_dir(dir.join("pods")) else {
             continue;
         };
         for entry in rd.flatten() {
@@ -510,6 +507,38 @@ pub fn other_lanes_pods() -> Vec<String> {
         }
     }
     uids
+}
+
+/// The other lanes' state directories (`PEAPOD_TEST_OTHER_LIB_DIRS`). One `*` in an entry
+/// stands for any name of one path component (`/tmp/peapod-full-*/lib`: the small disks of
+/// vm_faults, each a state directory of its own); entries that do not exist are left out.
+pub fn other_lib_dirs() -> Vec<PathBuf> {
+    let Ok(dirs) = std::env::var(OTHER_LANES_ENV) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dirs.split(':').filter(|d| !d.is_empty()) {
+        let Some((head, tail)) = entry.split_once('*') else {
+            out.push(PathBuf::from(entry));
+            continue;
+        };
+        // head = "<parent>/<prefix>", tail = "<suffix>[/<rest>]"
+        let (parent, prefix) = head.rsplit_once('/').unwrap_or((".", head));
+        let (suffix, rest) = tail.split_once('/').unwrap_or((tail, ""));
+        let Ok(rd) = std::fs::read_dir(if parent.is_empty() { "/" } else { parent }) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.len() >= prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+            {
+                out.push(e.path().join(rest));
+            }
+        }
+    }
+    out
 }
 
 fn is_bridge(link: &str) -> bool {
