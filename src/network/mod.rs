@@ -62,6 +62,3 @@ pub enum NetworkError {
     #[error("link {name}: not found")]
     LinkNotFound { name: String },
 }
-
-#[cfg(test)]
-mod vm_tests;

@@ -1,13 +1,15 @@
-//! Privileged tests of [`super::link`]: they create a bridge and veths, so they run only as root
-//! inside a throwaway network namespace (the test VM, or `unshare --net` by hand), and only when
-//! `PEAPOD_VM_TESTS=1`.
+//! Privileged tests of `peapod::network`'s links: they create a bridge and veths, so they run
+//! only as root inside a throwaway network namespace (the test VM, or `unshare --net` by hand),
+//! and only when `PEAPOD_VM_TESTS=1`. (An integration test rather than a unit test: the VM then
+//! needs no unit-test binary of the library, whose compile came before the VM could boot.)
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use super::*;
+use peapod::network::{attach, detach, ensure_bridge, link_exists, veth_name};
+use peapod::network::{NetworkConfig, NetworkError};
 
 const GATE: &str = "PEAPOD_VM_TESTS";
 
