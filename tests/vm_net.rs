@@ -207,11 +207,14 @@ fn port_forward_relays_concurrent_transfers_and_ends_with_the_pod() {
     require_vm();
     let _pod = start_pod("net-pf", &web_pod("net-pf"));
     let ip = pod_ip("net-pf").expect("podIP");
+    // The server execs after it has written the files: wait until it listens too.
+    let server = format!("{ip}:8080");
     assert!(wait_for(
-        || exec("net-pf", "web", &["test", "-s", "/www/blob.md5"]).0 == 0,
+        || exec("net-pf", "web", &["test", "-s", "/www/blob.md5"]).0 == 0
+            && TcpStream::connect(&server).is_ok(),
         Duration::from_secs(30)
     ));
-    let want = http_get(&format!("{ip}:8080"), "/blob.md5");
+    let want = http_get(&server, "/blob.md5");
     let want = String::from_utf8_lossy(&want).trim().to_string();
     let pf = Streaming::spawn(&["port-forward", "pod/net-pf", "18080:http", "18081:8080"]);
     let lines = pf.until("[::1]:18081", Duration::from_secs(10));
