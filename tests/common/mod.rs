@@ -511,7 +511,7 @@ pub fn other_lanes_pods() -> Vec<String> {
 
 /// The other lanes' state directories (`PEAPOD_TEST_OTHER_LIB_DIRS`). One `*` in an entry
 /// stands for any name of one path component (`/tmp/peapod-full-*/lib`: the small disks of
-/// vm_faults, each a state directory of its own); entries that do not exist are left out.
+/// vm_faults, each a state directory of its own) and expands to the directories that exist.
 pub fn other_lib_dirs() -> Vec<PathBuf> {
     let Ok(dirs) = std::env::var(OTHER_LANES_ENV) else {
         return Vec::new();
