@@ -466,6 +466,7 @@ impl Supervisor {
     fn run(&mut self) -> Result<(), SupervisorError> {
         tracing::debug!("supervisor started");
         crate::starttrace::mark("sup new");
+        self.name_own_pod_cgroup();
         self.save_state()?;
         self.idle.tell_ready();
         crate::starttrace::mark("sup ready told");

@@ -311,6 +311,19 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Names peapod's own pod cgroup (`peapod/pod-<uid>`) in the state before the supervisor's
+    /// first write of it, so that making the cgroup with the sandbox needs no write of its own
+    /// (one file fewer written per start; a cgroup recorded and never made is nothing to
+    /// teardown). Not for a CRI pod in the kubelet's cgroup parent, recorded as it is made.
+    pub(super) fn name_own_pod_cgroup(&mut self) {
+        if self.state.pod_cgroup.is_some() || self.cri_cgroup_parent().is_some() {
+            return;
+        }
+        if let Some(cg) = &self.host.cgroups {
+            self.state.pod_cgroup = Some(cg.pod_path(&self.uid));
+        }
+    }
+
     /// peapod's own pod cgroup (`peapod/pod-<uid>`, with the pod's cpu.weight and limits) and
     /// the sandbox's in it; returns the sandbox's.
     fn own_cgroups(&mut self, cg: &CgroupManager, uid: &str) -> Result<PathBuf, SandboxError> {
