@@ -151,7 +151,7 @@ def summary(label, xs):
 
 sh("ip", "link", "set", "lo", "up")
 # Runtime state on a tmpfs, as /run is on a usual host (this machine's /run is on its disk):
-# peapod's run directory (sandbox files, bundles, writable layers) and crun's and runc's state
+# peapod's run directory (sandbox files, the supervisor's log and sockets) and crun's and runc's state
 # (--root). A private mount namespace: gone with it.
 run = os.environ["PEAPOD_RUN_DIR"]
 os.makedirs(run, exist_ok=True)

@@ -125,8 +125,9 @@ impl Paths {
         self.pods().join(uid)
     }
 
-    /// Per-pod runtime directory: sandbox files (hosts, resolv.conf, hostname, shm) and the
-    /// containers' writable layers.
+    /// Per-pod runtime directory: sandbox files (hosts, resolv.conf, hostname, shm), the
+    /// supervisor's log and sockets. (The containers' bundles and writable layers are in the
+    /// pod's record directory: `containers/` under [`Paths::pod_dir`].)
     pub fn pod_run_dir(&self, uid: &str) -> PathBuf {
         self.run_pods().join(uid)
     }
