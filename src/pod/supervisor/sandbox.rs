@@ -327,6 +327,8 @@ impl Supervisor {
     /// peapod's own pod cgroup (`peapod/pod-<uid>`, with the pod's cpu.weight and limits) and
     /// the sandbox's in it; returns the sandbox's.
     fn own_cgroups(&mut self, cg: &CgroupManager, uid: &str) -> Result<PathBuf, SandboxError> {
+        // Usually named already by the supervisor's first state write (`name_own_pod_cgroup`);
+        // recorded here when a finished sandbox's release forgot it (`host_released`).
         if self.state.pod_cgroup.is_none() {
             self.state.pod_cgroup = Some(cg.pod_path(uid));
             if let Err(e) = self.save_state() {
