@@ -179,8 +179,7 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         let cgroup = cgroup_line(pid);
         let in_pod = cgroup.contains("/peapod/pod-");
         let flat = cgroup.replace('-', "");
-        let other_lane = other_lanes.iter().any(|u| flat.contains(u.as_str()));
-        let other_lane = other_lane
+        let other_lane = other_lanes.iter().any(|u| flat.contains(u.as_str()))
             || (is_peapod && !other_dirs.is_empty() && other_dirs.contains(&lib_dir_of(pid)));
         if (is_peapod || in_pod) && !keep.keeps(&cgroup) && !other_lane {
             found.push(format!(
