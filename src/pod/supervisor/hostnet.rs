@@ -20,9 +20,12 @@ impl Supervisor {
         HostNamespaces::of(&self.pod)
     }
 
-    /// The pod's address, recorded in the state before anything is made for it: its own
-    /// (allocated by owner, so a retry or a new sandbox keeps it) with its veth's name, or in
-    /// the host's network the bridge's address, made sure to exist on the host.
+    /// The pod's address: its own (allocated by owner, so a retry or a new sandbox keeps it)
+    /// with its veth's name, or in the host's network the bridge's address, made sure to exist
+    /// on the host (recorded first). An own address is recorded in the state with the first
+    /// container instance, or by `wire_network` before the veth is made: teardown needs no
+    /// record of either (it releases the address by owner and finds the veth by its name), so
+    /// the state file is not written once more for them.
     pub(super) fn sandbox_address(&mut self) -> Result<Ipv4Addr, SandboxError> {
         if self.host_namespaces().network {
             network::ensure_bridge(&self.host.net)?;
@@ -37,7 +40,6 @@ impl Supervisor {
             .allocate_preferring(&self.uid, self.sandbox.pod_ip)?;
         self.state.sandbox.ip = Some(ip);
         self.state.sandbox.veth = Some(network::veth_name(&self.uid));
-        self.save_state()?;
         Ok(ip)
     }
 
@@ -56,6 +58,9 @@ impl Supervisor {
     /// in the host's network.
     pub(super) fn wire_network(&mut self, pid: i32, ip: Ipv4Addr) -> Result<(), SandboxError> {
         if !self.host_namespaces().network {
+            // Recorded before the veth is made: usually with the first instance already (then
+            // this write is skipped as unchanged).
+            self.save_state()?;
             // attach ensures the bridge, and replaces a stale pair of this pod left by an
             // earlier sandbox.
             network::attach(&self.host.net, pid, &self.uid, ip)?;

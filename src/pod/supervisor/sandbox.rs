@@ -289,7 +289,7 @@ impl Supervisor {
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
 
-        // Its IP and veth, recorded before the veth exists.
+        // Its IP and veth's name (recorded before the veth exists, `wire_network`).
         let ip = self.sandbox_address()?;
         self.sandbox.pod_ip = Some(ip);
         tracing::debug!(%ip, "address allocated");
