@@ -110,6 +110,12 @@ impl Paths {
         self.lib.join("l")
     }
 
+    /// The empty mount targets every container's overlay may have above its image
+    /// (`container::mountpoints`); beside the layers, so that relative lowerdirs stay short.
+    pub fn mountpoints_layer(&self) -> PathBuf {
+        self.lib.join("mountpoints")
+    }
+
     /// The node's seccomp profiles: a `Localhost` profile's `localhostProfile` is a path
     /// relative to this directory (the kubelet's `<root-dir>/seccomp`).
     pub fn seccomp_profiles(&self) -> PathBuf {

@@ -16,6 +16,7 @@ pub(crate) const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
 pub mod apparmor;
 pub mod devices;
 pub mod env;
+pub mod mountpoints;
 mod mounts;
 pub mod names;
 pub mod runtime;

@@ -374,8 +374,14 @@ impl Supervisor {
         log_path: &Path,
         container_id: &str,
     ) -> Result<Pending, StartFailure> {
+        let mut lower = image.layers.clone();
+        // The bind mounts' targets, so that they are not created in the writable layer.
+        lower.extend(crate::container::mountpoints::layer_for(
+            &self.paths.mountpoints_layer(),
+            &lower,
+        ));
         let rootfs = RootfsLayout {
-            lower: image.layers.clone(),
+            lower,
             upper: dir.join("upper"),
             work: dir.join("work"),
             merged: dir.join("rootfs"),
