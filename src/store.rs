@@ -132,10 +132,38 @@ impl Paths {
     }
 
     /// Per-pod runtime directory: sandbox files (hosts, resolv.conf, hostname, shm), the
-    /// supervisor's log and sockets. (The containers' bundles and writable layers are in the
-    /// pod's record directory: `containers/` under [`Paths::pod_dir`].)
+    /// supervisor's log and sockets, the containers' bundles ([`Paths::instance_bundle`]).
     pub fn pod_run_dir(&self, uid: &str) -> PathBuf {
         self.run_pods().join(uid)
+    }
+
+    /// A container instance's bundle (config.json, the rootfs mount point, the termination
+    /// log): runtime state, gone with a reboot as its processes are, kept where containerd
+    /// keeps its bundles (under /run, a tmpfs on a usual host: nothing on the disk is created
+    /// for it at each start). `<run>/pods/<uid>/containers/<name>/<n>/`.
+    pub fn instance_bundle(&self, uid: &str, name: &str, attempt: u32) -> PathBuf {
+        self.pod_run_dir(uid)
+            .join(crate::pod::record::CONTAINERS_DIR)
+            .join(name)
+            .join(attempt.to_string())
+    }
+
+    /// A container instance's writable layer (overlay's `upper` and `work`), on the disk with
+    /// the pod's record: `<lib>/pods/<uid>/containers/<name>/<n>/`.
+    pub fn instance_layer(&self, uid: &str, name: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(uid)
+            .join(crate::pod::record::CONTAINERS_DIR)
+            .join(name)
+            .join(attempt.to_string())
+    }
+
+    /// The writable layer of the instance whose bundle is `bundle`; the bundle itself for one
+    /// of the earlier layout, kept in the record directory with its writable layer inside.
+    pub fn layer_of_bundle(&self, bundle: &Path) -> PathBuf {
+        match bundle.strip_prefix(self.run_pods()) {
+            Ok(rel) => self.pods().join(rel),
+            Err(_) => bundle.to_path_buf(),
+        }
     }
 
     /// The runtime directories of all pods: `<run>/pods/`.

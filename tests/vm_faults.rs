@@ -660,9 +660,12 @@ fn full_disk_during_container_creation_fails_clearly_and_recovers() {
     let (uid, gate) = disk.gated_pod(name);
     let events = || disk.events(name);
 
-    // Full: the pod's containers directory is a full filesystem of its own (its state and
-    // status files, beside it, can still be written, so the error can be read).
-    let containers = disk.lib().join("pods").join(&uid).join("containers");
+    // Full: the directory of the pod's container bundles (in the run directory: config.json,
+    // the rootfs mount point, the termination log) is a full filesystem of its own (the
+    // state and status files, elsewhere, can still be written, so the error can be read).
+    // The instances' writable layers are on the record's disk.
+    let containers = disk.root.join("run/pods").join(&uid).join("containers");
+    let layers = disk.lib().join("pods").join(&uid).join("containers");
     std::fs::create_dir_all(&containers).expect("cannot create the containers dir");
     let ok = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
@@ -728,14 +731,15 @@ fn full_disk_during_container_creation_fails_clearly_and_recovers() {
         "mounts left by the failed creation: {stray:?}"
     );
     for i in &instances {
-        let half = containers.join(i);
-        let entries: Vec<_> = std::fs::read_dir(&half)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(
-            entries.is_empty(),
-            "half-made container instance left: {entries:?}"
-        );
+        for half in [containers.join(i), layers.join(i)] {
+            let entries: Vec<_> = std::fs::read_dir(&half)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(
+                entries.is_empty(),
+                "half-made container instance left: {entries:?}"
+            );
+        }
     }
 
     // Space freed: the container is made at the next try and runs.

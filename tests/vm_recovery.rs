@@ -202,11 +202,13 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
     .unwrap();
     let never_running_uid = uid("rb-never-running");
     let deleting_uid = uid("rb-deleting");
-    let old_bundle = lib_dir()
+    // The running instance's writable layer, on the disk (its bundle is in the run directory,
+    // which the reboot empties).
+    let old_layer = lib_dir()
         .join("pods")
         .join(uid("rb-always"))
         .join("containers/app/0");
-    assert!(old_bundle.exists());
+    assert!(old_layer.join("upper").exists());
 
     simulate_reboot();
     // Leftovers of pods gone before the reboot: an address and a runtime directory.
@@ -269,7 +271,10 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
         "SandboxChanged",
         "Pod sandbox changed, it will be killed and re-created."
     ));
-    assert!(!old_bundle.exists(), "the lost instance's bundle stayed");
+    assert!(
+        !old_layer.exists(),
+        "the lost instance's writable layer stayed"
+    );
     // OnFailure: the running container again, the completed one not re-run.
     let long = container_status("rb-onfail", "long").unwrap();
     assert_eq!(long["restartCount"], 1, "{long}");

@@ -61,11 +61,13 @@ pub fn layers_in_use(paths: &Paths, records: &[PodRecord]) -> Result<HashSet<Str
             .flat_map(|s| s.containers.values())
             .filter_map(|c| c.bundle.clone())
             .collect();
-        // Earlier instances too: their bundles stay on disk until the pod goes.
+        // Earlier instances too (a bundle whose removal failed stays until the pod goes): in
+        // the run directory, and in the record directory for bundles of the earlier layout.
         if let Some(uid) = rec.pod.metadata.uid.as_deref() {
-            let dir = paths.pod_dir(uid).join(CONTAINERS_DIR);
-            for container in subdirs(&dir)? {
-                bundles.extend(subdirs(&container)?);
+            for dir in [paths.pod_run_dir(uid), paths.pod_dir(uid)] {
+                for container in subdirs(&dir.join(CONTAINERS_DIR))? {
+                    bundles.extend(subdirs(&container)?);
+                }
             }
         }
         for bundle in bundles {
@@ -177,9 +179,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let paths = Paths::under(tmp.path());
         let mut rec = record("web", "busybox", "");
+        // A bundle of the earlier layout (in the record directory), one left in the run
+        // directory by a failed removal, and the current one.
         let old = paths.pod_dir("uid-web").join("containers/c/0");
+        let left = paths.instance_bundle("uid-web", "c", 2);
         let elsewhere = tmp.path().join("bundle");
-        for (dir, lower) in [(&old, "/l/aaa:/l/bbb"), (&elsewhere, "/l/ccc")] {
+        for (dir, lower) in [
+            (&old, "/l/aaa:/l/bbb"),
+            (&left, "/l/ddd"),
+            (&elsewhere, "/l/ccc"),
+        ] {
             std::fs::create_dir_all(dir).unwrap();
             let spec = json!({"annotations": {ANNOTATION_ROOTFS_LOWERDIRS: lower}});
             std::fs::write(dir.join("config.json"), spec.to_string()).unwrap();
@@ -195,7 +204,7 @@ mod tests {
         );
         rec.state = Some(state);
         let got = layers_in_use(&paths, &[rec]).unwrap();
-        let want: HashSet<String> = ["aaa", "bbb", "ccc"].map(String::from).into();
+        let want: HashSet<String> = ["aaa", "bbb", "ccc", "ddd"].map(String::from).into();
         assert_eq!(got, want);
     }
 }

@@ -146,7 +146,7 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
     // 3. Mounts under the pod's directories.
     let run_dir = paths.pod_run_dir(uid);
     let lib_dir = paths.pod_dir(uid);
-    errors.extend(unmount_under(&[run_dir, lib_dir.clone()]));
+    errors.extend(unmount_under(&[run_dir.clone(), lib_dir.clone()]));
 
     // 4. cgroups (children first; the manager handles nesting), then the components of a
     // cgroup parent peapod had to make.
@@ -167,6 +167,8 @@ pub fn release_host(paths: &Paths, state: &PodState) -> Vec<String> {
         for dir in [VOLUMES_DIR, VOLUME_SUBPATHS_DIR, CONTAINERS_DIR] {
             errors.extend(remove_dir(&lib_dir.join(dir)));
         }
+        // The instances' bundles (`Paths::instance_bundle`).
+        errors.extend(remove_dir(&run_dir.join(CONTAINERS_DIR)));
     }
     errors
 }

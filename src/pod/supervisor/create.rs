@@ -24,7 +24,7 @@ use crate::manifest::resources::{container_resources, qos_class};
 use crate::manifest::ManifestError;
 use crate::object::ObjectError;
 use crate::pod::model::CONTAINER_ID_SCHEME;
-use crate::pod::record::{ContainerState, CONTAINERS_DIR};
+use crate::pod::record::ContainerState;
 use crate::store::StoreError;
 
 /// The file bind-mounted at the container's terminationMessagePath.
@@ -310,12 +310,7 @@ impl Supervisor {
             None => crate::container::names::container_id(&name, &Timestamp::now().to_string()),
         };
         let container_id = format!("{CONTAINER_ID_SCHEME}{id}");
-        let dir = self
-            .paths
-            .pod_dir(&uid)
-            .join(CONTAINERS_DIR)
-            .join(&c.name)
-            .join(attempt.to_string());
+        let dir = self.paths.instance_bundle(&uid, &c.name, attempt);
         // Under a CRI sandbox's cgroup parent the container's cgroup is named by its CRI ID,
         // as containerd names it, and recorded as peapod's in that parent.
         let parent = self.cri_cgroup_parent().map(|(p, _)| p);
@@ -380,10 +375,11 @@ impl Supervisor {
             &self.paths.mountpoints_layer(),
             &lower,
         ));
+        let layer = self.paths.layer_of_bundle(dir);
         let rootfs = RootfsLayout {
             lower,
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: layer.join("upper"),
+            work: layer.join("work"),
             merged: dir.join("rootfs"),
         };
         for d in [&rootfs.upper, &rootfs.work, &rootfs.merged] {
@@ -527,7 +523,7 @@ impl Supervisor {
         })
     }
 
-    /// Removes an instance's writable layer and cgroup. Processes left in the cgroup (with a
+    /// Removes an instance's bundle, writable layer and cgroup. Processes left in the cgroup (with a
     /// shared pid namespace, children of the container outlive its first process) are killed
     /// first, as containerd's shim does for such containers. A cgroup the kernel still holds
     /// is removed later ([`Leftovers`]), so that a restart does not wait for it.
@@ -546,9 +542,12 @@ impl Supervisor {
                 }
             }
         }
-        if let Err(e) = fs::remove_dir_all(dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), error = %e, "writable layer removal failed");
+        let layer = self.paths.layer_of_bundle(dir);
+        for d in [dir, layer.as_path()] {
+            if let Err(e) = fs::remove_dir_all(d) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %d.display(), error = %e, "instance removal failed");
+                }
             }
         }
     }

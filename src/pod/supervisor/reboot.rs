@@ -108,17 +108,20 @@ impl Supervisor {
         true
     }
 
-    /// The bundles of the instances that ran when the host went down: their processes and
-    /// their rootfs mounts (made in the containers' own mount namespaces) ended with the boot.
+    /// The bundles and writable layers of the instances that ran when the host went down:
+    /// their processes and their rootfs mounts (made in the containers' own mount namespaces)
+    /// ended with the boot (and the bundles with the run directory, after a real reboot).
     /// Anything still mounted under them (none after a real reboot) is unmounted first, so the
     /// removal can never reach into a mount.
     fn remove_lost_bundles(&self, previous: &PodState) {
-        let bundles: Vec<_> = previous
+        let mut bundles: Vec<_> = previous
             .containers
             .values()
             .filter_map(|c| c.bundle.clone())
+            .flat_map(|b| [self.paths.layer_of_bundle(&b), b])
             .filter(|b| b.exists())
             .collect();
+        bundles.dedup();
         let failed = crate::pod::teardown::unmount_under(&bundles);
         if !failed.is_empty() {
             tracing::warn!(errors = ?failed, "cannot unmount under the lost instances' bundles; they stay");
