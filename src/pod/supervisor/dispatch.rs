@@ -26,6 +26,9 @@ pub(crate) struct Idle {
     ready: Option<OwnedFd>,
     last_activity: Instant,
     trimmed: bool,
+    /// A timer woke the loop while trimmed: its handlers (the log rotation check every 10 s)
+    /// fault code pages back in, given back again before the next wait.
+    retrim: bool,
     pub next_rotation: Instant,
 }
 
@@ -39,6 +42,7 @@ impl Idle {
             ready,
             last_activity: Instant::now(),
             trimmed: false,
+            retrim: false,
             next_rotation: Instant::now() + LOG_ROTATION_CHECK,
         })
     }
@@ -76,6 +80,9 @@ struct Ready {
 
 impl Supervisor {
     pub(super) fn wait_and_dispatch(&mut self) {
+        if std::mem::take(&mut self.idle.retrim) {
+            self.idle.trim();
+        }
         let mut deadline = self.next_deadline();
         if !self.idle.trimmed {
             deadline = deadline.min(self.idle.last_activity + IDLE_TRIM_AFTER);
@@ -83,6 +90,8 @@ impl Supervisor {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let timeout_ms = timeout.as_millis().min(10_000) as u16;
         let Some(ready) = self.poll_once(timeout_ms) else {
+            // A timer, not activity: once its handlers ran, the next wait trims again.
+            self.idle.retrim = self.idle.trimmed;
             return;
         };
         self.idle.last_activity = Instant::now();
