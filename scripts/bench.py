@@ -92,9 +92,9 @@ def wait_running(name):
             libc.inotify_rm_watch(inotify, watch)
         # events of the removed watch left in the queue are read by the next wait
 
-def apply_until_running(name, command):
+def apply_until_running(name, command, binary=None):
     t0 = time.perf_counter()
-    sh(peapod, "apply", "-f", "-", input=pod_yaml(name, command).encode())
+    sh(binary or peapod, "apply", "-f", "-", input=pod_yaml(name, command).encode())
     wait_running(name)
     return time.perf_counter() - t0
 
@@ -174,8 +174,37 @@ if node:
             sys.exit("scripts/bench: the node agent's zygote socket never appeared; see node.log")
         time.sleep(0.01)
 
-# peapod: a whole pod (sandbox, network, container), then its delete.
 sleeper = ["sleep", "3600"]
+
+# --ab OTHER: two builds, one start and delete of each per round, the order swapped every
+# round, in one record directory: the host's swings and the disk's recent deletions weigh on
+# both alike. Prints both side by side and ends.
+other = os.environ.get("PEAPOD_BENCH_AB")
+if other:
+    binaries = [peapod, other]
+    ab = {b: {"start": [], "delete": [], "start cpu": [], "delete cpu": []} for b in binaries}
+    apply_until_running("warmup", sleeper)
+    sh(peapod, "delete", "pod", "warmup", "--grace-period=0", "--force")
+    for i in range(runs):
+        for k, b in enumerate(binaries if i % 2 == 0 else binaries[::-1]):
+            name, r = f"ab{i}-{k}", ab[b]
+            c0 = busy_ms()
+            r["start"].append(apply_until_running(name, sleeper, b))
+            c1 = busy_ms()
+            r["delete"].append(timed(b, "delete", "pod", name, "--grace-period=0", "--force"))
+            r["start cpu"].append(c1 - c0)
+            r["delete cpu"].append(busy_ms() - c1)
+    print(f"\nA/B, {runs} rounds, interleaved ({os.cpu_count()} cores)")
+    print(f"{'':<44} {'min ms':>8} {'median':>8} {'p90':>8}")
+    for tag, b in zip("AB", binaries):
+        print(f"{tag}: {b}")
+        summary(f"  {tag} apply -> Running", ab[b]["start"])
+        summary(f"  {tag} delete --grace-period=0 --force", ab[b]["delete"])
+        print(f"  {tag} CPU per start {statistics.mean(ab[b]['start cpu']):.1f} ms, per delete "
+              f"{statistics.mean(ab[b]['delete cpu']):.1f} ms (machine-wide, a mean)")
+    sys.exit(0)
+
+# peapod: a whole pod (sandbox, network, container), then its delete.
 graceful = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"]
 start, delete_force, start_g, delete_grace = [], [], [], []
 apply_until_running("warmup", sleeper)
