@@ -129,11 +129,9 @@ fn ensure(layer: &Path) -> io::Result<bool> {
         return Ok(false);
     };
     fs::create_dir_all(parent)?;
-    let tmp = parent.join(format!(
-        ".{}.new.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let prefix = format!(".{}.new.", name.to_string_lossy());
+    sweep_abandoned(parent, &prefix);
+    let tmp = parent.join(format!("{prefix}{}", std::process::id()));
     let made = build(&tmp).and_then(|()| fs::rename(&tmp, layer));
     if made.is_err() {
         let _ = fs::remove_dir_all(&tmp);
@@ -146,6 +144,23 @@ fn ensure(layer: &Path) -> io::Result<bool> {
         // Another supervisor renamed its own into place first.
         Err(_) if complete(layer) => Ok(true),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes what a process killed while building the layer left beside it (`<prefix><pid>`, its
+/// pid no longer running).
+fn sweep_abandoned(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix(prefix));
+        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
 }
 
@@ -240,6 +255,18 @@ mod tests {
         let l = layer_with(tmp.path(), "l", &[]);
         fs::set_permissions(l.join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
         assert_eq!(layer_for(&layer, &[l]), None);
+    }
+
+    #[test]
+    fn what_a_killed_builder_left_is_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().join("mountpoints");
+        // No process has this pid: it is above the kernel's limit (2^22).
+        let abandoned = tmp.path().join(".mountpoints.new.2147483647");
+        fs::create_dir_all(abandoned.join("etc")).unwrap();
+        let base = layer_with(tmp.path(), "base", &[]);
+        assert!(layer_for(&layer, &[base]).is_some());
+        assert!(!abandoned.exists());
     }
 
     #[test]
