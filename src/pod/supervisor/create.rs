@@ -523,10 +523,10 @@ impl Supervisor {
         })
     }
 
-    /// Removes an instance's bundle, writable layer and cgroup. Processes left in the cgroup (with a
-    /// shared pid namespace, children of the container outlive its first process) are killed
-    /// first, as containerd's shim does for such containers. A cgroup the kernel still holds
-    /// is removed later ([`Leftovers`]), so that a restart does not wait for it.
+    /// Removes an instance's bundle, writable layer and cgroup. Processes left in the cgroup
+    /// (with a shared pid namespace, children of the container outlive its first process) are
+    /// killed first, as containerd's shim does for such containers. A cgroup the kernel still
+    /// holds is removed later ([`Leftovers`]), so that a restart does not wait for it.
     pub(super) fn release_instance(&mut self, dir: &Path, cgroup: Option<&Path>) {
         if let (Some(cg), Some(mgr)) = (cgroup, self.host.cgroups.as_ref()) {
             if cg.exists() {
