@@ -21,8 +21,6 @@ use std::path::{Path, PathBuf};
 
 /// The mount targets in the layer's `etc/`.
 pub const TARGETS: [&str; 3] = ["hosts", "resolv.conf", "hostname"];
-/// overlayfs's opaque directory marker: what is below it in lower layers is hidden.
-const OPAQUE_XATTR: &std::ffi::CStr = c"trusted.overlay.opaque";
 const DIR_MODE: u32 = 0o755;
 const FILE_MODE: u32 = 0o644;
 
@@ -92,7 +90,11 @@ fn is_whiteout(m: &fs::Metadata) -> bool {
 
 fn is_opaque(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+    // The marker the unpacker writes for an OCI opaque whiteout.
+    let (Ok(c), Ok(name)) = (
+        std::ffi::CString::new(dir.as_os_str().as_bytes()),
+        std::ffi::CString::new(crate::image::OVERLAY_OPAQUE_XATTR),
+    ) else {
         return false;
     };
     let mut buf = [0u8; 2];
@@ -100,7 +102,7 @@ fn is_opaque(dir: &Path) -> bool {
     let n = unsafe {
         libc::lgetxattr(
             c.as_ptr(),
-            OPAQUE_XATTR.as_ptr(),
+            name.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
         )

@@ -46,7 +46,7 @@ pub use registry::{
     DEFAULT_REGISTRIES_CONFIG,
 };
 pub use store::{ImageStore, NamedImage};
-pub use unpack::{unpack_layer_from, Compression};
+pub use unpack::{unpack_layer_from, Compression, OVERLAY_OPAQUE_XATTR};
 
 /// The OCI annotation naming an image in an index (image-spec annotations.md).
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
