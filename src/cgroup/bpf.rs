@@ -25,6 +25,7 @@ pub(crate) enum Reg {
     R3 = 3,
     R4 = 4,
     R5 = 5,
+    R6 = 6,
 }
 
 /// A jump target inside a [`Program`], bound to an instruction index with [`Program::bind`].
@@ -42,12 +43,16 @@ pub(crate) enum Insn {
     Rsh32 { dst: Reg, imm: i32 },
     /// `dst = (u32)imm`
     Mov32 { dst: Reg, imm: i32 },
+    /// `dst = src`
+    Mov64Reg { dst: Reg, src: Reg },
+    /// `dst ^= imm` (imm sign-extended)
+    Xor64 { dst: Reg, imm: i32 },
+    /// `dst |= src`
+    Or64Reg { dst: Reg, src: Reg },
     /// `if dst != imm goto to` (64-bit compare; imm is sign-extended, so callers keep it >= 0)
     JumpNe { dst: Reg, imm: i32, to: Label },
     /// `if dst & imm goto to`
     JumpSet { dst: Reg, imm: i32, to: Label },
-    /// `goto to`
-    Jump { to: Label },
     /// return R0
     Exit,
 }
@@ -56,17 +61,20 @@ pub(crate) enum Insn {
 pub(crate) const CLASS_LDX: u8 = 0x01;
 pub(crate) const CLASS_JMP: u8 = 0x05;
 pub(crate) const CLASS_ALU: u8 = 0x04;
+pub(crate) const CLASS_ALU64: u8 = 0x07;
 pub(crate) const SIZE_W: u8 = 0x00;
 pub(crate) const MODE_MEM: u8 = 0x60;
 pub(crate) const OP_AND: u8 = 0x50;
 pub(crate) const OP_RSH: u8 = 0x70;
 pub(crate) const OP_MOV: u8 = 0xb0;
-pub(crate) const OP_JA: u8 = 0x00;
+pub(crate) const OP_XOR: u8 = 0xa0;
+pub(crate) const OP_OR: u8 = 0x40;
 pub(crate) const OP_JNE: u8 = 0x50;
 pub(crate) const OP_JSET: u8 = 0x40;
 pub(crate) const OP_EXIT: u8 = 0x90;
 /// Source operand: the immediate (`BPF_K`).
 pub(crate) const SRC_K: u8 = 0x00;
+pub(crate) const SRC_X: u8 = 0x08;
 
 /// Errors of the assembler and of the bpf(2) calls.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +166,9 @@ impl Program {
             Insn::And32 { dst, imm } => raw(CLASS_ALU | OP_AND | SRC_K, dst, r0, 0, imm),
             Insn::Rsh32 { dst, imm } => raw(CLASS_ALU | OP_RSH | SRC_K, dst, r0, 0, imm),
             Insn::Mov32 { dst, imm } => raw(CLASS_ALU | OP_MOV | SRC_K, dst, r0, 0, imm),
+            Insn::Mov64Reg { dst, src } => raw(CLASS_ALU64 | OP_MOV | SRC_X, dst, src, 0, 0),
+            Insn::Xor64 { dst, imm } => raw(CLASS_ALU64 | OP_XOR | SRC_K, dst, r0, 0, imm),
+            Insn::Or64Reg { dst, src } => raw(CLASS_ALU64 | OP_OR | SRC_X, dst, src, 0, 0),
             Insn::JumpNe { dst, imm, to } => raw(
                 CLASS_JMP | OP_JNE | SRC_K,
                 dst,
@@ -172,7 +183,6 @@ impl Program {
                 self.offset(pc, to)?,
                 imm,
             ),
-            Insn::Jump { to } => raw(CLASS_JMP | OP_JA, r0, r0, self.offset(pc, to)?, 0),
             Insn::Exit => raw(CLASS_JMP | OP_EXIT, r0, r0, 0, 0),
         })
     }
@@ -350,6 +360,15 @@ pub(crate) fn attach_device_program(cgroup: &Path, prog: &OwnedFd) -> Result<(),
 mod tests {
     use super::*;
 
+    /// Each instruction's bytes in memory order.
+    fn bytes(p: &Program) -> Vec<[u8; 8]> {
+        p.encode()
+            .unwrap()
+            .iter()
+            .map(|w| w.to_ne_bytes())
+            .collect()
+    }
+
     /// Known encodings (as `llvm-objdump -d` prints them for clang's BPF target).
     #[test]
     fn encodes_like_the_kernel_expects() {
@@ -368,30 +387,51 @@ mod tests {
         p.ret(1);
         p.bind(skip);
         p.ret(0);
-        let words: Vec<[u8; 8]> = p
-            .encode()
-            .unwrap()
-            .iter()
-            .map(|w| w.to_ne_bytes())
-            .collect();
+        let words = bytes(&p);
         assert_eq!(words[0], [0x61, 0x12, 0x04, 0x00, 0, 0, 0, 0]);
         assert_eq!(words[1], [0x55, 0x02, 0x02, 0x00, 0x88, 0, 0, 0]);
         assert_eq!(words[2], [0xb4, 0x00, 0x00, 0x00, 0x01, 0, 0, 0]);
         assert_eq!(words[3], [0x95, 0, 0, 0, 0, 0, 0, 0]);
+
+        let mut p = Program::default();
+        p.push(Insn::Mov64Reg {
+            dst: Reg::R6,
+            src: Reg::R4,
+        });
+        p.push(Insn::Xor64 {
+            dst: Reg::R6,
+            imm: 136,
+        });
+        p.push(Insn::Or64Reg {
+            dst: Reg::R0,
+            src: Reg::R6,
+        });
+        let words = bytes(&p);
+        assert_eq!(words[0], [0xbf, 0x46, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(words[1], [0xa7, 0x06, 0, 0, 0x88, 0, 0, 0]);
+        assert_eq!(words[2], [0x4f, 0x60, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
     fn unbound_and_backward_labels_are_refused() {
         let mut p = Program::default();
         let never = p.label();
-        p.push(Insn::Jump { to: never });
+        p.push(Insn::JumpNe {
+            dst: Reg::R0,
+            imm: 0,
+            to: never,
+        });
         p.push(Insn::Exit);
         assert!(p.encode().unwrap_err().to_string().contains("never bound"));
 
         let mut p = Program::default();
         let back = p.label();
         p.bind(back);
-        p.push(Insn::Jump { to: back });
+        p.push(Insn::JumpNe {
+            dst: Reg::R0,
+            imm: 0,
+            to: back,
+        });
         assert!(p.encode().unwrap_err().to_string().contains("forward"));
     }
 

@@ -81,10 +81,6 @@ impl DeviceRule {
             && self.major.is_none_or(|m| m == major)
             && self.minor.is_none_or(|m| m == minor)
     }
-
-    fn is_wildcard(&self) -> bool {
-        self.kind.is_none() && self.major.is_none() && self.minor.is_none()
-    }
 }
 
 /// The rule list of one container, in the Spec's order.
@@ -161,19 +157,28 @@ impl DeviceRules {
 
     /// The eBPF program that decides like [`DeviceRules::allows`].
     ///
-    /// Layout (registers after the prologue: R2 type, R3 access, R4 major, R5 minor):
+    /// One walk over the rules, LAST first (registers after the prologue: R2 type, R3 the
+    /// access bits asked for and not decided yet, R4 major, R5 minor):
     /// ```text
-    /// for each access bit (mknod, read, write):
-    ///     if !(R3 & bit) goto next_bit
-    ///     for each rule naming the bit, LAST first:
-    ///         if R2 != type || R4 != major || R5 != minor goto next_rule   (wildcards: no test)
-    ///         allow: goto next_bit          deny: return 0
-    ///     (no rule matched) goto next_bit, the v1 default
-    /// next_bit ...
-    /// return 1
+    /// for each rule that can still decide a bit:
+    ///     R0 = (R2 ^ type) | (R4 ^ major) | (R5 ^ minor)        (wildcards: no term)
+    ///     if R0 != 0 goto next_rule                               (no term: no test)
+    ///     allow: R3 &= ~bits, or return 1 when it decides every bit left
+    ///     deny:  if R3 & bits goto return_0
+    /// next_rule ...
+    /// return 1                                  (bits no rule decided: the v1 default allows)
     /// ```
-    /// A rule without any test ends its bit's list: the rules before it can never decide, and
-    /// the verifier refuses unreachable instructions.
+    /// A bit is decided by the first matching rule of the walk that names it (the last listed),
+    /// as in [`DeviceRules::allows`]: an allow clears it from R3, so that no rule before can
+    /// deny it. A rule without terms matches every device: the bits it names are decided on
+    /// every path after it, and rules that name only decided bits emit nothing (the verifier
+    /// refuses unreachable instructions).
+    ///
+    /// The terms are combined in R0 rather than tested one by one so that the verifier learns
+    /// nothing about R2, R4 and R5 on a match: with one `!=` test per field, each path that
+    /// matched carries its own constants into the rest of the program, the states no longer
+    /// prune each other, and the load of containerd's default list took ~0.75 ms of verifier
+    /// time on the bench host instead of ~0.15 ms.
     pub fn program(&self) -> Result<Vec<u64>, CgroupError> {
         let mut p = Program::default();
         // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }, where
@@ -195,77 +200,87 @@ impl DeviceRules {
         });
         p.push(ctx_word(Reg::R4, 4));
         p.push(ctx_word(Reg::R5, 8));
-        for bit in Access::EACH {
-            let deciding = self.deciding_rules(bit);
-            if deciding.iter().all(|r| r.allow) {
-                // No rule can deny this access and the default allows it: no code for it.
+        let deny = p.label();
+        let mut denies = false;
+        // The bits some path may not have decided yet; whether every path has returned.
+        let mut open = Access::ALL;
+        let mut ended = false;
+        for rule in self.0.iter().rev() {
+            let bits = Access(rule.access.0 & open.0);
+            if bits == Access::default() {
                 continue;
             }
-            let next_bit = p.label();
-            let check = p.label();
-            p.push(Insn::JumpSet {
-                dst: Reg::R3,
-                imm: i32::from(bit.bits()),
-                to: check,
-            });
-            p.push(Insn::Jump { to: next_bit });
-            p.bind(check);
-            for rule in &deciding {
-                emit_rule(&mut p, rule, next_bit);
+            let next_rule = p.label();
+            let tested = emit_match(&mut p, rule, next_rule);
+            if rule.allow && bits == open {
+                p.ret(1);
+            } else if rule.allow {
+                p.push(Insn::And32 {
+                    dst: Reg::R3,
+                    imm: i32::from(Access::ALL.0 & !bits.0),
+                });
+            } else {
+                denies = true;
+                p.push(Insn::JumpSet {
+                    dst: Reg::R3,
+                    imm: i32::from(bits.0),
+                    to: deny,
+                });
             }
-            // Falling out of the last rule (it had tests) reaches next_bit: the default allows.
-            // An instruction always follows: the next bit's test or the final return.
-            p.bind(next_bit);
+            if tested {
+                p.bind(next_rule);
+            } else {
+                // Every device matches: its bits are decided from here on.
+                open = Access(open.0 & !bits.0);
+                ended = rule.allow && open == Access::default();
+                if open == Access::default() {
+                    break;
+                }
+            }
         }
-        p.ret(1);
+        if !ended {
+            // Bits no rule decided, or none asked for: the default allows.
+            p.ret(1);
+        }
+        if denies {
+            p.bind(deny);
+            p.ret(0);
+        }
         tracing::trace!(instructions = p.len(), "device program generated");
         p.encode().map_err(CgroupError::from)
     }
-
-    /// The rules that can decide `bit`, last listed first, up to and including the first one
-    /// that matches every device (the rules listed before it can never be reached).
-    fn deciding_rules(&self, bit: Access) -> Vec<DeviceRule> {
-        let mut out = Vec::new();
-        for rule in self.0.iter().rev().filter(|r| r.access.contains(bit)) {
-            out.push(*rule);
-            if rule.is_wildcard() {
-                break;
-            }
-        }
-        out
-    }
 }
 
-/// One rule's tests and action; a mismatch falls through to the next rule.
-fn emit_rule(p: &mut Program, rule: &DeviceRule, next_bit: Label) {
-    let tests = [
+/// A rule's match: R0 = the OR of (field ^ value) over its fields, a mismatch jumping to
+/// `next_rule`; false (and no code) when it has no field, matching every device.
+fn emit_match(p: &mut Program, rule: &DeviceRule, next_rule: Label) -> bool {
+    let fields = [
         (Reg::R2, rule.kind.map(|k| k as i32)),
         (Reg::R4, rule.major.map(|m| m as i32)),
         (Reg::R5, rule.minor.map(|m| m as i32)),
     ];
-    let next_rule = p.label();
     let mut tested = false;
-    for (reg, value) in tests {
-        if let Some(imm) = value {
-            p.push(Insn::JumpNe {
-                dst: reg,
-                imm,
-                to: next_rule,
-            });
-            tested = true;
-        }
-    }
-    if rule.allow {
-        // An allow without tests is the last rule of its bit and falls through to next_bit.
+    for (reg, value) in fields {
+        let Some(imm) = value else { continue };
+        let dst = if tested { Reg::R6 } else { Reg::R0 };
+        p.push(Insn::Mov64Reg { dst, src: reg });
+        p.push(Insn::Xor64 { dst, imm });
         if tested {
-            p.push(Insn::Jump { to: next_bit });
+            p.push(Insn::Or64Reg {
+                dst: Reg::R0,
+                src: Reg::R6,
+            });
         }
-    } else {
-        p.ret(0);
+        tested = true;
     }
     if tested {
-        p.bind(next_rule);
+        p.push(Insn::JumpNe {
+            dst: Reg::R0,
+            imm: 0,
+            to: next_rule,
+        });
     }
+    tested
 }
 
 /// Loads the program for `rules` and attaches it to the cgroup v2 directory `path`.
