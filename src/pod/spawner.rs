@@ -49,12 +49,20 @@ enum Spawner {
 /// The spawner of this process, once started.
 static SPAWNER: Mutex<Option<Spawner>> = Mutex::new(None);
 
-/// Whether a command line (`args[1..]`) may start pods.
+/// Whether a command line (`args[1..]`) may start pods: a verb that starts them, without a
+/// dry run (`--dry-run`, `--dry-run=client`; not `--dry-run=none`), which would only pay for
+/// the fork.
 pub fn starts_pods(args: &[String]) -> bool {
-    args.iter()
+    let dry_run = args
+        .iter()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .is_some_and(|verb| STARTING_VERBS.contains(&verb.as_str()))
+        .any(|a| a == "--dry-run" || a.strip_prefix("--dry-run=").is_some_and(|v| v != "none"));
+    !dry_run
+        && args
+            .iter()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .is_some_and(|verb| STARTING_VERBS.contains(&verb.as_str()))
 }
 
 /// Connects to the host's zygote if it can serve this process, else forks the spawner. Called
@@ -301,5 +309,12 @@ mod tests {
         assert!(!starts_pods(&args("peapod get pods")));
         assert!(!starts_pods(&args("peapod delete pod apply")));
         assert!(!starts_pods(&args("peapod")));
+        assert!(!starts_pods(&args("peapod apply -f pod.yaml --dry-run")));
+        assert!(!starts_pods(&args(
+            "peapod create -f pod.yaml --dry-run=client"
+        )));
+        assert!(starts_pods(&args(
+            "peapod create -f pod.yaml --dry-run=none"
+        )));
     }
 }
