@@ -135,10 +135,14 @@ pub(crate) fn run_main(
     crate::starttrace::mark("sup main");
     init_logging();
     let paths = Paths::from_env();
-    let supervisor = Supervisor::new(paths, uid, ready, keeper).map(|mut s| match handoff {
-        None => Some(s),
-        Some(h) => s.adopt(h).then_some(s),
-    });
+    // On the heap: the struct is several kB, and each move through these closures would
+    // leave a copy in a frame below the idle loop's, dirty stack pages held for the pod's life.
+    let supervisor = Supervisor::new(paths, uid, ready, keeper)
+        .map(Box::new)
+        .map(|mut s| match handoff {
+            None => Some(s),
+            Some(h) => s.adopt(h).then_some(s),
+        });
     match supervisor.and_then(|s| s.map_or(Ok(()), |mut s| s.run())) {
         Ok(()) => 0,
         Err(e) => {
