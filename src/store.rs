@@ -195,6 +195,11 @@ impl Paths {
         self.lib.join("network")
     }
 
+    /// Network runtime state, gone at reboot with the pods' namespaces: `<run>/network`.
+    pub fn run_network(&self) -> PathBuf {
+        self.run.join("network")
+    }
+
     /// Stored API objects other than pods: `objects/<resource>/<namespace>/<name>.json`.
     pub fn objects(&self) -> PathBuf {
         self.lib.join("objects")

@@ -486,7 +486,7 @@ fn try_get(addr: &str) -> Option<String> {
 }
 
 fn ipam_has(uid: &str) -> bool {
-    std::fs::read_to_string(lib_dir().join("network/ipam.json"))
+    std::fs::read_to_string(ipam_file())
         .unwrap_or_default()
         .contains(uid)
 }
@@ -1819,7 +1819,7 @@ fn now_ns() -> i64 {
 }
 
 fn ipam_allocations() -> serde_json::Value {
-    let text = std::fs::read_to_string(lib_dir().join("network/ipam.json")).unwrap_or_default();
+    let text = std::fs::read_to_string(ipam_file()).unwrap_or_default();
     serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()["allocations"].clone()
 }
 

@@ -10,7 +10,8 @@
 //! SIGKILL to that process, found by PID from the pod's state.json or the supervisor's
 //! children in /proc (never by name). Then: a pod on record is still listed by `get`, `delete`
 //! works, and nothing is left (`accounting::assert_clean`: links, mounts, cgroups, pod, runtime
-//! and log directories, IPs in ipam.json, processes) beside a witness pod that runs throughout.
+//! and log directories, IPs in the allocation file, processes) beside a witness pod that runs
+//! throughout.
 //!
 //! `PEAPOD_FAULT_CYCLES` sets the number of cycles (default 8, about 40 s in the VM),
 //! `PEAPOD_FAULT_SEED` replays a run (the seed is printed first).

@@ -452,7 +452,7 @@ fn a_finished_pod_gives_back_its_host_resources_but_keeps_status_and_logs() {
     let state = pod_state("finished");
     assert_eq!(state["finished"], true, "{state}");
     // What goes: veth, IP, cgroups, mounts.
-    let ipam = std::fs::read_to_string(lib_dir().join("network/ipam.json")).unwrap_or_default();
+    let ipam = std::fs::read_to_string(ipam_file()).unwrap_or_default();
     assert!(!ipam.contains(&uid), "IP {ip} still allocated: {ipam}");
     let left = leftovers();
     let extra: Vec<&String> = left

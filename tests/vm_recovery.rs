@@ -21,7 +21,7 @@ fn uid(pod: &str) -> String {
 }
 
 fn ipam() -> serde_json::Value {
-    let text = std::fs::read_to_string(lib_dir().join("network/ipam.json")).unwrap_or_default();
+    let text = std::fs::read_to_string(ipam_file()).unwrap_or_default();
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
@@ -211,11 +211,19 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
     assert!(old_layer.join("upper").exists());
 
     simulate_reboot();
-    // Leftovers of pods gone before the reboot: an address and a runtime directory.
-    let ipam_path = lib_dir().join("network/ipam.json");
-    let mut table = ipam();
-    table["allocations"]["0000-gone"] = serde_json::json!("10.88.255.200");
-    std::fs::write(&ipam_path, table.to_string()).unwrap();
+    assert!(
+        !ipam_file().exists(),
+        "the IP allocations went with the reboot"
+    );
+    // Leftovers of pods gone before the reboot: a runtime directory, and an address in the
+    // allocation file an earlier version kept on the disk (read when the run directory has
+    // none, swept, then superseded).
+    let earlier = lib_dir().join("network/ipam.json");
+    std::fs::write(
+        &earlier,
+        r#"{"allocations": {"0000-gone": "10.88.255.200"}}"#,
+    )
+    .unwrap();
     std::fs::create_dir_all(format!("{RUN_DIR}/pods/0000-gone")).unwrap();
     // A delete the reboot cut short (asked, the supervisor gone before it was done).
     std::fs::write(
@@ -352,6 +360,10 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
     assert_eq!(owners, expected.iter().collect::<Vec<_>>(), "{held}");
     assert!(!owners.contains(&&never_running_uid));
     assert!(!owners.contains(&&deleting_uid));
+    assert!(
+        !earlier.exists(),
+        "the earlier allocation file is superseded"
+    );
     assert!(!Path::new(&format!("{RUN_DIR}/pods/0000-gone")).exists());
 
     // The agent restarted in the same boot: pods whose supervisors run are left alone.

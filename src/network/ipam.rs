@@ -1,5 +1,13 @@
-//! The pod IP allocator: one JSON file (`<lib>/network/ipam.json`) guarded by a file lock
-//! (`ipam.lock`), so concurrent peapod processes never hand out one address twice.
+//! The pod IP allocator: one JSON file (`<run>/network/ipam.json`) guarded by a file lock
+//! (`<lib>/network/ipam.lock`), so concurrent peapod processes never hand out one address twice.
+//!
+//! The allocations are runtime state: an address is held while its pod's network namespace
+//! lives, and a reboot ends every one of them. So they are kept in the run directory (a tmpfs
+//! on a usual host), where a reboot clears them with the namespaces, rather than on the disk,
+//! where the allocations of pods lost to a reboot had to be swept and each allocation and
+//! release was a new inode to write. A pod recovered after a reboot asks for its old address
+//! again (`allocate_preferring`). The file of earlier versions (`<lib>/network/ipam.json`) is
+//! read when the run directory has none, and removed once its content is written there.
 //!
 //! Next-fit, as host-local IPAM does: the search starts after the last address handed out, so
 //! an address just released is not reused at once (a late packet or a stale /etc/hosts entry
@@ -35,6 +43,8 @@ struct IpamState {
 pub struct Ipam {
     cfg: NetworkConfig,
     state: PathBuf,
+    /// Where earlier versions kept the state (see the module doc).
+    earlier: PathBuf,
     lock: PathBuf,
 }
 
@@ -42,7 +52,8 @@ impl Ipam {
     pub fn new(paths: &Paths, cfg: &NetworkConfig) -> Ipam {
         Ipam {
             cfg: cfg.clone(),
-            state: paths.network().join(STATE_FILE),
+            state: paths.run_network().join(STATE_FILE),
+            earlier: paths.network().join(STATE_FILE),
             lock: paths.network().join(LOCK_FILE),
         }
     }
@@ -74,9 +85,7 @@ impl Ipam {
         };
         state.allocations.insert(owner.to_string(), ip);
         state.last = Some(ip);
-        // No fsync: an allocation only matters while its pod's processes live, and a power
-        // loss ends those too.
-        write_json_volatile(&self.state, &state)?;
+        self.write(&state)?;
         tracing::debug!(owner, %ip, "allocated pod IP");
         Ok(ip)
     }
@@ -86,7 +95,7 @@ impl Ipam {
         let _lock = FileLock::exclusive(&self.lock)?;
         let mut state = self.read()?;
         if let Some(ip) = state.allocations.remove(owner) {
-            write_json_volatile(&self.state, &state)?;
+            self.write(&state)?;
             tracing::debug!(owner, %ip, "released pod IP");
         }
         Ok(())
@@ -110,7 +119,7 @@ impl Ipam {
             for (owner, _) in &gone {
                 state.allocations.remove(owner);
             }
-            write_json_volatile(&self.state, &state)?;
+            self.write(&state)?;
         }
         Ok(gone)
     }
@@ -121,12 +130,29 @@ impl Ipam {
         Ok(self.read()?.allocations)
     }
 
+    /// The state (under the lock); the earlier version's file where the run directory has none.
     fn read(&self) -> Result<IpamState, NetworkError> {
-        match read_json(&self.state) {
-            Ok(s) => Ok(s),
-            Err(e) if e.is_not_found() => Ok(IpamState::default()),
-            Err(e) => Err(e.into()),
+        for path in [&self.state, &self.earlier] {
+            match read_json(path) {
+                Ok(s) => return Ok(s),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(IpamState::default())
+    }
+
+    /// Writes the state (under the lock; no fsync: a power loss ends every pod it describes),
+    /// then drops the earlier version's file, whose content it now holds.
+    fn write(&self, state: &IpamState) -> Result<(), NetworkError> {
+        write_json_volatile(&self.state, state)?;
+        match std::fs::remove_file(&self.earlier) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %self.earlier.display(), error = %e, "cannot remove the earlier IP allocation file");
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The addresses pods get: network+2 ..= broadcast-1 (network+1 is the gateway).
@@ -270,6 +296,37 @@ mod tests {
         other.release("a").unwrap();
         let third = Ipam::new(&paths, &cfg("10.88.0.0/16"));
         assert!(!third.allocations().unwrap().contains_key("a"));
+        // Runtime state: in the run directory, none on the disk.
+        assert!(paths.run_network().join(STATE_FILE).exists());
+        assert!(!paths.network().join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn the_earlier_versions_file_is_taken_over_at_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        let earlier = paths.network().join(STATE_FILE);
+        std::fs::create_dir_all(paths.network()).unwrap();
+        std::fs::write(
+            &earlier,
+            r#"{"last":"10.88.0.7","allocations":{"running":"10.88.0.7"}}"#,
+        )
+        .unwrap();
+        let ipam = Ipam::new(&paths, &cfg("10.88.0.0/16"));
+        // Read where the run directory has nothing: the running pod keeps its address, and
+        // next-fit goes on after it.
+        assert_eq!(
+            ipam.allocate("running").unwrap(),
+            Ipv4Addr::new(10, 88, 0, 7)
+        );
+        assert!(earlier.exists(), "nothing was written yet");
+        assert_eq!(ipam.allocate("new").unwrap(), Ipv4Addr::new(10, 88, 0, 8));
+        assert!(!earlier.exists());
+        let held = Ipam::new(&paths, &cfg("10.88.0.0/16"))
+            .allocations()
+            .unwrap();
+        assert_eq!(held.len(), 2);
+        assert_eq!(held["running"], Ipv4Addr::new(10, 88, 0, 7));
     }
 
     #[test]

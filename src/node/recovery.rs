@@ -13,8 +13,9 @@
 //! boot is left alone too: its containers may still run, and taking them over is the matter of
 //! supervisor re-adoption, not of this recovery; it stays `Unknown` as before.
 //!
-//! Then the leftovers: IP allocations (persistent, in `network/ipam.json`) and runtime
-//! directories (`/run/peapod/pods/<uid>`) whose pod is no longer on record. Host port claims
+//! Then the leftovers: IP allocations (runtime state, `<run>/network/ipam.json`, gone with a
+//! reboot, but a crash within a boot, or an earlier version's file on the disk, can leave
+//! some) and runtime directories (`/run/peapod/pods/<uid>`) whose pod is no longer on record. Host port claims
 //! of such pods are dropped by the next claim already (`network::hostport::claim`).
 
 use std::collections::BTreeSet;

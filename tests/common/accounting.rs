@@ -1,6 +1,6 @@
 //! What pods may leave behind after their delete, counted from the host's side: links, mounts,
-//! cgroups and pod directories ([`super::leftovers`]), IP allocations in `ipam.json`, runtime and
-//! log directories, and processes (peapod's own, or any process in a pod cgroup). Pods named in a
+//! cgroups and pod directories ([`super::leftovers`]), IP allocations (`super::ipam_file`),
+//! runtime and log directories, and processes (peapod's own, or any process in a pod cgroup). Pods named in a
 //! [`Keep`] (a long-lived witness pod) are allowed their share. Also the resource use of a
 //! long-lived process (open descriptors, PSS), for the soak.
 //!
@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{leftovers, lib_dir, peapod_bin, RUN_DIR};
+use super::{leftovers, lib_dir, peapod_bin, run_dir};
 
 /// peapod's log directory (`PEAPOD_LOG_DIR` overrides it).
 pub const LOG_DIR: &str = "/var/log/pods";
@@ -214,12 +214,6 @@ fn names_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn run_dir() -> PathBuf {
-    std::env::var_os("PEAPOD_RUN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| RUN_DIR.into())
-}
-
 /// peapod's log directory (`PEAPOD_LOG_DIR` overrides it).
 pub fn log_dir() -> PathBuf {
     std::env::var_os("PEAPOD_LOG_DIR")
@@ -234,7 +228,7 @@ pub fn residue(keep: &Keep) -> Vec<String> {
         .into_iter()
         .filter(|l| !keep.baseline.contains(l))
         .collect();
-    let ipam = lib_dir().join("network").join("ipam.json");
+    let ipam = super::ipam_file();
     if let Ok(text) = std::fs::read_to_string(&ipam) {
         match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(v) => {

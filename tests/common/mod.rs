@@ -381,6 +381,18 @@ pub fn lib_dir() -> PathBuf {
         .unwrap_or_else(|| LIB_DIR.into())
 }
 
+/// peapod's runtime state directory.
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("PEAPOD_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| RUN_DIR.into())
+}
+
+/// The IP allocations (`<run>/network/ipam.json`: runtime state, gone with a reboot).
+pub fn ipam_file() -> PathBuf {
+    run_dir().join("network/ipam.json")
+}
+
 /// The pod's `state.json` (`<lib>/pods/<uid>/state.json`).
 pub fn pod_state(name: &str) -> serde_json::Value {
     let uid = pod_json(name)["metadata"]["uid"]
