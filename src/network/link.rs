@@ -17,6 +17,7 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoData, InfoVeth};
+use netlink_packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -152,7 +153,8 @@ pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
 
 /// Host side: create the pair with its peer born inside the pod's namespace as `eth0` (moving
 /// an existing link between namespaces waits for an RCU grace period, tens of milliseconds),
-/// the host end already on the bridge and up.
+/// the host end already on the bridge and up. The peer is brought up from inside the pod's
+/// namespace: asking for it up in this request failed (ENOTCONN) on a 6.18 kernel.
 fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(), NetworkError> {
     let (bridge, host) = (cfg.bridge.clone(), host.to_string());
     let cfg = cfg.clone();
@@ -291,12 +293,16 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkE
     Ok(link_state(handle, name).await?.map(|(index, _)| index))
 }
 
+/// Whether link `index` has `ip`. The kernel dumps every link's addresses (the filters are
+/// applied here), so the dump asks for `ip`'s family only: each pod's host-side veth carries an
+/// IPv6 link-local address, which would make every start's dump grow with the pods.
 async fn has_address(handle: &Handle, index: u32, ip: IpAddr) -> Result<bool, NetworkError> {
-    let mut addrs = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute();
+    let mut request = handle.address().get().set_link_index_filter(index);
+    request.message_mut().header.family = match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let mut addrs = request.execute();
     while let Some(msg) = addrs
         .try_next()
         .await
