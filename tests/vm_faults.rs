@@ -702,46 +702,58 @@ fn full_disk_during_container_creation_fails_clearly_and_recovers() {
         message.contains(&containers.to_string_lossy().into_owned()),
         "the error does not name what could not be written: {message}"
     );
-    // Nothing half-made: no instance directory, no container cgroup, no overlay mount.
-    let instances: Vec<_> = std::fs::read_dir(&containers)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "filler")
-                .collect()
-        })
-        .unwrap_or_default();
+    // Nothing half-made: no instance directory, no container cgroup, no overlay mount. The
+    // supervisor tries again every second or so, and a try in progress has its instance's
+    // directory (a full tmpfs still lets mkdir through) until it fails: what a failed try
+    // leaves must be gone between tries, so the check is repeated until it holds, and fails
+    // only if something stays.
     let cg = PathBuf::from(CGROUP_DIR).join(format!("pod-{uid}"));
-    let container_cgroups: Vec<_> = std::fs::read_dir(&cg)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "sandbox")
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        container_cgroups.is_empty(),
-        "container cgroups left by the failed creation: {container_cgroups:?}"
-    );
-    let mut stray = mounts_under(&containers);
-    stray.retain(|m| Path::new(m) != containers);
-    assert!(
-        stray.is_empty(),
-        "mounts left by the failed creation: {stray:?}"
-    );
-    for i in &instances {
-        for half in [containers.join(i), layers.join(i)] {
-            let entries: Vec<_> = std::fs::read_dir(&half)
-                .map(|rd| rd.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
-            assert!(
-                entries.is_empty(),
-                "half-made container instance left: {entries:?}"
-            );
+    let half_made = || {
+        let mut found = Vec::new();
+        let container_cgroups: Vec<_> = std::fs::read_dir(&cg)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "sandbox")
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.extend(
+            container_cgroups
+                .iter()
+                .map(|c| format!("container cgroup {c}")),
+        );
+        let mut stray = mounts_under(&containers);
+        stray.retain(|m| Path::new(m) != containers);
+        found.extend(stray.iter().map(|m| format!("mount {m}")));
+        let instances: Vec<_> = std::fs::read_dir(&containers)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "filler")
+                    .collect()
+            })
+            .unwrap_or_default();
+        for i in &instances {
+            for half in [containers.join(i), layers.join(i)] {
+                let entries = std::fs::read_dir(&half)
+                    .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                found.extend(
+                    entries
+                        .iter()
+                        .map(|e| format!("instance entry {}", e.display())),
+                );
+            }
         }
-    }
+        found
+    };
+    assert!(
+        wait_for(|| half_made().is_empty(), Duration::from_secs(10)),
+        "left by the failed creation: {:?}",
+        half_made()
+    );
 
     // Space freed: the container is made at the next try and runs.
     std::fs::remove_file(&filler).expect("cannot remove the filler");
