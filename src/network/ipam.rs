@@ -148,7 +148,8 @@ impl Ipam {
         write_json_volatile(&self.state, state)?;
         match std::fs::remove_file(&self.earlier) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(path = %self.earlier.display(), error = %e, "cannot remove the earlier IP allocation file");
+                let path = self.earlier.display();
+                tracing::warn!(%path, error = %e, "cannot remove the earlier IP allocation file");
             }
             _ => {}
         }

@@ -15,8 +15,9 @@
 //!
 //! Then the leftovers: IP allocations (runtime state, `<run>/network/ipam.json`, gone with a
 //! reboot, but a crash within a boot, or an earlier version's file on the disk, can leave
-//! some) and runtime directories (`/run/peapod/pods/<uid>`) whose pod is no longer on record. Host port claims
-//! of such pods are dropped by the next claim already (`network::hostport::claim`).
+//! some) and runtime directories (`/run/peapod/pods/<uid>`) whose pod is no longer on record.
+//! Host port claims of such pods are dropped by the next claim already
+//! (`network::hostport::claim`).
 
 use std::collections::BTreeSet;
 

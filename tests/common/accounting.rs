@@ -1,8 +1,8 @@
 //! What pods may leave behind after their delete, counted from the host's side: links, mounts,
 //! cgroups and pod directories ([`super::leftovers`]), IP allocations (`super::ipam_file`),
-//! runtime and log directories, and processes (peapod's own, or any process in a pod cgroup). Pods named in a
-//! [`Keep`] (a long-lived witness pod) are allowed their share. Also the resource use of a
-//! long-lived process (open descriptors, PSS), for the soak.
+//! runtime and log directories, and processes (peapod's own, or any process in a pod cgroup).
+//! Pods named in a [`Keep`] (a long-lived witness pod) are allowed their share. Also the
+//! resource use of a long-lived process (open descriptors, PSS), for the soak.
 //!
 //! Everything here reads `/proc` and peapod's files directly: it must stay cheap enough to run
 //! after every cycle of the fault and soak suites.
