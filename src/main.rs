@@ -40,6 +40,10 @@ fn main() {
             }
             let code = peapod::cli::run();
             peapod::pod::spawner::finish();
+            if peapod::pod::spawner::may_end_pods(&args) {
+                // No process of peapod's outlives the host's last pod.
+                peapod::pod::zygote::await_cli_zygote_exit();
+            }
             code
         }
     };

@@ -325,6 +325,18 @@ pub struct FileLock {
     _file: File,
 }
 
+impl std::os::fd::AsRawFd for FileLock {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self._file.as_raw_fd()
+    }
+}
+
+impl std::os::fd::AsFd for FileLock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self._file.as_fd()
+    }
+}
+
 impl FileLock {
     /// Blocks until the lock on `path` (created if missing) is held.
     pub fn exclusive(path: &Path) -> Result<FileLock, StoreError> {

@@ -185,10 +185,30 @@ const AGENT_EXEC_MARK: &str = "VM_NODE_AGENT_EXEC";
 /// zygote forks show the agent's mark and the processes of another exec do not. (Not the
 /// binary's load address: the test VM runs without ASLR.)
 fn of_agent_exec(pid: i32) -> bool {
+    of_marked_exec(pid, AGENT_EXEC_MARK)
+}
+
+/// Whether process `pid` comes from an exec whose environment held `mark=1`.
+fn of_marked_exec(pid: i32, mark: &str) -> bool {
     let environ = std::fs::read(format!("/proc/{pid}/environ"))
         .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/environ: {e}"));
-    let mark = format!("{AGENT_EXEC_MARK}=1");
+    let mark = format!("{mark}=1");
     environ.split(|b| *b == 0).any(|v| v == mark.as_bytes())
+}
+
+/// The CLIs' zygotes serving this lane's state directory.
+fn cli_zygotes() -> Vec<i32> {
+    let lib = format!("PEAPOD_LIB_DIR={}", lib_dir().display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| comm(p) == "peapod-zygote" && !gone(p))
+        .filter(|&p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == lib.as_bytes()))
+        })
+        .collect()
 }
 
 fn ppid(pid: i32) -> i32 {
@@ -338,4 +358,88 @@ fn the_agents_zygote_forks_the_keepers_of_every_cli_and_outlives_nothing() {
     let left = leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
     drop(agent);
+}
+
+/// A variable only the first CLI's environment has (not `PEAPOD_*`, which the zygote compares).
+const CLI_EXEC_MARK: &str = "VM_NODE_FIRST_CLI_EXEC";
+
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn without_an_agent_the_first_clis_spawner_serves_later_clis_until_the_last_pod_goes() {
+    require_vm();
+    let run = std::path::PathBuf::from(
+        std::env::var("PEAPOD_RUN_DIR").unwrap_or_else(|_| RUN_DIR.into()),
+    );
+    let socket = run.join("cli-spawner.sock");
+    assert!(
+        cli_zygotes().is_empty(),
+        "a CLIs' zygote runs before any pod of this test: {:?}",
+        cli_zygotes()
+    );
+    let sleep = "trap 'exit 0' TERM; while true; do sleep 1; done";
+    let names = ["cz-a", "cz-b", "cz-c"];
+    let _guards: Vec<PodGuard> = names.iter().map(|n| PodGuard(n.to_string())).collect();
+    let apply_with = |name: &str, env: &[(&str, std::path::PathBuf)]| {
+        let file = std::env::temp_dir().join(format!("{name}.yaml"));
+        std::fs::write(&file, pod_yaml(name, "Always", "", sleep)).unwrap();
+        expect_ok(
+            &["apply"],
+            peapod_env(&["apply", "-f", file.to_str().unwrap()], env),
+        );
+        wait_running(name);
+    };
+
+    // The first CLI's spawner stays on: the zygote comes from that exec.
+    apply_with("cz-a", &[(CLI_EXEC_MARK, "1".into())]);
+    assert!(of_marked_exec(keeper_pid("cz-a"), CLI_EXEC_MARK));
+    assert!(
+        wait_for(
+            || cli_zygotes().len() == 1 && socket.exists(),
+            Duration::from_secs(10)
+        ),
+        "no CLIs' zygote after the first apply: {:?}",
+        cli_zygotes()
+    );
+    let zygote = cli_zygotes()[0];
+    assert!(of_marked_exec(zygote, CLI_EXEC_MARK));
+    let mode = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // A later CLI's pod is forked by it: of the first exec, under neither the zygote nor a CLI.
+    apply_with("cz-b", &[]);
+    let keeper = keeper_pid("cz-b");
+    assert!(
+        of_marked_exec(keeper, CLI_EXEC_MARK),
+        "cz-b's keeper is not the CLIs' zygote's"
+    );
+    let supervisor = pod_state("cz-b")["supervisor"]["pid"].as_i64().unwrap() as i32;
+    assert!(of_marked_exec(supervisor, CLI_EXEC_MARK));
+    assert!(
+        !ancestors(keeper).contains(&zygote),
+        "cz-b's keeper {keeper} is under the zygote"
+    );
+
+    // A CLI of another configuration forks its own, and its spawner leaves (one zygote).
+    apply_with("cz-c", &[("PEAPOD_LIB_DIR", lib_dir().join("."))]);
+    assert!(!of_marked_exec(keeper_pid("cz-c"), CLI_EXEC_MARK));
+
+    // The zygote lives while a pod is on record, and is gone when the delete of the last returns.
+    for name in ["cz-a", "cz-c"] {
+        expect_ok(&["delete"], delete(name));
+    }
+    assert!(!gone(zygote), "the zygote left while cz-b was on record");
+    let keeper = keeper_pid("cz-b");
+    expect_ok(&["delete"], delete("cz-b"));
+    assert!(
+        gone(zygote),
+        "the zygote outlived the delete of the last pod"
+    );
+    assert!(!socket.exists(), "the zygote's socket outlived it");
+    assert!(cli_zygotes().is_empty(), "{:?}", cli_zygotes());
+    assert!(wait_for(|| gone(keeper), Duration::from_secs(10)));
+    let left = leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

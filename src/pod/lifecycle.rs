@@ -197,7 +197,7 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
             return wait_supervisor(ready_r, &run_dir);
         }
         if single {
-            fork_keeper(uid, ready_w, log)?;
+            fork_keeper(uid, ready_w, log, false)?;
             return wait_supervisor(ready_r, &run_dir);
         }
         // A threaded process whose zygote is gone: the supervisor is executed.
@@ -289,15 +289,29 @@ fn wait_supervisor(ready_r: OwnedFd, run_dir: &std::path::Path) -> std::io::Resu
 /// Forks the pod's keeper, which forks its supervisor. The child gets a new session, /dev/null
 /// and `log` as stdio, and no other descriptor of this process's (the pods lock above all) but
 /// the readiness pipe, on which the supervisor writes once its state file exists. The caller
-/// is single-threaded.
-pub(crate) fn fork_keeper(uid: &str, ready_w: OwnedFd, log: fs::File) -> std::io::Result<()> {
+/// is single-threaded. `sibling`: the keeper is made a child of the caller's parent
+/// (`CLONE_PARENT`) rather than of the caller: a zygote's server, itself nobody's child (its
+/// parent is init or the host's subreaper), so that the keeper is nobody's child either, with
+/// no intermediate fork that exits at once on the start's path.
+pub(crate) fn fork_keeper(
+    uid: &str,
+    ready_w: OwnedFd,
+    log: fs::File,
+    sibling: bool,
+) -> std::io::Result<()> {
+    use crate::cgroup::clone::{clone_into, Cloned};
     use std::os::fd::AsRawFd;
 
     let null = fs::OpenOptions::new().read(true).open("/dev/null")?;
+    let flags = if sibling {
+        libc::CLONE_PARENT as u64
+    } else {
+        0
+    };
     // SAFETY: this process has a single thread (the caller's contract), so the child may run
     // ordinary code; it leaves through _exit and never returns into the caller.
-    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
-        nix::unistd::ForkResult::Child => {
+    match unsafe { clone_into(flags, None) }.map_err(std::io::Error::from)? {
+        Cloned::Child { .. } => {
             let ready = ready_w.as_raw_fd();
             // SAFETY: descriptor plumbing on fds this process owns; nothing else runs yet.
             unsafe {
@@ -316,7 +330,7 @@ pub(crate) fn fork_keeper(uid: &str, ready_w: OwnedFd, log: fs::File) -> std::io
             // SAFETY: leave without running the caller's destructors or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
-        nix::unistd::ForkResult::Parent { .. } => Ok(()),
+        Cloned::Parent { .. } => Ok(()),
     }
 }
 

@@ -17,9 +17,11 @@
 //! when it has no spawner). At the CLI's end (or its death) the socket closes and the spawner
 //! exits; [`finish`] waits for it so that no process of the command outlives it.
 //!
-//! When the host's node agent runs a zygote (`pod::zygote`) that can serve this CLI exactly as
-//! its own spawner would, [`start`] connects to it instead of forking: the zygote's server for
-//! this connection speaks the same protocol, and every pod of the host shares one exec's pages.
+//! When the host runs a zygote (`pod::zygote`) that can serve this CLI exactly as its own
+//! spawner would, [`start`] connects to it instead of forking: the zygote's server for this
+//! connection speaks the same protocol, and every pod it forks shares one exec's pages. The
+//! zygote is the node agent's, or, without an agent, the CLIs': a spawner that finds pods on
+//! record when its CLI is done stays on as one (`zygote::linger`) until the last pod is gone.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -49,6 +51,15 @@ enum Spawner {
 /// The spawner of this process, once started.
 static SPAWNER: Mutex<Option<Spawner>> = Mutex::new(None);
 
+/// Whether a command line (`args[1..]`) may remove the host's last pod: `delete`, or a verb
+/// that starts pods (a failed start removes its pod).
+pub fn may_end_pods(args: &[String]) -> bool {
+    args.iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|verb| verb == "delete" || STARTING_VERBS.contains(&verb.as_str()))
+}
+
 /// Whether a command line (`args[1..]`) may start pods: a verb that starts them, without a
 /// dry run (`--dry-run`, `--dry-run=client`; not `--dry-run=none`), which would only pay for
 /// the fork.
@@ -74,7 +85,12 @@ pub fn start() {
     }
     let forked = fork_with_socket(|theirs| {
         crate::pod::zygote::null_stdio();
-        serve(theirs, false)
+        let code = serve(theirs, false);
+        if code == 0 {
+            // Its CLI is done: later CLIs' pods may share this exec (`zygote::linger`).
+            crate::pod::zygote::linger();
+        }
+        code
     });
     if let Some((child, ours)) = forked {
         if let Ok(mut slot) = SPAWNER.lock() {
@@ -230,9 +246,9 @@ pub fn finish() {
     }
 }
 
-/// The spawner's loop: one keeper per request, until the client closes its end. `detach`: fork
-/// each keeper through an intermediate that exits at once (a zygote's server, which may live as
-/// long as the node agent), so that none is our child.
+/// The spawner's loop: one keeper per request, until the client closes its end. `detach`: a
+/// zygote's server, whose keepers are made children of its own parent (`CLONE_PARENT`: init or
+/// the host's subreaper, the server being nobody's child), so that none is ours.
 pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
     loop {
         let mut buf = [0u8; MAX_REQUEST];
@@ -270,26 +286,8 @@ pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
         if acked.is_err() {
             continue;
         }
-        if !detach {
-            let _ = crate::pod::lifecycle::fork_keeper(&uid, ready, log.into());
-            continue;
-        }
-        // SAFETY: this server is single-threaded; the intermediate leaves through _exit.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                let code = match crate::pod::lifecycle::fork_keeper(&uid, ready, log.into()) {
-                    Ok(()) => 0,
-                    Err(_) => 1,
-                };
-                // SAFETY: as above.
-                unsafe { libc::_exit(code) }
-            }
-            Ok(nix::unistd::ForkResult::Parent { child }) => {
-                drop((ready, log));
-                let _ = nix::sys::wait::waitpid(child, None);
-            }
-            Err(_) => {}
-        }
+        // A zygote's server is nobody's child: its keepers become nobody's child too.
+        let _ = crate::pod::lifecycle::fork_keeper(&uid, ready, log.into(), detach);
     }
 }
 
@@ -316,5 +314,13 @@ mod tests {
         assert!(starts_pods(&args(
             "peapod create -f pod.yaml --dry-run=none"
         )));
+    }
+
+    #[test]
+    fn deletes_and_starts_may_end_the_last_pod() {
+        assert!(may_end_pods(&args("peapod delete pods --all")));
+        assert!(may_end_pods(&args("peapod apply -f pod.yaml")));
+        assert!(!may_end_pods(&args("peapod get pods")));
+        assert!(!may_end_pods(&args("peapod logs delete")));
     }
 }

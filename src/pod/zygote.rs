@@ -40,6 +40,13 @@ use nix::unistd::Pid;
 
 /// The socket's name in the run directory.
 pub const SOCKET_NAME: &str = "spawner.sock";
+/// The CLIs' zygote's socket, and the lock its zygote holds for its life, in the run directory.
+pub const CLI_SOCKET_NAME: &str = "cli-spawner.sock";
+const CLI_LOCK_NAME: &str = "cli-spawner.lock";
+/// How long the CLIs' zygote waits without a connection before it gives memory back.
+const CLI_ZYGOTE_QUIET_MS: u16 = 2000;
+/// How long a CLI that removed the last pod waits for the CLIs' zygote to exit.
+const CLI_ZYGOTE_EXIT_WAIT: Duration = Duration::from_secs(1);
 /// The zygote's process name (`comm`).
 pub const ZYGOTE_NAME: &std::ffi::CStr = c"peapod-zygote";
 /// The first bytes of the hello: the protocol's version.
@@ -89,8 +96,10 @@ pub fn is_agent(args: &[String]) -> bool {
 pub struct Fingerprint(Vec<(String, String)>);
 
 impl Fingerprint {
-    /// This process's: None when a part cannot be read (no zygote is used then).
-    pub fn of_self() -> Option<Fingerprint> {
+    /// This process's: None when a part cannot be read (no zygote is used then). `cgroup`:
+    /// with the process's cgroups, which the CLIs' zygote shares with what it forks (the
+    /// agent's forks its keepers into the agent's own, deliberately: see ARCHITECTURE.md).
+    pub fn of_self(cgroup: bool) -> Option<Fingerprint> {
         let stat = |path: &str| nix::sys::stat::stat(path).ok();
         let exe = stat("/proc/self/exe")?;
         let root = stat("/")?;
@@ -120,6 +129,10 @@ impl Fingerprint {
                 format!("ns:{}", entry.file_name().to_string_lossy()),
                 target.to_string_lossy().into_owned(),
             ));
+        }
+        if cgroup {
+            let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+            parts.push(("cgroup".into(), text.trim_end().replace('\n', " ")));
         }
         if let Ok(label) = std::fs::read("/proc/self/attr/current") {
             let label = String::from_utf8_lossy(&label);
@@ -578,7 +591,7 @@ fn run(link: OwnedFd) -> i32 {
             }
         }
     };
-    let Some(hello) = Fingerprint::of_self().map(|fp| [HELLO, &fp.encode()].concat()) else {
+    let Some(hello) = Fingerprint::of_self(false).map(|fp| [HELLO, &fp.encode()].concat()) else {
         return 0;
     };
     let socket_path = listener_path(&listener);
@@ -598,7 +611,7 @@ fn run(link: OwnedFd) -> i32 {
             break;
         }
         if ready(1) {
-            accept_one(&listener, &link, &hello);
+            accept_one(&listener, &[link.as_raw_fd()], &hello);
         }
     }
     drop(listener);
@@ -612,14 +625,159 @@ fn run(link: OwnedFd) -> i32 {
     0
 }
 
+/// A CLI's spawner whose client is gone (`spawner::start`): stays on as the CLIs' zygote when
+/// pods are on record and no other one runs, so that the pods of later CLIs share this exec's
+/// pages as the node agent's zygote makes them share its own. The spawner returns at once
+/// either way (its CLI waits for it): the zygote is a child it forks, which exits at once
+/// unless it takes the CLIs' lock.
+pub(crate) fn linger() {
+    let paths = crate::store::Paths::from_env();
+    if !pods_on_record(&paths.pods()) {
+        return;
+    }
+    // SAFETY: the spawner is single-threaded; the child leaves through _exit.
+    if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
+        let lock = crate::store::FileLock::try_exclusive(&paths.run.join(CLI_LOCK_NAME));
+        let code = match lock {
+            Ok(Some(lock)) => serve_clis(&paths, lock),
+            _ => 0,
+        };
+        // SAFETY: as above.
+        unsafe { libc::_exit(code) }
+    }
+}
+
+/// Whether a pod is on record in `pods` (a directory beside them being made or removed, `.`,
+/// is not one).
+fn pods_on_record(pods: &Path) -> bool {
+    std::fs::read_dir(pods).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| !e.file_name().as_bytes().starts_with(b".")))
+    })
+}
+
+/// The CLIs' zygote: serves CLIs as the agent's does, until no pod is on record.
+fn serve_clis(paths: &crate::store::Paths, lock: crate::store::FileLock) -> i32 {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    // SAFETY: setsid and prctl on this process.
+    unsafe {
+        libc::setsid();
+        libc::prctl(libc::PR_SET_NAME, ZYGOTE_NAME.as_ptr());
+    }
+    let Ok(inotify) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) else {
+        return 0;
+    };
+    let gone = AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR;
+    if inotify.add_watch(&paths.pods(), gone).is_err() || !pods_on_record(&paths.pods()) {
+        return 0;
+    }
+    let path = paths.run.join(CLI_SOCKET_NAME);
+    // A stale socket is removed: only a holder of the lock binds this path.
+    let Ok(listener) = bind(&path) else {
+        return 0;
+    };
+    let Some(hello) = Fingerprint::of_self(true).map(|fp| [HELLO, &fp.encode()].concat()) else {
+        let _ = std::fs::remove_file(&path);
+        return 0;
+    };
+    // The waiters of `await_cli_zygote_exit` read whose pods it serves.
+    let _ = nix::unistd::ftruncate(lock.as_fd(), 0)
+        .and_then(|()| nix::sys::uio::pwrite(lock.as_fd(), paths.pods().as_os_str().as_bytes(), 0));
+    let own = [
+        listener.as_raw_fd(),
+        inotify.as_fd().as_raw_fd(),
+        lock.as_raw_fd(),
+    ];
+    close_all_but(&own);
+    // Trimmed once quiet for a while (as a supervisor is), not after each connection: a
+    // trim's reading of smaps would compete with the start the connection asked for.
+    let mut trimmed = false;
+    loop {
+        let mut fds = [
+            nix::poll::PollFd::new(inotify.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        let wait = if trimmed {
+            nix::poll::PollTimeout::NONE
+        } else {
+            nix::poll::PollTimeout::from(CLI_ZYGOTE_QUIET_MS)
+        };
+        match nix::poll::poll(&mut fds, wait) {
+            Ok(0) => {
+                // The CLI's code and deep stack, faulted in before this process lingered, and
+                // each connection's since: given back (`supervisor::release_idle_memory`).
+                crate::pod::supervisor::release_idle_memory();
+                trimmed = true;
+                continue;
+            }
+            Ok(_) => trimmed = false,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        if ready(0) {
+            while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+            if !pods_on_record(&paths.pods()) {
+                break;
+            }
+        }
+        if ready(1) {
+            accept_one(&listener, &own[1..], &hello);
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    drop((listener, lock));
+    0
+}
+
+/// Closes every descriptor of this process but stdio and `keep`.
+fn close_all_but(keep: &[RawFd]) {
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // SAFETY: closes a descriptor nothing in this process uses (the directory's own is
+        // closed already, and fails harmlessly).
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// At the end of a CLI command that may have removed the last pod: waits (briefly) for the
+/// CLIs' zygote to see it and exit, so that no process of peapod's outlives the host's pods.
+pub fn await_cli_zygote_exit() {
+    let paths = crate::store::Paths::from_env();
+    let lock = paths.run.join(CLI_LOCK_NAME);
+    // The lock names the pods its zygote serves: a zygote of other pods is not waited for.
+    let serves = std::fs::read(&lock).is_ok_and(|p| p == paths.pods().as_os_str().as_bytes());
+    if !serves || pods_on_record(&paths.pods()) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + CLI_ZYGOTE_EXIT_WAIT;
+    while let Ok(None) = crate::store::FileLock::try_exclusive(&lock) {
+        if std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// The path a listening unix socket is bound to.
 fn listener_path(listener: &OwnedFd) -> Option<PathBuf> {
     let addr: UnixAddr = nix::sys::socket::getsockname(listener.as_raw_fd()).ok()?;
     addr.path().map(Path::to_path_buf)
 }
 
-/// Accepts one connection and forks its server, if the peer is root.
-fn accept_one(listener: &OwnedFd, link: &OwnedFd, hello: &[u8]) {
+/// Accepts one connection and forks its server, if the peer is root; the server closes
+/// `zygotes` (the zygote's own descriptors but the listener) first thing.
+fn accept_one(listener: &OwnedFd, zygotes: &[RawFd], hello: &[u8]) {
     let Ok(raw) = nix::sys::socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) else {
         return;
     };
@@ -640,7 +798,9 @@ fn accept_one(listener: &OwnedFd, link: &OwnedFd, hello: &[u8]) {
                 // SAFETY: closes descriptors this process owns (the zygote's) before serving.
                 unsafe {
                     libc::close(listener.as_raw_fd());
-                    libc::close(link.as_raw_fd());
+                    for &fd in zygotes {
+                        libc::close(fd);
+                    }
                     libc::setsid();
                     libc::_exit(serve_client(conn))
                 }
@@ -756,12 +916,18 @@ pub(crate) fn null_stdio() {
     }
 }
 
-/// A client's connection to the zygote of `run_dir`, its context sent, the server's answer to
-/// be read ([`answered`]): None (and nothing left behind) when there is no zygote or it cannot
-/// serve this process as this process would serve itself.
+/// A client's connection to a zygote of `run_dir` (the node agent's, else the CLIs'), its
+/// context sent, the server's answer to be read ([`answered`]): None (and nothing left behind)
+/// when there is no zygote or none can serve this process as this process would serve itself.
 pub fn connect(run_dir: &Path) -> Option<OwnedFd> {
-    let path = run_dir.join(SOCKET_NAME);
-    let addr = UnixAddr::new(&path).ok()?;
+    connect_to(&run_dir.join(SOCKET_NAME), false)
+        .or_else(|| connect_to(&run_dir.join(CLI_SOCKET_NAME), true))
+}
+
+/// [`connect`] to the zygote listening at `path`; `cgroup`: whether it forks into its own
+/// cgroups (the CLIs' zygote), which must then be this process's.
+fn connect_to(path: &Path, cgroup: bool) -> Option<OwnedFd> {
+    let addr = UnixAddr::new(path).ok()?;
     let sock = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -776,7 +942,7 @@ pub fn connect(run_dir: &Path) -> Option<OwnedFd> {
         return None;
     }
     // Read while the zygote accepts and sends its hello.
-    let ours = Fingerprint::of_self()?;
+    let ours = Fingerprint::of_self(cgroup)?;
     let ctx = Context::of_self()?.encode();
     if ctx.len() > MAX_CONTEXT {
         return None;
@@ -911,7 +1077,7 @@ mod tests {
 
     #[test]
     fn fingerprint_of_this_process_reads_its_namespaces_and_binary() {
-        let fp = Fingerprint::of_self().expect("a fingerprint of the test process");
+        let fp = Fingerprint::of_self(true).expect("a fingerprint of the test process");
         let keys: Vec<&str> = fp.0.iter().map(|(k, _)| k.as_str()).collect();
         for key in [
             "exe",
@@ -925,7 +1091,39 @@ mod tests {
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
-        assert_eq!(fp.serves(&Fingerprint::of_self().unwrap()), Ok(()));
+        assert_eq!(fp.serves(&Fingerprint::of_self(true).unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn the_clis_zygote_serves_only_clients_of_its_cgroups() {
+        let with = Fingerprint::of_self(true).unwrap();
+        let without = Fingerprint::of_self(false).unwrap();
+        assert_eq!(with.serves(&without), Err("cgroup".to_string()));
+        let mut elsewhere = with.clone();
+        for (k, v) in &mut elsewhere.0 {
+            if k == "cgroup" {
+                v.push_str("/other.scope");
+            }
+        }
+        assert_eq!(with.serves(&elsewhere), Err("cgroup".to_string()));
+        assert_eq!(Fingerprint::decode(&with.encode()), Some(with));
+    }
+
+    #[test]
+    fn a_pod_on_record_is_a_directory_not_being_made_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = dir.path().join("pods");
+        assert!(!pods_on_record(&pods), "no directory: no pod");
+        std::fs::create_dir(&pods).unwrap();
+        assert!(!pods_on_record(&pods));
+        std::fs::create_dir(pods.join(".new-0b1e-42")).unwrap();
+        std::fs::create_dir(pods.join(".gone-77a0-43")).unwrap();
+        assert!(
+            !pods_on_record(&pods),
+            "pods being made or removed are not on record"
+        );
+        std::fs::create_dir(pods.join("9d3c")).unwrap();
+        assert!(pods_on_record(&pods));
     }
 
     #[test]

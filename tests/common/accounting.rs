@@ -138,7 +138,7 @@ fn cgroup_line(pid: i32) -> String {
 /// Processes that belong to peapod or to a pod and are not the kept pods' (nor the pods of
 /// another lane of tests, `PEAPOD_TEST_OTHER_LIB_DIRS`): peapod's binary
 /// (supervisors and their keepers, pause processes, pull children, CLIs, inits before their
-/// exec) or anything in a `pod-<uid>` cgroup. Zombies are not counted: they hold nothing but a
+/// exec, the CLIs' zygote once no pod is on record) or anything in a `pod-<uid>` cgroup. Zombies are not counted: they hold nothing but a
 /// pid.
 pub fn stray_processes(keep: &Keep) -> Vec<String> {
     let me = std::process::id() as i32;
@@ -181,7 +181,9 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         let flat = cgroup.replace('-', "");
         let other_lane = other_lanes.iter().any(|u| flat.contains(u.as_str()))
             || (is_peapod && !other_dirs.is_empty() && other_dirs.contains(&lib_dir_of(pid)));
-        if (is_peapod || in_pod) && !keep.keeps(&cgroup) && !other_lane {
+        // The CLIs' zygote (`pod::zygote::linger`) lives as long as a pod is on record.
+        let serving_zygote = is_peapod && comm(pid) == "peapod-zygote" && pods_on_record();
+        if (is_peapod || in_pod) && !keep.keeps(&cgroup) && !other_lane && !serving_zygote {
             found.push(format!(
                 "process {pid} (ppid {}, cgroup {cgroup}): {}",
                 stat.ppid,
@@ -190,6 +192,21 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
         }
     }
     found
+}
+
+/// The process's name (`comm`).
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Whether a pod is on record in this lane's state directory.
+fn pods_on_record() -> bool {
+    names_in(&lib_dir().join("pods"))
+        .iter()
+        .any(|n| !n.starts_with('.'))
 }
 
 /// The state directory a process of peapod's works in: `PEAPOD_LIB_DIR` in the environment it
