@@ -57,6 +57,22 @@ def children(pid):
     except OSError:
         return []
 
+def cli_zygotes():
+    """The CLIs' zygote of this bench's state directory (pod::zygote::linger)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if open(f"/proc/{d}/comm").read().strip() != "peapod-zygote":
+                continue
+            env = open(f"/proc/{d}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"PEAPOD_LIB_DIR={lib}".encode() in env:
+            out.append(int(d))
+    return out
+
 libc = ctypes.CDLL(None, use_errno=True)
 IN_CLOSE_WRITE, IN_MOVED_TO = 0x8, 0x80
 
@@ -220,6 +236,10 @@ if other:
     ab = {b: {"start": [], "delete": [], "start cpu": [], "delete cpu": []} for b in binaries}
     apply_until_running("warmup", sleeper)
     sh(peapod, "delete", "pod", "warmup", "--grace-period=0", "--force")
+    if os.environ.get("PEAPOD_BENCH_WITNESS"):
+        # A pod running through all rounds, applied by A, as on a host that has pods: A's
+        # CLIs then find the CLIs' zygote of its first apply (pod::zygote::linger).
+        apply_until_running("witness", sleeper)
     for i in range(runs):
         for k, b in enumerate(binaries if i % 2 == 0 else binaries[::-1]):
             name, r = f"ab{i}-{k}", ab[b]
@@ -267,10 +287,12 @@ for i in range(idle):
     apply_until_running(f"idle{i}", sleeper)
 time.sleep(10)  # past the supervisors' code-page trim, even on a loaded machine
 pss = idle_pss()
-host_pss = None
 if agent:
     zygotes = [c for c in children(agent.pid) if open(f"/proc/{c}/comm").read().strip() == "peapod-zygote"]
     host_pss = (pss_of(agent.pid), sum(pss_of(z) for z in zygotes))
+else:
+    # Without an agent, the first apply's spawner stays on as the CLIs' zygote.
+    host_pss = (None, sum(pss_of(z) for z in cli_zygotes()))
 for i in range(idle):
     sh(peapod, "delete", "pod", f"idle{i}", "--grace-period=0", "--force")
 
@@ -342,9 +364,12 @@ if pss:
     print(f"\nmemory per idle pod (PSS of keeper + supervisor + sandbox, {idle} pods, one apply each): "
           f"mean {statistics.mean(p[0] for p in pss):.0f} kB, max {max(p[0] for p in pss)} kB  "
           f"(podman conmon + infra measured on this kind of machine: 851 kB)")
-    print(f"  of which (mean kB): {mean_parts(pss)}")
-if host_pss:
+    print(f"  of which (mean kB): {mean_parts(pss)}; supervisor + sandbox "
+          f"{statistics.mean(p[2] + p[3] for p in pss):.0f} kB")
+if host_pss and host_pss[0] is not None:
     print(f"  per host, beside these pods: node agent {host_pss[0]} kB, zygote {host_pss[1]} kB")
+elif host_pss:
+    print(f"  per host, beside these pods: the CLIs' zygote {host_pss[1]} kB")
 if dense:
     print(f"\ndensity: N pods in one apply until all Running, then `delete pods --all` until none")
     print(f"{'N':>5} {'peapod up s':>12} {'peapod del s':>13} {'PSS/pod kB':>11} {'crun up s':>10} {'crun del s':>11}")
