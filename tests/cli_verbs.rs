@@ -241,6 +241,35 @@ fn run_dry_run_prints_the_pod_kubectl_makes() {
 }
 
 #[test]
+fn apply_and_create_dry_runs_take_kubectls_values_and_store_nothing() {
+    let p = Peapod::new();
+    let file = p.write("cm.yaml", &config_map("dry", "", ""));
+    for verb in ["apply", "create"] {
+        p.ok(
+            &[verb, "-f", &file, "--dry-run=client"],
+            "configmap/dry created (dry run)\n",
+        );
+        p.ok(
+            &[verb, "-f", &file, "--dry-run"],
+            "configmap/dry created (dry run)\n",
+        );
+        p.ok(
+            &[verb, "-f", &file, "--dry-run=server"],
+            "configmap/dry created (server dry run)\n",
+        );
+        p.fails(
+            &[verb, "-f", &file, "--dry-run=bogus"],
+            "error: Invalid dry-run value (bogus). Must be \"none\", \"server\", or \"client\".\n",
+        );
+    }
+    p.none_found(&["get", "cm"]);
+    p.ok(
+        &["apply", "-f", &file, "--dry-run=none"],
+        "configmap/dry created\n",
+    );
+}
+
+#[test]
 fn apply_a_directory_with_and_without_recursion() {
     let p = Peapod::new();
     std::fs::create_dir_all(p.path("dir/sub")).expect("mkdir");

@@ -44,7 +44,8 @@ fn update_pod(
 /// (a pod never waits for an object of its own file), and each object's outcome is printed in
 /// file order; an object the store refuses (immutable, AlreadyExists) is reported and the
 /// others go on, as kubectl does.
-pub fn run(paths: &Paths, files: &Sources, dry_run: bool, mode: PutMode) -> Result<i32> {
+/// `dry_run`: the suffix of a dry run's messages (`cli::dry_run_suffix`): nothing is stored.
+pub fn run(paths: &Paths, files: &Sources, dry_run: Option<&str>, mode: PutMode) -> Result<i32> {
     let objects = files.decode()?;
     crate::starttrace::mark("cli decoded");
     if objects.is_empty() {
@@ -55,9 +56,9 @@ pub fn run(paths: &Paths, files: &Sources, dry_run: bool, mode: PutMode) -> Resu
         };
         bail!("no objects passed to {verb}");
     }
-    if dry_run {
+    if let Some(suffix) = dry_run {
         for o in &objects {
-            println!("{}/{} created (dry run)", o.kind_name(), o.name());
+            println!("{}/{} created {suffix}", o.kind_name(), o.name());
         }
         return Ok(0);
     }

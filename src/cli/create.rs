@@ -258,15 +258,8 @@ fn finish<T: StoredObject>(paths: &Paths, common: &Common, object: T, failed: &s
 where
     Object: TryInto<T>,
 {
-    let dry_run = match common.dry_run.as_deref() {
-        None | Some("none") => None,
-        Some("client") => Some("(dry run)"),
-        Some("server") => Some("(server dry run)"),
-        Some(other) => {
-            bail!("Invalid dry-run value ({other}). Must be \"none\", \"server\", or \"client\".")
-        }
-    };
-    let shown = if dry_run == Some("(dry run)") {
+    let dry_run = super::dry_run_suffix(common.dry_run.as_deref())?;
+    let shown = if dry_run == Some(super::DRY_RUN_CLIENT) {
         object
     } else {
         let name = object.metadata().name.clone().unwrap_or_default();

@@ -88,8 +88,9 @@ enum Verb {
         /// Descend into the subdirectories of `-f` directories.
         #[arg(short = 'R', long)]
         recursive: bool,
-        #[arg(long)]
-        dry_run: bool,
+        /// none, client or server (bare `--dry-run` is client).
+        #[arg(long, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+        dry_run: Option<String>,
     },
     /// Create objects from manifest files (an object that exists is an error), or a ConfigMap
     /// or Secret from files and literals (`create configmap|secret ...`).
@@ -253,6 +254,23 @@ pub fn run() -> i32 {
     }
 }
 
+/// What kubectl's messages add for `--dry-run=VALUE` (`GetDryRunStrategy`): `(dry run)` for
+/// client, `(server dry run)` for server, None for none (or no flag); any other value is
+/// kubectl's error.
+pub(crate) fn dry_run_suffix(value: Option<&str>) -> Result<Option<&'static str>> {
+    match value {
+        None | Some("none") => Ok(None),
+        Some("client") => Ok(Some(DRY_RUN_CLIENT)),
+        Some("server") => Ok(Some("(server dry run)")),
+        Some(other) => {
+            bail!("Invalid dry-run value ({other}). Must be \"none\", \"server\", or \"client\".")
+        }
+    }
+}
+
+/// The suffix of a client-side dry run's messages.
+pub(crate) const DRY_RUN_CLIENT: &str = "(dry run)";
+
 fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
     match verb {
         Verb::Apply {
@@ -262,7 +280,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
         } => apply::run(
             paths,
             &Sources::new(files, recursive),
-            dry_run,
+            dry_run_suffix(dry_run.as_deref())?,
             PutMode::Apply,
         ),
         Verb::Create {
@@ -277,7 +295,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             None => apply::run(
                 paths,
                 &Sources::new(files, recursive),
-                dry_run.is_some_and(|d| d != "none"),
+                dry_run_suffix(dry_run.as_deref())?,
                 PutMode::Create,
             ),
         },
@@ -472,6 +490,30 @@ mod tests {
         assert_eq!(e.command, ["sh", "-c", "ls -l"]);
         assert!(e.stream.stdin && e.stream.tty);
         assert!(Cli::try_parse_from(["peapod", "apply", "-f", "-", "--dry-run"]).is_ok());
+        for value in ["client", "server", "none"] {
+            let c =
+                Cli::try_parse_from(["peapod", "apply", "-f", "-", &format!("--dry-run={value}")])
+                    .unwrap();
+            let Verb::Apply { dry_run, .. } = c.verb else {
+                panic!()
+            };
+            assert_eq!(dry_run.as_deref(), Some(value));
+        }
+    }
+
+    #[test]
+    fn dry_run_values_are_kubectls() {
+        assert_eq!(dry_run_suffix(None).unwrap(), None);
+        assert_eq!(dry_run_suffix(Some("none")).unwrap(), None);
+        assert_eq!(dry_run_suffix(Some("client")).unwrap(), Some("(dry run)"));
+        assert_eq!(
+            dry_run_suffix(Some("server")).unwrap(),
+            Some("(server dry run)")
+        );
+        assert_eq!(
+            dry_run_suffix(Some("bogus")).unwrap_err().to_string(),
+            "Invalid dry-run value (bogus). Must be \"none\", \"server\", or \"client\"."
+        );
     }
 
     #[test]

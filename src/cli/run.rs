@@ -244,14 +244,7 @@ pub fn run(paths: &Paths, a: &RunArgs) -> Result<i32> {
         (None, None) => None,
         (o, t) => Some(Printer::from_flags(o.as_ref(), t.as_deref())?),
     };
-    let dry_run = match a.dry_run.as_deref() {
-        None | Some("none") => None,
-        Some("client") => Some("(dry run)"),
-        Some("server") => Some("(server dry run)"),
-        Some(other) => {
-            bail!("Invalid dry-run value ({other}). Must be \"none\", \"server\", or \"client\".")
-        }
-    };
+    let dry_run = super::dry_run_suffix(a.dry_run.as_deref())?;
     let pod = generate(a)?;
     let name = a.name.clone().unwrap_or_default();
     let checked = crate::manifest::check_object_value(&pod).map_err(|problems| {
@@ -264,7 +257,7 @@ pub fn run(paths: &Paths, a: &RunArgs) -> Result<i32> {
     });
     if let Some(suffix) = dry_run {
         // The server's dry run also validates; the client's prints what would be sent.
-        if suffix != "(dry run)" {
+        if suffix != super::DRY_RUN_CLIENT {
             checked?;
         }
         match &printer {
