@@ -366,9 +366,9 @@ if pss:
           f"(podman conmon + infra measured on this kind of machine: 851 kB)")
     print(f"  of which (mean kB): {mean_parts(pss)}; supervisor + sandbox "
           f"{statistics.mean(p[2] + p[3] for p in pss):.0f} kB")
-if host_pss and host_pss[0] is not None:
+if pss and host_pss and host_pss[0] is not None:
     print(f"  per host, beside these pods: node agent {host_pss[0]} kB, zygote {host_pss[1]} kB")
-elif host_pss:
+elif pss and host_pss:
     print(f"  per host, beside these pods: the CLIs' zygote {host_pss[1]} kB")
 if dense:
     print(f"\ndensity: N pods in one apply until all Running, then `delete pods --all` until none")

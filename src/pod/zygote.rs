@@ -679,10 +679,9 @@ fn serve_clis(paths: &crate::store::Paths, lock: crate::store::FileLock) -> i32 
     let Ok(listener) = bind(&path) else {
         return 0;
     };
-    let Some(hello) = Fingerprint::of_self(true).map(|fp| [HELLO, &fp.encode()].concat()) else {
-        let _ = std::fs::remove_file(&path);
-        return 0;
-    };
+    // The hello is made at the first connection: this process is born while its CLI's pod
+    // starts, and reading /proc for the fingerprint then would compete with that start.
+    let mut hello: Option<Vec<u8>> = None;
     // The waiters of `await_cli_zygote_exit` read whose pods it serves.
     let _ = nix::unistd::ftruncate(lock.as_fd(), 0)
         .and_then(|()| nix::sys::uio::pwrite(lock.as_fd(), paths.pods().as_os_str().as_bytes(), 0));
@@ -725,7 +724,13 @@ fn serve_clis(paths: &crate::store::Paths, lock: crate::store::FileLock) -> i32 
             }
         }
         if ready(1) {
-            accept_one(&listener, &own[1..], &hello);
+            if hello.is_none() {
+                hello = Fingerprint::of_self(true).map(|fp| [HELLO, &fp.encode()].concat());
+            }
+            let Some(hello) = hello.as_deref() else {
+                break;
+            };
+            accept_one(&listener, &own[1..], hello);
         }
     }
     let _ = std::fs::remove_file(&path);
