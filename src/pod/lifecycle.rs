@@ -423,6 +423,29 @@ pub fn request_delete(
     })
 }
 
+/// Waits at most `timeout` for one of `processes` (those still alive) to exit.
+fn await_any_exit<'a>(processes: impl Iterator<Item = &'a ProcessRef>, timeout: Duration) {
+    use std::os::fd::AsFd;
+    let fds: Vec<std::os::fd::OwnedFd> = processes
+        .filter_map(|p| {
+            let fd = crate::procfs::pidfd_open(p.pid)?;
+            // The pid names our process still (not one that reused it after its exit).
+            p.is_alive().then_some(fd)
+        })
+        .collect();
+    if fds.is_empty() {
+        // None to poll (a kernel without pidfd_open, or they exited meanwhile): a plain wait.
+        std::thread::sleep(timeout);
+        return;
+    }
+    let mut polled: Vec<nix::poll::PollFd> = fds
+        .iter()
+        .map(|fd| nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN))
+        .collect();
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(ms));
+}
+
 /// Waits until the supervisor has stopped the pod (SIGKILL after the grace period and a
 /// margin); if it could not (killed, crashed), releases what the record says the pod holds.
 pub fn finish_delete(paths: &Paths, pending: PendingDelete) -> Result<(), LifecycleError> {
@@ -463,7 +486,12 @@ pub fn finish_delete(paths: &Paths, pending: PendingDelete) -> Result<(), Lifecy
             }
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // Woken by the first of them to exit (pidfds), else in 5 ms: the state file may name
+        // a supervisor started meanwhile.
+        await_any_exit(
+            keeper.iter().chain(supervisors.iter()),
+            Duration::from_millis(5),
+        );
     }
     let dir = paths.pod_dir(&uid);
     if dir.exists() {
