@@ -233,7 +233,8 @@ fn taken_on(slot: &Option<Spawner>) -> std::io::Result<()> {
     }
 }
 
-/// Closes the socket (the spawner exits at its end) and reaps our own spawner.
+/// Closes the socket (the spawner exits at its end) and reaps our own spawner, or waits for a
+/// zygote's server to exit.
 pub fn finish() {
     let taken = SPAWNER.lock().ok().and_then(|mut slot| slot.take());
     match taken {
@@ -241,8 +242,33 @@ pub fn finish() {
             drop(sock);
             let _ = nix::sys::wait::waitpid(pid, None);
         }
-        Some(Spawner::Zygote(sock, _)) => drop(sock),
+        Some(Spawner::Zygote(sock, _)) => await_server_exit(sock),
         None => {}
+    }
+}
+
+/// How long a CLI waits for its zygote server to exit.
+const SERVER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends the connection to a zygote's server and waits (briefly) until the server has exited:
+/// its end of the connection closes with it (the keepers it forks keep no copy), so that no
+/// process of the command outlives it, as with a spawner of its own.
+fn await_server_exit(sock: OwnedFd) {
+    // SAFETY: shutdown(2) of our own socket's sending side: the server reads its end.
+    unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) };
+    let timeout = nix::sys::time::TimeVal::new(SERVER_EXIT_WAIT.as_secs() as _, 0);
+    if nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = [0u8; 16];
+    loop {
+        match nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(n) if n > 0 => continue,
+            _ => return,
+        }
     }
 }
 

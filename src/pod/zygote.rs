@@ -15,8 +15,9 @@
 //!    takes it on, so that what it forks is what the client would have forked; it answers `ok`
 //!    (or `no`, and the client forks its keepers itself), read by the client at its first
 //!    request;
-//! 2. serves the client's requests as the spawner does, each keeper forked through an
-//!    intermediate that exits at once (the keeper is nobody's child), until the client closes.
+//! 2. serves the client's requests as the spawner does, each keeper cloned with
+//!    `CLONE_PARENT` (the keeper is nobody's child), until the client closes; the client then
+//!    waits for the server's exit (`spawner::finish`).
 //!
 //! The zygote itself only accepts. The agent hands it the listening socket once it holds the
 //! node lock, and keeps the other end of a socket pair open for its life: when the agent exits
