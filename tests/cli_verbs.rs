@@ -267,6 +267,29 @@ fn apply_and_create_dry_runs_take_kubectls_values_and_store_nothing() {
         &["apply", "-f", &file, "--dry-run=none"],
         "configmap/dry created\n",
     );
+    // delete's dry runs and `-o name` [kubectl delete.go PrintObj, Validate]: nothing goes.
+    p.ok(
+        &["delete", "cm", "dry", "--dry-run=client"],
+        "configmap \"dry\" deleted from default namespace (dry run)\n",
+    );
+    p.ok(
+        &["delete", "-f", &file, "--dry-run=server"],
+        "configmap \"dry\" deleted from default namespace (server dry run)\n",
+    );
+    p.ok(
+        &["delete", "cm", "dry", "--dry-run", "-o", "name"],
+        "configmap/dry\n",
+    );
+    p.fails(
+        &["delete", "cm", "dry", "-o", "yaml"],
+        "error: unexpected -o output mode: yaml. We only support '-o name'\n",
+    );
+    p.fails(
+        &["delete", "cm", "gone", "--dry-run=client"],
+        "Error from server (NotFound): configmaps \"gone\" not found\n",
+    );
+    p.ok(&["delete", "cm", "dry", "-o", "name"], "configmap/dry\n");
+    p.none_found(&["get", "cm"]);
 }
 
 #[test]

@@ -19,6 +19,10 @@ pub struct DeleteOptions {
     pub grace: Option<i64>,
     pub force: bool,
     pub now: bool,
+    /// A dry run's suffix (`cli::dry_run_suffix`): nothing is deleted.
+    pub dry_run: Option<&'static str>,
+    /// `-o name`: `KIND/NAME` lines.
+    pub names_only: bool,
 }
 
 /// How `delete` picks objects besides names and files.
@@ -97,6 +101,16 @@ pub(super) fn delete_pod_after_run(
         Err(LifecycleError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the object is on record (a dry run's delete).
+fn exists(paths: &Paths, kind: Kind, namespace: &str, name: &str) -> Result<bool> {
+    Ok(match kind {
+        Kind::Pod => crate::pod::record::find(paths, namespace, name)?.is_some(),
+        other => {
+            super::objects::find(paths, other, namespace, name, jiff::Timestamp::now())?.is_some()
+        }
+    })
 }
 
 /// kubectl's line for a deleted object [kubectl delete.go PrintObj]: `force deleted` when the
@@ -223,6 +237,7 @@ pub fn run(
             warn_if_static(paths, ns, name);
         }
         let found = match kind {
+            _ if options.dry_run.is_some() => exists(paths, *kind, ns, name)?,
             Kind::Pod => match lifecycle::request_delete(paths, ns, name, grace, options.force) {
                 Ok(pending) => {
                     stopping.push(pending);
@@ -236,7 +251,15 @@ pub fn run(
         if found {
             deleted_any = true;
             let force = *kind == Kind::Pod && grace == Some(0);
-            println!("{}", deleted(*kind, name, ns, force));
+            if options.names_only {
+                println!("{}/{name}", kind.singular());
+            } else {
+                let line = deleted(*kind, name, ns, force);
+                match options.dry_run {
+                    Some(suffix) => println!("{line} {suffix}"),
+                    None => println!("{line}"),
+                }
+            }
         } else if !ignore_not_found {
             eprintln!("{}", kind.not_found(name));
             code = 1;

@@ -179,6 +179,12 @@ enum Verb {
         force: bool,
         #[arg(long)]
         now: bool,
+        /// none, client or server (bare `--dry-run` is client): what would be deleted.
+        #[arg(long, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+        dry_run: Option<String>,
+        /// `name`: `KIND/NAME` lines.
+        #[arg(short, long)]
+        output: Option<String>,
         #[command(flatten)]
         select: delete::DeleteSelection,
     },
@@ -341,12 +347,19 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             grace_period,
             force,
             now,
+            dry_run,
+            output,
             select,
         } => {
+            if let Some(mode) = output.as_deref().filter(|o| *o != "name") {
+                bail!("unexpected -o output mode: {mode}. We only support '-o name'");
+            }
             let options = delete::DeleteOptions {
                 grace: grace_period,
                 force,
                 now,
+                dry_run: dry_run_suffix(dry_run.as_deref())?,
+                names_only: output.is_some(),
             };
             let files = Sources::new(files, recursive);
             delete::run(paths, &args, &files, &namespace, options, &select)
