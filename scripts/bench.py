@@ -1,11 +1,18 @@
 """The measuring half of scripts/bench (run by it inside private net+mount namespaces)."""
-import ctypes, glob, json, os, select, statistics, subprocess, sys, time
+import atexit, ctypes, glob, json, os, select, statistics, subprocess, sys, time
 
 peapod, work, runs, idle = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 density = [int(n) for n in sys.argv[5].split(",")] if len(sys.argv) > 5 and sys.argv[5] else []
 profile = len(sys.argv) > 6 and sys.argv[6] == "1"
 node = len(sys.argv) > 7 and sys.argv[7] == "1"
 lib = os.environ["PEAPOD_LIB_DIR"]
+
+# Whatever this run leaves (an exception half-way, an interrupt), no pod of it outlives it:
+# scripts/bench removes the state directories afterwards, and the private mount namespace
+# (its run directory) ends with this process.
+atexit.register(lambda: subprocess.run(
+    [peapod, "delete", "pods", "--all", "-A", "--grace-period=0", "--force"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
 def sh(*args, **kw):
     return subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
@@ -236,7 +243,8 @@ if other:
     ab = {b: {"start": [], "delete": [], "start cpu": [], "delete cpu": []} for b in binaries}
     apply_until_running("warmup", sleeper)
     sh(peapod, "delete", "pod", "warmup", "--grace-period=0", "--force")
-    if os.environ.get("PEAPOD_BENCH_WITNESS"):
+    witness = bool(os.environ.get("PEAPOD_BENCH_WITNESS"))
+    if witness:
         # A pod running through all rounds, applied by A, as on a host that has pods: A's
         # CLIs then find the CLIs' zygote of its first apply (pod::zygote::linger).
         apply_until_running("witness", sleeper)
@@ -257,6 +265,8 @@ if other:
         summary(f"  {tag} delete --grace-period=0 --force", ab[b]["delete"])
         print(f"  {tag} CPU per start {statistics.mean(ab[b]['start cpu']):.1f} ms, per delete "
               f"{statistics.mean(ab[b]['delete cpu']):.1f} ms (machine-wide, a mean)")
+    if witness:
+        sh(peapod, "delete", "pod", "witness", "--grace-period=0", "--force")
     sys.exit(0)
 
 # peapod: a whole pod (sandbox, network, container), then its delete.
