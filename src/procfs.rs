@@ -86,6 +86,19 @@ fn parse_sig_blocked(status: &str, signo: i32) -> Option<bool> {
     Some(mask.checked_shr(bit).is_some_and(|m| m & 1 == 1))
 }
 
+/// This process's open descriptors above stdio, from /proc/self/fd (the directory's own
+/// descriptor, closed by the time this returns, among them).
+pub fn open_fds() -> Vec<std::os::fd::RawFd> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect()
+}
+
 /// pidfd_open(2): a descriptor that polls readable once the process has exited (Linux 5.3).
 /// None when the process is gone or the kernel is older.
 pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {

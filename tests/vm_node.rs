@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::accounting::comm;
 use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -229,13 +230,6 @@ fn ancestors(mut pid: i32) -> Vec<i32> {
         chain.push(pid);
     }
     chain
-}
-
-fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// Whether `pid` is gone (or a zombie).

@@ -54,10 +54,15 @@ static SPAWNER: Mutex<Option<Spawner>> = Mutex::new(None);
 /// Whether a command line (`args[1..]`) may remove the host's last pod: `delete`, or a verb
 /// that starts pods (a failed start removes its pod).
 pub fn may_end_pods(args: &[String]) -> bool {
+    verb(args).is_some_and(|verb| verb == "delete" || STARTING_VERBS.contains(&verb))
+}
+
+/// The command line's verb: its first word after the program that is not a flag.
+fn verb(args: &[String]) -> Option<&str> {
     args.iter()
         .skip(1)
         .find(|a| !a.starts_with('-'))
-        .is_some_and(|verb| verb == "delete" || STARTING_VERBS.contains(&verb.as_str()))
+        .map(String::as_str)
 }
 
 /// Whether a command line (`args[1..]`) may start pods: a verb that starts them, without a
@@ -68,12 +73,7 @@ pub fn starts_pods(args: &[String]) -> bool {
         .iter()
         .skip(1)
         .any(|a| a == "--dry-run" || a.strip_prefix("--dry-run=").is_some_and(|v| v != "none"));
-    !dry_run
-        && args
-            .iter()
-            .skip(1)
-            .find(|a| !a.starts_with('-'))
-            .is_some_and(|verb| STARTING_VERBS.contains(&verb.as_str()))
+    !dry_run && verb(args).is_some_and(|verb| STARTING_VERBS.contains(&verb))
 }
 
 /// Connects to the host's zygote if it can serve this process, else forks the spawner. Called

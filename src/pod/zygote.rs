@@ -741,15 +741,10 @@ fn serve_clis(paths: &crate::store::Paths, lock: crate::store::FileLock) -> i32 
 
 /// Closes every descriptor of this process but stdio and `keep`.
 fn close_all_but(keep: &[RawFd]) {
-    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+    for fd in crate::procfs::open_fds()
+        .into_iter()
+        .filter(|fd| !keep.contains(fd))
+    {
         // SAFETY: closes a descriptor nothing in this process uses (the directory's own is
         // closed already, and fails harmlessly).
         unsafe { libc::close(fd) };

@@ -195,7 +195,7 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
 }
 
 /// The process's name (`comm`).
-fn comm(pid: i32) -> String {
+pub fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
         .trim()

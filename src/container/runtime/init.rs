@@ -379,15 +379,7 @@ fn close_stray_fds() {
     if ret == 0 {
         return;
     }
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<RawFd> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
-    for fd in fds {
+    for fd in crate::procfs::open_fds() {
         // SAFETY: setting FD_CLOEXEC on a possibly already closed fd is harmless (EBADF).
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
