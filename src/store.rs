@@ -288,7 +288,7 @@ fn write_replace_in(
 
 /// fsync of a directory, so that entries just created, renamed or removed in it survive a
 /// power loss.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))
@@ -309,6 +309,25 @@ pub fn write_json_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), S
         source,
     })?;
     write_volatile(path, &data)
+}
+
+/// Compact JSON written straight into `path`, in a directory of its own that no reader sees
+/// yet (made here; the caller renames it into place, which is what makes the file appear
+/// whole): no temporary file and no rename of its own. Not made durable.
+pub fn write_json_unseen<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let data = serde_json::to_vec(value).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .and_then(|mut f| f.write_all(&data))
+        .map_err(|e| StoreError::io(path, e))
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
@@ -417,6 +436,20 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn unseen_write_makes_its_directory_takes_no_temporary_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("pods/.new-u1-7");
+        let p = staging.join("pod.json");
+        write_json_unseen(&p, &vec![1, 2]).unwrap();
+        assert_eq!(read_json::<Vec<i32>>(&p).unwrap(), vec![1, 2]);
+        let names: Vec<_> = fs::read_dir(&staging).unwrap().collect();
+        assert_eq!(names.len(), 1, "a temporary file was left beside it");
+        let err = write_json_unseen(&p, &vec![3]).unwrap_err();
+        assert!(err.to_string().contains("pod.json"), "{err}");
+        assert_eq!(read_json::<Vec<i32>>(&p).unwrap(), vec![1, 2]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::pod::record::{
 };
 use crate::pod::supervisor::{SUPERVISE_VERB, SUPERVISOR_LOG};
 use crate::store::{
-    read_json, write_json_in_existing_dir, write_json_volatile, FileLock, Paths, StoreError,
+    read_json, write_json_in_existing_dir, write_json_unseen, FileLock, Paths, StoreError,
 };
 
 /// How long `apply` waits for a new supervisor to check in.
@@ -129,7 +129,7 @@ fn create(
         // and durable before `apply` reports the pod created. Made aside and renamed in, so
         // that an apply killed half-way leaves no pod directory without its pod.json.
         let staging = record::transient_pod_dir(paths, record::NEW_POD_PREFIX, &uid);
-        let recorded = write_json_volatile(&staging.join(POD_FILE), &pod).and_then(|()| {
+        let recorded = write_json_unseen(&staging.join(POD_FILE), &pod).and_then(|()| {
             fs::rename(&staging, paths.pod_dir(&uid)).map_err(|e| StoreError::io(&staging, e))
         });
         if let Err(e) = recorded {
@@ -216,7 +216,7 @@ fn start_supervisor(paths: &Paths, uid: &str, durable: &std::path::Path) -> std:
         });
     }
     let mut child = cmd.spawn()?;
-    fs::File::open(durable)?.sync_all()?;
+    sync_durable(durable)?;
     let state_file = paths.pod_dir(uid).join(STATE_FILE);
     let deadline = Instant::now() + SUPERVISOR_START_TIMEOUT;
     // A pod recovered after a reboot has a state file already: it must name this child, the
@@ -261,9 +261,17 @@ pub fn reap_started() -> usize {
     children.len()
 }
 
-/// Makes the pod's file durable while its supervisor starts.
+/// Makes the pod's record durable while its supervisor starts: its file, the entry of the file
+/// in the pod's directory and the directory's own entry (renamed in) in the pods directory.
 fn sync_durable(durable: &std::path::Path) -> std::io::Result<()> {
     fs::File::open(durable)?.sync_all()?;
+    let pod_dir = durable.parent();
+    for dir in [pod_dir, pod_dir.and_then(std::path::Path::parent)]
+        .into_iter()
+        .flatten()
+    {
+        crate::store::sync_dir(dir).map_err(std::io::Error::other)?;
+    }
     crate::starttrace::mark("cli pod.json synced");
     Ok(())
 }
