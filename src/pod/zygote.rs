@@ -1144,8 +1144,14 @@ mod tests {
         assert_eq!(Context::decode(b""), None, "a context has a umask at least");
     }
 
-    /// A server (a forked child here) takes on the environment, working directory and umask
-    /// of the context it is sent.
+    /// Where `a_server_takes_on_the_clients_context` hands its context to the process that
+    /// takes it on.
+    const CONTEXT_ENV: &str = "PEAPOD_TEST_ZYGOTE_CONTEXT";
+
+    /// A server takes on the environment, working directory and umask of the context it is
+    /// sent. In a process of its own (this test binary run again for the test below): a fork
+    /// of the harness could inherit the environment's lock held by another test's thread and
+    /// hang on it at the first `set_var`.
     #[test]
     fn a_server_takes_on_the_clients_context() {
         let ctx = Context {
@@ -1153,34 +1159,35 @@ mod tests {
             umask: 0o027,
             ..Context::of_self().unwrap()
         };
-        let encoded = ctx.encode();
-        let (r, w) = nix::unistd::pipe().unwrap();
-        // SAFETY: the child only runs the apply and writes to a pipe, then _exits. The test
-        // harness's other threads are not touched by the child.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                let dir = std::fs::File::open("/tmp").unwrap();
-                let ok =
-                    Context::decode(&encoded).is_some_and(|c| c.apply(&OwnedFd::from(dir)).is_ok());
-                let seen = format!(
-                    "{ok} {} {}",
-                    std::env::var("ZYGOTE_TEST").unwrap_or_default(),
-                    std::env::current_dir().unwrap().display()
-                );
-                // SAFETY: umask query and restore in this child.
-                let mask = unsafe { libc::umask(0) };
-                let line = format!("{seen} {mask:o}");
-                let _ = nix::unistd::write(&w, line.as_bytes());
-                unsafe { libc::_exit(0) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                drop(w);
-                nix::sys::wait::waitpid(child, None).unwrap();
-                let mut out = String::new();
-                use std::io::Read;
-                std::fs::File::from(r).read_to_string(&mut out).unwrap();
-                assert_eq!(out, "true yes /tmp 27");
-            }
-        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "pod::zygote::tests::context_taken_on_alone"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env(CONTEXT_ENV, hex::encode(ctx.encode()))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let seen = stdout
+            .lines()
+            .find_map(|l| l.split_once("context taken on: ").map(|(_, seen)| seen));
+        assert_eq!(seen, Some("true yes /tmp 27"), "{stdout}");
+    }
+
+    /// The other half of the test above, run by it alone in its own process.
+    #[test]
+    #[ignore = "run by a_server_takes_on_the_clients_context, in a process of its own"]
+    fn context_taken_on_alone() {
+        let Ok(hexed) = std::env::var(CONTEXT_ENV) else {
+            return;
+        };
+        let encoded = hex::decode(hexed).unwrap();
+        let dir = std::fs::File::open("/tmp").unwrap();
+        let ok = Context::decode(&encoded).is_some_and(|c| c.apply(&OwnedFd::from(dir)).is_ok());
+        // SAFETY: umask query in this process of the test's own.
+        let mask = unsafe { libc::umask(0) };
+        println!(
+            "context taken on: {ok} {} {} {mask:o}",
+            std::env::var("ZYGOTE_TEST").unwrap_or_default(),
+            std::env::current_dir().unwrap().display()
+        );
     }
 }
