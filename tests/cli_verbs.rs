@@ -292,6 +292,89 @@ fn apply_and_create_dry_runs_take_kubectls_values_and_store_nothing() {
     p.none_found(&["get", "cm"]);
 }
 
+/// `apply -o` and `create -f -o` print each object through kubectl's printers instead of its
+/// outcome [kubectl apply.go PrintObj, cli-runtime NamePrintFlags: `-o name` drops the
+/// operation]; flags before a generator's name are the generator's, as cobra reads them.
+#[test]
+fn apply_and_create_print_objects_through_o() {
+    let p = Peapod::new();
+    let text = [
+        config_map("one", "app: x", "a: '1'"),
+        config_map("two", "", ""),
+    ]
+    .join("---\n");
+    let file = p.write("two.yaml", &text);
+    p.ok(
+        &["apply", "-f", &file, "-o", "name"],
+        "configmap/one\nconfigmap/two\n",
+    );
+    p.ok(
+        &["apply", "-f", &file, "-o", "name"],
+        "configmap/one\nconfigmap/two\n",
+    );
+    p.ok(
+        &[
+            "apply",
+            "-f",
+            &file,
+            "-o",
+            "jsonpath={.metadata.name} {.data.a};",
+        ],
+        "one 1;two ;",
+    );
+    let yaml = p.run(&["apply", "-f", &file, "-o", "yaml"]);
+    assert_eq!(yaml.code, 0, "{}", yaml.stderr);
+    let docs: Vec<&str> = yaml.stdout.split("---\n").collect();
+    assert_eq!(docs.len(), 2, "{}", yaml.stdout);
+    assert!(
+        docs[0].contains("name: one") && docs[0].contains("uid: "),
+        "{}",
+        docs[0]
+    );
+    assert!(docs[1].contains("name: two"), "{}", docs[1]);
+    p.fails(
+        &["create", "-f", &file, "-o", "name"],
+        "Error from server (AlreadyExists): configmaps \"one\" already exists\nError from server (AlreadyExists): configmaps \"two\" already exists\n",
+    );
+    p.fails(
+        &["apply", "-f", &file, "-o", "wide"],
+        "error: unable to match a printer suitable for the output format \"wide\", allowed formats are: go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,name,template,templatefile,yaml\n",
+    );
+    let fresh = p.write("three.yaml", &config_map("three", "", ""));
+    p.ok(
+        &["apply", "-f", &fresh, "--dry-run=client", "-o", "name"],
+        "configmap/three\n",
+    );
+    // Before the generator's name: still a dry run, nothing stored.
+    p.ok(
+        &[
+            "create",
+            "--dry-run=client",
+            "configmap",
+            "four",
+            "--from-literal=k=v",
+        ],
+        "configmap/four created (dry run)\n",
+    );
+    p.ok(
+        &[
+            "create",
+            "-o",
+            "name",
+            "configmap",
+            "five",
+            "--from-literal=k=v",
+        ],
+        "configmap/five\n",
+    );
+    let names = p.run(&["get", "cm", "-o", "name"]);
+    assert_eq!(
+        names.stdout, "configmap/five\nconfigmap/one\nconfigmap/two\n",
+        "{}",
+        names.stderr
+    );
+}
+
 #[test]
 fn apply_a_directory_with_and_without_recursion() {
     let p = Peapod::new();

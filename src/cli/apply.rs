@@ -7,6 +7,8 @@
 
 use anyhow::{bail, Result};
 
+use super::kinds::Kind;
+use super::output::{Output, Printer};
 use super::sources::Sources;
 use crate::manifest::Object;
 use crate::object::{ObjectError, ObjectStore, PutMode, PutOutcome};
@@ -14,8 +16,8 @@ use crate::pod::lifecycle::{self, ApplyOutcome};
 use crate::pod::update::{self, PodUpdate};
 use crate::store::Paths;
 
-/// Applies `pod` to the pod of that name if there is one: the line to print (Ok: stdout,
-/// Err: stderr), or None when there is no such pod.
+/// Applies `pod` to the pod of that name if there is one: its outcome (Ok: the operation,
+/// `unchanged` or `configured`; Err: the refusal for stderr), or None when there is no such pod.
 fn update_pod(
     paths: &Paths,
     pod: &k8s_openapi::api::core::v1::Pod,
@@ -27,14 +29,14 @@ fn update_pod(
     };
     let change = update::classify(&existing.pod, pod);
     Ok(Some(match &change {
-        PodUpdate::Unchanged => Ok(format!("pod/{name} unchanged")),
+        PodUpdate::Unchanged => Ok("unchanged".to_string()),
         PodUpdate::Invalid(causes) => Err(format!(
             "The Pod \"{name}\" is invalid: {}",
             crate::object::render_causes(causes)
         )),
         PodUpdate::Configured { .. } => {
             update::store(paths, namespace, name, &change)?;
-            Ok(format!("pod/{name} configured"))
+            Ok("configured".to_string())
         }
     }))
 }
@@ -45,7 +47,19 @@ fn update_pod(
 /// file order; an object the store refuses (immutable, AlreadyExists) is reported and the
 /// others go on, as kubectl does.
 /// `dry_run`: the suffix of a dry run's messages (`cli::dry_run_suffix`): nothing is stored.
-pub fn run(paths: &Paths, files: &Sources, dry_run: Option<&str>, mode: PutMode) -> Result<i32> {
+/// `output`: `-o`; each object printed so instead of its outcome line (kubectl's printers for
+/// apply and create: name, json, yaml, jsonpath, go-template; `wide` and the custom columns are
+/// `get`'s only).
+pub fn run(
+    paths: &Paths,
+    files: &Sources,
+    dry_run: Option<&str>,
+    mode: PutMode,
+    output: Option<&Output>,
+) -> Result<i32> {
+    if let Some(o) = output {
+        check_output(o)?;
+    }
     let objects = files.decode()?;
     crate::starttrace::mark("cli decoded");
     if objects.is_empty() {
@@ -57,31 +71,121 @@ pub fn run(paths: &Paths, files: &Sources, dry_run: Option<&str>, mode: PutMode)
         bail!("no objects passed to {verb}");
     }
     if let Some(suffix) = dry_run {
+        let mut shown = Shown::new(output);
         for o in &objects {
-            println!("{}/{} created {suffix}", o.kind_name(), o.name());
+            shown.add(o.kind_name(), o.name(), format!("created {suffix}"), || {
+                value_of(o)
+            })?;
         }
+        shown.print()?;
         return Ok(0);
     }
-    put_objects(paths, objects, mode)
+    put(paths, objects, mode, Print::Outcomes(output))
 }
 
 /// Stores `objects` (decoded and validated) and prints each outcome, as `apply`/`create` do.
 pub fn put_objects(paths: &Paths, objects: Vec<Object>, mode: PutMode) -> Result<i32> {
-    put(paths, objects, mode, false)
+    put(paths, objects, mode, Print::Outcomes(None))
 }
 
 /// Creates one object, printing only a refusal (`run -o yaml` prints the object instead).
 pub fn put_quietly(paths: &Paths, object: Object) -> Result<i32> {
-    put(paths, vec![object], PutMode::Create, true)
+    put(paths, vec![object], PutMode::Create, Print::Refusals)
 }
 
-fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, quiet: bool) -> Result<i32> {
+/// What `put` prints on stdout.
+#[derive(Clone, Copy)]
+enum Print<'a> {
+    /// Each object's outcome line, or the object itself through `-o`.
+    Outcomes(Option<&'a Output>),
+    /// Nothing (refusals still go to stderr).
+    Refusals,
+}
+
+/// Refuses, as kubectl does before doing anything, the formats only `get` has.
+fn check_output(o: &Output) -> Result<()> {
+    let format = match o {
+        Output::Wide => "wide",
+        Output::CustomColumns(_) => "custom-columns",
+        Output::CustomColumnsFile(_) => "custom-columns-file",
+        _ => return Ok(()),
+    };
+    bail!(
+        "unable to match a printer suitable for the output format {format:?}, allowed formats are: {PUT_FORMATS}"
+    )
+}
+
+/// The formats apply and create take, as kubectl lists them.
+const PUT_FORMATS: &str = "go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,name,template,templatefile,yaml";
+
+/// Objects printed as kubectl's printer for apply and create prints them: their outcome lines
+/// (`pod/x created`), `-o name`'s `pod/x`, or the objects themselves through `-o`, each in
+/// turn (YAML documents separated by `---`).
+struct Shown<'a> {
+    output: Option<&'a Output>,
+    lines: Vec<String>,
+    objects: Vec<serde_json::Value>,
+}
+
+impl<'a> Shown<'a> {
+    fn new(output: Option<&'a Output>) -> Self {
+        Shown {
+            output,
+            lines: Vec::new(),
+            objects: Vec::new(),
+        }
+    }
+
+    /// One object: `operation` is its outcome (`created`, `unchanged`, ...); `object` is read
+    /// only when the format prints it.
+    fn add(
+        &mut self,
+        kind: &str,
+        name: &str,
+        operation: String,
+        object: impl FnOnce() -> Result<serde_json::Value>,
+    ) -> Result<()> {
+        match self.output {
+            None => self.lines.push(format!("{kind}/{name} {operation}")),
+            Some(Output::Name) => self.lines.push(format!("{kind}/{name}")),
+            Some(_) => self.objects.push(object()?),
+        }
+        Ok(())
+    }
+
+    /// Everything at once (a reader that closed the pipe early gets no panic).
+    fn print(self) -> Result<()> {
+        use std::io::Write;
+        let mut text = String::new();
+        for line in &self.lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        if let Some(o) = self.output.filter(|_| !self.objects.is_empty()) {
+            let printer = Printer::from_flags(Some(o), None)?;
+            for (i, object) in self.objects.into_iter().enumerate() {
+                if i > 0 && *o == Output::Yaml {
+                    text.push_str("---\n");
+                }
+                text.push_str(&printer.render(vec![object], true, false)?);
+            }
+        }
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        Ok(())
+    }
+}
+
+fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, print: Print) -> Result<i32> {
     let store = ObjectStore::new(paths);
+    // Per object, in file order: its kind and name, then its outcome (Ok: the operation
+    // printed on stdout; Err: the refusal printed on stderr).
+    let named: Vec<(Kind, String, String)> = objects
+        .iter()
+        .map(|o| (kind_of(o), o.namespace().to_string(), o.name().to_string()))
+        .collect();
     let mut lines: Vec<Option<Result<String, String>>> = vec![None; objects.len()];
     let mut pods = Vec::new();
     for (i, object) in objects.into_iter().enumerate() {
-        let kind = object.kind_name();
-        let name = object.name().to_string();
         let outcome = match object {
             Object::Pod(pod) => {
                 if mode == PutMode::Apply {
@@ -103,7 +207,7 @@ fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, quiet: bool) -> Resul
             }),
         };
         lines[i] = Some(match outcome {
-            Ok(out) => Ok(format!("{kind}/{name} {}", out.as_str())),
+            Ok(out) => Ok(out.as_str().to_string()),
             Err(e) => Err(server_error(&e)),
         });
     }
@@ -111,7 +215,7 @@ fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, quiet: bool) -> Resul
     if !pods.is_empty() {
         for (i, outcome) in positions.into_iter().zip(lifecycle::apply(paths, pods)?) {
             lines[i] = Some(match outcome {
-                ApplyOutcome::Created { name, .. } => Ok(format!("pod/{name} created")),
+                ApplyOutcome::Created { .. } => Ok("created".to_string()),
                 ApplyOutcome::AlreadyExists { name, .. } => Err(format!(
                     "Error from server (AlreadyExists): pods \"{name}\" already exists"
                 )),
@@ -119,17 +223,48 @@ fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, quiet: bool) -> Resul
         }
     }
     let mut code = 0;
-    for line in lines.into_iter().flatten() {
+    let mut shown = Shown::new(match print {
+        Print::Outcomes(output) => output,
+        Print::Refusals => None,
+    });
+    for ((kind, namespace, name), line) in named.iter().zip(lines) {
         match line {
-            Ok(text) if !quiet => println!("{text}"),
-            Ok(_) => {}
-            Err(text) => {
+            Some(Ok(operation)) if matches!(print, Print::Outcomes(_)) => {
+                shown.add(kind.singular(), name, operation, || {
+                    super::get::find(paths, *kind, namespace, name)?
+                        .map(|found| found.object)
+                        .ok_or_else(|| anyhow::anyhow!("{} {name:?} is gone", kind.singular()))
+                })?
+            }
+            Some(Ok(_)) | None => {}
+            Some(Err(text)) => {
                 eprintln!("{text}");
                 code = 1;
             }
         }
     }
+    shown.print()?;
     Ok(code)
+}
+
+/// The kind `get` reads an object of back.
+fn kind_of(o: &Object) -> Kind {
+    match o {
+        Object::Pod(_) => Kind::Pod,
+        Object::ConfigMap(_) => Kind::ConfigMap,
+        Object::Secret(_) => Kind::Secret,
+        Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
+    }
+}
+
+/// An object as decoded from its manifest (a client dry run's `-o`).
+fn value_of(o: &Object) -> Result<serde_json::Value> {
+    Ok(match o {
+        Object::Pod(x) => serde_json::to_value(x)?,
+        Object::ConfigMap(x) => serde_json::to_value(x)?,
+        Object::Secret(x) => serde_json::to_value(x)?,
+        Object::PersistentVolumeClaim(x) => serde_json::to_value(x)?,
+    })
 }
 
 /// An object store error as kubectl prints the API server's answer.

@@ -38,6 +38,28 @@ pub enum CreateWhat {
     },
 }
 
+impl CreateWhat {
+    /// Flags given before the generator's name (`create --dry-run=client configmap x`), which
+    /// kubectl reads as the generator's own (cobra parses every flag of the line with the
+    /// subcommand's): they fill the generator's where it has none.
+    pub fn inherit(&mut self, dry_run: Option<String>, output: Option<Output>) {
+        let common = match self {
+            CreateWhat::Configmap(a) => &mut a.common,
+            CreateWhat::Secret { kind } => match kind {
+                SecretKind::Generic(a) => &mut a.common,
+                SecretKind::DockerRegistry(a) => &mut a.common,
+                SecretKind::Tls(a) => &mut a.common,
+            },
+        };
+        if common.dry_run.is_none() {
+            common.dry_run = dry_run;
+        }
+        if common.output.is_none() {
+            common.output = output;
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SecretKind {
     /// A secret from files, directories, literal values or env files.

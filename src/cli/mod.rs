@@ -91,6 +91,10 @@ enum Verb {
         /// none, client or server (bare `--dry-run` is client).
         #[arg(long, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
         dry_run: Option<String>,
+        /// name, json, yaml, jsonpath=..., go-template=...: each object printed so instead of
+        /// `<kind>/<name> <outcome>`.
+        #[arg(short, long, value_parser = output::parse_output)]
+        output: Option<output::Output>,
     },
     /// Create objects from manifest files (an object that exists is an error), or a ConfigMap
     /// or Secret from files and literals (`create configmap|secret ...`).
@@ -101,6 +105,9 @@ enum Verb {
         recursive: bool,
         #[arg(long, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
         dry_run: Option<String>,
+        /// With -f: name, json, yaml, jsonpath=..., go-template=..., as `apply -o`.
+        #[arg(short, long, value_parser = output::parse_output)]
+        output: Option<output::Output>,
         #[command(subcommand)]
         what: Option<create::CreateWhat>,
     },
@@ -283,19 +290,25 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
             files,
             recursive,
             dry_run,
+            output,
         } => apply::run(
             paths,
             &Sources::new(files, recursive),
             dry_run_suffix(dry_run.as_deref())?,
             PutMode::Apply,
+            output.as_ref(),
         ),
         Verb::Create {
             files,
             recursive,
             dry_run,
+            output,
             what,
         } => match what {
-            Some(what) if files.is_empty() => create::run(paths, what),
+            Some(mut what) if files.is_empty() => {
+                what.inherit(dry_run, output);
+                create::run(paths, what)
+            }
             Some(_) => bail!("a resource cannot be created from files and from arguments at once"),
             None if files.is_empty() => bail!("must specify one of -f and -k"),
             None => apply::run(
@@ -303,6 +316,7 @@ fn dispatch(paths: &Paths, verb: Verb) -> Result<i32> {
                 &Sources::new(files, recursive),
                 dry_run_suffix(dry_run.as_deref())?,
                 PutMode::Create,
+                output.as_ref(),
             ),
         },
         Verb::Load { path, name } => load(paths, &path, name.as_deref()),
