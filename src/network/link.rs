@@ -94,7 +94,13 @@ pub fn attach(
     owner: &str,
     ip: Ipv4Addr,
 ) -> Result<String, NetworkError> {
-    check_pod_address(cfg, owner, ip)?;
+    if !cfg.contains(ip) || ip == cfg.gateway() || ip == cfg.subnet || ip == cfg.broadcast() {
+        return Err(NetworkError::Config {
+            value: ip.to_string(),
+            origin: format!("the address given for pod {owner}"),
+            reason: format!("not a pod address of {}", cfg.cidr()),
+        });
+    }
     let host = veth_name(owner);
     let ns_path = format!("/proc/{netns_pid}/ns/net");
     let netns = File::open(&ns_path).map_err(|source| NetworkError::Namespace {
@@ -102,8 +108,8 @@ pub fn attach(
         source,
     })?;
 
-    let result = attach_host_side(cfg, None, &netns, &host)
-        .and_then(|()| configure_pod_side(cfg, Some(&netns), ip));
+    let result =
+        attach_host_side(cfg, &netns, &host).and_then(|()| configure_pod_side(cfg, &netns, ip));
     match result {
         Ok(()) => {
             tracing::info!(veth = %host, pid = netns_pid, %ip, "attached pod to bridge");
@@ -117,38 +123,6 @@ pub fn attach(
             Err(e)
         }
     }
-}
-
-/// [`attach`] done from inside the pod's network namespace, by the process that just made it
-/// (the pause process, while its supervisor prepares the containers): `host_ns` is the host's
-/// network namespace, opened before, where the bridge and the host end live. Nothing to delete
-/// on failure: the caller then exits, and the pair goes with the last process of its namespace.
-pub fn attach_from_inside(
-    cfg: &NetworkConfig,
-    host_ns: &File,
-    owner: &str,
-    ip: Ipv4Addr,
-) -> Result<String, NetworkError> {
-    check_pod_address(cfg, owner, ip)?;
-    let host = veth_name(owner);
-    let own = File::open("/proc/thread-self/ns/net").map_err(|source| NetworkError::Io {
-        op: "open this thread's network namespace".into(),
-        source,
-    })?;
-    attach_host_side(cfg, Some(host_ns), &own, &host)?;
-    configure_pod_side(cfg, None, ip)?;
-    Ok(host)
-}
-
-fn check_pod_address(cfg: &NetworkConfig, owner: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
-    if !cfg.contains(ip) || ip == cfg.gateway() || ip == cfg.subnet || ip == cfg.broadcast() {
-        return Err(NetworkError::Config {
-            value: ip.to_string(),
-            origin: format!("the address given for pod {owner}"),
-            reason: format!("not a pod address of {}", cfg.cidr()),
-        });
-    }
-    Ok(())
 }
 
 /// Deletes a pod's host veth (its peer goes with it). Ok when it is already gone.
@@ -177,21 +151,15 @@ pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
     })
 }
 
-/// Host side, over a socket opened in `socket_ns` (the caller's namespace without): create
-/// the pair with its peer born inside the pod's namespace `pod_ns` as `eth0` (moving an
-/// existing link between namespaces waits for an RCU grace period, tens of milliseconds), the
-/// host end already on the bridge and up. The peer is brought up from inside the pod's
+/// Host side: create the pair with its peer born inside the pod's namespace as `eth0` (moving
+/// an existing link between namespaces waits for an RCU grace period, tens of milliseconds),
+/// the host end already on the bridge and up. The peer is brought up from inside the pod's
 /// namespace: asking for it up in this request failed (ENOTCONN) on a 6.18 kernel.
-fn attach_host_side(
-    cfg: &NetworkConfig,
-    socket_ns: Option<&File>,
-    pod_ns: &File,
-    host: &str,
-) -> Result<(), NetworkError> {
+fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(), NetworkError> {
     let (bridge, host) = (cfg.bridge.clone(), host.to_string());
     let cfg = cfg.clone();
-    let ns_fd = pod_ns.as_raw_fd();
-    run_netlink(socket_ns, |handle| async move {
+    let ns_fd = netns.as_raw_fd();
+    run_netlink(None, |handle| async move {
         // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
         let bridge_index = bridge_index(&handle, &cfg).await?;
         // A stale pair of this pod (a crash between creation and record) is ours to replace.
@@ -221,15 +189,11 @@ fn attach_host_side(
     })
 }
 
-/// Pod side, over a netlink socket opened inside the pod's namespace `netns` (the caller's
-/// without): eth0's address, eth0 and lo up, the default route.
-fn configure_pod_side(
-    cfg: &NetworkConfig,
-    netns: Option<&File>,
-    ip: Ipv4Addr,
-) -> Result<(), NetworkError> {
+/// Pod side, over a netlink socket opened inside the pod's namespace: eth0's address, eth0 and
+/// lo up, the default route.
+fn configure_pod_side(cfg: &NetworkConfig, netns: &File, ip: Ipv4Addr) -> Result<(), NetworkError> {
     let (gateway, prefix_len) = (cfg.gateway(), cfg.prefix_len);
-    run_netlink(netns, |handle| async move {
+    run_netlink(Some(netns), |handle| async move {
         let index = link_index(&handle, POD_IFNAME)
             .await?
             .ok_or(NetworkError::LinkNotFound {

@@ -29,6 +29,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -45,91 +46,39 @@ pub const PAUSE_COMM: &str = "peapod-pause";
 /// The sandbox's oom_score_adj, as the kubelet gives the pause container.
 pub const SANDBOX_OOM_SCORE_ADJ: &str = "-998";
 
-/// A forked pause process whose namespaces, and network, may still be in the making.
+/// A forked pause process whose namespaces may still be in the making.
 #[derive(Debug)]
 pub struct Pause {
     pub pid: Pid,
-    report: std::fs::File,
-    /// The namespaces were reported made (`NAMESPACES_MADE` read).
-    namespaces: bool,
+    report: OwnedFd,
 }
 
-/// What the pause child writes on its report pipe once its namespaces exist (and before it
-/// wires the network). A failure is a message instead, which never starts with it.
-const NAMESPACES_MADE: u8 = b'+';
-
 impl Pause {
-    /// Waits until the namespaces exist and the hostname is set (the network may still be
-    /// being wired: see [`Pause::wait_ready`]); on failure the child is reaped and its message
-    /// returned.
-    pub fn wait_namespaces(&mut self) -> io::Result<()> {
-        if self.namespaces {
-            return Ok(());
-        }
-        let mut first = [0u8; 1];
-        let n = loop {
-            match io::Read::read(&mut self.report, &mut first) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other.unwrap_or(0),
-            }
-        };
-        if n == 1 && first[0] == NAMESPACES_MADE {
-            self.namespaces = true;
-            return Ok(());
-        }
-        let mut msg = first[..n].to_vec();
-        Err(self.failed(&mut msg))
-    }
-
-    /// Waits until the namespaces exist, the hostname is set and the pod's network (when it
-    /// was given one) is wired; on failure the child is reaped and its message returned.
-    pub fn wait_ready(mut self) -> io::Result<Pid> {
-        self.wait_namespaces()?;
+    /// Waits until the namespaces exist and the hostname is set; on failure the child is
+    /// reaped and its message returned.
+    pub fn wait_ready(self) -> io::Result<Pid> {
         let mut msg = Vec::new();
-        let _ = io::Read::read_to_end(&mut self.report, &mut msg);
+        let _ = io::Read::read_to_end(&mut std::fs::File::from(self.report), &mut msg);
         if msg.is_empty() {
             Ok(self.pid)
         } else {
-            Err(self.failed(&mut msg))
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+            Err(io::Error::other(String::from_utf8_lossy(&msg).into_owned()))
         }
     }
-
-    /// The rest of the child's message, once it has exited; the child reaped.
-    fn failed(&mut self, msg: &mut Vec<u8>) -> io::Error {
-        let _ = io::Read::read_to_end(&mut self.report, msg);
-        let _ = nix::sys::wait::waitpid(self.pid, None);
-        if msg.is_empty() {
-            return io::Error::other("the pause process exited before making its namespaces");
-        }
-        io::Error::other(String::from_utf8_lossy(msg).into_owned())
-    }
-}
-
-/// The pod network the pause process wires from inside the network namespace it makes: the
-/// veth pair, eth0's address and route (`network::attach_from_inside`), while the supervisor
-/// prepares the containers.
-#[derive(Debug, Clone, Copy)]
-pub struct Wiring<'a> {
-    pub net: &'a crate::network::NetworkConfig,
-    /// The pod's uid: the host end's name comes from it.
-    pub owner: &'a str,
-    pub ip: std::net::Ipv4Addr,
 }
 
 /// Forks the pause process into new net, uts and ipc namespaces with `hostname` set, inside
 /// `cgroup` (a cgroup v2 directory) when given; the namespaces `host` names are the host's
 /// (no new one, and no hostname set in the host's UTS namespace). With `new_pid_ns`
-/// (shareProcessNamespace) it is pid 1 of a new pid namespace. With `wiring` (a pod network
-/// namespace only), the child then connects its namespace to the bridge. Returns at once: the
-/// caller can work while the kernel builds the namespaces and the child wires them, and calls
-/// [`Pause::wait_namespaces`] before joining them, [`Pause::wait_ready`] before using the
-/// network. The caller reaps the process.
+/// (shareProcessNamespace) it is pid 1 of a new pid namespace. Returns at once: the caller can
+/// work while the kernel builds the network namespace, and calls [`Pause::wait_ready`] before
+/// using it. The caller reaps the process.
 pub fn spawn(
     hostname: &str,
     cgroup: Option<&Path>,
     host: HostNamespaces,
     new_pid_ns: bool,
-    wiring: Option<Wiring>,
 ) -> io::Result<Pause> {
     if crate::procfs::thread_count() != 1 {
         return Err(io::Error::other(
@@ -146,23 +95,17 @@ pub fn spawn(
     if !host.ipc {
         unshare_flags |= CloneFlags::CLONE_NEWIPC;
     }
-    let host_name = CString::new(hostname)
+    let host = CString::new(hostname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
-    // Opened before the fork so that the child allocates nothing until it wires the network
-    // (and it executes the pause program after): every heap page it touched would become its
-    // own copy.
+    // Opened before the fork so that the child allocates nothing: every heap page it touched
+    // would become its own copy.
     let null = OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")?;
     let comm = CString::new(PAUSE_COMM).unwrap_or_default();
     let cgroup_dir = cgroup.map(crate::cgroup::clone::open_dir).transpose()?;
-    // The host's network namespace, where the child makes the host end of the pair.
-    let wiring = match wiring.filter(|_| !host.network) {
-        Some(w) => Some((w, std::fs::File::open("/proc/thread-self/ns/net")?)),
-        None => None,
-    };
-    // The child reports its namespaces made, then a failed setup step, through this pipe.
+    // The child reports a failed setup step through this pipe before it pauses.
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // With shareProcessNamespace the child is pid 1 of a new pid namespace: a clone flag, as
     // unshare(CLONE_NEWPID) would only move the caller's future children; clone keeps the
@@ -185,15 +128,13 @@ pub fn spawn(
                 null: null.as_raw_fd(),
                 report: fd,
             };
-            let wiring = wiring.as_ref().map(|(w, ns)| (*w, ns));
-            pause_child(&host_name, &comm, &fds, unshare_flags, wiring)
+            pause_child(&host, &comm, &fds, unshare_flags)
         }
         Cloned::Parent { pid } => {
             drop(err_w);
             Ok(Pause {
                 pid: Pid::from_raw(pid),
-                report: std::fs::File::from(err_r),
-                namespaces: false,
+                report: err_r,
             })
         }
     }
@@ -213,15 +154,8 @@ struct ChildFds {
     report: i32,
 }
 
-/// The forked child: join the cgroup, make the namespaces, name itself, report them made, wire
-/// the network, then pause (its report pipe closed: ready).
-fn pause_child(
-    host: &CString,
-    comm: &CString,
-    fds: &ChildFds,
-    flags: CloneFlags,
-    wiring: Option<(Wiring, &std::fs::File)>,
-) -> ! {
+/// The forked child: join the cgroup, make the namespaces, name itself, report, then pause.
+fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags) -> ! {
     let report = fds.report;
     let fail = |step: &str, e: io::Error| -> ! {
         let msg = format!("{step}: {e}");
@@ -247,14 +181,6 @@ fn pause_child(
         fail("sethostname", io::Error::last_os_error());
     }
     let _ = nix::sys::prctl::set_name(comm);
-    // SAFETY: one byte from a static buffer to a pipe fd we own.
-    unsafe { libc::write(report, [NAMESPACES_MADE].as_ptr().cast(), 1) };
-    if let Some((w, host_ns)) = wiring {
-        if let Err(e) = crate::network::attach_from_inside(w.net, host_ns, w.owner, w.ip) {
-            fail("wire the pod network", io::Error::other(e.to_string()));
-        }
-        crate::starttrace::mark("pause network wired");
-    }
     // Lower than any container, like the kubelet's pause; hosts without CAP_SYS_RESOURCE refuse
     // negative values, which only costs OOM protection. Raw calls: no allocation.
     // SAFETY: open/write/close on a constant NUL-terminated path and a static buffer.
@@ -391,56 +317,6 @@ mod exec {
             return None;
         }
         Some(fd)
-    }
-}
-
-#[cfg(test)]
-mod report_tests {
-    use super::*;
-
-    /// A Pause whose report pipe carries `written`, from a child that exits at once (reaped by
-    /// a failed wait, as a failed pause process is, or by the test).
-    #[allow(clippy::zombie_processes)]
-    fn pause_reporting(written: &[u8]) -> Pause {
-        let child = std::process::Command::new("true").spawn().unwrap();
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        nix::unistd::write(&w, written).unwrap();
-        drop(w);
-        Pause {
-            pid: Pid::from_raw(child.id() as i32),
-            report: std::fs::File::from(r),
-            namespaces: false,
-        }
-    }
-
-    #[test]
-    fn namespaces_then_the_network_ready() {
-        let mut p = pause_reporting(&[NAMESPACES_MADE]);
-        p.wait_namespaces().unwrap();
-        p.wait_namespaces().unwrap();
-        let pid = p.pid;
-        assert_eq!(p.wait_ready().unwrap(), pid);
-        let _ = nix::sys::wait::waitpid(pid, None);
-    }
-
-    #[test]
-    fn a_failed_wiring_comes_after_the_namespaces() {
-        let mut p = pause_reporting(b"+wire the pod network: no bridge");
-        p.wait_namespaces().unwrap();
-        let err = p.wait_ready().unwrap_err();
-        assert_eq!(err.to_string(), "wire the pod network: no bridge");
-    }
-
-    #[test]
-    fn a_failure_before_the_namespaces_is_whole() {
-        let mut p = pause_reporting(b"unshare net, uts, ipc: EPERM");
-        let err = p.wait_namespaces().unwrap_err();
-        assert_eq!(err.to_string(), "unshare net, uts, ipc: EPERM");
-        let err = pause_reporting(b"").wait_ready().unwrap_err();
-        assert!(
-            err.to_string().contains("before making its namespaces"),
-            "{err}"
-        );
     }
 }
 

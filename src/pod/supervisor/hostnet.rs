@@ -23,9 +23,9 @@ impl Supervisor {
     /// The pod's address: its own (allocated by owner, so a retry or a new sandbox keeps it)
     /// with its veth's name, or in the host's network the bridge's address, made sure to exist
     /// on the host (recorded first). An own address is recorded in the state with the first
-    /// container instance, or with the status: teardown needs no record of either (it
-    /// releases the address by owner and finds the veth by its name), so the state file is not
-    /// written once more for them before the pause process makes the veth.
+    /// container instance, or by `wire_network` before the veth is made: teardown needs no
+    /// record of either (it releases the address by owner and finds the veth by its name), so
+    /// the state file is not written once more for them.
     pub(super) fn sandbox_address(&mut self) -> Result<Ipv4Addr, SandboxError> {
         if self.host_namespaces().network {
             network::ensure_bridge(&self.host.net)?;
@@ -54,9 +54,17 @@ impl Supervisor {
         (hosts, format!("{}\n", files::pod_hostname(&self.pod)))
     }
 
-    /// What the pod's network needs once the pause process has wired its veth, address and
-    /// route (`pause::Wiring`): the host ports, and the host IP the status reports.
-    pub(super) fn wire_network(&mut self, ip: Ipv4Addr) -> Result<(), SandboxError> {
+    /// The veth and the pod side's address and route, then the host ports; nothing to wire
+    /// in the host's network.
+    pub(super) fn wire_network(&mut self, pid: i32, ip: Ipv4Addr) -> Result<(), SandboxError> {
+        if !self.host_namespaces().network {
+            // Recorded before the veth is made: usually with the first instance already (then
+            // this write is skipped as unchanged).
+            self.save_state()?;
+            // attach ensures the bridge, and replaces a stale pair of this pod left by an
+            // earlier sandbox.
+            network::attach(&self.host.net, pid, &self.uid, ip)?;
+        }
         self.map_host_ports(ip)?;
         self.sandbox.host_ip = Some(self.host.net.gateway().to_string());
         Ok(())

@@ -195,7 +195,7 @@ impl Supervisor {
             }
             result = match self.sandbox.failed.take() {
                 Some(e) => Err(e),
-                None => self.await_wired(),
+                None => self.await_namespaces(),
             }
             .and_then(|()| self.connect_network());
             crate::starttrace::mark("sup network wired");
@@ -233,9 +233,8 @@ impl Supervisor {
         self.mark_dirty();
     }
 
-    /// The pod cgroup, /dev/shm, the pod IP, the pause process and the shared files. The pause
-    /// process builds its namespaces and wires the network meanwhile, and after:
-    /// `await_namespaces` waits for the namespaces, `await_wired` for the network.
+    /// The pod cgroup, /dev/shm, the pause process, the pod IP and the shared files. The pause
+    /// process builds its namespaces meanwhile, and after: `await_namespaces` waits for them.
     fn try_start_sandbox(&mut self) -> Result<(), SandboxError> {
         let uid = self.uid.clone();
         let run_dir = self.paths.pod_run_dir(&uid);
@@ -274,26 +273,13 @@ impl Supervisor {
         }
 
         crate::starttrace::mark("sup shm");
-        // Its IP and veth's name (recorded with the first container instance, or the status),
-        // before the pause process, which wires them from inside its network namespace.
-        let ip = self.sandbox_address()?;
-        self.sandbox.pod_ip = Some(ip);
-        tracing::debug!(%ip, "address allocated");
-        crate::starttrace::mark("sup ip allocated");
-
         // The pause process; with shareProcessNamespace it is pid 1 of the pod's pid namespace.
         let hostname = files::pod_hostname(&self.pod);
-        let wiring = pause::Wiring {
-            net: &self.host.net,
-            owner: &uid,
-            ip,
-        };
         let pause = pause::spawn(
             &hostname,
             sandbox_cgroup.as_deref(),
             self.host_namespaces(),
             crate::sandbox::shares_process_namespace(&self.pod),
-            Some(wiring),
         )
         .map_err(SandboxError::Spawn)?;
         let pid = pause.pid.as_raw();
@@ -302,6 +288,12 @@ impl Supervisor {
         self.sandbox.state = State::Ready { pid: pause.pid };
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
+
+        // Its IP and veth's name (recorded before the veth exists, `wire_network`).
+        let ip = self.sandbox_address()?;
+        self.sandbox.pod_ip = Some(ip);
+        tracing::debug!(%ip, "address allocated");
+        crate::starttrace::mark("sup ip allocated");
 
         // The files every container shares (bind-mounted: final before any container starts).
         let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
@@ -410,8 +402,8 @@ impl Supervisor {
     /// Waits until the pause process of the sandbox being made has its namespaces (a no-op
     /// once it has): before a container joins them, and before the network is wired.
     pub(super) fn await_namespaces(&mut self) -> Result<(), SandboxError> {
-        match self.sandbox.building.as_mut() {
-            Some(pause) => pause.wait_namespaces().map_err(SandboxError::Pause),
+        match self.sandbox.building.take() {
+            Some(pause) => pause.wait_ready().map(drop).map_err(SandboxError::Pause),
             None => Ok(()),
         }
     }
@@ -428,20 +420,12 @@ impl Supervisor {
         }
     }
 
-    /// Waits until the pause process has wired the pod's network (`pause::Wiring`) and is done.
-    fn await_wired(&mut self) -> Result<(), SandboxError> {
-        match self.sandbox.building.take() {
-            Some(pause) => pause.wait_ready().map(drop).map_err(SandboxError::Pause),
-            None => Ok(()),
-        }
-    }
-
-    /// The pod's network once the pause process has wired it: the host ports.
+    /// The bridge and the pod's veth, eth0, address and route.
     fn connect_network(&mut self) -> Result<(), SandboxError> {
         let (Some(pid), Some(ip)) = (self.sandbox.pid(), self.state.sandbox.ip) else {
             return Err(SandboxError::Gone);
         };
-        self.wire_network(ip)?;
+        self.wire_network(pid.as_raw(), ip)?;
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
     }
