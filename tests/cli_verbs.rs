@@ -267,6 +267,34 @@ fn apply_and_create_dry_runs_take_kubectls_values_and_store_nothing() {
         &["apply", "-f", &file, "--dry-run=none"],
         "configmap/dry created\n",
     );
+    // Against a stored object: apply's dry runs read it [kubectl apply.go], create's client
+    // dry run asks nothing, its server dry run is refused as the create would be.
+    for dry_run in ["--dry-run=client", "--dry-run=server"] {
+        let suffix = if dry_run.ends_with("client") {
+            "(dry run)"
+        } else {
+            "(server dry run)"
+        };
+        p.ok(
+            &["apply", "-f", &file, dry_run],
+            &format!("configmap/dry unchanged {suffix}\n"),
+        );
+    }
+    let changed = p.write("changed.yaml", &config_map("dry", "", "k: v"));
+    p.ok(
+        &["apply", "-f", &changed, "--dry-run=server"],
+        "configmap/dry configured (server dry run)\n",
+    );
+    p.ok(
+        &["create", "-f", &file, "--dry-run=client"],
+        "configmap/dry created (dry run)\n",
+    );
+    p.fails(
+        &["create", "-f", &file, "--dry-run=server"],
+        "Error from server (AlreadyExists): configmaps \"dry\" already exists\n",
+    );
+    let stored = p.run(&["get", "cm", "dry", "-o", "jsonpath={.data}"]);
+    assert_eq!(stored.stdout, "{}", "a dry run stored its change");
     // delete's dry runs and `-o name` [kubectl delete.go PrintObj, Validate]: nothing goes.
     p.ok(
         &["delete", "cm", "dry", "--dry-run=client"],

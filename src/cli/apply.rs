@@ -16,11 +16,13 @@ use crate::pod::lifecycle::{self, ApplyOutcome};
 use crate::pod::update::{self, PodUpdate};
 use crate::store::Paths;
 
-/// Applies `pod` to the pod of that name if there is one: its outcome (Ok: the operation,
-/// `unchanged` or `configured`; Err: the refusal for stderr), or None when there is no such pod.
+/// Applies `pod` to the pod of that name if there is one (`dry`: decides only): its outcome
+/// (Ok: the operation, `unchanged` or `configured`; Err: the refusal for stderr), or None when
+/// there is no such pod.
 fn update_pod(
     paths: &Paths,
     pod: &k8s_openapi::api::core::v1::Pod,
+    dry: bool,
 ) -> Result<Option<Result<String, String>>> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -35,7 +37,9 @@ fn update_pod(
             crate::object::render_causes(causes)
         )),
         PodUpdate::Configured { .. } => {
-            update::store(paths, namespace, name, &change)?;
+            if !dry {
+                update::store(paths, namespace, name, &change)?;
+            }
             Ok("configured".to_string())
         }
     }))
@@ -72,13 +76,23 @@ pub fn run(
     }
     if let Some(suffix) = dry_run {
         let mut shown = Shown::new(output);
+        let mut code = 0;
         for o in &objects {
-            shown.add(o.kind_name(), o.name(), format!("created {suffix}"), || {
-                value_of(o)
-            })?;
+            match dry_outcome(paths, o, mode, suffix == super::DRY_RUN_CLIENT)? {
+                Ok(operation) => shown.add(
+                    o.kind_name(),
+                    o.name(),
+                    format!("{operation} {suffix}"),
+                    || value_of(o),
+                )?,
+                Err(refusal) => {
+                    eprintln!("{refusal}");
+                    code = 1;
+                }
+            }
         }
         shown.print()?;
-        return Ok(0);
+        return Ok(code);
     }
     put(paths, objects, mode, Print::Outcomes(output))
 }
@@ -189,7 +203,7 @@ fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, print: Print) -> Resu
         let outcome = match object {
             Object::Pod(pod) => {
                 if mode == PutMode::Apply {
-                    if let Some(line) = update_pod(paths, &pod)? {
+                    if let Some(line) = update_pod(paths, &pod, false)? {
                         lines[i] = Some(line);
                         continue;
                     }
@@ -245,6 +259,47 @@ fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, print: Print) -> Resu
     }
     shown.print()?;
     Ok(code)
+}
+
+/// What storing `o` would do, done to nothing: the operation (`created`, `configured`,
+/// `unchanged`) or the refusal, as kubectl's dry runs report them. A client dry run of
+/// `create` asks nothing of the server: always `created`; `apply` reads the live object even
+/// then [kubectl apply.go: the patch is computed against it], and a server dry run checks
+/// everything the request would.
+fn dry_outcome(
+    paths: &Paths,
+    o: &Object,
+    mode: PutMode,
+    client: bool,
+) -> Result<Result<String, String>> {
+    if client && mode == PutMode::Create {
+        return Ok(Ok("created".to_string()));
+    }
+    let store = ObjectStore::new(paths);
+    let outcome = match o {
+        Object::Pod(pod) => {
+            let exists = || {
+                Err(format!(
+                    "Error from server (AlreadyExists): pods \"{}\" already exists",
+                    o.name()
+                ))
+            };
+            return Ok(match mode {
+                PutMode::Apply => update_pod(paths, pod, true)?,
+                PutMode::Create => {
+                    crate::pod::record::find(paths, o.namespace(), o.name())?.map(|_| exists())
+                }
+            }
+            .unwrap_or_else(|| Ok("created".to_string())));
+        }
+        Object::ConfigMap(x) => store.put_dry_run((**x).clone(), mode),
+        Object::Secret(x) => store.put_dry_run((**x).clone(), mode),
+        Object::PersistentVolumeClaim(x) => store.put_dry_run((**x).clone(), mode),
+    };
+    Ok(match outcome {
+        Ok(out) => Ok(out.as_str().to_string()),
+        Err(e) => Err(server_error(&e)),
+    })
 }
 
 /// The kind `get` reads an object of back.

@@ -136,7 +136,34 @@ impl ObjectStore {
             .map(|(o, _)| o)
     }
 
+    /// What [`ObjectStore::put`] would do, done to nothing (a dry run): the outcome, or the
+    /// refusal. Reads the stored object without the lock and writes nothing, the lock file
+    /// included.
+    pub fn put_dry_run<T: StoredObject>(
+        &self,
+        object: T,
+        mode: PutMode,
+    ) -> Result<PutOutcome, ObjectError> {
+        self.decide(object, mode).map(|(_, outcome)| outcome)
+    }
+
     fn put_with_lock_held<T: StoredObject>(
+        &self,
+        object: T,
+        mode: PutMode,
+    ) -> Result<(T, PutOutcome), ObjectError> {
+        let (mut object, outcome) = self.decide(object, mode)?;
+        if outcome == PutOutcome::Unchanged {
+            return Ok((object, outcome));
+        }
+        object.metadata_mut().resource_version = Some(self.next_revision()?);
+        self.write(&object)?;
+        Ok((object, outcome))
+    }
+
+    /// The object as `put` would store it (without its new resourceVersion) and the outcome;
+    /// an unchanged object is the stored one.
+    fn decide<T: StoredObject>(
         &self,
         mut object: T,
         mode: PutMode,
@@ -181,8 +208,6 @@ impl ObjectStore {
                 PutOutcome::Created
             }
         };
-        object.metadata_mut().resource_version = Some(self.next_revision()?);
-        self.write(&object)?;
         Ok((object, outcome))
     }
 
