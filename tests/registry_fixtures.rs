@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 
 use common::proxy::CutProxy;
-use common::registry::{layout, layout_json, layout_top_digest, run_ok, Registry};
+use common::registry::{layout, layout_json, layout_top_digest, ports_lock, run_ok, Registry};
 
 /// `skopeo copy docker://127.0.0.1:PORT/SRC oci:DIR:latest`; returns the command's output.
 fn skopeo_pull(port: u16, src: &str, dir: &std::path::Path) -> std::process::Output {
@@ -147,9 +147,15 @@ fn the_auth_registry_refuses_anonymous_requests() {
 fn a_stopped_registry_frees_its_port_and_restarts_with_its_content() {
     let reg = Registry::start();
     reg.push("busybox", "test/busybox:latest");
+    let pid = reg.pid().expect("the registry records its pid");
+    // No other test's registry may take the port between the stop and the restart.
+    let ports = ports_lock();
     reg.stop();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(cmdline.is_empty(), "the registry process {pid} still runs");
     assert!(std::net::TcpStream::connect(("127.0.0.1", reg.port)).is_err());
     reg.restart();
+    drop(ports);
     let (path, _) = layout("busybox");
     assert_eq!(
         reg.manifest_digest("test/busybox", "latest"),

@@ -191,6 +191,14 @@ pub struct Registry {
     kind: RegistryKind,
 }
 
+/// Held by a registry of this test binary while it picks a free port and starts, and by a test
+/// between stopping a registry and starting it again on the same port: the tests of a binary
+/// run in parallel, and another's registry could otherwise take the freed port meanwhile.
+pub fn ports_lock() -> std::sync::MutexGuard<'static, ()> {
+    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Registry {
     /// An anonymous registry on a free loopback port.
     pub fn start() -> Registry {
@@ -227,7 +235,10 @@ impl Registry {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let mut cmd = Command::new(repo_root().join("scripts/registry"));
         cmd.arg("start").arg(dir.path()).args(kind.start_args());
-        run_ok(&mut cmd);
+        {
+            let _ports = ports_lock();
+            run_ok(&mut cmd);
+        }
         let port = read_port(dir.path());
         Registry {
             dir,
@@ -235,6 +246,13 @@ impl Registry {
             creds: kind.creds.clone(),
             kind,
         }
+    }
+
+    /// The registry process's pid, as it recorded it (None once stopped).
+    pub fn pid(&self) -> Option<i32> {
+        fs::read_to_string(self.dir.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
     }
 
     /// `http://127.0.0.1:PORT` or `https://...`.
