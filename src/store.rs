@@ -243,10 +243,7 @@ fn write_replace(path: &Path, data: &[u8], durable: bool, mode: u32) -> Result<(
 /// `delete.json` while its supervisor tears the pod down, which must not bring the directory
 /// back as an empty shell no listing shows.
 pub fn write_json_in_existing_dir<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let data = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let data = json_bytes(path, value, true)?;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     write_replace_in(dir, path, &data, true, 0o644)
 }
@@ -294,20 +291,27 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io(dir, e))
 }
 
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let data = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+/// `value` as JSON (`pretty`: indented, for files people read), a failure naming `path`.
+fn json_bytes<T: Serialize>(path: &Path, value: &T, pretty: bool) -> Result<Vec<u8>, StoreError> {
+    let encoded = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    };
+    encoded.map_err(|source| StoreError::Json {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let data = json_bytes(path, value, true)?;
     write_atomic(path, &data)
 }
 
 /// [`write_json`] through [`write_volatile`], compact (these files are rewritten often).
 pub fn write_json_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let data = serde_json::to_vec(value).map_err(|source| StoreError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let data = json_bytes(path, value, false)?;
     write_volatile(path, &data)
 }
 
@@ -315,10 +319,7 @@ pub fn write_json_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), S
 /// yet (made here; the caller renames it into place, which is what makes the file appear
 /// whole): no temporary file and no rename of its own. Not made durable.
 pub fn write_json_unseen<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let data = serde_json::to_vec(value).map_err(|source| StoreError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let data = json_bytes(path, value, false)?;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     OpenOptions::new()

@@ -195,7 +195,7 @@ fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, print: Print) -> Resu
     // printed on stdout; Err: the refusal printed on stderr).
     let named: Vec<(Kind, String, String)> = objects
         .iter()
-        .map(|o| (kind_of(o), o.namespace().to_string(), o.name().to_string()))
+        .map(|o| (Kind::of(o), o.namespace().to_string(), o.name().to_string()))
         .collect();
     let mut lines: Vec<Option<Result<String, String>>> = vec![None; objects.len()];
     let mut pods = Vec::new();
@@ -230,9 +230,7 @@ fn put(paths: &Paths, objects: Vec<Object>, mode: PutMode, print: Print) -> Resu
         for (i, outcome) in positions.into_iter().zip(lifecycle::apply(paths, pods)?) {
             lines[i] = Some(match outcome {
                 ApplyOutcome::Created { .. } => Ok("created".to_string()),
-                ApplyOutcome::AlreadyExists { name, .. } => Err(format!(
-                    "Error from server (AlreadyExists): pods \"{name}\" already exists"
-                )),
+                ApplyOutcome::AlreadyExists { name, .. } => Err(pod_exists(name)),
             });
         }
     }
@@ -278,17 +276,10 @@ fn dry_outcome(
     let store = ObjectStore::new(paths);
     let outcome = match o {
         Object::Pod(pod) => {
-            let exists = || {
-                Err(format!(
-                    "Error from server (AlreadyExists): pods \"{}\" already exists",
-                    o.name()
-                ))
-            };
             return Ok(match mode {
                 PutMode::Apply => update_pod(paths, pod, true)?,
-                PutMode::Create => {
-                    crate::pod::record::find(paths, o.namespace(), o.name())?.map(|_| exists())
-                }
+                PutMode::Create => crate::pod::record::find(paths, o.namespace(), o.name())?
+                    .map(|_| Err(pod_exists(o.name().to_string()))),
             }
             .unwrap_or_else(|| Ok("created".to_string())));
         }
@@ -302,16 +293,6 @@ fn dry_outcome(
     })
 }
 
-/// The kind `get` reads an object of back.
-fn kind_of(o: &Object) -> Kind {
-    match o {
-        Object::Pod(_) => Kind::Pod,
-        Object::ConfigMap(_) => Kind::ConfigMap,
-        Object::Secret(_) => Kind::Secret,
-        Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
-    }
-}
-
 /// An object as decoded from its manifest (a client dry run's `-o`).
 fn value_of(o: &Object) -> Result<serde_json::Value> {
     Ok(match o {
@@ -319,6 +300,14 @@ fn value_of(o: &Object) -> Result<serde_json::Value> {
         Object::ConfigMap(x) => serde_json::to_value(x)?,
         Object::Secret(x) => serde_json::to_value(x)?,
         Object::PersistentVolumeClaim(x) => serde_json::to_value(x)?,
+    })
+}
+
+/// The API server's refusal of a pod created again, as kubectl prints it.
+fn pod_exists(name: String) -> String {
+    server_error(&ObjectError::AlreadyExists {
+        resource: "pods".to_string(),
+        name,
     })
 }
 

@@ -9,7 +9,6 @@ use anyhow::{bail, Result};
 use super::kinds::{self, Kind};
 use super::selector::Selectors;
 use super::sources::Sources;
-use crate::manifest::Object;
 use crate::pod::lifecycle::{self, LifecycleError};
 use crate::store::Paths;
 
@@ -103,16 +102,6 @@ pub(super) fn delete_pod_after_run(
     }
 }
 
-/// Whether the object is on record (a dry run's delete).
-fn exists(paths: &Paths, kind: Kind, namespace: &str, name: &str) -> Result<bool> {
-    Ok(match kind {
-        Kind::Pod => crate::pod::record::find(paths, namespace, name)?.is_some(),
-        other => {
-            super::objects::find(paths, other, namespace, name, jiff::Timestamp::now())?.is_some()
-        }
-    })
-}
-
 /// kubectl's line for a deleted object [kubectl delete.go PrintObj]: `force deleted` when the
 /// grace period is 0, and since kubectl 1.34 the namespace of a namespaced object.
 fn deleted(kind: Kind, name: &str, namespace: &str, force: bool) -> String {
@@ -145,15 +134,7 @@ fn targets(
         let targets = files
             .decode()?
             .iter()
-            .map(|o| {
-                let kind = match o {
-                    Object::Pod(_) => Kind::Pod,
-                    Object::ConfigMap(_) => Kind::ConfigMap,
-                    Object::Secret(_) => Kind::Secret,
-                    Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
-                };
-                (kind, o.namespace().to_string(), o.name().to_string())
-            })
+            .map(|o| (Kind::of(o), o.namespace().to_string(), o.name().to_string()))
             .collect();
         return Ok((targets, Vec::new()));
     }
@@ -237,7 +218,7 @@ pub fn run(
             warn_if_static(paths, ns, name);
         }
         let found = match kind {
-            _ if options.dry_run.is_some() => exists(paths, *kind, ns, name)?,
+            _ if options.dry_run.is_some() => super::get::find(paths, *kind, ns, name)?.is_some(),
             Kind::Pod => match lifecycle::request_delete(paths, ns, name, grace, options.force) {
                 Ok(pending) => {
                     stopping.push(pending);

@@ -78,6 +78,17 @@ impl Kind {
         KINDS.iter().find(|n| n.kind == self).unwrap_or(&KINDS[0])
     }
 
+    /// The kind of a decoded manifest object.
+    pub fn of(o: &crate::manifest::Object) -> Kind {
+        use crate::manifest::Object;
+        match o {
+            Object::Pod(_) => Kind::Pod,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
+            Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
+        }
+    }
+
     /// The kind a user's word names: plural, singular or short name, any case, as kubectl's
     /// RESTMapper takes them.
     pub fn resolve(word: &str) -> Result<Kind> {
