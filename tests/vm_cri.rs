@@ -7,9 +7,8 @@
 //! GetContainerEvents over a sandbox's and two containers' lives (a self-exit among them).
 //! Then a simulated reboot under two CRI sandboxes (the kubelet's view and its recovery of
 //! them), and the CRI server and the agent killed with kill -9 while a CRI pod runs.
-//! It also prints RunPodSandbox + CreateContainer + StartContainer latency beside `peapod
-//! apply` of the same one-container pod (medians; `--nocapture` shows them). Runs only in the
-//! test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent and
+//! (The CRI's start latency beside `peapod apply` is `scripts/bench-cri`'s, on the host.) Runs
+//! only in the test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent and
 //! takes down every pod on record.
 
 mod common;
@@ -491,18 +490,6 @@ fn ipam_has(uid: &str) -> bool {
         .contains(uid)
 }
 
-/// Polls every 5 ms (the latency figures must not carry a coarse poll).
-fn wait_fast(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + RUNNING_TIMEOUT;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
-
 /// A container over its memory limit (64 MiB): OOMKilled, 137, as the kubelet expects; then
 /// removed. Returns its ID.
 fn oom_kill(node: &Node, sandbox: &str, config: &cri::PodSandboxConfig) -> String {
@@ -554,11 +541,6 @@ fn with_cleanup(node: &Node, body: impl FnOnce()) {
         node.remove_all_sandboxes();
         std::panic::resume_unwind(panic);
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 #[test]
@@ -1056,7 +1038,6 @@ fn the_kubelet_drives_sandboxes_and_containers() {
         .expect("RemovePodSandbox of a ready sandbox");
 
     container_events(&node);
-    measure_latency(&node);
 
     // The keepers the CRI server started have ended and were collected: no zombie children.
     let server = common::accounting::children(node.agent.id() as i32);
@@ -1077,14 +1058,9 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     let _ = std::fs::remove_dir_all(LOG_DIR);
     let _ = std::fs::remove_dir_all("/var/log/pods/default_crihost_uid-host");
     let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_crievents_{EVENTS_UID}"));
-    for i in 0..ROUNDS {
-        let _ = std::fs::remove_dir_all(format!("/var/log/pods/default_lat_lat-{i}"));
-    }
     assert_clean(&keep, "the CRI's sandboxes were removed");
 }
 
-/// Rounds of the latency measure (a median, printed, not asserted): each makes two pods.
-const ROUNDS: usize = 3;
 const EVENTS_UID: &str = "0b0e7c1a-cri0-4000-8000-000000000002";
 
 /// The next `n` events of a GetContainerEvents stream as (container ID, type), with the events
@@ -1256,9 +1232,6 @@ fn container_events(node: &Node) {
     assert!(more.is_err(), "an unexpected event: {more:?}");
 }
 
-/// RunPodSandbox + CreateContainer + StartContainer through the socket, beside `peapod
-/// apply` of the same one-container pod until its status.json shows the container running;
-/// medians of ROUNDS.
 /// What the kubelet asks of a container's security and devices, as seen from inside it: a
 /// Localhost seccomp profile by its absolute path, the group, supplemental groups, a read-only
 /// root, capabilities (drop ALL, add one), no_new_privs, the kubelet's masked paths, a host
@@ -1411,53 +1384,6 @@ fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::
     );
     assert_eq!(node.list_sandboxes(Default::default()).len(), 1);
     std::fs::remove_file(&profile).unwrap();
-}
-
-fn measure_latency(node: &Node) {
-    let mut cri_times = Vec::new();
-    let (mut runs, mut creates, mut starts) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..ROUNDS {
-        let config = sandbox_config("lat", &format!("lat-{i}"), 0);
-        let t = Instant::now();
-        let sb = node.run_sandbox(config.clone()).expect("RunPodSandbox");
-        let ran = t.elapsed();
-        let c = node
-            .create(&sb, container_config("c", "sleep 3600", vec![]), &config)
-            .expect("CreateContainer");
-        let created = t.elapsed();
-        node.start(&c).expect("StartContainer");
-        cri_times.push(t.elapsed());
-        runs.push(ran);
-        creates.push(created - ran);
-        starts.push(t.elapsed() - created);
-        node.remove_sandbox(&sb).expect("RemovePodSandbox");
-    }
-    eprintln!(
-        "LATENCY CRI medians: RunPodSandbox {:?}, CreateContainer {:?}, StartContainer {:?}",
-        median(runs),
-        median(creates),
-        median(starts)
-    );
-    let mut apply_times = Vec::new();
-    for _ in 0..ROUNDS {
-        let yaml = pod_yaml("lat", "Always", "", "sleep 3600");
-        let t = Instant::now();
-        apply_ok(&yaml);
-        let uid = common::accounting::pod_uid("lat").expect("the pod's uid");
-        let status = lib_dir().join("pods").join(uid).join("status.json");
-        assert!(
-            wait_fast(|| std::fs::read_to_string(&status).is_ok_and(|t| t.contains("\"running\""))),
-            "lat never ran"
-        );
-        apply_times.push(t.elapsed());
-        delete("lat");
-    }
-    eprintln!(
-        "LATENCY median of {ROUNDS}: CRI RunPodSandbox+CreateContainer+StartContainer {:?}; \
-         peapod apply until Running {:?}",
-        median(cri_times),
-        median(apply_times)
-    );
 }
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
