@@ -11,7 +11,9 @@
 //!   loads it once per test binary with `peapod load`, after which pods use `image: busybox`.
 //! - the test binaries themselves sit in `/peapod/tests/`.
 //!
-//! Every helper drives the real `peapod` binary, as a user would; none links to the library.
+//! Every helper that acts drives the real `peapod` binary, as a user would. The helpers that read
+//! a pod's status ([`try_pod_json`] and those built on it) read it in this process through the
+//! library function `peapod get pods -o json` prints from: see [`try_pod_json`].
 
 // Each test binary uses only some of the helpers.
 #![allow(dead_code)]
@@ -167,9 +169,10 @@ const WAIT_TICK: Duration = Duration::from_millis(100);
 const WAIT_RECHECK: Duration = Duration::from_secs(1);
 
 /// Evaluates `cond` until it holds; false if `timeout` passes first (it is evaluated once more
-/// at the deadline). Conditions mostly run the CLI, and each `peapod` run costs the emulated
-/// VM about 0.4 s of CPU, which the pods under test need: `cond` is evaluated again as soon as
-/// a file of peapod's pod state or container logs changes, and otherwise once a second.
+/// at the deadline). Some conditions run the CLI (`column`, `exec`), and each `peapod` run costs
+/// the emulated VM 70-100 ms of CPU, which the pods under test need: `cond` is evaluated again
+/// as soon as a file of peapod's pod state or container logs changes, and otherwise once a
+/// second.
 pub fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut seen = None;
@@ -227,18 +230,21 @@ pub fn wait_until(pod: &str, what: &str, cond: impl FnMut() -> bool, timeout: Du
     }
 }
 
-/// The pod as JSON (`peapod get pods NAME -o json`), or None if it cannot be read.
+/// The pod of the default namespace as `peapod get pods NAME -o json` shows it, or None if it
+/// is not on record. Read in this process with the function that command prints from
+/// (`peapod::cli::pod_object` over the pod's files): the helpers below poll it many times per
+/// test, and an exec of the debug CLI costs the emulated VM 70-100 ms of CPU (half the guest's
+/// work when every poll ran one). What the CLI prints is asserted through the binary (`column`,
+/// `peapod_ok(&["get", ...])`, and the cli_* and vm_cli tests).
 pub fn try_pod_json(name: &str) -> Option<serde_json::Value> {
-    let out = peapod(&["get", "pods", name, "-o", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
+    let paths = peapod::store::Paths::from_env();
+    let rec = peapod::pod::record::find(&paths, "default", name).ok()??;
+    serde_json::to_value(peapod::cli::pod_object(&rec)).ok()
 }
 
-/// The pod as JSON (`peapod get pods NAME -o json`); panics if it cannot be read.
+/// The pod as JSON (see [`try_pod_json`]); panics if it is not on record.
 pub fn pod_json(name: &str) -> serde_json::Value {
-    try_pod_json(name).unwrap_or_else(|| panic!("cannot read pod {name} with peapod get -o json"))
+    try_pod_json(name).unwrap_or_else(|| panic!("pod {name} is not on record"))
 }
 
 /// `status.phase` of the pod, or "" if unknown.
