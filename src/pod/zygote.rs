@@ -1,7 +1,7 @@
 //! The per-host zygote: a process the node agent forks first thing, before it does anything
 //! else, that forks the keeper of every pod started on the host, so that every pod shares the
 //! pages of one exec of peapod (above all its relocated `.data.rel.ro` and `.got`, ~700 kB that
-//! each exec dirties for itself: ARCHITECTURE.md, "Memory per idle pod").
+//! each exec dirties for itself: docs/design.md, "Memory per idle pod").
 //!
 //! It serves the CLI spawner's protocol (`pod::spawner`) on a unix socket,
 //! `<run dir>/spawner.sock` (SOCK_SEQPACKET, mode 0600, peers of uid 0 only, SO_PEERCRED).
@@ -99,7 +99,7 @@ pub struct Fingerprint(Vec<(String, String)>);
 impl Fingerprint {
     /// This process's: None when a part cannot be read (no zygote is used then). `cgroup`:
     /// with the process's cgroups, which the CLIs' zygote shares with what it forks (the
-    /// agent's forks its keepers into the agent's own, deliberately: see ARCHITECTURE.md).
+    /// agent's forks its keepers into the agent's own, deliberately: see docs/design.md).
     pub fn of_self(cgroup: bool) -> Option<Fingerprint> {
         let stat = |path: &str| nix::sys::stat::stat(path).ok();
         let exe = stat("/proc/self/exe")?;
