@@ -36,6 +36,14 @@ fn pod_runs_and_gets_an_ip() {
     let ip = pod_ip("run-ip").expect("running pod has no podIP");
     assert!(in_pod_network(&ip), "pod IP {ip} is not in 10.88.0.0/16");
     assert_eq!(status_column("run-ip"), "Running");
+    // The harness reads pods in-process (`try_pod_json`): it must see what the CLI prints.
+    let printed: serde_json::Value =
+        serde_json::from_str(&peapod_ok(&["get", "pods", "run-ip", "-o", "json"])).unwrap();
+    assert_eq!(
+        printed,
+        pod_json("run-ip"),
+        "get -o json and the harness's reading differ"
+    );
     let (code, out) = exec("run-ip", "app", &["ip", "-o", "-4", "addr", "show", "eth0"]);
     assert_eq!(code, 0);
     assert!(
