@@ -108,8 +108,10 @@ pub fn attach(
         source,
     })?;
 
-    let result =
-        attach_host_side(cfg, &netns, &host).and_then(|()| configure_pod_side(cfg, &netns, ip));
+    let result = attach_host_side(cfg, &netns, &host).and_then(|()| {
+        crate::starttrace::mark("net veth made");
+        configure_pod_side(cfg, &netns, ip)
+    });
     match result {
         Ok(()) => {
             tracing::info!(veth = %host, pid = netns_pid, %ip, "attached pod to bridge");
@@ -161,7 +163,9 @@ fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(),
     let ns_fd = netns.as_raw_fd();
     run_netlink(None, |handle| async move {
         // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
+        crate::starttrace::mark("net runtime+socket");
         let bridge_index = bridge_index(&handle, &cfg).await?;
+        crate::starttrace::mark("net bridge checked");
         // A stale pair of this pod (a crash between creation and record) is ours to replace.
         if let Some(stale) = link_index(&handle, &host).await? {
             tracing::warn!(veth = %host, "replacing stale veth");

@@ -328,6 +328,7 @@ enum Forked {
 /// `apply` through it that it recorded itself. The caller is single-threaded and detached
 /// (its own session).
 pub fn run(uid: &str, ready: Option<OwnedFd>) -> i32 {
+    crate::starttrace::mark("keeper main");
     crate::pod::supervisor::init_logging();
     // SAFETY: prctl with integer arguments touches no memory of ours.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
@@ -375,6 +376,7 @@ impl Keeper {
                 return Forked::Keeper;
             }
         };
+        crate::starttrace::mark("keeper forking");
         // SAFETY: the keeper is single-threaded; the child runs the supervisor and leaves
         // through the caller's exit, never returning into the keeper's loop.
         match unsafe { nix::unistd::fork() } {

@@ -276,6 +276,8 @@ fn await_server_exit(sock: OwnedFd) {
 /// zygote's server, whose keepers are made children of its own parent (`CLONE_PARENT`: init or
 /// the host's subreaper, the server being nobody's child), so that none is ours.
 pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
+    // The trace file is the client's (a zygote's server took on its environment).
+    crate::starttrace::reopen();
     loop {
         let mut buf = [0u8; MAX_REQUEST];
         let mut space = nix::cmsg_space!([RawFd; 2]);
@@ -290,6 +292,7 @@ pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return 1,
         };
+        crate::starttrace::mark("spawner request");
         let n = msg.bytes;
         let fds = crate::pod::zygote::received_fds(&msg);
         if n == 0 && fds.is_empty() {

@@ -197,7 +197,10 @@ impl Supervisor {
                 Some(e) => Err(e),
                 None => self.await_namespaces(),
             }
-            .and_then(|()| self.connect_network());
+            .and_then(|()| {
+                crate::starttrace::mark("sup namespaces awaited");
+                self.connect_network()
+            });
             crate::starttrace::mark("sup network wired");
             match result {
                 Ok(()) => {
