@@ -80,7 +80,11 @@ pub fn starts_pods(args: &[String]) -> bool {
 /// first thing in `main`, from a single-threaded process; on any failure there is none, and
 /// supervisors are forked from the CLI as before.
 pub fn start() {
-    if connect_zygote(&crate::store::Paths::from_env().run) {
+    let paths = crate::store::Paths::from_env();
+    if connect_zygote(&paths.run) {
+        return;
+    }
+    if crate::pod::zygote::await_cli_zygote(&paths) && connect_zygote(&paths.run) {
         return;
     }
     let forked = fork_with_socket(|theirs| {

@@ -648,6 +648,32 @@ pub(crate) fn linger() {
     }
 }
 
+/// How long a CLI that found no zygote, while pods are on record, waits for the CLIs' zygote's
+/// socket to appear.
+const CLI_ZYGOTE_BIND_WAIT: Duration = Duration::from_millis(20);
+
+/// Whether the CLIs' zygote's socket appeared within [`CLI_ZYGOTE_BIND_WAIT`], for a CLI that
+/// found no zygote to connect to. The spawner of the CLI that started the first pod becomes
+/// the zygote only after that CLI returned (`linger`): a CLI run right after it used to miss
+/// the socket by a fraction of a millisecond (6 of 130 back-to-back applies on an empty host)
+/// and fork a spawner of its own, whose pod then paid a whole exec's relocated pages
+/// (~650 kB). No wait when no pod is on record (no zygote is coming) or when the socket is
+/// there already (the connection failed for another reason).
+pub fn await_cli_zygote(paths: &crate::store::Paths) -> bool {
+    let socket = paths.run.join(CLI_SOCKET_NAME);
+    if socket.exists() || !pods_on_record(&paths.pods()) {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + CLI_ZYGOTE_BIND_WAIT;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(250));
+        if socket.exists() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether a pod is on record in `pods` (a directory beside them being made or removed, `.`,
 /// is not one).
 fn pods_on_record(pods: &Path) -> bool {
