@@ -162,8 +162,8 @@ fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(),
     let cfg = cfg.clone();
     let ns_fd = netns.as_raw_fd();
     run_netlink(None, |handle| async move {
-        // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
         crate::starttrace::mark("net runtime+socket");
+        // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
         let bridge_index = bridge_index(&handle, &cfg).await?;
         crate::starttrace::mark("net bridge checked");
         // A stale pair of this pod (a crash between creation and record) is ours to replace.
