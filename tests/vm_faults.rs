@@ -736,16 +736,26 @@ fn full_disk_during_container_creation_fails_clearly_and_recovers() {
             })
             .unwrap_or_default();
         for i in &instances {
-            for half in [containers.join(i), layers.join(i)] {
-                let entries = std::fs::read_dir(&half)
-                    .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
-                    .unwrap_or_default();
-                found.extend(
-                    entries
-                        .iter()
-                        .map(|e| format!("instance entry {}", e.display())),
-                );
-            }
+            let entries = std::fs::read_dir(containers.join(i))
+                .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            found.extend(
+                entries
+                    .iter()
+                    .map(|e| format!("instance entry {}", e.display())),
+            );
+            // Its writable layers: `<name>.<n>.upper` and `.work` beside each other.
+            let made: Vec<_> = std::fs::read_dir(&layers)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            found.extend(
+                made.iter()
+                    .filter(|l| {
+                        l.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{i}.")))
+                    })
+                    .map(|l| format!("writable layer {}", l.display())),
+            );
         }
         found
     };

@@ -207,8 +207,9 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
     let old_layer = lib_dir()
         .join("pods")
         .join(uid("rb-always"))
-        .join("containers/app/0");
-    assert!(old_layer.join("upper").exists());
+        .join("containers/app.0.upper");
+    assert!(old_layer.exists(), "{}", old_layer.display());
+    assert!(old_layer.with_file_name("app.0.work").exists());
 
     simulate_reboot();
     assert!(
@@ -280,7 +281,7 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
         "Pod sandbox changed, it will be killed and re-created."
     ));
     assert!(
-        !old_layer.exists(),
+        !old_layer.exists() && !old_layer.with_file_name("app.0.work").exists(),
         "the lost instance's writable layer stayed"
     );
     // OnFailure: the running container again, the completed one not re-run.

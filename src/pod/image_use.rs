@@ -66,6 +66,14 @@ pub fn layers_in_use(paths: &Paths, records: &[PodRecord]) -> Result<HashSet<Str
         if let Some(uid) = rec.pod.metadata.uid.as_deref() {
             for dir in [paths.pod_run_dir(uid), paths.pod_dir(uid)] {
                 for container in subdirs(&dir.join(CONTAINERS_DIR))? {
+                    // Not a writable layer (`<name>.<n>.upper`, `Paths::instance_layer`): a
+                    // container's own files are no bundles.
+                    if container
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains('.'))
+                    {
+                        continue;
+                    }
                     bundles.extend(subdirs(&container)?);
                 }
             }
@@ -194,6 +202,10 @@ mod tests {
             std::fs::write(dir.join("config.json"), spec.to_string()).unwrap();
         }
         std::fs::create_dir_all(paths.pod_dir("uid-web").join("containers/c/1")).unwrap();
+        // A writable layer holding a file that looks like a bundle's: the container's own.
+        let upper = paths.instance_layer("uid-web", "c", 2).upper.join("etc");
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::write(upper.join("config.json"), "not a spec").unwrap();
         let mut state = PodState::default();
         state.containers.insert(
             "c".into(),

@@ -375,11 +375,14 @@ impl Supervisor {
             &self.paths.mountpoints_layer(),
             &lower,
         ));
-        let layer = self.paths.layer_of_bundle(dir);
+        let layer = self
+            .paths
+            .layer_of_bundle(dir)
+            .ok_or_else(|| io_error(dir)(std::io::ErrorKind::InvalidInput.into()))?;
         let rootfs = RootfsLayout {
             lower,
-            upper: layer.join("upper"),
-            work: layer.join("work"),
+            upper: layer.upper,
+            work: layer.work,
             merged: dir.join("rootfs"),
         };
         for d in [&rootfs.upper, &rootfs.work, &rootfs.merged] {
@@ -542,8 +545,8 @@ impl Supervisor {
                 }
             }
         }
-        let layer = self.paths.layer_of_bundle(dir);
-        for d in [dir, layer.as_path()] {
+        let layer = self.paths.layer_dirs_of_bundle(dir);
+        for d in std::iter::once(dir).chain(layer.iter().map(PathBuf::as_path)) {
             if let Err(e) = fs::remove_dir_all(d) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(dir = %d.display(), error = %e, "instance removal failed");

@@ -118,7 +118,11 @@ impl Supervisor {
             .containers
             .values()
             .filter_map(|c| c.bundle.clone())
-            .flat_map(|b| [self.paths.layer_of_bundle(&b), b])
+            .flat_map(|b| {
+                let mut dirs = self.paths.layer_dirs_of_bundle(&b);
+                dirs.push(b);
+                dirs
+            })
             .filter(|b| b.exists())
             .collect();
         bundles.dedup();
