@@ -169,6 +169,17 @@ fn missing_image_shows_err_image_pull_then_image_pull_back_off() {
         "no BackOff event:\n{text}"
     );
     assert_eq!(phase("pull-missing"), "Pending");
+    // No container was made, so none is listed (crictl lists none while the kubelet waits
+    // for the image), though the supervisor's first state write named its first instance,
+    // without an ID, ahead of its creation.
+    let listed = peapod_ok(&["ps", "-a"]);
+    assert!(
+        !listed.lines().any(|l| l.contains("pull-missing")),
+        "a container that was never made is listed:\n{listed}"
+    );
+    let instance = &pod_state("pull-missing")["containers"]["app"];
+    assert_eq!(instance["id"], "", "{instance}");
+    assert!(instance["process"].is_null(), "{instance}");
     let images = peapod_ok(&["images"]);
     assert!(
         !images.contains("team/missing"),

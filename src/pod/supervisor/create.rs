@@ -336,19 +336,20 @@ impl Supervisor {
                     .container_log(self.namespace(), self.pod_name(), &uid, &c.name, attempt)
             }
         };
-        self.state.containers.insert(
-            c.name.clone(),
-            ContainerState {
-                id: id.clone(),
-                restart_count: attempt,
-                process: None,
-                bundle: Some(dir.clone()),
-                cgroup: cgroup.clone(),
-                log_path: Some(log_path.clone()),
-                finished_at_ns: None,
-            },
-        );
-        self.save_state().map_err(ConfigError::from)?;
+        let instance = ContainerState {
+            id: id.clone(),
+            restart_count: attempt,
+            process: None,
+            bundle: Some(dir.clone()),
+            cgroup: cgroup.clone(),
+            log_path: Some(log_path.clone()),
+            finished_at_ns: None,
+        };
+        let ahead = self.take_recorded_ahead(&c.name, &instance);
+        self.state.containers.insert(c.name.clone(), instance);
+        if !ahead {
+            self.save_state().map_err(ConfigError::from)?;
+        }
         self.sandbox.ran = true;
         crate::starttrace::mark("sup instance recorded");
         let result =
@@ -358,6 +359,64 @@ impl Supervisor {
             self.release_instance(&dir, cgroup.as_deref());
         }
         result
+    }
+
+    /// Records the first instance of a new pod's first containers (every app container, or
+    /// the first init container) in the supervisor's first state write, as
+    /// `name_own_pod_cgroup` does for the pod cgroup: making them then needs no state write
+    /// of its own (one file fewer created on the disk, and one replaced, on the start's path).
+    /// Their ID stays empty (`ps` lists none, a reboot's recovery counts none as started)
+    /// until they are made. Not for an adopted or recovered pod, a pod the kubelet drives,
+    /// or one not admitted.
+    pub(super) fn name_first_instances(&mut self) {
+        if self.cri || self.adopted || self.after_reboot || self.admission.is_some() {
+            return;
+        }
+        let first = match self.runs.iter().position(|r| r.kind.is_init()) {
+            Some(i) => i..i + 1,
+            None => 0..self.runs.len(),
+        };
+        for i in first {
+            if self.runs[i].instances != 0 {
+                continue;
+            }
+            let name = self.runs[i].spec.name.clone();
+            let instance = ContainerState {
+                id: String::new(),
+                restart_count: 0,
+                process: None,
+                bundle: Some(self.paths.instance_bundle(&self.uid, &name, 0)),
+                cgroup: self
+                    .host
+                    .cgroups
+                    .as_ref()
+                    .map(|cg| cg.container_path(&self.uid, &name, 0)),
+                log_path: Some(self.paths.container_log(
+                    self.namespace(),
+                    self.pod_name(),
+                    &self.uid,
+                    &name,
+                    0,
+                )),
+                finished_at_ns: None,
+            };
+            self.state.containers.insert(name.clone(), instance);
+            self.recorded_ahead.push(name);
+        }
+    }
+
+    /// Whether `instance` is the one `name_first_instances` recorded for container `name`
+    /// (but its ID), which is then on the disk already; true at most once per container.
+    fn take_recorded_ahead(&mut self, name: &str, instance: &ContainerState) -> bool {
+        let Some(at) = self.recorded_ahead.iter().position(|n| n == name) else {
+            return false;
+        };
+        self.recorded_ahead.swap_remove(at);
+        self.state.containers.get(name)
+            == Some(&ContainerState {
+                id: String::new(),
+                ..instance.clone()
+            })
     }
 
     fn build_and_create(

@@ -247,6 +247,9 @@ pub(crate) struct Supervisor {
     control: control::Control,
     /// Per container: the CRI's container ID and log path, for its instance.
     pub cri_instances: std::collections::HashMap<String, (String, std::path::PathBuf)>,
+    /// The containers whose first instance the first state write recorded ahead of its
+    /// creation (`name_first_instances`).
+    recorded_ahead: Vec<String>,
 }
 
 /// The bytes this process last wrote to one of the pod's volatile files: writing the same bytes
@@ -372,6 +375,7 @@ impl Supervisor {
             cri,
             control,
             cri_instances: Default::default(),
+            recorded_ahead: Vec::new(),
             paths,
             pod,
         };
@@ -471,6 +475,7 @@ impl Supervisor {
         tracing::debug!("supervisor started");
         crate::starttrace::mark("sup new");
         self.name_own_pod_cgroup();
+        self.name_first_instances();
         self.save_state()?;
         self.idle.tell_ready();
         crate::starttrace::mark("sup ready told");
