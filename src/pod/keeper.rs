@@ -361,7 +361,9 @@ pub fn run(uid: &str, ready: Option<OwnedFd>) -> i32 {
     if k.supervisor.is_none() {
         return 1;
     }
-    crate::pod::supervisor::release_idle_memory();
+    // What start-up left resident is given back once the pod's start is over (`serve`'s
+    // first quiet wait), not now: reading /proc/self/smaps and dropping pages here would take
+    // a CPU from the supervisor and the container being started.
     k.serve()
 }
 
@@ -421,7 +423,7 @@ impl Keeper {
     fn serve(&mut self) -> i32 {
         let idle_trim = PollTimeout::try_from(crate::pod::supervisor::IDLE_TRIM_AFTER)
             .unwrap_or(PollTimeout::NONE);
-        let mut trimmed = true;
+        let mut trimmed = false;
         loop {
             let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
             if let Some(s) = &self.sock {
