@@ -140,10 +140,15 @@ mod tests {
             "{names:?}"
         );
         assert!(names.contains(&"0.log".to_string()));
-        // The survivors are the newest: the oldest gz holds line 4 (104 z's).
-        let oldest = names.iter().find(|n| n.ends_with(".gz")).unwrap();
+        // The survivors are the newest: the oldest gz holds line 4 (104 z's). Oldest in the
+        // order of rotation, not of names: when a second ends between two rotations, the
+        // plain stamp sorts after its `-N` successors ('-' < '.').
+        let mut rotated = super::rotated_files(dir.path(), "0.log").unwrap();
+        rotated.sort();
+        let oldest = &rotated[0].1;
+        assert!(oldest.to_string_lossy().ends_with(".gz"), "{names:?}");
         let mut text = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(dir.path().join(oldest)).unwrap())
+        flate2::read::GzDecoder::new(std::fs::File::open(oldest).unwrap())
             .read_to_string(&mut text)
             .unwrap();
         assert!(
