@@ -345,7 +345,7 @@ impl Supervisor {
             log_path: Some(log_path.clone()),
             finished_at_ns: None,
         };
-        let ahead = self.take_recorded_ahead(&c.name, &instance);
+        let ahead = self.recorded_ahead(&c.name, &instance);
         self.state.containers.insert(c.name.clone(), instance);
         if !ahead {
             self.save_state().map_err(ConfigError::from)?;
@@ -400,18 +400,15 @@ impl Supervisor {
                 )),
                 finished_at_ns: None,
             };
-            self.state.containers.insert(name.clone(), instance);
-            self.recorded_ahead.push(name);
+            self.state.containers.insert(name, instance);
         }
     }
 
-    /// Whether `instance` is the one `name_first_instances` recorded for container `name`
-    /// (but its ID), which is then on the disk already; true at most once per container.
-    fn take_recorded_ahead(&mut self, name: &str, instance: &ContainerState) -> bool {
-        let Some(at) = self.recorded_ahead.iter().position(|n| n == name) else {
-            return false;
-        };
-        self.recorded_ahead.swap_remove(at);
+    /// Whether `instance` is, but its ID, the one recorded for container `name` ahead of its
+    /// creation, and so on the disk already. A record without an ID is never one of a made
+    /// instance: it was named before the supervisor's first state write (`name_first_instances`,
+    /// or by a killed supervisor whose state this one adopted), which every later write keeps.
+    fn recorded_ahead(&self, name: &str, instance: &ContainerState) -> bool {
         self.state.containers.get(name)
             == Some(&ContainerState {
                 id: String::new(),

@@ -247,9 +247,6 @@ pub(crate) struct Supervisor {
     control: control::Control,
     /// Per container: the CRI's container ID and log path, for its instance.
     pub cri_instances: std::collections::HashMap<String, (String, std::path::PathBuf)>,
-    /// The containers whose first instance the first state write recorded ahead of its
-    /// creation (`name_first_instances`).
-    recorded_ahead: Vec<String>,
 }
 
 /// The bytes this process last wrote to one of the pod's volatile files: writing the same bytes
@@ -375,7 +372,6 @@ impl Supervisor {
             cri,
             control,
             cri_instances: Default::default(),
-            recorded_ahead: Vec::new(),
             paths,
             pod,
         };
