@@ -106,10 +106,16 @@ fn create(
     let _lock = FileLock::exclusive(&paths.pods_lock())?;
     record::sweep_transient(paths);
     crate::starttrace::mark("cli locked+swept");
+    // The names taken, read once under the lock (no other CLI claims one meanwhile), and
+    // each pod's added as it is recorded.
+    let mut taken: std::collections::HashSet<record::PodName> = record::list_keys(paths)?
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect();
     let mut outcomes = Vec::new();
     for mut pod in pods {
         let (namespace, name) = ns_name(&pod);
-        if record::find(paths, &namespace, &name)?.is_some() {
+        if !taken.insert((namespace.clone(), name.clone())) {
             outcomes.push(ApplyOutcome::AlreadyExists { namespace, name });
             continue;
         }

@@ -319,18 +319,8 @@ pub fn load_all(paths: &Paths) -> Result<Vec<PodRecord>, StoreError> {
 /// the whole record of the pod found is loaded. (Loading every record, its status, state and
 /// events decoded, made each `apply` read five files per pod on the host, twice.)
 pub fn find(paths: &Paths, namespace: &str, name: &str) -> Result<Option<PodRecord>, StoreError> {
-    for uid in list_uids(paths)? {
-        let key: PodKey = match read_json(&paths.pod_dir(&uid).join(POD_FILE)) {
-            Ok(key) => key,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
-        };
-        let meta = key.metadata;
-        let ns = meta
-            .namespace
-            .as_deref()
-            .unwrap_or(crate::manifest::defaults::DEFAULT_NAMESPACE);
-        if ns != namespace || meta.name.as_deref().unwrap_or("") != name {
+    for (uid, key) in list_keys(paths)? {
+        if key.0 != namespace || key.1 != name {
             continue;
         }
         match PodRecord::load(paths, &uid) {
@@ -340,6 +330,27 @@ pub fn find(paths: &Paths, namespace: &str, name: &str) -> Result<Option<PodReco
         }
     }
     Ok(None)
+}
+
+/// A pod's (namespace, name).
+pub type PodName = (String, String);
+
+/// Every pod on record as (uid, (namespace, name)), from its pod.json's metadata only.
+pub fn list_keys(paths: &Paths) -> Result<Vec<(String, PodName)>, StoreError> {
+    let mut out = Vec::new();
+    for uid in list_uids(paths)? {
+        let key: PodKey = match read_json(&paths.pod_dir(&uid).join(POD_FILE)) {
+            Ok(key) => key,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        let meta = key.metadata;
+        let namespace = meta
+            .namespace
+            .unwrap_or_else(|| crate::manifest::defaults::DEFAULT_NAMESPACE.to_string());
+        out.push((uid, (namespace, meta.name.unwrap_or_default())));
+    }
+    Ok(out)
 }
 
 /// What [`find`] reads of a pod.json: serde skips the rest without building it.
