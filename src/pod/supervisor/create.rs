@@ -556,19 +556,22 @@ impl Supervisor {
         if !self.namespaces_ready() {
             return Err(StartFailure::NoSandbox);
         }
-        let log = CriLogWriter::create(log_path).map_err(|e| start(e.into()))?;
         let tty = c.tty == Some(true);
         let streams = ContainerStreams::new(tty, c.stdin == Some(true)).map_err(start)?;
-        crate::starttrace::mark("sup log+pipes");
+        crate::starttrace::mark("sup pipes");
         crate::starttrace::prepare();
         let created = runtime::create(&oci, dir, streams.stdio).map_err(|e| start(e.into()))?;
         crate::starttrace::mark("sup cloned");
-        // The device allowlist, while the init mounts the rootfs; before its gate opens (an
-        // error drops `created`: the init exits at its closed gate and is reaped).
+        // The device allowlist and the log file, while the init mounts the rootfs; before its
+        // gate opens (an error drops `created`: the init exits at its closed gate and is
+        // reaped). Nothing is written to the log before the program runs, and its directories
+        // cost inodes on the disk, off the path to the clone.
         if let (Some((cg, rules)), Some(mgr)) = (devices, self.host.cgroups.as_ref()) {
             mgr.attach_devices(cg, &rules).map_err(ConfigError::from)?;
             crate::starttrace::mark("sup devices attached");
         }
+        let log = CriLogWriter::create(log_path).map_err(|e| start(e.into()))?;
+        crate::starttrace::mark("sup log created");
         Ok(Pending {
             created,
             dir: dir.to_path_buf(),
