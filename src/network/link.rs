@@ -1,12 +1,13 @@
 //! Netlink work for the pod network: the bridge, one veth pair per pod, and the pod side's
 //! address and default route.
 //!
-//! The API is synchronous: each call builds a tokio current-thread runtime, runs one rtnetlink
-//! connection on it and drops both before returning, so a single-threaded caller (the per-pod
+//! The API is synchronous: each call builds a tokio current-thread runtime, runs its rtnetlink
+//! connections on it and drops them before returning, so a single-threaded caller (the per-pod
 //! supervisor, which may fork later) stays single-threaded. Work inside a pod's network
-//! namespace runs on a scoped thread that `setns(2)`s into it: a netlink socket talks to the
-//! namespace of the thread that created it, and the caller's own namespace is never changed.
-//! This module touches only the links it is given or creates.
+//! namespace goes over a socket opened inside it: the calling thread `setns(2)`s in for the
+//! socket(2) call and back at once (a netlink socket talks to the namespace it was created
+//! in), so the caller's own namespace is never changed for longer. This module touches only
+//! the links it is given or creates.
 
 use std::fs::File;
 use std::future::Future;
@@ -45,18 +46,25 @@ pub fn veth_name(owner: &str) -> String {
 /// and tolerant of another process doing the same at the same time.
 pub fn ensure_bridge(cfg: &NetworkConfig) -> Result<(), NetworkError> {
     let cfg = cfg.clone();
-    run_netlink(None, |handle| async move {
+    run_netlink(|| async move {
+        let handle = connect(None)?;
         bridge_index(&handle, &cfg).await.map(|_| ())
     })
 }
 
-/// The bridge's index, creating it, its gateway address and its up state when missing.
+/// The bridge's index, creating it, its gateway address and its up state when missing. The
+/// link and the addresses are asked for together (one round trip), and the addresses are
+/// matched to the link's index here.
 async fn bridge_index(handle: &Handle, cfg: &NetworkConfig) -> Result<u32, NetworkError> {
     let name = cfg.bridge.clone();
     let gateway = cfg.gateway();
     let prefix_len = cfg.prefix_len;
-    let (index, up) = match link_state(handle, &name).await? {
-        Some(found) => found,
+    let (found, holders) = futures::join!(
+        link_state(handle, &name),
+        links_with_address(handle, IpAddr::V4(gateway))
+    );
+    let (index, up, has_gateway) = match found? {
+        Some((index, up)) => (index, up, holders?.contains(&index)),
         None => {
             let msg = LinkBridge::new(&name).build();
             if let Err(e) = handle.link().add(msg).execute().await {
@@ -65,12 +73,16 @@ async fn bridge_index(handle: &Handle, cfg: &NetworkConfig) -> Result<u32, Netwo
                 }
             }
             tracing::info!(bridge = %name, "created bridge");
-            link_state(handle, &name)
+            let (index, up) = link_state(handle, &name)
                 .await?
-                .ok_or(NetworkError::LinkNotFound { name: name.clone() })?
+                .ok_or(NetworkError::LinkNotFound { name: name.clone() })?;
+            let has = links_with_address(handle, IpAddr::V4(gateway))
+                .await?
+                .contains(&index);
+            (index, up, has)
         }
     };
-    if !has_address(handle, index, IpAddr::V4(gateway)).await? {
+    if !has_gateway {
         let add = handle.address().add(index, IpAddr::V4(gateway), prefix_len);
         if let Err(e) = add.execute().await {
             if errno(&e) != Some(libc::EEXIST) {
@@ -108,9 +120,15 @@ pub fn attach(
         source,
     })?;
 
-    let result = attach_host_side(cfg, &netns, &host).and_then(|()| {
+    let (wired_cfg, wired_host) = (cfg.clone(), host.clone());
+    let result = run_netlink(|| async move {
+        let host_side = connect(None)?;
+        // A socket talks to the namespace it was created in: the pod side's is made inside.
+        let pod_side = connect(Some(&netns))?;
+        crate::starttrace::mark("net runtime+socket");
+        create_pair(&host_side, &wired_cfg, &netns, &wired_host).await?;
         crate::starttrace::mark("net veth made");
-        configure_pod_side(cfg, &netns, ip)
+        configure_pod_side(&pod_side, &wired_cfg, ip).await
     });
     match result {
         Ok(()) => {
@@ -130,25 +148,32 @@ pub fn attach(
 /// Deletes a pod's host veth (its peer goes with it). Ok when it is already gone.
 pub fn detach(host_veth: &str) -> Result<(), NetworkError> {
     let name = host_veth.to_string();
-    run_netlink(None, |handle| async move {
-        let Some(index) = link_index(&handle, &name).await? else {
-            return Ok(());
-        };
-        match handle.link().del(index).execute().await {
-            Ok(()) => {
-                tracing::debug!(veth = %name, "deleted veth");
-                Ok(())
-            }
-            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
-            Err(e) => Err(nl(format!("delete link {name}"), e)),
-        }
+    run_netlink(|| async move {
+        let handle = connect(None)?;
+        delete_link(&handle, &name).await
     })
+}
+
+/// Deletes link `name` of the handle's namespace; Ok when there is none.
+async fn delete_link(handle: &Handle, name: &str) -> Result<(), NetworkError> {
+    let Some(index) = link_index(handle, name).await? else {
+        return Ok(());
+    };
+    match handle.link().del(index).execute().await {
+        Ok(()) => {
+            tracing::debug!(veth = %name, "deleted veth");
+            Ok(())
+        }
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+        Err(e) => Err(nl(format!("delete link {name}"), e)),
+    }
 }
 
 /// True when a link of that name exists in the caller's network namespace.
 pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
     let name = name.to_string();
-    run_netlink(None, |handle| async move {
+    run_netlink(|| async move {
+        let handle = connect(None)?;
         Ok(link_index(&handle, &name).await?.is_some())
     })
 }
@@ -156,84 +181,89 @@ pub fn link_exists(name: &str) -> Result<bool, NetworkError> {
 /// Host side: create the pair with its peer born inside the pod's namespace as `eth0` (moving
 /// an existing link between namespaces waits for an RCU grace period, tens of milliseconds),
 /// the host end already on the bridge and up. The peer is brought up from inside the pod's
-/// namespace: asking for it up in this request failed (ENOTCONN) on a 6.18 kernel.
-fn attach_host_side(cfg: &NetworkConfig, netns: &File, host: &str) -> Result<(), NetworkError> {
-    let (bridge, host) = (cfg.bridge.clone(), host.to_string());
-    let cfg = cfg.clone();
-    let ns_fd = netns.as_raw_fd();
-    run_netlink(None, |handle| async move {
-        crate::starttrace::mark("net runtime+socket");
-        // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
-        let bridge_index = bridge_index(&handle, &cfg).await?;
-        crate::starttrace::mark("net bridge checked");
-        // A stale pair of this pod (a crash between creation and record) is ours to replace.
-        if let Some(stale) = link_index(&handle, &host).await? {
-            tracing::warn!(veth = %host, "replacing stale veth");
-            if let Err(e) = handle.link().del(stale).execute().await {
-                if errno(&e) != Some(libc::ENODEV) {
-                    return Err(nl(format!("delete stale link {host}"), e));
-                }
-            }
-        }
+/// namespace: asking for it up in this request failed (ENOTCONN) on a 6.18 kernel. A stale
+/// pair of this pod (a crash between its creation and its record) makes the creation fail
+/// with EEXIST: it is ours to replace, once.
+async fn create_pair(
+    handle: &Handle,
+    cfg: &NetworkConfig,
+    netns: &File,
+    host: &str,
+) -> Result<(), NetworkError> {
+    // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
+    let bridge_index = bridge_index(handle, cfg).await?;
+    crate::starttrace::mark("net bridge checked");
+    let pair = || {
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(POD_IFNAME.to_string())
-            .setns_by_fd(ns_fd)
+            .setns_by_fd(netns.as_raw_fd())
             .build();
-        let pair = LinkVeth::new(&host, POD_IFNAME)
+        LinkVeth::new(host, POD_IFNAME)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .controller(bridge_index)
             .up()
-            .build();
-        handle.link().add(pair).execute().await.map_err(|e| {
-            nl(
-                format!("create veth pair {host} (on {bridge}) / {POD_IFNAME} (in the pod)"),
-                e,
-            )
-        })
-    })
+            .build()
+    };
+    let failed = |e| {
+        nl(
+            format!(
+                "create veth pair {host} (on {}) / {POD_IFNAME} (in the pod)",
+                cfg.bridge
+            ),
+            e,
+        )
+    };
+    match handle.link().add(pair()).execute().await {
+        Err(e) if errno(&e) == Some(libc::EEXIST) && link_index(handle, host).await?.is_some() => {
+            tracing::warn!(veth = %host, "replacing stale veth");
+            delete_link(handle, host).await?;
+            handle.link().add(pair()).execute().await.map_err(failed)
+        }
+        other => other.map_err(failed),
+    }
 }
+
+/// The index of `lo` in every network namespace (LOOPBACK_IFINDEX in the kernel).
+const LOOPBACK_INDEX: u32 = 1;
 
 /// Pod side, over a netlink socket opened inside the pod's namespace: eth0's address, eth0 and
-/// lo up, the default route.
-fn configure_pod_side(cfg: &NetworkConfig, netns: &File, ip: Ipv4Addr) -> Result<(), NetworkError> {
+/// lo up, the default route. The four requests go out together: the kernel handles a socket's
+/// requests in the order sent, so the route is added after eth0 is up, as it must be.
+async fn configure_pod_side(
+    handle: &Handle,
+    cfg: &NetworkConfig,
+    ip: Ipv4Addr,
+) -> Result<(), NetworkError> {
     let (gateway, prefix_len) = (cfg.gateway(), cfg.prefix_len);
-    run_netlink(Some(netns), |handle| async move {
-        let index = link_index(&handle, POD_IFNAME)
-            .await?
-            .ok_or(NetworkError::LinkNotFound {
-                name: POD_IFNAME.to_string(),
-            })?;
-        let add = handle.address().add(index, IpAddr::V4(ip), prefix_len);
-        add.execute()
-            .await
-            .map_err(|e| nl(format!("add {ip}/{prefix_len} to the pod's eth0"), e))?;
-        set_up(&handle, index, POD_IFNAME).await?;
-        let lo = link_index(&handle, LOOPBACK)
-            .await?
-            .ok_or(NetworkError::LinkNotFound {
-                name: LOOPBACK.to_string(),
-            })?;
-        set_up(&handle, lo, LOOPBACK).await?;
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .output_interface(index)
-            .build();
+    let index = link_index(handle, POD_IFNAME)
+        .await?
+        .ok_or(NetworkError::LinkNotFound {
+            name: POD_IFNAME.to_string(),
+        })?;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(index)
+        .build();
+    let (address, eth0_up, lo_up, route) = futures::join!(
         handle
-            .route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(|e| nl(format!("add default route via {gateway} in the pod"), e))
-    })
+            .address()
+            .add(index, IpAddr::V4(ip), prefix_len)
+            .execute(),
+        set_up(handle, index, POD_IFNAME),
+        set_up(handle, LOOPBACK_INDEX, LOOPBACK),
+        handle.route().add(route).execute(),
+    );
+    address.map_err(|e| nl(format!("add {ip}/{prefix_len} to the pod's eth0"), e))?;
+    eth0_up?;
+    lo_up?;
+    route.map_err(|e| nl(format!("add default route via {gateway} in the pod"), e))
 }
 
-/// Runs one netlink conversation on a fresh current-thread runtime, dropped before returning.
-/// With `netns`, the socket is opened inside that network namespace: a socket stays bound to
-/// the namespace it was created in, so the calling thread enters the namespace just for the
-/// socket(2) call and returns to its own at once (no helper thread).
-fn run_netlink<T, F, Fut>(netns: Option<&File>, f: F) -> Result<T, NetworkError>
+/// Runs one netlink conversation on a fresh current-thread runtime, dropped before returning
+/// (the caller stays single-threaded).
+fn run_netlink<T, F, Fut>(f: F) -> Result<T, NetworkError>
 where
-    F: FnOnce(Handle) -> Fut,
+    F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, NetworkError>>,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -243,20 +273,24 @@ where
             op: "start the netlink runtime".into(),
             source,
         })?;
-    runtime.block_on(async move {
-        let (connection, handle, _messages) = match netns {
-            None => rtnetlink::new_connection(),
-            Some(ns) => in_netns(ns, rtnetlink::new_connection)?,
-        }
-        .map_err(|source| NetworkError::Io {
-            op: "open a netlink socket".into(),
-            source,
-        })?;
-        let driver = tokio::spawn(connection);
-        let result = f(handle).await;
-        driver.abort();
-        result
-    })
+    runtime.block_on(f())
+}
+
+/// A netlink connection driven on the current runtime (its task ends with the runtime). With
+/// `netns`, the socket is opened inside that network namespace: a socket stays bound to the
+/// namespace it was created in, so the calling thread enters the namespace just for the
+/// socket(2) call and returns to its own at once (no helper thread).
+fn connect(netns: Option<&File>) -> Result<Handle, NetworkError> {
+    let (connection, handle, _messages) = match netns {
+        None => rtnetlink::new_connection(),
+        Some(ns) => in_netns(ns, rtnetlink::new_connection)?,
+    }
+    .map_err(|source| NetworkError::Io {
+        op: "open a netlink socket".into(),
+        source,
+    })?;
+    tokio::spawn(connection);
+    Ok(handle)
 }
 
 /// Runs `f` with the calling thread in the network namespace `ns`, then moves it back.
@@ -297,30 +331,30 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkE
     Ok(link_state(handle, name).await?.map(|(index, _)| index))
 }
 
-/// Whether link `index` has `ip`. The kernel dumps every link's addresses (the filters are
-/// applied here), so the dump asks for `ip`'s family only: each pod's host-side veth carries an
-/// IPv6 link-local address, which would make every start's dump grow with the pods.
-async fn has_address(handle: &Handle, index: u32, ip: IpAddr) -> Result<bool, NetworkError> {
-    let mut request = handle.address().get().set_link_index_filter(index);
+/// The links that carry `ip`. The kernel dumps every link's addresses, so the dump asks for
+/// `ip`'s family only: each pod's host-side veth carries an IPv6 link-local address, which
+/// would make every start's dump grow with the pods.
+async fn links_with_address(handle: &Handle, ip: IpAddr) -> Result<Vec<u32>, NetworkError> {
+    let mut request = handle.address().get();
     request.message_mut().header.family = match ip {
         IpAddr::V4(_) => AddressFamily::Inet,
         IpAddr::V6(_) => AddressFamily::Inet6,
     };
     let mut addrs = request.execute();
+    let mut out = Vec::new();
     while let Some(msg) = addrs
         .try_next()
         .await
-        .map_err(|e| nl(format!("list addresses of link {index}"), e))?
+        .map_err(|e| nl(format!("list the addresses (looking for {ip})"), e))?
     {
-        let found = msg.header.index == index
-            && msg.attributes.iter().any(|a| {
-                matches!(a, AddressAttribute::Address(a) | AddressAttribute::Local(a) if *a == ip)
-            });
-        if found {
-            return Ok(true);
+        let has = msg.attributes.iter().any(
+            |a| matches!(a, AddressAttribute::Address(a) | AddressAttribute::Local(a) if *a == ip),
+        );
+        if has {
+            out.push(msg.header.index);
         }
     }
-    Ok(false)
+    Ok(out)
 }
 
 async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetworkError> {
