@@ -29,7 +29,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -54,6 +54,13 @@ pub struct Pause {
 }
 
 impl Pause {
+    /// Hangs up once the namespaces exist and the hostname is set (and holds the failure's
+    /// message if the setup failed): a container's init may wait on it (`poll`, not read)
+    /// instead of the caller.
+    pub fn ready_fd(&self) -> BorrowedFd<'_> {
+        self.report.as_fd()
+    }
+
     /// Waits until the namespaces exist and the hostname is set; on failure the child is
     /// reaped and its message returned.
     pub fn wait_ready(self) -> io::Result<Pid> {

@@ -34,7 +34,7 @@ use oci_spec::runtime::Spec;
 pub use error::{errno_text, InitError, RuntimeError};
 pub use exec::{exec_in, spawn_in, ExecChild, ExecMode, ExecStdio};
 pub use init::init_main;
-pub use spawn::{create, spawn, spawn_with_init, Created};
+pub use spawn::{create, create_in_sandbox, spawn, spawn_with_init, Created};
 pub use terminal::{window_size, RawMode};
 
 /// The hidden argv[1] that turns the peapod binary into the container init.

@@ -18,7 +18,7 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -46,9 +46,16 @@ const ERRNO_MARK: u8 = 0;
 
 /// A namespace to enter with setns(2) in the child.
 struct Join {
-    fd: OwnedFd,
+    target: JoinTarget,
     nstype: libc::c_int,
     what: &'static [u8],
+}
+
+/// The namespace file: opened here, or (a sandbox still making its namespaces) by the child
+/// once the sandbox is ready, as the path names another namespace until then.
+enum JoinTarget {
+    Fd(OwnedFd),
+    Path(CString),
 }
 
 /// Everything the child needs, prepared before clone.
@@ -63,6 +70,10 @@ struct Prepared {
     cgroup_dir: Option<OwnedFd>,
     new_cgroup_ns: bool,
     joins: Vec<Join>,
+    /// Hung up once the sandbox's namespaces exist (a pipe whose write end the sandbox process
+    /// holds until then, and writes a message to if it fails): the child polls it before it
+    /// opens the namespaces of [`JoinTarget::Path`].
+    sandbox_ready: Option<RawFd>,
     /// An existing pid namespace to create the child in (a pod that shares one), instead of a
     /// new one: setns(2) on the caller's pid_for_children around the clone.
     pid_ns: Option<OwnedFd>,
@@ -88,10 +99,57 @@ pub fn spawn(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Spawne
 /// and devices, then waits at a gate until [`Created::start`]; dropping the handle instead makes
 /// it exit. The caller can do other work (the pod's network) while the child mounts.
 pub fn create(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Created, RuntimeError> {
+    create_in_sandbox(spec, bundle, stdio, None)
+}
+
+/// [`create`] for a container whose sandbox may still be making the namespaces the Spec
+/// joins (net, uts, ipc): `sandbox_ready` hangs up once they exist (see `Prepared`). The child
+/// is cloned at once and waits for them itself, so the clone overlaps the kernel's work on the
+/// network namespace; a multi-threaded caller waits here instead.
+pub fn create_in_sandbox(
+    spec: &Spec,
+    bundle: &Path,
+    stdio: ContainerStdio,
+    sandbox_ready: Option<BorrowedFd>,
+) -> Result<Created, RuntimeError> {
     // From a single-threaded caller (the supervisor) the child may run the init directly; a
     // multi-threaded caller gets the async-signal-safe path that re-executes peapod.
     let direct = crate::procfs::thread_count() == 1;
-    create_inner(spec, bundle, stdio, Path::new(SELF_EXE), direct)
+    let mut sandbox_ready = sandbox_ready.map(|fd| fd.as_raw_fd());
+    if !direct {
+        if let Some(fd) = sandbox_ready.take() {
+            wait_hangup(fd);
+        }
+    }
+    create_inner(
+        spec,
+        bundle,
+        stdio,
+        Path::new(SELF_EXE),
+        direct,
+        sandbox_ready,
+    )
+}
+
+/// Blocks until `fd` hangs up; true when data waits in it too (the sandbox's failure message,
+/// left for its owner to read). Allocates nothing: the child calls it.
+fn wait_hangup(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: poll(2) on one pollfd we own, no timeout.
+        let n = unsafe { libc::poll(&mut p, 1, -1) };
+        if n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return p.revents & libc::POLLIN != 0;
+        }
+        if n > 0 && p.revents & libc::POLLIN != 0 {
+            // A message before the hang-up: the sandbox failed.
+            return true;
+        }
+    }
 }
 
 /// A container whose init is prepared and waiting to exec the user program.
@@ -182,7 +240,7 @@ pub fn spawn_with_init(
     stdio: ContainerStdio,
     init_exe: &Path,
 ) -> Result<Spawned, RuntimeError> {
-    create_inner(spec, bundle, stdio, init_exe, false)?.start()
+    create_inner(spec, bundle, stdio, init_exe, false, None)?.start()
 }
 
 fn create_inner(
@@ -191,6 +249,7 @@ fn create_inner(
     stdio: ContainerStdio,
     init_exe: &Path,
     direct: bool,
+    sandbox_ready: Option<RawFd>,
 ) -> Result<Created, RuntimeError> {
     // The gate's read end goes to the child (moved up like the pipe, so stdio cannot clobber
     // it); the write end stays here and is close-on-exec.
@@ -223,15 +282,12 @@ fn create_inner(
         drop(pipe_wr);
         high
     };
-    let prepared = prepare(
-        spec,
-        bundle,
-        stdio,
-        pipe_wr.as_raw_fd(),
-        gate_rd.as_raw_fd(),
-        console_child.as_ref(),
-        init_exe,
-    )?;
+    let fds = InitFds {
+        pipe: pipe_wr.as_raw_fd(),
+        gate: gate_rd.as_raw_fd(),
+        console: console_child.as_ref(),
+    };
+    let prepared = prepare(spec, bundle, stdio, fds, init_exe, sandbox_ready)?;
     drop(console_child);
 
     // Joining a pid namespace moves only the children made afterwards (pid_namespaces(7)), so
@@ -328,15 +384,26 @@ fn decode_child_message(raw: &[u8]) -> String {
     }
 }
 
+/// The descriptors the init is given: its report pipe, its start gate, its console socket.
+struct InitFds<'a> {
+    pipe: RawFd,
+    gate: RawFd,
+    console: Option<&'a OwnedFd>,
+}
+
 fn prepare(
     spec: &Spec,
     bundle: &Path,
     stdio: ContainerStdio,
-    pipe_fd: RawFd,
-    gate_fd: RawFd,
-    console: Option<&OwnedFd>,
+    fds: InitFds,
     init_exe: &Path,
+    sandbox_ready: Option<RawFd>,
 ) -> Result<Prepared, RuntimeError> {
+    let InitFds {
+        pipe: pipe_fd,
+        gate: gate_fd,
+        console,
+    } = fds;
     let linux = spec
         .linux()
         .as_ref()
@@ -376,19 +443,27 @@ fn prepare(
                 LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc,
                 Some(path),
             ) => {
-                let fd = open(
-                    path.as_path(),
-                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| RuntimeError::sys(format!("open namespace {}", path.display()), e))?;
+                let target = if sandbox_ready.is_some() {
+                    JoinTarget::Path(cstring(path.as_os_str().as_bytes())?)
+                } else {
+                    JoinTarget::Fd(
+                        open(
+                            path.as_path(),
+                            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| {
+                            RuntimeError::sys(format!("open namespace {}", path.display()), e)
+                        })?,
+                    )
+                };
                 let what: &'static [u8] = match typ {
                     LinuxNamespaceType::Network => b"setns net",
                     LinuxNamespaceType::Uts => b"setns uts",
                     _ => b"setns ipc",
                 };
                 joins.push(Join {
-                    fd,
+                    target,
                     nstype: typ as libc::c_int,
                     what,
                 });
@@ -488,6 +563,7 @@ fn prepare(
         cgroup_dir,
         new_cgroup_ns,
         joins,
+        sandbox_ready,
         pid_ns,
         stdio,
         console,
@@ -543,8 +619,25 @@ fn child_main(p: &Prepared, joined: bool, pipe: RawFd, gate: Gate, direct: Optio
         if p.new_cgroup_ns && libc::unshare(libc::CLONE_NEWCGROUP) < 0 {
             child_fail(pipe, b"unshare cgroup namespace");
         }
+        if let Some(fd) = p.sandbox_ready {
+            if wait_hangup(fd) {
+                // Its owner reads and reports the sandbox's own message.
+                Errno::ECHILD.set();
+                child_fail(pipe, b"sandbox namespaces");
+            }
+        }
         for join in &p.joins {
-            if libc::setns(join.fd.as_raw_fd(), join.nstype) < 0 {
+            let fd = match &join.target {
+                JoinTarget::Fd(fd) => fd.as_raw_fd(),
+                JoinTarget::Path(path) => {
+                    let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        child_fail(pipe, b"open sandbox namespace");
+                    }
+                    fd
+                }
+            };
+            if libc::setns(fd, join.nstype) < 0 {
                 child_fail(pipe, join.what);
             }
         }

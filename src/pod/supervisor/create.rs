@@ -135,9 +135,6 @@ pub(super) enum StartFailure {
     /// stays Waiting with CreateContainerError.
     #[error(transparent)]
     Create(SpecError),
-    /// The sandbox's namespaces could not be made: the sandbox's failure, reported as such.
-    #[error("the pod sandbox could not be made")]
-    NoSandbox,
     /// The runtime could not start the process: a StartError instance.
     #[error("{source}")]
     Start {
@@ -552,15 +549,16 @@ impl Supervisor {
             container_id: container_id.to_string(),
             source,
         };
-        // The namespaces the container joins, built by the kernel while all of the above ran.
-        if !self.namespaces_ready() {
-            return Err(StartFailure::NoSandbox);
-        }
         let tty = c.tty == Some(true);
         let streams = ContainerStreams::new(tty, c.stdin == Some(true)).map_err(start)?;
         crate::starttrace::mark("sup pipes");
         crate::starttrace::prepare();
-        let created = runtime::create(&oci, dir, streams.stdio).map_err(|e| start(e.into()))?;
+        // The namespaces the container joins are built by the kernel while all of the above
+        // ran, and may not be done: the init waits for them, which lets the clone overlap that
+        // work (a failed sandbox is reported by `start_sandbox`, which awaits it too).
+        let sandbox_ready = self.sandbox.namespaces_pending();
+        let created = runtime::create_in_sandbox(&oci, dir, streams.stdio, sandbox_ready)
+            .map_err(|e| start(e.into()))?;
         crate::starttrace::mark("sup cloned");
         // The device allowlist and the log file, while the init mounts the rootfs; before its
         // gate opens (an error drops `created`: the init exits at its closed gate and is

@@ -102,10 +102,9 @@ pub(crate) struct Sandbox {
     /// A container was created in some sandbox: a Never pod is then not run again in a new one.
     pub ran: bool,
     /// The pause process of a sandbox being made, whose namespaces the kernel may still be
-    /// building (the first containers are prepared meanwhile; see `await_namespaces`).
+    /// building (the first containers are prepared and cloned meanwhile, their inits waiting
+    /// for them; see `await_namespaces`).
     building: Option<pause::Pause>,
-    /// Why the namespaces could not be made, found while a container was being created.
-    failed: Option<SandboxError>,
 }
 
 impl Sandbox {
@@ -119,7 +118,6 @@ impl Sandbox {
             host_ip: None,
             ran: false,
             building: None,
-            failed: None,
         }
     }
 
@@ -132,6 +130,12 @@ impl Sandbox {
             State::Ready { pid } => Some(pid),
             _ => None,
         }
+    }
+
+    /// While the pause process may still be making its namespaces: what hangs up once they
+    /// exist ([`pause::Pause::ready_fd`]).
+    pub fn namespaces_pending(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.building.as_ref().map(pause::Pause::ready_fd)
     }
 
     /// When the next attempt to make it is due.
@@ -175,12 +179,11 @@ impl Supervisor {
     }
 
     /// Creates the sandbox; on failure records an event, releases what it took and retries
-    /// with back-off. The first containers are prepared (writable layer, Spec, cgroup) while
-    /// the kernel builds the pause process's namespaces, created (their init mounting their
-    /// rootfs) while the network is wired, and started once it is.
+    /// with back-off. The first containers are prepared (writable layer, Spec, cgroup) and
+    /// cloned while the kernel builds the pause process's namespaces (their inits wait for
+    /// them), mount their rootfs while the network is wired, and are started once it is.
     fn start_sandbox(&mut self, now: Instant) {
         self.sandbox.state = State::Pending { next_try: None };
-        self.sandbox.failed = None;
         crate::starttrace::mark("sup sandbox begin");
         let mut result = self.try_start_sandbox();
         crate::starttrace::mark("sup sandbox made");
@@ -193,11 +196,7 @@ impl Supervisor {
                     created.push((i, p));
                 }
             }
-            result = match self.sandbox.failed.take() {
-                Some(e) => Err(e),
-                None => self.await_namespaces(),
-            }
-            .and_then(|()| {
+            result = self.await_namespaces().and_then(|()| {
                 crate::starttrace::mark("sup namespaces awaited");
                 self.connect_network()
             });
@@ -408,18 +407,6 @@ impl Supervisor {
         match self.sandbox.building.take() {
             Some(pause) => pause.wait_ready().map(drop).map_err(SandboxError::Pause),
             None => Ok(()),
-        }
-    }
-
-    /// [`Self::await_namespaces`] for a container about to join them: false when the sandbox
-    /// failed (kept for `start_sandbox`, which reports it and tries again).
-    pub(super) fn namespaces_ready(&mut self) -> bool {
-        match self.await_namespaces() {
-            Ok(()) => true,
-            Err(e) => {
-                self.sandbox.failed = Some(e);
-                false
-            }
         }
     }
 

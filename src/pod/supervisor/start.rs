@@ -130,8 +130,6 @@ impl Supervisor {
                 container_id,
                 source,
             }) => self.start_error(i, source.to_string(), container_id),
-            // `start_sandbox` reports it and makes the sandbox again.
-            Err(StartFailure::NoSandbox) => {}
         }
         None
     }
