@@ -476,7 +476,16 @@ impl Supervisor {
         self.idle.tell_ready();
         crate::starttrace::mark("sup ready told");
         if !self.adopted && self.schedule() {
+            let after_reboot = self.after_reboot;
             self.on_scheduled();
+            // The status on record is still the lost boot's (its containers running): replaced
+            // before the sandbox is made again, or readers would take it for the pod's until
+            // the first start is done.
+            if after_reboot {
+                if let Err(e) = self.write_status() {
+                    tracing::error!(error = %e, "cannot write the pod's status; retrying");
+                }
+            }
         }
         loop {
             self.on_timers();
