@@ -54,16 +54,30 @@ impl Supervisor {
         (hosts, format!("{}\n", files::pod_hostname(&self.pod)))
     }
 
-    /// The veth and the pod side's address and route, then the host ports; nothing to wire
-    /// in the host's network.
-    pub(super) fn wire_network(&mut self, pid: i32, ip: Ipv4Addr) -> Result<(), SandboxError> {
-        if !self.host_namespaces().network {
-            // Recorded before the veth is made: usually with the first instance already (then
-            // this write is skipped as unchanged).
-            self.save_state()?;
+    /// What the veth needs before the pause process's namespaces exist: the state recorded
+    /// before the veth is made (the sandbox process, its address and the veth's name, unless
+    /// already on record: the write is skipped as unchanged), and a netlink session. None in
+    /// the host's network.
+    pub(super) fn prepare_network(&mut self) -> Result<Option<network::Session>, SandboxError> {
+        if self.host_namespaces().network {
+            return Ok(None);
+        }
+        self.save_state()?;
+        Ok(Some(network::Session::open()?))
+    }
+
+    /// The veth and the pod side's address and route over the session `prepare_network`
+    /// opened (None: the host's network, nothing to wire), then the host ports.
+    pub(super) fn wire_network(
+        &mut self,
+        pid: i32,
+        ip: Ipv4Addr,
+        session: Option<network::Session>,
+    ) -> Result<(), SandboxError> {
+        if let Some(session) = session {
             // attach ensures the bridge, and replaces a stale pair of this pod left by an
             // earlier sandbox.
-            network::attach(&self.host.net, pid, &self.uid, ip)?;
+            network::attach_with(session, &self.host.net, pid, &self.uid, ip)?;
         }
         self.map_host_ports(ip)?;
         self.sandbox.host_ip = Some(self.host.net.gateway().to_string());

@@ -196,9 +196,12 @@ impl Supervisor {
                     created.push((i, p));
                 }
             }
-            result = self.await_namespaces().and_then(|()| {
+            // The network recorded and a netlink session opened while the kernel may still
+            // be making the namespaces.
+            result = self.prepare_network().and_then(|session| {
+                self.await_namespaces()?;
                 crate::starttrace::mark("sup namespaces awaited");
-                self.connect_network()
+                self.connect_network(session)
             });
             crate::starttrace::mark("sup network wired");
             match result {
@@ -410,12 +413,13 @@ impl Supervisor {
         }
     }
 
-    /// The bridge and the pod's veth, eth0, address and route.
-    fn connect_network(&mut self) -> Result<(), SandboxError> {
+    /// The bridge and the pod's veth, eth0, address and route (over `session` when one was
+    /// opened ahead).
+    fn connect_network(&mut self, session: Option<network::Session>) -> Result<(), SandboxError> {
         let (Some(pid), Some(ip)) = (self.sandbox.pid(), self.state.sandbox.ip) else {
             return Err(SandboxError::Gone);
         };
-        self.wire_network(pid.as_raw(), ip)?;
+        self.wire_network(pid.as_raw(), ip, session)?;
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
     }
