@@ -38,6 +38,14 @@ def all_running(names):
 def running(name):
     return all_running([name])
 
+def dir_running(d):
+    """Whether the pod whose record directory is d has all its containers running."""
+    try:
+        cs = json.load(open(os.path.join(d, "status.json"))).get("containerStatuses") or []
+    except (OSError, ValueError):
+        return False
+    return bool(cs) and all("running" in (c.get("state") or {}) for c in cs)
+
 def pss_of(pid):
     with open(f"/proc/{pid}/smaps_rollup") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
@@ -101,7 +109,8 @@ def wait_running(name):
     (a busy poll would take one of the machine's two CPUs from the pod being started)."""
     watch, d = -1, None
     try:
-        while not running(name):
+        # Once the pod's directory is known, only its status is read (not every pod's).
+        while not (dir_running(d) if d else running(name)):
             if d is None:
                 d = pod_dir(name)
                 if d is not None:
