@@ -149,6 +149,10 @@ fn wait_hangup(fd: RawFd) -> bool {
             // A message before the hang-up: the sandbox failed.
             return true;
         }
+        if n < 0 && Errno::last() != Errno::EINTR {
+            // Cannot wait (ENOMEM): counted as a failed sandbox rather than spun on.
+            return true;
+        }
     }
 }
 
