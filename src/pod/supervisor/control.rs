@@ -118,9 +118,7 @@ impl Supervisor {
             }
             // The status shows what was done before the CRI server reads it.
             if self.dirty {
-                if let Err(e) = self.write_status() {
-                    tracing::error!(error = %e, "cannot write the pod's status");
-                }
+                self.write_status_or_log();
             }
             let body = serde_json::to_vec(&reply).unwrap_or_default();
             if let Err(e) = send(fd.as_raw_fd(), &body, MsgFlags::MSG_NOSIGNAL) {

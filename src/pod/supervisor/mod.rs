@@ -467,6 +467,14 @@ impl Supervisor {
         Ok(())
     }
 
+    /// [`Self::write_status`]; a failure is logged and the files stay dirty, written again
+    /// at the next wake.
+    pub(super) fn write_status_or_log(&mut self) {
+        if let Err(e) = self.write_status() {
+            tracing::error!(error = %e, "cannot write the pod's status; retrying");
+        }
+    }
+
     fn run(&mut self) -> Result<(), SupervisorError> {
         tracing::debug!("supervisor started");
         crate::starttrace::mark("sup new");
@@ -482,9 +490,7 @@ impl Supervisor {
             // before the sandbox is made again, or readers would take it for the pod's until
             // the first start is done.
             if after_reboot {
-                if let Err(e) = self.write_status() {
-                    tracing::error!(error = %e, "cannot write the pod's status; retrying");
-                }
+                self.write_status_or_log();
             }
         }
         loop {
@@ -495,9 +501,7 @@ impl Supervisor {
             // A full or failing disk must not end the supervision of a running pod: the files
             // stay dirty and are written at the next wake.
             if self.dirty {
-                if let Err(e) = self.write_status() {
-                    tracing::error!(error = %e, "cannot write the pod's status; retrying");
-                }
+                self.write_status_or_log();
             }
             self.wait_and_dispatch();
         }
