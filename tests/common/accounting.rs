@@ -153,8 +153,10 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
     // The pods of another lane of tests running beside this one (their uids without dashes),
     // and its state directories: a process of peapod's that is in no pod's cgroup (a CLI, a
     // node agent, a supervisor) is another lane's if its environment names one of them.
-    let other_lanes = super::other_lanes_pods();
+    // Read before the scan and again after it (`super::leftovers` says why).
+    let mut other_lanes = super::other_lanes_pods();
     let other_dirs = super::other_lib_dirs();
+    let mut candidates = Vec::new();
     let mut found = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return vec!["cannot read /proc".into()];
@@ -178,15 +180,20 @@ pub fn stray_processes(keep: &Keep) -> Vec<String> {
             || exe_text.starts_with("/memfd:peapod-pause");
         let cgroup = cgroup_line(pid);
         let in_pod = cgroup.contains("/peapod/pod-");
-        let flat = cgroup.replace('-', "");
-        let other_lane = other_lanes.iter().any(|u| flat.contains(u.as_str()))
-            || (is_peapod && !other_dirs.is_empty() && other_dirs.contains(&lib_dir_of(pid)));
+        let other_dir =
+            is_peapod && !other_dirs.is_empty() && other_dirs.contains(&lib_dir_of(pid));
         // The CLIs' zygote (`pod::zygote::linger`) lives as long as a pod is on record.
         let serving_zygote = is_peapod && comm(pid) == "peapod-zygote" && pods_on_record();
-        if (is_peapod || in_pod) && !keep.keeps(&cgroup) && !other_lane && !serving_zygote {
+        if (is_peapod || in_pod) && !keep.keeps(&cgroup) && !other_dir && !serving_zygote {
+            candidates.push((pid, stat.ppid, cgroup));
+        }
+    }
+    other_lanes.extend(super::other_lanes_pods());
+    for (pid, ppid, cgroup) in candidates {
+        let flat = cgroup.replace('-', "");
+        if !other_lanes.iter().any(|u| flat.contains(u.as_str())) {
             found.push(format!(
-                "process {pid} (ppid {}, cgroup {cgroup}): {}",
-                stat.ppid,
+                "process {pid} (ppid {ppid}, cgroup {cgroup}): {}",
                 cmdline(pid)
             ));
         }

@@ -456,6 +456,11 @@ pub const OTHER_LANES_ENV: &str = "PEAPOD_TEST_OTHER_LIB_DIRS";
 /// Everything peapod may leave behind on the host: links, mounts, pod cgroups, pod dirs.
 /// What belongs to a pod of another lane of tests running at the same time is not counted.
 pub fn leftovers() -> Vec<String> {
+    // Another lane's pod dir exists before its cgroup and link are made and goes only after
+    // they are removed: read before the residue, it misses a pod made meanwhile; read after,
+    // one deleted meanwhile (seen here as a stray link). Both reads together miss only a pod
+    // whose whole life fits in this function.
+    let mut others = other_lanes_pods();
     let mut found: Vec<(Option<String>, String)> = Vec::new();
     if let Ok(out) = Command::new(IP).args(["-o", "link"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -492,9 +497,7 @@ pub fn leftovers() -> Vec<String> {
             .into_iter()
             .map(|d| (None, format!("pod dir {d}"))),
     );
-    // Read after the residue: another lane's pod dir exists before its cgroup and link are
-    // made and goes only after they are removed, so nothing of a live pod of theirs is missed.
-    let others = other_lanes_pods();
+    others.extend(other_lanes_pods());
     found
         .into_iter()
         .filter(|(owner, _)| {
