@@ -425,7 +425,9 @@ fn top_measures_cpu_and_memory() {
         .trim_end_matches('m')
         .parse()
         .expect("millicores");
-    assert!(cpu >= 200, "a busy loop used only {cpu}m");
+    // Not near a whole core: the VM's two emulated CPUs are shared with the other lanes'
+    // tests (190m was once seen under that load); an idle container shows 0m.
+    assert!(cpu >= 50, "a busy loop used only {cpu}m");
     assert!(table[1][2].ends_with("Mi"), "{table:?}");
     let containers = lines(&peapod_ok(&["top", "pod", "--containers", "cli-top"]));
     assert_eq!(

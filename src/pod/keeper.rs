@@ -402,6 +402,8 @@ impl Keeper {
                 Forked::Supervisor(code)
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => {
+                // Learnt for this supervisor only (a later one learns them afresh).
+                crate::pod::supervisor::forget_prepared();
                 drop(theirs);
                 drop(ready);
                 self.sock = Some(mine);
@@ -410,6 +412,7 @@ impl Keeper {
                 Forked::Keeper
             }
             Err(e) => {
+                crate::pod::supervisor::forget_prepared();
                 tracing::error!(error = %e, "keeper: cannot fork the supervisor");
                 Forked::Keeper
             }

@@ -14,7 +14,8 @@
 //! that gets no answer knows that no keeper was forked, and forks it itself; the CLI reads it
 //! after its fsync of the pod's file, which the fork overlaps), then its child
 //! becomes the keeper in its own session (`lifecycle::fork_keeper`, which the CLI runs itself
-//! when it has no spawner). At the CLI's end (or its death) the socket closes and the spawner
+//! when it has no spawner). The first request's keeper is forked before the request, waiting
+//! for it (see [`serve`]). At the CLI's end (or its death) the socket closes and the spawner
 //! exits; [`finish`] waits for it so that no process of the command outlives it.
 //!
 //! When the host runs a zygote (`pod::zygote`) that can serve this CLI exactly as its own
@@ -24,7 +25,7 @@
 //! record when its CLI is done stays on as one (`zygote::linger`) until the last pod is gone.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
 use nix::sys::socket::{
@@ -87,7 +88,7 @@ pub fn start() {
     if crate::pod::zygote::await_cli_zygote(&paths) && connect_zygote(&paths.run) {
         return;
     }
-    let forked = fork_with_socket(|theirs| {
+    let forked = fork_with_socket(0, |theirs| {
         crate::pod::zygote::null_stdio();
         let code = serve(theirs, false);
         if code == 0 {
@@ -105,9 +106,13 @@ pub fn start() {
 
 /// Forks a child that runs `child` on its end of a new SOCK_SEQPACKET pair and leaves through
 /// `_exit` with what it returns (never returning into the caller); the parent gets the child's
-/// pid and its own end. None, and no child, unless the caller is single-threaded (the spawner
-/// and the zygote, both forked first thing in `main`) and the pair and fork succeed.
-pub(crate) fn fork_with_socket(child: impl FnOnce(OwnedFd) -> i32) -> Option<(Pid, OwnedFd)> {
+/// pid and its own end. `flags`: clone flags besides a fork's (`CLONE_PARENT`). None, and no
+/// child, unless the caller is single-threaded (the spawner and the zygote, both forked first
+/// thing in `main`, and their servers) and the pair and fork succeed.
+pub(crate) fn fork_with_socket(
+    flags: u64,
+    child: impl FnOnce(OwnedFd) -> i32,
+) -> Option<(Pid, OwnedFd)> {
     if crate::procfs::thread_count() != 1 {
         return None;
     }
@@ -120,14 +125,14 @@ pub(crate) fn fork_with_socket(child: impl FnOnce(OwnedFd) -> i32) -> Option<(Pi
     .ok()?;
     // SAFETY: single-threaded (checked above): the child may run ordinary code. It leaves
     // through _exit and never returns into the caller.
-    match unsafe { nix::unistd::fork() }.ok()? {
-        nix::unistd::ForkResult::Child => {
+    match unsafe { crate::cgroup::clone::clone_into(flags, None) }.ok()? {
+        crate::cgroup::clone::Cloned::Child { .. } => {
             drop(ours);
             let code = child(theirs);
             // SAFETY: _exit without the caller's destructors or buffers.
             unsafe { libc::_exit(code) }
         }
-        nix::unistd::ForkResult::Parent { child } => Some((child, ours)),
+        crate::cgroup::clone::Cloned::Parent { pid } => Some((Pid::from_raw(pid), ours)),
     }
 }
 
@@ -246,7 +251,7 @@ pub fn finish() {
             drop(sock);
             let _ = nix::sys::wait::waitpid(pid, None);
         }
-        Some(Spawner::Zygote(sock, _)) => await_server_exit(sock),
+        Some(Spawner::Zygote(sock, _)) => await_peer_exit(sock),
         None => {}
     }
 }
@@ -254,10 +259,11 @@ pub fn finish() {
 /// How long a CLI waits for its zygote server to exit.
 const SERVER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Ends the connection to a zygote's server and waits (briefly) until the server has exited:
-/// its end of the connection closes with it (the keepers it forks keep no copy), so that no
-/// process of the command outlives it, as with a spawner of its own.
-fn await_server_exit(sock: OwnedFd) {
+/// Ends a connection and waits (briefly) until the process at its other end has exited: its
+/// end closes with it. A CLI's zygote server (the keepers it forks keep no copy), so that no
+/// process of the command outlives it, as with a spawner of its own; a server's unused
+/// waiting keeper, likewise.
+fn await_peer_exit(sock: OwnedFd) {
     // SAFETY: shutdown(2) of our own socket's sending side: the server reads its end.
     unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) };
     let timeout = nix::sys::time::TimeVal::new(SERVER_EXIT_WAIT.as_secs() as _, 0);
@@ -279,28 +285,24 @@ fn await_server_exit(sock: OwnedFd) {
 /// The spawner's loop: one keeper per request, until the client closes its end. `detach`: a
 /// zygote's server, whose keepers are made children of its own parent (`CLONE_PARENT`: init or
 /// the host's subreaper, the server being nobody's child), so that none is ours.
+///
+/// The first request's keeper is forked ahead, as soon as the client is here: while the CLI
+/// reads and decodes its pod on one core, the keeper is forked on the other and learns the
+/// host's facts for its supervisor (`supervisor::prepare`), work that would otherwise come
+/// after the request, on the pod's start path. Unused (the CLI starts no pod), it is ended
+/// before this loop returns, so that no process of the command outlives it.
 pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
     // The trace file is the client's (a zygote's server took on its environment).
     crate::starttrace::reopen();
-    loop {
+    let mut waiting = Waiting::fork(detach);
+    let code = loop {
         let mut buf = [0u8; MAX_REQUEST];
-        let mut space = nix::cmsg_space!([RawFd; 2]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 1,
+        let Ok((n, fds)) = crate::pod::zygote::receive_with_fds(&sock, &mut buf) else {
+            break 1;
         };
         crate::starttrace::mark("spawner request");
-        let n = msg.bytes;
-        let fds = crate::pod::zygote::received_fds(&msg);
         if n == 0 && fds.is_empty() {
-            return 0;
+            break 0;
         }
         let uid = String::from_utf8_lossy(&buf[..n]).into_owned();
         let mut fds = fds.into_iter();
@@ -319,9 +321,93 @@ pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
         if acked.is_err() {
             continue;
         }
+        if let Some(w) = waiting.take() {
+            if w.hand(&uid, &ready, &log) {
+                continue;
+            }
+        }
         // A zygote's server is nobody's child: its keepers become nobody's child too.
         let _ = crate::pod::lifecycle::fork_keeper(&uid, ready, log.into(), detach);
+    };
+    if let Some(w) = waiting {
+        w.end();
     }
+    code
+}
+
+/// A keeper forked before its request, waiting on its socket for the pod's uid, readiness
+/// pipe and log file (the message a spawner reads from its client).
+struct Waiting {
+    link: OwnedFd,
+    /// Our child (a spawner's own, not a zygote server's), reaped when unused.
+    child: Option<Pid>,
+}
+
+impl Waiting {
+    /// None if the socket or the fork fails: the request's keeper is then forked on request.
+    fn fork(detach: bool) -> Option<Waiting> {
+        let flags = if detach { libc::CLONE_PARENT as u64 } else { 0 };
+        let (pid, link) = fork_with_socket(flags, |theirs| {
+            let keep = theirs.as_raw_fd();
+            crate::pod::zygote::null_stdio();
+            // SAFETY: setsid, and closing descriptors this process owns: all but its socket
+            // end, the client's connection above all, whose end must close with the server.
+            unsafe {
+                libc::setsid();
+                if keep > 3 {
+                    libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+            }
+            crate::pod::supervisor::prepare();
+            await_request(theirs)
+        })?;
+        Some(Waiting {
+            link,
+            child: (!detach).then_some(pid),
+        })
+    }
+
+    /// Hands the request to the keeper; false if it cannot take it (gone).
+    fn hand(self, uid: &str, ready: &OwnedFd, log: &OwnedFd) -> bool {
+        let fds = [ready.as_raw_fd(), log.as_raw_fd()];
+        if crate::pod::zygote::send(&self.link, uid.as_bytes(), &fds).is_ok() {
+            return true;
+        }
+        self.end();
+        false
+    }
+
+    /// Tells the unused keeper to exit and waits until it has.
+    fn end(self) {
+        await_peer_exit(self.link);
+        if let Some(pid) = self.child {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+/// The waiting keeper's side: the request, then the keeper's life (as `fork_keeper`'s child).
+/// Leaves with 0 if its spawner closes the socket first.
+fn await_request(link: OwnedFd) -> i32 {
+    let mut buf = [0u8; MAX_REQUEST];
+    let Ok((n, fds)) = crate::pod::zygote::receive_with_fds(&link, &mut buf) else {
+        return 0;
+    };
+    drop(link);
+    let mut fds = fds.into_iter();
+    let (Some(ready), Some(log)) = (fds.next(), fds.next()) else {
+        return 0;
+    };
+    // SAFETY: dup2 onto stdio, which this process owns.
+    unsafe {
+        libc::dup2(log.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+    }
+    drop(log);
+    crate::starttrace::reopen();
+    let uid = String::from_utf8_lossy(&buf[..n]).into_owned();
+    crate::pod::supervisor::main_forked(&uid, ready)
 }
 
 #[cfg(test)]

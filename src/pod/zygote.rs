@@ -492,7 +492,7 @@ impl Context {
 /// Forks the zygote (the agent, first thing in `main`, single-threaded). On any failure there
 /// is none, and the agent and the CLIs fork their keepers themselves.
 pub fn start() {
-    if let Some((child, ours)) = crate::pod::spawner::fork_with_socket(run) {
+    if let Some((child, ours)) = crate::pod::spawner::fork_with_socket(0, run) {
         if let Ok(mut slot) = ZYGOTE.lock() {
             *slot = Some((child, ours));
         }
@@ -569,28 +569,12 @@ fn run(link: OwnedFd) -> i32 {
     }
     null_stdio();
     let mut buf = [0u8; 4096];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let (listener, lock_path) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        match recvmsg::<()>(
-            link.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 0,
-            Ok(msg) => {
-                let fds = received_fds(&msg);
-                let n = msg.bytes;
-                match fds.into_iter().next() {
-                    Some(listener) => {
-                        break (listener, PathBuf::from(OsStr::from_bytes(&buf[..n])))
-                    }
-                    None => return 0,
-                }
-            }
-        }
+    let (listener, lock_path) = match receive_with_fds(&link, &mut buf) {
+        Err(_) => return 0,
+        Ok((n, fds)) => match fds.into_iter().next() {
+            Some(listener) => (listener, PathBuf::from(OsStr::from_bytes(&buf[..n]))),
+            None => return 0,
+        },
     };
     let Some(hello) = Fingerprint::of_self(false).map(|fp| [HELLO, &fp.encode()].concat()) else {
         return 0;
@@ -846,23 +830,9 @@ fn accept_one(listener: &OwnedFd, zygotes: &[RawFd], hello: &[u8]) {
 /// A connection's server: the client's context, then the spawner's loop.
 fn serve_client(conn: OwnedFd) -> i32 {
     let mut buf = vec![0u8; MAX_CONTEXT];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let (ctx, cwd) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        match recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 1,
-            Ok(msg) => {
-                let n = msg.bytes;
-                let cwd = received_fds(&msg).into_iter().next();
-                break (Context::decode(&buf[..n]), cwd);
-            }
-        }
+    let (ctx, cwd) = match receive_with_fds(&conn, &mut buf) {
+        Err(_) => return 1,
+        Ok((n, fds)) => (Context::decode(&buf[..n]), fds.into_iter().next()),
     };
     drop(buf);
     let applied = match (ctx, cwd) {
@@ -877,7 +847,8 @@ fn serve_client(conn: OwnedFd) -> i32 {
     crate::pod::spawner::serve(conn, true)
 }
 
-fn send(sock: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> nix::Result<()> {
+/// Sends one message with `fds` (SCM_RIGHTS), retrying after EINTR.
+pub(crate) fn send(sock: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> nix::Result<()> {
     let cmsgs = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsgs };
     loop {
@@ -908,6 +879,28 @@ fn receive(sock: &OwnedFd, max: usize) -> Option<Vec<u8>> {
                 buf.truncate(n);
                 return Some(buf);
             }
+        }
+    }
+}
+
+/// Receives one message into `buf`, with the descriptors it brought (at most two, taken
+/// close-on-exec), retrying after EINTR: its length and the descriptors.
+pub(crate) fn receive_with_fds(
+    sock: &OwnedFd,
+    buf: &mut [u8],
+) -> nix::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(msg) => return Ok((msg.bytes, received_fds(&msg))),
         }
     }
 }

@@ -165,13 +165,11 @@ pub(crate) struct Host {
 
 impl Host {
     fn detect(paths: &Paths, pod: &str) -> Result<Host, SupervisorError> {
-        let net = NetworkConfig::load(paths).map_err(|source| SupervisorError::Network {
+        let host = Host::learn(paths).map_err(|source| SupervisorError::Network {
             pod: pod.to_string(),
             source,
         })?;
-        let cgroup_support =
-            crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT));
-        match &cgroup_support {
+        match &host.cgroup_support {
             CgroupSupport::V2 { .. } => {}
             CgroupSupport::DevicesOnly { root, reason } => tracing::warn!(
                 %reason, root = %root.display(),
@@ -181,6 +179,14 @@ impl Host {
                 tracing::error!(%reason, "no cgroup2 hierarchy: containers will not run")
             }
         }
+        Ok(host)
+    }
+
+    /// The facts, without a word in the log.
+    fn learn(paths: &Paths) -> Result<Host, crate::network::NetworkError> {
+        let net = NetworkConfig::load(paths)?;
+        let cgroup_support =
+            crate::cgroup::detect(std::path::Path::new(crate::cgroup::CGROUP_ROOT));
         Ok(Host {
             net,
             cgroups: cgroup_support.manager(),
@@ -190,6 +196,38 @@ impl Host {
                 .unwrap_or_else(|_| "localhost".into()),
             node_memory: crate::procfs::mem_total_bytes(),
         })
+    }
+}
+
+/// What a supervisor learns first thing about its host, learnt ahead by a keeper forked before
+/// its pod was asked for (`spawner`'s waiting keeper), while the CLI still decodes the pod.
+struct Prepared {
+    host: Host,
+    boot_id: String,
+}
+
+/// The facts [`prepare`] learnt, for the first supervisor forked after it (only: a supervisor
+/// forked later, to adopt the pod, learns them afresh).
+static PREPARED: std::sync::Mutex<Option<Prepared>> = std::sync::Mutex::new(None);
+
+/// Done by a keeper that waits for its pod (stdout and stderr not yet the pod's log): the
+/// logging set up, and the host's facts learnt for its supervisor. Only a usual host's facts
+/// are kept; on any other, the supervisor learns them again and logs what the host lacks.
+pub(crate) fn prepare() {
+    init_logging();
+    let Ok(host) = Host::learn(&Paths::from_env()) else {
+        return;
+    };
+    if let (CgroupSupport::V2 { .. }, Ok(mut slot)) = (&host.cgroup_support, PREPARED.lock()) {
+        let boot_id = crate::procfs::boot_id();
+        *slot = Some(Prepared { host, boot_id });
+    }
+}
+
+/// Drops what [`prepare`] learnt: in the keeper once its first supervisor is forked.
+pub(crate) fn forget_prepared() {
+    if let Ok(mut slot) = PREPARED.lock() {
+        slot.take();
     }
 }
 
@@ -299,7 +337,11 @@ impl Supervisor {
                 what,
                 source,
             })?;
-        let host = Host::detect(&paths, &pod_ref)?;
+        let prepared = PREPARED.lock().ok().and_then(|mut slot| slot.take());
+        let (host, boot_id) = match prepared {
+            Some(p) => (p.host, p.boot_id),
+            None => (Host::detect(&paths, &pod_ref)?, crate::procfs::boot_id()),
+        };
 
         let spec = pod.spec.clone().unwrap_or_default();
         let init = spec.init_containers.unwrap_or_default();
@@ -323,7 +365,7 @@ impl Supervisor {
             keeper: keeper
                 .as_ref()
                 .and_then(|_| ProcessRef::of(nix::unistd::getppid().as_raw())),
-            boot_id: Some(crate::procfs::boot_id()),
+            boot_id: Some(boot_id),
             ..Default::default()
         };
         let events = read_json(&dir.join(EVENTS_FILE)).unwrap_or_default();
