@@ -96,9 +96,9 @@ async fn bridge_index(handle: &Handle, cfg: &NetworkConfig) -> Result<u32, Netwo
     Ok(index)
 }
 
-/// A netlink runtime with a socket in the caller's network namespace, made ahead of
-/// [`attach_with`] while the caller waits for something else (the first runtime a process
-/// builds costs 0.15 ms: code and lazy state touched the first time).
+/// A netlink runtime with a socket in the caller's network namespace: opened by the pause
+/// process before it leaves the host's network namespace, so that it can make its veth pair
+/// from inside the new one ([`attach_own`]).
 pub struct Session {
     runtime: tokio::runtime::Runtime,
     host: Handle,
@@ -125,14 +125,42 @@ pub fn attach(
     owner: &str,
     ip: Ipv4Addr,
 ) -> Result<String, NetworkError> {
-    attach_with(Session::open()?, cfg, netns_pid, owner, ip)
+    let netns = File::open(format!("/proc/{netns_pid}/ns/net")).map_err(|source| {
+        NetworkError::Namespace {
+            pid: netns_pid,
+            source,
+        }
+    })?;
+    let host = wire(Session::open()?, cfg, &netns, false, owner, ip)?;
+    tracing::info!(veth = %host, pid = netns_pid, %ip, "attached pod to bridge");
+    Ok(host)
 }
 
-/// [`attach`] over a session opened beforehand.
-pub fn attach_with(
+/// [`attach`] from inside: the caller has just made its own network namespace (the pod's)
+/// and opened `session` in the host's before. The pause process wires its pod this way, on
+/// its own CPU while the supervisor prepares the containers. Returns the host end's name.
+pub fn attach_own(
     session: Session,
     cfg: &NetworkConfig,
-    netns_pid: i32,
+    owner: &str,
+    ip: Ipv4Addr,
+) -> Result<String, NetworkError> {
+    let netns =
+        File::open("/proc/thread-self/ns/net").map_err(|source| NetworkError::Namespace {
+            pid: std::process::id() as i32,
+            source,
+        })?;
+    wire(session, cfg, &netns, true, owner, ip)
+}
+
+/// The veth pair between the host (`session`) and `netns`, and the pod side's address and
+/// routes; `inside`: the caller is in `netns` already. On failure the host end (and with it
+/// the pair) is deleted again.
+fn wire(
+    session: Session,
+    cfg: &NetworkConfig,
+    netns: &File,
+    inside: bool,
     owner: &str,
     ip: Ipv4Addr,
 ) -> Result<String, NetworkError> {
@@ -144,38 +172,35 @@ pub fn attach_with(
         });
     }
     let host = veth_name(owner);
-    let ns_path = format!("/proc/{netns_pid}/ns/net");
-    let netns = File::open(&ns_path).map_err(|source| NetworkError::Namespace {
-        pid: netns_pid,
-        source,
-    })?;
-
-    let (wired_cfg, wired_host) = (cfg.clone(), host.clone());
     let Session {
         runtime,
         host: host_side,
     } = session;
-    let result = runtime.block_on(async move {
+    runtime.block_on(async {
         // A socket talks to the namespace it was created in: the pod side's is made inside.
-        let pod_side = connect(Some(&netns))?;
+        let pod_side = connect((!inside).then_some(netns));
         crate::starttrace::mark("net runtime+socket");
-        create_pair(&host_side, &wired_cfg, &netns, &wired_host).await?;
-        crate::starttrace::mark("net veth made");
-        configure_pod_side(&pod_side, &wired_cfg, ip).await
-    });
-    match result {
-        Ok(()) => {
-            tracing::info!(veth = %host, pid = netns_pid, %ip, "attached pod to bridge");
-            Ok(host)
-        }
-        Err(e) => {
-            tracing::error!(veth = %host, pid = netns_pid, error = %e, "failed to attach pod");
-            if let Err(cleanup) = detach(&host) {
-                tracing::warn!(veth = %host, error = %cleanup, "failed to remove veth after error");
+        let wired = match pod_side {
+            Ok(pod_side) => match create_pair(&host_side, cfg, netns, &host).await {
+                Ok(()) => {
+                    crate::starttrace::mark("net veth made");
+                    configure_pod_side(&pod_side, cfg, ip).await
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match wired {
+            Ok(()) => Ok(host.clone()),
+            Err(e) => {
+                tracing::error!(veth = %host, error = %e, "failed to attach pod");
+                if let Err(cleanup) = delete_link(&host_side, &host).await {
+                    tracing::warn!(veth = %host, error = %cleanup, "failed to remove veth after error");
+                }
+                Err(e)
             }
-            Err(e)
         }
-    }
+    })
 }
 
 /// Deletes a pod's host veth (its peer goes with it). Ok when it is already gone.

@@ -19,7 +19,7 @@ use crate::store::StoreError;
 
 pub use config::NetworkConfig;
 pub use ipam::Ipam;
-pub use link::{attach, attach_with, detach, ensure_bridge, link_exists, veth_name, Session};
+pub use link::{attach, attach_own, detach, ensure_bridge, link_exists, veth_name, Session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {

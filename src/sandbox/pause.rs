@@ -29,6 +29,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -38,6 +39,7 @@ use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::Pid;
 
 use crate::cgroup::clone::Cloned;
+use crate::network::{self, NetworkConfig};
 
 use super::HostNamespaces;
 
@@ -51,6 +53,42 @@ pub const SANDBOX_OOM_SCORE_ADJ: &str = "-998";
 pub struct Pause {
     pub pid: Pid,
     report: OwnedFd,
+    /// Hung up once the pod's network is wired (holds the failure's message instead), when
+    /// the pause process was asked to wire it ([`Wiring`]).
+    wired: Option<OwnedFd>,
+}
+
+/// The pod network the pause process wires from inside its new network namespace, while the
+/// supervisor prepares the containers: the veth pair on the bridge, eth0's address, the
+/// routes ([`network::attach_own`]). Its host-side netlink socket is opened before it leaves
+/// the host's namespace.
+pub struct Wiring<'a> {
+    pub net: &'a NetworkConfig,
+    /// The pod's UID: the host end's name.
+    pub owner: &'a str,
+    pub ip: Ipv4Addr,
+}
+
+/// A pause process whose namespaces exist; its network may still be in the making.
+#[derive(Debug)]
+pub struct Made {
+    pub pid: Pid,
+    wired: Option<OwnedFd>,
+}
+
+impl Made {
+    /// Waits until the pause process has wired the pod's network (at once when it was not
+    /// asked to); on failure it is reaped and the error's text returned.
+    pub fn wait_wired(self) -> Result<(), String> {
+        let Some(fd) = self.wired else { return Ok(()) };
+        let mut msg = Vec::new();
+        let _ = io::Read::read_to_end(&mut std::fs::File::from(fd), &mut msg);
+        if msg.is_empty() {
+            return Ok(());
+        }
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+        Err(String::from_utf8_lossy(&msg).into_owned())
+    }
 }
 
 impl Pause {
@@ -63,11 +101,14 @@ impl Pause {
 
     /// Waits until the namespaces exist and the hostname is set; on failure the child is
     /// reaped and its message returned.
-    pub fn wait_ready(self) -> io::Result<Pid> {
+    pub fn wait_ready(self) -> io::Result<Made> {
         let mut msg = Vec::new();
         let _ = io::Read::read_to_end(&mut std::fs::File::from(self.report), &mut msg);
         if msg.is_empty() {
-            Ok(self.pid)
+            Ok(Made {
+                pid: self.pid,
+                wired: self.wired,
+            })
         } else {
             let _ = nix::sys::wait::waitpid(self.pid, None);
             Err(io::Error::other(String::from_utf8_lossy(&msg).into_owned()))
@@ -78,14 +119,17 @@ impl Pause {
 /// Forks the pause process into new net, uts and ipc namespaces with `hostname` set, inside
 /// `cgroup` (a cgroup v2 directory) when given; the namespaces `host` names are the host's
 /// (no new one, and no hostname set in the host's UTS namespace). With `new_pid_ns`
-/// (shareProcessNamespace) it is pid 1 of a new pid namespace. Returns at once: the caller can
-/// work while the kernel builds the network namespace, and calls [`Pause::wait_ready`] before
-/// using it. The caller reaps the process.
+/// (shareProcessNamespace) it is pid 1 of a new pid namespace; with `wiring` (a new network
+/// namespace only) it wires the pod's network once its namespaces are made. Returns at once:
+/// the caller can work while the kernel builds the network namespace, and calls
+/// [`Pause::wait_ready`] before using it, then [`Made::wait_wired`]. The caller reaps the
+/// process.
 pub fn spawn(
     hostname: &str,
     cgroup: Option<&Path>,
     host: HostNamespaces,
     new_pid_ns: bool,
+    wiring: Option<Wiring>,
 ) -> io::Result<Pause> {
     if crate::procfs::thread_count() != 1 {
         return Err(io::Error::other(
@@ -114,6 +158,11 @@ pub fn spawn(
     let cgroup_dir = cgroup.map(crate::cgroup::clone::open_dir).transpose()?;
     // The child reports a failed setup step through this pipe before it pauses.
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let wiring = wiring.filter(|_| unshare_flags.contains(CloneFlags::CLONE_NEWNET));
+    let wired = match wiring {
+        Some(_) => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?),
+        None => None,
+    };
     // With shareProcessNamespace the child is pid 1 of a new pid namespace: a clone flag, as
     // unshare(CLONE_NEWPID) would only move the caller's future children; clone keeps the
     // child a direct, waitable child of ours.
@@ -134,14 +183,16 @@ pub fn spawn(
                 cgroup_dir: dir_fd.filter(|_| !joined),
                 null: null.as_raw_fd(),
                 report: fd,
+                wired: wired.as_ref().map(|(_, w)| w.as_raw_fd()),
             };
-            pause_child(&host, &comm, &fds, unshare_flags)
+            pause_child(&host, &comm, &fds, unshare_flags, wiring.as_ref())
         }
         Cloned::Parent { pid } => {
             drop(err_w);
             Ok(Pause {
                 pid: Pid::from_raw(pid),
                 report: err_r,
+                wired: wired.map(|(r, _)| r),
             })
         }
     }
@@ -159,10 +210,19 @@ struct ChildFds {
     cgroup_dir: Option<i32>,
     null: i32,
     report: i32,
+    /// Where the network's wiring is reported, when asked for.
+    wired: Option<i32>,
 }
 
-/// The forked child: join the cgroup, make the namespaces, name itself, report, then pause.
-fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags) -> ! {
+/// The forked child: join the cgroup, make the namespaces, name itself, report, wire the
+/// network if asked, then pause.
+fn pause_child(
+    host: &CString,
+    comm: &CString,
+    fds: &ChildFds,
+    flags: CloneFlags,
+    wiring: Option<&Wiring>,
+) -> ! {
     let report = fds.report;
     let fail = |step: &str, e: io::Error| -> ! {
         let msg = format!("{step}: {e}");
@@ -177,6 +237,8 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
             fail("join the sandbox cgroup", e.into());
         }
     }
+    // A socket stays in the namespace it was opened in: the host side's, before leaving.
+    let session = wiring.map(|_| network::Session::open());
     if let Err(e) = unshare(flags) {
         fail("unshare net, uts, ipc", e.into());
     }
@@ -202,6 +264,24 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
             libc::close(fd);
         }
     }
+    // The namespaces are made: the parent, and the containers' inits waiting to join them,
+    // see the report pipe's end of file now, while the network is wired.
+    // SAFETY: closing our own pipe end; nothing writes to it afterwards.
+    unsafe { libc::close(report) };
+    if let (Some(w), Some(session), Some(fd)) = (wiring, session, fds.wired) {
+        let wired = session.and_then(|s| network::attach_own(s, w.net, w.owner, w.ip));
+        if let Err(e) = wired {
+            let msg = e.to_string();
+            // SAFETY: writing a buffer we own to a pipe fd we own, then leaving without
+            // unwinding: the namespace and the pair in it go with us.
+            unsafe {
+                libc::write(fd, msg.as_ptr().cast(), msg.len());
+                libc::_exit(1)
+            }
+        }
+        // SAFETY: closing our own pipe end: the parent reads "wired".
+        unsafe { libc::close(fd) };
+    }
     // Orphans of a shared pid namespace are reaped by the kernel; SIGTERM/SIGINT end us.
     // SAFETY: signal(2) with SIG_IGN and an async-signal-safe handler; no memory involved.
     unsafe {
@@ -221,14 +301,13 @@ fn pause_child(host: &CString, comm: &CString, fds: &ChildFds, flags: CloneFlags
     // exec; the handlers are not).
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&ending_signals()), None);
     // Keep nothing of the supervisor's open files (pipes, logs, locks): fds 0-2 go to
-    // /dev/null, everything else is closed, the report pipe last, which tells the parent we
-    // are ready.
+    // /dev/null, everything else is closed.
     for target in 0..3 {
         // SAFETY: dup2 onto the standard descriptors.
         unsafe { libc::dup2(fds.null, target) };
     }
     #[cfg(peapod_pause_exe)]
-    exec::pause_program(report);
+    exec::pause_program();
     // SAFETY: close_range(2) on descriptors this process owns; nothing uses them afterwards.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
@@ -259,11 +338,10 @@ mod exec {
     /// memfd_create(2)'s flag (Linux 6.3): executable even where vm.memfd_noexec is 1.
     const MFD_EXEC: u32 = 0x10;
 
-    /// Marks every descriptor but 0-2 close-on-exec, closes the report pipe (the parent reads
-    /// "ready") and executes the pause program. Returns only where the kernel refused (the
-    /// caller then closes what is left, the report pipe too if it is still open, and pauses
-    /// in this process).
-    pub(super) fn pause_program(report: i32) {
+    /// Marks every descriptor but 0-2 close-on-exec and executes the pause program. Returns
+    /// only where the kernel refused (the caller then closes what is left and pauses in this
+    /// process).
+    pub(super) fn pause_program() {
         // SAFETY: close_range(2) marking descriptors this process owns close-on-exec.
         if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0
         {
@@ -272,11 +350,9 @@ mod exec {
         let Some(memfd) = sealed_memfd() else { return };
         let argv = [c"peapod-pause".as_ptr(), std::ptr::null()];
         let envp = [std::ptr::null::<libc::c_char>()];
-        // SAFETY: closing our own pipe end (the parent's wait_ready sees its end of file), then
-        // execveat(2) of a descriptor we own with NULL-terminated argv and envp arrays on our
-        // stack. It returns only on failure, which the caller survives.
+        // SAFETY: execveat(2) of a descriptor we own with NULL-terminated argv and envp arrays
+        // on our stack. It returns only on failure, which the caller survives.
         unsafe {
-            libc::close(report);
             libc::syscall(
                 libc::SYS_execveat,
                 memfd,

@@ -54,30 +54,30 @@ impl Supervisor {
         (hosts, format!("{}\n", files::pod_hostname(&self.pod)))
     }
 
-    /// What the veth needs before the pause process's namespaces exist: the state recorded
-    /// before the veth is made (the sandbox process, its address and the veth's name, unless
-    /// already on record: the write is skipped as unchanged), and a netlink session. None in
-    /// the host's network.
-    pub(super) fn prepare_network(&mut self) -> Result<Option<network::Session>, SandboxError> {
+    /// What the veth needs recorded before it exists: the sandbox process, its address and
+    /// the veth's name (unless already on record: the write is skipped as unchanged). Nothing
+    /// in the host's network.
+    pub(super) fn prepare_network(&mut self) -> Result<(), SandboxError> {
         if self.host_namespaces().network {
-            return Ok(None);
+            return Ok(());
         }
-        self.save_state()?;
-        Ok(Some(network::Session::open()?))
+        Ok(self.save_state()?)
     }
 
-    /// The veth and the pod side's address and route over the session `prepare_network`
-    /// opened (None: the host's network, nothing to wire), then the host ports.
+    /// The pod's network as the pause process `made` wired it (it ensured the bridge, and
+    /// replaced a stale pair of this pod left by an earlier sandbox; None or not asked: the
+    /// host's network, nothing to wire), then the host ports.
     pub(super) fn wire_network(
         &mut self,
         pid: i32,
         ip: Ipv4Addr,
-        session: Option<network::Session>,
+        made: Option<crate::sandbox::pause::Made>,
     ) -> Result<(), SandboxError> {
-        if let Some(session) = session {
-            // attach ensures the bridge, and replaces a stale pair of this pod left by an
-            // earlier sandbox.
-            network::attach_with(session, &self.host.net, pid, &self.uid, ip)?;
+        if let Some(made) = made {
+            made.wait_wired().map_err(SandboxError::Wiring)?;
+            if !self.host_namespaces().network {
+                tracing::info!(veth = %network::veth_name(&self.uid), pid, %ip, "attached pod to bridge");
+            }
         }
         self.map_host_ports(ip)?;
         self.sandbox.host_ip = Some(self.host.net.gateway().to_string());

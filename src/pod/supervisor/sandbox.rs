@@ -64,6 +64,9 @@ pub(super) enum SandboxError {
     Pause(#[source] std::io::Error),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// The pause process's failure to wire the network: a [`NetworkError`]'s text.
+    #[error("{0}")]
+    Wiring(String),
     #[error(transparent)]
     Files(#[from] FilesError),
     #[error(transparent)]
@@ -196,12 +199,12 @@ impl Supervisor {
                     created.push((i, p));
                 }
             }
-            // The network recorded and a netlink session opened while the kernel may still
-            // be making the namespaces.
-            result = self.prepare_network().and_then(|session| {
-                self.await_namespaces()?;
+            // The network recorded while the pause process may still be making the
+            // namespaces and wiring them.
+            result = self.prepare_network().and_then(|()| {
+                let made = self.await_namespaces()?;
                 crate::starttrace::mark("sup namespaces awaited");
-                self.connect_network(session)
+                self.connect_network(made)
             });
             crate::starttrace::mark("sup network wired");
             match result {
@@ -212,6 +215,8 @@ impl Supervisor {
                 }
                 Err(_) => self.abandon_created(created),
             }
+            // Their inits took the program compiled ahead, if any: not kept for the pod's life.
+            crate::container::runtime::seccomp::forget_ahead();
         }
         if let Err(e) = result {
             tracing::error!(error = %e, "sandbox creation failed");
@@ -278,13 +283,28 @@ impl Supervisor {
         }
 
         crate::starttrace::mark("sup shm");
+        // The pod's IP and its veth's name (recorded before the veth exists, `wire_network`),
+        // for the pause process to wire.
+        let ip = self.sandbox_address()?;
+        self.sandbox.pod_ip = Some(ip);
+        tracing::debug!(%ip, "address allocated");
+        crate::starttrace::mark("sup ip allocated");
+
         // The pause process; with shareProcessNamespace it is pid 1 of the pod's pid namespace.
+        // Unless the pod is in the host's network, it wires the pod's network itself, from
+        // inside its new namespace, on the other CPU while the containers are prepared.
         let hostname = files::pod_hostname(&self.pod);
+        let wiring = pause::Wiring {
+            net: &self.host.net,
+            owner: &self.uid,
+            ip,
+        };
         let pause = pause::spawn(
             &hostname,
             sandbox_cgroup.as_deref(),
             self.host_namespaces(),
             crate::sandbox::shares_process_namespace(&self.pod),
+            Some(wiring),
         )
         .map_err(SandboxError::Spawn)?;
         let pid = pause.pid.as_raw();
@@ -293,12 +313,6 @@ impl Supervisor {
         self.sandbox.state = State::Ready { pid: pause.pid };
         self.state.sandbox.process = ProcessRef::of(pid);
         self.state.sandbox.attempt = self.state.sandbox.attempt.saturating_add(1);
-
-        // Its IP and veth's name (recorded before the veth exists, `wire_network`).
-        let ip = self.sandbox_address()?;
-        self.sandbox.pod_ip = Some(ip);
-        tracing::debug!(%ip, "address allocated");
-        crate::starttrace::mark("sup ip allocated");
 
         // The files every container shares (bind-mounted: final before any container starts).
         let host_resolv = fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
@@ -406,20 +420,20 @@ impl Supervisor {
 
     /// Waits until the pause process of the sandbox being made has its namespaces (a no-op
     /// once it has): before a container joins them, and before the network is wired.
-    pub(super) fn await_namespaces(&mut self) -> Result<(), SandboxError> {
+    pub(super) fn await_namespaces(&mut self) -> Result<Option<pause::Made>, SandboxError> {
         match self.sandbox.building.take() {
-            Some(pause) => pause.wait_ready().map(drop).map_err(SandboxError::Pause),
-            None => Ok(()),
+            Some(pause) => pause.wait_ready().map(Some).map_err(SandboxError::Pause),
+            None => Ok(None),
         }
     }
 
-    /// The bridge and the pod's veth, eth0, address and route (over `session` when one was
-    /// opened ahead).
-    fn connect_network(&mut self, session: Option<network::Session>) -> Result<(), SandboxError> {
+    /// The pod's veth, eth0, address and route, as the pause process `made` wired them, then
+    /// the host ports.
+    fn connect_network(&mut self, made: Option<pause::Made>) -> Result<(), SandboxError> {
         let (Some(pid), Some(ip)) = (self.sandbox.pid(), self.state.sandbox.ip) else {
             return Err(SandboxError::Gone);
         };
-        self.wire_network(pid.as_raw(), ip, session)?;
+        self.wire_network(pid.as_raw(), ip, made)?;
         tracing::info!(%pid, %ip, "sandbox ready");
         Ok(())
     }
