@@ -284,6 +284,11 @@ fn capability_set(names: &[&str]) -> Capabilities {
     names.iter().filter_map(|n| n.parse().ok()).collect()
 }
 
+/// The bounding set of a container that adds and drops nothing: [`DEFAULT_CAPABILITIES`].
+pub(crate) fn default_capabilities() -> Capabilities {
+    capability_set(&DEFAULT_CAPABILITIES)
+}
+
 /// containerd's defaults, then drop (`ALL` clears), then add (`ALL` = every capability);
 /// privileged containers get every capability and ignore add/drop.
 fn capabilities(

@@ -198,7 +198,7 @@ pub(crate) fn compile_seccomp(spec: &Spec) -> Result<Option<Compiled>, InitError
     spec.linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
+        .map(seccomp::compile_or_take_ahead)
         .transpose()
 }
 

@@ -22,7 +22,7 @@ mod error;
 mod exec;
 mod init;
 mod mounts;
-mod seccomp;
+pub(crate) mod seccomp;
 mod spawn;
 mod terminal;
 

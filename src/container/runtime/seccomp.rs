@@ -227,6 +227,45 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Compiled, InitError> {
     })
 }
 
+/// The RuntimeDefault profile of a container with the default capabilities (most pods'), and
+/// its program, compiled ahead by a process whose containers' inits are cloned later (a keeper
+/// waiting for its pod): an init whose Spec asks for exactly that profile takes the program
+/// instead of compiling it (0.1-0.25 ms of its start). Dropped once the first containers are
+/// made, so that the pod's processes do not keep it.
+static AHEAD: std::sync::Mutex<Option<(LinuxSeccomp, Compiled)>> = std::sync::Mutex::new(None);
+
+/// Compiles the usual profile for the inits to come ([`compile_or_take_ahead`]).
+pub(crate) fn compile_ahead() {
+    let Ok(profile) =
+        crate::container::seccomp::runtime_default(&crate::container::spec::default_capabilities())
+    else {
+        return;
+    };
+    if let (Ok(program), Ok(mut slot)) = (compile(&profile), AHEAD.lock()) {
+        *slot = Some((profile, program));
+    }
+}
+
+/// Drops what [`compile_ahead`] made.
+pub(crate) fn forget_ahead() {
+    if let Ok(mut slot) = AHEAD.lock() {
+        slot.take();
+    }
+}
+
+/// `profile` compiled: the program [`compile_ahead`] made when it is that profile's.
+pub(crate) fn compile_or_take_ahead(profile: &LinuxSeccomp) -> Result<Compiled, InitError> {
+    let ahead = AHEAD.lock().ok().and_then(|slot| {
+        slot.as_ref()
+            .filter(|(p, _)| p == profile)
+            .map(|(_, c)| c.clone())
+    });
+    match ahead {
+        Some(program) => Ok(program),
+        None => compile(profile),
+    }
+}
+
 /// The kernel's `struct sock_fprog`.
 #[repr(C)]
 struct SockFprog {

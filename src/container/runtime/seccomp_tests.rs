@@ -373,3 +373,24 @@ fn the_kernel_loads_the_default_profile() {
         "{status:#x}"
     );
 }
+
+#[test]
+fn the_program_compiled_ahead_serves_only_its_own_profile() {
+    compile_ahead();
+    let usual = runtime_default(&default_caps()).unwrap();
+    let mut more = default_caps();
+    more.insert(Capability::SysAdmin);
+    let admin = runtime_default(&more).unwrap();
+    assert_ne!(compile(&usual).unwrap(), compile(&admin).unwrap());
+    assert!(AHEAD.lock().unwrap().is_some(), "nothing compiled ahead");
+    assert_eq!(
+        compile_or_take_ahead(&usual).unwrap(),
+        compile(&usual).unwrap()
+    );
+    assert_eq!(
+        compile_or_take_ahead(&admin).unwrap(),
+        compile(&admin).unwrap()
+    );
+    forget_ahead();
+    assert!(AHEAD.lock().unwrap().is_none());
+}

@@ -211,13 +211,15 @@ struct Prepared {
 static PREPARED: std::sync::Mutex<Option<Prepared>> = std::sync::Mutex::new(None);
 
 /// Done by a keeper that waits for its pod (stdout and stderr not yet the pod's log): the
-/// logging set up, and the host's facts learnt for its supervisor. Only a usual host's facts
+/// logging set up, the host's facts learnt for its supervisor, and the usual seccomp program
+/// compiled for its first containers' inits (`seccomp::compile_ahead`). Only a usual host's facts
 /// are kept; on any other, the supervisor learns them again and logs what the host lacks.
 pub(crate) fn prepare() {
     init_logging();
     let Ok(host) = Host::learn(&Paths::from_env()) else {
         return;
     };
+    crate::container::runtime::seccomp::compile_ahead();
     if let (CgroupSupport::V2 { .. }, Ok(mut slot)) = (&host.cgroup_support, PREPARED.lock()) {
         let boot_id = crate::procfs::boot_id();
         *slot = Some(Prepared { host, boot_id });
@@ -229,6 +231,7 @@ pub(crate) fn forget_prepared() {
     if let Ok(mut slot) = PREPARED.lock() {
         slot.take();
     }
+    crate::container::runtime::seccomp::forget_ahead();
 }
 
 pub(crate) struct Supervisor {
