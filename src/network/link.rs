@@ -177,20 +177,15 @@ fn wire(
         host: host_side,
     } = session;
     runtime.block_on(async {
-        // A socket talks to the namespace it was created in: the pod side's is made inside.
-        let pod_side = connect((!inside).then_some(netns));
-        crate::starttrace::mark("net runtime+socket");
-        let wired = match pod_side {
-            Ok(pod_side) => match create_pair(&host_side, cfg, netns, &host).await {
-                Ok(()) => {
-                    crate::starttrace::mark("net veth made");
-                    configure_pod_side(&pod_side, cfg, ip).await
-                }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+        let wired = async {
+            // A socket talks to the namespace it was created in: the pod side's is made inside.
+            let pod_side = connect((!inside).then_some(netns))?;
+            crate::starttrace::mark("net runtime+socket");
+            create_pair(&host_side, cfg, netns, &host).await?;
+            crate::starttrace::mark("net veth made");
+            configure_pod_side(&pod_side, cfg, ip).await
         };
-        match wired {
+        match wired.await {
             Ok(()) => Ok(host.clone()),
             Err(e) => {
                 tracing::error!(veth = %host, error = %e, "failed to attach pod");

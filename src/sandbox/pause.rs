@@ -72,19 +72,21 @@ pub struct Wiring<'a> {
 /// A pause process whose namespaces exist; its network may still be in the making.
 #[derive(Debug)]
 pub struct Made {
-    pub pid: Pid,
+    pid: Pid,
     wired: Option<OwnedFd>,
 }
 
 impl Made {
-    /// Waits until the pause process has wired the pod's network (at once when it was not
-    /// asked to); on failure it is reaped and the error's text returned.
-    pub fn wait_wired(self) -> Result<(), String> {
-        let Some(fd) = self.wired else { return Ok(()) };
+    /// Waits until the pause process has wired the pod's network: true then, false at once
+    /// when it was not asked to; on failure it is reaped and the error's text returned.
+    pub fn wait_wired(self) -> Result<bool, String> {
+        let Some(fd) = self.wired else {
+            return Ok(false);
+        };
         let mut msg = Vec::new();
         let _ = io::Read::read_to_end(&mut std::fs::File::from(fd), &mut msg);
         if msg.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let _ = nix::sys::wait::waitpid(self.pid, None);
         Err(String::from_utf8_lossy(&msg).into_owned())

@@ -74,8 +74,7 @@ impl Supervisor {
         made: Option<crate::sandbox::pause::Made>,
     ) -> Result<(), SandboxError> {
         if let Some(made) = made {
-            made.wait_wired().map_err(SandboxError::Wiring)?;
-            if !self.host_namespaces().network {
+            if made.wait_wired().map_err(SandboxError::Wiring)? {
                 tracing::info!(veth = %network::veth_name(&self.uid), pid, %ip, "attached pod to bridge");
             }
         }
