@@ -43,97 +43,89 @@ const STACK_KEPT_BELOW: usize = 4096;
 /// than the probe's own fork and exec (figures in the module doc).
 pub fn release_idle_memory() {
     let pid = std::process::id();
-    let learned = LEARNED.with(|l| {
-        let mut l = l.borrow_mut();
-        if l.as_ref().is_none_or(|known| known.pid != pid) {
-            *l = Some(Learned::read(pid));
-        }
-        l.clone()
-    });
-    let Some(learned) = learned else { return };
     let here = 0u8;
     let sp = std::ptr::addr_of!(here) as usize;
-    let stack = learned
-        .stack
-        .and_then(|(start, end)| dead_stack(start, end, sp));
-    for (start, end) in learned.code.iter().copied().chain(stack) {
-        // SAFETY: each range is either a mapping of our own executable that holds no private
-        // page (DONTNEED only drops page table entries and the kernel refaults the same file
-        // content), or the part of our stack below the live frames (dead memory, refaulted as
-        // zero pages on the next use).
-        let rc =
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "madvise failed");
+    LEARNED.with(|l| {
+        let mut l = l.borrow_mut();
+        let learned = match l.take() {
+            Some(known) if known.pid == pid => l.insert(known),
+            _ => l.insert(Learned::read(pid)),
+        };
+        for (start, end) in learned.ranges(sp) {
+            // SAFETY: each range is either a mapping of our own executable that holds no
+            // private page (DONTNEED only drops page table entries and the kernel refaults the
+            // same file content), or the part of our stack below the live frames (dead memory,
+            // refaulted as zero pages on the next use).
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                tracing::debug!(error = %std::io::Error::last_os_error(), "madvise failed");
+            }
         }
-    }
+    });
     // SAFETY: malloc_trim only returns free heap memory to the kernel; single-threaded caller.
     unsafe { libc::malloc_trim(0) };
 }
 
-/// What [`release_idle_memory`] learned from this process's smaps, the first time it ran in it:
-/// the executable's clean mappings and the stack's mapping. A forked child shares the
+/// What a process's smaps says there is to release: the executable's clean mappings, the
+/// stack's mapping and the heap's. [`release_idle_memory`] keeps what it learned the first time
+/// it ran in a process (not the heap: the idle loop's is live); a forked child shares the
 /// addresses, not the knowledge: `pid` tells whose it is (the keeper forks supervisors).
-#[derive(Clone)]
 struct Learned {
     pid: u32,
     code: Vec<(usize, usize)>,
     stack: Option<(usize, usize)>,
+    heap: Option<(usize, usize)>,
 }
 
 impl Learned {
     /// This process's smaps, read now; nothing to release if /proc cannot tell.
     fn read(pid: u32) -> Learned {
+        let exe = fs::read_link("/proc/self/exe");
+        match (
+            exe.as_deref().map(|e| e.to_str()),
+            fs::read_to_string("/proc/self/smaps"),
+        ) {
+            (Ok(Some(exe)), Ok(smaps)) => Learned::parse(pid, &smaps, exe),
+            _ => Learned::parse(pid, "", ""),
+        }
+    }
+
+    /// What the smaps text of process `pid`, whose executable is `exe`, says.
+    fn parse(pid: u32, smaps: &str, exe: &str) -> Learned {
         let mut learned = Learned {
             pid,
             code: Vec::new(),
             stack: None,
+            heap: None,
         };
-        let (Ok(exe), Ok(smaps)) = (
-            fs::read_link("/proc/self/exe"),
-            fs::read_to_string("/proc/self/smaps"),
-        ) else {
-            return learned;
-        };
-        let Some(exe) = exe.to_str() else {
-            return learned;
-        };
-        for m in mappings(&smaps) {
-            if is_clean_code(&m, exe) {
+        for m in mappings(smaps) {
+            if m.path == exe && (m.perms == "r--p" || m.perms == "r-xp") && m.anonymous_kb == 0 {
                 learned.code.push((m.start, m.end));
             } else if m.path == "[stack]" {
                 learned.stack = Some((m.start, m.end));
+            } else if m.path == "[heap]" {
+                learned.heap = Some((m.start, m.end));
             }
         }
         learned
+    }
+
+    /// The ranges an idle trim hands back: the executable's read-only or code mappings that
+    /// hold no private page, and the stack below `sp` (less [`STACK_KEPT_BELOW`]), if the
+    /// stack holds `sp`. The stack's mapping only grows down: its start when learned stays in it.
+    fn ranges(&self, sp: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let dead_stack = self.stack.and_then(|(start, end)| {
+            let top = (sp & !4095).saturating_sub(STACK_KEPT_BELOW);
+            ((start..end).contains(&sp) && top > start).then_some((start, top))
+        });
+        self.code.iter().copied().chain(dead_stack)
     }
 }
 
 thread_local! {
     static LEARNED: std::cell::RefCell<Option<Learned>> = const { std::cell::RefCell::new(None) };
-}
-
-/// This process's [`releasable`] ranges and its `[heap]`; none if /proc cannot tell.
-fn own_releasable_and_heap() -> Vec<(usize, usize)> {
-    let Ok(exe) = fs::read_link("/proc/self/exe") else {
-        return Vec::new();
-    };
-    let Some(exe) = exe.to_str() else {
-        return Vec::new();
-    };
-    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
-        return Vec::new();
-    };
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
-    let mut out = releasable(&smaps, exe, sp);
-    out.extend(
-        mappings(&smaps)
-            .into_iter()
-            .filter(|m| m.path == "[heap]")
-            .map(|m| (m.start, m.end)),
-    );
-    out
 }
 
 /// At most this many ranges are released by [`release_for_good`] (in practice: the code, the
@@ -144,15 +136,19 @@ const RANGES_MAX: usize = 16;
 /// again, nor touches what it allocated: the pause process once its setup is done. Its
 /// allocator's own records are in those pages too: a later allocation would crash.
 pub fn release_for_good() {
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
     // The ranges are copied to the stack and every heap value dropped before the heap goes.
     let mut ranges = [(0usize, 0usize); RANGES_MAX];
     let mut count = 0;
-    for range in own_releasable_and_heap() {
+    let learned = Learned::read(std::process::id());
+    for range in learned.ranges(sp).chain(learned.heap) {
         if count < RANGES_MAX {
             ranges[count] = range;
             count += 1;
         }
     }
+    drop(learned);
     for &(start, end) in &ranges[..count] {
         // SAFETY: as in `release_idle_memory`, plus the heap, which the caller never uses
         // again (refaulted as zero pages if it did).
@@ -202,35 +198,6 @@ fn mappings(smaps: &str) -> Vec<Mapping<'_>> {
     out
 }
 
-/// The ranges `release_for_good` hands back besides the heap: `exe`'s read-only or code
-/// mappings that hold no private page, and the stack below `sp` (less [`STACK_KEPT_BELOW`]).
-fn releasable(smaps: &str, exe: &str, sp: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    for m in mappings(smaps) {
-        if is_clean_code(&m, exe) {
-            out.push((m.start, m.end));
-        } else if m.path == "[stack]" {
-            out.extend(dead_stack(m.start, m.end, sp));
-        }
-    }
-    out
-}
-
-/// A mapping of the executable `exe` that is code or read-only data with no private page.
-fn is_clean_code(m: &Mapping<'_>, exe: &str) -> bool {
-    m.path == exe && (m.perms == "r--p" || m.perms == "r-xp") && m.anonymous_kb == 0
-}
-
-/// The part of the stack mapping `start..end` below the live frames at `sp`, less
-/// [`STACK_KEPT_BELOW`]; none if `sp` is not on it or nothing is left below.
-fn dead_stack(start: usize, end: usize, sp: usize) -> Option<(usize, usize)> {
-    if !(start..end).contains(&sp) {
-        return None;
-    }
-    let top = (sp & !4095).saturating_sub(STACK_KEPT_BELOW);
-    (top > start).then_some((start, top))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,8 +221,9 @@ Anonymous:           116 kB
     #[test]
     fn clean_executable_mappings_and_the_dead_stack() {
         let sp = 0x7ffd00018123;
+        let learned = Learned::parse(1, SMAPS, "/usr/bin/peapod");
         assert_eq!(
-            releasable(SMAPS, "/usr/bin/peapod", sp),
+            learned.ranges(sp).collect::<Vec<_>>(),
             vec![
                 (0x400000, 0x500000),
                 (0x500000, 0xd00000),
@@ -269,11 +237,12 @@ Anonymous:           116 kB
         // The relocated .data.rel.ro (Anonymous > 0) is never in the list, nor a mapping whose
         // Anonymous line is missing, nor a stack that does not hold sp.
         let no_anon_line = "00400000-00500000 r--p 00000000 fe:01 12 /usr/bin/peapod\n";
-        assert_eq!(releasable(no_anon_line, "/usr/bin/peapod", 0), vec![]);
-        let ranges = releasable(SMAPS, "/usr/bin/peapod", 0x1000);
-        assert!(!ranges
-            .iter()
-            .any(|&(a, _)| a == 0xd00000 || a == 0x7ffd00000000));
+        let learned = Learned::parse(1, no_anon_line, "/usr/bin/peapod");
+        assert_eq!(learned.ranges(0).collect::<Vec<_>>(), vec![]);
+        let learned = Learned::parse(1, SMAPS, "/usr/bin/peapod");
+        assert!(!learned
+            .ranges(0x1000)
+            .any(|(a, _)| a == 0xd00000 || a == 0x7ffd00000000));
     }
 
     #[test]
