@@ -124,11 +124,26 @@ def wait_running(name):
             libc.inotify_rm_watch(inotify, watch)
         # events of the removed watch left in the queue are read by the next wait
 
+# PEAPOD_BENCH_PERF=CTL,ACK (scripts/bench --perf): perf record's control and ack fifos; the
+# recording is enabled around each timed start only (not the deletes, crun or the set-up).
+perf_fifos = os.environ.get("PEAPOD_BENCH_PERF", "").split(",")
+perf_ctl = open(perf_fifos[0], "w") if len(perf_fifos) == 2 else None
+perf_ack = open(perf_fifos[1]) if perf_ctl else None
+
+def perf(command):
+    if perf_ctl:
+        perf_ctl.write(command + "\n")
+        perf_ctl.flush()
+        perf_ack.readline()
+
 def apply_until_running(name, command, binary=None):
+    perf("enable")
     t0 = time.perf_counter()
     sh(binary or peapod, "apply", "-f", "-", input=pod_yaml(name, command).encode())
     wait_running(name)
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    perf("disable")
+    return elapsed
 
 def traced_start(name, command, trace):
     """One apply -> Running with PEAPOD_TRACE_START: {step: ms after the apply began}, each
