@@ -392,11 +392,13 @@ impl Waiting {
 fn await_request(link: OwnedFd) -> i32 {
     let mut buf = [0u8; MAX_REQUEST];
     let Ok((n, fds)) = crate::pod::zygote::receive_with_fds(&link, &mut buf) else {
+        crate::sandbox::pause::end_ahead();
         return 0;
     };
     drop(link);
     let mut fds = fds.into_iter();
     let (Some(ready), Some(log)) = (fds.next(), fds.next()) else {
+        crate::sandbox::pause::end_ahead();
         return 0;
     };
     // SAFETY: dup2 onto stdio, which this process owns.

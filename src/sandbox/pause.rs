@@ -118,6 +118,115 @@ impl Pause {
     }
 }
 
+/// A pod's net, uts and ipc namespaces made ahead, before the pod was asked for, by a keeper
+/// forked ahead (`spawner`'s waiting keeper, `supervisor::prepare`): a child of the keeper
+/// makes them while the CLI decodes the pod, and the first pause process its supervisor forks
+/// joins them (one `setns` of the child's pidfd) instead of making them on the pod's start
+/// path (the kernel builds a network namespace in ~0.5 ms of CPU, loopback and sysctl tables
+/// included). The child holds them until every copy of `hold` is closed (the pause process's
+/// last at its exec, the keeper's once its supervisor is forked), then exits; its namespaces
+/// hold no host resource, and die with it unless a pause process joined them.
+struct Ahead {
+    pid: Pid,
+    /// The child's pidfd: a `setns` on it joins its namespaces, or fails if it is gone.
+    pidfd: OwnedFd,
+    /// Reads one byte once the child has made its namespaces (EOF alone: it failed).
+    made: OwnedFd,
+    /// The child exits at this pipe's end of file.
+    _hold: OwnedFd,
+}
+
+/// What [`make_ahead`] started, for the first [`spawn`] of this process (it takes it).
+static AHEAD: std::sync::Mutex<Option<Ahead>> = std::sync::Mutex::new(None);
+
+/// Forks the child that makes a pod's usual namespaces (new net, uts and ipc) for the first
+/// pause process to come, and returns at once: the child makes them on its own CPU time.
+/// Nothing is kept on any failure: the pause process then makes its own. The caller is
+/// single-threaded.
+pub(crate) fn make_ahead() {
+    if crate::procfs::thread_count() != 1 {
+        return;
+    }
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (Ok((hold_r, hold_w)), Ok((made_r, made_w))) =
+        (nix::unistd::pipe2(cloexec), nix::unistd::pipe2(cloexec))
+    else {
+        return;
+    };
+    // SAFETY: like fork(2) from a single-threaded process (checked above); the child makes
+    // raw calls only and leaves through _exit.
+    let pid = match unsafe { crate::cgroup::clone::clone_into(0, None) } {
+        Ok(Cloned::Child { .. }) => hold_namespaces(hold_r.as_raw_fd(), made_w.as_raw_fd()),
+        Ok(Cloned::Parent { pid }) => pid,
+        Err(e) => {
+            tracing::debug!(error = %e, "namespaces ahead: clone refused");
+            return;
+        }
+    };
+    drop((hold_r, made_w));
+    // SAFETY: pidfd_open(2) of our own child, which cannot be reaped before we wait for it.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if pidfd < 0 {
+        // Without a pidfd (before Linux 5.3) nothing is joined: the child exits at our EOF.
+        return;
+    }
+    // SAFETY: a descriptor pidfd_open just returned to us, owned from here.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+    if let Ok(mut slot) = AHEAD.lock() {
+        *slot = Some(Ahead {
+            pid: Pid::from_raw(pid),
+            pidfd,
+            made: made_r,
+            _hold: hold_w,
+        });
+    }
+}
+
+/// The child of [`make_ahead`]: keeps only its two pipe ends, makes the namespaces, says so
+/// with one byte, and waits for its end of file.
+fn hold_namespaces(hold: i32, made: i32) -> ! {
+    let (low, high) = (hold.min(made) as u32, hold.max(made) as u32);
+    let flags = libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let mut byte = 0u8;
+    // SAFETY: closing every other descriptor of ours (the keeper's socket to its spawner
+    // above all: its end must close with the keeper), then unshare, write, read and _exit
+    // on our own descriptors and stack.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, low.saturating_sub(1), 0u32);
+        if high > low + 1 {
+            libc::syscall(libc::SYS_close_range, low + 1, high - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, high + 1, u32::MAX, 0u32);
+        if libc::unshare(flags) != 0 {
+            libc::_exit(1);
+        }
+        libc::write(made, b"1".as_ptr().cast(), 1);
+        libc::close(made);
+        libc::read(hold, (&mut byte as *mut u8).cast(), 1);
+        libc::_exit(0)
+    }
+}
+
+/// Closes what [`make_ahead`] kept (in a keeper, once its first supervisor is forked: the
+/// supervisor has its own copies of the descriptors; the keeper reaps the child with its
+/// other children).
+pub(crate) fn forget_ahead() {
+    if let Ok(mut slot) = AHEAD.lock() {
+        slot.take();
+    }
+}
+
+/// Ends and reaps the child of [`make_ahead`]: in a keeper whose pod was never asked for, so
+/// that no process of the command outlives it.
+pub(crate) fn end_ahead() {
+    let ahead = AHEAD.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(ahead) = ahead {
+        let pid = ahead.pid;
+        drop(ahead);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+}
+
 /// Forks the pause process into new net, uts and ipc namespaces with `hostname` set, inside
 /// `cgroup` (a cgroup v2 directory) when given; the namespaces `host` names are the host's
 /// (no new one, and no hostname set in the host's UTS namespace). With `new_pid_ns`
@@ -150,6 +259,13 @@ pub fn spawn(
     }
     let host = CString::new(hostname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
+    // The namespaces made ahead, if any, taken (used once: a later sandbox of the pod makes
+    // its own); those of them the pod does not want (the host's) are closed.
+    let ahead = AHEAD
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take())
+        .filter(|_| !unshare_flags.is_empty());
     // Opened before the fork so that the child allocates nothing: every heap page it touched
     // would become its own copy.
     let null = OpenOptions::new()
@@ -186,6 +302,7 @@ pub fn spawn(
                 null: null.as_raw_fd(),
                 report: fd,
                 wired: wired.as_ref().map(|(_, w)| w.as_raw_fd()),
+                ahead: ahead.as_ref(),
             };
             pause_child(&host, &comm, &fds, unshare_flags, wiring.as_ref())
         }
@@ -207,13 +324,15 @@ extern "C" fn exit_on_signal(_: libc::c_int) {
 }
 
 /// Descriptors the pause child uses, opened by the parent.
-struct ChildFds {
+struct ChildFds<'a> {
     /// The sandbox cgroup to join, when the child was not created in it.
     cgroup_dir: Option<i32>,
     null: i32,
     report: i32,
     /// Where the network's wiring is reported, when asked for.
     wired: Option<i32>,
+    /// Namespaces made ahead to join instead of making them ([`make_ahead`]).
+    ahead: Option<&'a Ahead>,
 }
 
 /// The forked child: join the cgroup, make the namespaces, name itself, report, wire the
@@ -221,7 +340,7 @@ struct ChildFds {
 fn pause_child(
     host: &CString,
     comm: &CString,
-    fds: &ChildFds,
+    fds: &ChildFds<'_>,
     flags: CloneFlags,
     wiring: Option<&Wiring>,
 ) -> ! {
@@ -241,8 +360,10 @@ fn pause_child(
     }
     // A socket stays in the namespace it was opened in: the host side's, before leaving.
     let session = wiring.map(|_| network::Session::open());
-    if let Err(e) = unshare(flags) {
-        fail("unshare net, uts, ipc", e.into());
+    if !fds.ahead.is_some_and(|a| join_ahead(a, flags)) {
+        if let Err(e) = unshare(flags) {
+            fail("unshare net, uts, ipc", e.into());
+        }
     }
     // SAFETY: sethostname with a NUL-terminated buffer and its length, in our own UTS
     // namespace only: the host's keeps its name.
@@ -320,6 +441,20 @@ fn pause_child(
         // SAFETY: pause(2) has no preconditions.
         unsafe { libc::pause() };
     }
+}
+
+/// Joins the namespaces `flags` names among those made ahead, once they are made; false (none
+/// joined) if they could not be: the caller makes its own.
+fn join_ahead(ahead: &Ahead, flags: CloneFlags) -> bool {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: read(2) of one byte into our stack from a pipe end we hold.
+        let n = unsafe { libc::read(ahead.made.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+        if n >= 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            break;
+        }
+    }
+    byte == b'1' && nix::sched::setns(&ahead.pidfd, flags).is_ok()
 }
 
 /// SIGTERM and SIGINT: what ends a pause process.

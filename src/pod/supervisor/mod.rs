@@ -220,6 +220,7 @@ pub(crate) fn prepare() {
         return;
     };
     crate::container::runtime::seccomp::compile_ahead();
+    crate::sandbox::pause::make_ahead();
     if let (CgroupSupport::V2 { .. }, Ok(mut slot)) = (&host.cgroup_support, PREPARED.lock()) {
         let boot_id = crate::procfs::boot_id();
         *slot = Some(Prepared { host, boot_id });
@@ -232,6 +233,7 @@ pub(crate) fn forget_prepared() {
         slot.take();
     }
     crate::container::runtime::seccomp::forget_ahead();
+    crate::sandbox::pause::forget_ahead();
 }
 
 pub(crate) struct Supervisor {
