@@ -141,20 +141,16 @@ static AHEAD: std::sync::Mutex<Option<Ahead>> = std::sync::Mutex::new(None);
 
 /// Forks the child that makes a pod's usual namespaces (new net, uts and ipc) for the first
 /// pause process to come, and returns at once: the child makes them on its own CPU time.
-/// Nothing is kept on any failure: the pause process then makes its own. The caller is
-/// single-threaded.
+/// Nothing is kept on any failure: the pause process then makes its own.
 pub(crate) fn make_ahead() {
-    if crate::procfs::thread_count() != 1 {
-        return;
-    }
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (Ok((hold_r, hold_w)), Ok((made_r, made_w))) =
         (nix::unistd::pipe2(cloexec), nix::unistd::pipe2(cloexec))
     else {
         return;
     };
-    // SAFETY: like fork(2) from a single-threaded process (checked above); the child makes
-    // raw calls only and leaves through _exit.
+    // SAFETY: like fork(2); the child makes only async-signal-safe raw calls (safe even after
+    // a fork of a threaded process) and leaves through _exit.
     let pid = match unsafe { crate::cgroup::clone::clone_into(0, None) } {
         Ok(Cloned::Child { .. }) => hold_namespaces(hold_r.as_raw_fd(), made_w.as_raw_fd()),
         Ok(Cloned::Parent { pid }) => pid,
