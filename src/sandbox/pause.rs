@@ -203,20 +203,22 @@ fn hold_namespaces(hold: i32, made: i32) -> ! {
     }
 }
 
+/// What [`make_ahead`] kept, taken (none is left behind).
+fn take_ahead() -> Option<Ahead> {
+    AHEAD.lock().ok().and_then(|mut slot| slot.take())
+}
+
 /// Closes what [`make_ahead`] kept (in a keeper, once its first supervisor is forked: the
 /// supervisor has its own copies of the descriptors; the keeper reaps the child with its
 /// other children).
 pub(crate) fn forget_ahead() {
-    if let Ok(mut slot) = AHEAD.lock() {
-        slot.take();
-    }
+    drop(take_ahead());
 }
 
 /// Ends and reaps the child of [`make_ahead`]: in a keeper whose pod was never asked for, so
 /// that no process of the command outlives it.
 pub(crate) fn end_ahead() {
-    let ahead = AHEAD.lock().ok().and_then(|mut slot| slot.take());
-    if let Some(ahead) = ahead {
+    if let Some(ahead) = take_ahead() {
         let pid = ahead.pid;
         drop(ahead);
         let _ = nix::sys::wait::waitpid(pid, None);
@@ -256,12 +258,9 @@ pub fn spawn(
     let host = CString::new(hostname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
     // The namespaces made ahead, if any, taken (used once: a later sandbox of the pod makes
-    // its own); those of them the pod does not want (the host's) are closed.
-    let ahead = AHEAD
-        .lock()
-        .ok()
-        .and_then(|mut slot| slot.take())
-        .filter(|_| !unshare_flags.is_empty());
+    // its own); the pause process joins only those of the kinds the pod wants new, and none
+    // when it wants the host's of every kind.
+    let ahead = take_ahead().filter(|_| !unshare_flags.is_empty());
     // Opened before the fork so that the child allocates nothing: every heap page it touched
     // would become its own copy.
     let null = OpenOptions::new()
