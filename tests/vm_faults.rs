@@ -457,6 +457,10 @@ fn verify_blobs(images: &Path) {
 /// unmounted when dropped.
 struct SmallDisk {
     root: PathBuf,
+    /// What `fill` wrote: a test that fails while the disk is full must not leave it full,
+    /// or its clean-up (a delete records its intent on this disk) fails too and its pods
+    /// outlive it into the next tests.
+    fillers: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl SmallDisk {
@@ -474,7 +478,10 @@ impl SmallDisk {
             "cannot mount a {size} tmpfs on {}",
             lib.display()
         );
-        SmallDisk { root }
+        SmallDisk {
+            root,
+            fillers: Default::default(),
+        }
     }
 
     fn lib(&self) -> PathBuf {
@@ -506,6 +513,7 @@ impl SmallDisk {
         }
         // The last partial page too.
         while f.write(&chunk[..512]).is_ok_and(|n| n > 0) {}
+        self.fillers.borrow_mut().push(path.clone());
         path
     }
 
@@ -594,7 +602,11 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        // A test that failed half-way leaves its pods: they go before their disk.
+        // A test that failed half-way leaves its pods: they go before their disk, once it has
+        // room for the delete's record.
+        for filler in self.fillers.borrow().iter() {
+            let _ = std::fs::remove_file(filler);
+        }
         let _ = self.peapod(&["delete", "pods", "--all", "--grace-period", "0", "--force"]);
         let _ = Command::new("umount").arg("-l").arg(self.lib()).status();
         let _ = std::fs::remove_dir_all(&self.root);
@@ -828,7 +840,6 @@ fn full_state_disk_fails_apply_clearly_and_keeps_the_supervisor() {
     // The waiting pod goes on: its sandbox cannot be recorded, nor its status written, and
     // its supervisor keeps going.
     std::fs::write(&gate, "open\n").expect("cannot write the gate file");
-    std::thread::sleep(Duration::from_secs(4));
     let log = || {
         std::fs::read_to_string(
             disk.root
@@ -839,14 +850,18 @@ fn full_state_disk_fails_apply_clearly_and_keeps_the_supervisor() {
         )
         .unwrap_or_default()
     };
+    // The volume's next try comes after its back-off (up to seconds after the gate opens).
     assert!(
-        accounting::proc_stat(supervisor).is_some_and(|s| s.state != 'Z'),
-        "the supervisor died when the disk filled up; its log:\n{}",
+        wait_for(
+            || log().contains("No space left on device"),
+            Duration::from_secs(60)
+        ),
+        "the supervisor never met the full disk; its log:\n{}",
         log()
     );
     assert!(
-        log().contains("No space left on device"),
-        "the supervisor never met the full disk; its log:\n{}",
+        accounting::proc_stat(supervisor).is_some_and(|s| s.state != 'Z'),
+        "the supervisor died when the disk filled up; its log:\n{}",
         log()
     );
     let listed = disk.peapod(&["get", "pods", name]);
