@@ -171,11 +171,29 @@ def print_profile(traces):
         print(f"  {at:7.2f}  (+{at - prev:5.2f})  {step}")
         prev = at
 
+def cpu_fields():
+    """The machine's CPU time so far by kind (/proc/stat's first line), in clock ticks."""
+    return [int(x) for x in open("/proc/stat").readline().split()[1:]]
+
 def busy_ms():
-    """CPU time spent by the whole machine so far, all CPUs, idle and iowait excluded (ms):
-    on two cores, what a start costs in CPU bounds how fast starts can be."""
-    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) * 1000 / os.sysconf("SC_CLK_TCK")
+    """CPU time spent by the whole machine so far, all CPUs (ms): user, nice, system, irq and
+    softirq; not idle, iowait, nor the time the hypervisor gave the vCPUs to other guests
+    (steal; guest time is already in user). On two cores, what a start costs in CPU bounds how
+    fast starts can be."""
+    f = cpu_fields()
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) * 1000 / os.sysconf("SC_CLK_TCK")
+
+STEAL_AT_START = cpu_fields()
+
+def print_steal():
+    """The share of the vCPUs' time the hypervisor took for other guests since the bench began:
+    on a virtual machine every elapsed figure of a run with much of it is slower than the
+    machine, so figures compare only within a run."""
+    now = cpu_fields()
+    d = [b - a for a, b in zip(STEAL_AT_START, now)]
+    total = sum(d[:8])
+    if len(d) > 7 and total > 0:
+        print(f"hypervisor steal during the run: {100 * d[7] / total:.1f}% of the CPUs' time")
 
 cpu = {}  # label -> CPU ms spent during the timed operations
 
@@ -289,6 +307,7 @@ if other:
         summary(f"  {tag} delete --grace-period=0 --force", ab[b]["delete"])
         print(f"  {tag} CPU per start {statistics.mean(ab[b]['start cpu']):.1f} ms, per delete "
               f"{statistics.mean(ab[b]['delete cpu']):.1f} ms (machine-wide, a mean)")
+    print_steal()
     if witness:
         sh(peapod, "delete", "pod", "witness", "--grace-period=0", "--force")
     sys.exit(0)
@@ -390,6 +409,7 @@ print(f"CPU time per start (all processes, both cores; the clock ticks every "
       f"crun {statistics.mean(cpu['crun']):.1f} ms")
 summary("peapod delete --grace-period=0 --force", delete_force)
 summary("peapod delete (container exits on SIGTERM)", delete_grace)
+print_steal()
 if traces:
     print_profile(traces)
 if node:
