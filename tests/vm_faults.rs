@@ -850,13 +850,17 @@ fn full_state_disk_fails_apply_clearly_and_keeps_the_supervisor() {
         )
         .unwrap_or_default()
     };
-    // The volume's next try comes after its back-off (up to seconds after the gate opens).
+    // The volume's next try comes after its back-off (up to seconds after the gate opens);
+    // then the sandbox's record fails. (Before that, the status and events of the waiting
+    // pod may already have failed to be written: not what this waits for.)
+    let sandbox_failed = || {
+        log()
+            .lines()
+            .any(|l| l.contains("sandbox creation failed") && l.contains("No space left on device"))
+    };
     assert!(
-        wait_for(
-            || log().contains("No space left on device"),
-            Duration::from_secs(60)
-        ),
-        "the supervisor never met the full disk; its log:\n{}",
+        wait_for(sandbox_failed, Duration::from_secs(60)),
+        "the supervisor never met the full disk making the sandbox; its log:\n{}",
         log()
     );
     assert!(
