@@ -169,7 +169,13 @@ impl Host {
             pod: pod.to_string(),
             source,
         })?;
-        match &host.cgroup_support {
+        host.report();
+        Ok(host)
+    }
+
+    /// Says in the pod's log what this host lacks.
+    fn report(&self) {
+        match &self.cgroup_support {
             CgroupSupport::V2 { .. } => {}
             CgroupSupport::DevicesOnly { root, reason } => tracing::warn!(
                 %reason, root = %root.display(),
@@ -179,7 +185,6 @@ impl Host {
                 tracing::error!(%reason, "no cgroup2 hierarchy: containers will not run")
             }
         }
-        Ok(host)
     }
 
     /// The facts, without a word in the log.
@@ -212,8 +217,9 @@ static PREPARED: std::sync::Mutex<Option<Prepared>> = std::sync::Mutex::new(None
 
 /// Done by a keeper that waits for its pod (stdout and stderr not yet the pod's log): the
 /// logging set up, the host's facts learnt for its supervisor, and the usual seccomp program
-/// compiled for its first containers' inits (`seccomp::compile_ahead`). Only a usual host's facts
-/// are kept; on any other, the supervisor learns them again and logs what the host lacks.
+/// compiled for its first containers' inits (`seccomp::compile_ahead`). What the host lacks (a
+/// hybrid host's cgroup controllers) is logged by the supervisor that takes the facts, in its
+/// pod's log.
 pub(crate) fn prepare() {
     init_logging();
     let Ok(host) = Host::learn(&Paths::from_env()) else {
@@ -221,7 +227,7 @@ pub(crate) fn prepare() {
     };
     crate::container::runtime::seccomp::compile_ahead();
     crate::sandbox::pause::make_ahead();
-    if let (CgroupSupport::V2 { .. }, Ok(mut slot)) = (&host.cgroup_support, PREPARED.lock()) {
+    if let Ok(mut slot) = PREPARED.lock() {
         let boot_id = crate::procfs::boot_id();
         *slot = Some(Prepared { host, boot_id });
     }
@@ -344,7 +350,10 @@ impl Supervisor {
             })?;
         let prepared = PREPARED.lock().ok().and_then(|mut slot| slot.take());
         let (host, boot_id) = match prepared {
-            Some(p) => (p.host, p.boot_id),
+            Some(p) => {
+                p.host.report();
+                (p.host, p.boot_id)
+            }
             None => (Host::detect(&paths, &pod_ref)?, crate::procfs::boot_id()),
         };
 
