@@ -46,8 +46,9 @@ pub const CLI_SOCKET_NAME: &str = "cli-spawner.sock";
 const CLI_LOCK_NAME: &str = "cli-spawner.lock";
 /// How long the CLIs' zygote waits without a connection before it gives memory back.
 const CLI_ZYGOTE_QUIET_MS: u16 = 2000;
-/// How long a CLI that removed the last pod waits for the CLIs' zygote to exit.
-const CLI_ZYGOTE_EXIT_WAIT: Duration = Duration::from_secs(1);
+/// How long a CLI that removed the last pod waits for the CLIs' zygote to exit (a fraction
+/// of it but on a loaded host: the wait ends with the exit).
+const CLI_ZYGOTE_EXIT_WAIT: Duration = Duration::from_secs(3);
 /// The zygote's process name (`comm`).
 pub const ZYGOTE_NAME: &std::ffi::CStr = c"peapod-zygote";
 /// The first bytes of the hello: the protocol's version.
@@ -771,6 +772,9 @@ pub fn await_cli_zygote_exit() {
     if !serves || pods_on_record(&paths.pods()) {
         return;
     }
+    // The lock goes with the zygote's descriptors, before its exit is over: its pid (the lock's
+    // holder) is watched for the exit itself.
+    let holder = flock_holder(&lock).and_then(crate::procfs::pidfd_open);
     let deadline = std::time::Instant::now() + CLI_ZYGOTE_EXIT_WAIT;
     while let Ok(None) = crate::store::FileLock::try_exclusive(&lock) {
         if std::time::Instant::now() >= deadline {
@@ -778,6 +782,42 @@ pub fn await_cli_zygote_exit() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    if let Some(pidfd) = holder {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut polled = [nix::poll::PollFd::new(
+            pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        // Readable once the process has exited.
+        let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(ms));
+    }
+}
+
+/// The pid of the process that holds a `flock` on `path`, from /proc/locks; None if no one
+/// does or it cannot be told.
+fn flock_holder(path: &Path) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(meta.dev()),
+        libc::minor(meta.dev()),
+        meta.ino()
+    );
+    flock_holder_in(&std::fs::read_to_string("/proc/locks").ok()?, &file)
+}
+
+/// In /proc/locks' text, the pid holding a FLOCK on `file` (`major:minor:inode`, as that
+/// file writes it); waiters (`->` lines) are not holders.
+fn flock_holder_in(locks: &str, file: &str) -> Option<i32> {
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, id, ..] if *id == file => pid.parse().ok(),
+            _ => None,
+        }
+    })
 }
 
 /// The path a listening unix socket is bound to.
@@ -998,6 +1038,25 @@ pub fn answered(sock: &OwnedFd) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flock_holder_is_read_from_proc_locks() {
+        let text = "1: POSIX  ADVISORY  WRITE 10 fe:00:77 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 4242 fe:00:77 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 4343 fe:00:77 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 99 fe:01:77 0 EOF\n";
+        assert_eq!(flock_holder_in(text, "fe:00:77"), Some(4242));
+        assert_eq!(flock_holder_in(text, "fe:01:77"), Some(99));
+        assert_eq!(flock_holder_in(text, "fe:00:78"), None);
+        // A lock of this process, as the kernel lists it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(flock_holder(&path), None);
+        let held = crate::store::FileLock::try_exclusive(&path).unwrap();
+        assert!(held.is_some());
+        assert_eq!(flock_holder(&path), Some(std::process::id() as i32));
+    }
 
     fn args(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_string).collect()
