@@ -112,6 +112,18 @@ pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
 }
 
+/// Waits at most `timeout` (to the millisecond, up to 65 s) for one of the processes of
+/// `pidfds` ([`pidfd_open`]) to exit.
+pub fn await_any_pidfd(pidfds: &[std::os::fd::OwnedFd], timeout: std::time::Duration) {
+    use std::os::fd::AsFd;
+    let mut polled: Vec<nix::poll::PollFd> = pidfds
+        .iter()
+        .map(|fd| nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN))
+        .collect();
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(ms));
+}
+
 /// Decodes the octal escapes (`\040` for space) of a /proc/self/mountinfo path field.
 pub fn unescape_mount_path(field: &str) -> PathBuf {
     let bytes = field.as_bytes();

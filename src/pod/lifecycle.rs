@@ -439,7 +439,6 @@ pub fn request_delete(
 
 /// Waits at most `timeout` for one of `processes` (those still alive) to exit.
 fn await_any_exit<'a>(processes: impl Iterator<Item = &'a ProcessRef>, timeout: Duration) {
-    use std::os::fd::AsFd;
     let fds: Vec<std::os::fd::OwnedFd> = processes
         .filter_map(|p| {
             let fd = crate::procfs::pidfd_open(p.pid)?;
@@ -452,12 +451,7 @@ fn await_any_exit<'a>(processes: impl Iterator<Item = &'a ProcessRef>, timeout: 
         std::thread::sleep(timeout);
         return;
     }
-    let mut polled: Vec<nix::poll::PollFd> = fds
-        .iter()
-        .map(|fd| nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN))
-        .collect();
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(ms));
+    crate::procfs::await_any_pidfd(&fds, timeout);
 }
 
 /// Waits until the supervisor has stopped the pod (SIGKILL after the grace period and a

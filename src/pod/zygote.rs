@@ -773,8 +773,12 @@ pub fn await_cli_zygote_exit() {
         return;
     }
     // The lock goes with the zygote's descriptors, before its exit is over: its pid (the lock's
-    // holder) is watched for the exit itself.
-    let holder = flock_holder(&lock).and_then(crate::procfs::pidfd_open);
+    // holder) is watched for the exit itself, once the pidfd is known to be the holder's (not
+    // a process that took its pid after an exit meanwhile).
+    let holder = flock_holder(&lock).and_then(|pid| {
+        let fd = crate::procfs::pidfd_open(pid)?;
+        (flock_holder(&lock) == Some(pid)).then_some(fd)
+    });
     let deadline = std::time::Instant::now() + CLI_ZYGOTE_EXIT_WAIT;
     while let Ok(None) = crate::store::FileLock::try_exclusive(&lock) {
         if std::time::Instant::now() >= deadline {
@@ -784,13 +788,7 @@ pub fn await_cli_zygote_exit() {
     }
     if let Some(pidfd) = holder {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-        let mut polled = [nix::poll::PollFd::new(
-            pidfd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        // Readable once the process has exited.
-        let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(ms));
+        crate::procfs::await_any_pidfd(&[pidfd], left);
     }
 }
 
