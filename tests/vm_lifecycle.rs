@@ -436,12 +436,15 @@ fn a_finished_pod_gives_back_its_host_resources_but_keeps_status_and_logs() {
         || phase("finished") == "Succeeded",
         RUNNING_TIMEOUT,
     );
+    // The supervisor releases the host's resources (the pause process first), then records the
+    // pod as finished and exits: the record is the last step, so it is what the test waits for.
     wait_until(
         "finished",
-        "the pause process gone",
-        || !is_alive(pause),
+        "the pod recorded as finished",
+        || pod_state("finished")["finished"] == true,
         Duration::from_secs(30),
     );
+    assert!(!is_alive(pause), "the pause process outlived the finish");
     // What stays: the record, its status and logs; the supervisor is gone, not `Unknown`.
     assert_eq!(status_column("finished"), "Completed");
     assert_eq!(peapod_ok(&["logs", "finished"]), "hello\n");
@@ -449,8 +452,6 @@ fn a_finished_pod_gives_back_its_host_resources_but_keeps_status_and_logs() {
         condition("finished", "PodReadyToStartContainers")["status"],
         "False"
     );
-    let state = pod_state("finished");
-    assert_eq!(state["finished"], true, "{state}");
     // What goes: veth, IP, cgroups, mounts.
     let ipam = std::fs::read_to_string(ipam_file()).unwrap_or_default();
     assert!(!ipam.contains(&uid), "IP {ip} still allocated: {ipam}");
