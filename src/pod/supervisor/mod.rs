@@ -511,12 +511,14 @@ impl Supervisor {
         self.scheduling.apply(&mut status);
         let dir = self.paths.pod_dir(&self.uid);
         crate::starttrace::mark("sup status computed");
-        // State first (it is what teardown needs), then what readers wait on.
+        // State first (it is what teardown needs), then what readers wait on: the events
+        // before the status, so that a reader who sees a status (a phase, a reason) finds the
+        // events recorded with it (`describe` right after a wait on the phase).
         self.save_state()?;
         crate::starttrace::mark("sup state written");
-        write_json_volatile(&dir.join(STATUS_FILE), &status)?;
         self.written_events
             .write(&dir.join(EVENTS_FILE), &self.events)?;
+        write_json_volatile(&dir.join(STATUS_FILE), &status)?;
         crate::starttrace::mark("sup status written");
         self.status = Some(status);
         self.dirty = false;
