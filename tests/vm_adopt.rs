@@ -143,7 +143,7 @@ fn a_killed_supervisor_is_replaced_and_the_pod_runs_on() {
     assert_eq!(restart_count(pod, "quitter"), 0);
 
     // The log goes on without a gap: the pipe was held while no supervisor read it.
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(|| printed(pod).len() > before + 5, RUNNING_TIMEOUT);
     let lines = printed(pod);
     assert!(
         lines.len() > before + 5,

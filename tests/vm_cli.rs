@@ -19,7 +19,8 @@ fn sleeper(name: &str, labels: &str, cmd: &str) -> String {
     )
 }
 
-const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
+// `wait` returns on the trapped signal at once: the trap need not wait for the sleep to end.
+const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 1 & wait; done";
 
 fn lines(text: &str) -> Vec<Vec<String>> {
     text.lines()
@@ -347,7 +348,7 @@ fn ps_and_pods_show_attempts_after_a_restart() {
                 && container_status("cli-ps", "app")
                     .is_some_and(|c| c["state"]["running"].is_object())
         },
-        Duration::from_secs(30),
+        RUNNING_TIMEOUT + Duration::from_secs(30),
     );
     let uid = pod_json("cli-ps")["metadata"]["uid"]
         .as_str()

@@ -226,7 +226,12 @@ fn config_map_update_reaches_the_volume_but_not_sub_path_or_env() {
     let pid = container_pid("cm-update", "app");
     let out = cm.reapply(&config_map("update-cfg", "  key: v2\n  added: new\n"));
     assert!(out.contains("configmap/update-cfg configured"), "{out}");
-    let updated = wait_for(|| container_file(pid, "/cfg/key") == "v2", UPDATE_TIMEOUT);
+    // As the kubelet's atomic writer, the volume swaps its `..data` link first (`key` reads v2)
+    // and links the new key's name after it: both are waited for.
+    let updated = wait_for(
+        || container_file(pid, "/cfg/key") == "v2" && container_file(pid, "/cfg/added") == "new",
+        UPDATE_TIMEOUT,
+    );
     assert!(
         updated,
         "the volume still holds {:?}",

@@ -191,6 +191,8 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
         .iter()
         .map(|n| pod_ip(n))
         .collect();
+    // Running is told at the exec; the output reaches the log when the supervisor drains it.
+    wait_for(|| logs(&["rb-always"]).starts_with("up-"), RUNNING_TIMEOUT);
     let first_log = logs(&["rb-always"]);
     assert!(first_log.starts_with("up-"), "{first_log}");
     let finished_status = std::fs::read(
@@ -292,6 +294,10 @@ fn pods_come_back_after_a_reboot_as_their_restart_policy_says() {
     assert_eq!(done["restartCount"], 0, "{done}");
     assert_eq!(terminated(&done, "state"), (0, "Completed".to_string()));
     assert_eq!(phase("rb-onfail"), "Running");
+    wait_for(
+        || logs(&["rb-onfail", "-c", "long"]).trim() == "kept",
+        RUNNING_TIMEOUT,
+    );
     assert_eq!(logs(&["rb-onfail", "-c", "long"]).trim(), "kept");
     assert_eq!(
         logs(&["rb-onfail", "-c", "long", "--previous"]).trim(),

@@ -121,8 +121,20 @@ fn a_sidecar_exit_code_restarts_every_container_in_the_same_sandbox() {
     // The init container's second run has its own log.
     let logs = peapod_ok(&["logs", "ml-worker", "-c", "setup-environment"]);
     assert_eq!(logs, "Setting up environment\n");
-    let logs = peapod_ok(&["logs", "ml-worker", "-c", "main-application"]);
-    assert_eq!(logs, "Application is running\n");
+    // Running is told when the exec is seen; the container's output reaches its log a moment
+    // later, when the supervisor drains the pipe.
+    let logged = wait_for(
+        || {
+            peapod_ok(&["logs", "ml-worker", "-c", "main-application"])
+                == "Application is running\n"
+        },
+        RUNNING_TIMEOUT,
+    );
+    assert!(
+        logged,
+        "main-application's log: {:?}",
+        peapod_ok(&["logs", "ml-worker", "-c", "main-application"])
+    );
     // Same sandbox, same IP.
     assert_eq!(pod_ip("ml-worker"), ip);
     assert_eq!(sandbox_pid("ml-worker"), sandbox);

@@ -273,6 +273,14 @@ fn pod_waits_for_a_missing_claim_and_starts_once_it_exists() {
     require_vm();
     apply_ok(&pod_yaml("late", "late-claim", false, SLEEP));
     let _pod = PodGuard("late".into());
+    // The supervisor tells its readiness before it tries to schedule the pod: its first
+    // status comes after `apply` returns.
+    wait_until(
+        "late",
+        "PodScheduled False",
+        || condition("late", "PodScheduled")["status"] == "False",
+        RUNNING_TIMEOUT,
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         phase("late"),

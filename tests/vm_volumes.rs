@@ -186,7 +186,11 @@ fn sub_path_expr_expands_the_pod_name() {
         "  volumes:\n  - name: logs\n    emptyDir: {}\n",
     );
     let _pod = start("vol-expr", &yaml);
-    let (code, out) = sh("vol-expr", "app", "sleep 1; cat /all/vol-expr/f");
+    let (code, out) = sh(
+        "vol-expr",
+        "app",
+        "for i in $(seq 100); do [ -s /all/vol-expr/f ] && break; sleep 0.1; done; cat /all/vol-expr/f",
+    );
     assert_eq!((code, out.trim()), (0, "mine"));
 }
 
@@ -427,7 +431,7 @@ fn an_empty_dir_over_its_size_limit_evicts_the_pod() {
         "vol-evict",
         "the eviction",
         || phase("vol-evict") == "Failed",
-        Duration::from_secs(60),
+        RUNNING_TIMEOUT + Duration::from_secs(30),
     );
     let status = pod_json("vol-evict")["status"].clone();
     let message = "Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". ";
