@@ -805,8 +805,9 @@ fn the_kubelet_drives_sandboxes_and_containers() {
         .url;
     let mut client = node.client.clone();
     let id = att.clone();
+    let before = attach_connections();
     let go = async move {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        await_attach_connections(before, 1).await;
         client
             .exec_sync(cri::ExecSyncRequest {
                 container_id: id,

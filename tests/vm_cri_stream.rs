@@ -340,8 +340,9 @@ fn attach_to_a_containers_output() {
         let spdy = streaming::attach(&s, &ApplyPods, attach("cri-attach-spdy/app"))
             .unwrap()
             .url;
+        let before = attach_connections();
         let go = async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            await_attach_connections(before, 2).await;
             tokio::task::spawn_blocking(|| {
                 for pod in ["cri-attach-ws", "cri-attach-spdy"] {
                     assert_eq!(exec(pod, "app", &["touch", "/tmp/go"]).0, 0);

@@ -625,3 +625,30 @@ impl Drop for PodGuard {
         let _ = delete(&self.0);
     }
 }
+
+/// The connected ends of pods' attach sockets (`attach.sock`) in this network namespace, from
+/// /proc/net/unix: one per attach client a supervisor has accepted (a listener is not counted).
+pub fn attach_connections() -> usize {
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode Path; St 03: connected.
+            fields.len() >= 8 && fields[5] == "03" && fields[7].ends_with("/attach.sock")
+        })
+        .count()
+}
+
+/// Waits (asynchronously, up to 60 s) until `count` more attach clients than `before` are
+/// connected to their supervisors, so that output made after it reaches them (a supervisor
+/// sends output only to the clients attached when it comes).
+pub async fn await_attach_connections(before: usize, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while attach_connections() < before + count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The accept is seen; the supervisor registers the client in the same poll round.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
