@@ -25,4 +25,5 @@ pub mod procfs;
 pub mod sandbox;
 pub mod starttrace;
 pub mod store;
+pub mod tls;
 pub mod volume;

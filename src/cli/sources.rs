@@ -148,6 +148,7 @@ fn fetch(url: &str) -> Result<String> {
         .enable_all()
         .build()
         .context("starting the HTTP client")?;
+    crate::tls::install_default();
     let client = reqwest::Client::builder()
         .build()
         .context("starting the HTTP client")?;

@@ -112,7 +112,7 @@ pub fn handshake(sock: TcpStream, host: &str) -> Result<TlsStream, TlsError> {
         message,
         io_timeout: false,
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::tls::provider();
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| fail(format!("tls: {e}")))?

@@ -53,7 +53,7 @@ impl HttpServer {
     pub fn tls() -> Self {
         let cert = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
         let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = peapod::tls::provider();
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()

@@ -73,6 +73,7 @@ pub fn build_client(endpoints: &[Endpoint]) -> Result<Client, ImageError> {
         user_agent: USER_AGENT,
         ..ClientConfig::default()
     };
+    crate::tls::install_default();
     Client::try_from(config).map_err(|e| ImageError::Registry {
         endpoint: endpoints.first().map(Endpoint::url).unwrap_or_default(),
         status: None,
