@@ -261,7 +261,7 @@ fn sidecar_pod(name: &str, log_dir: &Path, policy: &str, app_cmd: &str) -> Strin
     let log = "    volumeMounts: [{name: log, mountPath: /log}]\n";
     let sidecar = |n: &str| {
         let cmd = format!(
-            "echo start {n} >> /log/order; trap \"echo stop {n} >> /log/order; exit 0\" TERM; while true; do sleep 1; done"
+            "echo start {n} >> /log/order; trap \"echo stop {n} >> /log/order; exit 0\" TERM; while true; do sleep 1 & wait; done"
         );
         container(n, &cmd, &format!("    restartPolicy: Always\n{log}"))
     };
@@ -292,7 +292,9 @@ spec:
 fn sidecars_start_in_order_and_stop_after_the_app_in_reverse() {
     require_vm();
     let dir = host_dir("sidecar-order");
-    let app = "echo app >> /log/order; trap \"echo stop app >> /log/order; exit 0\" TERM; while true; do sleep 1; done";
+    // `sleep 1 & wait`: each trap runs as its signal comes, not after the loop's sleep, so that
+    // the pod's shared grace period is not spent waiting for sleeps on a loaded VM.
+    let app = "echo app >> /log/order; trap \"echo stop app >> /log/order; exit 0\" TERM; while true; do sleep 1 & wait; done";
     apply_ok(&sidecar_pod("sidecars", &dir, "Always", app));
     let guard = PodGuard("sidecars".into());
     wait_until(
