@@ -807,7 +807,7 @@ fn the_kubelet_drives_sandboxes_and_containers() {
     let id = att.clone();
     let before = attach_connections();
     let go = async move {
-        await_attach_connections(before, 1).await;
+        await_attach_connections(&before, 1).await;
         client
             .exec_sync(cri::ExecSyncRequest {
                 container_id: id,

@@ -55,11 +55,18 @@ impl Resolver for ApplyPods {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs `f` on a runtime of its own, then ends the runtime without waiting on the blocking
+/// threads a failed session may have left (a reader blocked on a supervisor's attach socket
+/// ends only with its container). Also when `f` panics: a runtime dropped while unwinding waits
+/// for those threads with no bound, and the test would hang instead of failing.
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .unwrap()
+        .unwrap();
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f)));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    out.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 async fn server() -> StreamingServer {
@@ -128,8 +135,7 @@ fn exit_code(r: &stream_client::Received) -> String {
 fn exec_sync_output_exit_code_and_timeout() {
     require_vm();
     let _pod = start_pod("cri-sync", &pod_yaml("cri-sync", "Always", "", SLEEP));
-    let rt = runtime();
-    rt.block_on(async {
+    run(async {
         let s = server().await;
         let sync = |cmd: &[&str], timeout: i64| cri::ExecSyncRequest {
             container_id: "cri-sync/app".into(),
@@ -205,8 +211,6 @@ fn exec_sync_output_exit_code_and_timeout() {
         );
         assert!(gone, "sleep 47 still runs after the timeout");
     });
-    // Not waiting on blocking threads a failed session may have left.
-    rt.shutdown_timeout(Duration::from_secs(5));
     no_exec_child_left();
 }
 
@@ -215,8 +219,7 @@ fn exec_sync_output_exit_code_and_timeout() {
 fn exec_over_websocket_and_spdy_with_stdin_and_a_terminal() {
     require_vm();
     let _pod = start_pod("cri-exec", &pod_yaml("cri-exec", "Always", "", SLEEP));
-    let rt = runtime();
-    rt.block_on(async {
+    run(async {
         let s = server().await;
         let id = "cri-exec/app";
         let send = Send {
@@ -306,8 +309,6 @@ fn exec_over_websocket_and_spdy_with_stdin_and_a_terminal() {
         .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
     });
-    // Not waiting on blocking threads a failed session may have left.
-    rt.shutdown_timeout(Duration::from_secs(5));
     no_exec_child_left();
 }
 
@@ -325,8 +326,7 @@ fn attach_to_a_containers_output() {
         "cri-attach-spdy",
         &pod_yaml("cri-attach-spdy", "Never", "", cmd),
     );
-    let rt = runtime();
-    rt.block_on(async {
+    run(async {
         let s = server().await;
         let attach = |id: &str| cri::AttachRequest {
             container_id: id.into(),
@@ -342,7 +342,7 @@ fn attach_to_a_containers_output() {
             .url;
         let before = attach_connections();
         let go = async {
-            await_attach_connections(before, 2).await;
+            await_attach_connections(&before, 2).await;
             tokio::task::spawn_blocking(|| {
                 for pod in ["cri-attach-ws", "cri-attach-spdy"] {
                     assert_eq!(exec(pod, "app", &["touch", "/tmp/go"]).0, 0);
@@ -369,8 +369,6 @@ fn attach_to_a_containers_output() {
             assert_eq!(exit_code(&r), "0");
         }
     });
-    // Not waiting on blocking threads a failed session may have left.
-    rt.shutdown_timeout(Duration::from_secs(5));
     // Ended: attach is refused as containerd refuses it.
     wait_until(
         "cri-attach-ws",
@@ -378,8 +376,7 @@ fn attach_to_a_containers_output() {
         || phase("cri-attach-ws") == "Succeeded",
         RUNNING_TIMEOUT,
     );
-    let rt = runtime();
-    rt.block_on(async {
+    run(async {
         let s = server().await;
         let req = cri::AttachRequest {
             container_id: "cri-attach-ws/app".into(),
@@ -392,8 +389,6 @@ fn attach_to_a_containers_output() {
             (Code::Unknown, "container is in CONTAINER_EXITED state")
         );
     });
-    // Not waiting on blocking threads a failed session may have left.
-    rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 #[test]
@@ -402,15 +397,23 @@ fn port_forward_reaches_nc_in_the_pod() {
     require_vm();
     let server_cmd = "printf '#!/bin/sh\\nread l\\necho pong $l\\n' > /srv.sh; chmod +x /srv.sh; exec nc -ll -p 8080 -e /srv.sh";
     let _pod = start_pod("cri-pf", &pod_yaml("cri-pf", "Always", "", server_cmd));
-    let rt = runtime();
-    rt.block_on(async {
+    run(async {
         let s = server().await;
-        let forward = || cri::PortForwardRequest { pod_sandbox_id: "cri-pf".into(), port: vec![] };
+        let forward = || cri::PortForwardRequest {
+            pod_sandbox_id: "cri-pf".into(),
+            port: vec![],
+        };
         // nc may take a moment to listen.
         let mut answer = String::new();
         for _ in 0..20 {
-            let url = streaming::port_forward(&s, &ApplyPods, forward()).unwrap().url;
-            let r = within("spdy_portforward", stream_client::spdy_portforward(&url, 8080, b"ping\n")).await;
+            let url = streaming::port_forward(&s, &ApplyPods, forward())
+                .unwrap()
+                .url;
+            let r = within(
+                "spdy_portforward",
+                stream_client::spdy_portforward(&url, 8080, b"ping\n"),
+            )
+            .await;
             answer = r.text(0);
             if answer == "pong ping\n" {
                 break;
@@ -418,16 +421,26 @@ fn port_forward_reaches_nc_in_the_pod() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         assert_eq!(answer, "pong ping\n");
-        let url = streaming::port_forward(&s, &ApplyPods, forward()).unwrap().url;
-        let r = within("websocket_portforward", stream_client::websocket_portforward(&url, 8080, b"ws\n")).await;
+        let url = streaming::port_forward(&s, &ApplyPods, forward())
+            .unwrap()
+            .url;
+        let r = within(
+            "websocket_portforward",
+            stream_client::websocket_portforward(&url, 8080, b"ws\n"),
+        )
+        .await;
         assert_eq!(&r.channels[&0][..2], &8080u16.to_le_bytes());
         assert_eq!(String::from_utf8_lossy(&r.channels[&0][2..]), "pong ws\n");
         // Nothing listens on 8081 in the pod (though the host may): the error stream says so.
-        let url = streaming::port_forward(&s, &ApplyPods, forward()).unwrap().url;
-        let r = within("spdy_portforward", stream_client::spdy_portforward(&url, 8081, b"x")).await;
+        let url = streaming::port_forward(&s, &ApplyPods, forward())
+            .unwrap()
+            .url;
+        let r = within(
+            "spdy_portforward",
+            stream_client::spdy_portforward(&url, 8081, b"x"),
+        )
+        .await;
         let err = r.text(1);
         assert!(err.starts_with("error forwarding port 8081 to pod cri-pf, uid : failed to connect to localhost:8081"), "{err}");
     });
-    // Not waiting on blocking threads a failed session may have left.
-    rt.shutdown_timeout(Duration::from_secs(5));
 }

@@ -34,6 +34,7 @@ pub mod vm_registry;
 // Several checks in one exec (vm_config, vm_net).
 pub mod batch;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Once;
@@ -626,27 +627,34 @@ impl Drop for PodGuard {
     }
 }
 
-/// The connected ends of pods' attach sockets (`attach.sock`) in this network namespace, from
-/// /proc/net/unix: one per attach client a supervisor has accepted (a listener is not counted).
-pub fn attach_connections() -> usize {
+/// The connected ends of the attach sockets (`attach.sock`) of the pods under this
+/// environment's run directory, by socket inode, from /proc/net/unix: one per attach client a
+/// supervisor has accepted (a listener is not counted, nor another lane's pods).
+pub fn attach_connections() -> BTreeSet<u64> {
+    let run = peapod::store::Paths::from_env().run;
     std::fs::read_to_string("/proc/net/unix")
         .unwrap_or_default()
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // Num RefCount Protocol Flags Type St Inode Path; St 03: connected.
-            fields.len() >= 8 && fields[5] == "03" && fields[7].ends_with("/attach.sock")
+            let ours = fields.len() >= 8
+                && fields[5] == "03"
+                && fields[7].ends_with("/attach.sock")
+                && Path::new(fields[7]).starts_with(&run);
+            ours.then(|| fields[6].parse().ok()).flatten()
         })
-        .count()
+        .collect()
 }
 
-/// Waits (asynchronously, up to 60 s) until `count` more attach clients than `before` are
-/// connected to their supervisors, so that output made after it reaches them (a supervisor
-/// sends output only to the clients attached when it comes).
-pub async fn await_attach_connections(before: usize, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while attach_connections() < before + count && Instant::now() < deadline {
+/// Waits (asynchronously, up to 30 s) until `count` attach clients that were not connected in
+/// `before` are connected to their supervisors, so that output made after it reaches them (a
+/// supervisor sends output only to the clients attached when it comes). New connections are
+/// counted, not a total: a client of an earlier test may leave meanwhile.
+pub async fn await_attach_connections(before: &BTreeSet<u64>, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while attach_connections().difference(before).count() < count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The accept is seen; the supervisor registers the client in the same poll round.
