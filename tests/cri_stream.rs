@@ -4,7 +4,7 @@
 //! (v4, v2), terminal resizes, ExecSync's output, exit code, cap and timeout, with the test's
 //! own clients (tests/common/stream_client.rs); real clients are in tests/cri_stream_clients.rs.
 //! The real backend (pods, `peapod __exec`, the attach socket, the pod's netns) is covered by
-//! tests/vm_cri_stream.rs in the VM.
+//! tests/vm/vm_cri_stream.rs in the VM.
 
 #[path = "common/stream_client.rs"]
 mod stream_client;

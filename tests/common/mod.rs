@@ -8,8 +8,8 @@
 //! - `PEAPOD_VM_TESTS=1`: set only by the VM's test runner.
 //! - `PEAPOD_BIN=/peapod/bin/peapod`: the CLI under test.
 //! - `PEAPOD_TEST_IMAGE=/peapod/images/busybox`: an OCI layout of the busybox image; the harness
-//!   loads it once per test binary with `peapod load`, after which pods use `image: busybox`.
-//! - the test binaries themselves sit in `/peapod/tests/`.
+//!   loads it once per test process with `peapod load`, after which pods use `image: busybox`.
+//! - the test binaries themselves sit in `/peapod/tests/` (`vm`, whose modules are the subjects, and `probe_fork`).
 //!
 //! Every helper that acts drives the real `peapod` binary, as a user would. The helpers that read
 //! a pod's status ([`try_pod_json`] and those built on it) read it in this process through the
@@ -128,7 +128,7 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Loads the busybox test image once per test binary (`peapod load <layout>`).
+/// Loads the busybox test image once per test process (`peapod load <layout>`).
 pub fn load_test_image() {
     static LOAD: Once = Once::new();
     LOAD.call_once(|| {

@@ -1,4 +1,4 @@
-//! A simulated host reboot for the VM tests (tests/vm_recovery.rs, tests/vm_cri.rs): every
+//! A simulated host reboot for the VM tests (tests/vm/vm_recovery.rs, tests/vm/vm_cri.rs): every
 //! process of the pods on record killed by pid, what peapod mounted unmounted, /run/peapod, the
 //! veths and the bridge gone, the cgroups removed; the new boot is [`NEW_BOOT`], which the
 //! node agent is given as `PEAPOD_BOOT_ID`. It takes down every pod on record: a test that

@@ -53,7 +53,7 @@ pub fn serve_storage(addr: &str, dir: &Path, storage: &Path, extra: &str) -> Chi
     child
 }
 
-/// Starts the plain registry on [`REGISTRY`] once per test binary.
+/// Starts the plain registry on [`REGISTRY`] once per test process.
 pub fn start() {
     let mut guard = REGISTRY_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {

@@ -2,7 +2,7 @@
 //! the kubelet writes, restarts, restart policies, resource limits, OOM, delete, validation.
 //! Runs only in the test VM (`scripts/test`); every test uses its own pod names.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

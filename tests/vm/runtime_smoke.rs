@@ -4,7 +4,7 @@
 //! only creates namespaces and a tempdir, and every mount lives in the container's own private
 //! mount namespace).
 //!
-//! Run: `PEAPOD_VM_TESTS=1 cargo test --test runtime_smoke -- --ignored --nocapture`
+//! Run: `PEAPOD_VM_TESTS=1 cargo test --test vm -- --ignored --nocapture runtime_smoke::`
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

@@ -4,7 +4,7 @@
 //! Runs only in the test VM (`scripts/test --vm-only --only vm_cli`); every test uses its own
 //! pod names.
 
-mod common;
+use crate::common;
 
 use common::vm_registry::{self, REGISTRY};
 use common::*;

@@ -11,12 +11,9 @@
 //! only in the test VM (`scripts/test --vm-only --only vm_cri`), alone: it runs the node agent and
 //! takes down every pod on record.
 
-mod common;
-#[path = "common/cri_connect.rs"]
-mod cri_connect;
-#[path = "common/stream_client.rs"]
-#[allow(dead_code)] // the clients this test does not use
-mod stream_client;
+use crate::common;
+use crate::cri_connect;
+use crate::stream_client;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! containers and their exec'd processes, and a missing one is a CreateContainerError. Runs only in the test VM (`scripts/test`); every
 //! test uses its own pod names.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! The VM provides `/peapod/registry`: the registry's storage, holding `library/busybox:1.28`,
 //! `busybox:1.27.2` and `team/app:v1`, all the busybox test image.
 
-mod common;
+use crate::common;
 
 use common::vm_registry::{self, REGISTRY};
 use common::*;
@@ -14,7 +14,7 @@ use std::process::Child;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// peapod's default registries configuration file, written once per test binary.
+/// peapod's default registries configuration file, written once per test process.
 const REGISTRIES_CONFIG: &str = "/etc/peapod/registries.toml";
 /// How long a pull of the busybox image may take under QEMU's emulation.
 const PULL_TIMEOUT: Duration = Duration::from_secs(120);

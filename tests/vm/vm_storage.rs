@@ -3,7 +3,7 @@
 //! data with it when deleted; generic ephemeral volumes get a claim owned by their pod.
 //! Driven through the peapod CLI in the test VM (`scripts/test`); own object names per test.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! it: two pods spinning on the same CPU, one asking for 4 times the CPU of the other, get
 //! roughly that share of it. Runs only in the test VM (`scripts/test --vm-only --only vm_cpu`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! test's own TcpStream and busybox `nc`/`wget` as clients. Runs only in the test VM
 //! (`scripts/test --vm-only --only vm_net`); every test uses its own pod names.
 
-mod common;
+use crate::common;
 
 use common::batch::sh_all;
 use common::*;

@@ -4,14 +4,14 @@
 //! watcher sidecar's exit code restarts every container in the same sandbox. Runs only in the
 //! test VM (`scripts/test --vm-only --only vm_restart_rules`).
 
-mod common;
+use crate::common;
 
 use common::*;
 
 /// kubernetes/website content/en/examples/pods/restart-policy/restart-all-containers.yaml
 /// from the shared pod corpus, built in: the VM has no copy.
 const RESTART_ALL: &str = include_str!(
-    "../../shared/pod-corpus/k8s-website/pods/restart-policy/restart-all-containers.yaml"
+    "../../../shared/pod-corpus/k8s-website/pods/restart-policy/restart-all-containers.yaml"
 );
 
 fn terminated(status: &serde_json::Value, key: &str) -> serde_json::Value {

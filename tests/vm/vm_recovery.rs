@@ -3,7 +3,7 @@
 //! `peapod node` brings the pods back as a kubelet's node does. Runs only in the test VM
 //! (`scripts/test`); it takes down every pod on record, so it must run alone.
 
-mod common;
+use crate::common;
 
 use common::reboot::simulate_reboot;
 use common::*;

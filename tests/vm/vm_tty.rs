@@ -5,7 +5,7 @@
 //! console, their log, several clients at once, the corpus share-process-namespace example.
 //! Runs only in the test VM (`scripts/test --vm-only --only vm_tty`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::Write;
@@ -23,7 +23,7 @@ const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 const PRESS_ENTER: &str = "If you don't see a command prompt, try pressing enter.";
 /// The corpus manifest, built in: the VM has no copy.
 const SHARE_PROCESS_NAMESPACE: &str =
-    include_str!("../../shared/pod-corpus/k8s-website/pods/share-process-namespace.yaml");
+    include_str!("../../../shared/pod-corpus/k8s-website/pods/share-process-namespace.yaml");
 
 /// Runs `peapod args` with `input` on its stdin (a pipe); (exit code, stdout, stderr).
 fn peapod_with_input(args: &[&str], input: &str) -> (i32, String, String) {

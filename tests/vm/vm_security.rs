@@ -3,7 +3,7 @@
 //! them all; exec'd processes are under the same rules; the cgroups that carry the rules are
 //! gone after delete, also after the supervisor was killed. Runs only in the test VM.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

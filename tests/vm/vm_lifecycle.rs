@@ -5,7 +5,7 @@
 //! shareProcessNamespace, pod-level resources, termination messages. Runs only in the test VM
 //! (`scripts/test --vm-only --only vm_lifecycle`); every test uses its own pod names.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

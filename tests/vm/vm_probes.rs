@@ -8,7 +8,7 @@
 //! test VM (`scripts/test --vm-only --only vm_probes`); the pods of one test run side by side
 //! to keep the file's VM time short.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// kubernetes/website content/en/examples/pods/probe/exec-liveness.yaml from the shared pod
 /// corpus, built in: the VM has no copy.
 const EXEC_LIVENESS: &str =
-    include_str!("../../shared/pod-corpus/k8s-website/pods/probe/exec-liveness.yaml");
+    include_str!("../../../shared/pod-corpus/k8s-website/pods/probe/exec-liveness.yaml");
 
 /// A busybox container of a pod's `containers` list running `cmd` in sh; `extra`: more of its
 /// fields, indented by four spaces.

@@ -7,7 +7,7 @@
 //! `scripts/soak` runs 1,000). The cycles run while the witness warms up (about 12 s) come on
 //! top: they are checked for residue like the others, before the first measure.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

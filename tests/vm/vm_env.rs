@@ -1,7 +1,7 @@
 //! Checks that the test VM itself is what the pod tests assume, so a broken VM fails loudly
 //! here instead of as a confusing pod failure. Runs only in the VM (`scripts/test`).
 
-mod common;
+use crate::common;
 
 use common::{peapod, IP};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! the emptyDir sizeLimit eviction, a volume without a source. Runs only in the test VM
 //! (`scripts/test`); every test uses its own pod names.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

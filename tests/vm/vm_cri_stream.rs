@@ -7,9 +7,8 @@
 //! output; port-forward to a busybox `nc -ll` server in a pod.
 //! Runs only in the test VM (`scripts/test --vm-only --only vm_cri_stream`).
 
-mod common;
-#[path = "common/stream_client.rs"]
-mod stream_client;
+use crate::common;
+use crate::stream_client;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

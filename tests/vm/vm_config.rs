@@ -4,7 +4,7 @@
 //! object is missing, and `peapod label`/`annotate`. Runs only in the test VM
 //! (`scripts/test`); every test uses its own pod and object names.
 
-mod common;
+use crate::common;
 
 use common::batch::sh_all;
 use common::*;
@@ -544,7 +544,7 @@ fn downward_api_tutorial_pod_prints_its_labels_and_annotations() {
 /// kubernetes/website content/en/examples/pods/inject/dapi-volume.yaml from the shared pod
 /// corpus (next to the project, as for the corpus tests), built in: the VM has no copy.
 const DAPI_VOLUME: &str =
-    include_str!("../../shared/pod-corpus/k8s-website/pods/inject/dapi-volume.yaml");
+    include_str!("../../../shared/pod-corpus/k8s-website/pods/inject/dapi-volume.yaml");
 
 #[test]
 #[ignore = "privileged: runs in the test VM (scripts/test)"]

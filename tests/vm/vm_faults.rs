@@ -16,7 +16,7 @@
 //! `PEAPOD_FAULT_CYCLES` sets the number of cycles (default 8, about 40 s in the VM),
 //! `PEAPOD_FAULT_SEED` replays a run (the seed is printed first).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! runs in the background of each test; pods are checked through the CLI. Runs only in the test
 //! VM (`scripts/test`).
 
-mod common;
+use crate::common;
 
 use common::accounting::comm;
 use common::*;

@@ -4,7 +4,7 @@
 //! while no supervisor ran) go through the usual restart rules. Runs only in the test VM
 //! (`scripts/test`). The tests take turns: the last one checks that the whole host is clean.
 
-mod common;
+use crate::common;
 
 use common::accounting::{self, Keep};
 use common::*;

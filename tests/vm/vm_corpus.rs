@@ -14,7 +14,7 @@
 //! What cannot work without the real image or the internet is stated per manifest
 //! ([`EXPECTED`]); every other pod must reach Running (or Succeeded, for the ones that end).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
