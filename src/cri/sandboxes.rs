@@ -67,6 +67,11 @@ pub fn run(paths: &Paths, req: cri::RunPodSandboxRequest) -> Result<String, Stat
             req.runtime_handler
         )));
     }
+    if let Some(why) = translate::userns_refused(&config) {
+        return Err(Status::unknown(format!(
+            "failed to create the sandbox: config.linux.security_context.namespace_options.userns_options: {why}"
+        )));
+    }
     if let Some(why) = translate::sysctl_refused(&config) {
         return Err(Status::unknown(format!(
             "failed to create the sandbox: config.linux.sysctls: {why}"

@@ -73,6 +73,23 @@ fn ns_is(
         == mode as i32
 }
 
+/// Why the sandbox cannot be run as asked, if it asks for a user namespace of its own
+/// (`userns_options` in POD mode: the kubelet's `hostUsers: false`). peapod does not make user
+/// namespaces and says so in its runtime handler's features (`user_namespaces: false`), so a
+/// kubelet refuses such a pod itself; a client that asks anyway is refused rather than given
+/// the host's user IDs. Left out, or NODE, is the host's users.
+pub fn userns_refused(config: &cri::PodSandboxConfig) -> Option<&'static str> {
+    let userns = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.as_ref())?;
+    (userns.mode == cri::NamespaceMode::Pod as i32).then_some(
+        "user namespaces are not supported by this runtime (its handler's features say so)",
+    )
+}
+
 /// Why the sandbox's sysctls cannot be set, if one cannot: the kubelet admitted them (its
 /// allowlist is the node's), but a host-wide one, or one of a namespace the pod shares with the
 /// host, would change the host (refused as runc refuses it under containerd).
@@ -1018,6 +1035,34 @@ mod tests {
             "sysctl \"vm.swappiness\" is not in a separate kernel namespace"
         );
         assert!(sysctl_refused(&sysctls(&["net.core.somaxconn"], true)).is_some());
+    }
+
+    #[test]
+    fn a_sandbox_asking_for_its_own_user_namespace_is_refused() {
+        let with = |userns: Option<cri::UserNamespace>| cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        userns_options: userns,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mode = |m: cri::NamespaceMode| cri::UserNamespace {
+            mode: m as i32,
+            ..Default::default()
+        };
+        assert!(userns_refused(&with(Some(mode(cri::NamespaceMode::Pod)))).is_some());
+        assert_eq!(
+            userns_refused(&with(Some(mode(cri::NamespaceMode::Node)))),
+            None
+        );
+        assert_eq!(userns_refused(&with(None)), None);
+        assert_eq!(userns_refused(&cri::PodSandboxConfig::default()), None);
     }
 
     #[test]

@@ -383,6 +383,14 @@ pub(crate) fn check<T: serde::Serialize>(
     problems
 }
 
+/// What a user needs to know of a refused value beyond its path: what it would ask for, and
+/// what to write instead.
+const WHY_REFUSED: &[(&str, &str)] = &[(
+    "spec.hostUsers",
+    "peapod does not implement user namespaces; remove the field, or set it to true to run \
+     the pod with the host's user IDs",
+)];
+
 struct Walker<'a> {
     table: Table,
     doc: usize,
@@ -425,7 +433,12 @@ impl Walker<'_> {
             UnlessEquals(allowed) => {
                 let no_op = serde_json::from_str::<Value>(allowed).ok();
                 if !value.is_null() && no_op.as_ref() != Some(value) {
-                    self.refuse(path);
+                    let why = WHY_REFUSED.iter().find(|(p, _)| *p == pattern);
+                    self.out.push(Problem::new(
+                        self.doc,
+                        path,
+                        Reason::NotSupported(why.map(|(_, why)| why.to_string())),
+                    ));
                 }
             }
         }

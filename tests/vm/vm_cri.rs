@@ -1234,7 +1234,7 @@ fn container_events(node: &Node) {
 /// Localhost seccomp profile by its absolute path, the group, supplemental groups, a read-only
 /// root, capabilities (drop ALL, add one), no_new_privs, the kubelet's masked paths, a host
 /// device; the sandbox's sysctl; the default AppArmor profile. A host-wide sysctl and a
-/// Localhost AppArmor profile that is not loaded are refused.
+/// Localhost AppArmor profile that is not loaded are refused, and so is a user namespace of its own.
 fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::PodSandboxConfig) {
     let profile_dir = Path::new("/var/lib/kubelet/seccomp");
     std::fs::create_dir_all(profile_dir).unwrap();
@@ -1378,6 +1378,39 @@ fn security_settings_are_the_kubelets(node: &Node, sandbox: &str, config: &cri::
     assert!(
         e.message()
             .contains("sysctl \"vm.swappiness\" is not in a separate kernel namespace"),
+        "{e:?}"
+    );
+    assert_eq!(node.list_sandboxes(Default::default()).len(), 1);
+    // A user namespace of its own (the kubelet's hostUsers: false): refused, not run with the
+    // host's user IDs.
+    let mut userns = sandbox_config("criuserns", "0b0e7c1a-cri0-4000-8000-000000000012", 0);
+    if let Some(sc) = userns
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        sc.namespace_options
+            .get_or_insert_with(Default::default)
+            .userns_options = Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: vec![cri::IdMapping {
+                host_id: 65536,
+                container_id: 0,
+                length: 65536,
+            }],
+            gids: vec![cri::IdMapping {
+                host_id: 65536,
+                container_id: 0,
+                length: 65536,
+            }],
+        });
+    }
+    let e = node
+        .run_sandbox(userns)
+        .expect_err("a user namespace of its own");
+    assert!(
+        e.message()
+            .contains("user namespaces are not supported by this runtime"),
         "{e:?}"
     );
     assert_eq!(node.list_sandboxes(Default::default()).len(), 1);
