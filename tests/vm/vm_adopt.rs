@@ -142,7 +142,12 @@ fn a_killed_supervisor_is_replaced_and_the_pod_runs_on() {
     assert_eq!(restart_count(pod, "printer"), 0);
     assert_eq!(restart_count(pod, "quitter"), 0);
 
-    // The log goes on without a gap: the pipe was held while no supervisor read it.
+    // The log goes on: the pipe was held while no supervisor read it, so what the printer
+    // wrote meanwhile (a line every 0.1 s while the keeper noticed the kill and the new
+    // supervisor took over) is in the log. What the killed supervisor had read from the pipe
+    // and not yet written to the file is lost with it, as with conmon or a containerd shim
+    // killed so: one read, a line or two at this pace (a run of the VM suite lost line 15 of
+    // 25 so). Nothing restarts the numbering, and nothing is written twice.
     wait_for(|| printed(pod).len() > before + 5, RUNNING_TIMEOUT);
     let lines = printed(pod);
     assert!(
@@ -150,10 +155,15 @@ fn a_killed_supervisor_is_replaced_and_the_pod_runs_on() {
         "the log did not go on: {before} lines before, {} after",
         lines.len()
     );
-    let expected: Vec<u64> = (0..lines.len() as u64).collect();
-    assert_eq!(
-        lines, expected,
-        "the printer's log has a gap or was restarted"
+    let last = *lines.last().unwrap();
+    let missing: Vec<u64> = (0..=last).filter(|n| !lines.contains(n)).collect();
+    assert!(
+        lines.first() == Some(&0)
+            && lines.windows(2).all(|w| w[0] < w[1])
+            && missing.len() <= 2
+            && missing.windows(2).all(|w| w[1] == w[0] + 1),
+        "the printer's log has more than the killed supervisor's last read missing, a line \
+         twice, or a restart: missing {missing:?} of {lines:?}"
     );
     assert_eq!(restart_count(pod, "printer"), 0);
 
