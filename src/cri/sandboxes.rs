@@ -250,12 +250,7 @@ pub fn status(
 ) -> Result<cri::PodSandboxStatusResponse, Status> {
     let rec = records::find_sandbox(paths, id)?;
     let live = Live::read(paths, &rec.uid);
-    let ns_options = rec
-        .config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.clone());
+    let ns_options = translate::namespace_options(&rec.config).cloned();
     let mut info = std::collections::HashMap::new();
     if verbose {
         let value = serde_json::json!({

@@ -57,6 +57,15 @@ fn ns_mode(config: &cri::PodSandboxConfig, pick: fn(&cri::NamespaceOption) -> i3
     ns_is(config, pick, cri::NamespaceMode::Node)
 }
 
+/// The sandbox's namespace options (`linux.security_context.namespace_options`), if given.
+pub fn namespace_options(config: &cri::PodSandboxConfig) -> Option<&cri::NamespaceOption> {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+}
+
 /// Whether the sandbox's namespace option of a kind is `mode`; options left out are POD (the
 /// enum's zero), as containerd reads them through Go's nil-safe getters.
 fn ns_is(
@@ -64,13 +73,7 @@ fn ns_is(
     pick: fn(&cri::NamespaceOption) -> i32,
     mode: cri::NamespaceMode,
 ) -> bool {
-    config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .map_or(cri::NamespaceMode::Pod as i32, pick)
-        == mode as i32
+    namespace_options(config).map_or(cri::NamespaceMode::Pod as i32, pick) == mode as i32
 }
 
 /// Why the sandbox cannot be run as asked, if it asks for a user namespace of its own
@@ -79,12 +82,7 @@ fn ns_is(
 /// kubelet refuses such a pod itself; a client that asks anyway is refused rather than given
 /// the host's user IDs. Left out, or NODE, is the host's users.
 pub fn userns_refused(config: &cri::PodSandboxConfig) -> Option<&'static str> {
-    let userns = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .and_then(|n| n.userns_options.as_ref())?;
+    let userns = namespace_options(config)?.userns_options.as_ref()?;
     (userns.mode == cri::NamespaceMode::Pod as i32).then_some(
         "user namespaces are not supported by this runtime (its handler's features say so)",
     )

@@ -427,18 +427,13 @@ impl Walker<'_> {
             },
             No => {
                 if !is_no_op(value) {
-                    self.refuse(path);
+                    self.refuse(path, &pattern);
                 }
             }
             UnlessEquals(allowed) => {
                 let no_op = serde_json::from_str::<Value>(allowed).ok();
                 if !value.is_null() && no_op.as_ref() != Some(value) {
-                    let why = WHY_REFUSED.iter().find(|(p, _)| *p == pattern);
-                    self.out.push(Problem::new(
-                        self.doc,
-                        path,
-                        Reason::NotSupported(why.map(|(_, why)| why.to_string())),
-                    ));
+                    self.refuse(path, &pattern);
                 }
             }
         }
@@ -452,13 +447,16 @@ impl Walker<'_> {
                     self.walk(child, format!("{path}.{key}"), format!("{pattern}.{key}"));
                 }
             }
-            _ => self.refuse(path),
+            _ => self.refuse(path, &pattern),
         }
     }
 
-    fn refuse(&mut self, path: String) {
+    /// `path` is refused; `pattern` (its place in the table) finds what else to say of it.
+    fn refuse(&mut self, path: String, pattern: &str) {
+        let why = WHY_REFUSED.iter().find(|(p, _)| *p == pattern);
+        let why = why.map(|(_, why)| why.to_string());
         self.out
-            .push(Problem::new(self.doc, path, Reason::NotSupported(None)));
+            .push(Problem::new(self.doc, path, Reason::NotSupported(why)));
     }
 }
 
