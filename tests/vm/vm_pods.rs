@@ -259,6 +259,78 @@ fn restart_policy_never_reports_the_failure() {
     );
 }
 
+/// A program the kernel refuses to execute: the container is a StartError (exit code 128, the
+/// reason in its message, a Failed event), as the kubelet shows it, and never Running. A
+/// missing path is found before the init's gate, as runc's init finds it before its exec fifo;
+/// a file that is no program only by the execve, after the gate, and still ends as one.
+#[test]
+#[ignore = "privileged: runs in the test VM (scripts/test)"]
+fn a_program_that_cannot_be_executed_is_a_start_error() {
+    require_vm();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::Path::new("/tmp/vm-pods-start-error");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let prog = dir.join("prog");
+    std::fs::write(&prog, "neither ELF nor a script\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, program, reason) in [
+        (
+            "start-error-enoent",
+            "/bad/missing",
+            "no such file or directory",
+        ),
+        ("start-error-enoexec", "/bad/prog", "exec format error"),
+    ] {
+        let yaml = pod_of(
+            name,
+            "Never",
+            2,
+            &format!(
+                "  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [{program:?}]
+    volumeMounts:
+    - {{name: bad, mountPath: /bad}}
+"
+            ),
+            &format!(
+                "  volumes:
+  - name: bad
+    hostPath: {{path: {}}}
+",
+                dir.display()
+            ),
+        );
+        apply_ok(&yaml);
+        let _pod = PodGuard(name.into());
+        wait_until(
+            name,
+            "phase Failed",
+            || phase(name) == "Failed",
+            RUNNING_TIMEOUT,
+        );
+        let cs = container_status(name, "app").unwrap();
+        let t = &cs["state"]["terminated"];
+        assert_eq!(t["reason"], "StartError", "{cs}");
+        assert_eq!(t["exitCode"], 128, "{cs}");
+        let message = format!("exec: \"{program}\": {reason}");
+        assert_eq!(t["message"], message.as_str(), "{cs}");
+        assert_eq!(status_column(name), "StartError");
+        assert!(
+            has_event(
+                name,
+                "Failed",
+                &format!("Error: failed to start container \"app\": {message}")
+            ),
+            "{:?}",
+            events(name)
+        );
+        assert_eq!(restart_count(name, "app"), 0, "{cs}");
+    }
+}
+
 #[test]
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
 fn restart_policy_on_failure() {

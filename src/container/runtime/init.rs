@@ -3,8 +3,10 @@
 //! stdio installed by `spawn`), prepares the rootfs and the process, and execs the user program.
 //!
 //! It reports the first failing step on the pipe named by `PEAPOD_INIT_PIPE` and exits 127.
-//! The pipe is close-on-exec, so a successful execve closes it with nothing written: that EOF
-//! is how `spawn` learns that the user program is running.
+//! Once everything before the user program's execve has succeeded, it writes one byte,
+//! [`AT_GATE`], on that pipe and waits at its start gate: after the gate only the execve can
+//! fail (its message follows the byte). The pipe is close-on-exec, so a successful execve
+//! closes it with nothing more written.
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -19,7 +21,7 @@ use oci_spec::runtime::{Process, Spec};
 use super::error::InitError;
 use super::mounts::{self, Kind};
 use super::seccomp::{self, Compiled};
-use super::{creds, devices, read_bundle, INIT_CONSOLE_ENV, INIT_GATE_ENV, INIT_PIPE_ENV};
+use super::{creds, devices, read_bundle, AT_GATE, INIT_CONSOLE_ENV, INIT_GATE_ENV, INIT_PIPE_ENV};
 
 // PATH used when the Spec's env has none (the value runc and Docker use).
 use crate::container::env::DEFAULT_PATH;
@@ -53,7 +55,7 @@ pub fn init_main(bundle: &Path) -> ! {
     // SAFETY: the fd number was handed to us by `spawn`, which left exactly this fd open for
     // us; nothing else in this process owns it.
     let console = console.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-    match run(bundle, gate, console) {
+    match run(bundle, gate, pipe_fd, console) {
         Ok(never) => match never {},
         Err(err) => {
             let _ = pipe.write_all(err.to_string().as_bytes());
@@ -73,7 +75,7 @@ pub(crate) fn run_direct(spec: &Spec, pipe: RawFd, gate: RawFd, console: Option<
     // of peapod's own logging may end up in the container's log.
     let result =
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            run_spec(spec, Some(gate), console)
+            run_spec(spec, Some(gate), pipe, console)
         });
     let Err(err) = result;
     let msg = err.to_string();
@@ -88,10 +90,11 @@ pub(crate) fn run_direct(spec: &Spec, pipe: RawFd, gate: RawFd, console: Option<
 fn run(
     bundle: &Path,
     gate: Option<RawFd>,
+    report: RawFd,
     console: Option<OwnedFd>,
 ) -> Result<Infallible, InitError> {
     let spec = read_bundle(bundle).map_err(|e| InitError::new("read spec", e.to_string()))?;
-    run_spec(&spec, gate, console)
+    run_spec(&spec, gate, report, console)
 }
 
 /// Blocks until the parent opens the start gate; EOF means it gave up on this container, so
@@ -113,9 +116,11 @@ fn wait_at_gate(gate: RawFd) {
     }
 }
 
+/// The init's steps; `report` is the pipe that gets [`AT_GATE`] before the gate.
 fn run_spec(
     spec: &Spec,
     gate: Option<RawFd>,
+    report: RawFd,
     console: Option<OwnedFd>,
 ) -> Result<Infallible, InitError> {
     let process = spec
@@ -167,6 +172,9 @@ fn run_spec(
     let ready = prepare_exec(process, &args)?;
     crate::starttrace::mark("init at gate");
     if let Some(gate) = gate {
+        // SAFETY: write(2) of one byte we own to the report pipe we were given. A failed
+        // write (the parent gone) leaves the gate's EOF to end this init.
+        unsafe { libc::write(report, [AT_GATE].as_ptr().cast(), 1) };
         wait_at_gate(gate);
         crate::starttrace::mark("init gate open");
     }
@@ -348,7 +356,21 @@ fn to_cstring(bytes: &[u8]) -> Result<CString, InitError> {
 /// with a '/' is used as is. The error text matches what kubectl users know from runc.
 pub(crate) fn resolve_program(name: &str, env: &[String]) -> Result<PathBuf, InitError> {
     if name.contains('/') {
-        return Ok(PathBuf::from(name));
+        // Checked before the gate as runc's init checks it before its exec fifo (Go's
+        // LookPath): a missing or non-executable program is a StartError, never Running.
+        let path = PathBuf::from(name);
+        let refused = match std::fs::metadata(&path) {
+            Err(e) => Some(e.raw_os_error().unwrap_or(libc::ENOENT)),
+            Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => Some(libc::EACCES),
+            Ok(_) => None,
+        };
+        return match refused {
+            None => Ok(path),
+            Some(errno) => Err(InitError::new(
+                format!("exec: \"{name}\""),
+                super::errno_text(errno),
+            )),
+        };
     }
     let path = env
         .iter()
@@ -402,6 +424,24 @@ mod tests {
     fn program_found_on_path() {
         let p = resolve_program("sh", &["PATH=/nonexistent:/bin".into()]).unwrap();
         assert_eq!(p, Path::new("/bin/sh"));
-        assert_eq!(resolve_program("/x/y", &[]).unwrap(), Path::new("/x/y"));
+        assert_eq!(
+            resolve_program("/bin/sh", &[]).unwrap(),
+            Path::new("/bin/sh")
+        );
+    }
+
+    #[test]
+    fn a_path_is_checked_before_the_gate_as_execve_would_refuse_it() {
+        let err = |name: &str| resolve_program(name, &[]).unwrap_err().to_string();
+        assert_eq!(
+            err("/nonexistent-peapod/x"),
+            "exec: \"/nonexistent-peapod/x\": no such file or directory"
+        );
+        assert_eq!(err("/tmp"), "exec: \"/tmp\": permission denied");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "data").unwrap();
+        let name = plain.display().to_string();
+        assert_eq!(err(&name), format!("exec: \"{name}\": permission denied"));
     }
 }

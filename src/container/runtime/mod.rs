@@ -34,7 +34,7 @@ use oci_spec::runtime::Spec;
 pub use error::{errno_text, InitError, RuntimeError};
 pub use exec::{exec_in, spawn_in, ExecChild, ExecMode, ExecStdio};
 pub use init::init_main;
-pub use spawn::{create, create_in_sandbox, spawn, spawn_with_init, Created};
+pub use spawn::{create, create_in_sandbox, exec_failure, spawn, spawn_with_init, Created};
 pub use terminal::{window_size, RawMode};
 
 /// The hidden argv[1] that turns the peapod binary into the container init.
@@ -47,6 +47,9 @@ pub const INIT_GATE_ENV: &str = "PEAPOD_INIT_GATE";
 /// Environment variable carrying the number of the socket fd on which the init sends the
 /// master of the terminal it makes when the Spec's `process.terminal` is set.
 pub const INIT_CONSOLE_ENV: &str = "PEAPOD_INIT_CONSOLE";
+/// The byte the init writes on its pipe once everything before the execve succeeded, right
+/// before it waits at its gate (error messages are text, and the raw child's use 0).
+pub(crate) const AT_GATE: u8 = 1;
 /// The Spec's file name inside a bundle directory, as in the OCI runtime spec.
 pub const CONFIG_FILE: &str = "config.json";
 /// Overlay lowerdirs, ':'-joined, top layer first.
@@ -70,6 +73,9 @@ pub struct Spawned {
     /// The master of the container's terminal (`process.terminal`): its stdin, stdout and
     /// stderr are the peer, a pseudo-terminal of the container's own devpts.
     pub terminal: Option<OwnedFd>,
+    /// From [`Created::start_at_gate`]: the init's pipe, open while its execve may still
+    /// fail; [`exec_failure`] reads it once the process has ended.
+    pub exec_report: Option<OwnedFd>,
 }
 
 /// Writes `<bundle>/config.json` atomically, creating the bundle directory if needed.

@@ -30,7 +30,9 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::error::{errno_text, RuntimeError};
-use super::{ContainerStdio, Spawned, INIT_ARG, INIT_CONSOLE_ENV, INIT_GATE_ENV, INIT_PIPE_ENV};
+use super::{
+    ContainerStdio, Spawned, AT_GATE, INIT_ARG, INIT_CONSOLE_ENV, INIT_GATE_ENV, INIT_PIPE_ENV,
+};
 use crate::cgroup::clone::Cloned;
 
 /// Lowest fd number used for the child's prepared copies of its stdio, so that the final dup2
@@ -105,7 +107,9 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: ContainerStdio) -> Result<Creat
 /// [`create`] for a container whose sandbox may still be making the namespaces the Spec
 /// joins (net, uts, ipc): `sandbox_ready` hangs up once they exist (see `Prepared`). The child
 /// is cloned at once and waits for them itself, so the clone overlaps the kernel's work on the
-/// network namespace; a multi-threaded caller waits here instead.
+/// network namespace; a multi-threaded caller waits here instead. A single-threaded caller
+/// writes the bundle (`write_bundle`) before it starts the container; for a multi-threaded one,
+/// whose child re-executes peapod to read it, it is written here before the clone.
 pub fn create_in_sandbox(
     spec: &Spec,
     bundle: &Path,
@@ -117,6 +121,9 @@ pub fn create_in_sandbox(
     let direct = crate::procfs::thread_count() == 1;
     let mut sandbox_ready = sandbox_ready.map(|fd| fd.as_raw_fd());
     if !direct {
+        // `peapod __init` reads the Spec from the bundle (a direct caller may write it after
+        // the clone, while the init mounts).
+        super::write_bundle(bundle, spec)?;
         if let Some(fd) = sandbox_ready.take() {
             wait_hangup(fd);
         }
@@ -180,51 +187,107 @@ impl Created {
 
     /// [`Created::start`], running `meanwhile` once the gate is open, while the init execs
     /// the user program on another CPU (work that needs only the pid, such as recording it).
-    pub fn start_with(mut self, meanwhile: impl FnOnce()) -> Result<Spawned, RuntimeError> {
+    pub fn start_with(self, meanwhile: impl FnOnce()) -> Result<Spawned, RuntimeError> {
+        let pid = self.pid;
+        let mut spawned = self.start_at_gate(meanwhile)?;
+        if let Some(pipe) = spawned.exec_report.take() {
+            let mut message = Vec::new();
+            if let Err(e) = std::fs::File::from(pipe).read_to_end(&mut message) {
+                tracing::warn!(pid, error = %e, "reading the init pipe failed");
+            }
+            if !message.is_empty() {
+                return Err(failed_init(pid, &message));
+            }
+        }
+        Ok(spawned)
+    }
+
+    /// Opens the gate, runs `meanwhile`, and returns once the init has passed its gate:
+    /// everything that can fail before the user program's execve succeeded (as `runc start`
+    /// returns once its init has passed the exec fifo), and the execve runs on another CPU.
+    /// If the execve fails, its message comes on [`Spawned::exec_report`]: [`exec_failure`]
+    /// once the process has ended. A step that failed before the gate is
+    /// `RuntimeError::Start` with the init's message, after reaping it.
+    pub fn start_at_gate(mut self, meanwhile: impl FnOnce()) -> Result<Spawned, RuntimeError> {
         let pid = self.pid;
         if let Some(gate) = self.gate_w.take() {
             // EPIPE means the init already failed; its message is on the pipe.
             let _ = nix::unistd::write(&gate, b"1");
         }
         meanwhile();
-        let mut message = Vec::new();
+        let mut exec_report = None;
         if let Some(pipe) = self.pipe_rd.take() {
             let mut reader = std::fs::File::from(pipe);
-            if let Err(e) = reader.read_to_end(&mut message) {
-                tracing::warn!(pid, error = %e, "reading the init pipe failed");
-            }
-        }
-        if message.is_empty() {
-            tracing::debug!(pid, "container started");
-            // The init sent the master before it exec'd, so it is waiting in the socket.
-            let terminal = match self.console.take() {
-                Some(socket) => match super::terminal::receive_master(&socket) {
-                    Ok(Some(master)) => Some(master),
-                    other => {
-                        // Running without the terminal it was made for: stop it, reap it.
-                        let _ = nix::sys::signal::kill(
-                            Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                        let _ = waitpid(Pid::from_raw(pid), None);
-                        return Err(match other {
-                            Err(e) => e,
-                            _ => RuntimeError::Start {
-                                message: "the init sent no terminal".into(),
-                            },
-                        });
+            let mut first = [0u8; 1];
+            let n = loop {
+                match reader.read(&mut first) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::warn!(pid, error = %e, "reading the init pipe failed");
+                        break 0;
                     }
-                },
-                None => None,
+                    Ok(n) => break n,
+                }
             };
-            return Ok(Spawned { pid, terminal });
+            if n == 1 && first[0] == AT_GATE {
+                exec_report = Some(OwnedFd::from(reader));
+            } else if n == 1 {
+                let mut message = first.to_vec();
+                if let Err(e) = reader.read_to_end(&mut message) {
+                    tracing::warn!(pid, error = %e, "reading the init pipe failed");
+                }
+                return Err(failed_init(pid, &message));
+            }
+            // EOF with nothing: the init ended without a word (killed); its exit tells.
         }
-        // The init failed and exits 127: reap it so that no zombie is left behind.
-        let _ = waitpid(Pid::from_raw(pid), None);
-        let message = decode_child_message(&message);
-        tracing::error!(pid, %message, "container init failed");
-        Err(RuntimeError::Start { message })
+        tracing::debug!(pid, "container started");
+        // The init sent the master before its gate, so it is waiting in the socket.
+        let terminal = match self.console.take() {
+            Some(socket) => match super::terminal::receive_master(&socket) {
+                Ok(Some(master)) => Some(master),
+                other => {
+                    // Running without the terminal it was made for: stop it, reap it.
+                    let _ = nix::sys::signal::kill(
+                        Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = waitpid(Pid::from_raw(pid), None);
+                    return Err(match other {
+                        Err(e) => e,
+                        _ => RuntimeError::Start {
+                            message: "the init sent no terminal".into(),
+                        },
+                    });
+                }
+            },
+            None => None,
+        };
+        Ok(Spawned {
+            pid,
+            terminal,
+            exec_report,
+        })
     }
+}
+
+/// The init failed and exits 127: reaped, so that no zombie is left behind; its message.
+fn failed_init(pid: i32, raw: &[u8]) -> RuntimeError {
+    let _ = waitpid(Pid::from_raw(pid), None);
+    let message = decode_child_message(raw);
+    tracing::error!(pid, %message, "container init failed");
+    RuntimeError::Start { message }
+}
+
+/// What a container's execve reported after its gate ([`Spawned::exec_report`]), read once
+/// its process has ended (so the pipe's writer is gone): the failure's message, or None when
+/// the execve succeeded (the close-on-exec pipe closed with nothing more on it).
+pub fn exec_failure(report: OwnedFd) -> Option<String> {
+    let mut raw = Vec::new();
+    // Never blocks the caller's loop, even if a writer were somehow left.
+    if nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_ok() {
+        let _ = std::fs::File::from(report).read_to_end(&mut raw);
+    }
+    (!raw.is_empty()).then(|| decode_child_message(&raw))
 }
 
 impl Drop for Created {

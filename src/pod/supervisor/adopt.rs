@@ -280,6 +280,7 @@ impl Supervisor {
             terminal: resize,
             log,
             stop_signal,
+            exec_report: None,
         }
     }
 }

@@ -528,9 +528,6 @@ impl Supervisor {
         })?;
         tracing::debug!(container = %c.name, "spec built");
         crate::starttrace::mark("sup spec built");
-        runtime::write_bundle(dir, &oci).map_err(ConfigError::from)?;
-        tracing::debug!(container = %c.name, "bundle written");
-        crate::starttrace::mark("sup bundle written");
         let mut devices = None;
         if let (Some(cg), Some(mgr)) = (cgroup, self.host.cgroups.as_ref()) {
             let res = oci
@@ -560,10 +557,14 @@ impl Supervisor {
         let created = runtime::create_in_sandbox(&oci, dir, streams.stdio, sandbox_ready)
             .map_err(|e| start(e.into()))?;
         crate::starttrace::mark("sup cloned");
-        // The device allowlist and the log file, while the init mounts the rootfs; before its
-        // gate opens (an error drops `created`: the init exits at its closed gate and is
-        // reaped). Nothing is written to the log before the program runs, and its directories
-        // cost inodes on the disk, off the path to the clone.
+        // The bundle's config.json (read by exec and probes, never by this init, which has the
+        // Spec in memory), the device allowlist and the log file, while the init mounts the
+        // rootfs; before its gate opens (an error drops `created`: the init exits at its
+        // closed gate and is reaped). Nothing is written to the log before the program runs,
+        // and its directories cost inodes on the disk, off the path to the clone.
+        runtime::write_bundle(dir, &oci).map_err(ConfigError::from)?;
+        tracing::debug!(container = %c.name, "bundle written");
+        crate::starttrace::mark("sup bundle written");
         if let (Some((cg, rules)), Some(mgr)) = (devices, self.host.cgroups.as_ref()) {
             mgr.attach_devices(cg, &rules).map_err(ConfigError::from)?;
             crate::starttrace::mark("sup devices attached");

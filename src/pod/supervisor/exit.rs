@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Container;
 
+use super::start::{REASON_START_ERROR, START_ERROR_EXIT_CODE};
 use super::stop::PodRun;
 use super::Supervisor;
 use crate::gofmt;
@@ -162,14 +163,34 @@ impl Supervisor {
         if let Some(s) = self.state.containers.get_mut(&name) {
             s.finished_at_ns = Some(finished_at.as_nanosecond() as i64);
         }
-        let t = Terminated {
-            exit_code,
-            signal,
-            reason: model::terminated_reason(exit_code, oom).into(),
-            message,
-            started_at: Some(inst.started_at),
-            finished_at,
-            container_id: inst.container_id.clone(),
+        let exec_failed = inst
+            .exec_report
+            .take()
+            .and_then(crate::container::runtime::exec_failure);
+        let t = match exec_failed {
+            // Past its gate, the init's execve failed: the user program never ran.
+            Some(failure) => {
+                let field = self.runs[i].field_path();
+                self.start_failed_event(&field, &name, &failure);
+                Terminated {
+                    exit_code: START_ERROR_EXIT_CODE,
+                    signal: None,
+                    reason: REASON_START_ERROR.into(),
+                    message: Some(failure),
+                    started_at: Some(inst.started_at),
+                    finished_at,
+                    container_id: inst.container_id.clone(),
+                }
+            }
+            None => Terminated {
+                exit_code,
+                signal,
+                reason: model::terminated_reason(exit_code, oom).into(),
+                message,
+                started_at: Some(inst.started_at),
+                finished_at,
+                container_id: inst.container_id.clone(),
+            },
         };
         tracing::info!(container = %name, exit_code, oom, ?cause, "container exited");
         // The ended process stays on record (its pid and start time no longer match a live

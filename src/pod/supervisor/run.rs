@@ -42,6 +42,9 @@ pub(crate) struct Instance {
     pub log: CriLogWriter,
     pub termination_log: PathBuf,
     pub stop_signal: Signal,
+    /// The init's pipe while its execve may still fail (`Created::start_at_gate`); read
+    /// when the instance ends. None for an adopted instance.
+    pub exec_report: Option<OwnedFd>,
 }
 
 /// One container of the pod across its instances.

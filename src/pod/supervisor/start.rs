@@ -161,12 +161,7 @@ impl Supervisor {
     fn start_error(&mut self, i: usize, message: String, container_id: String) {
         let field = self.runs[i].field_path();
         let name = self.runs[i].spec.name.clone();
-        self.event(
-            events::WARNING,
-            events::REASON_FAILED,
-            &field,
-            format!("Error: failed to start container \"{name}\": {message}"),
-        );
+        self.start_failed_event(&field, &name, &message);
         self.runs[i].instances += 1;
         self.runs[i].redefining = false;
         self.runs[i].rerun = false;
@@ -181,6 +176,16 @@ impl Supervisor {
             container_id,
         };
         self.after_exit(i, t, Duration::ZERO, None);
+    }
+
+    /// The kubelet's Failed event for a container the runtime could not start.
+    pub(super) fn start_failed_event(&mut self, field: &str, name: &str, message: &str) {
+        self.event(
+            events::WARNING,
+            events::REASON_FAILED,
+            field,
+            format!("Error: failed to start container \"{name}\": {message}"),
+        );
     }
 
     /// Opens a created container's gate and records the running instance; a postStart hook
@@ -199,9 +204,11 @@ impl Supervisor {
         } = p;
         let name = self.runs[i].spec.name.clone();
         // The process is recorded (its start time is the init's, kept across the execve) while
-        // the init execs: on another CPU, the state file is written meanwhile.
+        // the init passes its gate. It is Running once past it, as a container is once `runc
+        // start` returns: its status is written while the execve runs on another CPU, and an
+        // execve that fails after all ends the instance as a StartError (`on_container_exit`).
         let init = created.pid();
-        let started = created.start_with(|| {
+        let started = created.start_at_gate(|| {
             let process = ProcessRef::of(init).unwrap_or(ProcessRef {
                 pid: init,
                 start_time: 0,
@@ -209,10 +216,10 @@ impl Supervisor {
             self.set_container_process(&name, Some(process));
             self.save_state_or_log();
         });
-        let (pid, terminal) = match started {
+        let (pid, terminal, exec_report) = match started {
             Ok(spawned) => {
-                crate::starttrace::mark("sup started (exec seen)");
-                (spawned.pid, spawned.terminal)
+                crate::starttrace::mark("sup started (past the gate)");
+                (spawned.pid, spawned.terminal, spawned.exec_report)
             }
             Err(e) => {
                 tracing::warn!(container = %name, error = %e, "container start failed");
@@ -253,6 +260,7 @@ impl Supervisor {
             log,
             termination_log,
             stop_signal,
+            exec_report,
         };
         self.keep_descriptors(&name, &inst);
         let r = &mut self.runs[i];
