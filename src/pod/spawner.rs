@@ -15,8 +15,10 @@
 //! after its fsync of the pod's file, which the fork overlaps), then its child
 //! becomes the keeper in its own session (`lifecycle::fork_keeper`, which the CLI runs itself
 //! when it has no spawner). The first request's keeper is forked before the request, waiting
-//! for it (see [`serve`]). At the CLI's end (or its death) the socket closes and the spawner
-//! exits; [`finish`] waits for it so that no process of the command outlives it.
+//! for it: by the CLI itself, just before its spawner, and asked directly (it answers `A` too;
+//! see [`start`]); by a zygote's server for its client (see [`serve`]). At the CLI's end (or
+//! its death) the sockets close, and the spawner and an unused waiting keeper exit; [`finish`]
+//! waits for them so that no process of the command outlives it.
 //!
 //! When the host runs a zygote (`pod::zygote`) that can serve this CLI exactly as its own
 //! spawner would, [`start`] connects to it instead of forking: the zygote's server for this
@@ -51,6 +53,10 @@ enum Spawner {
 
 /// The spawner of this process, once started.
 static SPAWNER: Mutex<Option<Spawner>> = Mutex::new(None);
+
+/// The first pod's keeper, forked by the CLI itself before its spawner and waiting for its
+/// request (see [`start`]); whether the request was sent to it.
+static FIRST: Mutex<Option<(Waiting, bool)>> = Mutex::new(None);
 
 /// Whether a command line (`args[1..]`) may remove the host's last pod: `delete`, or a verb
 /// that starts pods (a failed start removes its pod).
@@ -88,9 +94,22 @@ pub fn start() {
     if crate::pod::zygote::await_cli_zygote(&paths) && connect_zygote(&paths.run) {
         return;
     }
+    // The first pod's keeper first, forked from here: it prepares on the other core while this
+    // process forks its spawner and decodes, and takes the first request from this process
+    // directly (two forks and a hop fewer before it than when the spawner forks it).
+    let first = Waiting::fork(false);
+    let first_link = first.as_ref().map(|w| w.link.as_raw_fd());
+    if let (Some(w), Ok(mut slot)) = (first, FIRST.lock()) {
+        *slot = Some((w, false));
+    }
     let forked = fork_with_socket(0, |theirs| {
+        if let Some(fd) = first_link {
+            // SAFETY: this child's copy of the CLI's end of the first keeper's socket, which
+            // must close with the CLI alone.
+            unsafe { libc::close(fd) };
+        }
         crate::pod::zygote::null_stdio();
-        let code = serve(theirs, false);
+        let code = serve(theirs, false, first_link.is_none());
         if code == 0 {
             // Its CLI is done: later CLIs' pods may share this exec (`zygote::linger`).
             crate::pod::zygote::linger();
@@ -163,6 +182,9 @@ pub fn has_zygote() -> bool {
 /// no spawner or it did not take it (it is gone): no keeper was forked, the caller forks it.
 /// For threaded callers: the request and its answer are one step.
 pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
+    if send_first(uid, ready, log) {
+        return taken_first().unwrap_or(Ok(()));
+    }
     let mut slot = lock()?;
     send_on(&mut slot, uid, ready, log)?;
     taken_on(&slot)
@@ -171,12 +193,66 @@ pub fn request(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Resu
 /// The first half of [`request`], for a single-threaded caller that does something else (its
 /// fsync) while the spawner forks, then reads the answer with [`taken`]. Err: not sent.
 pub fn send(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> std::io::Result<()> {
+    if send_first(uid, ready, log) {
+        return Ok(());
+    }
     send_on(&mut *lock()?, uid, ready, log)
 }
 
 /// The second half of [`request`]: Ok when the spawner took the request [`send`] sent.
 pub fn taken() -> std::io::Result<()> {
+    if let Some(answer) = taken_first() {
+        return answer;
+    }
     taken_on(&*lock()?)
+}
+
+/// Sends the request to the first keeper, unless it has had one (or is gone: then ended, and
+/// the spawner is asked instead); true when sent.
+fn send_first(uid: &str, ready: &OwnedFd, log: &std::fs::File) -> bool {
+    let Ok(mut slot) = FIRST.lock() else {
+        return false;
+    };
+    let Some((w, asked)) = slot.as_mut() else {
+        return false;
+    };
+    if *asked {
+        return false;
+    }
+    let fds = [ready.as_raw_fd(), log.as_raw_fd()];
+    if crate::pod::zygote::send(&w.link, uid.as_bytes(), &fds).is_ok() {
+        *asked = true;
+        return true;
+    }
+    if let Some((w, _)) = slot.take() {
+        w.end();
+    }
+    false
+}
+
+/// The first keeper's answer to the request [`send_first`] sent it (None: it was not sent
+/// there): Ok once it took it and goes on as the pod's keeper; Err if it ended first (it
+/// is reaped, and the caller forks the keeper itself).
+fn taken_first() -> Option<std::io::Result<()>> {
+    let mut slot = FIRST.lock().ok()?;
+    if !matches!(slot.as_ref(), Some((_, true))) {
+        return None;
+    }
+    let (w, _) = slot.take()?;
+    let mut answer = [0u8; 8];
+    let n = loop {
+        match nix::sys::socket::recv(w.link.as_raw_fd(), &mut answer, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break 0,
+            Ok(n) => break n,
+        }
+    };
+    if answer.get(..n) == Some(ACK) {
+        // Its socket closes here; the keeper is on its own (in its own session).
+        return Some(Ok(()));
+    }
+    w.end();
+    Some(Err(std::io::Error::other("the first keeper is gone")))
 }
 
 fn lock() -> std::io::Result<std::sync::MutexGuard<'static, Option<Spawner>>> {
@@ -245,6 +321,12 @@ fn taken_on(slot: &Option<Spawner>) -> std::io::Result<()> {
 /// Closes the socket (the spawner exits at its end) and reaps our own spawner, or waits for a
 /// zygote's server to exit.
 pub fn finish() {
+    // An unused first keeper ends; one that was asked is a keeper now, not waited for.
+    if let Some((w, asked)) = FIRST.lock().ok().and_then(|mut slot| slot.take()) {
+        if !asked {
+            w.end();
+        }
+    }
     let taken = SPAWNER.lock().ok().and_then(|mut slot| slot.take());
     match taken {
         Some(Spawner::Local(pid, sock)) => {
@@ -291,10 +373,10 @@ fn await_peer_exit(sock: OwnedFd) {
 /// host's facts for its supervisor (`supervisor::prepare`), work that would otherwise come
 /// after the request, on the pod's start path. Unused (the CLI starts no pod), it is ended
 /// before this loop returns, so that no process of the command outlives it.
-pub(crate) fn serve(sock: OwnedFd, detach: bool) -> i32 {
+pub(crate) fn serve(sock: OwnedFd, detach: bool, ahead: bool) -> i32 {
     // The trace file is the client's (a zygote's server took on its environment).
     crate::starttrace::reopen();
-    let mut waiting = Waiting::fork(detach);
+    let mut waiting = if ahead { Waiting::fork(detach) } else { None };
     let code = loop {
         let mut buf = [0u8; MAX_REQUEST];
         let Ok((n, fds)) = crate::pod::zygote::receive_with_fds(&sock, &mut buf) else {
@@ -395,12 +477,20 @@ fn await_request(link: OwnedFd) -> i32 {
         crate::sandbox::pause::end_ahead();
         return 0;
     };
-    drop(link);
     let mut fds = fds.into_iter();
     let (Some(ready), Some(log)) = (fds.next(), fds.next()) else {
         crate::sandbox::pause::end_ahead();
         return 0;
     };
+    // Taken (read by a CLI that forked this keeper itself; a spawner has answered already).
+    let _ = sendmsg::<()>(
+        link.as_raw_fd(),
+        &[IoSlice::new(ACK)],
+        &[],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+    drop(link);
     // SAFETY: dup2 onto stdio, which this process owns.
     unsafe {
         libc::dup2(log.as_raw_fd(), 1);

@@ -882,7 +882,7 @@ fn serve_client(conn: OwnedFd) -> i32 {
     if send(&conn, answer, &[]).is_err() || applied.is_err() {
         return 0;
     }
-    crate::pod::spawner::serve(conn, true)
+    crate::pod::spawner::serve(conn, true, true)
 }
 
 /// Sends one message with `fds` (SCM_RIGHTS), retrying after EINTR.
