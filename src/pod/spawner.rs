@@ -393,14 +393,7 @@ pub(crate) fn serve(sock: OwnedFd, detach: bool, ahead: bool) -> i32 {
         };
         // Taken: from here a failure drops `ready` unwritten, and the client reports the
         // supervisor's failure. Not taken (the client is gone): nothing is forked.
-        let acked = sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(ACK)],
-            &[],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        );
-        if acked.is_err() {
+        if !answer_taken(&sock) {
             continue;
         }
         if let Some(w) = waiting.take() {
@@ -415,6 +408,18 @@ pub(crate) fn serve(sock: OwnedFd, detach: bool, ahead: bool) -> i32 {
         w.end();
     }
     code
+}
+
+/// Answers a request `A` (taken) on `sock`; false if the client is gone.
+fn answer_taken(sock: &OwnedFd) -> bool {
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(ACK)],
+        &[],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .is_ok()
 }
 
 /// A keeper forked before its request, waiting on its socket for the pod's uid, readiness
@@ -483,13 +488,7 @@ fn await_request(link: OwnedFd) -> i32 {
         return 0;
     };
     // Taken (read by a CLI that forked this keeper itself; a spawner has answered already).
-    let _ = sendmsg::<()>(
-        link.as_raw_fd(),
-        &[IoSlice::new(ACK)],
-        &[],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    );
+    answer_taken(&link);
     drop(link);
     // SAFETY: dup2 onto stdio, which this process owns.
     unsafe {
