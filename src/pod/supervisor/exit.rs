@@ -145,52 +145,53 @@ impl Supervisor {
             .get(&name)
             .and_then(|s| s.log_path.clone())
             .unwrap_or_default();
-        let message = termination_message(
-            &self.runs[i].spec,
-            &inst.termination_log,
-            &log_path,
-            exit_code,
-        );
-        let (exit_code, signal) = if oom {
-            (
-                OOM_EXIT_CODE,
-                Some(nix::sys::signal::Signal::SIGKILL as i32),
-            )
-        } else {
-            (exit_code, signal)
+        let exec_failed = inst
+            .exec_report
+            .take()
+            .and_then(crate::container::runtime::exec_failure);
+        let (exit_code, signal, reason, message) = match exec_failed {
+            // Past its gate, the init's execve failed: the user program never ran.
+            Some(failure) => {
+                let field = self.runs[i].field_path();
+                self.start_failed_event(&field, &name, &failure);
+                (
+                    START_ERROR_EXIT_CODE,
+                    None,
+                    REASON_START_ERROR,
+                    Some(failure),
+                )
+            }
+            None => {
+                let message = termination_message(
+                    &self.runs[i].spec,
+                    &inst.termination_log,
+                    &log_path,
+                    exit_code,
+                );
+                let (exit_code, signal) = if oom {
+                    (
+                        OOM_EXIT_CODE,
+                        Some(nix::sys::signal::Signal::SIGKILL as i32),
+                    )
+                } else {
+                    (exit_code, signal)
+                };
+                let reason = model::terminated_reason(exit_code, oom);
+                (exit_code, signal, reason, message)
+            }
         };
         let finished_at = Timestamp::now();
         if let Some(s) = self.state.containers.get_mut(&name) {
             s.finished_at_ns = Some(finished_at.as_nanosecond() as i64);
         }
-        let exec_failed = inst
-            .exec_report
-            .take()
-            .and_then(crate::container::runtime::exec_failure);
-        let t = match exec_failed {
-            // Past its gate, the init's execve failed: the user program never ran.
-            Some(failure) => {
-                let field = self.runs[i].field_path();
-                self.start_failed_event(&field, &name, &failure);
-                Terminated {
-                    exit_code: START_ERROR_EXIT_CODE,
-                    signal: None,
-                    reason: REASON_START_ERROR.into(),
-                    message: Some(failure),
-                    started_at: Some(inst.started_at),
-                    finished_at,
-                    container_id: inst.container_id.clone(),
-                }
-            }
-            None => Terminated {
-                exit_code,
-                signal,
-                reason: model::terminated_reason(exit_code, oom).into(),
-                message,
-                started_at: Some(inst.started_at),
-                finished_at,
-                container_id: inst.container_id.clone(),
-            },
+        let t = Terminated {
+            exit_code,
+            signal,
+            reason: reason.into(),
+            message,
+            started_at: Some(inst.started_at),
+            finished_at,
+            container_id: inst.container_id.clone(),
         };
         tracing::info!(container = %name, exit_code, oom, ?cause, "container exited");
         // The ended process stays on record (its pid and start time no longer match a live
