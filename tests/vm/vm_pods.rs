@@ -261,7 +261,8 @@ fn restart_policy_never_reports_the_failure() {
 
 /// A program the kernel refuses to execute: the container is a StartError (exit code 128, the
 /// reason in its message, a Failed event), as the kubelet shows it, and never Running. A
-/// missing path is found before the init's gate, as runc's init finds it before its exec fifo;
+/// missing path is found before the init's gate, as runc's init finds it before its exec fifo
+/// (in Go's LookPath words: `stat <path>: ...`);
 /// a file that is no program only by the execve, after the gate, and still ends as one.
 #[test]
 #[ignore = "privileged: runs in the test VM (scripts/test)"]
@@ -278,7 +279,7 @@ fn a_program_that_cannot_be_executed_is_a_start_error() {
         (
             "start-error-enoent",
             "/bad/missing",
-            "no such file or directory",
+            "stat /bad/missing: no such file or directory",
         ),
         ("start-error-enoexec", "/bad/prog", "exec format error"),
     ] {

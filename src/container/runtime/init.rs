@@ -356,20 +356,22 @@ fn to_cstring(bytes: &[u8]) -> Result<CString, InitError> {
 /// with a '/' is used as is. The error text matches what kubectl users know from runc.
 pub(crate) fn resolve_program(name: &str, env: &[String]) -> Result<PathBuf, InitError> {
     if name.contains('/') {
-        // Checked before the gate as runc's init checks it before its exec fifo (Go's
-        // LookPath): a missing or non-executable program is a StartError, never Running.
+        // Checked before the gate as runc's init checks it before its exec fifo, with Go's
+        // LookPath and its words: a missing or non-executable program is a StartError, never
+        // Running.
         let path = PathBuf::from(name);
         let refused = match std::fs::metadata(&path) {
-            Err(e) => Some(e.raw_os_error().unwrap_or(libc::ENOENT)),
-            Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => Some(libc::EACCES),
+            Err(e) => Some(format!(
+                "stat {name}: {}",
+                super::errno_text(e.raw_os_error().unwrap_or(libc::ENOENT))
+            )),
+            Ok(m) if m.is_dir() => Some(super::errno_text(libc::EISDIR)),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Some(super::errno_text(libc::EACCES)),
             Ok(_) => None,
         };
         return match refused {
             None => Ok(path),
-            Some(errno) => Err(InitError::new(
-                format!("exec: \"{name}\""),
-                super::errno_text(errno),
-            )),
+            Some(reason) => Err(InitError::new(format!("exec: \"{name}\""), reason)),
         };
     }
     let path = env
@@ -431,13 +433,13 @@ mod tests {
     }
 
     #[test]
-    fn a_path_is_checked_before_the_gate_as_execve_would_refuse_it() {
+    fn a_path_is_checked_before_the_gate_in_go_lookpaths_words() {
         let err = |name: &str| resolve_program(name, &[]).unwrap_err().to_string();
         assert_eq!(
             err("/nonexistent-peapod/x"),
-            "exec: \"/nonexistent-peapod/x\": no such file or directory"
+            "exec: \"/nonexistent-peapod/x\": stat /nonexistent-peapod/x: no such file or directory"
         );
-        assert_eq!(err("/tmp"), "exec: \"/tmp\": permission denied");
+        assert_eq!(err("/tmp"), "exec: \"/tmp\": is a directory");
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("plain");
         std::fs::write(&plain, "data").unwrap();
