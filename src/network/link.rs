@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{InfoData, InfoVeth};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -246,13 +246,21 @@ async fn create_pair(
     // Ensured here too: the bridge may have been deleted since the pod's last sandbox.
     let bridge_index = bridge_index(handle, cfg).await?;
     crate::starttrace::mark("net bridge checked");
+    // One queue each way on both ends, asked for at creation: without the attributes the
+    // kernel gives a veth one queue per CPU and then cuts each end down to one
+    // (veth_init_queues), and each cut waits for an expedited RCU grace period
+    // (synchronize_net), which the container's init then waits behind in its pivot's unmount.
     let pair = || {
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(POD_IFNAME.to_string())
             .setns_by_fd(netns.as_raw_fd())
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
             .build();
         LinkVeth::new(host, POD_IFNAME)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
             .controller(bridge_index)
             .up()
             .build()
