@@ -16,7 +16,9 @@
 //! in it is. [`DeviceRules::allows`] is that decision in plain Rust; [`DeviceRules::program`]
 //! compiles it, and the tests check the two agree.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Mutex;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
@@ -283,14 +285,51 @@ fn emit_match(p: &mut Program, rule: &DeviceRule, next_rule: Label) -> bool {
     tested
 }
 
-/// Loads the program for `rules` and attaches it to the cgroup v2 directory `path`.
+/// A program loaded ahead, with the instructions it was loaded from: see [`load_ahead`].
+static AHEAD: Mutex<Option<(Vec<u64>, OwnedFd)>> = Mutex::new(None);
+
+/// Loads the program for `list` (the usual container's rules) now, off a pod's start path: the
+/// keeper that waits for its pod does it (`supervisor::prepare`), and [`attach`] takes it for
+/// the same rules instead of loading them again (the verifier and the JIT: ~0.2 ms, while the
+/// container's init waits for the CPU). A failure here is left to `attach` to report.
+pub(crate) fn load_ahead(list: &[LinuxDeviceCgroup]) {
+    let Ok(insns) = DeviceRules::from_spec(list).and_then(|r| r.program()) else {
+        return;
+    };
+    if let (Ok(fd), Ok(mut slot)) = (bpf::load_device_program(&insns), AHEAD.lock()) {
+        *slot = Some((insns, fd));
+    }
+}
+
+/// Drops what [`load_ahead`] loaded (the kernel frees a program once no descriptor or cgroup
+/// holds it).
+pub(crate) fn forget_ahead() {
+    if let Ok(mut slot) = AHEAD.lock() {
+        slot.take();
+    }
+}
+
+/// A copy of the descriptor of the program loaded ahead, if it was loaded from `insns`.
+fn take_ahead(insns: &[u64]) -> Option<OwnedFd> {
+    let slot = AHEAD.lock().ok()?;
+    let (loaded, fd) = slot.as_ref()?;
+    (loaded.as_slice() == insns)
+        .then(|| fd.try_clone().ok())
+        .flatten()
+}
+
+/// Loads the program for `rules` (or takes the one loaded ahead for them) and attaches it to
+/// the cgroup v2 directory `path`.
 pub(crate) fn attach(path: &Path, rules: &DeviceRules) -> Result<(), CgroupError> {
     let insns = rules.program()?;
     let err = |source| CgroupError::DeviceProgram {
         path: path.to_path_buf(),
         source,
     };
-    let prog = bpf::load_device_program(&insns).map_err(err)?;
+    let prog = match take_ahead(&insns) {
+        Some(fd) => fd,
+        None => bpf::load_device_program(&insns).map_err(err)?,
+    };
     bpf::attach_device_program(path, &prog).map_err(err)?;
     tracing::debug!(path = %path.display(), rules = rules.0.len(), instructions = insns.len(), "device allowlist attached");
     Ok(())

@@ -353,3 +353,22 @@ fn spec_rules_are_validated() {
         }]
     );
 }
+
+/// The program loaded ahead serves the rules it was loaded from, and no other. Needs root, as
+/// the verifier test above: skipped, and said so, without it.
+#[test]
+fn a_program_loaded_ahead_serves_its_own_rules_only() {
+    let list = crate::container::devices::device_cgroup_rules(false).unwrap();
+    let usual = DeviceRules::from_spec(&list).unwrap().program().unwrap();
+    let other = DeviceRules::default().program().unwrap();
+    super::load_ahead(&list);
+    if super::take_ahead(&usual).is_none() {
+        eprintln!("skipped: no privilege to load BPF programs");
+        return;
+    }
+    assert!(super::take_ahead(&other).is_none());
+    // Taken twice: each container's cgroup gets its own copy of the descriptor.
+    assert!(super::take_ahead(&usual).is_some());
+    super::forget_ahead();
+    assert!(super::take_ahead(&usual).is_none());
+}

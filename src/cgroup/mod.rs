@@ -16,7 +16,7 @@
 
 mod bpf;
 pub mod clone;
-mod devices;
+pub(crate) mod devices;
 pub mod parent;
 pub mod pod;
 pub mod stats;

@@ -216,8 +216,9 @@ struct Prepared {
 static PREPARED: std::sync::Mutex<Option<Prepared>> = std::sync::Mutex::new(None);
 
 /// Done by a keeper that waits for its pod (stdout and stderr not yet the pod's log): the
-/// logging set up, the host's facts learnt for its supervisor, and the usual seccomp program
-/// compiled for its first containers' inits (`seccomp::compile_ahead`). What the host lacks (a
+/// logging set up, the host's facts learnt for its supervisor, the usual seccomp program
+/// compiled for its first containers' inits (`seccomp::compile_ahead`) and the usual device
+/// program loaded for their cgroups (`cgroup::devices::load_ahead`). What the host lacks (a
 /// hybrid host's cgroup controllers) is logged by the supervisor that takes the facts, in its
 /// pod's log.
 pub(crate) fn prepare() {
@@ -226,6 +227,11 @@ pub(crate) fn prepare() {
         return;
     };
     crate::container::runtime::seccomp::compile_ahead();
+    if host.cgroups.is_some() {
+        if let Ok(list) = crate::container::devices::device_cgroup_rules(false) {
+            crate::cgroup::devices::load_ahead(&list);
+        }
+    }
     crate::sandbox::pause::make_ahead();
     if let Ok(mut slot) = PREPARED.lock() {
         let boot_id = crate::procfs::boot_id();
@@ -239,6 +245,7 @@ pub(crate) fn forget_prepared() {
         slot.take();
     }
     crate::container::runtime::seccomp::forget_ahead();
+    crate::cgroup::devices::forget_ahead();
     crate::sandbox::pause::forget_ahead();
 }
 

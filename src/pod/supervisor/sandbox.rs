@@ -215,8 +215,10 @@ impl Supervisor {
                 }
                 Err(_) => self.abandon_created(created),
             }
-            // Their inits took the program compiled ahead, if any: not kept for the pod's life.
+            // Their inits and cgroups took the programs made ahead, if any: not kept for the
+            // pod's life.
             crate::container::runtime::seccomp::forget_ahead();
+            crate::cgroup::devices::forget_ahead();
         }
         if let Err(e) = result {
             tracing::error!(error = %e, "sandbox creation failed");
