@@ -258,9 +258,10 @@ pub fn write_atomic_private(path: &Path, data: &[u8]) -> Result<(), StoreError> 
 }
 
 /// Like [`write_atomic`] without the fsync: readers never see a torn file, but a power loss may
-/// lose the update. For runtime state that a reboot makes moot anyway (status, events, the
-/// resources a pod holds, sandbox files, bundles), where an fsync per write would cost
-/// milliseconds on every pod start.
+/// lose the update or leave the file empty ([`read_json_volatile`] reads such a file as
+/// missing). For runtime state that a reboot makes moot anyway (status, events, the resources a
+/// pod holds, sandbox files, bundles), where an fsync per write would cost milliseconds on
+/// every pod start.
 pub fn write_volatile(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     write_replace(path, data, false, 0o644)
 }
@@ -303,8 +304,10 @@ fn write_replace_in(
         f.write_all(data)?;
         if durable {
             f.sync_all()?;
+            return fs::rename(&tmp, path);
         }
-        fs::rename(&tmp, path)
+        drop(f);
+        put_in_place(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
@@ -314,6 +317,30 @@ fn write_replace_in(
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Puts the volatile file `tmp` in the place of `path`: exchanged with the file there
+/// (renameat2's RENAME_EXCHANGE), whose old content is then unlinked, else renamed. ext4 treats
+/// a rename over an existing file as a request for durability (auto_da_alloc): it allocates the
+/// new file's blocks at once, and the next replacement frees them, which on a disk mounted with
+/// `discard` (this host's) waits for the device to discard them, on every status write of every
+/// pod. An exchange does neither: the file's blocks are allocated by the usual writeback, and a
+/// version replaced before that frees none. Readers see the old or the new content throughout.
+fn put_in_place(tmp: &Path, path: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => {
+            // The old content, now under the temporary name. Left behind only if the unlink
+            // fails, and then reused by this process's next write of the file.
+            let _ = fs::remove_file(tmp);
+            Ok(())
+        }
+        // Nothing to exchange with yet, or a filesystem without exchanges: a rename.
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
+            fs::rename(tmp, path)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// fsync of a directory, so that entries just created, renamed or removed in it survive a
@@ -370,6 +397,23 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// [`read_json`] of a file [`write_volatile`] writes: None when it is missing or empty (what a
+/// power loss can leave of one whose last content was never written back).
+pub fn read_json_volatile<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    let data = match fs::read(path) {
+        Ok(data) if data.is_empty() => return Ok(None),
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    serde_json::from_slice(&data)
+        .map(Some)
+        .map_err(|source| StoreError::Json {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// An exclusive advisory lock (flock) held until dropped.
@@ -502,6 +546,35 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn volatile_write_exchanges_the_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/status.json");
+        write_volatile(&p, b"[1]").unwrap();
+        let mut reader = File::open(&p).unwrap();
+        write_volatile(&p, b"[2]").unwrap();
+        write_volatile(&p, b"[3]").unwrap();
+        assert_eq!(read_json_volatile::<Vec<i32>>(&p).unwrap(), Some(vec![3]));
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1, "a temporary file was left beside it");
+        // A new file each time, as with a rename: a reader that opened the old one reads it whole.
+        let mut old = String::new();
+        io::Read::read_to_string(&mut reader, &mut old).unwrap();
+        assert_eq!(old, "[1]");
+    }
+
+    #[test]
+    fn a_volatile_file_missing_or_left_empty_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        assert_eq!(read_json_volatile::<Vec<i32>>(&p).unwrap(), None);
+        fs::write(&p, b"").unwrap();
+        assert_eq!(read_json_volatile::<Vec<i32>>(&p).unwrap(), None);
+        fs::write(&p, b"[").unwrap();
+        let err = read_json_volatile::<Vec<i32>>(&p).unwrap_err();
+        assert!(err.to_string().contains("state.json"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{read_json, Paths, StoreError};
+use crate::store::{read_json, read_json_volatile, Paths, StoreError};
 
 pub const POD_FILE: &str = "pod.json";
 pub const STATUS_FILE: &str = "status.json";
@@ -259,9 +259,9 @@ impl PodRecord {
         let dir = paths.pod_dir(uid);
         Ok(PodRecord {
             pod: read_json(&dir.join(POD_FILE))?,
-            status: optional(read_json(&dir.join(STATUS_FILE)))?,
-            state: optional(read_json(&dir.join(STATE_FILE)))?,
-            events: optional(read_json(&dir.join(EVENTS_FILE)))?.unwrap_or_default(),
+            status: read_json_volatile(&dir.join(STATUS_FILE))?,
+            state: read_json_volatile(&dir.join(STATE_FILE))?,
+            events: read_json_volatile(&dir.join(EVENTS_FILE))?.unwrap_or_default(),
             deleting: optional(read_json(&dir.join(DELETE_FILE)))?,
         })
     }
