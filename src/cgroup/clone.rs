@@ -121,6 +121,36 @@ pub fn open_dir(path: &std::path::Path) -> std::io::Result<std::os::fd::OwnedFd>
     Ok(dir.into())
 }
 
+/// Starts the new child `pid` on a CPU other than the caller's, where there is one: its CPU set
+/// is narrowed to the others, which moves it there while it waits for its first run, then
+/// given back whole (it stays where it was moved). For a child that has work of its own to do
+/// while its parent goes on: this host's kernel (`sched_vcpu_pack` on its command line) leaves
+/// a new child queued behind its parent on the parent's CPU until the parent blocks, even
+/// with the other CPU idle (docs/design.md, "A child forked to work beside its parent"). The
+/// CPU set the child ends with is the caller's, which it inherited at the fork.
+pub fn start_elsewhere(pid: i32) {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let Ok(all) = sched_getaffinity(Pid::from_raw(0)) else {
+        return;
+    };
+    // SAFETY: sched_getcpu(3) reads the calling thread's CPU and touches no memory of ours.
+    let here = unsafe { libc::sched_getcpu() };
+    let Ok(here) = usize::try_from(here) else {
+        return;
+    };
+    let mut others = all;
+    if others.unset(here).is_err()
+        || !(0..CpuSet::count()).any(|cpu| others.is_set(cpu).unwrap_or(false))
+    {
+        return;
+    }
+    let child = Pid::from_raw(pid);
+    if sched_setaffinity(child, &others).is_ok() {
+        let _ = sched_setaffinity(child, &all);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +171,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A child started elsewhere ends with the CPU set it was forked with, never narrowed to
+    /// the other CPUs (its own children, a pod's processes, inherit it).
+    #[test]
+    fn a_child_started_elsewhere_keeps_every_cpu_it_had() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let before = nix::sched::sched_getaffinity(pid).expect("affinity");
+        start_elsewhere(pid.as_raw());
+        let after = nix::sched::sched_getaffinity(pid).expect("affinity");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(after, before);
     }
 
     /// Where the kernel refuses CLONE_INTO_CGROUP, the child is cloned outside and writes "0"

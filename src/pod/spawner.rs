@@ -449,6 +449,8 @@ impl Waiting {
             crate::pod::supervisor::prepare();
             await_request(theirs)
         })?;
+        // Its preparation is meant to run beside the client's decoding, not after it.
+        crate::cgroup::clone::start_elsewhere(pid.as_raw());
         Some(Waiting {
             link,
             child: (!detach).then_some(pid),
