@@ -303,6 +303,8 @@ pub fn spawn(
         }
         Cloned::Parent { pid } => {
             drop(err_w);
+            // It wires the pod's network while the caller prepares the containers.
+            crate::cgroup::clone::start_elsewhere(pid);
             Ok(Pause {
                 pid: Pid::from_raw(pid),
                 report: err_r,
