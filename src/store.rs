@@ -393,7 +393,12 @@ pub fn write_json_unseen<T: Serialize>(path: &Path, value: &T) -> Result<(), Sto
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
     let data = fs::read(path).map_err(|e| StoreError::io(path, e))?;
-    serde_json::from_slice(&data).map_err(|source| StoreError::Json {
+    decode_json(path, &data)
+}
+
+/// `data`, read from `path`, decoded; a failure names the file.
+fn decode_json<T: DeserializeOwned>(path: &Path, data: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(data).map_err(|source| StoreError::Json {
         path: path.to_path_buf(),
         source,
     })
@@ -408,12 +413,7 @@ pub fn read_json_volatile<T: DeserializeOwned>(path: &Path) -> Result<Option<T>,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io(path, e)),
     };
-    serde_json::from_slice(&data)
-        .map(Some)
-        .map_err(|source| StoreError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+    decode_json(path, &data).map(Some)
 }
 
 /// An exclusive advisory lock (flock) held until dropped.

@@ -313,9 +313,10 @@ pub(crate) fn forget_ahead() {
 fn take_ahead(insns: &[u64]) -> Option<OwnedFd> {
     let slot = AHEAD.lock().ok()?;
     let (loaded, fd) = slot.as_ref()?;
-    (loaded.as_slice() == insns)
-        .then(|| fd.try_clone().ok())
-        .flatten()
+    if loaded.as_slice() != insns {
+        return None;
+    }
+    fd.try_clone().ok()
 }
 
 /// Loads the program for `rules` (or takes the one loaded ahead for them) and attaches it to
